@@ -1,0 +1,105 @@
+"""Composition root: builds the services from settings and the Flask app around them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from redis import Redis
+
+from hotline.db import make_engine, make_sessionmaker
+from hotline.privacy import Vault
+from hotline.services import Services
+from hotline.settings import Settings, load_settings
+from hotline.telephony import Telephony
+from hotline.telephony.simulator import PhoneNetwork, SimulatedTelephony
+from hotline.telephony.twilio_adapter import TwilioTelephony
+from workers.queue import RQWakeUps, connect, embedded_redis, make_queue
+
+MAX_CONTENT_LENGTH = 256 * 1024  # Twilio's largest form is a few KB; refuse 1 MB bodies (413)
+
+
+def build_telephony(settings: Settings, network: PhoneNetwork | None = None) -> Telephony:
+    """Twilio when credentials are set, else the simulator (refused in production)."""
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        return TwilioTelephony(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            base_url=settings.twilio_api_base_url,
+        )
+    if settings.production:
+        raise RuntimeError("production needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+    return SimulatedTelephony(network or PhoneNetwork())
+
+
+def build_redis(settings: Settings) -> Redis:
+    return connect(settings.redis_url) if settings.redis_url else embedded_redis()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    telephony: Telephony | None = None,
+    **overrides: Any,
+) -> Services:
+    """Everything the core needs, wired from ``settings``; nothing connects until used."""
+    connection = redis if redis is not None else build_redis(settings)
+    engine = make_engine(settings.database_url)
+    return Services(
+        settings=settings,
+        sessions=make_sessionmaker(engine),
+        vault=Vault(settings.data_keys),
+        telephony=telephony or build_telephony(settings),
+        wakeups=RQWakeUps(make_queue(connection)),
+        **overrides,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    redis: Redis | None = None,
+) -> Flask:
+    """The WSGI application (``gunicorn 'hotline.app:create_app()'``)."""
+    settings = settings or (services.settings if services else load_settings())
+    if services is None:
+        redis = redis if redis is not None else build_redis(settings)
+        services = build_services(settings, redis=redis)
+    app = Flask("hotline", instance_path=str(settings.instance_path.resolve()))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.production,
+    )
+    app.extensions["hotline"] = services
+    app.extensions["hotline.redis"] = redis if redis is not None else _redis_of(services)
+    _register(app, settings)
+    _quiet_request_logs()
+    return app
+
+
+def _register(app: Flask, settings: Settings) -> None:
+    from webhooks.health import bp as health_bp
+    from webhooks.twilio import bp as twilio_bp
+
+    app.register_blueprint(twilio_bp)
+    app.register_blueprint(health_bp)
+    if not settings.production:
+        from hotline.devphone import bp as devphone_bp
+
+        app.register_blueprint(devphone_bp)
+
+
+def _redis_of(services: Services) -> Redis | None:
+    wakeups = services.wakeups
+    return wakeups.queue.connection if isinstance(wakeups, RQWakeUps) else None
+
+
+def _quiet_request_logs() -> None:
+    # Werkzeug's access log prints query strings; webhook forms are POST bodies, never logged.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -1,0 +1,98 @@
+"""Text keywords: one word (any case, surrounding spaces ignored), parsed into a Command.
+
+Twilio answers the opt-out words and the opt-in words START, YES and UNSTOP itself, and still
+forwards them to us. That is why a supporter accepts with ACCEPT, not YES (though YES works).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+
+class Word(StrEnum):
+    STOP = "stop"
+    START = "start"
+    HELP = "help"
+    ACCEPT = "accept"
+    PASS = "pass"  # noqa: S105 - a keyword, not a password
+    DONE = "done"
+    RESOURCES = "resources"
+    BREAK = "break"
+    BACK = "back"
+    NOCHECKIN = "nocheckin"
+    FORGET = "forget"
+    DISCIPLINE = "discipline"
+
+
+# Twilio's default opt-out and opt-in words (Advanced Opt-Out adds REVOKE and OPTOUT).
+OPT_OUT_WORDS = frozenset(
+    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
+)
+OPT_IN_WORDS = frozenset({"start", "unstop", "yes"})
+DISCIPLINES = {
+    "nurse": "nurse",
+    "rn": "nurse",
+    "doctor": "physician",
+    "physician": "physician",
+    "md": "physician",
+    "resident": "physician",
+    "pharmacist": "pharmacist",
+    "therapist": "therapist",
+    "tech": "technician",
+    "medic": "paramedic",
+    "paramedic": "paramedic",
+}
+_ALIASES = {
+    "accept": Word.ACCEPT,
+    "yes": Word.ACCEPT,
+    "y": Word.ACCEPT,
+    "pass": Word.PASS,
+    "no": Word.PASS,
+    "n": Word.PASS,
+    "done": Word.DONE,
+    "resources": Word.RESOURCES,
+    "back": Word.BACK,
+    "help": Word.HELP,
+    "info": Word.HELP,
+    "nocheckin": Word.NOCHECKIN,
+    "nocheckins": Word.NOCHECKIN,
+    "forget": Word.FORGET,
+}
+_BREAK = re.compile(r"^break(?:\s+(\d{1,3})\s*(m|min|mins|h|hr|hrs|hour|hours)?)?$")
+DEFAULT_BREAK = timedelta(hours=1)
+MAX_BREAK = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Command:
+    word: Word
+    duration: timedelta | None = None  # BREAK
+    discipline: str | None = None  # a discipline word, e.g. NURSE
+    opt_in: bool = False  # START/UNSTOP/YES (Twilio lifted its block for this pair)
+
+
+def parse(body: str) -> Command | None:
+    """The keyword in ``body``, or None when it is an ordinary message to relay."""
+    text = " ".join(body.strip().lower().split()).strip(".!")
+    if text in OPT_OUT_WORDS:
+        return Command(Word.STOP)
+    if text in ("start", "unstop"):
+        return Command(Word.START, opt_in=True)
+    if text in _ALIASES:
+        return Command(_ALIASES[text], opt_in=text == "yes")
+    if text in DISCIPLINES:
+        return Command(Word.DISCIPLINE, discipline=DISCIPLINES[text])
+    match = _BREAK.match(text)
+    if match:
+        return Command(Word.BREAK, duration=_break_length(match[1], match[2]))
+    return None
+
+
+def _break_length(amount: str | None, unit: str | None) -> timedelta:
+    if amount is None:
+        return DEFAULT_BREAK
+    minutes = int(amount) if unit and unit.startswith("m") else int(amount) * 60
+    return min(timedelta(minutes=max(minutes, 1)), MAX_BREAK)

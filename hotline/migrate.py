@@ -1,0 +1,45 @@
+"""Schema migrations: Alembic driven from code, so an installed wheel needs no alembic.ini.
+
+The database URL travels in ``Config.attributes`` to ``migrations/env.py``, which opens it with
+``hotline.db.make_engine`` (SQLite gets its pragmas); nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from hotline.db import make_engine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic config for this package's migrations, aimed at ``database_url``."""
+    config = Config(attributes={"database_url": database_url})
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrate the database up to ``revision``; a no-op when it is already there."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def current(database_url: str) -> str | None:
+    """The revision the database is at, or None when it was never migrated."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def head() -> str | None:
+    """The newest revision shipped with this package."""
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()

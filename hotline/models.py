@@ -1,0 +1,341 @@
+"""The data model. Every row belongs to a programme; no message body has a column anywhere.
+
+Phone numbers are stored sealed (``*_sealed``, AES-GCM, see privacy.py) and found by their
+keyed hash (``*_hash``). The only text that is ever held is a clinician's message waiting for a
+supporter to accept (``PendingText.sealed``), encrypted, and deleted as soon as it is relayed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no offset: store naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# Deterministic constraint names on every backend, so migrations can name what they alter.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    VOICE = "voice"
+
+
+class ConversationState(StrEnum):
+    QUEUED = "queued"  # waiting: nobody accepted yet (offers may be out)
+    ACTIVE = "active"  # a supporter accepted
+    ENDED = "ended"
+
+
+class OfferState(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    PASSED = "passed"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"  # the conversation ended or was taken before an answer
+
+
+class CheckInState(StrEnum):
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"  # a worker died after handing it to Twilio: never resent
+
+
+class Role(StrEnum):
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+class Programme(Base):
+    """One peer-support programme: its confidential number, pool, roster, schedule and texts.
+
+    Text columns left NULL fall back to the environment's defaults (see programmes.py).
+    """
+
+    __tablename__ = "programmes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    hotline_number: Mapped[str] = mapped_column(String(20), unique=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    greeting: Mapped[str | None] = mapped_column(Text)
+    crisis_text: Mapped[str | None] = mapped_column(Text)
+    resources_text: Mapped[str | None] = mapped_column(Text)
+    checkin_offsets: Mapped[str | None] = mapped_column(String(200))
+    checkin_hours: Mapped[str | None] = mapped_column(String(20))
+    checkin_text: Mapped[str | None] = mapped_column(Text)
+    offer_timeout: Mapped[int | None] = mapped_column(Integer)
+    # Where "nobody is available" alerts go by text (the coordinator's phone), sealed.
+    alert_phone_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    pool_numbers: Mapped[list[PoolNumber]] = relationship(
+        back_populates="programme", order_by="PoolNumber.id", cascade="all, delete-orphan"
+    )
+
+
+class PoolNumber(Base):
+    """A number that masks the supporter side of this programme's conversations."""
+
+    __tablename__ = "pool_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+
+    programme: Mapped[Programme] = relationship(back_populates="pool_numbers")
+
+
+class Supporter(Base):
+    __tablename__ = "supporters"
+    __table_args__ = (UniqueConstraint("programme_id", "phone_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    phone_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    phone_hash: Mapped[str] = mapped_column(String(64))
+    discipline: Mapped[str | None] = mapped_column(String(40))
+    email: Mapped[str | None] = mapped_column(String(254))
+    max_conversations: Mapped[int] = mapped_column(Integer, default=2)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    phone_verified_at: Mapped[datetime | None]
+    break_until: Mapped[datetime | None]
+    # The round-robin pointer: the least recently offered eligible supporter goes first.
+    last_offered_at: Mapped[datetime | None]
+    calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Clinician(Base):
+    """A person who contacted a programme's line; known only by a sealed number and its hash."""
+
+    __tablename__ = "clinicians"
+    __table_args__ = (UniqueConstraint("programme_id", "phone_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), index=True)
+    phone_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # NULL once forgotten
+    phone_hash: Mapped[str | None] = mapped_column(String(64))
+    checkins_declined: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_supporter_id: Mapped[int | None] = mapped_column(ForeignKey("supporters.id"))
+    last_contact_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OptOut(Base):
+    """Twilio blocks a (recipient, sender) pair after STOP; we mirror that and never send to it."""
+
+    __tablename__ = "opt_outs"
+    __table_args__ = (UniqueConstraint("programme_id", "phone_hash", "sender"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), index=True)
+    phone_hash: Mapped[str] = mapped_column(String(64))
+    sender: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Shift(Base):
+    """A one-off on-call period."""
+
+    __tablename__ = "shifts"
+    __table_args__ = (Index("ix_shifts_window", "programme_id", "starts_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    supporter_id: Mapped[int] = mapped_column(ForeignKey("supporters.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_open", "programme_id", "state"),
+        Index("ix_conversations_clinician", "clinician_id", "state"),
+        Index("ix_conversations_supporter", "supporter_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    clinician_id: Mapped[int | None] = mapped_column(ForeignKey("clinicians.id"))
+    channel: Mapped[Channel] = mapped_column(String(10))
+    state: Mapped[ConversationState] = mapped_column(String(10), default=ConversationState.QUEUED)
+    discipline_wanted: Mapped[str | None] = mapped_column(String(40))
+    supporter_id: Mapped[int | None] = mapped_column(ForeignKey("supporters.id"))
+    pool_number: Mapped[str | None] = mapped_column(String(20))  # the supporter's masked line
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    accepted_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(20))
+    fallback_at: Mapped[datetime | None]  # when the clinician was told nobody is free
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "supporter_id"),
+        Index("ix_offers_pending", "state", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    supporter_id: Mapped[int] = mapped_column(ForeignKey("supporters.id"))
+    pool_number: Mapped[str] = mapped_column(String(20))
+    state: Mapped[OfferState] = mapped_column(String(10), default=OfferState.PENDING)
+    offered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+
+class PendingText(Base):
+    """A clinician's text held, sealed, until a supporter accepts; deleted once relayed."""
+
+    __tablename__ = "pending_texts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """One processed Twilio delivery; the unique key makes a duplicate delivery a no-op."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)  # e.g. "sms:SM123"
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CheckIn(Base):
+    __tablename__ = "checkins"
+    __table_args__ = (Index("ix_checkins_due", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    clinician_id: Mapped[int] = mapped_column(ForeignKey("clinicians.id"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)  # 1 for the first offset, 2 for the next...
+    due_at: Mapped[datetime]
+    state: Mapped[CheckInState] = mapped_column(String(10), default=CheckInState.SCHEDULED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    delivery_status: Mapped[str | None] = mapped_column(String(20))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    replied_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Coordinator(Base):
+    __tablename__ = "coordinators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("programmes.id"))  # NULL: admin
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(String(20), default=Role.COORDINATOR)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """A server-side console session: a copied cookie dies when this row is revoked."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    coordinator_id: Mapped[int] = mapped_column(ForeignKey("coordinators.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("programmes.id"))  # NULL: all
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Append-only record of coordinator and operator actions (never a full phone number)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("programmes.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str | None] = mapped_column(String(120))
+    old: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    new: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,132 @@
+"""Supporters and clinicians by phone number: sealed at rest, found by their blind index."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hotline.models import Clinician, OptOut, Supporter
+from hotline.privacy import Vault
+
+CLINICIAN_CONTEXT = b"clinician-phone"
+SUPPORTER_CONTEXT = b"supporter-phone"
+ALERT_CONTEXT = b"alert-phone"
+
+
+def find_supporter(
+    session: Session, vault: Vault, programme_id: int, phone: str
+) -> Supporter | None:
+    return session.scalar(
+        select(Supporter).where(
+            Supporter.programme_id == programme_id,
+            Supporter.phone_hash.in_(vault.blind_indexes(phone)),
+        )
+    )
+
+
+def find_clinician(
+    session: Session, vault: Vault, programme_id: int, phone: str
+) -> Clinician | None:
+    return session.scalar(
+        select(Clinician).where(
+            Clinician.programme_id == programme_id,
+            Clinician.phone_hash.in_(vault.blind_indexes(phone)),
+        )
+    )
+
+
+def get_or_create_clinician(
+    session: Session, vault: Vault, programme_id: int, phone: str
+) -> Clinician:
+    """The clinician with ``phone`` in this programme, created on first contact (race-safe)."""
+    clinician = find_clinician(session, vault, programme_id, phone)
+    if clinician is not None:
+        return clinician
+    try:
+        with session.begin_nested():
+            clinician = Clinician(
+                programme_id=programme_id,
+                phone_sealed=vault.seal(phone, CLINICIAN_CONTEXT),
+                phone_hash=vault.blind_index(phone),
+            )
+            session.add(clinician)
+        return clinician
+    except IntegrityError:
+        # A concurrent first text from the same phone created it; use that row.
+        found = find_clinician(session, vault, programme_id, phone)
+        assert found is not None
+        return found
+
+
+def new_supporter(
+    vault: Vault, programme_id: int, name: str, phone: str, **fields: object
+) -> Supporter:
+    return Supporter(
+        programme_id=programme_id,
+        name=name,
+        phone_sealed=vault.seal(phone, SUPPORTER_CONTEXT),
+        phone_hash=vault.blind_index(phone),
+        **fields,
+    )
+
+
+def set_supporter_phone(vault: Vault, supporter: Supporter, phone: str) -> None:
+    supporter.phone_sealed = vault.seal(phone, SUPPORTER_CONTEXT)
+    supporter.phone_hash = vault.blind_index(phone)
+
+
+def supporter_phone(vault: Vault, supporter: Supporter) -> str:
+    return vault.open(supporter.phone_sealed, SUPPORTER_CONTEXT)
+
+
+def clinician_phone(vault: Vault, clinician: Clinician) -> str | None:
+    """The clinician's number, or None once they have been forgotten."""
+    if clinician.phone_sealed is None:
+        return None
+    return vault.open(clinician.phone_sealed, CLINICIAN_CONTEXT)
+
+
+def is_opted_out(
+    session: Session, vault: Vault, programme_id: int, phone: str, sender: str
+) -> bool:
+    """True when Twilio blocks texts from ``sender`` to ``phone`` (they texted STOP to it)."""
+    return (
+        session.scalar(
+            select(OptOut.id).where(
+                OptOut.programme_id == programme_id,
+                OptOut.phone_hash.in_(vault.blind_indexes(phone)),
+                OptOut.sender == sender,
+            )
+        )
+        is not None
+    )
+
+
+def record_opt_out(
+    session: Session, vault: Vault, programme_id: int, phone: str, sender: str
+) -> None:
+    if is_opted_out(session, vault, programme_id, phone, sender):
+        return
+    try:
+        with session.begin_nested():
+            session.add(
+                OptOut(
+                    programme_id=programme_id, phone_hash=vault.blind_index(phone), sender=sender
+                )
+            )
+    except IntegrityError:
+        pass  # a concurrent STOP recorded it
+
+
+def lift_opt_out(
+    session: Session, vault: Vault, programme_id: int, phone: str, sender: str
+) -> None:
+    for row in session.scalars(
+        select(OptOut).where(
+            OptOut.programme_id == programme_id,
+            OptOut.phone_hash.in_(vault.blind_indexes(phone)),
+            OptOut.sender == sender,
+        )
+    ):
+        session.delete(row)

@@ -1,0 +1,53 @@
+"""Phone numbers: normalisation to E.164 and the one redaction helper for printing them."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+
+class InvalidPhoneNumber(ValueError):
+    """Not a phone number we can text or call. The message never repeats the input."""
+
+
+def normalize(raw: str, region: str = "US") -> str:
+    """Return ``raw`` as E.164 (``+15551234567``) or raise InvalidPhoneNumber.
+
+    National forms are read in ``region``; anonymous callers, SIP URIs and short codes are refused.
+    """
+    text = (raw or "").strip()
+    if not text or text.lower().startswith(("sip:", "client:")) or len(text) > 32:
+        raise InvalidPhoneNumber("not a phone number")
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidPhoneNumber("not a phone number") from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidPhoneNumber("not a possible phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_e164(raw: str) -> bool:
+    """True when ``raw`` is already a valid E.164 string (what the API accepts on write)."""
+    try:
+        return normalize(raw) == raw
+    except InvalidPhoneNumber:
+        return False
+
+
+def redact(number: str | None) -> str:
+    """``+15551234234`` -> ``+1•••••••234``: the country code and the last three digits only.
+
+    Everything that prints a phone number (console, API, audit log) goes through here.
+    """
+    if not number:
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, None)
+        country = f"+{parsed.country_code}"
+    except phonenumbers.NumberParseException:
+        country = ""
+    digits = "".join(c for c in number if c.isdigit())
+    national = digits[len(country) - 1 :] if country else digits
+    if len(national) <= 3:
+        return country + "•" * len(national)
+    return country + "•" * (len(national) - 3) + national[-3:]

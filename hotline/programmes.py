@@ -1,0 +1,131 @@
+"""Programmes: which one a number belongs to, and each one's effective texts and settings.
+
+The environment defines the first programme (slug ``default``); more are added with
+``hotline programme add``. A programme's NULL columns fall back to the environment's defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hotline.models import PoolNumber, Programme
+from hotline.settings import Settings, parse_hours, parse_offsets
+
+DEFAULT_SLUG = "default"
+DEFAULT_GREETING = (
+    "You've reached the clinician peer support line. It is confidential and voluntary, "
+    "and not for emergencies. A trained peer will text you back here shortly."
+)
+DEFAULT_RESOURCES = (
+    "More support: your Employee Assistance Program (EAP) offers free, confidential "
+    "counselling. 988 Suicide & Crisis Lifeline: call or text 988, any time."
+)
+DEFAULT_CHECKIN_TEXT = (
+    "Checking in from the peer support line: how are you doing? Reply any time to talk. "
+    "Reply NOCHECKIN to stop check-ins, STOP to stop all texts."
+)
+
+
+@dataclass(frozen=True)
+class ProgrammeConfig:
+    """A programme as the core uses it: every text and setting resolved."""
+
+    id: int
+    name: str
+    hotline_number: str
+    pool_numbers: tuple[str, ...]
+    zone: ZoneInfo
+    greeting: str
+    crisis_text: str
+    resources_text: str
+    offer_timeout: timedelta
+    checkin_offsets: tuple[timedelta, ...]
+    checkin_hours: tuple[time, time] | None
+    checkin_text: str
+
+
+def config_of(programme: Programme, settings: Settings) -> ProgrammeConfig:
+    hours = settings.checkin_hours
+    if programme.checkin_hours is not None:
+        hours = parse_hours(programme.checkin_hours)
+    return ProgrammeConfig(
+        id=programme.id,
+        name=programme.name,
+        hotline_number=programme.hotline_number,
+        pool_numbers=tuple(p.number for p in programme.pool_numbers) or (programme.hotline_number,),
+        zone=ZoneInfo(programme.timezone or settings.timezone),
+        greeting=programme.greeting or DEFAULT_GREETING,
+        crisis_text=programme.crisis_text or settings.crisis_text,
+        resources_text=programme.resources_text or DEFAULT_RESOURCES,
+        offer_timeout=timedelta(seconds=programme.offer_timeout or settings.offer_timeout),
+        checkin_offsets=(
+            parse_offsets(programme.checkin_offsets)
+            if programme.checkin_offsets
+            else settings.checkin_offsets
+        ),
+        checkin_hours=hours,
+        checkin_text=programme.checkin_text or DEFAULT_CHECKIN_TEXT,
+    )
+
+
+@dataclass(frozen=True)
+class NumberMatch:
+    """What an inbound ``To`` number is: a programme's hotline number or one of its pool."""
+
+    programme: Programme
+    is_hotline: bool
+
+
+def find_by_number(session: Session, number: str) -> NumberMatch | None:
+    """The programme that owns ``number``; a number that is both hotline and pool is hotline."""
+    programme = session.scalar(select(Programme).where(Programme.hotline_number == number))
+    if programme is not None:
+        return NumberMatch(programme, is_hotline=True)
+    pool = session.scalar(select(PoolNumber).where(PoolNumber.number == number))
+    return NumberMatch(pool.programme, is_hotline=False) if pool is not None else None
+
+
+def own_numbers(session: Session) -> set[str]:
+    """Every number of every programme (to refuse loops: texts that come from ourselves)."""
+    numbers = set(session.scalars(select(Programme.hotline_number)))
+    return numbers | set(session.scalars(select(PoolNumber.number)))
+
+
+def ensure_programme(
+    session: Session,
+    *,
+    slug: str,
+    name: str,
+    hotline_number: str,
+    pool_numbers: tuple[str, ...],
+    timezone: str | None = None,
+) -> Programme:
+    """Create the programme ``slug`` or bring its numbers up to date (idempotent)."""
+    programme = session.scalar(select(Programme).where(Programme.slug == slug))
+    if programme is None:
+        programme = Programme(slug=slug, name=name, hotline_number=hotline_number)
+        session.add(programme)
+    programme.hotline_number = hotline_number
+    if timezone is not None:
+        programme.timezone = timezone
+    wanted = [n for n in pool_numbers if n != hotline_number] or [hotline_number]
+    current = {p.number: p for p in programme.pool_numbers}
+    programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
+    session.flush()
+    return programme
+
+
+def ensure_default_programme(session: Session, settings: Settings) -> Programme:
+    """The first programme, as the environment defines it."""
+    return ensure_programme(
+        session,
+        slug=DEFAULT_SLUG,
+        name="Peer support",
+        hotline_number=settings.hotline_number,
+        pool_numbers=settings.pool_numbers,
+    )

@@ -1,0 +1,255 @@
+"""Round-robin offers: who is offered a conversation next, and what happens when they answer.
+
+Eligible: on call now, active, not on a break, under ``max_conversations`` (open conversations
+plus pending offers), not offered this conversation before, not the clinician themself, and with
+a pool number free on their phone. The clinician's previous supporter goes first, then peers of
+the discipline asked for, then the least recently offered. The programme row is locked while an
+offer is made, so concurrent first texts never pick the same pointer twice (PostgreSQL
+``SELECT ... FOR UPDATE``; SQLite serializes writers with ``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from hotline import schedule, wording
+from hotline.effects import Effects
+from hotline.models import (
+    Clinician,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    OptOut,
+    PendingText,
+    Programme,
+    Supporter,
+)
+from hotline.people import ALERT_CONTEXT, clinician_phone, supporter_phone
+from hotline.privacy import Vault
+from hotline.programmes import ProgrammeConfig
+from hotline.wakeups import Task
+
+PENDING_TEXT_CONTEXT = b"pending-text"
+NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    supporter: Supporter
+    pool_number: str
+
+
+def lock_programme(session: Session, programme_id: int) -> None:
+    """Serialize offer-making within one programme (the rotation pointer's mutex)."""
+    session.execute(select(Programme.id).where(Programme.id == programme_id).with_for_update())
+
+
+def candidates(
+    session: Session, vault: Vault, p: ProgrammeConfig, conv: Conversation, now: datetime
+) -> list[Candidate]:
+    """Eligible supporters for ``conv``, best first, each with the pool number to use."""
+    on_call = schedule.on_call(session, p.id, now)
+    if not on_call:
+        return []
+    offered = set(
+        session.scalars(select(Offer.supporter_id).where(Offer.conversation_id == conv.id))
+    )
+    supporters = [
+        s
+        for s in session.scalars(
+            select(Supporter).where(
+                Supporter.id.in_(on_call - offered),
+                Supporter.active.is_(True),
+                or_(Supporter.break_until.is_(None), Supporter.break_until <= now),
+            )
+        )
+    ]
+    clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
+    if clinician is not None:
+        supporters = [s for s in supporters if s.phone_hash != clinician.phone_hash]
+    load = _load(session, [s.id for s in supporters])
+    blocked = _blocked_pools(session, p.id, [s.phone_hash for s in supporters])
+    found = []
+    for s in supporters:
+        used = load[s.id]
+        if len(used) >= s.max_conversations:
+            continue
+        free = [n for n in p.pool_numbers if n not in used and (s.phone_hash, n) not in blocked]
+        if free:
+            found.append(Candidate(s, free[0]))
+    preferred = clinician.last_supporter_id if clinician else None
+    found.sort(key=lambda c: _rank(c.supporter, preferred, conv.discipline_wanted))
+    return found
+
+
+def _rank(
+    s: Supporter, preferred: int | None, discipline: str | None
+) -> tuple[int, int, datetime, int]:
+    return (
+        0 if s.id == preferred else 1,
+        0 if discipline and s.discipline == discipline else 1,
+        s.last_offered_at or NEVER,
+        s.id,
+    )
+
+
+def _load(session: Session, ids: list[int]) -> dict[int, list[str]]:
+    """Pool numbers each supporter is using: open conversations and pending offers."""
+    used: dict[int, list[str]] = defaultdict(list)
+    if not ids:
+        return used
+    active = select(Conversation.supporter_id, Conversation.pool_number).where(
+        Conversation.state == ConversationState.ACTIVE, Conversation.supporter_id.in_(ids)
+    )
+    pending = select(Offer.supporter_id, Offer.pool_number).where(
+        Offer.state == OfferState.PENDING, Offer.supporter_id.in_(ids)
+    )
+    for supporter_id, number in [*session.execute(active), *session.execute(pending)]:
+        used[supporter_id].append(number)
+    return used
+
+
+def _blocked_pools(session: Session, programme_id: int, hashes: list[str]) -> set[tuple[str, str]]:
+    rows = session.execute(
+        select(OptOut.phone_hash, OptOut.sender).where(
+            OptOut.programme_id == programme_id, OptOut.phone_hash.in_(hashes)
+        )
+    )
+    return {(h, s) for h, s in rows}
+
+
+def offer_next(
+    session: Session,
+    vault: Vault,
+    p: ProgrammeConfig,
+    conv: Conversation,
+    now: datetime,
+    effects: Effects,
+) -> Offer | None:
+    """Offer ``conv`` to the best eligible supporter; None when nobody is left."""
+    lock_programme(session, p.id)
+    found = candidates(session, vault, p, conv, now)
+    if not found:
+        return None
+    best = found[0]
+    best.supporter.last_offered_at = now
+    offer = Offer(
+        conversation_id=conv.id,
+        supporter_id=best.supporter.id,
+        pool_number=best.pool_number,
+        offered_at=now,
+        expires_at=now + p.offer_timeout,
+    )
+    session.add(offer)
+    session.flush()
+    effects.text(
+        supporter_phone(vault, best.supporter),
+        best.pool_number,
+        wording.offer(conv.discipline_wanted),
+    )
+    effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
+    return offer
+
+
+def offer_or_fall_back(
+    session: Session,
+    vault: Vault,
+    p: ProgrammeConfig,
+    conv: Conversation,
+    now: datetime,
+    effects: Effects,
+) -> Offer | None:
+    """Offer ``conv`` onwards; if nobody is left, tell the clinician (once) and the coordinator."""
+    offer = offer_next(session, vault, p, conv, now, effects)
+    if offer is None and conv.fallback_at is None:
+        conv.fallback_at = now
+        clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
+        if clinician is not None:
+            next_on = schedule.next_coverage(session, p.id, now)
+            effects.text(
+                clinician_phone(vault, clinician), p.hotline_number, wording.fallback(p, next_on)
+            )
+        alert = alert_phone(session, vault, p.id)
+        if alert:
+            effects.text(alert, p.hotline_number, wording.coordinator_alert(p))
+    return offer
+
+
+def alert_phone(session: Session, vault: Vault, programme_id: int) -> str | None:
+    sealed = session.scalar(
+        select(Programme.alert_phone_sealed).where(Programme.id == programme_id)
+    )
+    return vault.open(sealed, ALERT_CONTEXT) if sealed else None
+
+
+def answer(session: Session, offer: Offer, state: OfferState, now: datetime) -> bool:
+    """Move a pending offer to ``state``; False if it was already answered or expired."""
+    result = session.execute(
+        update(Offer)
+        .where(Offer.id == offer.id, Offer.state == OfferState.PENDING)
+        .values(state=state, answered_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(offer)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def accept(
+    session: Session,
+    vault: Vault,
+    p: ProgrammeConfig,
+    offer: Offer,
+    now: datetime,
+    effects: Effects,
+) -> bool:
+    """The supporter takes the conversation: held texts go to them, the clinician is told."""
+    if not answer(session, offer, OfferState.ACCEPTED, now):
+        return False
+    conv = session.get_one(Conversation, offer.conversation_id)
+    supporter = session.get_one(Supporter, offer.supporter_id)
+    conv.state = ConversationState.ACTIVE
+    conv.supporter_id, conv.pool_number = supporter.id, offer.pool_number
+    conv.accepted_at = conv.last_activity_at = now
+    clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
+    if clinician is not None:
+        clinician.last_supporter_id = supporter.id
+    to_supporter = supporter_phone(vault, supporter)
+    effects.text(to_supporter, offer.pool_number, wording.accepted_for_supporter())
+    for held in session.scalars(
+        select(PendingText).where(PendingText.conversation_id == conv.id).order_by(PendingText.id)
+    ):
+        effects.text(to_supporter, offer.pool_number, vault.open(held.sealed, PENDING_TEXT_CONTEXT))
+        session.delete(held)
+    if clinician is not None:
+        effects.text(clinician_phone(vault, clinician), p.hotline_number, wording.joined())
+    effects.cancel(Task.EXPIRE_OFFER, offer.id)
+    return True
+
+
+def hold_text(session: Session, vault: Vault, conv: Conversation, body: str) -> None:
+    """Keep a clinician's text, sealed, until a supporter accepts (then it is relayed, deleted)."""
+    if body.strip():
+        session.add(
+            PendingText(conversation_id=conv.id, sealed=vault.seal(body, PENDING_TEXT_CONTEXT))
+        )
+
+
+def withdraw_offers(session: Session, conv: Conversation, now: datetime, effects: Effects) -> None:
+    """The conversation ended or was taken: pending offers for it can no longer be accepted."""
+    for offer in session.scalars(
+        select(Offer).where(Offer.conversation_id == conv.id, Offer.state == OfferState.PENDING)
+    ):
+        if answer(session, offer, OfferState.WITHDRAWN, now):
+            effects.cancel(Task.EXPIRE_OFFER, offer.id)
+
+
+def pending_offer(session: Session, conv: Conversation) -> Offer | None:
+    return session.scalar(
+        select(Offer).where(Offer.conversation_id == conv.id, Offer.state == OfferState.PENDING)
+    )

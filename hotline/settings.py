@@ -1,0 +1,237 @@
+"""The hotline's settings: one frozen object, built from the environment in one place.
+
+Nothing else in the code base reads ``os.environ``. See CONTRACT.md for the meaning of each name.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hotline.phone import InvalidPhoneNumber, normalize
+
+DEFAULT_CRISIS_TEXT = (
+    "If you are in crisis or thinking about suicide, call or text 988 "
+    "(Suicide & Crisis Lifeline) now, or 911 in an emergency."
+)
+PRODUCTION_REQUIRED = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "HOTLINE_SECRET_KEY",
+    "HOTLINE_DATA_KEY",
+    "REDIS_URL",
+    "HOTLINE_PUBLIC_URL",
+)
+_OFFSET = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = ""
+    redis_url: str | None = None
+    public_url: str | None = None
+    hotline_number: str = ""
+    pool_numbers: tuple[str, ...] = ()
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_auth_token_secondary: str | None = None
+    twilio_api_base_url: str | None = None
+    secret_key: str = ""
+    data_keys: tuple[bytes, ...] = ()
+    timezone: str = "UTC"
+    offer_timeout: int = 180
+    checkin_offsets: tuple[timedelta, ...] = (
+        timedelta(days=1),
+        timedelta(days=7),
+        timedelta(days=30),
+    )
+    checkin_hours: tuple[time, time] | None = (time(9), time(20))
+    crisis_text: str = DEFAULT_CRISIS_TEXT
+    instance_path: Path = field(default_factory=lambda: Path("instance"))
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def simulated(self) -> bool:
+        """True when texts and calls go to the in-process phone simulator instead of Twilio."""
+        return not (self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def auth_tokens(self) -> tuple[str, ...]:
+        """Tokens that may sign webhooks: the primary first, then the rotation secondary."""
+        return tuple(t for t in (self.twilio_auth_token, self.twilio_auth_token_secondary) if t)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, instance_path: Path | None = None
+) -> Settings:
+    """Build the settings from ``environ`` (``os.environ`` by default, with ``.env`` applied).
+
+    Raises SettingsError naming the first setting that is missing or malformed.
+    """
+    if environ is None:
+        from dotenv import load_dotenv
+
+        load_dotenv(override=False)
+        environ = os.environ
+    env = _get(environ, "HOTLINE_ENV") or "development"
+    if env not in ("development", "production"):
+        raise SettingsError("HOTLINE_ENV must be 'development' or 'production'")
+    production = env == "production"
+    if production:
+        for name in PRODUCTION_REQUIRED:
+            if not _get(environ, name):
+                raise SettingsError(f"{name} is required when HOTLINE_ENV=production")
+    instance = instance_path or Path(_get(environ, "HOTLINE_INSTANCE_PATH") or "instance")
+    hotline_number = _number(environ, "HOTLINE_NUMBER", required=True)
+    pool = _numbers(environ, "HOTLINE_POOL_NUMBERS") or (hotline_number,)
+    return Settings(
+        env=env,
+        database_url=_get(environ, "DATABASE_URL") or _default_database_url(instance),
+        redis_url=_get(environ, "REDIS_URL"),
+        public_url=(_get(environ, "HOTLINE_PUBLIC_URL") or "").rstrip("/") or None,
+        hotline_number=hotline_number,
+        pool_numbers=pool,
+        twilio_account_sid=_get(environ, "TWILIO_ACCOUNT_SID"),
+        twilio_auth_token=_get(environ, "TWILIO_AUTH_TOKEN"),
+        twilio_auth_token_secondary=_get(environ, "TWILIO_AUTH_TOKEN_SECONDARY"),
+        twilio_api_base_url=(_get(environ, "TWILIO_API_BASE_URL") or "").rstrip("/") or None,
+        secret_key=_get(environ, "HOTLINE_SECRET_KEY") or _instance_secret(instance, "secret_key"),
+        data_keys=_data_keys(_get(environ, "HOTLINE_DATA_KEY") or _instance_data_key(instance)),
+        timezone=_timezone(_get(environ, "HOTLINE_TIMEZONE") or "UTC"),
+        offer_timeout=_positive_int(environ, "HOTLINE_OFFER_TIMEOUT", 180),
+        checkin_offsets=parse_offsets(
+            _get(environ, "HOTLINE_CHECKIN_OFFSETS") or "1d,7d,30d", "HOTLINE_CHECKIN_OFFSETS"
+        ),
+        checkin_hours=parse_hours(
+            environ.get("HOTLINE_CHECKIN_HOURS", "09:00-20:00"), "HOTLINE_CHECKIN_HOURS"
+        ),
+        crisis_text=_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT,
+        instance_path=instance,
+    )
+
+
+def parse_offsets(text: str, name: str = "offsets") -> tuple[timedelta, ...]:
+    """``"1d,7d,30d"`` -> timedeltas, in the given order; units s, m, h, d."""
+    offsets = []
+    for part in text.split(","):
+        match = _OFFSET.match(part)
+        if not match:
+            raise SettingsError(f"{name}: {part.strip()!r} is not a duration like 30m, 2h or 7d")
+        offsets.append(timedelta(seconds=int(match[1]) * _UNITS[match[2]]))
+    return tuple(offsets)
+
+
+def parse_hours(text: str, name: str = "hours") -> tuple[time, time] | None:
+    """``"09:00-20:00"`` -> (start, end) local times; empty means any time."""
+    if not text.strip():
+        return None
+    try:
+        start, end = (time.fromisoformat(p.strip()) for p in text.split("-"))
+    except ValueError:
+        raise SettingsError(f"{name}: {text!r} is not a window like 09:00-20:00") from None
+    if start == end:
+        raise SettingsError(f"{name}: the window {text!r} is empty")
+    return start, end
+
+
+def _get(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _number(environ: Mapping[str, str], name: str, *, required: bool) -> str:
+    value = _get(environ, name)
+    if value is None:
+        if required:
+            raise SettingsError(f"{name} is required (the E.164 number clinicians text and call)")
+        return ""
+    try:
+        return normalize(value)
+    except InvalidPhoneNumber:
+        raise SettingsError(f"{name}: not a valid phone number in E.164 form") from None
+
+
+def _numbers(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _get(environ, name) or ""
+    try:
+        return tuple(dict.fromkeys(normalize(n) for n in raw.split(",") if n.strip()))
+    except InvalidPhoneNumber:
+        raise SettingsError(f"{name}: every entry must be a valid E.164 number") from None
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = _get(environ, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise SettingsError(f"{name} must be a positive whole number of seconds")
+    return int(raw)
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"HOTLINE_TIMEZONE: {name!r} is not an IANA time zone") from None
+    return name
+
+
+def _data_keys(text: str) -> tuple[bytes, ...]:
+    keys = []
+    for part in text.split(","):
+        try:
+            key = base64.urlsafe_b64decode(part.strip().encode())
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != 32:
+            raise SettingsError(
+                "HOTLINE_DATA_KEY: each key must be 32 random bytes in URL-safe base64 "
+                "(as Fernet.generate_key() prints)"
+            )
+        keys.append(key)
+    return tuple(keys)
+
+
+def _default_database_url(instance: Path) -> str:
+    instance.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(instance / 'hotline.sqlite3').resolve()}"
+
+
+def _instance_secret(instance: Path, name: str) -> str:
+    """A development secret generated once and kept under ``instance/`` (never in production)."""
+    path = instance / name
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _instance_data_key(instance: Path) -> str:
+    path = instance / "data_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,91 @@
+"""The telephony port: the only way the hotline talks to phones.
+
+Adapters: ``twilio_adapter.TwilioTelephony`` (the real Twilio REST API) and
+``simulator.SimulatedTelephony`` (the dev phone page). Both raise the exceptions below, chosen
+through one table of Twilio error codes, so callers decide retry versus give-up the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class TelephonyError(Exception):
+    """A provider call failed. ``code`` is Twilio's error code when there is one."""
+
+    def __init__(self, message: str, code: int | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class RetryableError(TelephonyError):
+    """Not accepted by the provider (5xx, 429, a connection failure): safe to try again later."""
+
+
+class PermanentError(TelephonyError):
+    """The provider refused this request for good (bad number, bad sender): never retry."""
+
+
+class OptedOutError(PermanentError):
+    """The recipient texted STOP to this sender (Twilio 21610): never send to the pair again."""
+
+
+class DeliveryUnknownError(TelephonyError):
+    """The request may have been accepted (e.g. a read timeout): retrying risks a duplicate."""
+
+
+# One table: Twilio error code -> what it means for us. Codes not listed fall back on the HTTP
+# status (5xx and 429 retry, other 4xx are permanent).
+ERROR_TABLE: dict[int, type[TelephonyError]] = {
+    21610: OptedOutError,  # Attempt to send to unsubscribed recipient
+    21211: PermanentError,  # Invalid 'To' phone number
+    21212: PermanentError,  # Invalid 'From' phone number
+    21606: PermanentError,  # 'From' is not a valid message-capable number for this account
+    21408: PermanentError,  # Permission to send to this region is not enabled
+    21612: PermanentError,  # The 'To' number is not currently reachable via SMS
+    21614: PermanentError,  # 'To' number is not a valid mobile number
+    21617: PermanentError,  # Concatenated message body exceeds the 1600 character limit
+    20003: PermanentError,  # Authentication failed: a configuration problem, not a blip
+    20404: PermanentError,  # The requested resource was not found
+    20429: RetryableError,  # Too many requests
+    30001: RetryableError,  # Queue overflow
+    30003: RetryableError,  # Unreachable destination handset (phone off): later may work
+    30005: PermanentError,  # Unknown destination handset
+    30006: PermanentError,  # Landline or unreachable carrier
+    30007: PermanentError,  # Message filtered by the carrier
+}
+
+
+def classify(message: str, code: int | None, status: int | None) -> TelephonyError:
+    """Map a provider failure to the project's exception through ERROR_TABLE."""
+    kind = ERROR_TABLE.get(code or 0)
+    if kind is None:
+        retry = status is None or status >= 500 or status == 429
+        kind = RetryableError if retry else PermanentError
+    return kind(message, code=code, status=status)
+
+
+@dataclass(frozen=True)
+class SentText:
+    sid: str
+    status: str
+
+
+class Telephony(Protocol):
+    """Send texts, place calls and delete message records at the provider."""
+
+    def send_text(
+        self, to: str, from_: str, body: str, status_callback: str | None = None
+    ) -> SentText:
+        """Hand a text to the provider; raise a TelephonyError subclass on failure."""
+        ...
+
+    def place_call(self, to: str, from_: str, url: str, status_callback: str | None = None) -> str:
+        """Start an outbound call whose TwiML is fetched from ``url``; return the call SID."""
+        ...
+
+    def delete_message(self, sid: str) -> None:
+        """Delete a message record (and so its body) at the provider."""
+        ...

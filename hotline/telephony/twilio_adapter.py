@@ -1,0 +1,106 @@
+"""The Twilio adapter of the telephony port, on the real ``twilio.rest.Client``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from hotline.telephony import (
+    DeliveryUnknownError,
+    RetryableError,
+    SentText,
+    classify,
+)
+
+# twilio-python logs every request line at INFO; keep it quiet so no URL or query reaches logs.
+_http_logger = logging.getLogger("hotline.telephony.twilio_http")
+_http_logger.setLevel(logging.WARNING)
+
+DEFAULT_TIMEOUT = (3.05, 10.0)  # (connect, read) seconds; TwilioHttpClient has none by default
+
+
+class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio is untyped (Any)
+    """Sends every request to ``base_url`` (scheme and host), keeping Twilio's path and query.
+
+    twilio-python has no base-URL setting (``edge``/``region`` only rename the host); this is how
+    ``TWILIO_API_BASE_URL`` points the whole library at a local fake or simulator.
+    """
+
+    def __init__(self, base_url: str | None, timeout: Any = DEFAULT_TIMEOUT) -> None:
+        # HttpClient.__init__ checks ``timeout <= 0``, which raises TypeError on a (connect, read)
+        # tuple; requests accepts the tuple, so set it after the base constructor.
+        super().__init__(logger=_http_logger)
+        self.timeout = timeout
+        self._base = urlsplit(base_url) if base_url else None
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if self._base is not None:
+            parts = urlsplit(url)
+            url = urlunsplit(
+                (
+                    self._base.scheme,
+                    self._base.netloc,
+                    self._base.path.rstrip("/") + parts.path,
+                    parts.query,
+                    "",
+                )
+            )
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioTelephony:
+    """Texts and calls through Twilio's REST API; failures mapped through ERROR_TABLE."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        base_url: str | None = None,
+        timeout: Any = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.client = Client(
+            account_sid, auth_token, http_client=RebasedHttpClient(base_url, timeout)
+        )
+
+    def send_text(
+        self, to: str, from_: str, body: str, status_callback: str | None = None
+    ) -> SentText:
+        extra = {"status_callback": status_callback} if status_callback else {}
+        with _mapped_errors():
+            message = self.client.messages.create(to=to, from_=from_, body=body, **extra)
+        return SentText(sid=str(message.sid), status=str(message.status or "queued"))
+
+    def place_call(self, to: str, from_: str, url: str, status_callback: str | None = None) -> str:
+        extra = {"status_callback": status_callback} if status_callback else {}
+        with _mapped_errors():
+            # record=False is Twilio's default; said here because no call is ever recorded.
+            call = self.client.calls.create(to=to, from_=from_, url=url, record=False, **extra)
+        return str(call.sid)
+
+    def delete_message(self, sid: str) -> None:
+        with _mapped_errors():
+            self.client.messages(sid).delete()
+
+
+@contextmanager
+def _mapped_errors() -> Iterator[None]:
+    """Translate twilio/requests exceptions into the port's TelephonyError family."""
+    try:
+        yield
+    except (TwilioRestException, TwilioServiceException) as exc:
+        # The second is twilio-python's RFC 9457 error shape; it does not subclass the first.
+        raise classify(f"Twilio error {exc.code}", exc.code, exc.status) from None
+    except requests.ReadTimeout:
+        # The request went out; Twilio may have accepted it. Retrying could send it twice.
+        raise DeliveryUnknownError("Twilio did not answer in time") from None
+    except requests.RequestException:
+        raise RetryableError("could not reach Twilio") from None

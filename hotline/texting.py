@@ -1,0 +1,39 @@
+"""Typed inputs and outcomes of the text line (the webhooks parse into these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InboundText:
+    """One inbound SMS/MMS as Twilio delivered it."""
+
+    sid: str
+    from_: str
+    to: str
+    body: str
+    num_media: int = 0
+
+
+@dataclass(frozen=True)
+class OutboundText:
+    """A text to send in the webhook's own TwiML reply (``<Message to= from=>``)."""
+
+    to: str
+    from_: str
+    body: str
+
+
+@dataclass(frozen=True)
+class TextReply:
+    texts: tuple[OutboundText, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A message or call status callback."""
+
+    sid: str
+    status: str
+    error_code: int | None = None

@@ -1,0 +1,44 @@
+"""The wake-up port: how the core asks for a job to run later without knowing about RQ.
+
+The database is the source of truth for anything due later; a wake-up only shortens the wait.
+A lost wake-up (Redis flushed or down) is recovered by the sweeper, so ``schedule`` never raises.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class Task(StrEnum):
+    EXPIRE_OFFER = "expire_offer"
+    SEND_CHECKIN = "send_checkin"
+
+
+def job_id(task: Task, ident: int) -> str:
+    """The deterministic RQ job id of a wake-up (RQ ids allow only ``[A-Za-z0-9_-]``)."""
+    return f"{task.value}-{ident}"
+
+
+class WakeUps(Protocol):
+    def schedule(self, task: Task, ident: int, at: datetime | None = None) -> None:
+        """Run ``task`` for row ``ident`` at ``at`` (now if None). Never raises: best effort."""
+        ...
+
+    def cancel(self, task: Task, ident: int) -> None:
+        """Drop a pending wake-up if there is one. Never raises: jobs re-check state anyway."""
+        ...
+
+
+class NoWakeUps:
+    """A WakeUps that drops everything; the sweeper alone drives due work (tests, tools)."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[Task, int, datetime | None]] = []
+
+    def schedule(self, task: Task, ident: int, at: datetime | None = None) -> None:
+        self.scheduled.append((task, ident, at))
+
+    def cancel(self, task: Task, ident: int) -> None:
+        self.scheduled = [s for s in self.scheduled if (s[0], s[1]) != (task, ident)]

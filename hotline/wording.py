@@ -1,0 +1,131 @@
+"""Every text the hotline sends, in one place: short, warm, plain (GSM-7 where we can)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from hotline.programmes import ProgrammeConfig
+
+DISCIPLINE_HINT = "To ask for a peer in your own field, reply NURSE, DOCTOR or PHARMACIST."
+
+
+def greeting(p: ProgrammeConfig) -> str:
+    return f"{p.greeting} {DISCIPLINE_HINT} {p.crisis_text}"
+
+
+def clinician_help(p: ProgrammeConfig) -> str:
+    return (
+        f"{p.name}: confidential, voluntary peer support for clinicians, not for emergencies. "
+        f"Text here to reach a trained peer. Reply STOP to stop texts. {p.crisis_text}"
+    )
+
+
+def offer(discipline: str | None) -> str:
+    wanted = f" (asked for a {discipline} peer)" if discipline else ""
+    return f"Peer support request{wanted}. Reply ACCEPT to take it or PASS to pass it on."
+
+
+def joined() -> str:
+    return "A peer supporter has joined and will text you here. What you share stays between you."
+
+
+def accepted_for_supporter() -> str:
+    return "You're connected. Texts on this number go to your peer. Reply DONE when finished."
+
+
+def discipline_noted(discipline: str) -> str:
+    return f"Thanks. We'll look for a {discipline} peer first."
+
+
+def fallback(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
+    when = ""
+    if next_on_call is not None:
+        when = f" The next peer comes on call at {_local(next_on_call, p.zone)}."
+    return (
+        "Thank you for reaching out. No peer supporter is free at this moment. Your request is "
+        f"in the queue and a peer will text you from this number as soon as one is free.{when} "
+        f"{p.crisis_text}"
+    )
+
+
+def coordinator_alert(p: ProgrammeConfig) -> str:
+    return f"{p.name}: a peer support request is waiting with nobody available to take it."
+
+
+def checkins_declined() -> str:
+    return "Done: no more check-in texts. This line stays open to you any time."
+
+
+def passed() -> str:
+    return "Passed on. Thank you."
+
+
+def offer_gone() -> str:
+    return "That request has already gone to another peer. Thank you!"
+
+
+def offer_reminder() -> str:
+    return "Reply ACCEPT to take this peer support request or PASS to pass it on."
+
+
+def already_connected() -> str:
+    return "You're already connected on this number. Reply DONE when the conversation is over."
+
+
+def closing(p: ProgrammeConfig) -> str:
+    return (
+        "Your peer has closed this conversation. Thank you for reaching out; you are not alone. "
+        f"{p.resources_text} Text this number any time to talk again."
+    )
+
+
+def done_for_supporter() -> str:
+    return "Conversation closed. Thank you. Follow-up check-ins will go out from the line."
+
+
+def resources_sent() -> str:
+    return "Resources sent to your peer."
+
+
+def conversation_ended() -> str:
+    return "This conversation has ended. Nothing was passed on."
+
+
+def ended_by_clinician() -> str:
+    return "Your peer has ended the conversation. Nothing more will be passed on."
+
+
+def on_break(until: datetime, zone: ZoneInfo) -> str:
+    return (
+        f"On a break until {_local(until, zone)}: no new requests. Reply BACK to take them again."
+    )
+
+
+def back() -> str:
+    return "Welcome back. New peer support requests will come to you."
+
+
+def supporter_help() -> str:
+    return (
+        "Peer line: ACCEPT or PASS a request. In a conversation: RESOURCES sends support options,"
+        " DONE closes it. BREAK 2h pauses requests, BACK resumes."
+    )
+
+
+def media_not_relayed() -> str:
+    return "Pictures and other media aren't passed on here. Please put it in words."
+
+
+def not_a_line(hotline_number: str) -> str:
+    return f"This number doesn't take messages. For peer support, text {hotline_number}."
+
+
+def truncate(body: str, limit: int = 1600) -> str:
+    """Twilio refuses bodies over 1,600 characters (error 21617); shorten with an ellipsis."""
+    return body if len(body) <= limit else body[: limit - 1] + "…"
+
+
+def _local(at: datetime, zone: ZoneInfo) -> str:
+    local = at.astimezone(zone)
+    return local.strftime("%a %-I:%M %p").replace(" 0", " ")

@@ -1,0 +1,101 @@
+"""The migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hotline.db import make_engine
+from hotline.migrate import alembic_config, current, head, upgrade
+from hotline.models import Base, WebhookEvent
+
+KEY = "sms:SM00000000000000000000000000000001"
+
+
+def test_upgrade_reaches_head(database_url: str) -> None:
+    assert head() is not None
+    assert current(database_url) == head()
+
+
+def test_migrated_schema_matches_the_models(engine: sa.Engine) -> None:
+    with engine.connect() as connection:
+        options = {"compare_type": True, "compare_server_default": True}
+        context = MigrationContext.configure(connection, opts=options)
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == [], "a model changed without a migration in hotline/migrations"
+
+
+def test_upgrade_again_is_a_no_op(database_url: str, sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        session.add(WebhookEvent(key=KEY))
+    upgrade(database_url)
+    upgrade(database_url)
+    assert current(database_url) == head()
+    with sessions() as session:
+        assert session.scalars(sa.select(WebhookEvent.key)).all() == [KEY]
+
+
+def test_utc_datetime_round_trips_an_aware_datetime(sessions: sessionmaker[Session]) -> None:
+    chicago = datetime(2025, 3, 9, 1, 30, 15, 123456, tzinfo=ZoneInfo("America/Chicago"))
+    with sessions.begin() as session:
+        session.add(WebhookEvent(key=KEY, received_at=chicago))
+    with sessions() as session:
+        stored = session.scalars(sa.select(WebhookEvent.received_at)).one()
+        raw = session.execute(
+            sa.select(sa.column("received_at", sa.DateTime())).select_from(
+                sa.table("webhook_events")
+            )
+        ).scalar_one()
+    assert stored == chicago
+    assert stored.tzinfo is UTC
+    assert raw == datetime(2025, 3, 9, 7, 30, 15, 123456)  # naive, in UTC
+
+
+def test_utc_datetime_refuses_a_naive_datetime(sessions: sessionmaker[Session]) -> None:
+    with pytest.raises(StatementError, match="naive datetime"), sessions.begin() as session:
+        session.add(WebhookEvent(key=KEY, received_at=datetime(2025, 3, 9, 7, 30)))
+        session.flush()
+
+
+def test_a_duplicate_webhook_key_is_refused(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        session.add(WebhookEvent(key=KEY))
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        session.add(WebhookEvent(key=KEY))
+
+
+def test_downgrade_to_base_and_up_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hotline.db'}"
+    upgrade(url)
+    command.downgrade(alembic_config(url), "base")
+    assert current(url) is None
+    assert table_names(url) == {"alembic_version"}
+    upgrade(url)
+    assert current(url) == head()
+
+
+def test_sqlite_is_migrated_through_make_engine(tmp_path: Path) -> None:
+    path = tmp_path / "hotline.db"
+    upgrade(f"sqlite:///{path}")
+    with closing(sqlite3.connect(path)) as connection:
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+    assert mode == "wal"  # set by make_engine's pragmas, and persistent in the file
+
+
+def table_names(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

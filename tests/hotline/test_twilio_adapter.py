@@ -1,0 +1,290 @@
+"""TwilioTelephony through the real twilio client against the fake Twilio on loopback."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from flask import Flask, request
+from twilio.request_validator import RequestValidator
+
+from hotline.telephony import (
+    DeliveryUnknownError,
+    OptedOutError,
+    PermanentError,
+    RetryableError,
+    TelephonyError,
+    classify,
+)
+from hotline.telephony.twilio_adapter import TwilioTelephony
+from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.kit.signing import deliver_to, signed_post
+
+CLINICIAN = "+15555550101"
+POOL = "+15555550199"
+CALLBACK = "https://hotline.example/twilio/status"
+
+
+@contextmanager
+def telephony_at(
+    base_url: str, token: str = AUTH_TOKEN, timeout: tuple[float, float] = (2, 10)
+) -> Iterator[TwilioTelephony]:
+    """A TwilioTelephony on ``base_url`` whose requests session is closed afterwards."""
+    telephony = TwilioTelephony(ACCOUNT_SID, token, base_url=base_url, timeout=timeout)
+    try:
+        yield telephony
+    finally:
+        telephony.client.http_client.session.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as running:
+        yield running
+
+
+@pytest.fixture
+def telephony(fake: FakeTwilio) -> Iterator[TwilioTelephony]:
+    with telephony_at(fake.base_url) as adapter:
+        yield adapter
+
+
+def test_send_text_returns_the_sid_and_twilio_records_the_text(
+    fake: FakeTwilio, telephony: TwilioTelephony
+) -> None:
+    sent = telephony.send_text(CLINICIAN, POOL, "hello")
+
+    assert sent.sid.startswith("SM") and len(sent.sid) == 34
+    assert sent.status == "queued"
+    [message] = fake.messages
+    assert (message["sid"], message["to"], message["from_"], message["body"]) == (
+        sent.sid,
+        CLINICIAN,
+        POOL,
+        "hello",
+    )
+    assert message["status_callback"] is None
+
+
+def test_send_text_passes_the_status_callback(fake: FakeTwilio, telephony: TwilioTelephony) -> None:
+    telephony.send_text(CLINICIAN, POOL, "hello", status_callback=CALLBACK)
+
+    assert fake.messages[0]["status_callback"] == CALLBACK
+
+
+def test_place_call_returns_the_sid_and_never_records(
+    fake: FakeTwilio, telephony: TwilioTelephony
+) -> None:
+    sid = telephony.place_call(
+        CLINICIAN, POOL, "https://hotline.example/twilio/voice/out", status_callback=CALLBACK
+    )
+
+    [call] = fake.calls
+    assert sid.startswith("CA") and call["sid"] == sid
+    assert (call["to"], call["from_"]) == (CLINICIAN, POOL)
+    assert call["url"] == "https://hotline.example/twilio/voice/out"
+    assert call["status_callback"] == CALLBACK
+    assert call["record"] == "false"
+
+
+def test_delete_message_removes_the_record(fake: FakeTwilio, telephony: TwilioTelephony) -> None:
+    sid = telephony.send_text(CLINICIAN, POOL, "hello").sid
+
+    telephony.delete_message(sid)
+
+    assert fake.deleted == [sid]
+    assert fake.messages == []
+
+
+def test_deleting_an_unknown_message_is_permanent(telephony: TwilioTelephony) -> None:
+    with pytest.raises(PermanentError) as raised:
+        telephony.delete_message("SM" + "0" * 32)
+
+    assert (raised.value.code, raised.value.status) == (20404, 404)
+
+
+def test_a_wrong_auth_token_is_permanent(fake: FakeTwilio) -> None:
+    with (
+        telephony_at(fake.base_url, token="not-the-token") as adapter,
+        pytest.raises(PermanentError) as raised,
+    ):
+        adapter.send_text(CLINICIAN, POOL, "hello")
+
+    assert (raised.value.code, raised.value.status) == (20003, 401)
+    assert fake.messages == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (400, 21610, OptedOutError),
+        (400, 21211, PermanentError),
+        (400, 30003, RetryableError),
+        (503, 20503, RetryableError),
+        (503, None, RetryableError),
+        (500, 20500, RetryableError),
+        (429, 20429, RetryableError),
+    ],
+)
+def test_twilio_errors_map_to_the_port_exceptions(
+    fake: FakeTwilio,
+    telephony: TwilioTelephony,
+    status: int,
+    code: int | None,
+    kind: type[TelephonyError],
+) -> None:
+    fake.fail_next(status=status, code=code)
+
+    with pytest.raises(TelephonyError) as raised:
+        telephony.send_text(CLINICIAN, POOL, "hello")
+
+    assert type(raised.value) is kind
+    assert raised.value.status == status
+    assert raised.value.code == (code or status)  # twilio-python's code for a code-less body
+    assert fake.messages == []
+
+
+def test_rfc9457_error_bodies_are_mapped_too(fake: FakeTwilio, telephony: TwilioTelephony) -> None:
+    fake.fail_next(status=400, code=21610, problem=True)
+
+    with pytest.raises(OptedOutError):
+        telephony.send_text(CLINICIAN, POOL, "hello")
+
+
+def test_an_opted_out_number_fails_every_time_and_others_still_work(
+    fake: FakeTwilio, telephony: TwilioTelephony
+) -> None:
+    fake.fail_for(CLINICIAN, code=21610)
+
+    for _ in range(2):
+        with pytest.raises(OptedOutError):
+            telephony.send_text(CLINICIAN, POOL, "hello")
+    telephony.send_text("+15555550102", POOL, "hello")
+
+    assert [m["to"] for m in fake.messages] == ["+15555550102"]
+
+
+def test_an_invalid_number_is_refused_by_the_fake_itself(telephony: TwilioTelephony) -> None:
+    with pytest.raises(PermanentError) as raised:
+        telephony.send_text("555-0101", POOL, "hello")
+
+    assert raised.value.code == 21211
+
+
+def test_no_answer_in_time_means_delivery_unknown(fake: FakeTwilio) -> None:
+    fake.hang_next(5.0)
+
+    with (
+        telephony_at(fake.base_url, timeout=(1, 0.5)) as adapter,
+        pytest.raises(DeliveryUnknownError),
+    ):
+        adapter.send_text(CLINICIAN, POOL, "hello")
+
+    assert len(fake.messages) == 1  # it was sent: why a read timeout must not be retried
+
+
+def test_nothing_listening_is_retryable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with (
+        telephony_at(f"http://127.0.0.1:{port}", timeout=(1, 1)) as adapter,
+        pytest.raises(RetryableError),
+    ):
+        adapter.send_text(CLINICIAN, POOL, "hello")
+
+
+def test_no_body_or_number_reaches_the_logs(
+    telephony: TwilioTelephony, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    telephony.send_text(CLINICIAN, POOL, "a confidential body")
+
+    assert "confidential" not in caplog.text
+    assert CLINICIAN not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        (21610, 400, OptedOutError),
+        (21211, 400, PermanentError),
+        (20003, 401, PermanentError),
+        (20404, 404, PermanentError),
+        (30003, 400, RetryableError),
+        (20429, 429, RetryableError),
+        (30007, 400, PermanentError),
+        (None, 503, RetryableError),
+        (None, 429, RetryableError),
+        (None, 400, PermanentError),
+        (None, None, RetryableError),
+        (99999, 500, RetryableError),
+        (99999, 403, PermanentError),
+    ],
+)
+def test_classify(code: int | None, status: int | None, kind: type[TelephonyError]) -> None:
+    error = classify("failed", code, status)
+
+    assert type(error) is kind
+    assert (error.code, error.status, str(error)) == (code, status, "failed")
+
+
+def status_receiver(token: str) -> tuple[Flask, list[dict[str, str]]]:
+    """A tiny app that records status callbacks whose Twilio signature is valid (else 403)."""
+    app = Flask(__name__)
+    received: list[dict[str, str]] = []
+
+    @app.post("/twilio/status")
+    def status() -> tuple[str, int]:
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not RequestValidator(token).validate(request.url, request.form, signature):
+            return "", 403
+        received.append(request.form.to_dict())
+        return "", 204
+
+    return app, received
+
+
+def test_post_status_sends_a_signed_callback(fake: FakeTwilio, telephony: TwilioTelephony) -> None:
+    app, received = status_receiver(AUTH_TOKEN)
+    sid = telephony.send_text(CLINICIAN, POOL, "hello", status_callback=CALLBACK).sid
+
+    answered = fake.post_status(
+        sid, "undelivered", error_code=30003, deliver=deliver_to(app.test_client())
+    )
+
+    assert answered == 204
+    assert received == [
+        {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "MessageStatus": "undelivered",
+            "SmsStatus": "undelivered",
+            "AccountSid": ACCOUNT_SID,
+            "To": CLINICIAN,
+            "From": POOL,
+            "ApiVersion": "2010-04-01",
+            "ErrorCode": "30003",
+        }
+    ]
+    assert fake.messages[0]["status"] == "undelivered"
+
+
+def test_signed_post_signs_for_the_public_url() -> None:
+    app, received = status_receiver(AUTH_TOKEN)
+    params = {"MessageSid": "SM" + "1" * 32, "MessageStatus": "delivered"}
+
+    good = signed_post(
+        app.test_client(), "https://hotline.example", "/twilio/status", params, AUTH_TOKEN
+    )
+    bad = signed_post(
+        app.test_client(), "https://hotline.example", "/twilio/status", params, "another-token"
+    )
+
+    assert (good.status_code, bad.status_code) == (204, 403)
+    assert received == [params]

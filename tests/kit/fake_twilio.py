@@ -1,0 +1,435 @@
+"""A fake Twilio REST API served for real on loopback, for tests of the real twilio client.
+
+In the spirit of GoAlert's ``mocktwilio``: ``TwilioTelephony(sid, token, base_url=fake.base_url)``
+talks HTTP to it through the whole twilio-python stack (auth, form encoding, error mapping).
+It answers Messages and Calls, records what it was asked, returns Twilio's error shapes on demand
+and posts signed status callbacks back. It never logs or prints a message body or a number.
+"""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import json
+import math
+import re
+import secrets
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from types import TracebackType
+from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+import requests
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from tests.kit.signing import Deliver, signed_headers
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
+API_VERSION = "2010-04-01"
+_API = f"/{API_VERSION}/Accounts/<account_sid>"
+_ROUTES = Map(
+    [
+        Rule(f"{_API}/Messages.json", endpoint="create_message", methods=["POST"]),
+        Rule(f"{_API}/Messages/<sid>.json", endpoint="fetch_message", methods=["GET"]),
+        Rule(f"{_API}/Messages/<sid>.json", endpoint="delete_message", methods=["DELETE"]),
+        Rule(f"{_API}/Calls.json", endpoint="create_call", methods=["POST"]),
+    ]
+)
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+ERROR_MESSAGES = {
+    20003: "Authenticate",
+    20004: "Method not allowed",
+    20404: "The requested resource was not found",
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    20503: "Service Unavailable",
+    21211: "The 'To' number is not a valid phone number.",
+    21602: "Message body is required.",
+    21604: "A 'To' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+    30003: "Unreachable destination handset",
+}
+_GSM7 = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENSION = "^{}\\[~]|€\f"  # each costs two septets (escape + character)
+_NULL_MESSAGE_FIELDS = dict.fromkeys(
+    ["date_sent", "error_code", "error_message", "messaging_service_sid", "price"]
+)
+_NULL_CALL_FIELDS = dict.fromkeys(["start_time", "end_time", "duration", "price", "answered_by"])
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected answer: an error (``status``, ``code``) or, with ``status`` None, the normal
+    answer; either is sent ``hang`` seconds late (after the request took effect, as a slow Twilio
+    would). ``problem`` uses the RFC 9457 error shape of Twilio's newer APIs."""
+
+    status: int | None
+    code: int | None = None
+    hang: float = 0.0
+    problem: bool = False
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """werkzeug's handler without the access log (its request lines carry message SIDs)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class FakeTwilio:
+    """Twilio's Messages and Calls REST endpoints on ``127.0.0.1`` (random port).
+
+    Serves one request at a time: a hanging answer holds later requests until it ends or
+    ``stop()`` cuts it short. Records are snapshots: ``messages``, ``calls`` and ``deleted``
+    return copies, safe to read while the server thread runs.
+    """
+
+    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._messages: list[dict[str, Any]] = []
+        self._calls: list[dict[str, Any]] = []
+        self._deleted: list[str] = []
+        self._faults: deque[Fault] = deque()
+        self._faults_for: dict[str, Fault] = {}
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._endpoints: dict[str, Callable[..., Response]] = {
+            "create_message": self._create_message,
+            "fetch_message": self._fetch_message,
+            "delete_message": self._delete_message,
+            "create_call": self._create_call,
+        }
+
+    # Lifecycle
+
+    def start(self) -> FakeTwilio:
+        """Listen on a free loopback port and serve from a daemon thread; return self."""
+        if self._server is not None:
+            raise RuntimeError("FakeTwilio is already running")
+        self._stopping.clear()
+        server = make_server("127.0.0.1", 0, self, request_handler=_QuietHandler)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-twilio",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Cut any hanging answer short, stop serving and close the socket. Idempotent."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._stopping.set()
+        server.shutdown()  # serve_forever closes the listening socket on its way out
+        thread.join()
+        self._server = self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, for ``TWILIO_API_BASE_URL``."""
+        if self._server is None:
+            raise RuntimeError("FakeTwilio is not running")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> FakeTwilio:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # What the fake was asked
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Accepted texts in order: sid, to, from_, body, status_callback, status, params."""
+        with self._lock:
+            return copy.deepcopy(self._messages)
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """Accepted calls in order: sid, to, from_, url, status_callback, record, params."""
+        with self._lock:
+            return copy.deepcopy(self._calls)
+
+    @property
+    def deleted(self) -> list[str]:
+        """SIDs of the message records deleted, in order."""
+        with self._lock:
+            return list(self._deleted)
+
+    # Fault injection
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 400,
+        code: int | None = 21610,
+        hang: float = 0.0,
+        problem: bool = False,
+    ) -> None:
+        """Answer the next ``n`` authenticated API requests with this error, whatever they ask."""
+        with self._lock:
+            self._faults.extend([Fault(status, code, hang, problem)] * n)
+
+    def hang_next(self, seconds: float, n: int = 1) -> None:
+        """Carry out the next ``n`` requests but answer each only ``seconds`` later."""
+        with self._lock:
+            self._faults.extend([Fault(None, None, seconds)] * n)
+
+    def fail_for(self, to: str, code: int | None = 21610, status: int = 400) -> None:
+        """Refuse every text or call to ``to`` with this error until ``clear_faults()``."""
+        with self._lock:
+            self._faults_for[to] = Fault(status, code)
+
+    def clear_faults(self) -> None:
+        """Drop every pending ``fail_next``/``hang_next`` and every ``fail_for``."""
+        with self._lock:
+            self._faults.clear()
+            self._faults_for.clear()
+
+    # Status callbacks
+
+    def post_status(
+        self,
+        message_sid: str,
+        status: str,
+        error_code: int | None = None,
+        deliver: Deliver | None = None,
+    ) -> int:
+        """POST a signed status callback for ``message_sid`` to its StatusCallback URL.
+
+        Records ``status`` on the message first. ``deliver(url, params, headers)`` sends it
+        (e.g. ``tests.kit.signing.deliver_to(flask_client)``); the default is a real HTTP POST.
+        Returns the HTTP status the receiver answered. Raises LookupError for an unknown SID and
+        ValueError when the message was sent without a StatusCallback.
+        """
+        params, url = self._status_params(message_sid, status, error_code)
+        headers = signed_headers(url, params, self.auth_token)
+        return (deliver or _http_deliver)(url, params, headers)
+
+    def _status_params(
+        self, message_sid: str, status: str, error_code: int | None
+    ) -> tuple[dict[str, str], str]:
+        with self._lock:
+            message = self._find_message(message_sid)
+            if message is None:
+                raise LookupError(f"no message {message_sid}")
+            if not message["status_callback"]:
+                raise ValueError(f"message {message_sid} has no StatusCallback")
+            message["status"] = status
+            params = {
+                "MessageSid": message_sid,
+                "SmsSid": message_sid,
+                "MessageStatus": status,
+                "SmsStatus": status,
+                "AccountSid": self.account_sid,
+                "To": message["to"],
+                "From": message["from_"],
+                "ApiVersion": API_VERSION,
+            }
+            if error_code is not None:
+                params["ErrorCode"] = str(error_code)
+            return params, str(message["status_callback"])
+
+    # The WSGI application
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        response = self._respond(Request(environ))
+        return response(environ, start_response)
+
+    def _respond(self, request: Request) -> Response:
+        """Authenticate and route the request, then answer it."""
+        if not self._authenticated(request):
+            return _error(401, 20003)
+        try:
+            endpoint, args = _ROUTES.bind_to_environ(request.environ).match()
+        except MethodNotAllowed:
+            return _error(405, 20004)
+        except HTTPException:
+            return _error(404, 20404)
+        params = dict(args)
+        if params.pop("account_sid") != self.account_sid:
+            return _error(401, 20003)
+        return self._answer(request, endpoint, params)
+
+    def _answer(self, request: Request, endpoint: str, params: dict[str, Any]) -> Response:
+        """Run ``endpoint`` unless a fault answers instead; a hang comes after the work is done."""
+        fault = self._take_fault(request.form.get("To")) or Fault(None)
+        if fault.status is None:
+            response = self._endpoints[endpoint](request, **params)
+        else:
+            response = _error(fault.status, fault.code, fault.problem)
+        if fault.hang:
+            self._stopping.wait(fault.hang)
+        return response
+
+    def _authenticated(self, request: Request) -> bool:
+        auth = request.authorization
+        if auth is None or auth.type != "basic":
+            return False
+        user_ok = hmac.compare_digest(auth.username or "", self.account_sid)
+        return hmac.compare_digest(auth.password or "", self.auth_token) and user_ok
+
+    def _take_fault(self, to: str | None) -> Fault | None:
+        with self._lock:
+            if self._faults:
+                return self._faults.popleft()
+            return self._faults_for.get(to) if to else None
+
+    def _create_message(self, request: Request) -> Response:
+        form = request.form.to_dict()
+        refusal = _refuse_message(form)
+        if refusal is not None:
+            return _error(400, refusal)
+        message = {
+            "sid": _new_sid("SM"),
+            "to": form["To"],
+            "from_": form.get("From", ""),
+            "body": form["Body"],
+            "status_callback": form.get("StatusCallback"),
+            "status": "queued",
+            "date_created": _now(),
+            "params": form,
+        }
+        with self._lock:
+            self._messages.append(message)
+            return _json(201, self._message_json(message))
+
+    def _fetch_message(self, request: Request, sid: str) -> Response:
+        with self._lock:
+            message = self._find_message(sid)
+            if message is None:
+                return _error(404, 20404)
+            return _json(200, self._message_json(message))
+
+    def _delete_message(self, request: Request, sid: str) -> Response:
+        with self._lock:
+            message = self._find_message(sid)
+            if message is None:
+                return _error(404, 20404)
+            self._messages.remove(message)
+            self._deleted.append(sid)
+        return Response(status=204)
+
+    def _create_call(self, request: Request) -> Response:
+        form = request.form.to_dict()
+        if not _E164.fullmatch(form.get("To", "")):
+            return _error(400, 21211)
+        call = {
+            "sid": _new_sid("CA"),
+            "to": form["To"],
+            "from_": form.get("From", ""),
+            "url": form.get("Url"),
+            "status_callback": form.get("StatusCallback"),
+            "record": form.get("Record"),
+            "status": "queued",
+            "date_created": _now(),
+            "params": form,
+        }
+        with self._lock:
+            self._calls.append(call)
+        return _json(201, self._call_json(call))
+
+    def _find_message(self, sid: str) -> dict[str, Any] | None:
+        """The message record with ``sid``; the caller holds the lock."""
+        return next((m for m in self._messages if m["sid"] == sid), None)
+
+    def _message_json(self, message: dict[str, Any]) -> dict[str, Any]:
+        body = message["body"]
+        extra = {"body": body, "num_segments": str(num_segments(body)), "num_media": "0"}
+        return self._resource_json("Messages", message) | extra | _NULL_MESSAGE_FIELDS
+
+    def _call_json(self, call: dict[str, Any]) -> dict[str, Any]:
+        return self._resource_json("Calls", call) | _NULL_CALL_FIELDS
+
+    def _resource_json(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+        """The fields Messages and Calls share; ``from_`` goes out as Twilio's ``from``."""
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/{kind}/{record['sid']}.json"
+        fields = {"sid", "to", "status", "date_created"}
+        shared = {key: value for key, value in record.items() if key in fields}
+        return shared | {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "from": record["from_"],
+            "direction": "outbound-api",
+            "date_updated": record["date_created"],
+            "price_unit": "USD",
+            "uri": uri,
+        }
+
+
+def num_segments(body: str) -> int:
+    """SMS segments Twilio bills for ``body``: GSM-7 160 (153 each when split), else UCS-2 70
+    (67); GSM-7 extension characters count twice, UCS-2 counts UTF-16 code units."""
+    if all(c in _GSM7 or c in _GSM7_EXTENSION for c in body):
+        units, single, part = len(body) + sum(c in _GSM7_EXTENSION for c in body), 160, 153
+    else:
+        units, single, part = len(body.encode("utf-16-le")) // 2, 70, 67
+    return 1 if units <= single else math.ceil(units / part)
+
+
+def _refuse_message(form: dict[str, str]) -> int | None:
+    """The Twilio error code a Messages create with ``form`` earns, or None to accept it."""
+    if not form.get("To"):
+        return 21604
+    if not _E164.fullmatch(form["To"]):
+        return 21211
+    if not form.get("Body"):
+        return 21602
+    return 21617 if len(form["Body"]) > 1600 else None
+
+
+def _error(status: int, code: int | None, problem: bool = False) -> Response:
+    """Twilio's error body: ``{code, message, more_info, status}``, or RFC 9457 when ``problem``.
+
+    Without a code (an outage page), twilio-python reports the HTTP status as the code.
+    """
+    message = ERROR_MESSAGES.get(code or 0, "Error")
+    if code is None:
+        return _json(status, {"message": message, "status": status})
+    more_info = f"https://www.twilio.com/docs/errors/{code}"
+    if problem:
+        return _json(status, {"type": more_info, "title": message, "status": status, "code": code})
+    return _json(
+        status, {"code": code, "message": message, "more_info": more_info, "status": status}
+    )
+
+
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+def _new_sid(prefix: str) -> str:
+    return prefix + secrets.token_hex(16)
+
+
+def _now() -> str:
+    return format_datetime(datetime.now(UTC))
+
+
+def _http_deliver(url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> int:
+    """Deliver a callback over real HTTP, as Twilio does."""
+    with requests.post(url, data=dict(params), headers=dict(headers), timeout=10) as response:
+        return response.status_code

@@ -1,0 +1,98 @@
+"""A phone DSL for smoke tests: scripts read like the conversation.
+
+    clinician = phones.phone("+15550109001")
+    clinician.texts("I made a mistake tonight")
+    supporter.expect_text("Reply ACCEPT")
+    supporter.texts("ACCEPT")
+    ...
+    phones.assert_no_unexpected()
+
+Every text a phone receives comes either in a webhook's TwiML reply (``<Message to= from=>``,
+or a bare ``<Message>`` back to the sender) or through the fake Twilio's REST API.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.kit.harness import HOTLINE, Hotline
+
+
+@dataclass(frozen=True)
+class Received:
+    from_: str
+    body: str
+
+
+@dataclass
+class Phone:
+    number: str
+    network: Phones
+    inbox: list[Received] = field(default_factory=list)
+    last_from: str | None = None
+
+    def texts(self, body: str, to: str | None = None, num_media: int = 0) -> None:
+        """Send a text; without ``to``, reply to whoever texted this phone last (as phones do)."""
+        to = to or self.last_from or HOTLINE
+        response = self.network.hotline.sms(self.number, to, body, num_media=num_media)
+        assert response.status_code == 200, response.status_code
+        assert response.mimetype == "text/xml"
+        self.network.deliver_twiml(self.number, to, response.get_data(as_text=True))
+
+    def expect_text(self, contains: str = "", from_: str | None = None) -> Received:
+        """The oldest unread text; it must contain ``contains`` (and come from ``from_``)."""
+        self.network.sync()
+        assert self.inbox, f"{self.number} expected a text containing {contains!r}, got none"
+        text = self.inbox.pop(0)
+        assert contains in text.body, f"{self.number} expected {contains!r}, got {text.body!r}"
+        if from_ is not None:
+            assert text.from_ == from_, f"{self.number}: text came from {text.from_}, not {from_}"
+        return text
+
+    def expect_nothing(self) -> None:
+        self.network.sync()
+        assert not self.inbox, f"{self.number} got unexpected texts: {self.inbox}"
+
+
+class Phones:
+    def __init__(self, hotline: Hotline) -> None:
+        self.hotline = hotline
+        self.phones: dict[str, Phone] = {}
+        self._rest_seen = len(hotline.fake.messages)
+
+    def phone(self, number: str) -> Phone:
+        return self.phones.setdefault(number, Phone(number, self))
+
+    def receive(self, to: str, from_: str, body: str) -> None:
+        phone = self.phone(to)
+        phone.inbox.append(Received(from_, body))
+        phone.last_from = from_
+
+    def deliver_twiml(self, sender: str, to: str, xml: str) -> None:
+        root = ET.fromstring(xml)
+        assert root.tag == "Response"
+        for message in root.iter("Message"):
+            body = message.findtext("Body") or message.text or ""
+            self.receive(message.get("to") or sender, message.get("from") or to, body)
+
+    def sync(self) -> None:
+        """Texts sent through the REST API (by jobs) since the last look."""
+        messages = self.hotline.fake.messages
+        for message in messages[self._rest_seen :]:
+            self.receive(message["to"], message["from_"], message["body"])
+        self._rest_seen = len(messages)
+
+    def assert_no_unexpected(self) -> None:
+        self.sync()
+        unread = {n: p.inbox for n, p in self.phones.items() if p.inbox}
+        assert not unread, f"unexpected texts: {unread}"
+        stray = [m["to"] for m in self.hotline.fake.messages if m["to"] not in self.phones]
+        assert not stray, f"texts to phones no test is holding: {stray}"
+
+
+@pytest.fixture
+def phones(hotline: Hotline) -> Phones:
+    return Phones(hotline)

@@ -1,0 +1,89 @@
+"""The Twilio webhooks: check the signature, parse the form, one call into the core, TwiML out."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, abort, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import BadRequest
+
+from hotline import textline, voiceline
+from hotline.services import Services
+from hotline.texting import InboundText, StatusReport
+from webhooks import twiml
+from webhooks.signature import SIGNATURE_HEADER, is_valid, signed_url
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["hotline"]
+    return services
+
+
+@bp.before_request
+def require_signature() -> None:
+    """403 for a missing or wrong signature, before anything is parsed or stored."""
+    settings = _services().settings
+    url = signed_url(settings.public_url, request.url, request.full_path)
+    tokens = settings.auth_tokens or (settings.secret_key,)  # simulator signs with the secret key
+    if not is_valid(url, request.form, request.headers.get(SIGNATURE_HEADER), tokens):
+        log.warning("rejected a Twilio webhook with a missing or wrong signature")
+        abort(403)
+
+
+@bp.post("/sms")
+def sms() -> Response:
+    return twiml.messages(textline.handle_text(_services(), _inbound_text()))
+
+
+@bp.post("/voice")
+def voice() -> Response:
+    _required("CallSid")
+    return twiml.say_and_hang_up(*voiceline.answer(_services(), _required("To")))
+
+
+@bp.post("/status")
+def status() -> Response:
+    sid = request.form.get("MessageSid") or request.form.get("CallSid")
+    state = request.form.get("MessageStatus") or request.form.get("CallStatus")
+    if not sid or not state:
+        raise BadRequest("a status callback needs MessageSid/CallSid and MessageStatus/CallStatus")
+    code = request.form.get("ErrorCode", "")
+    report = StatusReport(sid=sid, status=state, error_code=int(code) if code.isdigit() else None)
+    textline.handle_status(_services(), report)
+    return Response(status=204)
+
+
+@bp.errorhandler(SQLAlchemyError)
+def database_unavailable(error: SQLAlchemyError) -> Response:
+    """The database is down: never a 500 to Twilio; the caller still hears the crisis line."""
+    log.error("database unavailable while answering %s: %s", request.path, type(error).__name__)
+    crisis = _services().settings.crisis_text
+    sorry = "We can't connect you to a peer right now. Please try again in a few minutes."
+    if request.path.endswith("/status"):
+        return Response(status=503)
+    if request.path.startswith("/twilio/voice"):
+        return twiml.say_and_hang_up(sorry, crisis)
+    return twiml.plain_reply(f"{sorry} {crisis}")
+
+
+def _inbound_text() -> InboundText:
+    media = request.form.get("NumMedia", "0")
+    return InboundText(
+        sid=_required("MessageSid"),
+        from_=request.form.get("From", ""),
+        to=_required("To"),
+        body=request.form.get("Body", ""),
+        num_media=int(media) if media.isdigit() else 0,
+    )
+
+
+def _required(name: str) -> str:
+    value = request.form.get(name, "").strip()
+    if not value:
+        raise BadRequest(f"missing Twilio parameter {name}")
+    return value
