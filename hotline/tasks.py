@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from hotline import routing
+from hotline import checkins, routing, wording
 from hotline.db import transaction
 from hotline.effects import Effects, schedule, send
-from hotline.models import Conversation, ConversationState, Offer, OfferState, Programme
-from hotline.programmes import config_of
+from hotline.models import (
+    CheckInState,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    Programme,
+    Supporter,
+)
+from hotline.people import supporter_phone
+from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
-from hotline.textline import offer_waiting
+from hotline.textline import end_conversation, offer_waiting
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
@@ -26,6 +36,8 @@ log = logging.getLogger(__name__)
 # The sweeper leaves work this late to its wake-up: only what Redis lost is the sweeper's.
 SWEEP_GRACE = timedelta(seconds=15)
 SWEEP_INTERVAL = timedelta(seconds=30)
+# A conversation with no text either way for this long is closed (and check-ins follow).
+INACTIVITY_TIMEOUT = timedelta(hours=48)
 
 
 def expire_offer(services: Services, offer_id: int) -> bool:
@@ -53,29 +65,63 @@ def expire_offer(services: Services, offer_id: int) -> bool:
 class SweepReport:
     offers_expired: int = 0
     conversations_offered: int = 0
+    conversations_closed: int = 0
+    checkins_sent: int = 0
+    checkins_unknown: int = 0
 
 
 def sweep(services: Services) -> SweepReport:
-    """Do what is overdue (wake-ups lost with Redis) and offer waiting conversations."""
+    """Do what is overdue (wake-ups Redis lost), close idle conversations, offer waiting ones.
+
+    Safe to run from any number of processes at once: every step claims rows conditionally.
+    """
     now = services.clock()
     with transaction(services.sessions) as session:
-        overdue = list(
+        overdue_offers = list(
             session.scalars(
                 select(Offer.id).where(
                     Offer.state == OfferState.PENDING, Offer.expires_at <= now - SWEEP_GRACE
                 )
             )
         )
+        overdue_checkins = checkins.overdue(session, now, SWEEP_GRACE)
+        unknown = checkins.mark_stuck_unknown(session, now)
         programmes = list(session.scalars(select(Programme)))
-    expired = sum(expire_offer(services, offer_id) for offer_id in overdue)
-    offered = 0
+    expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
+    sent = sum(
+        checkins.send_checkin(services, ident) == CheckInState.SENT for ident in overdue_checkins
+    )
+    closed = offered = 0
     for programme in programmes:
         effects = Effects()
         with transaction(services.sessions) as session:
             p = config_of(programme, services.settings)
+            closed += close_idle(services, session, p, now, effects)
             offered += offer_waiting(services, session, p, now, effects)
         send(services, effects)
         schedule(services, effects)
-    if expired or offered:
-        log.info("sweep: %d offers expired, %d conversations offered", expired, offered)
-    return SweepReport(offers_expired=expired, conversations_offered=offered)
+    report = SweepReport(expired, offered, closed, sent, unknown)
+    if report != SweepReport():
+        log.info("sweep: %s", report)
+    return report
+
+
+def close_idle(
+    services: Services, session: Session, p: ProgrammeConfig, now: datetime, effects: Effects
+) -> int:
+    """End conversations with no text either way for INACTIVITY_TIMEOUT; check-ins follow."""
+    idle = session.scalars(
+        select(Conversation).where(
+            Conversation.programme_id == p.id,
+            Conversation.state == ConversationState.ACTIVE,
+            Conversation.last_activity_at <= now - INACTIVITY_TIMEOUT,
+        )
+    ).all()
+    for conv in idle:
+        if conv.supporter_id is not None and conv.pool_number is not None:
+            supporter = session.get_one(Supporter, conv.supporter_id)
+            effects.text(
+                supporter_phone(services.vault, supporter), conv.pool_number, wording.closed_idle()
+            )
+        end_conversation(session, p, conv, "inactive", now, effects)
+    return len(idle)

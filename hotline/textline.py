@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hotline import events, routing, wording
+from hotline import checkins, events, routing, wording
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
 from hotline.keywords import Command, Word, parse
@@ -45,6 +45,7 @@ from hotline.wakeups import Task
 log = logging.getLogger(__name__)
 
 OPEN = (ConversationState.QUEUED, ConversationState.ACTIVE)
+FOLLOWED_UP = ("done", "inactive")
 SUPPORTER_WORDS = frozenset(
     {Word.ACCEPT, Word.PASS, Word.DONE, Word.RESOURCES, Word.BREAK, Word.BACK, Word.HELP}
 )
@@ -202,7 +203,7 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
     to = clinician_phone(ctx.services.vault, clinician) if clinician else None
     hotline = ctx.programme.hotline_number
     if word is Word.DONE:
-        end_conversation(ctx.session, conv, "done", ctx.now, ctx.effects)
+        end_conversation(ctx.session, ctx.programme, conv, "done", ctx.now, ctx.effects)
         ctx.effects.text(to, hotline, wording.closing(ctx.programme))
         ctx.reply(wording.done_for_supporter())
     elif word is Word.RESOURCES:
@@ -244,6 +245,7 @@ def _clinician_text(ctx: Inbound) -> None:
         lift_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
     if word is Word.NOCHECKIN:
         clinician.checkins_declined = True
+        checkins.cancel_pending(ctx.session, clinician.id, ctx.effects)
         ctx.reply(wording.checkins_declined())
         return
     conv = _open_conversation(ctx.session, clinician)
@@ -270,6 +272,7 @@ def _open_conversation(session: Session, clinician: Clinician) -> Conversation |
 
 def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
     discipline = ctx.command.discipline if ctx.command else None
+    checkins.note_reply(ctx.session, clinician.id, ctx.now)
     conv = Conversation(
         programme_id=ctx.programme.id,
         clinician_id=clinician.id,
@@ -316,6 +319,7 @@ def _clinician_stop(ctx: Inbound) -> None:
     clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
     if clinician is None:
         return
+    checkins.cancel_pending(ctx.session, clinician.id, ctx.effects)
     conv = _open_conversation(ctx.session, clinician)
     if conv is not None:
         if conv.state == ConversationState.ACTIVE and conv.supporter_id and conv.pool_number:
@@ -325,20 +329,28 @@ def _clinician_stop(ctx: Inbound) -> None:
                 conv.pool_number,
                 wording.ended_by_clinician(),
             )
-        end_conversation(ctx.session, conv, "stop", ctx.now, ctx.effects)
+        end_conversation(ctx.session, ctx.programme, conv, "stop", ctx.now, ctx.effects)
 
 
 # --- shared ----------------------------------------------------------------------------------
 
 
 def end_conversation(
-    session: Session, conv: Conversation, reason: str, now: datetime, effects: Effects
+    session: Session,
+    p: ProgrammeConfig,
+    conv: Conversation,
+    reason: str,
+    now: datetime,
+    effects: Effects,
 ) -> None:
-    """Close ``conv``: pending offers withdrawn, held texts deleted."""
+    """Close ``conv``: pending offers withdrawn, held texts deleted, and, when it ended
+    normally (DONE or inactivity, not STOP), the follow-up check-ins scheduled."""
     conv.state = ConversationState.ENDED
     conv.ended_at, conv.end_reason = now, reason
     routing.withdraw_offers(session, conv, now, effects)
     session.execute(delete(PendingText).where(PendingText.conversation_id == conv.id))
+    if reason in FOLLOWED_UP and conv.accepted_at is not None:
+        checkins.schedule_after(session, p, conv, now, effects)
 
 
 def offer_waiting(
@@ -362,7 +374,5 @@ def offer_waiting(
 
 def handle_status(services: Services, report: StatusReport) -> None:
     """Status callbacks: check-ins record delivery (see checkins.record_status)."""
-    from hotline import checkins
-
     with transaction(services.sessions) as session:
         checkins.record_status(session, report)

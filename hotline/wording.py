@@ -84,6 +84,10 @@ def done_for_supporter() -> str:
     return "Conversation closed. Thank you. Follow-up check-ins will go out from the line."
 
 
+def closed_idle() -> str:
+    return "This conversation was closed after 48 hours without messages. Thank you."
+
+
 def resources_sent() -> str:
     return "Resources sent to your peer."
 

@@ -1,3 +1,8 @@
 """Test-wide plugins: database tiers, real servers, the hotline harness."""
 
-pytest_plugins = ["tests.kit.databases", "tests.kit.servers", "tests.kit.harness", "tests.kit.phones"]
+pytest_plugins = [
+    "tests.kit.databases",
+    "tests.kit.servers",
+    "tests.kit.harness",
+    "tests.kit.phones",
+]

@@ -93,9 +93,17 @@ class Hotline:
     def sms(self, from_: str, to: str, body: str, num_media: int = 0, **extra: str) -> TestResponse:
         sid = extra.pop("MessageSid", f"SM{next(_sids):032x}")
         params = {
-            "MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid, "AccountSid": ACCOUNT_SID,
-            "From": from_, "To": to, "Body": body, "NumMedia": str(num_media),
-            "NumSegments": "1", "SmsStatus": "received", "ApiVersion": "2010-04-01",
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "SmsMessageSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": from_,
+            "To": to,
+            "Body": body,
+            "NumMedia": str(num_media),
+            "NumSegments": "1",
+            "SmsStatus": "received",
+            "ApiVersion": "2010-04-01",
         }
         params.update(extra)
         return self.post("/twilio/sms", **params)
@@ -103,16 +111,19 @@ class Hotline:
     def session(self) -> Session:
         return self.services.sessions()
 
-    def add_supporter(
-        self, name: str, phone: str, *, on_call: bool = True, **fields: Any
-    ) -> int:
+    def add_supporter(self, name: str, phone: str, *, on_call: bool = True, **fields: Any) -> int:
         with transaction(self.services.sessions) as session:
             supporter = new_supporter(self.services.vault, self.programme_id, name, phone, **fields)
             session.add(supporter)
             session.flush()
             if on_call:
-                session.add(self._shift(supporter.id, self.clock.now - timedelta(hours=1),
-                                        self.clock.now + timedelta(days=60)))
+                session.add(
+                    self._shift(
+                        supporter.id,
+                        self.clock.now - timedelta(hours=1),
+                        self.clock.now + timedelta(days=60),
+                    )
+                )
             return supporter.id
 
     def add_shift(self, supporter_id: int, starts_at: datetime, ends_at: datetime) -> None:
@@ -120,8 +131,12 @@ class Hotline:
             session.add(self._shift(supporter_id, starts_at, ends_at))
 
     def _shift(self, supporter_id: int, starts_at: datetime, ends_at: datetime) -> Shift:
-        return Shift(programme_id=self.programme_id, supporter_id=supporter_id,
-                     starts_at=starts_at, ends_at=ends_at)
+        return Shift(
+            programme_id=self.programme_id,
+            supporter_id=supporter_id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+        )
 
     def sweep(self) -> tasks.SweepReport:
         return tasks.sweep(self.services)
@@ -167,7 +182,10 @@ def redis_conn(redis_server: RedisServer | None) -> Iterator[Redis]:
 
 @pytest.fixture
 def hotline(
-    database_url: str, redis_conn: Redis, fake_twilio: FakeTwilio, tmp_path: Path,
+    database_url: str,
+    redis_conn: Redis,
+    fake_twilio: FakeTwilio,
+    tmp_path: Path,
     sessions: Any,
 ) -> Iterator[Hotline]:
     harness = make_hotline(database_url, redis_conn, fake_twilio, tmp_path)

@@ -1,0 +1,225 @@
+"""The ``hotline`` command: database, accounts, roster shortcuts, worker and dev server."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hotline import accounts, migrate
+from hotline.db import make_engine, make_sessionmaker, transaction
+from hotline.models import Programme, Shift, Supporter
+from hotline.people import new_supporter
+from hotline.phone import InvalidPhoneNumber, normalize
+from hotline.privacy import Vault
+from hotline.programmes import DEFAULT_SLUG, ensure_default_programme, ensure_programme
+from hotline.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _programme(session: Session, slug: str) -> Programme:
+    programme = session.scalar(select(Programme).where(Programme.slug == slug))
+    if programme is None:
+        raise click.ClickException(f"no programme {slug!r} (run `hotline db upgrade` first)")
+    return programme
+
+
+@click.group()
+def main() -> None:
+    """Confidential peer-support line for clinicians."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations, then create or update the programme HOTLINE_NUMBER defines."""
+    settings = _settings()
+    migrate.upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with transaction(make_sessionmaker(engine)) as session:
+        ensure_default_programme(session, settings)
+    engine.dispose()
+    click.echo(f"database at revision {migrate.head()}")
+
+
+@main.group()
+def coordinator() -> None:
+    """Console accounts."""
+
+
+@coordinator.command("create")
+@click.argument("email")
+@click.option("--programme", "slug", default=DEFAULT_SLUG, show_default=True)
+@click.option("--admin", is_flag=True, help="May manage every programme.")
+@click.password_option(prompt="Password (12+ characters)")
+def coordinator_create(email: str, slug: str, admin: bool, password: str) -> None:
+    """Create a coordinator who signs in with EMAIL."""
+    with _session() as session:
+        try:
+            person = accounts.create_coordinator(
+                session, email, password, _programme(session, slug).id, admin
+            )
+        except accounts.AccountError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"coordinator {person.email} created ({person.role})")
+
+
+@main.group("api-token")
+def api_token() -> None:
+    """Bearer tokens for the admin API."""
+
+
+@api_token.command("create")
+@click.argument("name")
+@click.option("--programme", "slug", default=DEFAULT_SLUG, show_default=True)
+@click.option("--all-programmes", is_flag=True, help="A token for every programme.")
+def api_token_create(name: str, slug: str, all_programmes: bool) -> None:
+    """Print a new token for NAME once; only its hash is kept."""
+    with _session() as session:
+        programme_id = None if all_programmes else _programme(session, slug).id
+        click.echo(accounts.create_api_token(session, name, programme_id))
+
+
+@main.group()
+def programme() -> None:
+    """Programmes served by this deployment."""
+
+
+@programme.command("add")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--number", required=True, help="The programme's confidential number (E.164).")
+@click.option("--pool", default="", help="Comma-separated E.164 masking numbers.")
+@click.option("--timezone", default=None, help="IANA time zone, e.g. America/Chicago.")
+def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | None) -> None:
+    """Add (or update) a programme with its own number, pool, roster and schedule."""
+    hotline = _number(number)
+    pool_numbers = tuple(_number(n) for n in pool.split(",") if n.strip()) or (hotline,)
+    with _session() as session:
+        ensure_programme(
+            session,
+            slug=slug,
+            name=name,
+            hotline_number=hotline,
+            pool_numbers=pool_numbers,
+            timezone=timezone,
+        )
+    click.echo(f"programme {slug} serves {hotline}")
+
+
+@main.group()
+def supporter() -> None:
+    """Roster shortcuts (the console does this with more care)."""
+
+
+@supporter.command("add")
+@click.argument("name")
+@click.argument("phone")
+@click.option("--programme", "slug", default=DEFAULT_SLUG, show_default=True)
+@click.option("--discipline", default=None)
+@click.option("--max-conversations", default=2, show_default=True)
+def supporter_add(
+    name: str, phone: str, slug: str, discipline: str | None, max_conversations: int
+) -> None:
+    """Add a supporter; prints their id."""
+    settings = _settings()
+    with _session() as session:
+        row = new_supporter(
+            Vault(settings.data_keys),
+            _programme(session, slug).id,
+            name,
+            _number(phone),
+            discipline=discipline,
+            max_conversations=max_conversations,
+        )
+        session.add(row)
+        session.flush()
+        click.echo(str(row.id))
+
+
+@main.group()
+def shift() -> None:
+    """One-off on-call shifts."""
+
+
+@shift.command("add")
+@click.argument("supporter_id", type=int)
+@click.argument("starts_at", type=datetime.fromisoformat)
+@click.argument("ends_at", type=datetime.fromisoformat)
+def shift_add(supporter_id: int, starts_at: datetime, ends_at: datetime) -> None:
+    """Put SUPPORTER_ID on call from STARTS_AT to ENDS_AT (ISO 8601 with offset)."""
+    if starts_at.tzinfo is None or ends_at.tzinfo is None or ends_at <= starts_at:
+        raise click.ClickException("give both times with an offset, the end after the start")
+    with _session() as session:
+        person = session.get(Supporter, supporter_id)
+        if person is None:
+            raise click.ClickException(f"no supporter {supporter_id}")
+        session.add(
+            Shift(
+                programme_id=person.programme_id,
+                supporter_id=person.id,
+                starts_at=starts_at,
+                ends_at=ends_at,
+            )
+        )
+    click.echo("shift added")
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Run queued jobs, then exit.")
+@click.option("--no-sweeper", is_flag=True, help="Leave sweeping to other workers.")
+def worker(burst: bool, no_sweeper: bool) -> None:
+    """Run an RQ worker (with the scheduler) and the sweeper."""
+    from workers.main import run_worker
+
+    run_worker(_settings(), burst=burst, sweeper=not no_sweeper)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+def dev(host: str, port: int) -> None:
+    """Web, worker and phone simulator in one process, on embedded defaults."""
+    from hotline.dev import run_dev
+
+    run_dev(host, port)
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    engine = make_engine(_settings().database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _number(raw: str) -> str:
+    try:
+        return normalize(raw)
+    except InvalidPhoneNumber:
+        raise click.ClickException(
+            "not a valid phone number (use E.164, e.g. +15551234567)"
+        ) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
