@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+T = TypeVar("T")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -64,3 +66,26 @@ def ping(engine: Engine) -> bool:
         return True
     except Exception:
         return False
+
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    """True for errors that a fresh attempt of the whole transaction may not meet again."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code in RETRYABLE_SQLSTATES
+
+
+def run_in_transaction(
+    factory: sessionmaker[Session], work: Callable[[Session], T], attempts: int = 3
+) -> T:
+    """Run ``work`` in a transaction; retry it whole after a deadlock or serialization failure."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction(factory) as session:
+                return work(session)
+        except DBAPIError as error:
+            if attempt == attempts or not is_retryable(error):
+                raise
+    raise AssertionError("unreachable")

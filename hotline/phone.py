@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import phonenumbers
 
+_POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
+
 
 class InvalidPhoneNumber(ValueError):
     """Not a phone number we can text or call. The message never repeats the input."""
@@ -13,15 +15,18 @@ def normalize(raw: str, region: str = "US") -> str:
     """Return ``raw`` as E.164 (``+15551234567``) or raise InvalidPhoneNumber.
 
     National forms are read in ``region``; anonymous callers, SIP URIs and short codes are refused.
+    So is any letter: phonenumbers would read ``555-CALL-NOW`` as a vanity number and drop an
+    ``ext 5``, and a typo turned into someone else's number is a confidentiality breach.
     """
     text = (raw or "").strip()
-    if not text or text.lower().startswith(("sip:", "client:")) or len(text) > 32:
+    if not text or any(c.isalpha() for c in text) or len(text) > 32:
         raise InvalidPhoneNumber("not a phone number")
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         raise InvalidPhoneNumber("not a phone number") from None
-    if not phonenumbers.is_possible_number(parsed):
+    # IS_POSSIBLE_LOCAL_ONLY ("555 1234", no area code) would become an unreachable "+15551234".
+    if phonenumbers.is_possible_number_with_reason(parsed) != _POSSIBLE:
         raise InvalidPhoneNumber("not a possible phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 

@@ -46,8 +46,14 @@ class Candidate:
 
 
 def lock_programme(session: Session, programme_id: int) -> None:
-    """Serialize offer-making within one programme (the rotation pointer's mutex)."""
-    session.execute(select(Programme.id).where(Programme.id == programme_id).with_for_update())
+    """Serialize offer-making within one programme (the rotation pointer's mutex).
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: inserting a conversation takes a ``KEY SHARE``
+    lock on its programme row (the foreign key), and ``FOR UPDATE`` would deadlock with that.
+    """
+    session.execute(
+        select(Programme.id).where(Programme.id == programme_id).with_for_update(key_share=True)
+    )
 
 
 def candidates(

@@ -10,7 +10,7 @@ import binascii
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
@@ -192,7 +192,7 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
 def _timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, e.g. 'Europe'
         raise SettingsError(f"HOTLINE_TIMEZONE: {name!r} is not an IANA time zone") from None
     return name
 
@@ -220,18 +220,32 @@ def _default_database_url(instance: Path) -> str:
 
 def _instance_secret(instance: Path, name: str) -> str:
     """A development secret generated once and kept under ``instance/`` (never in production)."""
-    path = instance / name
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return _instance_file(instance / name, lambda: secrets.token_urlsafe(32))
 
 
 def _instance_data_key(instance: Path) -> str:
-    path = instance / "data_key"
+    return _instance_file(
+        instance / "data_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    )
+
+
+def _instance_file(path: Path, generate: Callable[[], str]) -> str:
+    """Read ``path``, first creating it with ``generate()`` if it is absent.
+
+    Web and worker processes start together: the value is written to a private temporary file
+    and linked into place, so nobody reads a half-written key and a second writer can never
+    replace the first one's key (which would leave data nobody can decrypt).
+    """
     if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-        path.chmod(0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(generate())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won; use its value
+        finally:
+            temporary.unlink()
     return path.read_text().strip()

@@ -86,16 +86,16 @@ def sweep(services: Services) -> SweepReport:
         )
         overdue_checkins = checkins.overdue(session, now, SWEEP_GRACE)
         unknown = checkins.mark_stuck_unknown(session, now)
-        programmes = list(session.scalars(select(Programme)))
+        programme_ids = list(session.scalars(select(Programme.id)))
     expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
     sent = sum(
         checkins.send_checkin(services, ident) == CheckInState.SENT for ident in overdue_checkins
     )
     closed = offered = 0
-    for programme in programmes:
+    for programme_id in programme_ids:
         effects = Effects()
         with transaction(services.sessions) as session:
-            p = config_of(programme, services.settings)
+            p = config_of(session.get_one(Programme, programme_id), services.settings)
             closed += close_idle(services, session, p, now, effects)
             offered += offer_waiting(services, session, p, now, effects)
         send(services, effects)

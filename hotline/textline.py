@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, routing, wording
-from hotline.db import transaction
+from hotline.db import run_in_transaction, transaction
 from hotline.effects import Effects, schedule
 from hotline.keywords import Command, Word, parse
 from hotline.models import (
@@ -71,9 +71,13 @@ class Inbound:
 
 def handle_text(services: Services, inbound: InboundText) -> TextReply:
     """Handle one inbound text exactly once (a repeated MessageSid gets an empty answer)."""
-    effects = Effects()
-    with transaction(services.sessions) as session:
+
+    def attempt(session: Session) -> Effects:
+        effects = Effects()  # a retried attempt starts with nothing decided
         _dispatch(services, session, inbound, effects)
+        return effects
+
+    effects = run_in_transaction(services.sessions, attempt)
     schedule(services, effects)
     return TextReply(tuple(effects.texts))
 

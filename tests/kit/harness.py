@@ -143,7 +143,9 @@ class Hotline:
 
     def run_jobs(self) -> None:
         """Run every queued job with a real RQ worker (in this process, like ``hotline dev``)."""
-        SimpleWorker([make_queue(self.redis)], connection=self.redis).work(burst=True)
+        SimpleWorker([make_queue(self.redis)], connection=self.redis).work(
+            burst=True, with_scheduler=True
+        )
 
 
 def make_hotline(

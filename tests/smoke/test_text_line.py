@@ -1,0 +1,318 @@
+"""Smoke: whole text conversations through the webhooks, the real twilio client and fake Twilio.
+
+Each scenario ends by asserting that no phone got a text the script did not expect.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from hotline.models import Conversation, ConversationState, Offer, PendingText
+from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.phones import Phones
+
+ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
+CLINICIANS = [f"+1555010900{i}" for i in range(1, 7)]
+OFFER = "Reply ACCEPT to take it or PASS"
+
+
+def test_six_clinicians_are_spread_two_each_over_three_supporters(
+    hotline: Hotline, phones: Phones
+) -> None:
+    for name, number in (("Alice", ALICE), ("Bob", BOB), ("Carol", CAROL)):
+        hotline.add_supporter(name, number)
+    for number in CLINICIANS:
+        phones.phone(number).texts("I need to talk to someone")
+        phones.phone(number).expect_text("confidential", from_=HOTLINE)
+    for supporter in (ALICE, BOB, CAROL):
+        first = phones.phone(supporter).expect_text(OFFER)
+        second = phones.phone(supporter).expect_text(OFFER)
+        assert first.from_ != second.from_, "two requests on one phone share a pool number"
+    phones.assert_no_unexpected()
+
+
+def test_pass_and_timeout_escalate_to_the_next_supporter(hotline: Hotline, phones: Phones) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    hotline.add_supporter("Carol", CAROL)
+    clinician = phones.phone(CLINICIANS[0])
+    clinician.texts("rough night")
+    clinician.expect_text("confidential")
+    alice, bob, carol = phones.phone(ALICE), phones.phone(BOB), phones.phone(CAROL)
+    alice.expect_text(OFFER)
+
+    alice.texts("PASS")
+    alice.expect_text("Passed on")
+    bob.expect_text(OFFER)
+
+    hotline.clock.advance(seconds=181)  # HOTLINE_OFFER_TIMEOUT: Bob never answers
+    hotline.run_jobs()  # the expire_offer wake-up, on a real RQ worker with the scheduler
+    carol.expect_text(OFFER)
+    bob.texts("ACCEPT")  # too late
+    bob.expect_text("already gone to another peer")
+    carol.texts("accept")
+    carol.expect_text("You're connected")
+    carol.expect_text("rough night")
+    clinician.expect_text("peer supporter has joined")
+    phones.assert_no_unexpected()
+
+
+def test_the_sweeper_expires_offers_whose_wake_up_redis_lost(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    phones.phone(CLINICIANS[0]).texts("hello")
+    phones.phone(CLINICIANS[0]).expect_text("confidential")
+    phones.phone(ALICE).expect_text(OFFER)
+    hotline.redis.flushall()
+    hotline.clock.advance(seconds=200)
+    hotline.run_jobs()  # nothing left in Redis
+    phones.phone(BOB).expect_nothing()
+    assert hotline.sweep().offers_expired == 1
+    phones.phone(BOB).expect_text(OFFER)
+    phones.assert_no_unexpected()
+
+
+def test_nobody_on_call_at_3am_gets_the_fallback_and_a_later_shift_picks_it_up(
+    hotline: Hotline, phones: Phones
+) -> None:
+    now = hotline.clock.now = hotline.clock.now.replace(hour=8)  # 3 a.m. in New York
+    alice = hotline.add_supporter("Alice", ALICE, on_call=False)
+    hotline.add_shift(alice, now + timedelta(hours=4), now + timedelta(hours=12))
+    clinician = phones.phone(CLINICIANS[0])
+
+    clinician.texts("I can't sleep after what happened")
+    clinician.expect_text("confidential")
+    fallback = clinician.expect_text("No peer supporter is free", from_=HOTLINE)
+    assert "988" in fallback.body and "next peer comes on call" in fallback.body
+    clinician.texts("still here")  # held, no second fallback
+    phones.assert_no_unexpected()
+
+    hotline.clock.advance(hours=4, minutes=1)
+    hotline.sweep()
+    phones.phone(ALICE).expect_text(OFFER)
+    phones.phone(ALICE).texts("ACCEPT")
+    phones.phone(ALICE).expect_text("You're connected")
+    phones.phone(ALICE).expect_text("I can't sleep after what happened")
+    phones.phone(ALICE).expect_text("still here")
+    clinician.expect_text("peer supporter has joined")
+    phones.assert_no_unexpected()
+
+
+def test_one_supporter_holds_two_conversations_on_two_pool_numbers(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    one, two, alice = phones.phone(CLINICIANS[0]), phones.phone(CLINICIANS[1]), phones.phone(ALICE)
+    one.texts("from one")
+    one.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("from one", from_=POOL[0])
+    one.expect_text("joined")
+
+    two.texts("from two")
+    two.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[1])
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("connected", from_=POOL[1])
+    alice.expect_text("from two", from_=POOL[1])
+    two.expect_text("joined")
+
+    alice.texts("hello one", to=POOL[0])
+    alice.texts("hello two", to=POOL[1])
+    assert one.expect_text(from_=HOTLINE).body == "hello one"
+    assert two.expect_text(from_=HOTLINE).body == "hello two"
+    one.texts("reply one")
+    alice.expect_text("reply one", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
+def test_a_full_supporter_is_skipped_pool_of_one(hotline: Hotline, phones: Phones) -> None:
+    _set_pool(hotline, (HOTLINE,))
+    hotline.add_supporter("Alice", ALICE, max_conversations=3)
+    hotline.add_supporter("Bob", BOB, max_conversations=3)
+    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    phones.phone(CLINICIANS[0]).texts("first")
+    phones.phone(CLINICIANS[0]).expect_text("confidential")
+    alice.expect_text(OFFER, from_=HOTLINE)
+    alice.texts("ACCEPT")
+    alice.expect_text("connected")
+    alice.expect_text("first")
+    phones.phone(CLINICIANS[0]).expect_text("joined")
+    # Alice has used the only pool number: the next request goes to Bob though she has room.
+    phones.phone(CLINICIANS[1]).texts("second")
+    phones.phone(CLINICIANS[1]).expect_text("confidential")
+    bob.expect_text(OFFER, from_=HOTLINE)
+    # and with Bob's number in use too, the third clinician hears the fallback.
+    phones.phone(CLINICIANS[2]).texts("third")
+    phones.phone(CLINICIANS[2]).expect_text("confidential")
+    phones.phone(CLINICIANS[2]).expect_text("No peer supporter is free")
+    # Alice's texts on the shared number still reach her clinician.
+    alice.texts("still with you")
+    assert phones.phone(CLINICIANS[0]).expect_text(from_=HOTLINE).body == "still with you"
+    phones.assert_no_unexpected()
+
+
+def test_pool_of_three_lets_one_supporter_hold_three(hotline: Hotline, phones: Phones) -> None:
+    hotline.add_supporter("Alice", ALICE, max_conversations=5)
+    alice = phones.phone(ALICE)
+    for i, number in enumerate(CLINICIANS[:4]):
+        phones.phone(number).texts(f"hi {i}")
+        phones.phone(number).expect_text("confidential")
+        if i < 3:
+            assert alice.expect_text(OFFER).from_ == POOL[i]
+    phones.phone(CLINICIANS[3]).expect_text("No peer supporter is free")
+    phones.assert_no_unexpected()
+
+
+def test_stop_mid_conversation_ends_it(hotline: Hotline, phones: Phones) -> None:
+    clinician, alice = _connected(hotline, phones)
+    clinician.texts("STOP")  # Twilio itself answers the opt-out word
+    alice.expect_text("ended the conversation")
+    alice.texts("are you there?")
+    alice.expect_text("This conversation has ended")
+    with hotline.session() as session:
+        assert session.scalar(select(Conversation.state)) == ConversationState.ENDED
+    clinician.texts("START")
+    phones.assert_no_unexpected()
+
+
+def test_discipline_is_preferred_and_falls_back_to_anyone(hotline: Hotline, phones: Phones) -> None:
+    hotline.add_supporter("Alice", ALICE, discipline="physician")
+    hotline.add_supporter("Bob", BOB, discipline="nurse")
+    nurse = phones.phone(CLINICIANS[0])
+    nurse.texts("NURSE")
+    nurse.expect_text("confidential")
+    assert "nurse" in phones.phone(BOB).expect_text(OFFER).body
+    pharmacist = phones.phone(CLINICIANS[1])
+    pharmacist.texts("pharmacist")
+    pharmacist.expect_text("confidential")
+    phones.phone(ALICE).expect_text(OFFER)  # nobody of that field: anyone on call
+    phones.assert_no_unexpected()
+
+
+def test_resources_break_back_and_help(hotline: Hotline, phones: Phones) -> None:
+    clinician, alice = _connected(hotline, phones)
+    alice.texts("RESOURCES")
+    alice.expect_text("Resources sent")
+    clinician.expect_text("Employee Assistance Program", from_=HOTLINE)
+    alice.texts("help")
+    assert "BREAK" in alice.expect_text("ACCEPT").body
+    clinician.texts("HELP")
+    assert "988" in clinician.expect_text("confidential", from_=HOTLINE).body
+    # Alice is on the only pool number... on a break, Bob gets the next request.
+    hotline.add_supporter("Bob", BOB)
+    alice.texts("BREAK 2h")
+    alice.expect_text("On a break until")
+    phones.phone(CLINICIANS[1]).texts("hello")
+    phones.phone(CLINICIANS[1]).expect_text("confidential")
+    phones.phone(BOB).expect_text(OFFER)
+    alice.texts("BACK")
+    alice.expect_text("Welcome back")
+    phones.assert_no_unexpected()
+
+
+def test_yes_is_understood_as_accept(hotline: Hotline, phones: Phones) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("hi")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    alice.texts("Yes")
+    alice.expect_text("connected")
+    alice.expect_text("hi")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
+def test_returning_clinician_is_offered_first_to_their_previous_supporter(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = _connected(hotline, phones, add_alice=False)
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    hotline.add_supporter("Bob", BOB)  # Bob was never offered anything: first in rotation
+    clinician.texts("can we talk again?")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    phones.assert_no_unexpected()
+
+
+def test_odd_inputs_each_get_a_defined_answer(hotline: Hotline, phones: Phones) -> None:
+    clinician, alice = _connected(hotline, phones)
+    long = "é" * 2000 + " end"
+    clinician.texts(long)
+    relayed = alice.expect_text()
+    assert len(relayed.body) == 1600 and relayed.body.endswith("…")
+    clinician.texts("שלום 🙏 مرحبا")
+    assert alice.expect_text().body == "שלום 🙏 مرحبا"
+    clinician.texts("", num_media=1)
+    clinician.expect_text("media aren't passed on")
+    clinician.texts("")  # an empty text relays nothing
+    stranger = phones.phone("+15550107777")
+    stranger.texts("who is this?", to=POOL[2])
+    stranger.expect_text(f"text {HOTLINE}")
+    phones.assert_no_unexpected()
+
+
+def test_supporter_who_needs_support_texts_the_hotline_like_anyone(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    alice = phones.phone(ALICE)
+    alice.texts("I'm struggling myself after today", to=HOTLINE)
+    alice.expect_text("confidential", from_=HOTLINE)
+    phones.phone(BOB).expect_text(OFFER)  # never offered her own request
+    alice.texts("BREAK 1h", to=HOTLINE)  # a supporter command still works on the hotline
+    alice.expect_text("On a break")
+    phones.assert_no_unexpected()
+
+
+def test_held_texts_are_sealed_and_deleted_once_relayed(hotline: Hotline, phones: Phones) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    phones.phone(CLINICIANS[0]).texts("canary-words-7731")
+    with hotline.session() as session:
+        (sealed,) = session.scalars(select(PendingText.sealed)).all()
+        assert b"canary-words-7731" not in sealed
+    phones.phone(ALICE).texts("ACCEPT", to=POOL[0])
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(PendingText)) == 0
+        assert session.scalar(select(func.count()).select_from(Offer)) == 1
+
+
+def _connected(hotline: Hotline, phones: Phones, add_alice: bool = True) -> tuple:  # type: ignore[type-arg]
+    if add_alice:
+        hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    alice.texts("ACCEPT")
+    alice.expect_text("connected")
+    alice.expect_text("hello")
+    clinician.expect_text("joined")
+    return clinician, alice
+
+
+def _set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:
+    from hotline.db import transaction
+    from hotline.models import Programme
+    from hotline.programmes import ensure_programme
+
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        ensure_programme(
+            session,
+            slug=programme.slug,
+            name=programme.name,
+            hotline_number=programme.hotline_number,
+            pool_numbers=pool,
+        )
