@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from hotline import accounts, migrate
 from hotline.db import make_engine, make_sessionmaker, transaction
 from hotline.models import Programme, Shift, Supporter
-from hotline.people import new_supporter
-from hotline.phone import InvalidPhoneNumber, normalize
+from hotline.people import new_supporter, set_alert_phone
+from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
 from hotline.programmes import DEFAULT_SLUG, ensure_default_programme, ensure_programme
 from hotline.settings import Settings, SettingsError, load_settings
@@ -122,6 +122,17 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
             timezone=timezone,
         )
     click.echo(f"programme {slug} serves {hotline}")
+
+
+@programme.command("alerts")
+@click.argument("slug")
+@click.argument("phone")
+def programme_alerts(slug: str, phone: str) -> None:
+    """Text PHONE (the coordinator) when a request finds nobody available."""
+    vault = Vault(_settings().data_keys)
+    with _session() as session:
+        set_alert_phone(vault, _programme(session, slug), _number(phone))
+    click.echo(f"alerts for {slug} go to {redact(_number(phone))}")
 
 
 @main.group()

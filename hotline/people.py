@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hotline.models import Clinician, OptOut, Supporter
+from hotline.models import Clinician, OptOut, Programme, Supporter
 from hotline.privacy import Vault
 
 CLINICIAN_CONTEXT = b"clinician-phone"
@@ -130,3 +130,8 @@ def lift_opt_out(
         )
     ):
         session.delete(row)
+
+
+def set_alert_phone(vault: Vault, programme: Programme, phone: str | None) -> None:
+    """Where "nobody is available" alerts for ``programme`` are texted (None: nowhere)."""
+    programme.alert_phone_sealed = vault.seal(phone, ALERT_CONTEXT) if phone else None

@@ -14,6 +14,7 @@ from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
+COORDINATOR = "+15550106000"
 CLINICIANS = [f"+1555010900{i}" for i in range(1, 7)]
 OFFER = "Reply ACCEPT to take it or PASS"
 
@@ -80,6 +81,7 @@ def test_nobody_on_call_at_3am_gets_the_fallback_and_a_later_shift_picks_it_up(
     hotline: Hotline, phones: Phones
 ) -> None:
     now = hotline.clock.now = hotline.clock.now.replace(hour=8)  # 3 a.m. in New York
+    _set_alert_phone(hotline, COORDINATOR)
     alice = hotline.add_supporter("Alice", ALICE, on_call=False)
     hotline.add_shift(alice, now + timedelta(hours=4), now + timedelta(hours=12))
     clinician = phones.phone(CLINICIANS[0])
@@ -88,6 +90,8 @@ def test_nobody_on_call_at_3am_gets_the_fallback_and_a_later_shift_picks_it_up(
     clinician.expect_text("confidential")
     fallback = clinician.expect_text("No peer supporter is free", from_=HOTLINE)
     assert "988" in fallback.body and "next peer comes on call" in fallback.body
+    alert = phones.phone(COORDINATOR).expect_text("nobody available", from_=HOTLINE)
+    assert "can't sleep" not in alert.body and CLINICIANS[0] not in alert.body
     clinician.texts("still here")  # held, no second fallback
     phones.assert_no_unexpected()
 
@@ -315,4 +319,15 @@ def _set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:
             name=programme.name,
             hotline_number=programme.hotline_number,
             pool_numbers=pool,
+        )
+
+
+def _set_alert_phone(hotline: Hotline, phone: str) -> None:
+    from hotline.db import transaction
+    from hotline.models import Programme
+    from hotline.people import set_alert_phone
+
+    with transaction(hotline.services.sessions) as session:
+        set_alert_phone(
+            hotline.services.vault, session.get_one(Programme, hotline.programme_id), phone
         )

@@ -1,0 +1,82 @@
+"""The ``hotline`` command, run as an operator would (through click, against a real database)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from hotline.accounts import check_password, find_api_token
+from hotline.cli import main
+from hotline.db import make_engine, make_sessionmaker
+from hotline.models import Coordinator, PoolNumber, Programme, Shift, Supporter
+
+pytestmark = pytest.mark.sqlite_only
+
+
+@pytest.fixture
+def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {
+        "HOTLINE_NUMBER": "+15550100000",
+        "HOTLINE_POOL_NUMBERS": "+15550100001,+15550100002",
+        "HOTLINE_INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+    }
+    runner = CliRunner(env=env)
+
+    def invoke(*args: str, input: str | None = None) -> str:
+        result = runner.invoke(main, list(args), input=input, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    invoke("db", "upgrade")
+    engine = make_engine(env["DATABASE_URL"])
+    invoke.sessions = make_sessionmaker(engine)  # type: ignore[attr-defined]
+    invoke.runner = runner  # type: ignore[attr-defined]
+    yield invoke
+    engine.dispose()
+
+
+def test_db_upgrade_creates_the_first_programme_from_the_environment(run) -> None:  # type: ignore[no-untyped-def]
+    run("db", "upgrade")  # idempotent
+    with run.sessions() as session:
+        programme = session.scalar(select(Programme))
+        assert programme.hotline_number == "+15550100000"
+        pool = session.scalars(select(PoolNumber.number).order_by(PoolNumber.id)).all()
+        assert pool == ["+15550100001", "+15550100002"]
+
+
+def test_coordinator_and_api_token(run) -> None:  # type: ignore[no-untyped-def]
+    out = run("coordinator", "create", "Lead@Example.org", input="a long passphrase\n" * 2)
+    assert "lead@example.org" in out
+    token = run("api-token", "create", "ops").strip()
+    assert token.startswith("hl_") and len(token) > 30
+    with run.sessions() as session, session.begin():
+        person = session.scalar(select(Coordinator))
+        assert check_password(person.password_hash, "a long passphrase")
+        assert "passphrase" not in person.password_hash
+        assert find_api_token(session, token) is not None
+        assert find_api_token(session, token + "x") is None
+
+
+def test_roster_shortcuts_seal_numbers_and_refuse_bad_input(run) -> None:  # type: ignore[no-untyped-def]
+    supporter_id = run("supporter", "add", "Alice", "(555) 010-8001", "--discipline", "nurse")
+    run("shift", "add", supporter_id.strip(), "2026-03-02T19:00-05:00", "2026-03-03T07:00-05:00")
+    with run.sessions() as session:
+        alice = session.scalar(select(Supporter))
+        assert b"5550108001" not in alice.phone_sealed
+        shift = session.scalar(select(Shift))
+        assert shift.starts_at.isoformat() == "2026-03-03T00:00:00+00:00"
+    bad = run.runner.invoke(main, ["supporter", "add", "Bob", "not a number"])
+    assert bad.exit_code != 0 and "not a valid phone number" in bad.output
+    naive = run.runner.invoke(main, ["shift", "add", "1", "2026-03-02T19:00", "2026-03-03T07:00"])
+    assert naive.exit_code != 0 and "offset" in naive.output
+
+
+def test_short_passwords_are_refused(run) -> None:  # type: ignore[no-untyped-def]
+    result = run.runner.invoke(
+        main, ["coordinator", "create", "x@example.org"], input="short\nshort\n"
+    )
+    assert result.exit_code != 0 and "12 characters" in result.output
