@@ -11,7 +11,6 @@ This is a composition root (like ``hotline.app``): it may import flask, rq and r
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from flask import Flask
 from redis import Redis
 from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
+from werkzeug.serving import run_simple
 
 from hotline.app import build_redis, build_services, build_telephony, create_app
 from hotline.db import transaction
@@ -28,7 +28,7 @@ from hotline.demo import seed_demo_roster
 from hotline.migrate import upgrade
 from hotline.programmes import ensure_default_programme
 from hotline.services import Services
-from hotline.settings import Settings, SettingsError, load_settings
+from hotline.settings import Settings, SettingsError, load_settings, process_environ
 from hotline.telephony.simulator import PhoneNetwork, SimulatedTelephony
 from workers import context
 from workers.main import run_sweeper
@@ -132,14 +132,13 @@ class DevHotline:
 
 def run_dev(host: str = "127.0.0.1", port: int = 5000) -> None:
     """Run the hotline on embedded defaults until Ctrl+C (``hotline dev``)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging()
     dev = build_dev()
     print(dev.banner(host, port), flush=True)
     dev.background.start()
     try:
-        dev.app.run(host, port, threaded=True, use_reloader=False)
+        # app.run() without Flask's own start-up banner: the line above says it all.
+        run_simple(host, port, dev.app, threaded=True, use_reloader=False)
     finally:
         dev.background.stop()
 
@@ -164,7 +163,7 @@ def build_dev(
 def dev_settings(environ: Mapping[str, str] | None, instance_path: Path | None) -> Settings:
     """The settings with the development numbers filled in where unset; never production."""
     settings = load_settings(
-        with_dev_defaults(_process_environ() if environ is None else environ), instance_path
+        with_dev_defaults(process_environ() if environ is None else environ), instance_path
     )
     if settings.production:
         raise SettingsError("hotline dev is for development only; unset HOTLINE_ENV=production")
@@ -197,13 +196,13 @@ def prepare_programme(services: Services, *, demo: bool) -> int:
         return seed_demo_roster(session, services.vault, programme.id, services.clock())
 
 
-def _process_environ() -> Mapping[str, str]:
-    # load_settings() reads the process environment itself, but it takes no defaults, so the
-    # dev defaults are layered on a copy here (the one other place that reads os.environ).
-    from dotenv import load_dotenv
-
-    load_dotenv(override=False)
-    return dict(os.environ)
+def _configure_logging() -> None:
+    """Our own INFO lines (they never carry a number or a body); only warnings from libraries."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name in ("hotline", "webhooks", "workers"):
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _display_host(host: str) -> str:

@@ -7,7 +7,7 @@ supporter to accept (``PendingText.sealed``), encrypted, and deleted as soon as 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -339,3 +339,192 @@ class AuditEntry(Base):
     old: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     new: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- confidentiality ---
+
+
+class MessageDeletion(Base):
+    """A provider message record to delete, so Twilio does not keep the body either.
+
+    Holds only Twilio's SID; the row itself is deleted once the provider has deleted the message.
+    """
+
+    __tablename__ = "message_deletions"
+    __table_args__ = (Index("ix_message_deletions_due", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    due_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- console ---
+
+
+class Rotation(Base):
+    """A weekly rotation: members take one-week turns in ``position`` order.
+
+    Turns hand off at ``handoff_weekday`` (0 Monday .. 6 Sunday) and ``handoff_time`` on the
+    wall clock of ``timezone`` (the programme's, copied here so the schedule needs no settings).
+    Turn 0 starts at the first hand-off on or after ``anchor_date``; nothing before it.
+    """
+
+    __tablename__ = "rotations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64))
+    handoff_weekday: Mapped[int] = mapped_column(Integer)
+    handoff_time: Mapped[time]
+    anchor_date: Mapped[date]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[RotationMember]] = relationship(
+        back_populates="rotation",
+        order_by="RotationMember.position",
+        cascade="all, delete-orphan",
+    )
+
+
+class RotationMember(Base):
+    __tablename__ = "rotation_members"
+    __table_args__ = (UniqueConstraint("rotation_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rotation_id: Mapped[int] = mapped_column(ForeignKey("rotations.id", ondelete="CASCADE"))
+    supporter_id: Mapped[int] = mapped_column(
+        ForeignKey("supporters.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+
+    rotation: Mapped[Rotation] = relationship(back_populates="members")
+
+
+class Override(Base):
+    """From ``starts_at`` to ``ends_at``, ``supporter_id`` is on call and ``replaces_id`` (the
+    supporter they cover for, if any) is not, whatever the rotations and shifts say."""
+
+    __tablename__ = "overrides"
+    __table_args__ = (Index("ix_overrides_window", "programme_id", "starts_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    supporter_id: Mapped[int] = mapped_column(ForeignKey("supporters.id", ondelete="CASCADE"))
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("supporters.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PhoneVerification(Base):
+    """A code texted to a supporter's number; while the row exists they are not on call."""
+
+    __tablename__ = "phone_verifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supporter_id: Mapped[int] = mapped_column(
+        ForeignKey("supporters.id", ondelete="CASCADE"), unique=True
+    )
+    code_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    notice_key: Mapped[str] = mapped_column(String(120))  # the Notice that texts this code
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NoticeKind(StrEnum):
+    VERIFICATION = "verification"
+    REMINDER = "reminder"
+    GAP = "gap"
+
+
+class NoticeState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nobody to send it to (no alert phone), or no longer true
+
+
+class Notice(Base):
+    """A text the schedule sends once: a verification code, a shift reminder, a gap warning.
+
+    The unique ``key`` makes creating it twice a no-op; a sender claims it (pending -> sending)
+    before calling the provider, so two workers never send the same one.
+    """
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_pending", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), index=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[NoticeKind] = mapped_column(String(20))
+    supporter_id: Mapped[int | None] = mapped_column(
+        ForeignKey("supporters.id", ondelete="CASCADE")
+    )
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    due_at: Mapped[datetime]
+    state: Mapped[NoticeState] = mapped_column(String(10), default=NoticeState.PENDING)
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScheduleSettings(Base):
+    """A programme's schedule options; a programme without a row has the defaults."""
+
+    __tablename__ = "schedule_settings"
+
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), primary_key=True)
+    reminder_minutes: Mapped[int | None] = mapped_column(Integer)  # None: no reminder texts
+    # Coverage gaps this far ahead are texted to the alert phone (None: the console only).
+    gap_warning_hours: Mapped[int | None] = mapped_column(Integer)
+    calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class LoginFailure(Base):
+    """A failed console sign-in (keyed by a hash of the email or address), kept a short while."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- voice line ---
+
+
+class CallState(StrEnum):
+    GREETING = "greeting"  # hearing the greeting and the discipline choice
+    RINGING = "ringing"  # supporters are being rung, one at a time (the pending offer)
+    BRIDGED = "bridged"  # a supporter pressed 1: the two are talking
+    CALLBACK = "callback"  # nobody took it: a call-back conversation is offered by text
+    ENDED = "ended"  # the caller hung up, or the call is over
+
+
+class Call(Base):
+    """One inbound call to a hotline number, from the greeting to the hang-up.
+
+    Holds no number and no recording: the caller is the clinician row (NULL for a hidden
+    number), ``call_sid`` is Twilio's id of the caller's leg, and each supporter rung is an
+    Offer of ``conversation_id``.
+    """
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    clinician_id: Mapped[int | None] = mapped_column(ForeignKey("clinicians.id"))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
+    state: Mapped[CallState] = mapped_column(String(10), default=CallState.GREETING)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    # When the supporter who took the call was texted how to close it (at most once).
+    followed_up_at: Mapped[datetime | None]

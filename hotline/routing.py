@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from hotline import schedule, wording
 from hotline.effects import Effects
 from hotline.models import (
+    Channel,
     Clinician,
     Conversation,
     ConversationState,
@@ -138,7 +139,32 @@ def offer_next(
     now: datetime,
     effects: Effects,
 ) -> Offer | None:
-    """Offer ``conv`` to the best eligible supporter; None when nobody is left."""
+    """Offer ``conv`` to the best eligible supporter by text; None when nobody is left."""
+    offer = reserve(session, vault, p, conv, now, now + p.offer_timeout)
+    if offer is None:
+        return None
+    supporter = session.get_one(Supporter, offer.supporter_id)
+    by_call = conv.channel == Channel.VOICE
+    effects.text(
+        supporter_phone(vault, supporter),
+        offer.pool_number,
+        wording.offer(conv.discipline_wanted, call_back=by_call),
+    )
+    effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
+    return offer
+
+
+def reserve(
+    session: Session,
+    vault: Vault,
+    p: ProgrammeConfig,
+    conv: Conversation,
+    now: datetime,
+    expires_at: datetime,
+) -> Offer | None:
+    """Record an offer of ``conv`` to the best eligible supporter and move the round-robin
+    pointer, under the programme lock; None when nobody is left. Sends nothing: the caller
+    decides how the offer reaches the supporter (a text, or a ringing phone)."""
     lock_programme(session, p.id)
     found = candidates(session, vault, p, conv, now)
     if not found:
@@ -150,16 +176,10 @@ def offer_next(
         supporter_id=best.supporter.id,
         pool_number=best.pool_number,
         offered_at=now,
-        expires_at=now + p.offer_timeout,
+        expires_at=expires_at,
     )
     session.add(offer)
     session.flush()
-    effects.text(
-        supporter_phone(vault, best.supporter),
-        best.pool_number,
-        wording.offer(conv.discipline_wanted),
-    )
-    effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
     return offer
 
 
@@ -179,7 +199,9 @@ def offer_or_fall_back(
         if clinician is not None:
             next_on = schedule.next_coverage(session, p.id, now)
             effects.text(
-                clinician_phone(vault, clinician), p.hotline_number, wording.fallback(p, next_on)
+                clinician_phone(vault, clinician),
+                p.hotline_number,
+                wording.fallback(p, next_on, call_back=conv.channel == Channel.VOICE),
             )
         alert = alert_phone(session, vault, p.id)
         if alert:
@@ -214,28 +236,43 @@ def accept(
     now: datetime,
     effects: Effects,
 ) -> bool:
-    """The supporter takes the conversation: held texts go to them, the clinician is told."""
-    if not answer(session, offer, OfferState.ACCEPTED, now):
+    """The supporter takes the conversation by text: held texts go to them, the clinician is
+    told (a call-back: the supporter is told to call this number, the clinician to expect it)."""
+    conv = assign(session, offer, now)
+    if conv is None:
         return False
-    conv = session.get_one(Conversation, offer.conversation_id)
     supporter = session.get_one(Supporter, offer.supporter_id)
-    conv.state = ConversationState.ACTIVE
-    conv.supporter_id, conv.pool_number = supporter.id, offer.pool_number
-    conv.accepted_at = conv.last_activity_at = now
     clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
-    if clinician is not None:
-        clinician.last_supporter_id = supporter.id
+    by_call = conv.channel == Channel.VOICE
     to_supporter = supporter_phone(vault, supporter)
-    effects.text(to_supporter, offer.pool_number, wording.accepted_for_supporter())
+    effects.text(to_supporter, offer.pool_number, wording.accepted_for_supporter(call_back=by_call))
     for held in session.scalars(
         select(PendingText).where(PendingText.conversation_id == conv.id).order_by(PendingText.id)
     ):
         effects.text(to_supporter, offer.pool_number, vault.open(held.sealed, PENDING_TEXT_CONTEXT))
         session.delete(held)
     if clinician is not None:
-        effects.text(clinician_phone(vault, clinician), p.hotline_number, wording.joined())
+        effects.text(
+            clinician_phone(vault, clinician), p.hotline_number, wording.joined(call_back=by_call)
+        )
     effects.cancel(Task.EXPIRE_OFFER, offer.id)
     return True
+
+
+def assign(session: Session, offer: Offer, now: datetime) -> Conversation | None:
+    """The offer's supporter takes its conversation: the offer ACCEPTED, the conversation ACTIVE
+    on the offer's pool number, the clinician's preferred supporter noted. None (and nothing
+    changed) when the offer was no longer pending. Sends nothing."""
+    if not answer(session, offer, OfferState.ACCEPTED, now):
+        return None
+    conv = session.get_one(Conversation, offer.conversation_id)
+    conv.state = ConversationState.ACTIVE
+    conv.supporter_id, conv.pool_number = offer.supporter_id, offer.pool_number
+    conv.accepted_at = conv.last_activity_at = now
+    clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
+    if clinician is not None:
+        clinician.last_supporter_id = offer.supporter_id
+    return conv
 
 
 def hold_text(session: Session, vault: Vault, conv: Conversation, body: str) -> None:

@@ -61,6 +61,7 @@ class Settings:
     )
     checkin_hours: tuple[time, time] | None = (time(9), time(20))
     crisis_text: str = DEFAULT_CRISIS_TEXT
+    retention_days: int = 30
     instance_path: Path = field(default_factory=lambda: Path("instance"))
 
     @property
@@ -90,10 +91,7 @@ def load_settings(
     Raises SettingsError naming the first setting that is missing or malformed.
     """
     if environ is None:
-        from dotenv import load_dotenv
-
-        load_dotenv(override=False)
-        environ = os.environ
+        environ = process_environ()
     env = _get(environ, "HOTLINE_ENV") or "development"
     if env not in ("development", "production"):
         raise SettingsError("HOTLINE_ENV must be 'development' or 'production'")
@@ -127,8 +125,21 @@ def load_settings(
             environ.get("HOTLINE_CHECKIN_HOURS", "09:00-20:00"), "HOTLINE_CHECKIN_HOURS"
         ),
         crisis_text=_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT,
+        retention_days=_positive_int(environ, "HOTLINE_RETENTION_DAYS", 30),
         instance_path=instance,
     )
+
+
+def process_environ() -> dict[str, str]:
+    """A copy of the process environment with ``.env`` applied (``.env`` never overrides).
+
+    For callers that layer their own defaults before ``load_settings`` (``hotline dev``), so
+    that this module stays the one place that reads ``os.environ``.
+    """
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)
+    return dict(os.environ)
 
 
 def parse_offsets(text: str, name: str = "offsets") -> tuple[timedelta, ...]:
@@ -185,7 +196,7 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or int(raw) <= 0:
-        raise SettingsError(f"{name} must be a positive whole number of seconds")
+        raise SettingsError(f"{name} must be a positive whole number")
     return int(raw)
 
 

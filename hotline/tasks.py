@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import checkins, routing, wording
+from hotline import checkins, notices, retention, routing, wording
 from hotline.db import transaction
 from hotline.effects import Effects, schedule, send
 from hotline.models import (
@@ -68,6 +68,8 @@ class SweepReport:
     conversations_closed: int = 0
     checkins_sent: int = 0
     checkins_unknown: int = 0
+    provider_records_deleted: int = 0
+    clinicians_purged: int = 0
 
 
 def sweep(services: Services) -> SweepReport:
@@ -85,12 +87,17 @@ def sweep(services: Services) -> SweepReport:
             )
         )
         overdue_checkins = checkins.overdue(session, now, SWEEP_GRACE)
+        overdue_deletions = retention.overdue_deletions(session, now, SWEEP_GRACE)
         unknown = checkins.mark_stuck_unknown(session, now)
+        purged = retention.purge_expired(
+            session, now, timedelta(days=services.settings.retention_days)
+        )
         programme_ids = list(session.scalars(select(Programme.id)))
     expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
     sent = sum(
         checkins.send_checkin(services, ident) == CheckInState.SENT for ident in overdue_checkins
     )
+    deleted = sum(retention.delete_at_provider(services, ident) for ident in overdue_deletions)
     closed = offered = 0
     for programme_id in programme_ids:
         effects = Effects()
@@ -100,7 +107,8 @@ def sweep(services: Services) -> SweepReport:
             offered += offer_waiting(services, session, p, now, effects)
         send(services, effects)
         schedule(services, effects)
-    report = SweepReport(expired, offered, closed, sent, unknown)
+    notices.sweep(services)  # verification codes, shift reminders, coverage-gap warnings
+    report = SweepReport(expired, offered, closed, sent, unknown, deleted, purged)
     if report != SweepReport():
         log.info("sweep: %s", report)
     return report

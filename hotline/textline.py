@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hotline import checkins, events, routing, wording
+from hotline import checkins, events, retention, routing, wording
 from hotline.db import run_in_transaction, transaction
 from hotline.effects import Effects, schedule
 from hotline.keywords import Command, Word, parse
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 OPEN = (ConversationState.QUEUED, ConversationState.ACTIVE)
 FOLLOWED_UP = ("done", "inactive")
+INBOUND_DELETE_DELAY = timedelta(minutes=2)  # the record must be final before Twilio deletes it
 SUPPORTER_WORDS = frozenset(
     {Word.ACCEPT, Word.PASS, Word.DONE, Word.RESOURCES, Word.BREAK, Word.BACK, Word.HELP}
 )
@@ -94,8 +95,10 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     if not events.claim(session, f"sms:{text.sid}"):
         log.info("duplicate delivery of %s ignored", text.sid)
         return
+    now = services.clock()
+    retention.queue_deletion(session, text.sid, now + INBOUND_DELETE_DELAY, effects)
     p = config_of(match.programme, services.settings)
-    ctx = Inbound(services, session, p, sender, text, parse(text.body), services.clock(), effects)
+    ctx = Inbound(services, session, p, sender, text, parse(text.body), now, effects)
     supporter = find_supporter(session, services.vault, p.id, sender)
     if supporter is not None and _is_supporter_text(ctx, supporter, match.is_hotline):
         _supporter_text(ctx, supporter)
@@ -243,6 +246,9 @@ def _clinician_text(ctx: Inbound) -> None:
     if word is Word.HELP:
         ctx.reply(wording.clinician_help(ctx.programme))
         return
+    if word is Word.FORGET:
+        _clinician_forget(ctx)
+        return
     clinician = get_or_create_clinician(ctx.session, vault, pid, ctx.sender)
     clinician.last_contact_at = ctx.now
     if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
@@ -336,6 +342,15 @@ def _clinician_stop(ctx: Inbound) -> None:
         end_conversation(ctx.session, ctx.programme, conv, "stop", ctx.now, ctx.effects)
 
 
+def _clinician_forget(ctx: Inbound) -> None:
+    """FORGET: end everything and erase the clinician's number now; confirm in this reply."""
+    clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
+    if clinician is not None:
+        _clinician_stop(ctx)
+        retention.forget(ctx.session, clinician)
+    ctx.reply(wording.forgotten())
+
+
 # --- shared ----------------------------------------------------------------------------------
 
 
@@ -377,6 +392,10 @@ def offer_waiting(
 
 
 def handle_status(services: Services, report: StatusReport) -> None:
-    """Status callbacks: check-ins record delivery (see checkins.record_status)."""
+    """Status callbacks: check-ins record delivery; final messages are deleted at Twilio."""
+    effects = Effects()
     with transaction(services.sessions) as session:
         checkins.record_status(session, report)
+        if report.sid.startswith(("SM", "MM")):
+            retention.after_status(session, report.sid, report.status, services.clock(), effects)
+    schedule(services, effects)

@@ -1,23 +1,250 @@
-"""The voice line's first answer. Ringing supporters is the voice-line issue's work; until then
-a caller hears the greeting, is told to text this number to reach a peer, and the crisis line."""
+"""The voice line: every inbound call, to the hotline number or a pool number, gets an answer.
+
+A call to a hotline number, one Twilio webhook per step (webhooks/voice.py):
+
+1. ``answer_call``: the greeting (with the crisis sentence) and an optional discipline menu.
+2. ``start``: the call's conversation is created and the first supporter rung (ringing.py).
+3. ``dial_result``: a ring is over. A press of 1 (recorded by ``ringing.pick_up``) means they
+   talked; a caller who hung up stops everything; otherwise the next supporter is rung, or a
+   call-back is queued and offered by text.
+
+Every step is safe to receive twice: the first delivery of each (keyed by CallSid and step in
+``webhook_events``) decides, a repeat replays the answer for the call's current state.
+Call status callbacks only move a call forward. Calls to a pool number go through the mask
+(masking.py). No step records anything.
+"""
 
 from __future__ import annotations
 
-from hotline.db import transaction
-from hotline.programmes import config_of, find_by_number
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hotline import events, masking, ringing, routing, speech
+from hotline.calling import (
+    DialResult,
+    Gather,
+    Hangup,
+    InboundCall,
+    Redirect,
+    Say,
+    VoiceReply,
+    reply,
+    route,
+)
+from hotline.effects import Effects
+from hotline.models import (
+    Call,
+    CallState,
+    Channel,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+)
+from hotline.people import find_supporter, get_or_create_clinician
+from hotline.phone import InvalidPhoneNumber, normalize
+from hotline.programmes import ProgrammeConfig, find_by_number, own_numbers
+from hotline.ringing import CallStep, answer_in_transaction, step
 from hotline.services import Services
+from hotline.texting import StatusReport
+from hotline.textline import end_conversation
+
+log = logging.getLogger(__name__)
+
+MENU_SECONDS = 5  # the discipline menu times out quickly to "anyone"
+# The caller's own leg is over (Twilio's CallStatus), or the dial was cancelled by a hang-up.
+CALLER_GONE = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
 
 
-def answer(services: Services, to: str) -> tuple[str, ...]:
-    """Sentences to say to a caller of ``to`` before hanging up."""
-    with transaction(services.sessions) as session:
-        match = find_by_number(session, to)
-        if match is None or not match.is_hotline:
-            return ("This number does not take calls.",)
-        p = config_of(match.programme, services.settings)
+def answer_call(services: Services, call: InboundCall) -> VoiceReply:
+    """The first answer to an inbound call.
+
+    Hotline number: the greeting and menu (a repeated CallSid hears it again, nothing more is
+    stored). A supporter calling the pool number of their live conversation is connected to
+    its clinician; anyone else calling a pool number hears a short message.
+    """
+
+    def work(session: Session, effects: Effects) -> VoiceReply:
+        match = find_by_number(session, _safe_number(call.to) or "")
+        caller = _safe_number(call.from_)
+        if match is None or (caller is not None and caller in own_numbers(session)):
+            return reply(Say(speech.unknown_number()), Hangup())
+        ctx = step(services, session, match.programme.id, effects)
+        vault, pid = services.vault, ctx.programme.id
+        supporter = find_supporter(session, vault, pid, caller) if caller else None
+        live = masking.live_conversation(session, supporter, call.to) if supporter else None
+        if live is not None:
+            return masking.call_through(ctx, live)
+        if match.is_hotline:
+            return _greet(ctx, call.sid, caller)
+        if supporter is not None:
+            return reply(Say(speech.no_live_conversation()), Hangup())
+        return reply(Say(speech.not_a_line(ctx.programme.hotline_number)), Hangup())
+
+    return answer_in_transaction(services, work)
+
+
+def _safe_number(raw: str) -> str | None:
+    try:
+        return normalize(raw)
+    except InvalidPhoneNumber:  # e.g. "anonymous": a hidden number
+        return None
+
+
+def _greet(ctx: CallStep, call_sid: str, caller: str | None) -> VoiceReply:
+    if events.claim(ctx.session, f"call:{call_sid}"):
+        clinician = None
+        if caller is not None:
+            vault = ctx.services.vault
+            clinician = get_or_create_clinician(ctx.session, vault, ctx.programme.id, caller)
+            clinician.last_contact_at = ctx.now
+        ctx.session.add(
+            Call(
+                programme_id=ctx.programme.id,
+                call_sid=call_sid,
+                clinician_id=clinician.id if clinician else None,
+                state=CallState.GREETING,
+                created_at=ctx.now,
+            )
+        )
+    return _greeting(ctx.programme)
+
+
+def _greeting(p: ProgrammeConfig) -> VoiceReply:
+    menu = Gather(route("start"), (Say(speech.menu()),), num_digits=1, timeout=MENU_SECONDS)
+    # No keypress: Twilio goes on to the next verb, so "anyone" is the Redirect.
+    return reply(Say(speech.greeting(p)), menu, Redirect(route("start")))
+
+
+def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
+    """After the menu: create the call's conversation and ring the first supporter."""
+
+    def work(session: Session, effects: Effects) -> VoiceReply:
+        call = _find_call(session, call_sid)
+        if call is None:
+            return reply(Hangup())  # never greeted (not a call to a hotline number)
+        ctx = step(services, session, call.programme_id, effects)
+        if not events.claim(session, f"call:{call_sid}:start") or call.state != CallState.GREETING:
+            return replay(ctx, call)
+        discipline = speech.MENU.get(digits.strip())
+        _replace_waiting_call_backs(ctx, call.clinician_id)
+        conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
+        call.conversation_id, call.state = conv.id, CallState.RINGING
+        return ringing.ring_next(ctx, call, conv)
+
+    return answer_in_transaction(services, work)
+
+
+def _replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None) -> None:
+    """A new call from someone waiting for a call-back supersedes it (one request, not two)."""
+    if clinician_id is None:
+        return
+    waiting = ctx.session.scalars(
+        select(Conversation).where(
+            Conversation.clinician_id == clinician_id,
+            Conversation.channel == Channel.VOICE,
+            Conversation.state == ConversationState.QUEUED,
+        )
+    ).all()
+    for conv in waiting:
+        end_conversation(ctx.session, ctx.programme, conv, "replaced", ctx.now, ctx.effects)
+
+
+def dial_result(services: Services, result: DialResult) -> VoiceReply:
+    """A ring is over: talked (our record of a press of 1), caller gone, or try the next one."""
+
+    def work(session: Session, effects: Effects) -> VoiceReply:
+        call = _find_call(session, result.call_sid)
+        offer = session.get(Offer, result.ring)
+        if call is None or offer is None or offer.conversation_id != call.conversation_id:
+            return reply(Hangup())
+        ctx = step(services, session, call.programme_id, effects)
+        if not events.claim(session, f"call:{call.call_sid}:ring:{offer.id}"):
+            return replay(ctx, call)
+        if offer.state == OfferState.ACCEPTED:  # our record of a press of 1, not DialCallStatus
+            if not result.bridged:
+                log.info(
+                    "call %s: taken as the caller hung up; the supporter can call back", call.id
+                )
+            return ringing.after_pick_up(ctx, call, offer)
+        if _caller_gone(call, result):
+            end_call(ctx, call)
+            return reply(Hangup())
+        ringing.ring_over(ctx, offer, result.dial_status)
+        if call.state != CallState.RINGING:
+            return replay(ctx, call)
+        return ringing.ring_next(ctx, call, session.get_one(Conversation, offer.conversation_id))
+
+    return answer_in_transaction(services, work)
+
+
+def _caller_gone(call: Call, result: DialResult) -> bool:
+    # Twilio still requests the action after the caller hangs up mid-ring; its answer is unused.
     return (
-        "You've reached the clinician peer support line. It is confidential and voluntary, "
-        "and not for emergencies.",
-        "To reach a peer supporter now, please send a text message to this number.",
-        p.crisis_text,
+        call.state == CallState.ENDED
+        or result.call_status in CALLER_GONE
+        or result.dial_status == "canceled"
     )
+
+
+def end_call(ctx: CallStep, call: Call) -> None:
+    """The caller's leg is over. Ringing stops: a conversation nobody took ends ("hangup");
+    one a supporter took stays theirs, and a queued call-back stays queued."""
+    if call.state in (CallState.GREETING, CallState.RINGING) and call.conversation_id:
+        conv = ctx.session.get_one(Conversation, call.conversation_id)
+        if conv.state == ConversationState.QUEUED:
+            end_conversation(ctx.session, ctx.programme, conv, "hangup", ctx.now, ctx.effects)
+    if call.state != CallState.ENDED:
+        call.state, call.ended_at = CallState.ENDED, ctx.now
+
+
+def replay(ctx: CallStep, call: Call) -> VoiceReply:
+    """The answer for the call's current state, changing nothing (for repeated deliveries)."""
+    if call.state == CallState.GREETING:
+        return _greeting(ctx.programme)
+    if call.state == CallState.CALLBACK:
+        return ringing.call_back_message(ctx, call)
+    conv = ctx.session.get(Conversation, call.conversation_id) if call.conversation_id else None
+    if call.state == CallState.RINGING and conv is not None:
+        pending = routing.pending_offer(ctx.session, conv)
+        if pending is not None:
+            return ringing.dial(ctx, pending)
+    if conv is not None and conv.accepted_at is not None:  # they talked
+        return reply(Say(speech.thanks()), Hangup())
+    return reply(Hangup())
+
+
+def handle_call_status(services: Services, report: StatusReport) -> bool:
+    """A call status callback: a caller's leg that is over ends its call (forward only).
+
+    False for anything else (a ringing or in-progress status, a supporter's leg, a repeat).
+    """
+    if report.status not in CALLER_GONE:
+        return False
+
+    def work(session: Session, effects: Effects) -> bool:
+        call = _find_call(session, report.sid)
+        if call is None or call.state == CallState.ENDED:
+            return False
+        end_call(step(services, session, call.programme_id, effects), call)
+        return True
+
+    return answer_in_transaction(services, work)
+
+
+def _find_call(session: Session, call_sid: str) -> Call | None:
+    return session.scalar(select(Call).where(Call.call_sid == call_sid))
+
+
+def screen(services: Services, ring: int) -> VoiceReply:
+    return ringing.screen(services, ring)
+
+
+def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
+    return ringing.pick_up(services, ring, digits)
+
+
+def through_result(dial_status: str) -> VoiceReply:
+    return masking.through_result(dial_status)

@@ -14,6 +14,10 @@ from typing import Protocol
 class Task(StrEnum):
     EXPIRE_OFFER = "expire_offer"
     SEND_CHECKIN = "send_checkin"
+    OFFER_CALL_BACK = "offer_call_back"  # a call nobody took, offered by text
+    FOLLOW_UP_CALL = "follow_up_call"  # tell the supporter who took a call how to close it
+    DELETE_MESSAGE = "delete_message"
+    SEND_NOTICE = "send_notice"  # verification codes, shift reminders, coverage-gap warnings
 
 
 def job_id(task: Task, ident: int) -> str:

@@ -21,36 +21,66 @@ def clinician_help(p: ProgrammeConfig) -> str:
     )
 
 
-def offer(discipline: str | None) -> str:
+def offer(discipline: str | None, call_back: bool = False) -> str:
     wanted = f" (asked for a {discipline} peer)" if discipline else ""
-    return f"Peer support request{wanted}. Reply ACCEPT to take it or PASS to pass it on."
+    kind = (
+        "Peer support call-back request: a clinician called"
+        if call_back
+        else "Peer support request"
+    )
+    return f"{kind}{wanted}. Reply ACCEPT to take it or PASS to pass it on."
 
 
-def joined() -> str:
+def joined(call_back: bool = False) -> str:
+    if call_back:
+        return (
+            "A peer supporter will call you back shortly from this number. "
+            "What you share stays between you."
+        )
     return "A peer supporter has joined and will text you here. What you share stays between you."
 
 
-def accepted_for_supporter() -> str:
+def accepted_for_supporter(call_back: bool = False) -> str:
+    if call_back:
+        return (
+            "It's yours. Call this number to reach your caller (they see the line's number, "
+            "not yours); texts here reach them too. Reply DONE when finished."
+        )
     return "You're connected. Texts on this number go to your peer. Reply DONE when finished."
+
+
+def after_call() -> str:
+    return (
+        "Thank you for taking that call. Call this number to reach your caller again, or reply "
+        "DONE to close the conversation (check-ins will follow)."
+    )
 
 
 def discipline_noted(discipline: str) -> str:
     return f"Thanks. We'll look for a {discipline} peer first."
 
 
-def fallback(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
+def fallback(p: ProgrammeConfig, next_on_call: datetime | None, call_back: bool = False) -> str:
     when = ""
     if next_on_call is not None:
         when = f" The next peer comes on call at {_local(next_on_call, p.zone)}."
+    how = "call you" if call_back else "text you"
     return (
         "Thank you for reaching out. No peer supporter is free at this moment. Your request is "
-        f"in the queue and a peer will text you from this number as soon as one is free.{when} "
+        f"in the queue and a peer will {how} from this number as soon as one is free.{when} "
         f"{p.crisis_text}"
     )
 
 
 def coordinator_alert(p: ProgrammeConfig) -> str:
     return f"{p.name}: a peer support request is waiting with nobody available to take it."
+
+
+def forgotten() -> str:
+    return (
+        "Done: your number and anything linking you to this line have been erased. "
+        "Text here again any time to start fresh."
+    )
 
 
 def checkins_declined() -> str:
@@ -133,3 +163,24 @@ def truncate(body: str, limit: int = 1600) -> str:
 def _local(at: datetime, zone: ZoneInfo) -> str:
     local = at.astimezone(zone)
     return local.strftime("%a %-I:%M %p").replace(" 0", " ")
+
+
+def verification_code(p: ProgrammeConfig, code: str, minutes: int) -> str:
+    return (
+        f"{p.name}: your supporter verification code is {code}. Give it to your coordinator "
+        f"within {minutes} minutes. If you did not expect this, ignore it."
+    )
+
+
+def shift_reminder(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime) -> str:
+    return (
+        f"{p.name}: reminder, you are on call from {_local(starts_at, p.zone)} "
+        f"to {_local(ends_at, p.zone)}."
+    )
+
+
+def coverage_gap(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime) -> str:
+    return (
+        f"{p.name}: nobody is on call from {_local(starts_at, p.zone)} "
+        f"to {_local(ends_at, p.zone)}. Please arrange cover in the console."
+    )

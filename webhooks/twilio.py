@@ -12,11 +12,14 @@ from hotline import textline, voiceline
 from hotline.services import Services
 from hotline.texting import InboundText, StatusReport
 from webhooks import twiml
+from webhooks import voice as voice_webhooks
 from webhooks.signature import SIGNATURE_HEADER, is_valid, signed_url
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+# /twilio/voice/...: nested, so the signature check and error handler below apply to it too.
+bp.register_blueprint(voice_webhooks.bp)
 
 
 def _services() -> Services:
@@ -37,13 +40,14 @@ def require_signature() -> None:
 
 @bp.post("/sms")
 def sms() -> Response:
-    return twiml.messages(textline.handle_text(_services(), _inbound_text()))
+    services = _services()
+    status_url = services.callback_url("/twilio/status") or "/twilio/status"
+    return twiml.messages(textline.handle_text(services, _inbound_text()), status_url)
 
 
 @bp.post("/voice")
 def voice() -> Response:
-    _required("CallSid")
-    return twiml.say_and_hang_up(*voiceline.answer(_services(), _required("To")))
+    return voice_webhooks.inbound(_services())
 
 
 @bp.post("/status")
@@ -54,7 +58,10 @@ def status() -> Response:
         raise BadRequest("a status callback needs MessageSid/CallSid and MessageStatus/CallStatus")
     code = request.form.get("ErrorCode", "")
     report = StatusReport(sid=sid, status=state, error_code=int(code) if code.isdigit() else None)
-    textline.handle_status(_services(), report)
+    if request.form.get("MessageSid"):
+        textline.handle_status(_services(), report)
+    else:
+        voiceline.handle_call_status(_services(), report)
     return Response(status=204)
 
 
@@ -66,6 +73,8 @@ def database_unavailable(error: SQLAlchemyError) -> Response:
     sorry = "We can't connect you to a peer right now. Please try again in a few minutes."
     if request.path.endswith("/status"):
         return Response(status=503)
+    if request.path in voice_webhooks.SUPPORTER_LEG:
+        return twiml.say_and_hang_up(voice_webhooks.LINE_DOWN)  # not a caller: no crisis line
     if request.path.startswith("/twilio/voice"):
         return twiml.say_and_hang_up(sorry, crisis)
     return twiml.plain_reply(f"{sorry} {crisis}")

@@ -11,10 +11,14 @@ from hotline.texting import TextReply
 TWILIO_MAX_BODY = 1600  # Twilio refuses longer bodies (error 21617)
 
 
-def messages(reply: TextReply) -> Response:
+def messages(reply: TextReply, status_url: str) -> Response:
+    """Each text as ``<Message to= from= action=>``; the action is the status callback, so every
+    relayed message's record can be deleted at Twilio once it is delivered."""
     response = MessagingResponse()
     for text in reply.texts:
-        response.message(text.body[:TWILIO_MAX_BODY], to=text.to, from_=text.from_)
+        response.message(
+            text.body[:TWILIO_MAX_BODY], to=text.to, from_=text.from_, action=status_url
+        )
     return xml(str(response))
 
 

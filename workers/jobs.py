@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hotline import tasks
+from hotline import retention, ringing, tasks
 from workers.context import services
 
 
@@ -14,6 +14,24 @@ def send_checkin(checkin_id: int) -> None:
     from hotline import checkins
 
     checkins.send_checkin(services(), checkin_id)
+
+
+def delete_message(deletion_id: int) -> None:
+    retention.delete_at_provider(services(), deletion_id)
+
+
+def send_notice(notice_id: int) -> None:
+    from hotline import notices
+
+    notices.send_notice(services(), notice_id)
+
+
+def offer_call_back(conversation_id: int) -> None:
+    ringing.offer_call_back(services(), conversation_id)
+
+
+def follow_up_call(call_id: int) -> None:
+    ringing.follow_up_call(services(), call_id)
 
 
 def sweep() -> None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, get_current_job
 
 from hotline.wakeups import Task, job_id
 
@@ -47,7 +47,7 @@ class RQWakeUps:
         job = Job.create(
             f"workers.jobs.{task.value}",
             args=(ident,),
-            id=job_id(task, ident),
+            id=_free_id(task, ident),
             connection=self.queue.connection,
             timeout=JOB_TIMEOUT,
             result_ttl=RESULT_TTL,
@@ -66,12 +66,35 @@ class RQWakeUps:
             )
 
     def cancel(self, task: Task, ident: int) -> None:
-        try:
-            Job.fetch(job_id(task, ident), connection=self.queue.connection).cancel()
-        except (NoSuchJobError, InvalidJobOperation):
-            pass
-        except RedisError:
-            log.warning("wake-up %s not cancelled (Redis unavailable)", job_id(task, ident))
+        # delete(), not cancel(): RQ keeps a cancelled job's hash in its CanceledJobRegistry
+        # forever (that registry is never cleaned), one per STOP or accepted offer.
+        for name in _job_ids(task, ident):
+            try:
+                Job.fetch(name, connection=self.queue.connection).delete()
+            except NoSuchJobError:
+                pass
+            except RedisError:
+                log.warning("wake-up %s not cancelled (Redis unavailable)", name)
+
+
+def _job_ids(task: Task, ident: int) -> tuple[str, str]:
+    """A wake-up's deterministic job id and its twin (see ``_free_id``)."""
+    primary = job_id(task, ident)
+    return primary, f"{primary}-again"
+
+
+def _free_id(task: Task, ident: int) -> str:
+    """The id for a new wake-up: the deterministic one, unless that job is running right here.
+
+    With ``result_ttl=0`` RQ deletes a finished job's hash and registry entries after it returns,
+    so a wake-up a job schedules for its own row (a retry with backoff, or woken early) under the
+    same id would vanish with it; that one takes the twin id instead.
+    """
+    primary, twin = _job_ids(task, ident)
+    running = get_current_job()
+    if running is None or running.id not in (primary, twin):
+        return primary
+    return twin if running.id == primary else primary
 
 
 def redis_ok(connection: Redis) -> bool:

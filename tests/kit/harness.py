@@ -15,6 +15,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
@@ -44,17 +45,33 @@ _sids = itertools.count(1)
 
 
 class Clock:
-    """The core's clock, moved by hand."""
+    """Time for the whole test process, moved by hand (time-machine, not ticking).
+
+    The core, RQ's scheduler and the worker all read the same travelled clock, so a wake-up
+    scheduled for "in 180 s" runs after ``advance(seconds=181)`` and not before.
+    """
 
     def __init__(self, now: datetime = START) -> None:
-        self.now = now
+        self._traveller = time_machine.travel(now, tick=False)
+        self._coordinates = self._traveller.start()
 
     def __call__(self) -> datetime:
-        return self.now
+        return datetime.now(UTC)
+
+    @property
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    @now.setter
+    def now(self, when: datetime) -> None:
+        self._coordinates.move_to(when)
 
     def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
+        self._coordinates.shift(timedelta(**delta))
         return self.now
+
+    def stop(self) -> None:
+        self._traveller.stop()
 
 
 def test_env(database_url: str, fake: FakeTwilio, **overrides: str) -> dict[str, str]:
@@ -192,4 +209,5 @@ def hotline(
 ) -> Iterator[Hotline]:
     harness = make_hotline(database_url, redis_conn, fake_twilio, tmp_path)
     yield harness
+    harness.clock.stop()
     harness.services.sessions.kw["bind"].dispose()

@@ -1,0 +1,104 @@
+"""iCalendar feeds of the schedule: one per supporter, one per programme, at secret URLs.
+
+A feed lists on-call periods from PAST before now to AHEAD after it, as computed by
+schedule.py (rotations, shifts and overrides together). A supporter's feed holds only their own
+periods; the programme's names who is on call. Nothing about a conversation is in either.
+Secrets are random URL-safe tokens (``Supporter.calendar_token``,
+``ScheduleSettings.calendar_token``); looking one up is a plain equality on a unique column.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from icalendar import Calendar, Event
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hotline import schedule
+from hotline.models import Programme, ScheduleSettings, Supporter
+
+PAST = timedelta(days=14)
+AHEAD = timedelta(days=90)
+PRODID = "-//Clinician peer support line//Schedule//EN"
+MIN_TOKEN = 20  # shorter tokens name nothing (and are never issued)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def supporter_by_token(session: Session, token: str) -> Supporter | None:
+    if len(token) < MIN_TOKEN:
+        return None
+    return session.scalar(
+        select(Supporter).where(Supporter.calendar_token == token, Supporter.active.is_(True))
+    )
+
+
+def programme_by_token(session: Session, token: str) -> Programme | None:
+    if len(token) < MIN_TOKEN:
+        return None
+    options = session.scalar(
+        select(ScheduleSettings).where(ScheduleSettings.calendar_token == token)
+    )
+    return session.get(Programme, options.programme_id) if options else None
+
+
+def programme_token(session: Session, programme_id: int) -> str:
+    """The programme feed's token, issued on first use."""
+    options = session.get(ScheduleSettings, programme_id)
+    if options is None:
+        options = ScheduleSettings(programme_id=programme_id)
+        session.add(options)
+    if not options.calendar_token:
+        options.calendar_token = new_token()
+        session.flush()
+    return options.calendar_token
+
+
+def _calendar(name: str) -> Calendar:
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", name)
+    return calendar
+
+
+def _event(uid: str, span: schedule.Span, summary: str, now: datetime) -> Event:
+    event = Event()
+    event.add("uid", uid)
+    event.add("dtstamp", now)
+    event.add("dtstart", span.starts_at)
+    event.add("dtend", span.ends_at)
+    event.add("summary", summary)
+    return event
+
+
+def supporter_feed(
+    session: Session, supporter: Supporter, programme_name: str, now: datetime
+) -> bytes:
+    """The supporter's own on-call periods as an iCalendar document."""
+    found = schedule.timeline(session, supporter.programme_id, now - PAST, now + AHEAD)
+    calendar = _calendar(f"{programme_name}: on call")
+    for span in schedule.spans_of(found, supporter.id):
+        uid = f"oncall-{supporter.id}-{span.starts_at:%Y%m%dT%H%M%SZ}@hotline"
+        calendar.add_component(_event(uid, span, f"On call: {programme_name}", now))
+    return bytes(calendar.to_ical())
+
+
+def programme_feed(session: Session, programme: Programme, now: datetime) -> bytes:
+    """Everyone's on-call periods for the programme, one event per person and period."""
+    found = schedule.timeline(session, programme.id, now - PAST, now + AHEAD)
+    ids = {s for segment in found for s in segment.supporter_ids}
+    rows = session.execute(select(Supporter.id, Supporter.name).where(Supporter.id.in_(ids)))
+    names = {supporter_id: name for supporter_id, name in rows}
+    calendar = _calendar(f"{programme.name}: on-call schedule")
+    for supporter_id in sorted(ids):
+        for span in schedule.spans_of(found, supporter_id):
+            uid = f"oncall-{supporter_id}-{span.starts_at:%Y%m%dT%H%M%SZ}@hotline"
+            calendar.add_component(
+                _event(uid, span, f"On call: {names.get(supporter_id, '?')}", now)
+            )
+    return bytes(calendar.to_ical())

@@ -1,0 +1,227 @@
+"""Texts the schedule sends: verification codes, shift reminders and coverage-gap warnings.
+
+Each is a ``Notice`` row first, created in SQL with a unique key (creating it twice is a no-op);
+then a job (``Task.SEND_NOTICE``) or the sweeper sends it. A sender claims the row (pending ->
+sending) before calling the provider, so it goes out once; a row left in ``sending`` by a dead
+worker is marked failed, never resent. Whether a reminder or warning is still true is checked
+again just before sending. Shift reminders go to the supporter from the programme's first pool
+number; gap warnings go to the programme's alert phone from its hotline number. Both are
+opt-in per programme (``ScheduleSettings``); without them the console still shows the gaps.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hotline import schedule, verification, wording
+from hotline.db import transaction
+from hotline.models import (
+    Notice,
+    NoticeKind,
+    NoticeState,
+    Programme,
+    ScheduleSettings,
+    Supporter,
+)
+from hotline.people import supporter_phone
+from hotline.programmes import ProgrammeConfig, config_of
+from hotline.routing import alert_phone
+from hotline.services import Services
+from hotline.telephony import DeliveryUnknownError, RetryableError, TelephonyError
+from hotline.texting import OutboundText
+
+log = logging.getLogger(__name__)
+
+GRACE = timedelta(seconds=15)  # a verification's own wake-up goes first; the sweeper after
+STALE = timedelta(hours=1)  # a reminder or warning this late is no use: skipped
+STUCK_AFTER = timedelta(minutes=5)
+LOOKBACK = timedelta(days=1)  # so a period's real start is seen, not the window's edge
+
+
+def options_of(session: Session, programme_id: int) -> ScheduleSettings:
+    """The programme's schedule options (defaults when it has no row yet; not added)."""
+    found = session.get(ScheduleSettings, programme_id)
+    return found if found is not None else ScheduleSettings(programme_id=programme_id)
+
+
+def send_notice(services: Services, notice_id: int) -> NoticeState | None:
+    """Send one notice if it is still pending; None when another sender has it."""
+    now = services.clock()
+    with transaction(services.sessions) as session:
+        claimed = session.execute(
+            update(Notice)
+            .where(Notice.id == notice_id, Notice.state == NoticeState.PENDING)
+            .values(state=NoticeState.SENDING, sent_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            return None
+        message = compose(services, session, session.get_one(Notice, notice_id))
+    state = NoticeState.SKIPPED if message is None else _deliver(services, message)
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(Notice)
+            .where(Notice.id == notice_id)
+            .values(state=state, sent_at=now if state == NoticeState.SENT else None)
+        )
+    return state
+
+
+def _deliver(services: Services, text: OutboundText) -> NoticeState:
+    try:
+        services.telephony.send_text(text.to, text.from_, text.body)
+    except RetryableError:
+        return NoticeState.PENDING  # the sweeper tries again while it is not stale
+    except DeliveryUnknownError:
+        return NoticeState.SENT  # it may have gone out: a duplicate is worse than a gap
+    except TelephonyError as error:
+        log.warning("notice not sent: %s (code %s)", type(error).__name__, error.code)
+        return NoticeState.FAILED
+    return NoticeState.SENT
+
+
+def compose(services: Services, session: Session, notice: Notice) -> OutboundText | None:
+    """The text for ``notice``, or None when it no longer applies or has nobody to go to."""
+    p = config_of(session.get_one(Programme, notice.programme_id), services.settings)
+    if notice.kind == NoticeKind.GAP:
+        return _gap_text(services, session, p, notice)
+    supporter = session.get(Supporter, notice.supporter_id) if notice.supporter_id else None
+    if supporter is None or not supporter.active:
+        return None
+    to = supporter_phone(services.vault, supporter)
+    if notice.kind == NoticeKind.VERIFICATION:
+        row = verification.pending(session, supporter.id)
+        if row is None or notice.key != row.notice_key:
+            return None  # confirmed already, or replaced by a newer code
+        code = verification.code_of(session, services.vault, supporter.id) or ""
+        minutes = int(verification.CODE_TTL.total_seconds() // 60)
+        return OutboundText(to, p.pool_numbers[0], wording.verification_code(p, code, minutes))
+    assert notice.starts_at is not None and notice.ends_at is not None
+    if supporter.id not in schedule.on_call(session, p.id, notice.starts_at):
+        return None
+    body = wording.shift_reminder(p, notice.starts_at, notice.ends_at)
+    return OutboundText(to, p.pool_numbers[0], body)
+
+
+def _gap_text(
+    services: Services, session: Session, p: ProgrammeConfig, notice: Notice
+) -> OutboundText | None:
+    assert notice.starts_at is not None and notice.ends_at is not None
+    to = alert_phone(session, services.vault, p.id)
+    still = schedule.on_call(session, p.id, max(notice.starts_at, services.clock()))
+    if to is None or still:
+        return None
+    return OutboundText(
+        to, p.hotline_number, wording.coverage_gap(p, notice.starts_at, notice.ends_at)
+    )
+
+
+@dataclass(frozen=True)
+class Planned:
+    kind: NoticeKind
+    key: str
+    starts_at: datetime
+    ends_at: datetime
+    supporter_id: int | None = None
+
+
+def plan(session: Session, options: ScheduleSettings, now: datetime) -> list[Planned]:
+    """The reminders and gap warnings due by ``now`` for the programme of ``options``."""
+    lead = timedelta(minutes=options.reminder_minutes or 0)
+    horizon = timedelta(hours=options.gap_warning_hours or 0)
+    if not lead and not horizon:
+        return []
+    pid = options.programme_id
+    found = schedule.timeline(session, pid, now - LOOKBACK, now + max(lead, horizon))
+    planned = [
+        Planned(NoticeKind.GAP, f"gap:{pid}:{_gap_key(g, now)}", g.starts_at, g.ends_at)
+        for g in schedule.gaps_of(found)
+        if horizon and g.ends_at > now and g.starts_at < now + horizon
+    ]
+    for supporter_id in {s for segment in found for s in segment.supporter_ids} if lead else ():
+        planned.extend(
+            Planned(
+                NoticeKind.REMINDER,
+                f"reminder:{supporter_id}:{span.starts_at:%Y%m%dT%H%M%S}",
+                span.starts_at,
+                span.ends_at,
+                supporter_id,
+            )
+            for span in schedule.spans_of(found, supporter_id)
+            if now <= span.starts_at <= now + lead
+        )
+    return planned
+
+
+def _gap_key(gap: schedule.Segment, now: datetime) -> str:
+    # A gap that began before the window was cut at its edge, which moves: one warning a day.
+    if gap.starts_at <= now - LOOKBACK:
+        return f"ongoing:{now:%Y%m%d}"
+    return f"{gap.starts_at:%Y%m%dT%H%M%S}"
+
+
+def create(session: Session, programme_id: int, planned: Planned, now: datetime) -> bool:
+    """Insert the notice unless its key exists; True when this call created it."""
+    if session.scalar(select(Notice.id).where(Notice.key == planned.key)) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(
+                Notice(
+                    programme_id=programme_id,
+                    key=planned.key,
+                    kind=planned.kind,
+                    supporter_id=planned.supporter_id,
+                    starts_at=planned.starts_at,
+                    ends_at=planned.ends_at,
+                    due_at=now,
+                    created_at=now,
+                )
+            )
+        return True
+    except IntegrityError:
+        return False  # another sweeper created it
+
+
+def sweep(services: Services) -> int:
+    """Plan due reminders and warnings, tidy stale and stuck rows, send what is due.
+
+    Returns how many notices were sent. Safe to run from any number of processes at once.
+    """
+    now = services.clock()
+    with transaction(services.sessions) as session:
+        for options in session.scalars(select(ScheduleSettings)):
+            for planned in plan(session, options, now):
+                create(session, options.programme_id, planned, now)
+        due = _tidy_and_list_due(session, now)
+    return sum(send_notice(services, ident) == NoticeState.SENT for ident in due)
+
+
+def _tidy_and_list_due(session: Session, now: datetime) -> list[int]:
+    session.execute(
+        update(Notice)
+        .where(Notice.state == NoticeState.SENDING, Notice.sent_at <= now - STUCK_AFTER)
+        .values(state=NoticeState.FAILED)
+    )
+    session.execute(
+        update(Notice)
+        .where(Notice.state == NoticeState.PENDING, Notice.due_at <= now - STALE)
+        .values(state=NoticeState.SKIPPED)
+    )
+    return list(
+        session.scalars(
+            select(Notice.id).where(
+                Notice.state == NoticeState.PENDING,
+                or_(
+                    Notice.due_at <= now - GRACE,  # its own wake-up had time to run first
+                    and_(Notice.kind != NoticeKind.VERIFICATION, Notice.due_at <= now),
+                ),
+            )
+        )
+    )

@@ -1,0 +1,274 @@
+"""A programme's settings as the coordinator edits them: texts, cadence, numbers, schedule options.
+
+Values live on the programme row (texts, time zone, check-ins, pool) and its ``ScheduleSettings``
+row (reminders, warnings); an empty value means "use the environment's default" (see
+programmes.config_of). ``checkin_hours`` is the one exception: ``any`` stores an empty window,
+meaning check-ins may go out at any hour. Numbers are never shown back in full: ``view`` gives
+them through ``phone.redact``. Every change is audited (numbers redacted by the audit log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hotline import audit
+from hotline.models import PoolNumber, Programme, Rotation, ScheduleSettings
+from hotline.people import ALERT_CONTEXT
+from hotline.phone import InvalidPhoneNumber, normalize, redact
+from hotline.privacy import Vault
+from hotline.programmes import ProgrammeConfig
+from hotline.settings import SettingsError, parse_hours, parse_offsets
+
+TEXT_LIMITS = {"greeting": 1000, "crisis_text": 500, "resources_text": 1500, "checkin_text": 500}
+NUMBER_LIMITS = {
+    "offer_timeout": (30, 3600),
+    "reminder_minutes": (5, 24 * 60),
+    "gap_warning_hours": (1, 14 * 24),
+}
+FIELDS = (
+    *TEXT_LIMITS,
+    "timezone",
+    "checkin_offsets",
+    "checkin_hours",
+    "offer_timeout",
+    "pool_numbers",
+    "alert_phone",
+    "reminder_minutes",
+    "gap_warning_hours",
+)
+
+
+class SettingsChangeError(ValueError):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def options_row(session: Session, programme_id: int) -> ScheduleSettings:
+    found = session.get(ScheduleSettings, programme_id)
+    if found is None:
+        found = ScheduleSettings(programme_id=programme_id)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def view(session: Session, vault: Vault, programme: Programme) -> dict[str, Any]:
+    """The stored values (None: the default applies), numbers redacted."""
+    options = session.get(ScheduleSettings, programme.id)
+    sealed = programme.alert_phone_sealed
+    return {
+        **{name: getattr(programme, name) for name in TEXT_LIMITS},
+        "timezone": programme.timezone,
+        "checkin_offsets": programme.checkin_offsets,
+        "checkin_hours": "any" if programme.checkin_hours == "" else programme.checkin_hours,
+        "offer_timeout": programme.offer_timeout,
+        "pool_numbers": [redact(p.number) for p in programme.pool_numbers],
+        "alert_phone": redact(vault.open(sealed, ALERT_CONTEXT)) if sealed else None,
+        "reminder_minutes": options.reminder_minutes if options else None,
+        "gap_warning_hours": options.gap_warning_hours if options else None,
+    }
+
+
+def effective(p: ProgrammeConfig) -> dict[str, Any]:
+    """What applies now, defaults included (for placeholders and the API)."""
+    hours = (
+        "any" if p.checkin_hours is None else "-".join(t.strftime("%H:%M") for t in p.checkin_hours)
+    )
+    return {
+        "greeting": p.greeting,
+        "crisis_text": p.crisis_text,
+        "resources_text": p.resources_text,
+        "checkin_text": p.checkin_text,
+        "timezone": p.zone.key,
+        "checkin_offsets": ",".join(_duration(o.total_seconds()) for o in p.checkin_offsets),
+        "checkin_hours": hours,
+        "offer_timeout": int(p.offer_timeout.total_seconds()),
+    }
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def update_settings(
+    session: Session,
+    vault: Vault,
+    programme: Programme,
+    changes: Mapping[str, object],
+    actor: str,
+    now: datetime,
+    default_zone: str,
+) -> None:
+    """Apply ``changes`` (keys from FIELDS); raises SettingsChangeError naming the field.
+
+    ``default_zone`` is the environment's time zone, which applies when none is set."""
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise SettingsChangeError(f"unknown setting {unknown[0]!r}", unknown[0])
+    before = view(session, vault, programme)
+    for name, value in changes.items():
+        APPLY.get(name, _apply_text)(session, vault, programme, name, value)
+    if "timezone" in changes:
+        _sync_rotations(session, programme, default_zone)
+    session.flush()
+    old, new = audit.changed(before, view(session, vault, programme))
+    if new:
+        audit.record(
+            session,
+            programme_id=programme.id,
+            actor=actor,
+            action="settings.edit",
+            target=f"programme:{programme.id}",
+            old=old,
+            new=new,
+            at=now,
+        )
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _apply_text(
+    session: Session, vault: Vault, programme: Programme, name: str, value: object
+) -> None:
+    if not _blank(value) and not isinstance(value, str):
+        raise SettingsChangeError("must be text", name)
+    text = None if _blank(value) else str(value).strip()
+    if text is not None and len(text) > TEXT_LIMITS[name]:
+        raise SettingsChangeError(f"at most {TEXT_LIMITS[name]} characters", name)
+    setattr(programme, name, text)
+
+
+def _apply_timezone(
+    session: Session, vault: Vault, programme: Programme, name: str, value: object
+) -> None:
+    zone = None if _blank(value) else str(value).strip()
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise SettingsChangeError(
+                "not an IANA time zone (e.g. America/Chicago)", name
+            ) from None
+    programme.timezone = zone
+
+
+def _sync_rotations(session: Session, programme: Programme, default_zone: str) -> None:
+    """Rotations hand off on the programme's wall clock, from now on the new one."""
+    session.execute(
+        update(Rotation)
+        .where(Rotation.programme_id == programme.id)
+        .values(timezone=programme.timezone or default_zone)
+    )
+
+
+def _apply_offsets(
+    session: Session, vault: Vault, programme: Programme, name: str, value: object
+) -> None:
+    text = None if _blank(value) else str(value).strip()
+    if text is not None:
+        try:
+            parse_offsets(text, "check-in cadence")
+        except SettingsError as error:
+            raise SettingsChangeError(str(error), name) from None
+    programme.checkin_offsets = text
+
+
+def _apply_hours(
+    session: Session, vault: Vault, programme: Programme, name: str, value: object
+) -> None:
+    text = None if _blank(value) else str(value).strip()
+    if text is not None and text.lower() == "any":
+        text = ""
+    elif text is not None:
+        try:
+            parse_hours(text, "check-in hours")
+        except SettingsError as error:
+            raise SettingsChangeError(str(error), name) from None
+    programme.checkin_hours = text
+
+
+def _number(name: str) -> Callable[[Session, Vault, Programme, str, object], None]:
+    low, high = NUMBER_LIMITS[name]
+
+    def apply(
+        session: Session, vault: Vault, programme: Programme, field: str, value: object
+    ) -> None:
+        number = None
+        if not _blank(value):
+            if (
+                isinstance(value, bool)
+                or not str(value).strip().isdigit()
+                or not low <= int(str(value)) <= high
+            ):
+                raise SettingsChangeError(f"a whole number from {low} to {high}", field)
+            number = int(str(value))
+        target: object = (
+            programme if field == "offer_timeout" else options_row(session, programme.id)
+        )
+        setattr(target, field, number)
+
+    return apply
+
+
+def _phone(value: object, field: str) -> str:
+    try:
+        return normalize(str(value))
+    except InvalidPhoneNumber:
+        raise SettingsChangeError(
+            "not a valid phone number (use the form +CountryCodeNumber)", field
+        ) from None
+
+
+def _apply_alert(
+    session: Session, vault: Vault, programme: Programme, name: str, value: object
+) -> None:
+    programme.alert_phone_sealed = (
+        None if _blank(value) else vault.seal(_phone(value, name), ALERT_CONTEXT)
+    )
+
+
+def _apply_pool(
+    session: Session, vault: Vault, programme: Programme, name: str, value: object
+) -> None:
+    raw = value.split(",") if isinstance(value, str) else value
+    if not isinstance(raw, list | tuple):
+        raise SettingsChangeError("a list of phone numbers", name)
+    wanted = list(dict.fromkeys(_phone(n, name) for n in raw if not _blank(n))) or [
+        programme.hotline_number
+    ]
+    taken = session.scalars(
+        select(PoolNumber.number).where(
+            PoolNumber.programme_id != programme.id, PoolNumber.number.in_(wanted)
+        )
+    )
+    hotlines = session.scalars(
+        select(Programme.hotline_number).where(
+            Programme.id != programme.id, Programme.hotline_number.in_(wanted)
+        )
+    )
+    if list(taken) or list(hotlines):
+        raise SettingsChangeError("a number there belongs to another programme", name)
+    current = {p.number: p for p in programme.pool_numbers}
+    programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
+
+
+APPLY: dict[str, Callable[[Session, Vault, Programme, str, object], None]] = {
+    "timezone": _apply_timezone,
+    "checkin_offsets": _apply_offsets,
+    "checkin_hours": _apply_hours,
+    "pool_numbers": _apply_pool,
+    "alert_phone": _apply_alert,
+    **{name: _number(name) for name in NUMBER_LIMITS},
+}

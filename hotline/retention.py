@@ -1,0 +1,154 @@
+"""What is kept, and for how long: provider-side message deletion, FORGET, and the purge.
+
+Conversation metadata stays for the programme's aggregate reports. A clinician's identifiers
+(sealed number and its hash, opt-out rows) are purged ``retention_days`` after their last
+contact once nothing is pending for them, or at once when they text FORGET. Every message
+record at Twilio (inbound texts, relays, offers, check-ins) is deleted after delivery, so the
+provider does not keep the bodies either.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hotline.db import transaction
+from hotline.effects import Effects, schedule
+from hotline.models import (
+    CheckIn,
+    CheckInState,
+    Clinician,
+    Conversation,
+    ConversationState,
+    MessageDeletion,
+    OptOut,
+    WebhookEvent,
+)
+from hotline.services import Services
+from hotline.telephony import PermanentError, TelephonyError
+from hotline.wakeups import Task
+
+log = logging.getLogger(__name__)
+
+MAX_DELETE_ATTEMPTS = 8
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled", "received"})
+EVENT_KEEP = timedelta(days=3)  # de-duplication only needs Twilio's retry horizon
+
+
+def queue_deletion(
+    session: Session, sid: str, due_at: datetime, effects: Effects
+) -> MessageDeletion | None:
+    """Ask for ``sid`` to be deleted at the provider at ``due_at`` (idempotent per SID)."""
+    if session.scalar(select(MessageDeletion.id).where(MessageDeletion.sid == sid)):
+        return None
+    try:
+        with session.begin_nested():
+            row = MessageDeletion(sid=sid, due_at=due_at)
+            session.add(row)
+    except IntegrityError:
+        return None  # a concurrent callback queued it
+    effects.wake(Task.DELETE_MESSAGE, row.id, due_at)
+    return row
+
+
+def after_status(session: Session, sid: str, status: str, now: datetime, effects: Effects) -> None:
+    """A status callback: once a message is final, its record at the provider can go.
+
+    ``sent`` is final for carriers that never confirm delivery, so it is tried later too;
+    deleting a message that is still in flight fails and is retried.
+    """
+    if status in FINAL_STATUSES:
+        queue_deletion(session, sid, now + timedelta(minutes=1), effects)
+    elif status == "sent":
+        queue_deletion(session, sid, now + timedelta(minutes=30), effects)
+
+
+def delete_at_provider(services: Services, deletion_id: int) -> bool:
+    """Delete one message record at the provider; True once it is gone."""
+    now = services.clock()
+    with transaction(services.sessions) as session:
+        row = session.get(MessageDeletion, deletion_id)
+        if row is None or row.due_at > now:
+            return False
+        sid, attempts = row.sid, row.attempts + 1
+        row.attempts, row.due_at = attempts, now + timedelta(minutes=2**attempts)  # lease
+    try:
+        services.telephony.delete_message(sid)
+    except PermanentError as error:
+        gone = error.code == 20404  # already deleted (or never existed): done
+        if not gone and attempts < MAX_DELETE_ATTEMPTS:
+            return _retry_later(services, deletion_id, attempts, error)
+    except TelephonyError as error:
+        if attempts < MAX_DELETE_ATTEMPTS:
+            return _retry_later(services, deletion_id, attempts, error)
+        log.warning("gave up deleting a message record after %d attempts", attempts)
+    with transaction(services.sessions) as session:
+        session.execute(delete(MessageDeletion).where(MessageDeletion.id == deletion_id))
+    return True
+
+
+def _retry_later(
+    services: Services, deletion_id: int, attempts: int, error: TelephonyError
+) -> bool:
+    log.info("message record deletion retried later (%s)", type(error).__name__)
+    effects = Effects()
+    effects.wake(
+        Task.DELETE_MESSAGE, deletion_id, services.clock() + timedelta(minutes=2**attempts)
+    )
+    schedule(services, effects)
+    return False
+
+
+def overdue_deletions(session: Session, now: datetime, grace: timedelta) -> list[int]:
+    return list(
+        session.scalars(
+            select(MessageDeletion.id)
+            .where(MessageDeletion.due_at <= now - grace)
+            .order_by(MessageDeletion.due_at)
+            .limit(500)
+        )
+    )
+
+
+def forget(session: Session, clinician: Clinician) -> None:
+    """Erase a clinician's identifiers now (FORGET): their number, its hash, their opt-outs.
+
+    Conversation rows stay as anonymous counts; pending check-ins are cancelled by the caller.
+    """
+    if clinician.phone_hash is not None:
+        session.execute(
+            delete(OptOut).where(
+                OptOut.programme_id == clinician.programme_id,
+                OptOut.phone_hash == clinician.phone_hash,
+            )
+        )
+    clinician.phone_sealed = None
+    clinician.phone_hash = None
+
+
+def purge_expired(session: Session, now: datetime, retention: timedelta) -> int:
+    """Forget clinicians silent for ``retention`` with nothing open or pending for them."""
+    pending_checkin = exists().where(
+        CheckIn.clinician_id == Clinician.id,
+        CheckIn.state.in_((CheckInState.SCHEDULED, CheckInState.SENDING)),
+    )
+    open_conversation = exists().where(
+        Conversation.clinician_id == Clinician.id,
+        Conversation.state.in_((ConversationState.QUEUED, ConversationState.ACTIVE)),
+    )
+    stale = session.scalars(
+        select(Clinician).where(
+            Clinician.phone_hash.is_not(None),
+            Clinician.last_contact_at <= now - retention,
+            ~pending_checkin,
+            ~open_conversation,
+        )
+    ).all()
+    for clinician in stale:
+        forget(session, clinician)
+    session.execute(delete(WebhookEvent).where(WebhookEvent.received_at <= now - EVENT_KEEP))
+    return len(stale)

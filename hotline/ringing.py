@@ -1,0 +1,276 @@
+"""Ringing supporters for a live call, one at a time, and what happens when nobody picks up.
+
+Each ring is an Offer of the call's conversation, made by ``routing.reserve``: the same
+eligibility, the same round-robin pointer and the same pool-number choice as a text offer. A
+ring is taken only when the supporter presses 1 on the screen (``pick_up``), recorded here;
+a voicemail greeting cannot press 1, so it never takes a call. When nobody takes it, the call's
+conversation becomes a call-back offered by text, through a job (a voice answer cannot carry
+``<Message>``, and a webhook never calls the Twilio REST API itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from hotline import routing, speech, wording
+from hotline.calling import Dial, Gather, Hangup, Say, VoiceReply, reply, route
+from hotline.db import run_in_transaction, transaction
+from hotline.effects import Effects, schedule, send
+from hotline.models import (
+    Call,
+    CallState,
+    Channel,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    Programme,
+    Supporter,
+)
+from hotline.people import supporter_phone
+from hotline.programmes import ProgrammeConfig, config_of
+from hotline.services import Services
+from hotline.textline import end_conversation
+from hotline.wakeups import Task
+
+RING_SECONDS = 20  # each supporter's phone rings this long before the next one is tried
+SCREEN_SECONDS = 8  # time to press 1 after the whisper
+# A ring offer outlives the ring by the whisper, the keypress and Twilio's callback; only after
+# that may the sweeper treat it as lost (it then offers the conversation by text).
+RING_GRACE = timedelta(seconds=60)
+MAX_RINGS = 4  # then a call-back: a caller should not wait on the line for minutes
+T = TypeVar("T")
+
+
+@dataclass
+class CallStep:
+    """One voice webhook being answered inside its transaction."""
+
+    services: Services
+    session: Session
+    programme: ProgrammeConfig
+    now: datetime
+    effects: Effects
+
+
+def answer_in_transaction(services: Services, work: Callable[[Session, Effects], T]) -> T:
+    """Run ``work`` in one transaction (retried whole on a deadlock), then ask for its wake-ups.
+
+    Raises RuntimeError if ``work`` wanted a text sent: a voice answer cannot carry one.
+    """
+
+    def attempt(session: Session) -> tuple[T, Effects]:
+        effects = Effects()  # a retried attempt starts with nothing decided
+        return work(session, effects), effects
+
+    answer, effects = run_in_transaction(services.sessions, attempt)
+    if effects.texts:
+        raise RuntimeError("a voice webhook cannot send texts: queue a job instead")
+    schedule(services, effects)
+    return answer
+
+
+def step(services: Services, session: Session, programme_id: int, effects: Effects) -> CallStep:
+    programme = session.get_one(Programme, programme_id)
+    return CallStep(
+        services, session, config_of(programme, services.settings), services.clock(), effects
+    )
+
+
+def ring_next(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
+    """Ring the best eligible supporter not yet rung for ``conv``, or fall back to a call-back."""
+    if conv.state != ConversationState.QUEUED:
+        return reply(Say(speech.thanks()), Hangup())
+    if routing.pending_offer(ctx.session, conv) is not None:
+        # The sweeper judged a ring lost and offered the conversation by text meanwhile.
+        call.state = CallState.CALLBACK
+        return call_back_message(ctx, call)
+    offer = None
+    if _rings(ctx, conv.id) < MAX_RINGS:
+        expires_at = ctx.now + timedelta(seconds=RING_SECONDS) + RING_GRACE
+        vault, p = ctx.services.vault, ctx.programme
+        offer = routing.reserve(ctx.session, vault, p, conv, ctx.now, expires_at)
+    if offer is None:
+        return fall_to_call_back(ctx, call, conv)
+    return dial(ctx, offer)
+
+
+def _rings(ctx: CallStep, conversation_id: int) -> int:
+    count = select(func.count()).select_from(Offer).where(Offer.conversation_id == conversation_id)
+    return ctx.session.scalar(count) or 0
+
+
+def dial(ctx: CallStep, offer: Offer) -> VoiceReply:
+    """The caller hears a holding line while ``offer``'s supporter is rung from its pool number.
+
+    A function of the stored offer alone, so a repeated webhook gets the very same answer.
+    """
+    supporter = ctx.session.get_one(Supporter, offer.supporter_id)
+    return reply(
+        Say(speech.holding(first=_rings(ctx, offer.conversation_id) == 1)),
+        Dial(
+            number=supporter_phone(ctx.services.vault, supporter),
+            caller_id=offer.pool_number,
+            timeout=RING_SECONDS,
+            action=route("next", ring=offer.id),
+            screen=route("screen", ring=offer.id),
+        ),
+    )
+
+
+def ring_over(ctx: CallStep, offer: Offer, dial_status: str) -> None:
+    """The ring ended without a press of 1: busy counts as passed, the rest as unanswered."""
+    state = OfferState.PASSED if dial_status == "busy" else OfferState.EXPIRED
+    routing.answer(ctx.session, offer, state, ctx.now)
+
+
+def fall_to_call_back(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
+    """Nobody took the call: a call-back conversation is queued and offered by text (a job).
+
+    Supporters already rung have an Offer of the call's conversation, and an offer is unique
+    per (conversation, supporter); so when anyone was rung the call's conversation ends
+    ("missed") and a fresh one carries the call-back, open to everyone on call again.
+    """
+    call.state = CallState.CALLBACK
+    rung = _rings(ctx, conv.id) > 0
+    if rung or call.clinician_id is None:
+        end_conversation(ctx.session, ctx.programme, conv, "missed", ctx.now, ctx.effects)
+    if call.clinician_id is None:  # a hidden number cannot be called back
+        return call_back_message(ctx, call)
+    if rung:
+        conv = new_conversation(ctx, call.clinician_id, conv.discipline_wanted)
+        call.conversation_id = conv.id
+    ctx.effects.wake(Task.OFFER_CALL_BACK, conv.id)
+    return call_back_message(ctx, call)
+
+
+def call_back_message(ctx: CallStep, call: Call) -> VoiceReply:
+    if call.clinician_id is None:
+        return reply(Say(speech.no_call_back(ctx.programme)), Hangup())
+    return reply(Say(speech.call_back(ctx.programme)), Hangup())
+
+
+def new_conversation(
+    ctx: CallStep, clinician_id: int | None, discipline: str | None
+) -> Conversation:
+    conv = Conversation(
+        programme_id=ctx.programme.id,
+        clinician_id=clinician_id,
+        channel=Channel.VOICE,
+        discipline_wanted=discipline,
+        created_at=ctx.now,
+        last_activity_at=ctx.now,
+    )
+    ctx.session.add(conv)
+    ctx.session.flush()
+    return conv
+
+
+def after_pick_up(ctx: CallStep, call: Call, offer: Offer) -> VoiceReply:
+    """The dial of a supporter who pressed 1 is over. The conversation stays ACTIVE with them
+    (DONE by text closes it, or the inactivity sweep); they are texted how, by a job."""
+    conv = ctx.session.get_one(Conversation, offer.conversation_id)
+    conv.last_activity_at = ctx.now
+    if call.state != CallState.ENDED:
+        call.state, call.ended_at = CallState.ENDED, ctx.now
+    ctx.effects.wake(Task.FOLLOW_UP_CALL, call.id)
+    # Unused when the caller hung up first (or pressed 1 as they hung up: the supporter, texted
+    # by the follow-up, can call them back through the pool number).
+    return reply(Say(speech.thanks()), Hangup())
+
+
+# --- the supporter's leg ---------------------------------------------------------------------
+
+
+def screen(services: Services, ring: int) -> VoiceReply:
+    """The answered supporter's leg: a whisper and press 1; no press (a voicemail) hangs up."""
+    with transaction(services.sessions) as session:
+        offer = session.get(Offer, ring)
+        ringing = offer is not None and offer.state == OfferState.PENDING
+    if not ringing:
+        return reply(Say(speech.call_gone()), Hangup())
+    whisper = (Say(speech.whisper()),)
+    return reply(
+        Gather(route("pickup", ring=ring), whisper, num_digits=1, timeout=SCREEN_SECONDS),
+        Say(speech.screen_passed()),
+        Hangup(),
+    )
+
+
+def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
+    """A keypress on the screen. 1 takes the call here, in our database, and the empty answer
+    lets Twilio bridge the two legs; a repeated press bridges again; anything else declines."""
+    if digits.strip() != "1":
+        return reply(Say(speech.screen_passed()), Hangup())
+
+    def work(session: Session, effects: Effects) -> VoiceReply:
+        offer = session.get(Offer, ring)
+        if offer is not None and offer.state == OfferState.ACCEPTED:
+            return reply()
+        conv = routing.assign(session, offer, services.clock()) if offer is not None else None
+        if conv is None:
+            return reply(Say(speech.call_gone()), Hangup())
+        session.execute(
+            update(Call)
+            .where(Call.conversation_id == conv.id, Call.state == CallState.RINGING)
+            .values(state=CallState.BRIDGED)
+        )
+        return reply()
+
+    return answer_in_transaction(services, work)
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+def offer_call_back(services: Services, conversation_id: int) -> bool:
+    """Offer a queued call-back by text (the next supporters by ``HOTLINE_OFFER_TIMEOUT``, as the
+    text line does). Safe to run twice: a conversation already offered or taken is left alone."""
+    effects = Effects()
+    with transaction(services.sessions) as session:
+        conv = session.get(Conversation, conversation_id)
+        if conv is None or conv.state != ConversationState.QUEUED:
+            return False
+        if routing.pending_offer(session, conv) is not None:
+            return False
+        p = config_of(session.get_one(Programme, conv.programme_id), services.settings)
+        now = services.clock()
+        offer = routing.offer_or_fall_back(session, services.vault, p, conv, now, effects)
+    send(services, effects)
+    schedule(services, effects)
+    return offer is not None
+
+
+def follow_up_call(services: Services, call_id: int) -> bool:
+    """Text the supporter who took a call how to reach the caller again and how to close it.
+
+    Claimed before sending, so a second run sends nothing (at most once, never twice).
+    """
+    effects = Effects()
+    with transaction(services.sessions) as session:
+        claimed = session.execute(
+            update(Call)
+            .where(Call.id == call_id, Call.followed_up_at.is_(None))
+            .values(followed_up_at=services.clock())
+        )
+        call = session.get(Call, call_id)
+        conv = (
+            session.get(Conversation, call.conversation_id)
+            if call and call.conversation_id
+            else None
+        )
+        if not claimed.rowcount or conv is None or conv.state != ConversationState.ACTIVE:  # type: ignore[attr-defined]
+            return False
+        assert conv.supporter_id is not None and conv.pool_number is not None
+        supporter = session.get_one(Supporter, conv.supporter_id)
+        effects.text(
+            supporter_phone(services.vault, supporter), conv.pool_number, wording.after_call()
+        )
+    send(services, effects)
+    return True

@@ -1,0 +1,95 @@
+"""Everything the voice line says aloud: short, calm, plain. (Texts live in wording.py.)"""
+
+from __future__ import annotations
+
+from hotline.programmes import ProgrammeConfig
+
+# Keypad choices offered in the greeting; anything else (or nothing) means "anyone".
+MENU = {"1": "nurse", "2": "physician", "3": "pharmacist"}
+
+
+def greeting(p: ProgrammeConfig) -> str:
+    return (
+        "You've reached the clinician peer support line. It is confidential and voluntary, "
+        f"and it is not for emergencies. {p.crisis_text}"
+    )
+
+
+def menu() -> str:
+    return (
+        "To talk with a nurse, press 1. A physician, press 2. A pharmacist, press 3. "
+        "Or stay on the line for the first available peer."
+    )
+
+
+def holding(first: bool) -> str:
+    if first:
+        return "Thank you. We're calling a peer supporter for you now. Please stay on the line."
+    return "We're still finding a peer supporter for you. Thank you for staying on the line."
+
+
+def call_back(p: ProgrammeConfig) -> str:
+    return (
+        "No peer supporter could pick up just now. A peer will call you back shortly from this "
+        f"same number. {p.crisis_text} Thank you for reaching out. Goodbye."
+    )
+
+
+def no_call_back(p: ProgrammeConfig) -> str:
+    """Nobody picked up and the caller's number is hidden, so nobody can call them back."""
+    return (
+        "No peer supporter could pick up just now, and your number is hidden, so we can't call "
+        f"you back. Please call again soon, or send a text message to this number. {p.crisis_text}"
+    )
+
+
+def thanks() -> str:
+    return "Thank you for calling the peer support line. Take care. Goodbye."
+
+
+def whisper() -> str:
+    return "Peer support line. A clinician would like to talk. Press 1 to take this call."
+
+
+def screen_passed() -> str:
+    return "We'll pass it on. Thank you."
+
+
+def call_gone() -> str:
+    return "This call has already ended or been taken. Thank you."
+
+
+def connecting() -> str:
+    return "Connecting you to your caller."
+
+
+def caller_unavailable() -> str:
+    return "Your caller didn't answer. You can text them on this number, or try again later."
+
+
+def caller_forgotten() -> str:
+    return "This caller can no longer be reached through the line. Thank you."
+
+
+def no_live_conversation() -> str:
+    return "There is no open conversation on this number. Goodbye."
+
+
+def not_a_line(hotline_number: str) -> str:
+    return (
+        "This number doesn't take calls. For confidential peer support, call "
+        f"{spoken_number(hotline_number)}. Goodbye."
+    )
+
+
+def unknown_number() -> str:
+    return "This number does not take calls. Goodbye."
+
+
+def spoken_number(number: str) -> str:
+    """``+15550100000`` -> ``5 5 5, 0 1 0, 0 0 0 0``: read digit by digit, in groups."""
+    digits = number.removeprefix("+1") if number.startswith("+1") else number.lstrip("+")
+    if len(digits) != 10:
+        return " ".join(digits)
+    groups = (digits[:3], digits[3:6], digits[6:])
+    return ", ".join(" ".join(group) for group in groups)

@@ -1,0 +1,115 @@
+"""Live status for the console: who is on call, what is waiting, who is busy. Counts only.
+
+Nothing here can name or point at a clinician: conversations and offers are counted, per
+supporter at most. Upcoming coverage gaps come with it, so the coordinator is warned ahead.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hotline import schedule
+from hotline.models import (
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    ScheduleSettings,
+    Supporter,
+)
+
+DEFAULT_WARNING_HOURS = 48
+
+
+@dataclass(frozen=True)
+class SupporterNow:
+    supporter_id: int
+    name: str
+    on_call: bool
+    open_conversations: int
+    on_break_until: datetime | None
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    at: datetime
+    on_call: tuple[SupporterNow, ...]
+    busy: tuple[SupporterNow, ...]  # anyone with an open conversation, on call or not
+    on_break: tuple[SupporterNow, ...]
+    offers_waiting: int  # offers out, not yet answered
+    queued: int  # conversations nobody has accepted yet
+    gaps: tuple[schedule.Segment, ...]  # nobody on call, from now to the warning horizon
+    horizon: timedelta
+
+
+def warning_horizon(session: Session, programme_id: int) -> timedelta:
+    """How far ahead the console warns of gaps: the texted-warning horizon, or 48 hours."""
+    options = session.get(ScheduleSettings, programme_id)
+    hours = options.gap_warning_hours if options is not None else None
+    return timedelta(hours=hours or DEFAULT_WARNING_HOURS)
+
+
+def live(session: Session, programme_id: int, now: datetime) -> LiveStatus:
+    """The programme right now."""
+    horizon = warning_horizon(session, programme_id)
+    on_call = schedule.on_call(session, programme_id, now)
+    open_counts = _open_counts(session, programme_id)
+    people = [
+        SupporterNow(
+            s.id,
+            s.name,
+            s.id in on_call,
+            open_counts[s.id],
+            s.break_until if s.break_until and s.break_until > now else None,
+        )
+        for s in session.scalars(
+            select(Supporter)
+            .where(Supporter.programme_id == programme_id, Supporter.active.is_(True))
+            .order_by(Supporter.name, Supporter.id)
+        )
+    ]
+    return LiveStatus(
+        at=now,
+        on_call=tuple(p for p in people if p.on_call),
+        busy=tuple(p for p in people if p.open_conversations),
+        on_break=tuple(p for p in people if p.on_break_until),
+        offers_waiting=_pending_offers(session, programme_id),
+        queued=_queued(session, programme_id),
+        gaps=tuple(schedule.coverage_gaps(session, programme_id, now, now + horizon)),
+        horizon=horizon,
+    )
+
+
+def _open_counts(session: Session, programme_id: int) -> Counter[int]:
+    rows = session.execute(
+        select(Conversation.supporter_id, func.count(Conversation.id))
+        .where(
+            Conversation.programme_id == programme_id,
+            Conversation.state == ConversationState.ACTIVE,
+            Conversation.supporter_id.is_not(None),
+        )
+        .group_by(Conversation.supporter_id)
+    )
+    return Counter({supporter_id: n for supporter_id, n in rows if supporter_id is not None})
+
+
+def _pending_offers(session: Session, programme_id: int) -> int:
+    query = (
+        select(func.count(Offer.id))
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(Conversation.programme_id == programme_id, Offer.state == OfferState.PENDING)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def _queued(session: Session, programme_id: int) -> int:
+    query = select(func.count(Conversation.id)).where(
+        Conversation.programme_id == programme_id,
+        Conversation.state == ConversationState.QUEUED,
+    )
+    return int(session.scalar(query) or 0)

@@ -1,0 +1,105 @@
+"""Phone verification: a supporter's number is proved by a code texted to it.
+
+A new or changed number gets a ``PhoneVerification`` row and a ``Notice`` that texts the code
+(sent by a job or the sweeper, never inside a request). While the row exists the supporter is
+not on call (see schedule.py) and cannot be scheduled (see rota.py); the coordinator types the
+code the supporter read out, and the row goes. Codes are six digits, sealed at rest, valid
+for CODE_TTL and for MAX_ATTEMPTS tries; a fresh code replaces any earlier one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from hotline.models import Notice, NoticeKind, PhoneVerification, Supporter
+from hotline.privacy import Vault
+
+CODE_CONTEXT = b"verification-code"
+CODE_TTL = timedelta(minutes=30)
+MAX_ATTEMPTS = 5
+
+
+class Outcome(StrEnum):
+    VERIFIED = "verified"
+    WRONG = "wrong"
+    EXPIRED = "expired"
+    TOO_MANY = "too_many"
+    NOTHING_PENDING = "nothing_pending"
+
+
+MESSAGES = {
+    Outcome.VERIFIED: "Phone number verified.",
+    Outcome.WRONG: "That code is not right. Check it and try again.",
+    Outcome.EXPIRED: "That code has expired. Send a new one.",
+    Outcome.TOO_MANY: "Too many wrong codes. Send a new one.",
+    Outcome.NOTHING_PENDING: "No code is waiting for this supporter. Send one first.",
+}
+
+
+def start(session: Session, vault: Vault, supporter: Supporter, now: datetime) -> Notice:
+    """Issue a fresh code for ``supporter``'s current number; returns the notice to send.
+
+    The caller wakes ``Task.SEND_NOTICE`` for the notice after its transaction commits.
+    """
+    session.execute(delete(PhoneVerification).where(PhoneVerification.supporter_id == supporter.id))
+    supporter.phone_verified_at = None
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    key = f"verification:{supporter.id}:{secrets.token_hex(8)}"
+    row = PhoneVerification(
+        supporter_id=supporter.id,
+        code_sealed=vault.seal(code, CODE_CONTEXT),
+        notice_key=key,
+        expires_at=now + CODE_TTL,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    notice = Notice(
+        programme_id=supporter.programme_id,
+        key=key,
+        kind=NoticeKind.VERIFICATION,
+        supporter_id=supporter.id,
+        due_at=now,
+    )
+    session.add(notice)
+    session.flush()
+    return notice
+
+
+def pending(session: Session, supporter_id: int) -> PhoneVerification | None:
+    return session.scalar(
+        select(PhoneVerification).where(PhoneVerification.supporter_id == supporter_id)
+    )
+
+
+def code_of(session: Session, vault: Vault, supporter_id: int) -> str | None:
+    """The waiting code (for the notice that texts it), or None once confirmed."""
+    row = pending(session, supporter_id)
+    return vault.open(row.code_sealed, CODE_CONTEXT) if row is not None else None
+
+
+def confirm(
+    session: Session, vault: Vault, supporter: Supporter, code: str, now: datetime
+) -> Outcome:
+    """Check ``code``; on success the number counts as verified and the supporter may go on
+    call. Every wrong try counts; after MAX_ATTEMPTS only a fresh code helps."""
+    row = pending(session, supporter.id)
+    if row is None:
+        return Outcome.NOTHING_PENDING
+    if row.expires_at <= now:
+        return Outcome.EXPIRED
+    if row.attempts >= MAX_ATTEMPTS:
+        return Outcome.TOO_MANY
+    expected = vault.open(row.code_sealed, CODE_CONTEXT)
+    if not hmac.compare_digest(expected.encode(), code.strip().encode()):
+        row.attempts += 1
+        return Outcome.WRONG
+    session.delete(row)
+    supporter.phone_verified_at = now
+    return Outcome.VERIFIED

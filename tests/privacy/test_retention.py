@@ -1,0 +1,122 @@
+"""Retention: FORGET, the purge after silence, and deleting message records at Twilio."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from hotline.models import CheckIn, CheckInState, Clinician, MessageDeletion, OptOut
+from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.phones import Phones
+
+CLINICIAN, ALICE = "+15550109001", "+15550108001"
+OFFER = "Reply ACCEPT"
+
+
+def _connect(hotline: Hotline, phones: Phones) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    phones.phone(CLINICIAN).texts("hello")
+    phones.phone(CLINICIAN).expect_text("confidential")
+    phones.phone(ALICE).expect_text(OFFER)
+    phones.phone(ALICE).texts("ACCEPT")
+    phones.phone(ALICE).expect_text("connected")
+    phones.phone(ALICE).expect_text("hello")
+    phones.phone(CLINICIAN).expect_text("joined")
+
+
+def test_forget_erases_the_clinician_at_once_and_confirms(hotline: Hotline, phones: Phones) -> None:
+    _connect(hotline, phones)
+    phones.phone(ALICE).texts("DONE")
+    phones.phone(ALICE).expect_text("closed")
+    phones.phone(CLINICIAN).expect_text("not alone")
+    phones.phone(CLINICIAN).texts("forget")
+    phones.phone(CLINICIAN).expect_text("erased", from_=HOTLINE)
+    with hotline.session() as session:
+        clinician = session.scalar(select(Clinician))
+        assert clinician.phone_sealed is None and clinician.phone_hash is None
+        states = set(session.scalars(select(CheckIn.state)))
+        assert states == {CheckInState.CANCELLED}
+    # Texting again starts fresh, as a new person.
+    phones.phone(CLINICIAN).texts("hi again")
+    phones.phone(CLINICIAN).expect_text("confidential")
+    phones.phone(ALICE).expect_text(OFFER)
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(Clinician)) == 2
+    phones.assert_no_unexpected()
+
+
+def test_forget_mid_conversation_tells_the_supporter(hotline: Hotline, phones: Phones) -> None:
+    _connect(hotline, phones)
+    phones.phone(CLINICIAN).texts("FORGET")
+    phones.phone(CLINICIAN).expect_text("erased")
+    phones.phone(ALICE).expect_text("ended the conversation")
+    phones.assert_no_unexpected()
+
+
+def test_silent_clinicians_are_purged_after_the_retention_period(
+    hotline: Hotline, phones: Phones
+) -> None:
+    _connect(hotline, phones)
+    phones.phone(CLINICIAN).texts("STOP")
+    phones.phone(ALICE).expect_text("ended")
+    hotline.clock.advance(days=29)
+    assert hotline.sweep().clinicians_purged == 0
+    hotline.clock.advance(days=2)
+    assert hotline.sweep().clinicians_purged == 1
+    with hotline.session() as session:
+        assert session.scalar(select(Clinician.phone_hash)) is None
+        assert session.scalar(select(func.count()).select_from(OptOut)) == 0
+
+
+def test_a_pending_checkin_keeps_the_number_until_it_is_done(
+    hotline: Hotline, phones: Phones
+) -> None:
+    _connect(hotline, phones)
+    phones.phone(ALICE).texts("DONE")  # check-ins at 1, 7 and 30 days
+    hotline.clock.advance(days=31)
+    assert hotline.sweep().clinicians_purged == 0  # the 30-day check-in just went out
+    hotline.clock.advance(days=31)
+    assert hotline.sweep().clinicians_purged == 1
+
+
+def test_message_records_are_deleted_at_twilio_after_delivery(
+    hotline: Hotline, phones: Phones
+) -> None:
+    _connect(hotline, phones)
+    # A message Twilio holds (sent through its API; relays in TwiML look the same to it).
+    relayed = hotline.services.telephony.send_text(ALICE, POOL[0], "a relayed text").sid
+    phones.phone(ALICE).expect_text("a relayed text")
+    response = hotline.post(
+        "/twilio/status", MessageSid=relayed, MessageStatus="delivered", To=ALICE, From=POOL[0]
+    )
+    assert response.status_code == 204
+    hotline.post("/twilio/status", MessageSid=relayed, MessageStatus="delivered")  # twice
+    with hotline.session() as session:
+        queued = set(session.scalars(select(MessageDeletion.sid)))
+    assert relayed in queued and len(queued) == 3  # two inbound texts and the relay
+    hotline.clock.advance(minutes=3)
+    hotline.run_jobs()
+    assert relayed in hotline.fake.deleted
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(MessageDeletion)) == 0
+
+
+def test_a_failed_deletion_is_retried_with_backoff(hotline: Hotline) -> None:
+    sid = hotline.services.telephony.send_text(ALICE, POOL[0], "a relayed text").sid
+    hotline.post("/twilio/status", MessageSid=sid, MessageStatus="delivered")
+    hotline.clock.advance(minutes=2)
+    hotline.fake.fail_next(status=503, code=None)
+    hotline.run_jobs()
+    with hotline.session() as session:
+        row = session.scalar(select(MessageDeletion))
+        assert row is not None and row.attempts == 1
+    hotline.clock.advance(minutes=3)
+    hotline.run_jobs()
+    assert sid in hotline.fake.deleted
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(MessageDeletion)) == 0
+
+
+def test_twiml_relays_ask_for_status_callbacks(hotline: Hotline) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    body = hotline.sms(CLINICIAN, HOTLINE, "hello").get_data(as_text=True)
+    assert body.count('action="https://hotline.example.org/twilio/status"') == 2

@@ -1,0 +1,151 @@
+"""The voice webhooks under ``/twilio/voice``: parse the form, one call into the core, TwiML out.
+
+This blueprint is nested in ``webhooks.twilio.bp``, so that blueprint's signature check and
+database error handler run for every path here. ``render`` is the only place voice replies
+become TwiML; it has no way to emit ``<Record>`` or a ``record`` attribute.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, request
+from twilio.twiml import TwiML
+from twilio.twiml.voice_response import VoiceResponse
+from werkzeug.exceptions import BadRequest
+
+from hotline import voiceline
+from hotline.calling import (
+    Dial,
+    DialResult,
+    Gather,
+    Hangup,
+    InboundCall,
+    Pause,
+    Redirect,
+    Route,
+    Say,
+    Verb,
+    VoiceReply,
+)
+from hotline.services import Services
+from webhooks import twiml
+
+bp = Blueprint("voice", __name__, url_prefix="/voice")
+
+PREFIX = "/twilio/voice"
+# Paths answered on a supporter's leg: if the database is down there, the supporter hears this
+# (the crisis sentence is for callers).
+SUPPORTER_LEG = frozenset({f"{PREFIX}/screen", f"{PREFIX}/pickup", f"{PREFIX}/through"})
+LINE_DOWN = "The peer support line can't connect this call right now. Thank you."
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["hotline"]
+    return services
+
+
+def inbound(services: Services) -> Response:
+    """``POST /twilio/voice``: every inbound call (registered on the parent blueprint)."""
+    call = InboundCall(
+        sid=_required("CallSid"), from_=request.form.get("From", ""), to=_required("To")
+    )
+    return render(voiceline.answer_call(services, call))
+
+
+@bp.post("/start")
+def start() -> Response:
+    digits = request.form.get("Digits", "")
+    return render(voiceline.start(_services(), _required("CallSid"), digits))
+
+
+@bp.post("/next")
+def next_ring() -> Response:
+    result = DialResult(
+        call_sid=_required("CallSid"),
+        ring=_ring(),
+        call_status=request.form.get("CallStatus", ""),
+        dial_status=request.form.get("DialCallStatus", ""),
+        bridged=request.form.get("DialBridged", "").lower() == "true",
+    )
+    return render(voiceline.dial_result(_services(), result))
+
+
+@bp.post("/screen")
+def screen() -> Response:
+    return render(voiceline.screen(_services(), _ring()))
+
+
+@bp.post("/pickup")
+def pick_up() -> Response:
+    return render(voiceline.pick_up(_services(), _ring(), request.form.get("Digits", "")))
+
+
+@bp.post("/through")
+def through() -> Response:
+    return render(voiceline.through_result(request.form.get("DialCallStatus", "")))
+
+
+def render(answer: VoiceReply) -> Response:
+    """The reply as TwiML; an empty reply is ``<Response/>`` (on a screened leg: bridge)."""
+    response = VoiceResponse()
+    for verb in answer.verbs:
+        _add(response, verb)
+    return twiml.xml(str(response))
+
+
+def _add(parent: TwiML, verb: Verb) -> None:
+    match verb:
+        case Say(text=text):
+            parent.say(text)
+        case Pause(seconds=seconds):
+            parent.pause(length=seconds)
+        case Gather():
+            gather = parent.gather(
+                action=_url(verb.action),
+                method="POST",
+                num_digits=verb.num_digits,
+                timeout=verb.timeout,
+            )
+            for inner in verb.prompt:
+                _add(gather, inner)
+        case Dial():
+            _dial(parent, verb)
+        case Redirect(to=to):
+            parent.redirect(_url(to), method="POST")
+        case Hangup():
+            parent.hangup()
+
+
+def _dial(parent: TwiML, verb: Dial) -> None:
+    # callerId is required by Dial itself: without it the callee would see the caller's number.
+    dial = parent.dial(
+        caller_id=verb.caller_id,
+        timeout=verb.timeout,
+        answer_on_bridge=verb.answer_on_bridge,
+        action=_url(verb.action) if verb.action else None,
+        method="POST" if verb.action else None,
+    )
+    screen_url = _url(verb.screen) if verb.screen else None
+    dial.number(verb.number, url=screen_url, method="POST" if screen_url else None)
+
+
+def _url(target: Route) -> str:
+    """An absolute URL: the configured public base (what Twilio signs), else this request's."""
+    base = _services().settings.public_url or request.host_url.rstrip("/")
+    query = f"?{urlencode(target.params)}" if target.params else ""
+    return f"{base}{PREFIX}/{target.name}{query}"
+
+
+def _ring() -> int:
+    ring = request.args.get("ring", type=int)
+    if ring is None:
+        raise BadRequest("missing ring")
+    return ring
+
+
+def _required(name: str) -> str:
+    value = request.form.get(name, "").strip()
+    if not value:
+        raise BadRequest(f"missing Twilio parameter {name}")
+    return value
