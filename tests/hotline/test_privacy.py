@@ -1,4 +1,4 @@
-"""Phone numbers at rest and in print: the Vault (seal, open, blind index, rotation) and phone.py."""
+"""Phone numbers at rest and in print: the Vault (seal, open, blind index) and phone.py."""
 
 from __future__ import annotations
 

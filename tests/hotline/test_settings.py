@@ -220,31 +220,38 @@ def test_two_instances_never_share_generated_keys(tmp_path: Path) -> None:
     assert one.secret_key != other.secret_key
 
 
+def load_together(instance: Path, processes: int) -> list[Settings | BaseException]:
+    """Load settings from ``processes`` threads released at the same instant."""
+    results: list[Settings | BaseException] = []
+    barrier = threading.Barrier(processes)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            results.append(load(instance))
+        except BaseException as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def test_processes_starting_together_agree_on_the_generated_keys(tmp_path: Path) -> None:
     """``hotline dev``'s web and worker (or a Procfile runner) load settings at the same time:
     if each generated its own data key, what one encrypted the other could never open."""
     for attempt in range(20):
         instance = tmp_path / f"attempt-{attempt}"
-        results: list[Settings | BaseException] = []
-        barrier = threading.Barrier(6)
-
-        def start(instance: Path = instance, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                results.append(load(instance))
-            except BaseException as error:
-                results.append(error)
-
-        threads = [threading.Thread(target=start) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = load_together(instance, 6)
         loaded = [r for r in results if isinstance(r, Settings)]
         assert len(loaded) == 6, [r for r in results if not isinstance(r, Settings)]
         assert len({s.data_keys for s in loaded}) == 1
         assert len({s.secret_key for s in loaded}) == 1
         assert load(instance).data_keys == loaded[0].data_keys
+        assert not [p.name for p in instance.iterdir() if p.name.startswith(".")]
 
 
 def test_configured_keys_win_over_generated_ones(tmp_path: Path) -> None:

@@ -1,0 +1,442 @@
+"""The Twilio edge as Twilio sees it: signed form posts in, TwiML out, on both database tiers.
+
+Signatures (403 and nothing stored), malformed requests, duplicate and simultaneous deliveries
+of one MessageSid, status callbacks, /healthz, and a database that is down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+from flask import Flask
+from redis import Redis
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from hotline.app import build_services, create_app
+from hotline.models import Base, Clinician, Conversation, WebhookEvent
+from hotline.services import Services
+from hotline.settings import load_settings
+from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline, make_hotline
+from tests.kit.harness import test_env as environment_for
+from tests.kit.signing import FORM_CONTENT_TYPE, sign, signed_headers, signed_post
+
+CLINICIAN = "+15550109001"
+SUPPORTER = "+15550108001"
+SMS = "/twilio/sms"
+
+
+def inbound_sms(
+    sid: str = "SM" + "a1" * 16, body: str = "I need to talk to someone"
+) -> dict[str, str]:
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": CLINICIAN,
+        "To": HOTLINE,
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def inbound_call(sid: str = "CA" + "b2" * 16) -> dict[str, str]:
+    return {
+        "CallSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": CLINICIAN,
+        "To": HOTLINE,
+        "Caller": CLINICIAN,
+        "Called": HOTLINE,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def count(hotline: Hotline, model: type[Base]) -> int:
+    with hotline.session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def assert_nothing_stored(hotline: Hotline) -> None:
+    for model in (WebhookEvent, Clinician, Conversation):
+        assert count(hotline, model) == 0, f"{model.__tablename__} has rows"
+
+
+def twiml(response: TestResponse) -> ET.Element:
+    assert response.mimetype == "text/xml"
+    root = ET.fromstring(response.get_data(as_text=True))  # noqa: S314 - our own TwiML
+    assert root.tag == "Response"
+    return root
+
+
+def texts_to(root: ET.Element, number: str) -> list[ET.Element]:
+    return [m for m in root.iter("Message") if m.get("to") == number]
+
+
+def post_raw(hotline: Hotline, path: str, params: dict[str, str], **headers: str) -> TestResponse:
+    """A form post with exactly the given headers (a signature or none)."""
+    return hotline.client.post(
+        path,
+        data=params,
+        headers={"Content-Type": FORM_CONTENT_TYPE, **headers},
+        base_url=PUBLIC_URL,
+    )
+
+
+# --- signatures ------------------------------------------------------------------------------
+
+
+def test_a_correctly_signed_text_is_answered_in_twiml(hotline: Hotline) -> None:
+    response = signed_post(hotline.client, PUBLIC_URL, SMS, inbound_sms(), AUTH_TOKEN)
+    assert response.status_code == 200
+    assert twiml(response).find("Message") is not None
+    assert count(hotline, WebhookEvent) == 1
+
+
+def test_a_forged_signature_is_refused_and_nothing_is_stored(hotline: Hotline) -> None:
+    params = inbound_sms()
+    forged = sign(PUBLIC_URL + SMS, params, "not-the-auth-token")
+    response = post_raw(hotline, SMS, params, **{"X-Twilio-Signature": forged})
+    assert response.status_code == 403
+    assert_nothing_stored(hotline)
+
+
+@pytest.mark.parametrize("signature", [None, "", "   "], ids=["absent", "empty", "blank"])
+def test_a_missing_signature_is_refused(hotline: Hotline, signature: str | None) -> None:
+    headers = {} if signature is None else {"X-Twilio-Signature": signature}
+    response = post_raw(hotline, SMS, inbound_sms(), **headers)
+    assert response.status_code == 403
+    assert_nothing_stored(hotline)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Body", "something else"), ("From", "+15550109999"), ("Tampered", "added after signing")],
+)
+def test_a_parameter_changed_after_signing_is_refused(
+    hotline: Hotline, name: str, value: str
+) -> None:
+    params = inbound_sms()
+    headers = signed_headers(PUBLIC_URL + SMS, params, AUTH_TOKEN)
+    response = hotline.client.post(
+        SMS, data={**params, name: value}, headers=headers, base_url=PUBLIC_URL
+    )
+    assert response.status_code == 403
+    assert_nothing_stored(hotline)
+
+
+@pytest.mark.parametrize(
+    "signed_for",
+    [
+        "https://attacker.example.com",
+        "http://hotline.example.org",  # the scheme is part of what Twilio signs
+        "https://hotline.example.org/prefix",
+    ],
+)
+def test_a_signature_for_another_url_is_refused(hotline: Hotline, signed_for: str) -> None:
+    params = inbound_sms()
+    headers = signed_headers(signed_for + SMS, params, AUTH_TOKEN)
+    response = hotline.client.post(SMS, data=params, headers=headers, base_url=signed_for)
+    assert response.status_code == 403
+    assert_nothing_stored(hotline)
+
+
+def test_forwarded_headers_cannot_move_the_signed_url(hotline: Hotline) -> None:
+    """Behind a proxy anyone can send X-Forwarded-*: the configured public URL is what counts."""
+    evil = "https://attacker.example.com"
+    params = inbound_sms()
+    headers = {
+        **signed_headers(evil + SMS, params, AUTH_TOKEN),
+        "X-Forwarded-Host": "attacker.example.com",
+        "X-Forwarded-Proto": "https",
+        "Host": "attacker.example.com",
+    }
+    response = hotline.client.post(SMS, data=params, headers=headers, base_url=evil)
+    assert response.status_code == 403
+    assert_nothing_stored(hotline)
+
+
+def test_the_console_secret_key_does_not_sign_webhooks_when_twilio_is_configured(
+    hotline: Hotline,
+) -> None:
+    params = inbound_sms()
+    response = signed_post(hotline.client, PUBLIC_URL, SMS, params, hotline.settings.secret_key)
+    assert response.status_code == 403
+    assert_nothing_stored(hotline)
+
+
+@pytest.mark.parametrize("path", ["/twilio/sms", "/twilio/voice", "/twilio/status"])
+def test_every_twilio_path_refuses_an_unsigned_request(hotline: Hotline, path: str) -> None:
+    params = {**inbound_call(), "MessageSid": "SM" + "c3" * 16, "MessageStatus": "delivered"}
+    assert post_raw(hotline, path, params).status_code == 403
+    assert_nothing_stored(hotline)
+
+
+@pytest.fixture
+def rotating(
+    database_url: str,
+    redis_conn: Redis,
+    fake_twilio: FakeTwilio,
+    tmp_path: Path,
+    sessions: object,  # empties the tables after the test
+) -> Iterator[Hotline]:
+    """A hotline in the middle of an auth token rotation."""
+    harness = make_hotline(
+        database_url, redis_conn, fake_twilio, tmp_path, TWILIO_AUTH_TOKEN_SECONDARY="second-token"
+    )
+    yield harness
+    harness.services.sessions.kw["bind"].dispose()
+
+
+def test_during_a_token_rotation_both_tokens_sign(rotating: Hotline) -> None:
+    first = signed_post(rotating.client, PUBLIC_URL, SMS, inbound_sms("SM" + "01" * 16), AUTH_TOKEN)
+    second = signed_post(
+        rotating.client, PUBLIC_URL, SMS, inbound_sms("SM" + "02" * 16), "second-token"
+    )
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert count(rotating, WebhookEvent) == 2
+    third = signed_post(rotating.client, PUBLIC_URL, SMS, inbound_sms("SM" + "03" * 16), "other")
+    assert third.status_code == 403
+
+
+def test_the_secondary_token_is_refused_when_it_is_not_configured(hotline: Hotline) -> None:
+    response = signed_post(hotline.client, PUBLIC_URL, SMS, inbound_sms(), "second-token")
+    assert response.status_code == 403
+    assert_nothing_stored(hotline)
+
+
+# --- what a signed request may carry ---------------------------------------------------------
+
+
+def test_unknown_extra_parameters_are_accepted(hotline: Hotline) -> None:
+    params = {
+        **inbound_sms(),
+        "FromCountry": "US",
+        "FromState": "CA",
+        "ToCity": "SPRINGFIELD",
+        "MessagingServiceSid": "MG" + "0" * 32,
+        "SomethingTwilioAddsNextYear": "whatever",
+    }
+    response = hotline.post(SMS, **params)
+    assert response.status_code == 200
+    assert twiml(response).find("Message") is not None
+
+
+def test_text_and_voice_answers_are_twiml(hotline: Hotline) -> None:
+    text = hotline.sms(CLINICIAN, HOTLINE, "hello")
+    call = hotline.post("/twilio/voice", **inbound_call())
+    for response in (text, call):
+        assert response.status_code == 200
+        assert response.mimetype == "text/xml"
+        twiml(response)
+    assert twiml(call).find("Say") is not None
+
+
+@pytest.mark.parametrize("blank", [False, True], ids=["absent", "blank"])
+def test_a_signed_text_without_a_message_sid_is_a_clear_400(hotline: Hotline, blank: bool) -> None:
+    params = inbound_sms()
+    for name in ("MessageSid", "SmsSid", "SmsMessageSid"):
+        if blank:
+            params[name] = " "
+        else:
+            del params[name]
+    response = hotline.post(SMS, **params)
+    assert response.status_code == 400
+    assert "MessageSid" in response.get_data(as_text=True)
+    assert CLINICIAN not in response.get_data(as_text=True)
+    assert_nothing_stored(hotline)
+
+
+def test_a_signed_call_without_a_call_sid_is_a_clear_400(hotline: Hotline) -> None:
+    params = inbound_call()
+    del params["CallSid"]
+    response = hotline.post("/twilio/voice", **params)
+    assert response.status_code == 400
+    assert "CallSid" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_a_one_megabyte_body_is_refused(hotline: Hotline, signed: bool) -> None:
+    params = inbound_sms(body="x" * 1024 * 1024)
+    headers = signed_headers(PUBLIC_URL + SMS, params, AUTH_TOKEN) if signed else {}
+    response = hotline.client.post(
+        SMS,
+        data=params,
+        headers={"Content-Type": FORM_CONTENT_TYPE, **headers},
+        base_url=PUBLIC_URL,
+    )
+    # Unsigned, 403 would do as well: the body has to be read before a signature can be checked.
+    assert response.status_code == 413 if signed else response.status_code in (403, 413)
+    assert_nothing_stored(hotline)
+
+
+# --- duplicate deliveries --------------------------------------------------------------------
+
+
+def test_a_repeated_message_sid_gets_an_empty_answer_and_changes_nothing(hotline: Hotline) -> None:
+    hotline.add_supporter("Alice", SUPPORTER)
+    sid = "SM" + "d4" * 16
+    first = hotline.sms(CLINICIAN, HOTLINE, "please, someone", MessageSid=sid)
+    second = hotline.sms(CLINICIAN, HOTLINE, "please, someone", MessageSid=sid)
+    assert first.status_code == second.status_code == 200
+    assert len(twiml(first)) > 0
+    assert len(twiml(second)) == 0, second.get_data(as_text=True)
+    assert count(hotline, Conversation) == 1
+    assert count(hotline, WebhookEvent) == 1
+    assert len(texts_to(twiml(first), SUPPORTER)) == 1
+
+
+def test_the_same_message_sid_delivered_ten_times_at_once_is_handled_once(
+    hotline: Hotline,
+) -> None:
+    hotline.add_supporter("Alice", SUPPORTER)
+    rest_before = len(hotline.fake.messages)
+    sid = "SM" + "e5" * 16
+    params = inbound_sms(sid, "I made a mistake tonight and I can't stop thinking about it")
+    deliveries = 10
+    barrier = threading.Barrier(deliveries)
+    responses: list[TestResponse] = []
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        client = hotline.app.test_client()
+        try:
+            barrier.wait(timeout=10)
+            responses.append(signed_post(client, PUBLIC_URL, SMS, params, AUTH_TOKEN))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=deliver) for _ in range(deliveries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert [r.status_code for r in responses] == [200] * deliveries
+
+    with hotline.session() as session:
+        keys = session.scalars(select(WebhookEvent.key).where(WebhookEvent.key.contains(sid)))
+        assert len(keys.all()) == 1
+    assert count(hotline, Conversation) == 1
+    assert count(hotline, Clinician) == 1
+    offers_in_twiml = sum(len(texts_to(twiml(r), SUPPORTER)) for r in responses)
+    offers_by_rest = [m for m in hotline.fake.messages[rest_before:] if m["to"] == SUPPORTER]
+    assert offers_in_twiml + len(offers_by_rest) == 1
+    assert all(m.get("from") in POOL for r in responses for m in texts_to(twiml(r), SUPPORTER))
+    answered = [r for r in responses if len(twiml(r)) > 0]
+    assert len(answered) == 1, "only one delivery may answer; the others are duplicates"
+
+
+# --- status callbacks and health -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        {"MessageSid": "SM" + "f6" * 16, "MessageStatus": "delivered"},
+        {"MessageSid": "SM" + "f7" * 16, "MessageStatus": "undelivered", "ErrorCode": "30003"},
+        {"CallSid": "CA" + "f8" * 16, "CallStatus": "completed", "CallDuration": "42"},
+    ],
+    ids=["delivered", "undelivered", "call-completed"],
+)
+def test_a_signed_status_callback_is_acknowledged(
+    hotline: Hotline, callback: dict[str, str]
+) -> None:
+    params = {"AccountSid": ACCOUNT_SID, "From": POOL[0], "To": SUPPORTER, **callback}
+    response = hotline.post("/twilio/status", **params)
+    assert response.status_code == 204
+    assert post_raw(hotline, "/twilio/status", params).status_code == 403
+
+
+def test_health_names_the_database_and_redis(hotline: Hotline) -> None:
+    response = hotline.client.get("/healthz")
+    assert response.status_code == 200
+    assert response.is_json
+    health = response.get_json()
+    assert health["database"] == "ok"
+    assert "redis" in health
+    assert str(health["redis"]).startswith("ok")
+
+
+# --- the database is down --------------------------------------------------------------------
+
+NOWHERE = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"  # nothing listens on port 1
+
+
+@pytest.fixture
+def database_down(tmp_path: Path, fake_twilio: FakeTwilio) -> Iterator[tuple[Flask, Services]]:
+    """The app as it runs while PostgreSQL is unreachable (built by hand: nothing migrates)."""
+    settings = load_settings(environment_for(NOWHERE, fake_twilio), instance_path=tmp_path)
+    redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    services = build_services(settings, redis=redis)
+    yield create_app(services=services, redis=redis), services
+    services.sessions.kw["bind"].dispose()
+    redis.close()
+
+
+def timed_post(app: Flask, path: str, params: dict[str, str]) -> tuple[TestResponse, float]:
+    started = time.monotonic()
+    response = signed_post(app.test_client(), PUBLIC_URL, path, params, AUTH_TOKEN)
+    return response, time.monotonic() - started
+
+
+def assert_no_internals(response: TestResponse) -> None:
+    body = response.get_data(as_text=True)
+    for leak in ("Traceback", "OperationalError", "psycopg", "sqlalchemy", "127.0.0.1", CLINICIAN):
+        assert leak not in body, f"the answer shows {leak!r}"
+
+
+def test_with_the_database_down_a_text_still_gets_the_crisis_line(
+    database_down: tuple[Flask, Services], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, services = database_down
+    response, seconds = timed_post(app, SMS, inbound_sms())
+    assert response.status_code == 200
+    assert seconds < 5
+    replies = [m.findtext("Body") or m.text or "" for m in twiml(response).iter("Message")]
+    assert len(replies) == 1
+    assert services.settings.crisis_text in replies[0]
+    assert_no_internals(response)
+    assert CLINICIAN not in caplog.text
+    assert "I need to talk" not in caplog.text
+
+
+def test_with_the_database_down_a_caller_hears_the_crisis_line(
+    database_down: tuple[Flask, Services],
+) -> None:
+    app, services = database_down
+    response, seconds = timed_post(app, "/twilio/voice", inbound_call())
+    assert response.status_code == 200
+    assert seconds < 5
+    said = [say.text or "" for say in twiml(response).iter("Say")]
+    assert services.settings.crisis_text in said
+    assert twiml(response).find("Hangup") is not None
+    assert_no_internals(response)
+
+
+def test_with_the_database_down_health_says_so(database_down: tuple[Flask, Services]) -> None:
+    app, _ = database_down
+    response = app.test_client().get("/healthz")
+    assert response.is_json
+    assert response.get_json()["database"] != "ok"
+
+
+def test_with_the_database_down_a_forged_text_is_still_refused(
+    database_down: tuple[Flask, Services],
+) -> None:
+    app, _ = database_down
+    response = signed_post(app.test_client(), PUBLIC_URL, SMS, inbound_sms(), "forged")
+    assert response.status_code == 403
