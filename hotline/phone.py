@@ -5,6 +5,12 @@ from __future__ import annotations
 import phonenumbers
 
 _POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
+# What Twilio puts in ``From`` when the caller withholds their number (the digits spell
+# ANONYMOUS, UNKNOWN, RESTRICTED, BLOCKED, UNAVAILABLE on a keypad). They are not anybody's
+# number: treating them as one would merge every withheld caller into one "clinician".
+WITHHELD = frozenset(
+    {"+266696687", "+86282452253", "+7378742833", "+2562533", "+8656696", "+86247225"}
+)
 
 
 class InvalidPhoneNumber(ValueError):
@@ -28,7 +34,10 @@ def normalize(raw: str, region: str = "US") -> str:
     # IS_POSSIBLE_LOCAL_ONLY ("555 1234", no area code) would become an unreachable "+15551234".
     if phonenumbers.is_possible_number_with_reason(parsed) != _POSSIBLE:
         raise InvalidPhoneNumber("not a possible phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if number in WITHHELD:
+        raise InvalidPhoneNumber("a withheld caller ID")
+    return number
 
 
 def is_e164(raw: str) -> bool:

@@ -191,12 +191,14 @@ def _numbers(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
         raise SettingsError(f"{name}: every entry must be a valid E.164 number") from None
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(
+    environ: Mapping[str, str], name: str, default: int, maximum: int = 100_000
+) -> int:
     raw = _get(environ, name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) <= 0:
-        raise SettingsError(f"{name} must be a positive whole number")
+    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= maximum:
+        raise SettingsError(f"{name} must be a whole number from 1 to {maximum}")
     return int(raw)
 
 

@@ -253,3 +253,9 @@ def test_redact_never_reveals_more_than_the_last_three_digits(number: str) -> No
     digits = re.sub(r"\D", "", number)
     if len(digits) >= 7:
         assert digits[-7:-3] not in re.sub(r"\D", "", rest)
+
+
+@pytest.mark.parametrize("withheld", ["+266696687", "+86282452253", "+7378742833"])
+def test_withheld_caller_ids_are_nobody(withheld: str) -> None:
+    with pytest.raises(InvalidPhoneNumber):
+        normalize(withheld)
