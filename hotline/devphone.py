@@ -177,14 +177,15 @@ def send() -> Response:
     clinician = _number_or(request.form.get("clinician"), DEFAULT_CLINICIAN)
     sender, to = _form_number("from"), _form_number("to")
     body = (request.form.get("quick") or request.form.get("body") or "").strip()
-    network = _network(_services())
+    services = _services()
+    network = _network(services)
     if network is None:
         return _back(clinician, "simulator-off")
     if sender is None or to is None:
         return _back(clinician, "bad-number")
     if not body or len(body) > MAX_BODY:
-        return _back(clinician, "empty" if not body else "too-long")
-    status = text_the_line(_services().settings, network, sender, to, body)
+        return _back(clinician, "too-long" if body else "empty")
+    status = text_the_line(services.settings, network, sender, to, body)
     notice = "sent" if status == 200 else "refused"
     return _back(clinician, notice, anchor=anchor_of(sender), code=status)
 

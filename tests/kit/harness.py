@@ -44,6 +44,14 @@ START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday afternoon
 _sids = itertools.count(1)
 
 
+class QuietWorker(SimpleWorker):
+    """A burst worker that leaves pytest's SIGINT/SIGTERM handling alone (RQ's handlers would
+    otherwise stay installed after the burst and swallow a CI timeout's SIGTERM)."""
+
+    def _install_signal_handlers(self) -> None:
+        pass
+
+
 class Clock:
     """Time for the whole test process, moved by hand (time-machine, not ticking).
 
@@ -160,7 +168,7 @@ class Hotline:
 
     def run_jobs(self) -> None:
         """Run every queued job with a real RQ worker (in this process, like ``hotline dev``)."""
-        SimpleWorker([make_queue(self.redis)], connection=self.redis).work(
+        QuietWorker([make_queue(self.redis)], connection=self.redis).work(
             burst=True, with_scheduler=True
         )
 
