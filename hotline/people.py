@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -9,6 +11,7 @@ from sqlalchemy.orm import Session
 from hotline.models import Clinician, OptOut, Programme, Supporter
 from hotline.privacy import Vault
 
+P = TypeVar("P", Supporter, Clinician)
 CLINICIAN_CONTEXT = b"clinician-phone"
 SUPPORTER_CONTEXT = b"supporter-phone"
 ALERT_CONTEXT = b"alert-phone"
@@ -17,21 +20,22 @@ ALERT_CONTEXT = b"alert-phone"
 def find_supporter(
     session: Session, vault: Vault, programme_id: int, phone: str
 ) -> Supporter | None:
-    return session.scalar(
-        select(Supporter).where(
-            Supporter.programme_id == programme_id,
-            Supporter.phone_hash.in_(vault.blind_indexes(phone)),
-        )
-    )
+    return _find(session, vault, Supporter, programme_id, phone)
 
 
 def find_clinician(
     session: Session, vault: Vault, programme_id: int, phone: str
 ) -> Clinician | None:
+    return _find(session, vault, Clinician, programme_id, phone)
+
+
+def _find(
+    session: Session, vault: Vault, model: type[P], programme_id: int, phone: str
+) -> P | None:
+    """The row of ``model`` with ``phone`` in this programme, by blind index under every key."""
     return session.scalar(
-        select(Clinician).where(
-            Clinician.programme_id == programme_id,
-            Clinician.phone_hash.in_(vault.blind_indexes(phone)),
+        select(model).where(
+            model.programme_id == programme_id, model.phone_hash.in_(vault.blind_indexes(phone))
         )
     )
 
