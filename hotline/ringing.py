@@ -254,23 +254,25 @@ def follow_up_call(services: Services, call_id: int) -> bool:
     """
     effects = Effects()
     with transaction(services.sessions) as session:
-        claimed = session.execute(
-            update(Call)
-            .where(Call.id == call_id, Call.followed_up_at.is_(None))
-            .values(followed_up_at=services.clock())
-        )
-        call = session.get(Call, call_id)
-        conv = (
-            session.get(Conversation, call.conversation_id)
-            if call and call.conversation_id
-            else None
-        )
-        if not claimed.rowcount or conv is None or conv.state != ConversationState.ACTIVE:  # type: ignore[attr-defined]
+        conv = _claim_follow_up(session, call_id, services.clock())
+        if conv is None or conv.supporter_id is None or conv.pool_number is None:
             return False
-        assert conv.supporter_id is not None and conv.pool_number is not None
         supporter = session.get_one(Supporter, conv.supporter_id)
-        effects.text(
-            supporter_phone(services.vault, supporter), conv.pool_number, wording.after_call()
-        )
+        to = supporter_phone(services.vault, supporter)
+        effects.text(to, conv.pool_number, wording.after_call())
     send(services, effects)
     return True
+
+
+def _claim_follow_up(session: Session, call_id: int, now: datetime) -> Conversation | None:
+    """The call's conversation, still live, if this run is the first to claim its follow-up."""
+    claimed = session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.followed_up_at.is_(None))
+        .values(followed_up_at=now)
+    )
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        return None
+    call = session.get_one(Call, call_id)
+    conv = session.get(Conversation, call.conversation_id) if call.conversation_id else None
+    return conv if conv is not None and conv.state == ConversationState.ACTIVE else None

@@ -27,6 +27,7 @@ from hotline.calling import (
     Gather,
     Hangup,
     InboundCall,
+    Pause,
     Redirect,
     Say,
     VoiceReply,
@@ -113,7 +114,8 @@ def _greet(ctx: CallStep, call_sid: str, caller: str | None) -> VoiceReply:
 
 
 def _greeting(p: ProgrammeConfig) -> VoiceReply:
-    menu = Gather(route("start"), (Say(speech.menu()),), num_digits=1, timeout=MENU_SECONDS)
+    prompt = (Pause(1), Say(speech.menu()))  # a breath after the crisis sentence
+    menu = Gather(route("start"), prompt, num_digits=1, timeout=MENU_SECONDS)
     # No keypress: Twilio goes on to the next verb, so "anyone" is the Redirect.
     return reply(Say(speech.greeting(p)), menu, Redirect(route("start")))
 

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.kit.servers",
     "tests.kit.harness",
     "tests.kit.phones",
+    "tests.kit.calls",
 ]

@@ -1,0 +1,416 @@
+"""Smoke: whole phone calls through the voice webhooks, with the call simulator playing Twilio.
+
+The simulator itself asserts, on every document of every call, that nothing is recorded and
+that every ``<Dial>`` shows a masked caller ID. Texts (call-back offers, follow-ups) go out
+through jobs and are read with the phone DSL; each scenario ends with no unexpected text.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from hotline.db import transaction
+from hotline.models import (
+    Call,
+    CallState,
+    CheckIn,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    Programme,
+)
+from hotline.programmes import ensure_programme
+from tests.kit.calls import (
+    ANSWER,
+    BUSY,
+    NO_ANSWER,
+    PRESS_1,
+    PRESS_9,
+    VOICEMAIL,
+    Calls,
+    Script,
+    SimulatedCall,
+    check_no_recording,
+)
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
+from tests.kit.phones import Phones
+
+ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
+CLINICIAN = "+15550109001"
+OFFER = "Reply ACCEPT to take it or PASS"
+
+
+def conversations(hotline: Hotline) -> list[Conversation]:
+    with hotline.session() as session:
+        return list(session.scalars(select(Conversation).order_by(Conversation.id)))
+
+
+def offers(hotline: Hotline) -> list[Offer]:
+    with hotline.session() as session:
+        return list(session.scalars(select(Offer).order_by(Offer.id)))
+
+
+def call_row(hotline: Hotline, sid: str) -> Call:
+    with hotline.session() as session:
+        return session.scalars(select(Call).where(Call.call_sid == sid)).one()
+
+
+def checkins(hotline: Hotline) -> int:
+    with hotline.session() as session:
+        return session.scalar(select(func.count()).select_from(CheckIn)) or 0
+
+
+def test_the_first_supporter_presses_1_and_they_talk_then_done_by_text(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+
+    def while_talking() -> None:
+        (conv,) = conversations(hotline)
+        assert conv.state == ConversationState.ACTIVE and conv.channel == "voice"
+        assert conv.pool_number == POOL[0]
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}, on_bridge=while_talking))
+
+    assert call.hears("confidential") and call.hears("not for emergencies")
+    assert call.hears(hotline.settings.crisis_text)
+    assert call.hears("press 1") and call.hears("stay on the line")
+    assert call.dialled == [ALICE] and call.bridged_with == ALICE
+    assert call.dials[0].caller_id == POOL[0]
+    assert any("Press 1 to take this call" in line for line in call.dials[0].heard)
+    assert call_row(hotline, call.sid).state == CallState.ENDED
+    (offer,) = offers(hotline)
+    assert offer.state == OfferState.ACCEPTED
+
+    hotline.run_jobs()  # the follow-up text: how to reach the caller again, and DONE
+    alice = phones.phone(ALICE)
+    alice.expect_text("reply DONE", from_=POOL[0])
+    alice.texts("DONE", to=POOL[0])
+    alice.expect_text("Conversation closed")
+    phones.phone(CLINICIAN).expect_text("not alone", from_=HOTLINE)
+    assert conversations(hotline)[0].state == ConversationState.ENDED
+    assert checkins(hotline) == 3  # HOTLINE_CHECKIN_OFFSETS: 1d, 7d, 30d
+    phones.assert_no_unexpected()
+
+
+def test_a_voicemail_answers_the_first_supporter_and_the_second_takes_the_call(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: VOICEMAIL, BOB: PRESS_1}))
+
+    assert call.dialled == [ALICE, BOB] and call.bridged_with == BOB
+    voicemail = call.dials[0]
+    assert voicemail.status == "completed" and not voicemail.bridged  # Twilio's quirk
+    assert [d.caller_id for d in call.dials] == [POOL[0], POOL[0]]
+    assert call.hears("still finding a peer supporter")
+    assert [o.state for o in offers(hotline)] == [OfferState.EXPIRED, OfferState.ACCEPTED]
+    (conv,) = conversations(hotline)
+    assert conv.state == ConversationState.ACTIVE and conv.pool_number == POOL[0]
+    hotline.run_jobs()
+    phones.phone(BOB).expect_text("reply DONE", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
+def test_busy_no_answer_and_a_declined_screen_all_move_on(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    for name, number in (("Alice", ALICE), ("Bob", BOB), ("Carol", CAROL)):
+        hotline.add_supporter(name, number)
+    dave = "+15550108004"
+    hotline.add_supporter("Dave", dave)
+    phones_do = {ALICE: BUSY, BOB: NO_ANSWER, CAROL: PRESS_9, dave: PRESS_1}
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones=phones_do))
+
+    assert call.dialled == [ALICE, BOB, CAROL, dave] and call.bridged_with == dave
+    states = [o.state for o in offers(hotline)]
+    assert states == [OfferState.PASSED, OfferState.EXPIRED, OfferState.EXPIRED, "accepted"]
+    hotline.run_jobs()
+    phones.phone(dave).expect_text("reply DONE")
+    phones.assert_no_unexpected()
+
+
+def test_nobody_picks_up_so_a_peer_calls_back_through_the_pool_number(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER, BOB: BUSY}))
+
+    assert call.dialled == [ALICE, BOB] and call.bridged_with is None
+    assert call.hears("call you back shortly from this same number")
+    assert call.heard[-1].endswith("Goodbye.") and hotline.settings.crisis_text in call.heard[-1]
+    missed, call_back = conversations(hotline)
+    assert (missed.state, missed.end_reason) == (ConversationState.ENDED, "missed")
+    assert (call_back.state, call_back.channel) == (ConversationState.QUEUED, "voice")
+    phones.assert_no_unexpected()  # nothing is texted from inside a voice webhook
+
+    hotline.run_jobs()  # the call-back offer goes out by text, in round-robin order
+    alice, clinician = phones.phone(ALICE), phones.phone(CLINICIAN)
+    offer = alice.expect_text(OFFER, from_=POOL[0])
+    assert "call-back" in offer.body and CLINICIAN not in offer.body
+    alice.texts("ACCEPT")
+    alice.expect_text("Call this number to reach your caller", from_=POOL[0])
+    clinician.expect_text("will call you back shortly from this number", from_=HOTLINE)
+
+    through = calls.place(ALICE, POOL[0], Script(phones={CLINICIAN: ANSWER}))
+    assert through.dialled == [CLINICIAN] and through.bridged_with == CLINICIAN
+    assert through.dials[0].caller_id == HOTLINE
+    assert through.hears("Connecting you to your caller")
+
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone", from_=HOTLINE)
+    assert checkins(hotline) == 3
+    phones.assert_no_unexpected()
+
+
+def test_nobody_on_call_the_caller_is_told_a_peer_will_call_and_texted_the_same(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    call = calls.place(CLINICIAN, HOTLINE, Script(menu="2"))
+
+    assert call.dialled == [] and call.hears("call you back shortly")
+    (conv,) = conversations(hotline)  # nobody was rung: the call's conversation is the call-back
+    assert (conv.state, conv.discipline_wanted) == (ConversationState.QUEUED, "physician")
+    hotline.run_jobs()
+    fallback = phones.phone(CLINICIAN).expect_text("No peer supporter is free", from_=HOTLINE)
+    assert "will call you from this number" in fallback.body
+    phones.assert_no_unexpected()
+
+
+def test_the_caller_hangs_up_mid_ring_and_nobody_else_is_rung(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}, hang_up_during_dial=1))
+
+    assert call.caller_hung_up and call.dialled == [ALICE]
+    assert all(doc.find("Dial") is None for doc in call.ignored)
+    assert [o.state for o in offers(hotline)] == [OfferState.WITHDRAWN]
+    (conv,) = conversations(hotline)
+    assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "hangup")
+    assert call_row(hotline, call.sid).state == CallState.ENDED
+    hotline.run_jobs()
+    phones.assert_no_unexpected()  # no call-back: the caller chose to hang up
+
+
+def test_a_hang_up_status_that_overtakes_the_dial_action_stops_the_ringing_too(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    script = Script(
+        phones={ALICE: NO_ANSWER, BOB: PRESS_1}, hang_up_during_dial=2, status_before_action=True
+    )
+
+    call = calls.place(CLINICIAN, HOTLINE, script)
+
+    assert call.dialled == [ALICE, BOB]
+    assert all(doc.find("Dial") is None for doc in call.ignored)
+    assert [o.state for o in offers(hotline)] == [OfferState.EXPIRED, OfferState.WITHDRAWN]
+    assert conversations(hotline)[0].end_reason == "hangup"
+    hotline.run_jobs()
+    phones.assert_no_unexpected()
+
+
+def test_every_webhook_delivered_twice_changes_nothing(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    script = Script(menu="1", phones={ALICE: VOICEMAIL, BOB: PRESS_1}, repeat_every_webhook=True)
+
+    call = calls.place(CLINICIAN, HOTLINE, script)
+
+    assert call.dialled == [ALICE, BOB] and call.bridged_with == BOB
+    assert len(conversations(hotline)) == 1 and len(offers(hotline)) == 2
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 1
+    hotline.run_jobs()
+    phones.phone(BOB).expect_text("reply DONE")
+    phones.assert_no_unexpected()
+
+
+def test_a_repeated_first_webhook_hears_the_greeting_again_and_stores_nothing_more(
+    hotline: Hotline, calls: Calls
+) -> None:
+    params = {"CallSid": "CA" + "ab" * 16, "From": CLINICIAN, "To": HOTLINE}
+    first = hotline.post("/twilio/voice", **params).get_data(as_text=True)
+    again = hotline.post("/twilio/voice", **params).get_data(as_text=True)
+    assert first == again and "confidential" in first
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 1
+    assert conversations(hotline) == []
+
+
+def test_a_clinician_calling_again_reaches_the_supporter_they_spoke_to_last(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    first = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER, BOB: PRESS_1}))
+    assert first.bridged_with == BOB
+    hotline.run_jobs()
+    phones.phone(BOB).expect_text("reply DONE")
+    phones.phone(BOB).texts("DONE")
+    phones.phone(BOB).expect_text("Conversation closed")
+    phones.phone(CLINICIAN).expect_text("not alone")
+
+    hotline.clock.advance(days=2)
+    again = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}))
+
+    assert again.dialled == [BOB] and again.bridged_with == BOB  # Alice was rung less recently
+    hotline.run_jobs()
+    phones.phone(BOB).expect_text("reply DONE")
+    phones.assert_no_unexpected()
+
+
+def test_the_discipline_menu_rings_a_peer_of_that_discipline_first(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE, discipline="nurse")
+    hotline.add_supporter("Bob", BOB, discipline="pharmacist")
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(menu="3", phones={BOB: PRESS_1}))
+
+    assert call.dialled == [BOB]
+    assert conversations(hotline)[0].discipline_wanted == "pharmacist"
+    hotline.run_jobs()
+    phones.phone(BOB).expect_text("reply DONE")
+    phones.assert_no_unexpected()
+
+
+def test_an_unknown_caller_to_a_pool_number_is_pointed_to_the_hotline(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    call = calls.place(CLINICIAN, POOL[1])
+
+    assert call.dialled == [] and call.hears("doesn't take calls")
+    assert call.hears("5 5 5, 0 1 0, 0 0 0 0")  # the hotline number, read digit by digit
+    assert conversations(hotline) == []
+    phones.assert_no_unexpected()
+
+
+def test_a_supporter_calling_a_pool_number_with_no_live_conversation_hears_so(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+
+    call = calls.place(ALICE, POOL[0])
+
+    assert call.dialled == [] and call.hears("no open conversation on this number")
+    assert conversations(hotline) == []
+    phones.assert_no_unexpected()
+
+
+def test_a_hidden_number_is_rung_through_but_cannot_be_called_back(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+
+    call = calls.place("anonymous", HOTLINE, Script(phones={ALICE: NO_ANSWER}))
+
+    assert call.dialled == [ALICE] and call.hears("your number is hidden")
+    (conv,) = conversations(hotline)
+    assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "missed")
+    hotline.run_jobs()
+    phones.assert_no_unexpected()
+
+
+def test_with_a_pool_of_one_the_supporter_calls_back_on_the_hotline_number(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    set_pool(hotline, (HOTLINE,))
+    hotline.add_supporter("Alice", ALICE)
+    calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER}))
+    hotline.run_jobs()
+    alice = phones.phone(ALICE)
+    alice.expect_text(OFFER, from_=HOTLINE)
+    alice.texts("ACCEPT")
+    alice.expect_text("Call this number", from_=HOTLINE)
+    phones.phone(CLINICIAN).expect_text("will call you back")
+
+    missed = calls.place(ALICE, HOTLINE, Script(phones={CLINICIAN: NO_ANSWER}))
+    assert missed.dialled == [CLINICIAN] and missed.dials[0].caller_id == HOTLINE
+    assert missed.hears("Your caller didn't answer")
+    through = calls.place(ALICE, HOTLINE, Script(phones={CLINICIAN: ANSWER}))
+    assert through.bridged_with == CLINICIAN and through.dials[0].caller_id == HOTLINE
+    phones.assert_no_unexpected()
+
+
+def test_a_ring_whose_result_never_comes_back_is_recovered_by_the_sweeper(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    sid = "CA" + "cd" * 16
+    caller = {"CallSid": sid, "From": CLINICIAN, "To": HOTLINE, "CallStatus": "in-progress"}
+    hotline.post("/twilio/voice", **caller)
+    dial = parse(hotline.post("/twilio/voice/start", **caller)).find("Dial")
+    assert dial is not None  # Alice rings; Twilio then never reports back
+    action = dial.get("action", "").removeprefix(PUBLIC_URL)
+
+    hotline.clock.advance(minutes=2)
+    assert hotline.sweep().offers_expired == 1
+    phones.phone(BOB).expect_text(OFFER)  # the conversation is offered onwards, by text
+    late = parse(hotline.post(action, **caller, DialCallStatus="no-answer"))
+    assert late.find("Dial") is None and "call you back" in (late.findtext("Say") or "")
+    assert call_row(hotline, sid).state == CallState.CALLBACK
+    phones.assert_no_unexpected()
+
+
+def test_the_simulator_refuses_recordings_and_unmasked_caller_ids(
+    hotline: Hotline, calls: Calls
+) -> None:
+    """The simulator's own checks, so a broken check cannot pass every scenario vacuously."""
+    hotline.add_supporter("Alice", ALICE)
+    for document in (
+        "<Response><Record/></Response>",
+        '<Response><Dial record="true"/></Response>',
+    ):
+        with pytest.raises(AssertionError, match="record"):
+            check_no_recording(ET.fromstring(document))  # noqa: S314
+    call = SimulatedCall("CA" + "ef" * 16, CLINICIAN, HOTLINE)
+    for to, caller_id in ((ALICE, ""), (ALICE, CLINICIAN), (ALICE, HOTLINE), (CLINICIAN, POOL[0])):
+        with pytest.raises(AssertionError):
+            calls.check_masked(call, to, caller_id)
+    calls.check_masked(call, ALICE, POOL[2])
+    calls.check_masked(call, "+15550109002", HOTLINE)
+
+
+def parse(response: TestResponse) -> ET.Element:
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    return ET.fromstring(response.get_data(as_text=True))  # noqa: S314 - our own TwiML
+
+
+def set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        ensure_programme(
+            session,
+            slug=programme.slug,
+            name=programme.name,
+            hotline_number=programme.hotline_number,
+            pool_numbers=pool,
+        )
+
+
+@pytest.mark.parametrize("step", ["start", "next?ring=1", "screen?ring=1", "pickup?ring=1"])
+def test_every_voice_step_refuses_an_unsigned_request(hotline: Hotline, step: str) -> None:
+    params = {"CallSid": "CA" + "12" * 16, "From": CLINICIAN, "To": HOTLINE, "Digits": "1"}
+    response = hotline.client.post(f"/twilio/voice/{step}", data=params, base_url=PUBLIC_URL)
+    assert response.status_code == 403
+    assert conversations(hotline) == [] and offers(hotline) == []
