@@ -84,11 +84,13 @@ def create_app(
 
 
 def _register(app: Flask, settings: Settings) -> None:
+    from console import install as install_console
     from webhooks.health import bp as health_bp
     from webhooks.twilio import bp as twilio_bp
 
     app.register_blueprint(twilio_bp)
     app.register_blueprint(health_bp)
+    install_console(app)
     if not settings.production:
         from hotline.devphone import bp as devphone_bp
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
@@ -163,22 +163,25 @@ def _claim(
     services: Services, session: Session, checkin_id: int, now: datetime, effects: Effects
 ) -> tuple[str, str, str] | None:
     """Move the row to ``sending`` if it is due and still wanted; return (to, from, body)."""
-    checkin = session.get(CheckIn, checkin_id)
-    if checkin is None or checkin.state != CheckInState.SCHEDULED:
-        return None
-    if checkin.due_at > now:
-        effects.wake(Task.SEND_CHECKIN, checkin.id, checkin.due_at)  # woken early
-        return None
     claimed = session.execute(
         update(CheckIn)
-        .where(CheckIn.id == checkin_id, CheckIn.state == CheckInState.SCHEDULED)
+        .where(
+            CheckIn.id == checkin_id,
+            CheckIn.state == CheckInState.SCHEDULED,
+            CheckIn.due_at <= now,
+        )
         .values(state=CheckInState.SENDING, claimed_at=now, attempts=CheckIn.attempts + 1)
+        .returning(CheckIn.clinician_id, CheckIn.programme_id)
         .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if claimed is None:  # not due yet, or another worker has it, or it is no longer wanted
+        _wake_if_early(session, checkin_id, now, effects)
+        return None
+    clinician = session.get_one(Clinician, claimed.clinician_id)
+    programme = session.get_one(
+        Programme, claimed.programme_id, options=[joinedload(Programme.pool_numbers)]
     )
-    if not claimed.rowcount:  # type: ignore[attr-defined]
-        return None  # another worker has it
-    clinician = session.get_one(Clinician, checkin.clinician_id)
-    p = config_of(session.get_one(Programme, checkin.programme_id), services.settings)
+    p = config_of(programme, services.settings)
     to = clinician_phone(services.vault, clinician)
     skip = (
         to is None
@@ -192,6 +195,16 @@ def _claim(
         )
         return None
     return to, p.hotline_number, p.checkin_text
+
+
+def _wake_if_early(session: Session, checkin_id: int, now: datetime, effects: Effects) -> None:
+    due = session.scalar(
+        select(CheckIn.due_at).where(
+            CheckIn.id == checkin_id, CheckIn.state == CheckInState.SCHEDULED
+        )
+    )
+    if due is not None and due > now:
+        effects.wake(Task.SEND_CHECKIN, checkin_id, due)  # woken early (clock skew)
 
 
 def _in_conversation(session: Session, clinician_id: int) -> bool:
@@ -220,6 +233,7 @@ def _finish(
             update(CheckIn)
             .where(CheckIn.id == checkin_id, CheckIn.state == CheckInState.SENDING)
             .values(state=state, provider_sid=sid, sent_at=at, error_code=error_code)
+            .execution_options(synchronize_session=False)  # a fresh session: nothing to sync
         )
     if state != CheckInState.SENT:
         log.warning("check-in %s ended %s (code %s)", checkin_id, state, error_code)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import accounts, migrate
+from hotline import keys as keys_core
 from hotline.db import make_engine, make_sessionmaker, transaction
 from hotline.models import Programme, Shift, Supporter
 from hotline.people import new_supporter, set_alert_phone
@@ -191,6 +192,37 @@ def shift_add(supporter_id: int, starts_at: datetime, ends_at: datetime) -> None
             )
         )
     click.echo("shift added")
+
+
+@main.group()
+def keys() -> None:
+    """HOTLINE_DATA_KEY rotation (see docs/SECURITY.md)."""
+
+
+@keys.command("rotate")
+@click.option("--batch-size", default=keys_core.BATCH_SIZE, show_default=True)
+@click.option("--check", is_flag=True, help="Only count what is not yet under the first key.")
+def keys_rotate(batch_size: int, check: bool) -> None:
+    """Re-seal every sealed value and re-index every number under the first data key."""
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        sessions, vault = make_sessionmaker(engine), Vault(settings.data_keys)
+        report = None if check else keys_core.rotate(sessions, vault, batch_size)
+        left = keys_core.stale(sessions, vault)
+    finally:
+        engine.dispose()
+    if report is not None:
+        for name, count in sorted(report.rewritten.items()):
+            click.echo(f"re-sealed {count} in {name}")
+        click.echo(f"re-indexed {report.opt_outs_reindexed} opt-outs")
+        for name, count in sorted(report.unreadable.items()):
+            click.echo(f"UNREADABLE: {count} in {name} (no key in HOTLINE_DATA_KEY opens them)")
+    for name, count in sorted(left.items()):
+        click.echo(f"not under the first key: {count} in {name}")
+    if left:
+        raise click.ClickException("keep every old key in HOTLINE_DATA_KEY for now")
+    click.echo("everything is under the first key: the others can be removed")
 
 
 @main.command()

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+CONNECT_TIMEOUT_S = 2
 T = TypeVar("T")
 
 
@@ -30,6 +31,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # psycopg waits 130 s for a server that accepts but does not answer; a webhook must
+        # fall back to the crisis line long before Twilio's 15 s (2 s is libpq's minimum).
+        kwargs["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            **kwargs.get("connect_args", {}),
+        }
     return create_engine(url, **kwargs)
 
 

@@ -7,15 +7,21 @@ Nothing is sent or scheduled before the commit, so a rollback leaves no trace ou
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from hotline.services import Services
-from hotline.telephony import OptedOutError, TelephonyError
+from hotline.telephony import OptedOutError, RetryableError, TelephonyError
 from hotline.texting import OutboundText
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
+
+# Pauses between attempts at a text Twilio refused for now (429, 5xx). Short: a job waits them
+# out. What still fails is not lost for good: an unanswered offer times out to the next peer.
+RETRY_DELAYS = (0.25, 1.0)
+_ATTEMPTS = len(RETRY_DELAYS) + 1
 
 
 @dataclass
@@ -44,11 +50,31 @@ def schedule(services: Services, effects: Effects) -> None:
 
 
 def send(services: Services, effects: Effects) -> None:
-    """Send the texts through the provider (from jobs, never from a webhook)."""
+    """Send the texts through the provider (from jobs, never from a webhook).
+
+    Each asks for a status callback: that is what deletes its record at the provider once it
+    is delivered (retention.after_status), as for relays and check-ins.
+    """
+    callback = services.callback_url("/twilio/status")
     for text in effects.texts:
+        _send_one(services, text, callback)
+
+
+def _send_one(services: Services, text: OutboundText, callback: str | None) -> None:
+    """One text, tried again shortly while Twilio says it did not take it (429, 5xx, no
+    connection: a retry cannot duplicate it); never after a timeout (it may have gone out)."""
+    for delay in (*RETRY_DELAYS, None):
         try:
-            services.telephony.send_text(text.to, text.from_, text.body)
+            services.telephony.send_text(text.to, text.from_, text.body, status_callback=callback)
+            return
         except OptedOutError:
             log.info("text not sent: recipient opted out of %s", text.from_)
+            return
+        except RetryableError as error:
+            if delay is None:
+                log.warning("text not sent after %d attempts (code %s)", _ATTEMPTS, error.code)
+                return
+            time.sleep(delay)
         except TelephonyError as error:
             log.warning("text not sent: %s (code %s)", type(error).__name__, error.code)
+            return

@@ -75,7 +75,8 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
 
 def _deliver(services: Services, text: OutboundText) -> NoticeState:
     try:
-        services.telephony.send_text(text.to, text.from_, text.body)
+        callback = services.callback_url("/twilio/status")  # deletes the record once delivered
+        services.telephony.send_text(text.to, text.from_, text.body, status_callback=callback)
     except RetryableError:
         return NoticeState.PENDING  # the sweeper tries again while it is not stale
     except DeliveryUnknownError:
@@ -92,7 +93,7 @@ def compose(services: Services, session: Session, notice: Notice) -> OutboundTex
     if notice.kind == NoticeKind.GAP:
         return _gap_text(services, session, p, notice)
     supporter = session.get(Supporter, notice.supporter_id) if notice.supporter_id else None
-    if supporter is None or not supporter.active:
+    if supporter is None:
         return None
     to = supporter_phone(services.vault, supporter)
     if notice.kind == NoticeKind.VERIFICATION:
@@ -103,7 +104,9 @@ def compose(services: Services, session: Session, notice: Notice) -> OutboundTex
         minutes = int(verification.CODE_TTL.total_seconds() // 60)
         return OutboundText(to, p.pool_numbers[0], wording.verification_code(p, code, minutes))
     assert notice.starts_at is not None and notice.ends_at is not None
-    if supporter.id not in schedule.on_call(session, p.id, notice.starts_at):
+    if not supporter.active or supporter.id not in schedule.on_call(
+        session, p.id, notice.starts_at
+    ):
         return None
     body = wording.shift_reminder(p, notice.starts_at, notice.ends_at)
     return OutboundText(to, p.pool_numbers[0], body)

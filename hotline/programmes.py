@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select, union_all
+from sqlalchemy.orm import Session, joinedload
 
 from hotline.models import PoolNumber, Programme
 from hotline.settings import Settings, parse_hours, parse_offsets
@@ -82,18 +82,30 @@ class NumberMatch:
 
 
 def find_by_number(session: Session, number: str) -> NumberMatch | None:
-    """The programme that owns ``number``; a number that is both hotline and pool is hotline."""
-    programme = session.scalar(select(Programme).where(Programme.hotline_number == number))
-    if programme is not None:
-        return NumberMatch(programme, is_hotline=True)
-    pool = session.scalar(select(PoolNumber).where(PoolNumber.number == number))
-    return NumberMatch(pool.programme, is_hotline=False) if pool is not None else None
+    """The programme that owns ``number``; a number that is both hotline and pool is hotline.
+
+    One query, with the programme's pool numbers joined in (``config_of`` reads them next).
+    """
+    pool_owner = select(PoolNumber.programme_id).where(PoolNumber.number == number)
+    found = (
+        session.scalars(
+            select(Programme)
+            .where(or_(Programme.hotline_number == number, Programme.id.in_(pool_owner)))
+            .options(joinedload(Programme.pool_numbers))
+        )
+        .unique()
+        .all()
+    )
+    for programme in found:
+        if programme.hotline_number == number:
+            return NumberMatch(programme, is_hotline=True)
+    return NumberMatch(found[0], is_hotline=False) if found else None
 
 
 def own_numbers(session: Session) -> set[str]:
     """Every number of every programme (to refuse loops: texts that come from ourselves)."""
-    numbers = set(session.scalars(select(Programme.hotline_number)))
-    return numbers | set(session.scalars(select(PoolNumber.number)))
+    every = union_all(select(Programme.hotline_number), select(PoolNumber.number))
+    return set(session.scalars(every))
 
 
 def ensure_programme(

@@ -13,11 +13,11 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
+from hotline.events import insert_new
 from hotline.models import (
     CheckIn,
     CheckInState,
@@ -39,20 +39,13 @@ FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "cance
 EVENT_KEEP = timedelta(days=3)  # de-duplication only needs Twilio's retry horizon
 
 
-def queue_deletion(
-    session: Session, sid: str, due_at: datetime, effects: Effects
-) -> MessageDeletion | None:
-    """Ask for ``sid`` to be deleted at the provider at ``due_at`` (idempotent per SID)."""
-    if session.scalar(select(MessageDeletion.id).where(MessageDeletion.sid == sid)):
-        return None
-    try:
-        with session.begin_nested():
-            row = MessageDeletion(sid=sid, due_at=due_at)
-            session.add(row)
-    except IntegrityError:
-        return None  # a concurrent callback queued it
-    effects.wake(Task.DELETE_MESSAGE, row.id, due_at)
-    return row
+def queue_deletion(session: Session, sid: str, due_at: datetime, effects: Effects) -> int | None:
+    """Ask for ``sid`` to be deleted at the provider at ``due_at`` (idempotent per SID); the
+    new row's id, or None when it was queued already (perhaps by a concurrent callback)."""
+    row_id = insert_new(session, MessageDeletion, sid=sid, due_at=due_at)
+    if row_id is not None:
+        effects.wake(Task.DELETE_MESSAGE, row_id, due_at)
+    return row_id
 
 
 def after_status(session: Session, sid: str, status: str, now: datetime, effects: Effects) -> None:

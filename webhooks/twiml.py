@@ -9,17 +9,29 @@ from twilio.twiml.voice_response import VoiceResponse
 from hotline.texting import TextReply
 
 TWILIO_MAX_BODY = 1600  # Twilio refuses longer bodies (error 21617)
+# XML 1.0 cannot carry C0 controls other than tab, newline and return, surrogates, U+FFFE or
+# U+FFFF; one of them in a relayed text would make Twilio refuse the whole reply (error 12100),
+# so the relay, the offer and every other message in it would be lost.
+_NOT_XML = dict.fromkeys(
+    [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000), 0xFFFE, 0xFFFF]
+)
 
 
 def messages(reply: TextReply, status_url: str) -> Response:
     """Each text as ``<Message to= from= action=>``; the action is the status callback, so every
-    relayed message's record can be deleted at Twilio once it is delivered."""
+    relayed message's record can be deleted at Twilio once it is delivered. A text left blank
+    once made XML-safe is dropped: Twilio refuses an empty ``<Message>``."""
     response = MessagingResponse()
     for text in reply.texts:
-        response.message(
-            text.body[:TWILIO_MAX_BODY], to=text.to, from_=text.from_, action=status_url
-        )
+        body = body_text(text.body)
+        if body.strip():
+            response.message(body, to=text.to, from_=text.from_, action=status_url)
     return xml(str(response))
+
+
+def body_text(body: str) -> str:
+    """``body`` as a ``<Message>`` can carry it: XML-safe and within Twilio's length limit."""
+    return body.translate(_NOT_XML)[:TWILIO_MAX_BODY]
 
 
 def empty() -> Response:
@@ -41,5 +53,5 @@ def xml(body: str, status: int = 200) -> Response:
 def plain_reply(body: str) -> Response:
     """A reply to the sender from the number they wrote to."""
     response = MessagingResponse()
-    response.message(body[:TWILIO_MAX_BODY])
+    response.message(body_text(body))
     return xml(str(response))

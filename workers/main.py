@@ -31,7 +31,11 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
     jobs are short database-and-one-API-call functions, and reusing the connection pool is what
     lets two workers dispatch hundreds of check-ins a second."""
     redis = build_redis(settings)
-    services = build_services(settings, redis=redis)
+    # The jobs' wake-ups get a connection of their own (with an embedded Redis there is only
+    # one): RQ raises the socket timeout of the worker's connection above the BLPOP it blocks
+    # in, which would let a hung Redis stall a job's wake-up for minutes.
+    wakeups = build_redis(settings) if settings.redis_url else redis
+    services = build_services(settings, redis=wakeups)
     context.install(services)
     stop = threading.Event()
     if sweeper and not burst:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, get_current_job
@@ -19,11 +22,27 @@ QUEUE_NAME = "hotline"
 JOB_TIMEOUT = 60  # seconds; jobs are one Twilio call or one sweep
 RESULT_TTL = 0  # results are never needed: the database holds every outcome
 FAILURE_TTL = 7 * 86400  # failed jobs hold only ids, but don't keep them a year (RQ's default)
+CONNECT_TIMEOUT = 0.5  # seconds; Redis answers in a millisecond when it is well
+SOCKET_TIMEOUT = 0.5
+PAUSE_AFTER_FAILURE = 5.0  # seconds without trying Redis after it failed (see RQWakeUps)
 
 
 def connect(url: str) -> Redis:
-    """A Redis client with short timeouts, so an outage costs a webhook milliseconds, not 15 s."""
-    return Redis.from_url(url, socket_connect_timeout=1, socket_timeout=3, health_check_interval=30)
+    """A Redis client that gives up fast, so an outage costs a webhook about a second at most.
+
+    Wake-ups are best effort (the sweeper recovers lost ones), so a hung Redis must not hold a
+    webhook: with a 3 s timeout and a health-check PING in front of commands, a text took 6 s
+    with the server stopped (SIGSTOP), and redis-py's default is ten retries. One immediate
+    retry still replaces a pooled connection that a Redis restart closed, which is what the
+    health check was for. A worker's own connection waits longer: RQ raises its socket timeout
+    above the BLPOP it blocks in.
+    """
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=SOCKET_TIMEOUT,
+        retry=Retry(NoBackoff(), 1),
+    )
 
 
 def embedded_redis() -> Redis:
@@ -38,10 +57,25 @@ def make_queue(connection: Redis, name: str = QUEUE_NAME) -> Queue:
 
 
 class RQWakeUps:
-    """WakeUps over RQ: one deterministic job per (task, row); best effort, never raises."""
+    """WakeUps over RQ: one deterministic job per (task, row); best effort, never raises.
 
-    def __init__(self, queue: Queue) -> None:
+    After a Redis failure it stops trying for ``pause`` seconds: one text can ask for several
+    wake-ups, and each would otherwise wait out its own timeout against a hung server.
+    """
+
+    def __init__(self, queue: Queue, pause: float = PAUSE_AFTER_FAILURE) -> None:
         self.queue = queue
+        self._pause = pause
+        self._down_until = 0.0
+
+    def _reachable(self, name: str) -> bool:
+        if time.monotonic() < self._down_until:
+            log.warning("wake-up %s skipped (Redis unavailable); the sweeper will retry", name)
+            return False
+        return True
+
+    def _failed(self) -> None:
+        self._down_until = time.monotonic() + self._pause
 
     def schedule(self, task: Task, ident: int, at: datetime | None = None) -> None:
         job = Job.create(
@@ -54,6 +88,8 @@ class RQWakeUps:
             failure_ttl=FAILURE_TTL,
             origin=self.queue.name,
         )
+        if not self._reachable(job.id):
+            return
         try:
             if at is None or at <= datetime.now(UTC):
                 self.queue.enqueue_job(job)
@@ -61,6 +97,7 @@ class RQWakeUps:
                 # Reusing the id overwrites and reschedules, which is what we want here.
                 self.queue.schedule_job(job, at.astimezone(UTC))
         except RedisError:
+            self._failed()
             log.warning(
                 "wake-up %s not scheduled (Redis unavailable); the sweeper will retry", job.id
             )
@@ -69,11 +106,14 @@ class RQWakeUps:
         # delete(), not cancel(): RQ keeps a cancelled job's hash in its CanceledJobRegistry
         # forever (that registry is never cleaned), one per STOP or accepted offer.
         for name in _job_ids(task, ident):
+            if not self._reachable(name):
+                return
             try:
                 Job.fetch(name, connection=self.queue.connection).delete()
             except NoSuchJobError:
                 pass
             except RedisError:
+                self._failed()
                 log.warning("wake-up %s not cancelled (Redis unavailable)", name)
 
 

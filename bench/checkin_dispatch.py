@@ -1,0 +1,373 @@
+"""Dispatch N due check-ins through real worker processes to a fake Twilio, and count the damage.
+
+    python -m bench checkins [--count 10000] [--workers 2]
+
+Sets up, all on loopback and all thrown away afterwards: a fresh PostgreSQL database on
+``HOTLINE_BENCH_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
+its own ``redis-server`` on a free port, and the test kit's fake Twilio. It inserts N clinicians
+(fictional 555-01xx numbers, sealed by the vault), each with one check-in due now, enqueues one
+wake-up per check-in, runs ``hotline worker --burst`` processes until the queue is empty, then
+prints the elapsed time, the rate, duplicates, losses and the peak RSS of a worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import create_engine, func, insert, make_url, select
+from sqlalchemy.pool import NullPool
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from hotline.db import make_engine, make_sessionmaker, transaction
+from hotline.migrate import upgrade
+from hotline.models import CheckIn, Clinician, Conversation, ConversationState
+from hotline.people import CLINICIAN_CONTEXT
+from hotline.privacy import Vault
+from hotline.programmes import ensure_default_programme
+from hotline.settings import Settings, load_settings
+from hotline.wakeups import Task
+from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from workers.queue import RQWakeUps, connect, make_queue
+
+POSTGRES_ENV = "HOTLINE_BENCH_POSTGRES_URL"
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+TARGET_RATE = 200.0  # check-ins a second with two workers
+HOTLINE_NUMBER = "+15550100000"
+DATA_KEY = "8RMPVRUczn9lC0NIJ-qZIRYdh6xR6tJbOMcsYr0pDYY="  # a throwaway key for fake numbers
+
+
+@dataclass(frozen=True)
+class Result:
+    count: int
+    workers: int
+    elapsed: float  # seconds from starting the workers to the last one exiting
+    dispatch: float  # seconds from the first claim to the last
+    duplicates: int  # texts beyond the first to one number, or not recorded on any check-in
+    lost: int  # check-ins that never reached the fake Twilio
+    states: dict[str, int]
+    peak_rss_mb: float
+    cpu_per_checkin_ms: float  # worker processes' CPU time, per check-in
+    worker_failures: int
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def dispatch_rate(self) -> float:
+        return (self.count - 1) / self.dispatch if self.dispatch else 0.0
+
+
+def add_command(commands: Any) -> None:
+    parser = commands.add_parser("checkins", help="dispatch N due check-ins through real workers")
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up after (seconds)")
+    parser.set_defaults(run=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    server = os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES
+    result = run(args.count, args.workers, server, args.timeout)
+    print(report(result))
+    ok = result.duplicates == 0 and result.lost == 0 and result.worker_failures == 0
+    return 0 if ok else 1
+
+
+def run(count: int, workers: int, server: str, timeout: float) -> Result:
+    with ExitStack() as stack:
+        database_url = stack.enter_context(fresh_database(server))
+        redis_url = stack.enter_context(redis_server())
+        fake, twilio_url = stack.enter_context(fake_twilio())
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotline-bench-")))
+        env = worker_env(database_url, redis_url, twilio_url, workdir)
+        settings = load_settings(env, instance_path=workdir)
+        numbers = insert_due_checkins(settings, count)
+        enqueue(redis_url, settings)
+        ran = run_workers(env, workers, workdir, timeout)
+        return tally(settings, fake, numbers, workers, ran)
+
+
+# --- the loopback world -----------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A new, migrated database on ``server``; dropped (WITH FORCE) on the way out."""
+    url = make_url(server)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    name = f"hotline_bench_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        database_url = url.set(database=name).render_as_string(hide_password=False)
+        try:
+            upgrade(database_url)
+            yield database_url
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Our own ``redis-server`` on a free loopback port, without persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_redis(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _wait_for_redis(port: int) -> None:
+    with Redis(port=port, socket_connect_timeout=0.2) as client:
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except RedisError:
+                time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # Twilio's API keeps connections open; so does this fake
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # request lines carry message SIDs
+
+
+@contextmanager
+def fake_twilio() -> Iterator[tuple[FakeTwilio, str]]:
+    """The test kit's fake Twilio, served threaded with keep-alive (its own server answers one
+    request at a time and closes every connection); yields it and its base URL."""
+    fake = FakeTwilio()
+    server = make_server("127.0.0.1", 0, fake, threaded=True, request_handler=_KeepAliveHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield fake, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def worker_env(database_url: str, redis_url: str, twilio_url: str, workdir: Path) -> dict[str, str]:
+    """Everything a worker reads, set explicitly (so no ``.env`` can point it elsewhere)."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "HOTLINE_NUMBER": HOTLINE_NUMBER,
+        "HOTLINE_POOL_NUMBERS": "+15550100001,+15550100002",
+        "HOTLINE_PUBLIC_URL": "https://hotline.example.org",
+        "HOTLINE_INSTANCE_PATH": str(workdir),
+        "HOTLINE_SECRET_KEY": "bench",
+        "HOTLINE_DATA_KEY": DATA_KEY,
+        "HOTLINE_CHECKIN_HOURS": "",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": twilio_url,
+    }
+
+
+# --- the work ---------------------------------------------------------------------------------
+
+
+def fictional_number(i: int) -> str:
+    """+1 NPA 555-01XX: the 555-0100..0199 block is reserved for fiction in every area code."""
+    return f"+1{201 + i // 100}55501{i % 100:02d}"
+
+
+def insert_due_checkins(settings: Settings, count: int) -> list[str]:
+    """N clinicians, each with an ended conversation and one check-in due a minute ago."""
+    vault = Vault(settings.data_keys)
+    numbers = [fictional_number(i) for i in range(count)]
+    due = datetime.now(UTC) - timedelta(minutes=1)
+    engine = make_engine(settings.database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            pid = ensure_default_programme(session, settings).id
+            people = [
+                {
+                    "programme_id": pid,
+                    "phone_sealed": vault.seal(n, CLINICIAN_CONTEXT),
+                    "phone_hash": vault.blind_index(n),
+                }
+                for n in numbers
+            ]
+            clinicians = _insert(session, Clinician, people)
+            ended = {"state": ConversationState.ENDED, "accepted_at": due, "ended_at": due}
+            conversations = _insert(
+                session,
+                Conversation,
+                [
+                    {"programme_id": pid, "clinician_id": c, "channel": "sms", **ended}
+                    for c in clinicians
+                ],
+            )
+            checkins = [
+                {
+                    "programme_id": pid,
+                    "conversation_id": v,
+                    "clinician_id": c,
+                    "sequence": 1,
+                    "due_at": due,
+                }
+                for c, v in zip(clinicians, conversations, strict=True)
+            ]
+            _insert(session, CheckIn, checkins)
+    finally:
+        engine.dispose()
+    return numbers
+
+
+def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> list[int]:
+    statement = insert(model).returning(model.id, sort_by_parameter_order=True)
+    return list(session.scalars(statement, rows))
+
+
+def enqueue(redis_url: str, settings: Settings) -> None:
+    """One wake-up per due check-in, through the same adapter the core uses."""
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            ids = list(connection.scalars(select(CheckIn.id).order_by(CheckIn.id)))
+    finally:
+        engine.dispose()
+    redis = connect(redis_url)
+    wakeups = RQWakeUps(make_queue(redis))
+    for ident in ids:
+        wakeups.schedule(Task.SEND_CHECKIN, ident)
+    redis.close()
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How the worker processes ran."""
+
+    elapsed: float  # seconds from starting them to the last one exiting
+    peak_rss_kb: int  # the largest worker's peak resident set
+    cpu: float  # user + system seconds, all workers together
+    failures: int  # workers that exited non-zero or were killed at the timeout
+
+
+def run_workers(env: dict[str, str], count: int, workdir: Path, timeout: float) -> Workers:
+    """Run ``count`` ``hotline worker --burst`` processes until each exits (or the timeout)."""
+    argv = [sys.executable, "-m", "hotline.cli", "worker", "--burst"]
+    started = time.perf_counter()
+    with open(workdir / "workers.log", "wb") as log:
+        procs = [
+            subprocess.Popen(argv, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+            for _ in range(count)
+        ]
+    try:
+        usages = [_reap(proc, started + timeout) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+    elapsed = time.perf_counter() - started
+    failures = sum(1 for proc in procs if proc.returncode != 0)
+    if failures:
+        print((workdir / "workers.log").read_text()[-4000:], file=sys.stderr)
+    return Workers(
+        elapsed=elapsed,
+        peak_rss_kb=max((int(u.ru_maxrss) for u in usages if u), default=0),
+        cpu=sum(u.ru_utime + u.ru_stime for u in usages if u),
+        failures=failures,
+    )
+
+
+def _reap(proc: subprocess.Popen[bytes], deadline: float) -> Any:
+    """Wait for ``proc`` until ``deadline``; its resource usage (None if it is still running)."""
+    while time.perf_counter() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage
+        time.sleep(0.05)
+    print("a worker did not finish before the timeout; stopping it", file=sys.stderr)
+    return None
+
+
+def tally(
+    settings: Settings, fake: FakeTwilio, numbers: list[str], workers: int, run: Workers
+) -> Result:
+    """Count what reached the fake Twilio against what the database says was sent."""
+    messages = fake.messages
+    per_number = Counter(m["to"] for m in messages)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            states = Counter(connection.scalars(select(CheckIn.state)))
+            sids = set(connection.scalars(select(CheckIn.provider_sid)))
+            first, last = connection.execute(
+                select(func.min(CheckIn.claimed_at), func.max(CheckIn.claimed_at))
+            ).one()
+    finally:
+        engine.dispose()
+    unrecorded = sum(1 for m in messages if m["sid"] not in sids)
+    return Result(
+        count=len(numbers),
+        workers=workers,
+        elapsed=run.elapsed,
+        dispatch=(last - first).total_seconds() if first and last else 0.0,
+        duplicates=max(sum(c - 1 for c in per_number.values()), unrecorded),
+        lost=len(set(numbers) - set(per_number)),
+        states={str(state): n for state, n in states.items()},
+        peak_rss_mb=run.peak_rss_kb / 1024,
+        cpu_per_checkin_ms=1000 * run.cpu / max(len(numbers), 1),
+        worker_failures=run.failures,
+    )
+
+
+def report(result: Result) -> str:
+    verdict = "meets" if result.rate >= TARGET_RATE else "MISSES"
+    return "\n".join(
+        [
+            f"check-in dispatch: {result.count} due check-ins, {result.workers} worker processes",
+            f"  elapsed      {result.elapsed:8.2f} s   (workers started -> all exited)",
+            f"  rate         {result.rate:8.1f} /s  ({verdict} the {TARGET_RATE:.0f}/s target)",
+            f"  dispatch     {result.dispatch_rate:8.1f} /s  (first claim -> last claim)",
+            f"  duplicates   {result.duplicates:8d}",
+            f"  lost         {result.lost:8d}",
+            f"  states       {result.states}",
+            f"  peak RSS     {result.peak_rss_mb:8.1f} MiB (largest worker)",
+            f"  worker CPU   {result.cpu_per_checkin_ms:8.2f} ms per check-in (all workers)",
+            f"  failed exits {result.worker_failures:8d}",
+        ]
+    )

@@ -1,0 +1,727 @@
+"""Webhook throughput and latency: the hotline under gunicorn against a bare Flask baseline.
+
+    python -m bench webhooks            # 1,000 then 1,000,000 past conversations (~10 min)
+    python -m bench webhooks --quick    # 1,000 then 50,000, shorter phases (~3 min)
+
+Sets up, all on loopback and all thrown away afterwards: a fresh PostgreSQL database on
+``HOTLINE_BENCH_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
+migrated and seeded (``bench/history.py``); its own ``redis-server``; the test kit's fake
+Twilio; and the web process exactly as the Procfile's ``web:`` line starts it (gunicorn, same
+workers, threads, timeout and access log), bound to 127.0.0.1. A second process
+(``bench/loadgen.py``) sends signed webhooks. The bare Flask app (``bench/bare_app.py``) runs on
+the same gunicorn command line first, then the hotline. For each it finds the throughput at
+saturation (closed loop, several concurrencies) and measures p50/p99 latency at half that rate
+(open loop). Then it grows the history to the large size and measures the relay again at the
+same rate. Figures go to ``bench/out/latest.json`` and a chart to ``docs/performance.png``.
+Method and results: docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from bench import history
+from bench.loopback import (
+    children,
+    cpu_seconds,
+    free_port,
+    fresh_database,
+    memory,
+    postgres_server,
+    redis_server,
+    stop,
+)
+from hotline.db import make_engine
+from hotline.privacy import Vault
+from hotline.settings import load_settings
+from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out" / "latest.json"
+CHART = ROOT / "docs" / "performance.png"
+HOTLINE_APP = "hotline.app:create_app()"
+BARE_APP = "bench.bare_app:create_app()"
+PUBLIC_URL = "https://hotline.example.org"
+HOTLINE_NUMBER = "+15550100000"
+POOL = tuple(f"+1555010000{i}" for i in range(1, 6))
+DATA_KEY = "8RMPVRUczn9lC0NIJ-qZIRYdh6xR6tJbOMcsYr0pDYY="  # a throwaway key for fake numbers
+RUN_LIMIT = 15 * 60.0  # seconds: the whole run stops by itself well before this
+
+# Targets (ISSUE 8), reported against, not enforced.
+TARGET_THROUGHPUT_RATIO = 0.5
+TARGET_P99_MS = 50.0
+TARGET_GROWTH = 1.2
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    history: tuple[int, int]  # past conversations: the small and the large database
+    levels: tuple[int, ...]  # closed-loop concurrencies tried for the saturation throughput
+    warmup: float  # seconds before each measurement, not counted
+    saturation: float  # seconds measured per concurrency level
+    latency: float  # seconds measured at half the peak rate
+    max_rate: float = 3_000.0  # requests built per second of a phase (the count limit)
+    supporters: int = 40
+    conversations_each: int = 2  # active conversations per supporter (the relay traffic)
+
+
+FULL = Plan("full", (1_000, 1_000_000), (4, 8, 16, 32), 2.0, 8.0, 20.0)
+QUICK = Plan("quick", (1_000, 50_000), (8, 16, 32), 1.0, 4.0, 10.0)
+
+
+def add_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "webhooks", help="webhook throughput/latency vs bare Flask, history growth, memory"
+    )
+    parser.add_argument("--quick", action="store_true", help="50,000 past conversations, short")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also sample the relay path with py-spy (bench/out/relay-profile.txt)",
+    )
+    parser.add_argument("--out", type=Path, default=OUT, help="where the figures go (JSON)")
+    parser.add_argument("--chart", type=Path, default=CHART, help="where the chart goes (PNG)")
+    parser.set_defaults(run=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    plan = QUICK if args.quick else FULL
+    results = run(plan, postgres_server(), profile=args.profile)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(report(results))
+    try:
+        chart(results, args.chart)
+        print(f"\nfigures: {_shown(args.out)}   chart: {_shown(args.chart)}")
+    except ImportError:
+        print(f"\nfigures: {_shown(args.out)}   (no chart: pip install -e '.[bench]')")
+    return 0
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self, what: str, needs: float) -> None:
+        if self.left() < needs:
+            raise TimeoutError(f"not enough time left for {what}; stopping (RUN_LIMIT)")
+
+
+def run(plan: Plan, server: str, *, profile: bool = False) -> dict[str, Any]:
+    deadline = Deadline(RUN_LIMIT)
+    results: dict[str, Any] = {"plan": asdict(plan), "machine": machine(), "phases": {}}
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        print(f"webhooks benchmark ({plan.name}): setting up on loopback ...", flush=True)
+        database_url = stack.enter_context(fresh_database(server))
+        redis = stack.enter_context(redis_server())
+        fake = stack.enter_context(FakeTwilio())
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotline-bench-")))
+        env = web_env(database_url, redis.url, fake, workdir)
+        settings = load_settings(env, instance_path=workdir)
+        vault = Vault(settings.data_keys)
+        engine = make_engine(database_url)
+        stack.callback(engine.dispose)
+        results["machine"]["postgres"] = _postgres_version(engine)
+
+        t = time.perf_counter()
+        roster = history.seed_roster(
+            engine, settings, vault, plan.supporters, plan.conversations_each
+        )
+        small, large = plan.history
+        counts = history.add_history(engine, vault, roster, small, seed=1)
+        history.analyze(engine)
+        results["seeding"] = [
+            {"conversations": small, "seconds": time.perf_counter() - t, "rows": asdict(counts)}
+        ]
+        world = {
+            "public_url": PUBLIC_URL,
+            "auth_token": AUTH_TOKEN,
+            "account_sid": ACCOUNT_SID,
+            "hotline": HOTLINE_NUMBER,
+            "clinicians": roster.clinicians,
+            "supporter_lines": roster.supporter_lines,
+            "new_clinicians": [history.NEW_CLINICIAN_BASE, history.NEW_CLINICIAN_BASE],
+        }
+        bench = Bench(plan, deadline, workdir, env, world, redis.pid, engine)
+        phases = results["phases"]
+
+        with bench.web(BARE_APP, "bare") as web:
+            phases["bare"] = bench.scenario(web, "bare", "relay")
+            phases["bare"]["memory"] = web.memory()
+
+        with bench.web(HOTLINE_APP, "hotline") as web:
+            phases["relay"] = bench.scenario(web, "relay", "relay")
+            phases["mix"] = bench.scenario(web, "mix", "mix", new_clinicians=70_000)
+            print(f"  growing the history to {large:,} past conversations ...", flush=True)
+            deadline.check("seeding the large history", 240.0)
+            t = time.perf_counter()
+            counts = history.add_history(engine, vault, roster, large - small, seed=2)
+            history.analyze(engine)
+            results["seeding"].append(
+                {"conversations": large, "seconds": time.perf_counter() - t, "rows": asdict(counts)}
+            )
+            phases["relay_large"] = bench.scenario(
+                web, "relay_large", "relay", rate=phases["relay"]["latency"]["rate"]
+            )
+            phases["relay_large"]["memory"] = web.memory()
+            if profile:
+                results["profile"] = bench.profile(web)
+            results["web_restarts"] = web.restarts()
+    results["elapsed_s"] = time.perf_counter() - started
+    results["summary"] = summarize(results)
+    return results
+
+
+def machine() -> dict[str, Any]:
+    with open("/proc/loadavg", encoding="ascii") as f:
+        load = float(f.read().split()[0])
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": load,
+    }
+
+
+def _postgres_version(engine: Engine) -> str:
+    with engine.connect() as connection:
+        return str(connection.execute(text("SHOW server_version")).scalar_one())
+
+
+def web_env(database_url: str, redis_url: str, fake: FakeTwilio, workdir: Path) -> dict[str, str]:
+    """Everything the web process reads, set explicitly (so no ``.env`` can point it elsewhere)."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOTLINE_ENV": "production",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "HOTLINE_NUMBER": HOTLINE_NUMBER,
+        "HOTLINE_POOL_NUMBERS": ",".join(POOL),
+        "HOTLINE_PUBLIC_URL": PUBLIC_URL,
+        "HOTLINE_INSTANCE_PATH": str(workdir),
+        "HOTLINE_SECRET_KEY": "bench",
+        "HOTLINE_DATA_KEY": DATA_KEY,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": fake.base_url,
+    }
+
+
+# --- the web process, as the Procfile starts it -----------------------------------------------
+
+
+def procfile_argv(app: str, port: int, env: dict[str, str]) -> list[str]:
+    """The Procfile's ``web:`` command, expanded, bound to 127.0.0.1, serving ``app``."""
+    line = next(
+        row for row in (ROOT / "Procfile").read_text().splitlines() if row.startswith("web:")
+    )
+    values = {**env, "PORT": str(port)}
+
+    def expand(match: re.Match[str]) -> str:
+        name = match[1] or match[3]
+        return values.get(name) or (match[2] or "")
+
+    argv = shlex.split(re.sub(r"\$\{(\w+):-([^}]*)\}|\$(\w+)", expand, line[4:].strip()))
+    if argv[0] != "gunicorn" or "--bind" not in argv or argv[-1] != HOTLINE_APP:
+        raise SystemExit("the Procfile's web: line is not the gunicorn command this bench knows")
+    argv[0] = str(Path(sys.executable).with_name("gunicorn"))
+    bind = argv.index("--bind") + 1
+    argv[bind] = f"127.0.0.1:{port}"  # loopback only, whatever the Procfile binds in production
+    argv[-1] = app
+    return argv
+
+
+@dataclass
+class Web:
+    process: subprocess.Popen[bytes]
+    port: int
+    workers: list[int]
+
+    def memory(self) -> dict[str, Any]:
+        """Peak and current RSS (VmHWM, VmRSS) of each web worker, in MiB."""
+        rows = []
+        for pid in children(self.process.pid):
+            m = memory(pid)
+            rows.append({"hwm_mib": m.hwm_kb / 1024, "rss_mib": m.rss_kb / 1024})
+        master = memory(self.process.pid)
+        return {
+            "workers": rows,
+            "peak_worker_hwm_mib": max((r["hwm_mib"] for r in rows), default=0.0),
+            "master_hwm_mib": master.hwm_kb / 1024,
+        }
+
+    def restarts(self) -> int:
+        """Workers that are not the ones started (killed by the timeout, or crashed)."""
+        return len(set(self.workers) - set(children(self.process.pid)))
+
+
+class Bench:
+    def __init__(
+        self,
+        plan: Plan,
+        deadline: Deadline,
+        workdir: Path,
+        env: dict[str, str],
+        world: dict[str, Any],
+        redis_pid: int,
+        engine: Engine,
+    ) -> None:
+        self.plan, self.deadline, self.workdir, self.env = plan, deadline, workdir, env
+        self.world, self.redis_pid, self.engine = world, redis_pid, engine
+        self.database = engine.url.database
+        self.next_new = history.NEW_CLINICIAN_BASE
+        self.seed = 0
+
+    @contextmanager
+    def web(self, app: str, label: str) -> Iterator[Web]:
+        port = free_port()
+        argv = procfile_argv(app, port, self.env)
+        workers = int(argv[argv.index("--workers") + 1])
+        log_path = self.workdir / f"{label}-gunicorn.log"  # the access log: paths, no SIDs
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                argv,
+                env={**self.env, "PORT": str(port)},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            pids = _wait_ready(process, port, workers, log_path)
+            yield Web(process, port, pids)
+        finally:
+            stop(process, grace=25.0)
+
+    def scenario(
+        self,
+        web: Web,
+        label: str,
+        mix: str,
+        *,
+        rate: float | None = None,
+        new_clinicians: int = 0,
+    ) -> dict[str, Any]:
+        """Saturation (closed loop, each level), then latency at half the peak (or ``rate``)."""
+        plan = self.plan
+        needs = len(plan.levels) * (plan.warmup + plan.saturation) + plan.latency + 60
+        self.deadline.check(label, needs)
+        print(f"  {label}: saturation at concurrency {list(plan.levels)} ...", flush=True)
+        per_phase = int(plan.max_rate * (plan.warmup + plan.saturation))
+        closed = self._loadgen(
+            web,
+            {
+                "mode": "closed",
+                "mix": mix,
+                "levels": list(plan.levels),
+                "warmup": plan.warmup,
+                "duration": plan.saturation,
+                "max_requests": per_phase,
+            },
+            new_clinicians // 2,
+        )
+        best = max(closed["levels"], key=lambda level: level["throughput"])
+        half = rate if rate is not None else best["throughput"] / 2
+        print(
+            f"  {label}: peak {best['throughput']:.0f} req/s; latency at {half:.0f} req/s ...",
+            flush=True,
+        )
+        latency = self._loadgen(
+            web,
+            {
+                "mode": "open",
+                "mix": mix,
+                "rate": half,
+                "warmup": plan.warmup,
+                "duration": plan.latency,
+                "max_requests": int(half * (plan.warmup + plan.latency)) + 1,
+            },
+            new_clinicians // 2,
+        )
+        return {
+            "mix": mix,
+            "saturation": closed,
+            "peak": best["throughput"],
+            "peak_concurrency": best["concurrency"],
+            "latency": latency,
+        }
+
+    def _loadgen(self, web: Web, spec: dict[str, Any], new_clinicians: int) -> dict[str, Any]:
+        self.seed += 1
+        world = dict(self.world)
+        world["new_clinicians"] = [self.next_new, self.next_new + new_clinicians]
+        self.next_new += new_clinicians
+        spec = {**spec, "port": web.port, "seed": self.seed, "world": world}
+        spec_path = self.workdir / f"loadgen-{self.seed}.json"
+        result_path = self.workdir / f"loadgen-{self.seed}-result.json"
+        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        levels = len(spec.get("levels", [1]))
+        limit = levels * (spec["warmup"] + spec["duration"] + 20) + 60
+        self.deadline.check("a load phase", limit)
+        before = self._cpu(web)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", str(spec_path), str(result_path)], cwd=ROOT
+        )
+        status, usage = _wait(process, limit)
+        after = self._cpu(web)
+        if status != 0:
+            raise RuntimeError(f"the load generator failed (exit {status})")
+        result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+        cpu = {name: after[name] - before.get(name, 0.0) for name in after}
+        cpu["loadgen"] = usage.ru_utime + usage.ru_stime
+        result["cpu_s"] = cpu
+        return result
+
+    def _cpu(self, web: Web) -> dict[str, float]:
+        """CPU seconds so far: web workers, this database's PostgreSQL backends, Redis."""
+        out = {"web": 0.0, "postgres": 0.0, "redis": 0.0}
+        for pid in children(web.process.pid):
+            out["web"] += _cpu_or_zero(pid)
+        with self.engine.connect() as connection:
+            backends = connection.scalars(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :db"),
+                {"db": self.database},
+            ).all()
+        out["postgres"] = sum(_cpu_or_zero(pid) for pid in backends)
+        out["redis"] = _cpu_or_zero(self.redis_pid)
+        return out
+
+    def profile(self, web: Web) -> dict[str, Any]:
+        """Sample both web workers with py-spy during a relay saturation run."""
+        py_spy = Path(sys.executable).with_name("py-spy")
+        if not py_spy.exists():
+            return {"skipped": "py-spy is not installed (pip install py-spy)"}
+        seconds = self.plan.saturation * 2
+        raw = self.workdir / "relay-profile.raw"
+        print("  profile: py-spy on the web workers during a relay run ...", flush=True)
+        sampler = subprocess.Popen(
+            [
+                str(py_spy),
+                *("record", "--format", "raw", "--output", str(raw), "--rate", "250"),
+                *("--duration", str(int(seconds) + 2), "--subprocesses", "--nonblocking"),
+                *("--pid", str(web.process.pid)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            self._loadgen(
+                web,
+                {
+                    "mode": "closed",
+                    "mix": "relay",
+                    "levels": [max(self.plan.levels)],
+                    "warmup": 1.0,
+                    "duration": seconds,
+                    "max_requests": int(self.plan.max_rate * (1 + seconds)),
+                },
+                0,
+            )
+        finally:
+            _wait(sampler, seconds + 30)
+        if not raw.exists():
+            return {"skipped": "py-spy could not attach (ptrace not permitted?)"}
+        summary = summarize_profile(raw.read_text(encoding="utf-8"))
+        destination = OUT.with_name("relay-profile.txt")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(format_profile(summary), encoding="utf-8")
+        summary["file"] = _shown(destination)
+        return summary
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return 0.0
+
+
+def _wait(process: subprocess.Popen[bytes], limit: float) -> tuple[int, Any]:
+    """Wait for ``process`` at most ``limit`` seconds (then kill it); exit status and rusage."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return process.returncode, usage
+        time.sleep(0.05)
+    process.kill()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    raise TimeoutError(f"{process.args!r} did not finish within {limit:.0f} s")
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], port: int, workers: int, log: Path, limit: float = 60.0
+) -> list[int]:
+    """Until every worker has booted and answers; the worker pids."""
+    end = time.monotonic() + limit
+    answered = 0
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {log.read_text(errors='replace')[-2000:]}")
+        pids = children(process.pid)
+        if len(pids) >= workers:
+            try:
+                # A new connection each time, so both workers load the app and warm up.
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                    pass
+                answered += 1
+            except urllib.error.HTTPError:
+                answered += 1  # the bare app has no /healthz: a 404 still means it is up
+            except OSError:
+                time.sleep(0.1)
+            if answered >= 20:
+                time.sleep(0.5)
+                return children(process.pid)
+        else:
+            time.sleep(0.1)
+    raise TimeoutError("gunicorn did not become ready")
+
+
+# --- profile summary --------------------------------------------------------------------------
+
+PROFILE_MARKERS = {
+    "signature check": "require_signature",
+    "database transaction (run_in_transaction)": "run_in_transaction",
+    "  commit": "commit (sqlalchemy/orm/session.py",
+    "  own_numbers (loop guard)": "own_numbers",
+    "  find_by_number": "find_by_number",
+    "  events.claim (savepoint)": "claim (hotline/events.py",
+    "  queue_deletion": "queue_deletion",
+    "  find_supporter / find_clinician": "find_",
+    "  pool_pre_ping / checkout": "_checkout",
+    "Redis wake-ups (effects.schedule)": "schedule (hotline/effects.py",
+    "TwiML rendering": "messages (webhooks/twiml.py",
+    "gunicorn access log": "glogging.py",
+}
+
+
+def summarize_profile(raw: str) -> dict[str, Any]:
+    """Collapsed stacks -> share of busy samples per marker (inclusive) and per leaf function."""
+    total = 0
+    inclusive = dict.fromkeys(PROFILE_MARKERS, 0)
+    leaves: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        if not any("handle_request" in f or "wsgi_app" in f for f in frames):
+            continue  # idle threads and the arbiter: only time spent serving requests
+        count = int(count_text)
+        total += count
+        for label, marker in PROFILE_MARKERS.items():
+            if any(marker in frame for frame in frames):
+                inclusive[label] += count
+        leaf = frames[-1]
+        leaves[leaf] = leaves.get(leaf, 0) + count
+    top = sorted(leaves.items(), key=lambda item: -item[1])[:15]
+    return {
+        "busy_samples": total,
+        "inclusive_share": {k: v / total for k, v in inclusive.items()} if total else {},
+        "top_leaves": [{"frame": f, "share": n / total} for f, n in top] if total else [],
+    }
+
+
+def format_profile(summary: dict[str, Any]) -> str:
+    lines = [f"relay path, py-spy, {summary['busy_samples']} samples inside requests", ""]
+    lines += [f"{share:6.1%}  {label}" for label, share in summary["inclusive_share"].items()]
+    lines += ["", "top leaf frames (self time):"]
+    lines += [f"{row['share']:6.1%}  {row['frame']}" for row in summary["top_leaves"]]
+    return "\n".join(lines) + "\n"
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    phases = results["phases"]
+    bare, relay, mix = phases["bare"], phases["relay"], phases["mix"]
+    large = phases["relay_large"]
+    small_n, large_n = results["plan"]["history"]
+    growth_p50 = large["latency"]["p50_ms"] / relay["latency"]["p50_ms"]
+    growth_p99 = large["latency"]["p99_ms"] / relay["latency"]["p99_ms"]
+    summary = {
+        "relay_vs_bare_throughput": relay["peak"] / bare["peak"],
+        "mix_vs_bare_throughput": mix["peak"] / bare["peak"],
+        "relay_p99_ms": relay["latency"]["p99_ms"],
+        "growth_p50": growth_p50,
+        "growth_p99": growth_p99,
+        "growth_peak": relay["peak"] / large["peak"],
+        "history": [small_n, large_n],
+        "web_worker_peak_rss_mib": large["memory"]["peak_worker_hwm_mib"],
+        "bare_worker_peak_rss_mib": bare["memory"]["peak_worker_hwm_mib"],
+    }
+    summary["targets"] = {
+        "relay throughput >= 0.5x bare": summary["relay_vs_bare_throughput"]
+        >= TARGET_THROUGHPUT_RATIO,
+        "relay p99 <= 50 ms at half of peak": summary["relay_p99_ms"] <= TARGET_P99_MS,
+        f"relay latency growth {small_n:,} -> {large_n:,} <= 1.2x (p50)": growth_p50
+        <= TARGET_GROWTH,
+    }
+    return summary
+
+
+ROWS = (
+    ("bare", "bare Flask (fixed TwiML)"),
+    ("relay", "hotline relay, {small} past"),
+    ("mix", "hotline mix, {small} past"),
+    ("relay_large", "hotline relay, {large} past"),
+)
+
+
+def report(results: dict[str, Any]) -> str:
+    plan, phases, summary = results["plan"], results["phases"], results["summary"]
+    small, large = (f"{n:,}" for n in plan["history"])
+    m = results["machine"]
+    out = [
+        "",
+        f"webhooks benchmark ({plan['name']}): gunicorn as in the Procfile, PostgreSQL "
+        f"{m.get('postgres', '?')}, {m['cpus']} CPUs, load average {m['loadavg_at_start']:.2f}"
+        " at start",
+        "",
+        f"{'':34}{'peak req/s':>11}{'@conc':>7}{'rate':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}",
+    ]
+    for key, title in ROWS:
+        p = phases[key]
+        lat = p["latency"]
+        errors = lat["errors"] + sum(level["errors"] for level in p["saturation"]["levels"])
+        out.append(
+            f"{title.format(small=small, large=large):34}{p['peak']:11.0f}"
+            f"{p['peak_concurrency']:7d}{lat['rate']:8.0f}{lat['p50_ms']:9.1f}{lat['p99_ms']:9.1f}"
+            f"{errors:8d}"
+        )
+    mix_kinds = phases["mix"]["latency"]["by_kind"]
+    out += [
+        "",
+        "mix at half its peak, by kind: "
+        + ", ".join(
+            f"{k} p50 {v['p50_ms']:.1f} / p99 {v['p99_ms']:.1f} ms" for k, v in mix_kinds.items()
+        ),
+        "",
+        f"relay / bare throughput   {summary['relay_vs_bare_throughput']:.2f}x"
+        f"   (mix / bare {summary['mix_vs_bare_throughput']:.2f}x)",
+        f"relay growth {small} -> {large} past conversations: p50 x{summary['growth_p50']:.2f},"
+        f" p99 x{summary['growth_p99']:.2f}, peak throughput x{1 / summary['growth_peak']:.2f}",
+        f"peak RSS of a web worker (VmHWM): hotline {summary['web_worker_peak_rss_mib']:.1f} MiB,"
+        f" bare Flask {summary['bare_worker_peak_rss_mib']:.1f} MiB",
+        "",
+        "targets:",
+    ]
+    out += [f"  {'met   ' if ok else 'MISSED'}  {name}" for name, ok in summary["targets"].items()]
+    seeding = ", ".join(
+        f"{s['conversations']:,} in {s['seconds']:.0f} s" for s in results["seeding"]
+    )
+    out += ["", f"seeding: {seeding}; whole run {results['elapsed_s']:.0f} s"]
+    if results.get("web_restarts"):
+        out.append(f"WARNING: {results['web_restarts']} web worker(s) restarted during the run")
+    if m["loadavg_at_start"] > 0.5 * (m["cpus"] or 1):
+        out.append("WARNING: the machine was busy when the run started; figures are pessimistic")
+    if "profile" in results and "inclusive_share" in results["profile"]:
+        out += ["", format_profile(results["profile"])]
+    return "\n".join(out)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases, plan = results["phases"], results["plan"]
+    small, large = (f"{n:,}" for n in plan["history"])
+    labels = {
+        "bare": "bare Flask",
+        "relay": f"relay, {small} past",
+        "mix": f"mix, {small} past",
+        "relay_large": f"relay, {large} past",
+    }
+    colours = {"bare": "#888888", "relay": "#1f77b4", "mix": "#2ca02c", "relay_large": "#d62728"}
+    fig, ((sat, bars), (cdf, mem)) = plt.subplots(2, 2, figsize=(12, 8.5))
+    fig.suptitle(
+        f"Webhooks under gunicorn (Procfile settings), {results['machine']['cpus']} CPUs "
+        f"shared with PostgreSQL, Redis and the load generator ({plan['name']} run)"
+    )
+    for key, label in labels.items():
+        levels = phases[key]["saturation"]["levels"]
+        sat.plot(
+            [lv["concurrency"] for lv in levels],
+            [lv["throughput"] for lv in levels],
+            marker="o",
+            label=label,
+            color=colours[key],
+        )
+    sat.set(title="Throughput, closed loop", xlabel="concurrent connections", ylabel="req/s")
+    sat.set_xscale("log", base=2)
+    sat.legend()
+    keys = list(labels)
+    x = range(len(keys))
+    p50 = [phases[k]["latency"]["p50_ms"] for k in keys]
+    p99 = [phases[k]["latency"]["p99_ms"] for k in keys]
+    bars.bar([i - 0.2 for i in x], p50, width=0.4, label="p50", color="#9ecae1")
+    bars.bar([i + 0.2 for i in x], p99, width=0.4, label="p99", color="#3182bd")
+    bars.axhline(TARGET_P99_MS, color="#d62728", linestyle="--", label="p99 target (50 ms)")
+    bars.set_xticks(list(x), [labels[k].replace(", ", "\n") for k in keys])
+    bars.set(title="Latency at half of peak (open loop)", ylabel="ms")
+    bars.legend()
+    for key, label in labels.items():
+        points = phases[key]["latency"]["cdf_ms"]
+        if points:
+            ys = [(i + 1) / len(points) for i in range(len(points))]
+            cdf.plot(
+                points,
+                ys,
+                label=f"{label} @ {phases[key]['latency']['rate']:.0f}/s",
+                color=colours[key],
+            )
+    cdf.set_xscale("log")
+    cdf.set(title="Latency distribution at half of peak", xlabel="ms", ylabel="fraction")
+    cdf.legend()
+    names = ["bare Flask", f"hotline ({large} past)"]
+    hwm = [
+        phases["bare"]["memory"]["peak_worker_hwm_mib"],
+        phases["relay_large"]["memory"]["peak_worker_hwm_mib"],
+    ]
+    mem.bar(names, hwm, color=["#888888", "#1f77b4"])
+    mem.set(title="Peak RSS of a web worker (VmHWM)", ylabel="MiB")
+    for i, v in enumerate(hwm):
+        mem.text(i, v, f"{v:.0f}", ha="center", va="bottom")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,104 @@
+"""How the console and the API show things: JSON shapes, masked numbers, ISO times.
+
+A supporter's phone number is only ever shown through ``phone.redact`` (``+1•••••••234``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from hotline import schedule, stats
+from hotline.models import Override, Rotation, Shift, Supporter
+from hotline.people import supporter_phone
+from hotline.phone import redact
+from hotline.privacy import Vault
+from hotline.rotation import WEEKDAYS
+
+
+def iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def masked_phone(vault: Vault, supporter: Supporter) -> str:
+    return redact(supporter_phone(vault, supporter))
+
+
+def supporter_json(vault: Vault, s: Supporter) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "phone": masked_phone(vault, s),
+        "discipline": s.discipline,
+        "max_conversations": s.max_conversations,
+        "email": s.email,
+        "active": s.active,
+        "phone_verified": s.phone_verified_at is not None,
+        "calendar_path": f"/calendar/supporter/{s.calendar_token}.ics"
+        if s.calendar_token
+        else None,
+        "created_at": iso(s.created_at),
+    }
+
+
+def shift_json(shift: Shift) -> dict[str, Any]:
+    return {
+        "id": shift.id,
+        "supporter_id": shift.supporter_id,
+        "starts_at": iso(shift.starts_at),
+        "ends_at": iso(shift.ends_at),
+    }
+
+
+def override_json(row: Override) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "supporter_id": row.supporter_id,
+        "covers_for_id": row.replaces_id,
+        "starts_at": iso(row.starts_at),
+        "ends_at": iso(row.ends_at),
+    }
+
+
+def rotation_json(rotation: Rotation) -> dict[str, Any]:
+    return {
+        "id": rotation.id,
+        "name": rotation.name,
+        "timezone": rotation.timezone,
+        "handoff_weekday": WEEKDAYS[rotation.handoff_weekday],
+        "handoff_time": rotation.handoff_time.strftime("%H:%M"),
+        "anchor_date": rotation.anchor_date.isoformat(),
+        "supporter_ids": [m.supporter_id for m in rotation.members],
+    }
+
+
+def segment_json(segment: schedule.Segment) -> dict[str, Any]:
+    return {
+        "starts_at": iso(segment.starts_at),
+        "ends_at": iso(segment.ends_at),
+        "supporter_ids": sorted(segment.supporter_ids),
+    }
+
+
+def report_json(report: stats.Report) -> dict[str, Any]:
+    return {
+        "from": iso(report.start),
+        "to": iso(report.end),
+        "contacts": report.contacts,
+        "contacts_per_week": [
+            {"week_start": w.week_start.isoformat(), "total": w.total, "by_channel": w.by_channel}
+            for w in report.weeks
+        ],
+        "answered": report.answered,
+        "first_response_seconds": {
+            "median": report.response_median_s,
+            "p90": report.response_p90_s,
+        },
+        "fallbacks": report.fallbacks,
+        "checkins": {
+            "sent": report.checkins_sent,
+            "replied": report.checkins_replied,
+            "opted_out": report.checkins_opted_out,
+        },
+        "small_count_threshold": stats.MIN_CELL,
+    }

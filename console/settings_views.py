@@ -1,0 +1,78 @@
+"""``/console/settings``: the programme's texts, check-in cadence, numbers and schedule options.
+
+Blank fields put a setting back to the environment's default. Numbers are shown masked; typing
+a new one replaces it (blank keeps it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+
+from console import auth
+from console.context import now, services
+from console.forms import SettingsForm
+from hotline import feeds, programme_settings
+from hotline.db import transaction
+from hotline.models import Programme
+from hotline.programmes import config_of
+
+bp = Blueprint("settings", __name__, url_prefix="/settings")
+KEEP_WHEN_BLANK = ("pool_numbers", "alert_phone")
+
+
+def _context(form: SettingsForm | None = None) -> dict[str, Any]:
+    with transaction(services().sessions) as db:
+        programme = db.get_one(Programme, auth.programme_id())
+        stored = programme_settings.view(db, services().vault, programme)
+        effective = programme_settings.effective(config_of(programme, services().settings))
+        blank = Programme(id=programme.id, name=programme.name, hotline_number="")
+        defaults = programme_settings.effective(config_of(blank, services().settings))
+        token = feeds.programme_token(db, programme.id)
+    if form is None:
+        form = SettingsForm(data={k: v for k, v in stored.items() if k not in KEEP_WHEN_BLANK})
+    return {
+        "form": form,
+        "stored": stored,
+        "effective": effective,
+        "defaults": defaults,
+        "feed_token": token,
+    }
+
+
+@bp.get("")
+def index() -> ResponseReturnValue:
+    return render_template("console/settings.html", **_context())
+
+
+@bp.post("")
+def save() -> ResponseReturnValue:
+    form = SettingsForm()
+    if not form.validate_on_submit():
+        return render_template("console/settings.html", **_context(form)), 422
+    changes = {
+        name: form[name].data
+        for name in programme_settings.FIELDS
+        if not (name in KEEP_WHEN_BLANK and not form[name].data)
+    }
+    if form.clear_alert_phone.data:
+        changes["alert_phone"] = None
+    try:
+        with transaction(services().sessions) as db:
+            programme = db.get_one(Programme, auth.programme_id())
+            programme_settings.update_settings(
+                db,
+                services().vault,
+                programme,
+                changes,
+                auth.user().email,
+                now(),
+                services().settings.timezone,
+            )
+    except programme_settings.SettingsChangeError as error:
+        getattr(form, error.field).errors = [str(error)]
+        return render_template("console/settings.html", **_context(form)), 422
+    flash("Settings saved.", "success")
+    return redirect(url_for("console.settings.index"))

@@ -1,0 +1,138 @@
+"""The coordinator console under ``/console``: sign-in, live status, audit log, and the pages
+of roster_views, schedule_views, report_views and settings_views (nested blueprints).
+
+Every page needs a signed-in coordinator and works in one programme (``auth.programme_id``);
+every unsafe request must carry the CSRF token. Nothing shown identifies a clinician, and a
+phone number is only ever shown masked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user, logout_user
+
+from console import auth
+from console.context import now, services, zone_of
+from console.forms import ActionForm, ProgrammeForm, SignInForm, options
+from console.security import csrf
+from hotline import audit, signin, status
+from hotline.db import transaction
+
+bp = Blueprint(
+    "console", __name__, url_prefix="/console", template_folder="templates", static_folder="static"
+)
+OPEN_ENDPOINTS = frozenset({"console.sign_in", "console.static"})
+
+
+@bp.before_request
+def guard() -> ResponseReturnValue | None:
+    """CSRF on every unsafe request; a signed-in coordinator for every page but sign-in."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        csrf.protect()
+    if request.endpoint not in OPEN_ENDPOINTS and not current_user.is_authenticated:
+        refused: ResponseReturnValue = auth.login_manager.unauthorized()
+        return refused
+    if current_user.is_authenticated:
+        # Read before any view opens a session: SQLite writers (BEGIN IMMEDIATE) would queue.
+        auth.programme_id()
+    return None
+
+
+@bp.app_context_processor
+def common() -> dict[str, Any]:
+    if not request.path.startswith("/console") or not current_user.is_authenticated:
+        return {}
+    choices = auth.programme_choices()
+    current = auth.programme_id()
+    form = ProgrammeForm(programme_id=current)
+    form.programme_id.choices = options(choices)
+    return {
+        "me": auth.user(),
+        "programme_name": dict(choices).get(current, ""),
+        "programme_form": form if len(choices) > 1 else None,
+        "action_form": ActionForm(),
+    }
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> ResponseReturnValue:
+    form = SignInForm()
+    if not form.validate_on_submit():
+        return render_template("console/sign_in.html", form=form)
+    address = request.remote_addr or "unknown"
+    with transaction(services().sessions) as db:
+        wait = signin.retry_after(db, form.email.data, address, now())
+        person = (
+            None
+            if wait
+            else signin.authenticate(db, form.email.data, form.password.data, address, now())
+        )
+        token = signin.open_session(db, person, now()) if person else None
+    if wait is not None:
+        minutes = max(1, round(wait.total_seconds() / 60))
+        flash(f"Too many attempts. Try again in about {minutes} minute(s).", "error")
+        return render_template("console/sign_in.html", form=form), 429
+    if token is None:
+        flash("That email and password do not match an account.", "error")
+        return render_template("console/sign_in.html", form=form), 401
+    session.clear()
+    login_user(auth.load_user(token))
+    return redirect(url_for("console.live"))
+
+
+@bp.post("/sign-out")
+def sign_out() -> ResponseReturnValue:
+    with transaction(services().sessions) as db:
+        signin.revoke(db, auth.user().token, now())
+    logout_user()
+    session.clear()
+    flash("Signed out.", "info")
+    return redirect(url_for("console.sign_in"))
+
+
+@bp.post("/programme")
+def switch_programme() -> ResponseReturnValue:
+    form = ProgrammeForm()
+    form.programme_id.choices = options(auth.programme_choices())
+    if form.validate_on_submit():
+        session["programme_id"] = form.programme_id.data
+    return redirect(request.referrer if _same_site(request.referrer) else url_for("console.live"))
+
+
+def _same_site(url: str | None) -> bool:
+    return bool(url) and url.startswith(request.host_url + "console")  # type: ignore[union-attr]
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    return redirect(url_for("console.live"))
+
+
+@bp.get("/live")
+def live() -> ResponseReturnValue:
+    with services().sessions() as db:
+        zone = zone_of(db, auth.programme_id())
+        current = status.live(db, auth.programme_id(), now())
+    return render_template("console/live.html", status=current, zone=zone)
+
+
+@bp.get("/audit")
+def audit_log() -> ResponseReturnValue:
+    before = request.args.get("before", type=int)
+    with services().sessions() as db:
+        entries = audit.entries(db, auth.programme_id(), limit=50, before_id=before)
+        zone = zone_of(db, auth.programme_id())
+    return render_template("console/audit.html", entries=entries, zone=zone)
+
+
+def register_pages() -> None:
+    from console import report_views, roster_views, schedule_views, settings_views
+
+    for child in (roster_views.bp, schedule_views.bp, report_views.bp, settings_views.bp):
+        bp.register_blueprint(child)
+
+
+register_pages()

@@ -1,0 +1,836 @@
+"""Check-ins end to end: DONE schedules them, real RQ workers on the real Redis send them, once.
+
+Conversations run through the signed webhooks; check-ins go out through the real twilio client
+to the fake Twilio. Two clocks must agree: the core reads the harness ``Clock``, RQ's scheduler
+reads the process's time, so ``at(hotline, when)`` sets both (time-machine).
+Worker crashes and cross-process races use real subprocesses on real time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from redis import Redis
+from rq import SimpleWorker
+from rq.job import Job
+from sqlalchemy import select
+
+from hotline import checkins
+from hotline.db import make_engine
+from hotline.models import CheckIn, CheckInState, Conversation, Offer
+from hotline.people import is_opted_out
+from hotline.programmes import DEFAULT_CHECKIN_TEXT
+from hotline.telephony import SentText
+from hotline.telephony.twilio_adapter import TwilioTelephony
+from tests.kit import harness
+from tests.kit.databases import Tiers, empty_tables
+from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.kit.harness import HOTLINE, POOL, Hotline, make_hotline
+from tests.kit.phones import Phones
+from tests.kit.servers import RedisServer
+from tests.kit.signing import deliver_to
+from workers import context
+from workers.queue import make_queue
+
+NY = ZoneInfo("America/New_York")
+CLINICIAN, ALICE, BOB = "+15550109001", "+15550108001", "+15550108002"
+FIRST_WORDS = "I keep replaying the code blue from last night"
+REPLY = "Thanks for checking in. Still rough, honestly."
+CHECKIN_WORDS = "how are you doing"
+DAY, NIGHT = (clock_time(9), clock_time(20)), (clock_time(20), clock_time(8))
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=NY)  # a Monday morning, well before any DST change
+
+
+def local(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, fold: int = 0
+) -> datetime:
+    """A wall-clock time in New York (``fold=1``: the second 01:xx of a fall-back night)."""
+    return datetime(year, month, day, hour, minute, tzinfo=NY, fold=fold)
+
+
+def utc(at: datetime) -> datetime:
+    """The instant (PEP 495: ``==`` across zones is always False for a time in a fold or gap)."""
+    return at.astimezone(UTC)
+
+
+# --- unit: the delivery window and the offsets, across both DST changes of 2026 ---------------
+
+IN_WINDOW = [
+    ("inside", local(2026, 3, 8, 10), DAY, local(2026, 3, 8, 10)),
+    ("at the start", local(2026, 11, 1, 9), DAY, local(2026, 11, 1, 9)),
+    ("a minute before the end", local(2026, 11, 1, 19, 59), DAY, local(2026, 11, 1, 19, 59)),
+    ("the end is outside", local(2026, 3, 7, 20), DAY, local(2026, 3, 8, 9)),
+    ("before dawn, spring forward", local(2026, 3, 8, 1, 30), DAY, local(2026, 3, 8, 9)),
+    ("evening before fall back", local(2026, 10, 31, 21, 15), DAY, local(2026, 11, 1, 9)),
+    ("in the repeated hour", local(2026, 11, 1, 1, 30, fold=1), DAY, local(2026, 11, 1, 9)),
+    ("overnight: midday waits", local(2026, 3, 8, 12), NIGHT, local(2026, 3, 8, 20)),
+    ("overnight: just after the gap", local(2026, 3, 8, 3, 30), NIGHT, local(2026, 3, 8, 3, 30)),
+    ("overnight: repeated hour", local(2026, 11, 1, 1, 30), NIGHT, local(2026, 11, 1, 1, 30)),
+    ("overnight: the end", local(2026, 11, 1, 8), NIGHT, local(2026, 11, 1, 20)),
+    ("overnight: late evening", local(2026, 11, 1, 23), NIGHT, local(2026, 11, 1, 23)),
+    ("no window", local(2026, 3, 8, 3), None, local(2026, 3, 8, 3)),
+    (
+        "a start in the repeated hour is its first occurrence",
+        local(2026, 10, 31, 23),
+        (clock_time(1, 30), clock_time(5)),
+        datetime(2026, 11, 1, 5, 30, tzinfo=UTC),  # 01:30 EDT, not 01:30 EST
+    ),
+    (
+        "a start in the spring-forward gap resolves after it (fold=0)",
+        local(2026, 3, 7, 23),
+        (clock_time(2, 30), clock_time(6)),
+        datetime(2026, 3, 8, 7, 30, tzinfo=UTC),  # 03:30 EDT
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("at", "hours", "expected"), [case[1:] for case in IN_WINDOW], ids=[c[0] for c in IN_WINDOW]
+)
+def test_in_window(at: datetime, hours: tuple[clock_time, clock_time] | None, expected: datetime):
+    assert checkins.in_window(utc(at), hours, NY) == utc(expected)
+
+
+DUE_AFTER = [
+    (
+        "1d keeps 15:00 over spring forward (23 h)",
+        local(2026, 3, 7, 15),
+        "1d",
+        local(2026, 3, 8, 15),
+    ),
+    ("1d keeps 15:00 over fall back (25 h)", local(2026, 10, 31, 15), "1d", local(2026, 11, 1, 15)),
+    ("7d keeps 10:00", local(2026, 3, 2, 10), "7d", local(2026, 3, 9, 10)),
+    ("30d keeps 09:00", local(2026, 10, 20, 9), "30d", local(2026, 11, 19, 9)),
+    ("1d into the gap lands after it", local(2026, 3, 7, 2, 30), "1d", local(2026, 3, 8, 3, 30)),
+    (
+        "1d into the repeated hour: first",
+        local(2026, 10, 31, 1, 30),
+        "1d",
+        local(2026, 11, 1, 1, 30),
+    ),
+    ("2h is absolute over the gap", local(2026, 3, 8, 1, 30), "2h", local(2026, 3, 8, 4, 30)),
+    (
+        "2h is absolute over fall back",
+        local(2026, 11, 1, 0, 30),
+        "2h",
+        local(2026, 11, 1, 1, 30, fold=1),
+    ),
+    ("36h is not whole days: absolute", local(2026, 3, 7, 12), "36h", local(2026, 3, 9, 1)),
+]
+
+
+@pytest.mark.parametrize(
+    ("ended", "offset", "expected"), [c[1:] for c in DUE_AFTER], ids=[c[0] for c in DUE_AFTER]
+)
+def test_due_after(ended: datetime, offset: str, expected: datetime) -> None:
+    hours = {"h": 1, "d": 24}[offset[-1]] * int(offset[:-1])
+    assert utc(checkins.due_after(utc(ended), timedelta(hours=hours), NY)) == utc(expected)
+
+
+# --- the harness: both clocks, real workers ---------------------------------------------------
+
+
+@pytest.fixture
+def make_line(
+    database_url: str,
+    real_redis: Redis,
+    fake_twilio: FakeTwilio,
+    tmp_path: Path,
+    sessions: Any,
+) -> Iterator[Callable[..., Hotline]]:
+    with lines(database_url, real_redis, fake_twilio, tmp_path) as make:
+        yield make
+
+
+@pytest.fixture
+def make_postgres_line(
+    database_tiers: Tiers, real_redis: Redis, fake_twilio: FakeTwilio, tmp_path: Path
+) -> Iterator[Callable[..., Hotline]]:
+    """``make_line`` on the PostgreSQL tier alone (skipped, loudly, when it is unreachable)."""
+    url = database_tiers.url("postgres")
+    with lines(url, real_redis, fake_twilio, tmp_path) as make:
+        yield make
+    engine = make_engine(url)
+    try:
+        empty_tables(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def lines(
+    database_url: str, redis: Redis, fake: FakeTwilio, tmp_path: Path
+) -> Iterator[Callable[..., Hotline]]:
+    """Build hotlines on the real Redis; New York, 1d/7d/30d, 09:00-20:00 unless overridden."""
+    made: list[Hotline] = []
+
+    def make(**overrides: str) -> Hotline:
+        settings = {
+            "HOTLINE_CHECKIN_OFFSETS": "1d,7d,30d",
+            "HOTLINE_CHECKIN_HOURS": "09:00-20:00",
+            "HOTLINE_TIMEZONE": "America/New_York",
+        }
+        made.append(make_hotline(database_url, redis, fake, tmp_path, **settings | overrides))
+        return made[-1]
+
+    yield make
+    for hotline in made:
+        hotline.clock.stop()
+        hotline.services.sessions.kw["bind"].dispose()
+
+
+@contextmanager
+def at(hotline: Hotline, when: datetime) -> Iterator[None]:
+    """Both clocks stopped at ``when``: the core's Clock, and the process's time, which RQ's
+    scheduler reads to decide what is due."""
+    hotline.clock.now = when.astimezone(UTC)
+    with time_machine.travel(when, tick=False):
+        yield
+
+
+class BurstWorker(SimpleWorker):
+    """RQ's SimpleWorker minus its pub/sub listener: a burst run takes no remote commands, and
+    joining that listener's thread costs a third of a second per run."""
+
+    def subscribe(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
+def work(hotline: Hotline, when: datetime) -> None:
+    """A real RQ worker with the scheduler at ``when``: due wake-ups are queued, then run."""
+    with at(hotline, when):
+        worker = BurstWorker([make_queue(hotline.redis)], connection=hotline.redis)
+        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+
+
+def sweep(hotline: Hotline, when: datetime) -> int:
+    """The sweeper at ``when``; returns how many check-ins it sent."""
+    with at(hotline, when):
+        return hotline.sweep().checkins_sent
+
+
+def talk_then_done(hotline: Hotline, phones: Phones, when: datetime, peer: str = ALICE) -> None:
+    """A clinician texts, ``peer`` accepts, they talk, the peer texts DONE: all at ``when``."""
+    clinician, supporter = phones.phone(CLINICIAN), phones.phone(peer)
+    with at(hotline, when):
+        clinician.texts(FIRST_WORDS)
+        clinician.expect_text("confidential", from_=HOTLINE)
+        supporter.expect_text("Reply ACCEPT")
+        supporter.texts("ACCEPT")
+        supporter.expect_text("You're connected")
+        supporter.expect_text(FIRST_WORDS)
+        clinician.expect_text("peer supporter has joined", from_=HOTLINE)
+        supporter.texts("DONE")
+        supporter.expect_text("Conversation closed")
+        clinician.expect_text("not alone", from_=HOTLINE)
+
+
+def line_with_alice(make_line: Callable[..., Hotline], when: datetime = T0, **env: str) -> Hotline:
+    hotline = make_line(**env)
+    hotline.clock.now = when.astimezone(UTC)
+    hotline.add_supporter("Alice", ALICE)  # on call from an hour before ``when``, for 60 days
+    return hotline
+
+
+def rows(hotline: Hotline) -> list[CheckIn]:
+    with hotline.session() as session:
+        return list(session.scalars(select(CheckIn).order_by(CheckIn.id)))
+
+
+def states(hotline: Hotline) -> list[CheckInState]:
+    return [row.state for row in rows(hotline)]
+
+
+def texts_to(hotline: Hotline, number: str) -> list[dict[str, Any]]:
+    return [m for m in hotline.fake.messages if m["to"] == number]
+
+
+def wake_ups(hotline: Hotline) -> dict[str, datetime]:
+    """Check-in wake-ups in RQ's scheduled registry: job id -> when the scheduler queues it."""
+    registry = make_queue(hotline.redis).scheduled_job_registry
+    ids = [i for i in registry.get_job_ids() if i.startswith("send_checkin-")]
+    return {ident: registry.get_scheduled_time(ident) for ident in ids}
+
+
+def use_telephony(hotline: Hotline, telephony: Any) -> None:
+    """Swap the Twilio adapter (the edge) for the core and the in-process workers."""
+    hotline.services = dataclasses.replace(hotline.services, telephony=telephony)
+    context.install(hotline.services)
+
+
+# --- DONE schedules; a real worker sends each once, at the right local time -------------------
+
+CADENCES = {
+    "spring-forward": (
+        local(2026, 3, 7, 15),
+        [local(2026, 3, 8, 15), local(2026, 3, 14, 15), local(2026, 4, 6, 15)],
+    ),
+    "fall-back": (
+        local(2026, 10, 31, 15),
+        [local(2026, 11, 1, 15), local(2026, 11, 7, 15), local(2026, 11, 30, 15)],
+    ),
+    "evening-into-the-window": (
+        local(2026, 3, 7, 21, 30),
+        [local(2026, 3, 9, 9), local(2026, 3, 15, 9), local(2026, 4, 7, 9)],
+    ),
+}
+
+
+@pytest.mark.parametrize("cadence", CADENCES)
+def test_done_schedules_three_checkins_each_sent_once_at_local_time(
+    make_line: Callable[..., Hotline], cadence: str
+) -> None:
+    done_at, expected = CADENCES[cadence]
+    hotline = line_with_alice(make_line, done_at)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, done_at)
+
+    scheduled = rows(hotline)
+    assert [r.due_at for r in scheduled] == [utc(due) for due in expected]
+    assert [r.state for r in scheduled] == [CheckInState.SCHEDULED] * 3
+    assert wake_ups(hotline) == {f"send_checkin-{r.id}": r.due_at for r in scheduled}
+    clinician = phones.phone(CLINICIAN)
+    for due in expected:
+        work(hotline, due - timedelta(minutes=1))
+        clinician.expect_nothing()
+        work(hotline, due + timedelta(seconds=30))
+        text = clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
+        assert "Reply NOCHECKIN" in text.body and "STOP" in text.body
+    work(hotline, expected[-1] + timedelta(days=1))
+    assert sweep(hotline, expected[-1] + timedelta(days=1)) == 0
+    sent = rows(hotline)
+    assert [(r.state, r.attempts) for r in sent] == [(CheckInState.SENT, 1)] * 3
+    assert [r.sent_at for r in sent] == [utc(due + timedelta(seconds=30)) for due in expected]
+    assert len(texts_to(hotline, CLINICIAN)) == 3
+    assert all(m["status_callback"].endswith("/twilio/status") for m in hotline.fake.messages)
+    phones.assert_no_unexpected()
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+def test_stop_cancels_every_pending_checkin_and_start_does_not_bring_them_back(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    dues = [r.due_at for r in rows(hotline)]
+    clinician = phones.phone(CLINICIAN)
+
+    with at(hotline, T0 + timedelta(hours=2)):
+        clinician.texts("STOP")
+    assert states(hotline) == [CheckInState.CANCELLED] * 3
+    assert wake_ups(hotline) == {}
+    with at(hotline, T0 + timedelta(hours=3)):
+        clinician.texts("START")
+    assert states(hotline) == [CheckInState.CANCELLED] * 3
+    for due in dues:
+        work(hotline, due + timedelta(minutes=1))
+        assert sweep(hotline, due + timedelta(minutes=2)) == 0
+    assert states(hotline) == [CheckInState.CANCELLED] * 3
+    assert texts_to(hotline, CLINICIAN) == []
+    phones.assert_no_unexpected()
+
+
+def test_nocheckin_cancels_checkins_and_keeps_the_line_open(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    first_due = rows(hotline)[0].due_at
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+
+    with at(hotline, T0 + timedelta(hours=1)):
+        clinician.texts("nocheckin")
+    clinician.expect_text("no more check-in texts", from_=HOTLINE)
+    assert states(hotline) == [CheckInState.CANCELLED] * 3
+    assert wake_ups(hotline) == {}
+    work(hotline, first_due + timedelta(minutes=1))
+    clinician.expect_nothing()
+
+    talk_then_done(hotline, phones, first_due + timedelta(hours=2))  # the line still answers
+    assert states(hotline) == [CheckInState.CANCELLED] * 3  # and schedules none again
+    alice.expect_nothing()
+    phones.assert_no_unexpected()
+
+
+def test_a_checkin_due_during_a_live_conversation_is_skipped(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    first_due = rows(hotline)[0].due_at
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    with at(hotline, first_due - timedelta(hours=1)):
+        clinician.texts("Can we talk again?")
+        alice.expect_text("Reply ACCEPT")
+        alice.texts("ACCEPT")
+    clinician.expect_text("confidential")
+    alice.expect_text("You're connected")
+    alice.expect_text("Can we talk again?")
+    clinician.expect_text("peer supporter has joined")
+
+    work(hotline, first_due + timedelta(minutes=1))
+    assert states(hotline) == [CheckInState.CANCELLED] + [CheckInState.SCHEDULED] * 2
+    assert texts_to(hotline, CLINICIAN) == []
+    phones.assert_no_unexpected()
+
+
+# --- durability: Redis loses the wake-ups, workers race, a worker dies ------------------------
+
+
+def test_redis_flushed_before_the_due_time_still_sends_once(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    due = rows(hotline)[0].due_at
+    hotline.redis.flushdb()
+
+    assert sweep(hotline, due - timedelta(minutes=1)) == 0
+    work(hotline, due + timedelta(minutes=1))
+    assert texts_to(hotline, CLINICIAN) == []  # the wake-up is gone
+    assert sweep(hotline, due + timedelta(minutes=1)) == 1  # the database still knows
+    phones.phone(CLINICIAN).expect_text(CHECKIN_WORDS, from_=HOTLINE)
+    work(hotline, due + timedelta(minutes=2))
+    assert sweep(hotline, due + timedelta(minutes=3)) == 0
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+    assert states(hotline) == [CheckInState.SENT] + [CheckInState.SCHEDULED] * 2
+    phones.assert_no_unexpected()
+
+
+def test_sweeper_and_wake_up_both_firing_send_once(make_line: Callable[..., Hotline]) -> None:
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    due = rows(hotline)[0].due_at
+    assert sweep(hotline, due + timedelta(minutes=1)) == 1
+    work(hotline, due + timedelta(minutes=1))  # the wake-up runs too, and finds it sent
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+    phones.phone(CLINICIAN).expect_text(CHECKIN_WORDS)
+    phones.assert_no_unexpected()
+
+
+def test_threads_racing_on_the_same_due_checkin_send_it_once(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = line_with_alice(make_line, HOTLINE_CHECKIN_OFFSETS="1h,2h,3h,4h,5h,6h")
+    talk_then_done(hotline, Phones(hotline), T0)
+    ids = [r.id for r in rows(hotline)]
+    hotline.clock.now = (T0 + timedelta(days=1)).astimezone(UTC)  # all six are due
+    racers = 4
+    barrier = threading.Barrier(racers, timeout=30)
+
+    def race(ident: int) -> CheckInState | None:
+        barrier.wait()
+        return checkins.send_checkin(hotline.services, ident)
+
+    with ThreadPoolExecutor(racers) as pool:
+        outcomes = [list(pool.map(race, [ident] * racers)) for ident in ids]
+    assert all(o.count(CheckInState.SENT) == 1 and o.count(None) == racers - 1 for o in outcomes)
+    assert len(texts_to(hotline, CLINICIAN)) == len(ids)
+    assert states(hotline) == [CheckInState.SENT] * len(ids)
+
+
+RACER = """
+import sys
+from sqlalchemy import text
+from hotline import checkins
+from hotline.app import build_services
+from hotline.settings import load_settings
+services = build_services(load_settings())
+with services.sessions() as session:
+    session.execute(text("SELECT 1"))  # connected before the start line
+print("ready", flush=True)
+sys.stdin.readline()
+outcomes = [checkins.send_checkin(services, int(ident)) for ident in sys.argv[1:]]
+print(sum(outcome == "sent" for outcome in outcomes), flush=True)
+"""
+
+
+def real_now() -> datetime:
+    hatch = time_machine.escape_hatch
+    return hatch.datetime.datetime.now(UTC) if hatch.is_travelling() else datetime.now(UTC)
+
+
+def worker_env(hotline: Hotline, redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
+    """The environment of a separate worker process on this test's database, Redis and fake."""
+    settings = hotline.settings
+    hours = settings.checkin_hours
+    overrides = {
+        "REDIS_URL": redis_server.url,
+        "HOTLINE_INSTANCE_PATH": str(tmp_path),
+        "HOTLINE_TIMEZONE": settings.timezone,
+        "HOTLINE_CHECKIN_HOURS": f"{hours[0]:%H:%M}-{hours[1]:%H:%M}" if hours else "",
+        "HOTLINE_CHECKIN_OFFSETS": ",".join(
+            f"{int(offset.total_seconds())}s" for offset in settings.checkin_offsets
+        ),
+    }
+    env = harness.test_env(settings.database_url, hotline.fake, **overrides)
+    return {"PATH": os.environ.get("PATH", ""), **env}
+
+
+@pytest.mark.postgres
+def test_two_processes_racing_send_each_checkin_once(
+    make_postgres_line: Callable[..., Hotline], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """PostgreSQL only: SQLite locks the file the same way for threads and processes, so the
+    thread race covers it, and each process costs seconds of imports."""
+    hotline = line_with_alice(
+        make_postgres_line, HOTLINE_CHECKIN_OFFSETS="1h,2h,3h,4h,5h,6h", HOTLINE_CHECKIN_HOURS=""
+    )
+    talk_then_done(hotline, Phones(hotline), T0)  # months ago: all six are due in real time
+    ids = [str(r.id) for r in rows(hotline)]
+    env = worker_env(hotline, redis_server, tmp_path)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, *ids],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for racer in racers:
+            assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+        for racer in racers:
+            assert racer.stdin is not None
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        sent = [int(racer.communicate(timeout=60)[0]) for racer in racers]
+    finally:
+        for racer in racers:
+            racer.kill()
+            racer.wait()
+    assert sum(sent) == len(ids)
+    assert len(texts_to(hotline, CLINICIAN)) == len(ids)
+    assert states(hotline) == [CheckInState.SENT] * len(ids)
+
+
+def test_a_worker_killed_after_twilio_accepted_never_resends(
+    make_line: Callable[..., Hotline], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    now = real_now()  # a worker process's time
+    done_at = now - timedelta(days=1, minutes=10)  # the 1d check-in fell due ten minutes ago
+    hotline = line_with_alice(make_line, done_at, HOTLINE_CHECKIN_HOURS="")
+    talk_then_done(hotline, Phones(hotline), done_at)
+    first = rows(hotline)[0]
+    work(hotline, first.due_at - timedelta(minutes=1))  # earlier jobs out of the way
+    hotline.fake.hang_next(3)  # Twilio takes the next message, then is slow to say so
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hotline.cli", "worker", "--burst"],
+        env=worker_env(hotline, redis_server, tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not texts_to(hotline, CLINICIAN) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert worker.poll() is None, "the worker finished instead of hanging on Twilio"
+    finally:
+        worker.kill()
+        worker.wait()
+    assert worker.returncode == -9
+    claimed = rows(hotline)[0]
+    assert claimed.state == CheckInState.SENDING and claimed.claimed_at is not None
+
+    assert sweep(hotline, claimed.claimed_at + timedelta(minutes=1)) == 0
+    assert rows(hotline)[0].state == CheckInState.SENDING  # maybe sent: not the sweeper's
+    with at(hotline, claimed.claimed_at + checkins.STUCK_AFTER + timedelta(minutes=1)):
+        assert hotline.sweep().checkins_unknown == 1
+    work(hotline, claimed.claimed_at + checkins.STUCK_AFTER + timedelta(minutes=2))
+    assert checkins.send_checkin(hotline.services, first.id) is None
+    assert rows(hotline)[0].state == CheckInState.UNKNOWN
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+
+
+# --- Twilio errors ----------------------------------------------------------------------------
+
+
+def test_21610_marks_the_clinician_opted_out_and_cancels_the_rest(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    dues = [r.due_at for r in rows(hotline)]
+    hotline.fake.fail_for(CLINICIAN, code=21610)  # they texted STOP to Twilio, not to us
+
+    work(hotline, dues[0] + timedelta(seconds=30))
+    first, *rest = rows(hotline)
+    assert (first.state, first.error_code) == (CheckInState.FAILED, 21610)
+    assert [r.state for r in rest] == [CheckInState.CANCELLED] * 2
+    assert wake_ups(hotline) == {}
+    with hotline.session() as session:
+        assert is_opted_out(
+            session, hotline.services.vault, hotline.programme_id, CLINICIAN, HOTLINE
+        )
+    for due in dues[1:]:
+        work(hotline, due + timedelta(minutes=1))
+    assert texts_to(hotline, CLINICIAN) == []
+    phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize(("status", "code"), [(503, None), (429, 20429)])
+def test_a_refused_send_is_retried_later_with_backoff_then_sent_once(
+    make_line: Callable[..., Hotline], status: int, code: int | None
+) -> None:
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    first = rows(hotline)[0]
+    hotline.fake.fail_for(CLINICIAN, status=status, code=code)
+
+    when = first.due_at + timedelta(seconds=30)
+    work(hotline, when)
+    retry = rows(hotline)[0]
+    assert (retry.state, retry.attempts) == (CheckInState.SCHEDULED, 1)
+    assert retry.due_at == when + timedelta(minutes=4)
+    work(hotline, retry.due_at - timedelta(seconds=30))  # not yet
+    assert rows(hotline)[0].attempts == 1
+    work(hotline, retry.due_at + timedelta(seconds=1))  # the retry's own wake-up, refused again
+    again = rows(hotline)[0]
+    assert (again.state, again.attempts) == (CheckInState.SCHEDULED, 2)
+    assert again.due_at - (retry.due_at + timedelta(seconds=1)) == timedelta(minutes=8)
+    hotline.fake.clear_faults()  # Twilio is back
+    work(hotline, again.due_at + timedelta(seconds=1))
+    sent = rows(hotline)[0]
+    assert (sent.state, sent.attempts) == (CheckInState.SENT, 3)
+    phones.phone(CLINICIAN).expect_text(CHECKIN_WORDS)
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+    phones.assert_no_unexpected()
+
+
+def test_retries_stop_after_max_attempts(make_line: Callable[..., Hotline]) -> None:
+    hotline = line_with_alice(make_line)
+    talk_then_done(hotline, Phones(hotline), T0)
+    hotline.fake.fail_for(CLINICIAN, status=503, code=None)  # an outage page, no error code
+    when = rows(hotline)[0].due_at + timedelta(seconds=30)
+    waits = []
+    for _attempt in range(checkins.MAX_ATTEMPTS - 1):
+        work(hotline, when)
+        row = rows(hotline)[0]
+        assert row.state == CheckInState.SCHEDULED
+        waits.append(row.due_at - when)
+        when = row.due_at + timedelta(seconds=1)
+    work(hotline, when)
+    failed = rows(hotline)[0]
+    assert (failed.state, failed.attempts) == (CheckInState.FAILED, checkins.MAX_ATTEMPTS)
+    assert waits == [timedelta(minutes=m) for m in (4, 8, 16, 32)]
+    work(hotline, when + timedelta(hours=1))
+    assert sweep(hotline, when + timedelta(hours=1)) == 0
+    assert rows(hotline)[0].attempts == checkins.MAX_ATTEMPTS
+    assert texts_to(hotline, CLINICIAN) == []
+
+
+def test_a_read_timeout_marks_the_checkin_unknown_and_never_resends(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = line_with_alice(make_line)
+    talk_then_done(hotline, Phones(hotline), T0)
+    due = rows(hotline)[0].due_at
+    impatient = TwilioTelephony(ACCOUNT_SID, AUTH_TOKEN, hotline.fake.base_url, timeout=(2, 0.3))
+    use_telephony(hotline, impatient)
+    work(hotline, due - timedelta(minutes=1))  # earlier jobs out of the way
+    hotline.fake.hang_next(1.0)
+
+    work(hotline, due + timedelta(seconds=30))
+    assert rows(hotline)[0].state == CheckInState.UNKNOWN
+    work(hotline, due + timedelta(hours=1))
+    assert sweep(hotline, due + timedelta(hours=2)) == 0
+    assert rows(hotline)[0].state == CheckInState.UNKNOWN
+    assert len(texts_to(hotline, CLINICIAN)) == 1  # Twilio did take it: one text, not two
+
+
+# --- delivery status --------------------------------------------------------------------------
+
+
+def test_status_callbacks_only_move_delivery_forward(make_line: Callable[..., Hotline]) -> None:
+    hotline = line_with_alice(make_line)
+    talk_then_done(hotline, Phones(hotline), T0)
+    work(hotline, rows(hotline)[0].due_at + timedelta(seconds=30))
+    sid = rows(hotline)[0].provider_sid
+    assert sid is not None
+
+    def callback(status: str, **extra: str) -> str | None:
+        params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": ACCOUNT_SID}
+        assert hotline.post("/twilio/status", **params | extra).status_code == 204
+        return rows(hotline)[0].delivery_status
+
+    assert callback("sent") == "sent"
+    assert callback("delivered") == "delivered"
+    assert callback("delivered") == "delivered"  # a duplicate
+    assert callback("sent") == "delivered"  # late and out of order
+    assert callback("queued") == "delivered"
+    assert hotline.fake.post_status(sid, "sent", deliver=deliver_to(hotline.client)) == 204
+    assert callback("read") == "read"
+    final = rows(hotline)[0]
+    assert (final.state, final.error_code) == (CheckInState.SENT, None)
+    unknown = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered"}
+    assert hotline.post("/twilio/status", **unknown).status_code == 204
+
+
+def test_an_undelivered_callback_keeps_its_error_through_later_ones(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = line_with_alice(make_line)
+    talk_then_done(hotline, Phones(hotline), T0)
+    work(hotline, rows(hotline)[0].due_at + timedelta(seconds=30))
+    sid = rows(hotline)[0].provider_sid
+    assert sid is not None
+    for status, code in (("undelivered", "30003"), ("sent", ""), ("queued", "")):
+        params = {"MessageSid": sid, "MessageStatus": status, "ErrorCode": code}
+        assert hotline.post("/twilio/status", **params).status_code == 204
+    row = rows(hotline)[0]
+    assert (row.delivery_status, row.error_code, row.state) == (
+        "undelivered",
+        30003,
+        CheckInState.SENT,
+    )
+
+
+# --- a reply to a check-in --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alice_on_call", [True, False], ids=["alice-on-call", "alice-off-call"])
+def test_a_reply_to_a_checkin_goes_first_to_the_last_supporter_if_on_call(
+    make_line: Callable[..., Hotline], alice_on_call: bool
+) -> None:
+    hotline = make_line()
+    hotline.clock.now = T0.astimezone(UTC)
+    alice_id = hotline.add_supporter("Alice", ALICE, on_call=False)
+    hotline.add_shift(
+        alice_id, T0 - timedelta(hours=1), T0 + timedelta(days=2 if alice_on_call else 0, hours=2)
+    )
+    hotline.add_supporter("Bob", BOB)  # never offered anything: round-robin would pick him
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0, peer=ALICE)
+    due = rows(hotline)[0].due_at
+    work(hotline, due + timedelta(seconds=30))
+    clinician = phones.phone(CLINICIAN)
+    clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
+
+    with at(hotline, due + timedelta(hours=1)):
+        clinician.texts(REPLY)
+    clinician.expect_text("confidential", from_=HOTLINE)
+    first, other = (ALICE, BOB) if alice_on_call else (BOB, ALICE)
+    phones.phone(first).expect_text("Reply ACCEPT", from_=POOL[0])
+    phones.phone(other).expect_nothing()
+    with at(hotline, due + timedelta(hours=1, minutes=1)):
+        phones.phone(first).texts("ACCEPT")
+    phones.phone(first).expect_text("You're connected")
+    phones.phone(first).expect_text(REPLY)
+    clinician.expect_text("peer supporter has joined")
+    assert rows(hotline)[0].replied_at is not None
+    with hotline.session() as session:
+        assert session.scalar(select(Offer.id).where(Offer.state == "pending")) is None
+        assert len(session.scalars(select(Conversation.id)).all()) == 2
+    phones.assert_no_unexpected()
+
+
+# --- confidentiality: Redis holds ids, never numbers or words ---------------------------------
+
+
+class BrokenTelephony:
+    """An adapter with a bug: it raises outside the port's error family (a failed RQ job)."""
+
+    def send_text(
+        self, to: str, from_: str, body: str, status_callback: str | None = None
+    ) -> SentText:
+        raise RuntimeError("adapter bug")
+
+
+def redis_contents(redis: Redis) -> list[bytes]:
+    """Every key and value in Redis, with zlib-compressed values (RQ's job data) inflated."""
+    blobs: list[bytes] = []
+    for key in redis.keys("*"):
+        for value in [key, *_values(redis, key)]:
+            blobs.append(value)
+            with suppress(zlib.error):
+                blobs.append(zlib.decompress(value))
+    return blobs
+
+
+def _values(redis: Redis, key: bytes) -> list[bytes]:
+    kind = redis.type(key)
+    if kind == b"string":
+        return [redis.get(key)]
+    if kind == b"hash":
+        return [part for pair in redis.hgetall(key).items() for part in pair]
+    if kind == b"list":
+        return list(redis.lrange(key, 0, -1))
+    if kind == b"set":
+        return list(redis.smembers(key))
+    if kind == b"zset":
+        return list(redis.zrange(key, 0, -1))
+    assert kind == b"stream", kind
+    return [part for _, fields in redis.xrange(key) for pair in fields.items() for part in pair]
+
+
+def registered_jobs(redis: Redis) -> dict[str, list[str]]:
+    """Job ids in the queue and in every RQ registry of it."""
+    queue = make_queue(redis)
+    registries = {
+        "scheduled": queue.scheduled_job_registry,
+        "failed": queue.failed_job_registry,
+        "finished": queue.finished_job_registry,
+        "started": queue.started_job_registry,
+        "deferred": queue.deferred_job_registry,
+        "canceled": queue.canceled_job_registry,
+    }
+    return {"queued": queue.get_job_ids()} | {n: r.get_job_ids() for n, r in registries.items()}
+
+
+def test_redis_never_holds_a_number_or_a_message(make_line: Callable[..., Hotline]) -> None:
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    dues = [r.due_at for r in rows(hotline)]
+    work(hotline, dues[0] + timedelta(seconds=30))  # sent, and left in no registry
+    phones.phone(CLINICIAN).expect_text(CHECKIN_WORDS)
+    healthy = hotline.services.telephony
+    use_telephony(hotline, BrokenTelephony())
+    work(hotline, dues[1] + timedelta(seconds=30))  # a failed job, kept for a week
+    use_telephony(hotline, healthy)
+
+    with at(hotline, dues[1] + timedelta(minutes=1)):  # registries drop entries past their TTL
+        held = registered_jobs(hotline.redis)
+    assert held["scheduled"] and held["failed"], held  # the scan below has something to read
+    jobs = Job.fetch_many(sorted(set().union(*held.values())), connection=hotline.redis)
+    for job in jobs:
+        assert job is not None
+        assert all(type(arg) is int for arg in job.args) and not job.kwargs, job.id
+    secrets = [CLINICIAN, CLINICIAN[2:], ALICE, ALICE[2:], FIRST_WORDS, DEFAULT_CHECKIN_TEXT[:40]]
+    contents = redis_contents(hotline.redis)
+    for secret in secrets:
+        assert not [b for b in contents if secret.encode() in b], f"Redis holds {secret[:4]}…"
+    phones.assert_no_unexpected()

@@ -1,0 +1,207 @@
+"""The admin API: tokens and scope, the roster, the schedule layers, stats, clean refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from werkzeug.test import TestResponse
+
+from hotline import accounts, verification
+from hotline.db import transaction
+from hotline.programmes import ensure_programme
+from tests.kit.harness import Hotline
+
+ALICE, BOB = "+15550108001", "+15550108002"
+
+
+@dataclass
+class Api:
+    hotline: Hotline
+    token: str
+
+    def call(self, method: str, path: str, json: Any = None, **kw: Any) -> TestResponse:
+        headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
+        return self.hotline.client.open(
+            f"/api/v1{path}", method=method, json=json, headers=headers, **kw
+        )
+
+    def ok(self, method: str, path: str, json: Any = None, status: int = 200) -> Any:
+        response = self.call(method, path, json)
+        assert response.status_code == status, response.get_json()
+        return response.get_json()
+
+    def verified(self, name: str, phone: str) -> int:
+        created = self.ok("POST", "/supporters", {"name": name, "phone": phone}, 201)
+        with self.hotline.session() as session:
+            code = verification.code_of(session, self.hotline.services.vault, created["id"])
+        confirmed = self.ok(
+            "POST", f"/supporters/{created['id']}/verification/confirm", {"code": code}
+        )
+        assert confirmed["phone_verified"] is True
+        return int(created["id"])
+
+
+def make_token(hotline: Hotline, programme_id: int | None) -> str:
+    with transaction(hotline.services.sessions) as session:
+        return accounts.create_api_token(session, "tests", programme_id)
+
+
+@pytest.fixture
+def api(hotline: Hotline) -> Iterator[Api]:
+    yield Api(hotline, make_token(hotline, hotline.programme_id))
+
+
+def test_supporters_round_trip_with_masked_phones(api: Api) -> None:
+    created = api.ok(
+        "POST",
+        "/supporters",
+        {"name": "Alice", "phone": ALICE, "discipline": "nurse", "max_conversations": 3},
+        201,
+    )
+    assert created["phone"] == "+1•••••••001"
+    assert created["phone_verified"] is False
+    assert ALICE not in str(api.ok("GET", "/supporters"))
+    path = f"/supporters/{created['id']}"
+    assert api.ok("PATCH", path, {"name": "Alicia"})["name"] == "Alicia"
+    assert api.call("DELETE", path).status_code == 204
+    assert api.ok("GET", path)["active"] is False
+
+
+def test_the_on_call_answer_follows_rotations_and_overrides(api: Api) -> None:
+    alice, bob = api.verified("Alice", ALICE), api.verified("Bob", BOB)
+    api.ok("PATCH", "/programme", {"timezone": "America/New_York"})
+    rotation = api.ok(
+        "POST",
+        "/rotations",
+        {
+            "name": "Weekly",
+            "handoff_weekday": "monday",
+            "handoff_time": "09:00",
+            "anchor_date": "2026-03-01",
+            "supporter_ids": [alice, bob],
+        },
+        201,
+    )
+    assert rotation["timezone"] == "America/New_York"
+    at = "2026-03-10T12:00:00-04:00"  # Bob's week (the hand-off moved with DST)
+    assert [s["id"] for s in api.ok("GET", f"/oncall?at={at}")["supporters"]] == [bob]
+    override = api.ok(
+        "POST",
+        "/overrides",
+        {
+            "supporter_id": alice,
+            "covers_for_id": bob,
+            "starts_at": "2026-03-10T08:00:00-04:00",
+            "ends_at": "2026-03-10T20:00:00-04:00",
+        },
+        201,
+    )
+    answer = api.ok("GET", "/oncall?at=2026-03-10T12:00:00%2B00:00")
+    assert [s["id"] for s in answer["supporters"]] == [alice]
+    assert [s["id"] for s in api.ok("GET", "/oncall?at=2026-03-10T12:00:00 00:00")["supporters"]]
+    assert api.call("DELETE", f"/overrides/{override['id']}").status_code == 204
+    assert [s["id"] for s in api.ok("GET", f"/oncall?at={at}")["supporters"]] == [bob]
+
+
+def test_shifts_gaps_and_stats(api: Api) -> None:
+    alice = api.verified("Alice", ALICE)
+    shift = api.ok(
+        "POST",
+        "/shifts",
+        {
+            "supporter_id": alice,
+            "starts_at": "2026-03-03T09:00:00Z",
+            "ends_at": "2026-03-03T17:00:00Z",
+        },
+        201,
+    )
+    listed = api.ok("GET", "/shifts?from=2026-03-01T00:00:00Z&to=2026-03-08T00:00:00Z")
+    assert listed == [shift]
+    gaps = api.ok("GET", "/coverage-gaps?from=2026-03-03T00:00:00Z&to=2026-03-04T00:00:00Z")
+    assert [(g["starts_at"], g["ends_at"]) for g in gaps["gaps"]] == [
+        ("2026-03-03T00:00:00+00:00", "2026-03-03T09:00:00+00:00"),
+        ("2026-03-03T17:00:00+00:00", "2026-03-04T00:00:00+00:00"),
+    ]
+    stats = api.ok("GET", "/stats")
+    assert stats["contacts"] == 0 and stats["small_count_threshold"] == 5
+    assert api.call("DELETE", f"/shifts/{shift['id']}").status_code == 204
+    assert api.call("GET", f"/shifts/{shift['id']}").status_code == 404
+
+
+REFUSALS = [
+    ("POST", "/supporters", {"name": "A", "phone": "5550108001"}, 422, "E.164"),
+    ("POST", "/supporters", {"name": "A", "phone": "+1555010800"}, 422, "E.164"),
+    ("POST", "/supporters", {"name": "A", "phone": "+15550108001\x00"}, 422, "NUL"),
+    ("POST", "/supporters", {"name": "A"}, 422, "phone is required"),
+    ("POST", "/supporters", {"name": "A", "phone": ALICE, "admin": True}, 422, "unknown field"),
+    ("POST", "/supporters", {"name": "A", "phone": ALICE, "max_conversations": "2"}, 422, "whole"),
+    ("POST", "/supporters", ["not", "an", "object"], 400, "JSON object"),
+    ("PATCH", "/programme", {"timezone": "Mars/Olympus_Mons"}, 422, "IANA"),
+    ("PATCH", "/programme", {"timezone": "../../../etc/passwd"}, 422, "IANA"),
+    ("PATCH", "/programme", {"checkin_hours": "all day"}, 422, "window"),
+    ("GET", "/oncall?at=tomorrow", None, 422, "ISO 8601"),
+    ("GET", "/oncall?at=2026-03-10T12:00:00", None, 422, "offset"),
+    ("GET", "/shifts?from=2026-03-10T00:00:00Z&to=2026-01-01T00:00:00Z", None, 422, "after"),
+    ("POST", "/shifts", {"supporter_id": 1, "starts_at": "x", "ends_at": "y"}, 422, "supporter"),
+    ("GET", "/supporters/99999999999999999999", None, 404, "no such"),
+    ("GET", "/nothing-here", None, 404, "not found"),
+]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(("method", "path", "json", "status", "message"), REFUSALS)
+def test_bad_requests_are_refused_cleanly(
+    api: Api, method: str, path: str, json: Any, status: int, message: str
+) -> None:
+    response = api.call(method, path, json)
+    assert response.status_code == status
+    error = response.get_json()["error"]
+    assert error["status"] == status and message in error["message"]
+
+
+def test_tokens_are_required_and_scoped(hotline: Hotline, api: Api) -> None:
+    assert hotline.client.get("/api/v1/supporters").status_code == 401
+    bad = hotline.client.get("/api/v1/supporters", headers={"Authorization": "Bearer hl_nope"})
+    assert bad.status_code == 401 and bad.headers["WWW-Authenticate"].startswith("Bearer")
+    alice = api.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)["id"]
+    with transaction(hotline.services.sessions) as session:
+        other = ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        ).id
+    theirs = Api(hotline, make_token(hotline, other))
+    assert theirs.call("GET", f"/supporters/{alice}").status_code == 404
+    assert theirs.call("PATCH", f"/supporters/{alice}", {"name": "x"}).status_code == 404
+    assert theirs.call("DELETE", f"/supporters/{alice}").status_code == 404
+    assert theirs.ok("GET", "/supporters") == []
+    assert theirs.call("GET", "/supporters?programme=default").status_code == 404
+    everyone = Api(hotline, make_token(hotline, None))
+    assert [s["id"] for s in everyone.ok("GET", "/supporters")] == [alice]
+    refused = everyone.call("POST", "/supporters", {"name": "Bob", "phone": BOB})
+    assert (
+        refused.status_code == 400 and "?programme=SLUG" in refused.get_json()["error"]["message"]
+    )
+    everyone.ok("POST", "/supporters?programme=north", {"name": "Bob", "phone": BOB}, 201)
+
+
+def test_injection_strings_are_stored_inertly(api: Api) -> None:
+    name = "Robert'); DROP TABLE supporters;-- <script>alert(1)</script>"
+    created = api.ok("POST", "/supporters", {"name": name, "phone": ALICE}, 201)
+    assert api.ok("GET", f"/supporters/{created['id']}")["name"] == name
+    assert len(api.ok("GET", "/supporters")) == 1
+    response = api.call("GET", "/supporters")
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_openapi_document_is_public_and_names_every_route(hotline: Hotline) -> None:
+    document = hotline.client.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    routes = {
+        rule.rule.removeprefix("/api/v1").replace("<int:", "{").replace(">", "}")
+        for rule in hotline.app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1")
+    }
+    assert routes == set(document["paths"])

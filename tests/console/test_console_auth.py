@@ -1,0 +1,114 @@
+"""Console sign-in: revocable server-side sessions, idle timeout, throttling, CSRF, headers."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from hotline import signin
+from tests.console.conftest import PASSWORD, Console, add_coordinator, csrf_of, sign_in
+from tests.kit.harness import Hotline
+
+PAGES = ["/console/", "/console/live", "/console/roster", "/console/schedule", "/console/audit"]
+
+
+def session_cookie(client: FlaskClient) -> str:
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return cookie.value
+
+
+@pytest.mark.sqlite_only
+def test_every_page_needs_a_signed_in_coordinator(hotline: Hotline) -> None:
+    for path in PAGES:
+        response = hotline.client.get(path)
+        assert response.status_code == 302
+        assert "/console/sign-in" in response.headers["Location"]
+
+
+def test_sign_out_kills_a_copied_session_cookie(console: Console) -> None:
+    stolen = session_cookie(console.client)
+    thief = console.hotline.app.test_client()
+    thief.set_cookie("session", stolen)
+    assert thief.get("/console/live").status_code == 200  # the copy works while signed in
+    response = console.post("/console/sign-out", {}, form_page="/console/live")
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    assert thief.get("/console/live").status_code == 302
+    assert console.client.get("/console/live").status_code == 302
+
+
+@pytest.mark.sqlite_only
+def test_an_idle_session_times_out(console: Console) -> None:
+    console.hotline.clock.advance(minutes=29)
+    assert console.client.get("/console/live").status_code == 200
+    console.hotline.clock.advance(minutes=29)  # still within 30 minutes of the last request
+    assert console.client.get("/console/live").status_code == 200
+    console.hotline.clock.advance(minutes=31)
+    assert console.client.get("/console/live").status_code == 302
+
+
+def test_wrong_passwords_are_throttled_but_never_locked_for_good(hotline: Hotline) -> None:
+    add_coordinator(hotline)
+    client = hotline.app.test_client()
+    for _ in range(signin.MAX_PER_EMAIL):
+        assert sign_in(client, password="wrong password!") == 401
+    assert sign_in(client) == 429  # even the right password waits
+    page = client.get("/console/sign-in")
+    assert page.status_code == 200
+    hotline.clock.advance(minutes=16)
+    assert sign_in(client) == 302
+
+
+@pytest.mark.sqlite_only
+def test_unknown_email_and_wrong_password_answer_alike(hotline: Hotline) -> None:
+    add_coordinator(hotline)
+    first = hotline.app.test_client()
+    page = first.get("/console/sign-in").get_data(as_text=True)
+    unknown = first.post(
+        "/console/sign-in",
+        data={"email": "nobody@example.org", "password": PASSWORD, "csrf_token": csrf_of(page)},
+    )
+    wrong = hotline.app.test_client()
+    assert sign_in(wrong, password="not the password") == 401
+    assert unknown.status_code == 401
+    assert "do not match an account" in unknown.get_data(as_text=True)
+
+
+@pytest.mark.sqlite_only
+def test_forms_without_a_csrf_token_are_refused(console: Console) -> None:
+    response = console.client.post("/console/roster", data={"name": "A", "phone": "+15550108001"})
+    assert response.status_code == 400
+    response = console.client.post("/console/sign-out")
+    assert response.status_code == 400
+    assert console.client.get("/console/live").status_code == 200  # still signed in
+
+
+@pytest.mark.sqlite_only
+def test_a_session_from_another_app_secret_is_worthless(hotline: Hotline) -> None:
+    forged = hotline.app.test_client()
+    forged.set_cookie("session", "eyJfdXNlcl9pZCI6ImZvcmdlZCJ9.aaaa.bbbb")
+    assert forged.get("/console/live").status_code == 302
+
+
+@pytest.mark.sqlite_only
+def test_security_headers(console: Console) -> None:
+    for path in ("/console/sign-in", "/console/live", "/api/v1/openapi.json"):
+        headers = console.client.get(path).headers
+        assert headers["X-Frame-Options"] == "DENY"
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Cache-Control"] == "no-store"
+    cookie = console.client.get_cookie("session")
+    assert cookie is not None and cookie.http_only
+
+
+@pytest.mark.sqlite_only
+def test_signing_in_twice_gives_separate_sessions(hotline: Hotline) -> None:
+    add_coordinator(hotline)
+    phone, laptop = hotline.app.test_client(), hotline.app.test_client()
+    assert sign_in(phone) == 302 and sign_in(laptop) == 302
+    console = Console(hotline, phone)
+    console.post("/console/sign-out", {}, form_page="/console/live")
+    assert laptop.get("/console/live").status_code == 200

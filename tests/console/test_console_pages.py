@@ -1,0 +1,180 @@
+"""The console in the Flask test client: every page, its forms, escaping and masking."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from hotline import verification
+from hotline.db import transaction
+from hotline.programmes import ensure_programme
+from tests.console.conftest import Console, add_coordinator, add_verified, sign_in
+from tests.kit.harness import Hotline
+
+pytestmark = pytest.mark.sqlite_only  # the pages; the database side runs on both tiers elsewhere
+ALICE, BOB = "+15550108001", "+15550108002"
+XSS = "<script>alert('x')</script>"
+
+
+def test_every_page_renders_for_a_signed_in_coordinator(console: Console) -> None:
+    add_verified(console.hotline, "Alice", ALICE)
+    for path in (
+        "/console/live",
+        "/console/roster",
+        "/console/roster/import",
+        "/console/schedule",
+        "/console/schedule?view=month",
+        "/console/reports",
+        "/console/settings",
+        "/console/audit",
+    ):
+        page = console.get(path)
+        assert "<main" in page and ALICE not in page
+
+
+def test_adding_a_supporter_masks_the_number_and_escapes_the_name(console: Console) -> None:
+    response = console.post(
+        "/console/roster",
+        {
+            "name": XSS,
+            "phone": "(555) 010-8001",
+            "discipline": "nurse",
+            "max_conversations": 2,
+            "active": "y",
+        },
+    )
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    page = console.get("/console/roster")
+    assert "+1•••••••001" in page and ALICE not in page
+    assert XSS not in page and "&lt;script&gt;" in page
+    assert "Awaiting code" in page
+    audit = console.get("/console/audit")
+    assert "supporter.add" in audit and ALICE not in audit
+
+
+def test_a_supporter_is_verified_with_the_texted_code(console: Console) -> None:
+    added = console.post(
+        "/console/roster", {"name": "Alice", "phone": ALICE, "max_conversations": 2, "active": "y"}
+    )
+    detail = added.headers["Location"]  # type: ignore[attr-defined]
+    hotline = console.hotline
+    hotline.run_jobs()
+    (text,) = [m for m in hotline.fake.messages if m["to"] == ALICE]
+    code = re.search(r"\b(\d{6})\b", str(text["body"]))
+    assert code is not None
+    wrong = console.post(f"{detail}/code", {"code": "not it"}, form_page=detail)
+    assert wrong.status_code == 302  # type: ignore[attr-defined]
+    assert "not right" in console.get(detail)
+    console.post(f"{detail}/code", {"code": code.group(1)}, form_page=detail)
+    assert "Verified" in console.get(detail)
+
+
+def test_bad_input_is_shown_next_to_the_field(console: Console) -> None:
+    response = console.post(
+        "/console/roster", {"name": "Alice", "phone": "call me", "max_conversations": 2}
+    )
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    assert "not a valid phone number" in response.get_data(as_text=True)  # type: ignore[attr-defined]
+    response = console.post("/console/settings", {"timezone": "Mars/Base"})
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    assert "not an IANA time zone" in response.get_data(as_text=True)  # type: ignore[attr-defined]
+
+
+def test_a_rotation_and_an_override_change_the_on_call_answer(console: Console) -> None:
+    hotline = console.hotline
+    alice, bob = add_verified(hotline, "Alice", ALICE), add_verified(hotline, "Bob", BOB)
+    assert "Coverage gap ahead" in console.get("/console/live")
+    page = "/console/schedule?view=week&date=2026-03-02"
+    console.post(
+        "/console/schedule/rotations?view=week&date=2026-03-02",
+        {
+            "rotation-name": "Weekly",
+            "rotation-handoff_weekday": 0,
+            "rotation-handoff_time": "09:00",
+            "rotation-anchor_date": "2026-03-01",
+            "rotation-members-0": alice,
+            "rotation-members-1": bob,
+        },
+        form_page=page,
+    )
+    answer = console.get("/console/schedule?date=2026-03-02&at=2026-03-03T12:00")
+    assert re.search(r"on-call-answer.*?<strong>Alice</strong>", answer, re.S)
+    assert "Gap: nobody on call" in answer  # Monday before the first 09:00 hand-off
+    console.post(
+        "/console/schedule/overrides",
+        {
+            "override-supporter_id": bob,
+            "override-covers_for_id": alice,
+            "override-starts_at": "2026-03-03T08:00",
+            "override-ends_at": "2026-03-03T18:00",
+        },
+        form_page=page,
+    )
+    answer = console.get("/console/schedule?date=2026-03-02&at=2026-03-03T12:00")
+    assert re.search(r"on-call-answer.*?<strong>Bob</strong>", answer, re.S)
+    month = console.get("/console/schedule?view=month&date=2026-03-02")
+    assert "Alice" in month and "Bob" in month
+
+
+def test_reports_show_a_chart_and_export_csv(console: Console) -> None:
+    page = console.get("/console/reports?from=2026-01-01&to=2026-03-01")
+    assert "<svg" in page and "Contacts per week" in page
+    response = console.client.get("/console/reports/export.csv?from=2026-01-01&to=2026-03-01")
+    assert response.mimetype == "text/csv"
+    assert response.get_data(as_text=True).startswith("week starting,total,sms,voice")
+
+
+def test_csv_import_reports_each_row(console: Console) -> None:
+    csv_text = "name,phone\nAlice,+15550108001\nBob,nope\n"
+    response = console.client.post(
+        "/console/roster/import",
+        data={
+            "csrf_token": _token(console, "/console/roster/import"),
+            "file": (io.BytesIO(csv_text.encode()), "cohort.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    page = response.get_data(as_text=True)
+    assert "1 added, 1 rejected" in page and "not a valid phone number" in page
+
+
+def _token(console: Console, path: str) -> str:
+    from tests.console.conftest import csrf_of
+
+    return csrf_of(console.get(path))
+
+
+def test_settings_are_saved_and_numbers_stay_masked(console: Console) -> None:
+    response = console.post(
+        "/console/settings",
+        {"greeting": "Hello", "alert_phone": "+15550106000", "checkin_hours": "any"},
+    )
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    page = console.get("/console/settings")
+    assert "+1•••••••000" in page and "+15550106000" not in page
+    assert "\nHello</textarea>" in page
+
+
+def test_coordinators_see_only_their_programme_and_admins_can_switch(hotline: Hotline) -> None:
+    with transaction(hotline.services.sessions) as session:
+        north = ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        ).id
+    alice = add_verified(hotline, "Alice", ALICE)
+    add_coordinator(hotline, "north@example.org", programme_id=north)
+    add_coordinator(hotline, "admin@example.org", admin=True)
+    theirs = hotline.app.test_client()
+    assert sign_in(theirs, "north@example.org") == 302
+    assert theirs.get(f"/console/roster/{alice}").status_code == 404
+    assert "Alice" not in theirs.get("/console/roster").get_data(as_text=True)
+    admin = Console(hotline, hotline.app.test_client())
+    assert sign_in(admin.client, "admin@example.org") == 302
+    assert "Alice" in admin.get("/console/roster")
+    admin.post("/console/programme", {"programme_id": north}, form_page="/console/live")
+    assert "Alice" not in admin.get("/console/roster")
+
+
+def test_verification_outcomes_have_messages() -> None:
+    assert set(verification.MESSAGES) == set(verification.Outcome)

@@ -1,0 +1,54 @@
+"""iCalendar feeds: a supporter's own periods, the programme's schedule, valid iCalendar."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from icalendar import Calendar
+
+from hotline import feeds, rota
+from hotline.db import transaction
+from hotline.models import Programme, Supporter
+from tests.console.conftest import ACTOR, add_verified
+from tests.kit.harness import Hotline
+
+ALICE, BOB = "+15550108001", "+15550108002"
+
+
+def test_feeds_list_on_call_periods_and_only_the_supporters_own(hotline: Hotline) -> None:
+    alice, bob = add_verified(hotline, "Alice", ALICE), add_verified(hotline, "Bob", BOB)
+    now = hotline.clock.now
+    with transaction(hotline.services.sessions) as session:
+        rota.add_shift(
+            session, hotline.programme_id, alice, now, now + timedelta(hours=8), ACTOR, now
+        )
+        rota.add_shift(
+            session,
+            hotline.programme_id,
+            bob,
+            now + timedelta(days=1),
+            now + timedelta(days=2),
+            ACTOR,
+            now,
+        )
+        token = feeds.programme_token(session, hotline.programme_id)
+        assert feeds.programme_token(session, hotline.programme_id) == token
+    with hotline.session() as session:
+        supporter = session.get_one(Supporter, alice)
+        assert supporter.calendar_token and feeds.supporter_by_token(
+            session, supporter.calendar_token
+        )
+        assert feeds.supporter_by_token(session, "short") is None
+        own = Calendar.from_ical(feeds.supporter_feed(session, supporter, "Peer support", now))
+        programme = feeds.programme_by_token(session, token)
+        assert isinstance(programme, Programme)
+        everyone = Calendar.from_ical(feeds.programme_feed(session, programme, now))
+    own_events = own.walk("VEVENT")
+    assert [(e.decoded("dtstart"), e.decoded("dtend")) for e in own_events] == [
+        (now, now + timedelta(hours=8))
+    ]
+    assert sorted(str(e["summary"]) for e in everyone.walk("VEVENT")) == [
+        "On call: Alice",
+        "On call: Bob",
+    ]
+    assert ALICE not in feeds.programme_feed.__doc__ + str(everyone.to_ical())  # type: ignore[operator]

@@ -1,0 +1,107 @@
+"""Shift reminders and coverage-gap warnings: planned and sent by the sweeper, once each."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from hotline import rota
+from hotline.db import transaction
+from hotline.models import Notice, NoticeKind, NoticeState, Programme, ScheduleSettings
+from hotline.people import ALERT_CONTEXT
+from tests.console.conftest import ACTOR, add_verified
+from tests.kit.harness import HOTLINE, POOL, Hotline
+
+ALICE = "+15550108001"
+COORDINATOR = "+15550106000"
+
+
+def configure(hotline: Hotline, reminder: int | None, warning: int | None) -> None:
+    with transaction(hotline.services.sessions) as session:
+        session.add(
+            ScheduleSettings(
+                programme_id=hotline.programme_id,
+                reminder_minutes=reminder,
+                gap_warning_hours=warning,
+            )
+        )
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.alert_phone_sealed = hotline.services.vault.seal(COORDINATOR, ALERT_CONTEXT)
+
+
+def shift_in(hotline: Hotline, supporter_id: int, minutes: int, hours: int) -> None:
+    start = hotline.clock.now + timedelta(minutes=minutes)
+    with transaction(hotline.services.sessions) as session:
+        rota.add_shift(
+            session,
+            hotline.programme_id,
+            supporter_id,
+            start,
+            start + timedelta(hours=hours),
+            ACTOR,
+            hotline.clock.now,
+        )
+
+
+def texts_to(hotline: Hotline, number: str) -> list[dict[str, object]]:
+    return [m for m in hotline.fake.messages if m["to"] == number]
+
+
+def test_a_reminder_goes_out_once_before_the_shift(hotline: Hotline) -> None:
+    configure(hotline, reminder=30, warning=None)
+    alice = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice, minutes=45, hours=8)
+    hotline.sweep()
+    assert texts_to(hotline, ALICE) == []  # 45 minutes ahead: not yet
+    hotline.clock.advance(minutes=20)
+    hotline.sweep()
+    hotline.sweep()
+    (reminder,) = texts_to(hotline, ALICE)
+    assert reminder["from_"] == POOL[0]
+    assert "reminder, you are on call" in str(reminder["body"])
+
+
+def test_a_gap_warning_goes_to_the_alert_phone_once(hotline: Hotline) -> None:
+    configure(hotline, reminder=None, warning=24)
+    alice = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice, minutes=-60, hours=5)  # on now; nobody after four hours
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    (warning,) = texts_to(hotline, COORDINATOR)
+    assert warning["from_"] == HOTLINE
+    assert "nobody is on call" in str(warning["body"])
+    assert texts_to(hotline, ALICE) == []
+
+
+def test_nothing_is_texted_without_schedule_settings(hotline: Hotline) -> None:
+    add_verified(hotline, "Alice", ALICE)
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    assert texts_to(hotline, COORDINATOR) == []
+    with hotline.session() as session:
+        kinds = session.scalars(select(Notice.kind)).all()
+    assert kinds == [NoticeKind.VERIFICATION]
+
+
+def test_a_reminder_for_a_shift_deleted_before_it_is_sent_is_skipped(hotline: Hotline) -> None:
+    configure(hotline, reminder=30, warning=None)
+    alice = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice, minutes=10, hours=1)
+    with transaction(hotline.services.sessions) as session:
+        from hotline.notices import create, options_of, plan
+
+        for planned in plan(session, options_of(session, hotline.programme_id), hotline.clock.now):
+            create(session, hotline.programme_id, planned, hotline.clock.now)
+        for shift in rota.shifts(
+            session, hotline.programme_id, hotline.clock.now, hotline.clock.now + timedelta(days=1)
+        ):
+            rota.delete_shift(session, shift, ACTOR, hotline.clock.now)
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    assert texts_to(hotline, ALICE) == []
+    with hotline.session() as session:
+        reminder = session.scalar(select(Notice).where(Notice.kind == NoticeKind.REMINDER))
+    assert reminder is not None and reminder.state == NoticeState.SKIPPED

@@ -1,0 +1,112 @@
+"""Reports: aggregates only, small counts not broken down, weeks in the programme's zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from hotline import stats
+from hotline.db import transaction
+from hotline.models import (
+    Channel,
+    CheckIn,
+    CheckInState,
+    Clinician,
+    Conversation,
+    ConversationState,
+)
+from tests.kit.harness import Hotline
+
+NY = ZoneInfo("America/New_York")
+START = datetime(2026, 3, 2, 5, tzinfo=UTC)  # Monday 00:00 New York
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        ({"sms": 12, "voice": 7}, {"sms": 12, "voice": 7}),
+        ({"sms": 12, "voice": 0}, {"sms": 12, "voice": 0}),
+        ({"sms": 12, "voice": 3}, {"sms": None, "voice": None}),  # 3 would single people out
+        ({"sms": 1, "voice": 0}, {"sms": None, "voice": None}),
+        ({"sms": 0, "voice": 0}, {"sms": 0, "voice": 0}),
+    ],
+)
+def test_small_counts_hide_the_whole_breakdown(
+    cells: dict[str, int], expected: dict[str, int | None]
+) -> None:
+    assert stats.suppress(cells) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [([1.0], 90, 1.0), ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 90, 9), ([5, 1, 3], 50, 3)],
+)
+def test_percentile_is_nearest_rank(values: list[float], q: float, expected: float) -> None:
+    assert stats.percentile(values, q) == expected
+
+
+def test_weeks_are_local_mondays_and_empty_weeks_are_listed() -> None:
+    sunday_night_local = datetime(2026, 3, 9, 3, tzinfo=UTC)  # Sunday 23:00 EDT: week of 2 Mar
+    rows = [(sunday_night_local, "sms")] * 5 + [(START + timedelta(days=15), "voice")]
+    found = stats.weeks(rows, NY, START, datetime(2026, 3, 23, 4, tzinfo=UTC))  # 00:00 EDT
+    assert [(w.week_start, w.total, w.by_channel) for w in found] == [
+        (date(2026, 3, 2), 5, {"sms": 5, "voice": 0}),
+        (date(2026, 3, 9), 0, {"sms": 0, "voice": 0}),
+        (date(2026, 3, 16), 1, {"sms": None, "voice": None}),
+    ]
+
+
+def test_report_counts_contacts_responses_fallbacks_and_checkins(hotline: Hotline) -> None:
+    with transaction(hotline.services.sessions) as session:
+        clinician = Clinician(programme_id=hotline.programme_id, checkins_declined=True)
+        session.add(clinician)
+        session.flush()
+        for minutes in range(1, 11):  # ten texts answered after 1..10 minutes
+            created = START + timedelta(hours=minutes)
+            session.add(
+                Conversation(
+                    programme_id=hotline.programme_id,
+                    clinician_id=clinician.id,
+                    channel=Channel.SMS,
+                    state=ConversationState.ENDED,
+                    created_at=created,
+                    accepted_at=created + timedelta(minutes=minutes),
+                )
+            )
+        fallback = Conversation(
+            programme_id=hotline.programme_id,
+            channel=Channel.VOICE,
+            created_at=START + timedelta(days=1),
+            fallback_at=START + timedelta(days=1),
+        )
+        session.add(fallback)
+        session.flush()
+        session.add(
+            CheckIn(
+                programme_id=hotline.programme_id,
+                conversation_id=fallback.id,
+                clinician_id=clinician.id,
+                sequence=1,
+                due_at=START + timedelta(days=2),
+                state=CheckInState.SENT,
+                sent_at=START + timedelta(days=2),
+                replied_at=START + timedelta(days=2, hours=1),
+            )
+        )
+    with hotline.session() as session:
+        report = stats.report(session, hotline.programme_id, NY, START, START + timedelta(days=7))
+    assert (report.contacts, report.answered, report.fallbacks) == (11, 10, 1)
+    assert report.response_median_s == 330  # 5.5 minutes
+    assert report.response_p90_s == 540
+    assert (report.checkins_sent, report.checkins_replied, report.checkins_opted_out) == (1, 1, 1)
+    assert report.weeks[0].by_channel == {"sms": None, "voice": None}  # one call: hidden
+    csv_text = "\n".join(",".join(row) for row in stats.csv_rows(report))
+    assert "<5" in csv_text and "+1" not in csv_text
+
+
+def test_response_times_need_five_answered_conversations(hotline: Hotline) -> None:
+    with hotline.session() as session:
+        report = stats.report(session, hotline.programme_id, NY, START, START + timedelta(days=7))
+    assert report.response_median_s is None and report.response_p90_s is None

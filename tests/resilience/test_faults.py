@@ -1,0 +1,463 @@
+"""Faults with the real services stopped and started: nothing is lost, nothing is sent twice,
+and Twilio always gets an answer in time.
+
+- Redis stopped, or hung (SIGSTOP), when texts arrive: the relay and the offer still go out in
+  the TwiML, within two seconds; once Redis is back, the sweeper does what its wake-ups would.
+- PostgreSQL refusing connections mid-run (backends terminated, the database closed to new
+  ones), or accepting connections and never answering: Twilio gets the crisis line, no 5xx, no
+  trace of the internals.
+- Twilio answering 429 or 503, or hanging: texts from jobs are retried a bounded number of times
+  and webhooks stay fast, since they never call Twilio.
+- A ``hotline worker`` process SIGKILLed while Twilio hangs on a check-in: the check-in is never
+  sent again, and the work queued behind it and the offer time-outs still happen.
+
+The check-in retry policy itself (backoff, attempts, read timeouts) is tested in
+tests/checkins/test_checkins.py; this file is about the faults around it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+from flask import Flask
+from redis import Redis
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
+
+from hotline import tasks
+from hotline.app import build_services, create_app
+from hotline.effects import RETRY_DELAYS
+from hotline.models import CheckIn, CheckInState, Offer, OfferState
+from hotline.settings import load_settings
+from hotline.wakeups import Task
+from tests.kit.databases import Tiers, empty_tables, postgres_server
+from tests.kit.fake_twilio import AUTH_TOKEN, FakeTwilio
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline, make_hotline
+from tests.kit.harness import test_env as environment_for
+from tests.kit.phones import Phones
+from tests.kit.servers import RedisServer
+from tests.kit.signing import signed_post
+from workers.queue import connect
+
+CLINICIAN, SECOND, THIRD = "+15550109001", "+15550109002", "+15550109003"
+ALICE, BOB = "+15550108001", "+15550108002"
+OFFER = "Reply ACCEPT"
+FAST = 2.0  # seconds: what a webhook may take whatever is down
+CRISIS = "988"
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def twiml_texts(body: bytes) -> list[tuple[str, str]]:
+    """(to, body) of each <Message>; raises on a document Twilio could not parse."""
+    root = ET.fromstring(body)  # noqa: S314 - our own TwiML
+    return [(m.get("to", ""), m.findtext("Body") or m.text or "") for m in root.iter("Message")]
+
+
+def texted(hotline: Hotline, sender: str, to: str, body: str) -> tuple[list[tuple[str, str]], float]:
+    response, seconds = timed(lambda: hotline.sms(sender, to, body))
+    assert response.status_code == 200, response.status_code
+    return twiml_texts(response.get_data()), seconds
+
+
+def rest_texts(hotline: Hotline, to: str, containing: str = "") -> list[str]:
+    return [m["body"] for m in hotline.fake.messages if m["to"] == to and containing in m["body"]]
+
+
+def rq_keys(redis: Redis) -> list[bytes]:
+    return [k for k in redis.keys("rq:*") if not k.startswith((b"rq:worker", b"rq:workers"))]
+
+
+@pytest.fixture
+def line(
+    database_url: str,
+    redis_server: RedisServer | None,
+    fake_twilio: FakeTwilio,
+    tmp_path: Path,
+    sessions: object,  # empties the tables afterwards
+) -> Iterator[Hotline]:
+    """A hotline on the production Redis client (``workers.queue.connect``: short timeouts)."""
+    if redis_server is None:
+        pytest.skip("no real Redis server (integration tier skipped)")
+    redis_server.start()
+    redis = connect(redis_server.url)
+    redis.flushdb()
+    harness = make_hotline(database_url, redis, fake_twilio, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.clock.stop()
+        harness.services.sessions.kw["bind"].dispose()
+        redis_server.start()  # whatever the test stopped
+        redis.flushdb()
+        redis.close()
+
+
+@contextmanager
+def paused(server: RedisServer) -> Iterator[None]:
+    """Redis hung: the process is stopped (SIGSTOP), so connections open but nothing answers."""
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def test_with_redis_stopped_texts_still_relay_and_offer_and_the_sweeper_recovers(
+    line: Hotline, redis_server: RedisServer
+) -> None:
+    line.add_supporter("Alice", ALICE)
+    line.add_supporter("Bob", BOB)
+    redis_server.stop()
+
+    first, seconds = texted(line, CLINICIAN, HOTLINE, "I need to talk to someone")
+    assert seconds < FAST
+    assert [to for to, _ in first] == [CLINICIAN, ALICE]
+    assert OFFER in first[1][1]
+    held, seconds = texted(line, CLINICIAN, HOTLINE, "are you there?")
+    assert seconds < FAST and held == []
+
+    redis_server.start()  # empty: the offer's time-out wake-up is gone
+    assert rq_keys(line.redis) == []
+    line.clock.advance(seconds=line.settings.offer_timeout + tasks.SWEEP_GRACE.seconds + 1)
+    assert line.sweep().offers_expired == 1
+    assert len(rest_texts(line, BOB, OFFER)) == 1
+
+    redis_server.stop()  # and down again while they talk
+    accepted, seconds = texted(line, BOB, POOL[0], "ACCEPT")
+    assert seconds < FAST
+    assert [b for to, b in accepted if to == BOB][1:] == [
+        "I need to talk to someone",
+        "are you there?",
+    ]
+    relayed, seconds = texted(line, CLINICIAN, HOTLINE, "thank you")
+    assert seconds < FAST and relayed == [(BOB, "thank you")]
+    closed, seconds = texted(line, BOB, POOL[0], "DONE")
+    assert seconds < FAST and {to for to, _ in closed} == {BOB, CLINICIAN}
+
+    redis_server.start()  # the check-ins' wake-ups were lost too: the sweeper sends them
+    line.clock.advance(days=1, minutes=1)
+    assert line.sweep().checkins_sent == 1
+    assert len(rest_texts(line, CLINICIAN)) == 1
+    assert line.sweep().checkins_sent == 0
+
+
+@pytest.mark.sqlite_only
+def test_with_redis_hung_a_text_is_answered_in_time_and_health_says_so(
+    line: Hotline, redis_server: RedisServer
+) -> None:
+    line.add_supporter("Alice", ALICE)
+    with paused(redis_server):
+        first, seconds = texted(line, CLINICIAN, HOTLINE, "hello?")
+        assert seconds < FAST, f"a hung Redis held the webhook {seconds:.1f} s"
+        assert [to for to, _ in first] == [CLINICIAN, ALICE]
+        again, seconds = texted(line, SECOND, HOTLINE, "hello?")
+        assert seconds < FAST and len(again) == 2
+        health, seconds = timed(lambda: line.client.get("/healthz"))
+        assert seconds < FAST
+        assert health.get_json()["redis"] == "unavailable"
+    line.clock.advance(seconds=line.settings.offer_timeout + tasks.SWEEP_GRACE.seconds + 1)
+    assert line.sweep().offers_expired == 2
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+@contextmanager
+def closed_database(name: str) -> Iterator[None]:
+    """PostgreSQL stops serving ``name``: every backend terminated, new connections refused."""
+    admin = create_engine(postgres_server(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        connection.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+    try:
+        yield
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        admin.dispose()
+
+
+@pytest.fixture
+def on_postgres(
+    database_tiers: Tiers, fake_twilio: FakeTwilio, tmp_path: Path
+) -> Iterator[tuple[Hotline, str]]:
+    """A hotline on the PostgreSQL tier only (the fault is PostgreSQL's), with its database."""
+    url = database_tiers.url("postgres")
+    redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    harness = make_hotline(url, redis, fake_twilio, tmp_path)
+    engine = harness.services.sessions.kw["bind"]
+    try:
+        yield harness, str(engine.url.database)
+    finally:
+        harness.clock.stop()
+        empty_tables(engine)
+        engine.dispose()
+
+
+def assert_crisis_fallback(response: Any, seconds: float) -> None:
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert seconds < FAST, f"the fallback took {seconds:.1f} s"
+    assert CRISIS in body
+    for leak in ("Traceback", "Error", "psycopg", "sqlalchemy", "postgres", CLINICIAN):
+        assert leak not in body
+
+
+@pytest.mark.postgres
+def test_postgres_closing_mid_run_gets_the_crisis_line_fast_then_recovers(
+    on_postgres: tuple[Hotline, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    hotline, name = on_postgres
+    hotline.add_supporter("Alice", ALICE)
+    assert len(texted(hotline, CLINICIAN, HOTLINE, "hello")[0]) == 2  # pooled connections now
+
+    with closed_database(name):
+        response, seconds = timed(lambda: hotline.sms(SECOND, HOTLINE, "is anyone there"))
+        assert_crisis_fallback(response, seconds)
+        call = {"CallSid": "CA" + "e1" * 16, "From": SECOND, "To": HOTLINE}
+        response, seconds = timed(lambda: hotline.post("/twilio/voice", **call))
+        assert_crisis_fallback(response, seconds)
+        status = hotline.post("/twilio/status", MessageSid="SM" + "e2" * 16, MessageStatus="sent")
+        assert status.status_code == 503  # Twilio retries a callback; nothing to say to anyone
+        assert hotline.client.get("/healthz").get_json()["database"] == "unavailable"
+
+    # Back: the same pool reconnects (pre-ping), and the text Twilio retries is handled.
+    retried, seconds = texted(hotline, SECOND, HOTLINE, "is anyone there")
+    assert seconds < FAST and retried[0][0] == SECOND
+    assert "is anyone there" not in caplog.text and SECOND not in caplog.text
+
+
+class SilentServer:
+    """A TCP port that accepts connections and never says a word: a hung database server."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        self.socket.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+@pytest.fixture
+def hung_database(tmp_path: Path, fake_twilio: FakeTwilio) -> Iterator[Flask]:
+    server = SilentServer()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{server.port}/hotline"
+    settings = load_settings(environment_for(url, fake_twilio), instance_path=tmp_path)
+    redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    services = build_services(settings, redis=redis)
+    try:
+        yield create_app(services=services, redis=redis)
+    finally:
+        services.sessions.kw["bind"].dispose()
+        server.close()
+
+
+def test_a_database_that_accepts_and_never_answers_still_gets_twilio_the_crisis_line(
+    hung_database: Flask,
+) -> None:
+    """psycopg's default is to wait 130 s; libpq's shortest connect timeout is 2 s."""
+    params = {"MessageSid": "SM" + "e3" * 16, "From": CLINICIAN, "To": HOTLINE, "Body": "hi"}
+    client = hung_database.test_client()
+    response, seconds = timed(lambda: signed_post(client, PUBLIC_URL, "/twilio/sms", params, AUTH_TOKEN))
+    assert response.status_code == 200
+    assert seconds < 3.5, f"a hung database held the webhook {seconds:.1f} s"
+    assert CRISIS in response.get_data(as_text=True)
+
+
+# --- Twilio's REST API ------------------------------------------------------------------------
+
+
+def pending_offer(hotline: Hotline) -> Offer:
+    with hotline.session() as session:
+        return session.scalars(select(Offer).where(Offer.state == OfferState.PENDING)).one()
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(
+    ("status", "code"), [(429, 20429), (503, None), (500, 20500)], ids=["429", "503", "500"]
+)
+def test_a_refused_text_from_a_job_is_retried_briefly_then_given_up(
+    line: Hotline, status: int, code: int | None
+) -> None:
+    """An offer after a time-out goes out through the API: a refusal is retried, a bounded
+    number of times; if Twilio still refuses, the offer times out to the next peer in turn."""
+    line.add_supporter("Alice", ALICE)
+    line.add_supporter("Bob", BOB)
+    texted(line, CLINICIAN, HOTLINE, "hello")
+    line.fake.fail_next(n=len(RETRY_DELAYS), status=status, code=code)
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    assert tasks.expire_offer(line.services, pending_offer(line).id)
+    assert len(rest_texts(line, BOB, OFFER)) == 1, "sent once, on the last attempt"
+
+    texted(line, BOB, POOL[0], "ACCEPT")
+    texted(line, SECOND, HOTLINE, "hello")  # Alice is offered this one
+    line.fake.fail_next(n=len(RETRY_DELAYS) + 5, status=status, code=code)
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    _, seconds = timed(lambda: tasks.expire_offer(line.services, pending_offer(line).id))
+    assert seconds < sum(RETRY_DELAYS) + 1.5, "bounded"
+    assert len(rest_texts(line, BOB, OFFER)) == 1, "given up: Bob's second offer never went"
+    line.fake.clear_faults()
+    line.clock.advance(seconds=line.settings.offer_timeout + tasks.SWEEP_GRACE.seconds + 1)
+    assert line.sweep().offers_expired == 1  # nobody else is left: SECOND is told so
+    assert len(rest_texts(line, SECOND)) == 1
+
+
+@pytest.mark.sqlite_only
+def test_webhooks_stay_fast_while_twilio_hangs_on_a_job(line: Hotline) -> None:
+    """A job stuck in a hanging Twilio call does not slow any webhook: they never call Twilio."""
+    line.add_supporter("Alice", ALICE)
+    line.add_supporter("Bob", BOB)
+    texted(line, CLINICIAN, HOTLINE, "hello")
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    line.fake.hang_next(4.0, n=20)  # every API request now takes 4 s to answer
+    offer_id = pending_offer(line).id
+    job = threading.Thread(target=tasks.expire_offer, args=(line.services, offer_id))
+    job.start()
+    try:
+        slowest = 0.0
+        for step, (sender, to, body) in enumerate(
+            [
+                (SECOND, HOTLINE, "hello"),
+                (ALICE, POOL[0], "ACCEPT"),
+                (SECOND, HOTLINE, "thanks for answering"),
+                (ALICE, POOL[0], "of course"),
+                (ALICE, POOL[0], "DONE"),
+            ]
+        ):
+            texts, seconds = texted(line, sender, to, body)
+            assert texts, f"step {step} answered nothing"
+            slowest = max(slowest, seconds)
+        status = line.post("/twilio/status", MessageSid="SM" + "e4" * 16, MessageStatus="sent")
+        assert status.status_code == 204
+        assert job.is_alive(), "the job should still be waiting on Twilio"
+        assert slowest < 1.0, f"a webhook took {slowest:.1f} s"
+    finally:
+        line.fake.clear_faults()
+        job.join(30)
+    assert len(rest_texts(line, BOB, OFFER)) == 1
+
+
+# --- a worker killed mid-job ------------------------------------------------------------------
+
+
+def real_now(redis: Redis) -> datetime:
+    """The real time (the test's clock travels; a worker process's does not): Redis's clock."""
+    seconds, micros = redis.time()
+    return datetime.fromtimestamp(seconds + micros / 1e6, UTC)
+
+
+def worker_env(hotline: Hotline, redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
+    env = environment_for(hotline.settings.database_url, hotline.fake)
+    return {
+        **env,
+        "PATH": os.environ.get("PATH", ""),
+        "REDIS_URL": redis_server.url,
+        "HOTLINE_INSTANCE_PATH": str(tmp_path),
+    }
+
+
+def talk_then_done(phones: Phones, clinician: str, supporter: str) -> None:
+    phones.phone(clinician).texts("hello")
+    phones.phone(supporter).expect_text(OFFER)
+    phones.phone(supporter).texts("ACCEPT")
+    phones.phone(supporter).texts("DONE")
+
+
+def checkins_of(hotline: Hotline) -> list[CheckIn]:
+    with hotline.session() as session:
+        return list(session.scalars(select(CheckIn).where(CheckIn.sequence == 1)))
+
+
+def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
+    line: Hotline, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    now = real_now(line.redis)
+    line.clock.now = now - timedelta(days=1, minutes=10)  # check-ins due ten minutes ago
+    line.add_supporter("Alice", ALICE)
+    line.add_supporter("Bob", BOB)
+    phones = Phones(line)
+    talk_then_done(phones, CLINICIAN, ALICE)
+    talk_then_done(phones, SECOND, BOB)
+    line.clock.now = now - timedelta(minutes=11)
+    line.run_jobs()  # the jobs due before the check-ins (message record deletions)
+    line.clock.now = now
+    texted(line, THIRD, HOTLINE, "hello")  # an offer whose time-out is still to come
+    line.fake.hang_next(2.0)  # Twilio takes the next message, then is slow to say so
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hotline.cli", "worker"],  # as the Procfile runs it
+        env=worker_env(line, redis_server, tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not line.fake.messages and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert worker.poll() is None, "the worker exited instead of waiting on Twilio"
+        assert len(line.fake.messages) == 1
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    stuck = [c for c in checkins_of(line) if c.state == CheckInState.SENDING]
+    assert len(stuck) == 1 and stuck[0].claimed_at is not None
+    behind = [c for c in checkins_of(line) if c.state == CheckInState.SCHEDULED]
+    assert len(behind) == 1
+
+    # A replacement worker (in this process, on the test's clock) and the sweeper take over.
+    line.clock.now = stuck[0].claimed_at + timedelta(seconds=line.settings.offer_timeout + 30)
+    line.run_jobs()
+    line.sweep()
+    assert [c.state for c in checkins_of(line) if c.id == behind[0].id] == [CheckInState.SENT]
+    offers = [m for m in line.fake.messages if OFFER in m["body"]]
+    assert len(offers) == 1, "the time-out moved the third request on, once"
+
+    line.clock.advance(minutes=5)  # the stuck row is past STUCK_AFTER: in doubt, never resent
+    assert line.sweep().checkins_unknown == 1
+    line.services.wakeups.schedule(Task.SEND_CHECKIN, stuck[0].id)  # RQ re-running it
+    line.run_jobs()
+    line.sweep()
+    states = {c.id: c.state for c in checkins_of(line)}
+    assert states[stuck[0].id] == CheckInState.UNKNOWN
+    for clinician in (CLINICIAN, SECOND):
+        assert len(rest_texts(line, clinician, "Checking in")) == 1, "each exactly once"
