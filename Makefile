@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint  ## lint, type-check, then the whole test suite (SQLite and PostgreSQL tiers)
+	bash scripts/ensure-browser
 	$(BIN)/pytest
 
 bench: $(STAMP)

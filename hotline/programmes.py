@@ -116,9 +116,15 @@ def ensure_programme(
     hotline_number: str,
     pool_numbers: tuple[str, ...],
     timezone: str | None = None,
+    replace_pools: bool = True,
 ) -> Programme:
-    """Create the programme ``slug`` or bring its numbers up to date (idempotent)."""
+    """Create the programme ``slug`` or bring its numbers up to date (idempotent).
+
+    With ``replace_pools=False`` the given pool numbers are only added, never removed, so pool
+    numbers a coordinator added in the console survive ``hotline db upgrade``.
+    """
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
+    created = programme is None
     if programme is None:
         programme = Programme(slug=slug, name=name, hotline_number=hotline_number)
         session.add(programme)
@@ -127,6 +133,8 @@ def ensure_programme(
         programme.timezone = timezone
     wanted = [n for n in pool_numbers if n != hotline_number] or [hotline_number]
     current = {p.number: p for p in programme.pool_numbers}
+    if not (replace_pools or created):
+        wanted = list(current) + [n for n in wanted if n not in current]
     programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
     session.flush()
     return programme
@@ -140,4 +148,5 @@ def ensure_default_programme(session: Session, settings: Settings) -> Programme:
         name="Peer support",
         hotline_number=settings.hotline_number,
         pool_numbers=settings.pool_numbers,
+        replace_pools=False,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -10,7 +10,6 @@ from flask.testing import FlaskClient
 
 from hotline import accounts, roster, verification
 from hotline.db import transaction
-from hotline.models import Supporter
 from tests.kit.harness import Hotline
 
 ACTOR = "coordinator@example.org"
@@ -85,12 +84,3 @@ def console(hotline: Hotline) -> Iterator[Console]:
     client = hotline.app.test_client()
     assert sign_in(client) == 302
     yield Console(hotline, client)
-
-
-@pytest.fixture
-def supporter_named(hotline: Hotline) -> Callable[[int], Supporter]:
-    def get(supporter_id: int) -> Supporter:
-        with hotline.session() as session:
-            return session.get_one(Supporter, supporter_id)
-
-    return get

@@ -80,3 +80,13 @@ def test_short_passwords_are_refused(run) -> None:  # type: ignore[no-untyped-de
         main, ["coordinator", "create", "x@example.org"], input="short\nshort\n"
     )
     assert result.exit_code != 0 and "12 characters" in result.output
+
+
+def test_db_upgrade_keeps_pool_numbers_added_since(run) -> None:  # type: ignore[no-untyped-def]
+    with run.sessions() as session, session.begin():
+        programme = session.scalar(select(Programme))
+        programme.pool_numbers.append(PoolNumber(number="+15550100009"))  # as the console does
+    run("db", "upgrade")
+    with run.sessions() as session:
+        pool = set(session.scalars(select(PoolNumber.number)))
+    assert pool == {"+15550100001", "+15550100002", "+15550100009"}

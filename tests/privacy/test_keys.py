@@ -4,7 +4,6 @@ the new one, in batches, idempotently; afterwards the old key can go and nothing
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,8 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hotline import keys, routing, verification
 from hotline.cli import main
-from hotline.db import make_engine, make_sessionmaker, transaction
-from hotline.migrate import upgrade
+from hotline.db import transaction
 from hotline.models import Clinician, Conversation, PendingText, Programme, Supporter
 from hotline.people import (
     find_clinician,
@@ -55,12 +53,11 @@ def environment(database_url: str, data_key: str, tmp_path: Path) -> dict[str, s
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    """A database full of data sealed under OLD (its own file: the CLI opens it by URL)."""
-    url = f"sqlite:///{tmp_path / 'keys.sqlite3'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
+def database(
+    database_url: str, sessions: sessionmaker[Session], tmp_path: Path
+) -> tuple[str, sessionmaker[Session]]:
+    """The tier's database, full of data sealed under OLD."""
+    url = database_url
     settings = load_settings(environment(url, OLD, tmp_path))
     old = vault(OLD)
     with transaction(sessions) as session:
@@ -80,8 +77,7 @@ def database(tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
         record_opt_out(session, old, programme.id, CLINICIANS[0], HOTLINE)
         record_opt_out(session, old, programme.id, SUPPORTERS[1], "+15550100001")
         record_opt_out(session, old, programme.id, STRANGER, HOTLINE)
-    yield url, sessions
-    engine.dispose()
+    return url, sessions
 
 
 def test_rotate_moves_everything_to_the_first_key_in_batches_and_is_idempotent(

@@ -1,0 +1,521 @@
+"""Soak: signed webhooks at a steady rate against the real processes, with Redis restarted and
+the worker killed along the way; then count what was lost, duplicated or answered 5xx.
+
+    python -m bench soak                    # 5 minutes at 50 requests a second
+    python -m bench soak --duration 60      # a short run
+
+All on loopback and thrown away afterwards: a fresh PostgreSQL database on
+``HOTLINE_BENCH_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
+a ``redis-server`` of its own, the test kit's fake Twilio, and the Procfile's processes run as
+the Procfile says (``release``, then ``web`` under gunicorn and ``worker``), in production mode.
+The soak plays Twilio for the phones (see soak_traffic.py): clinicians and supporters text,
+offers are accepted or left to time out, texts the worker sends get their status callbacks.
+
+At a third of the run Redis is stopped for a few seconds and started again, empty; at two
+thirds the worker is SIGKILLed and a new one started, as a process manager would. After the
+load the soak drains (sessions finish, check-ins go out) for at most ``--drain`` seconds, then
+checks: no 5xx and no failed request; every word relayed exactly once, to the right phone and
+from the right masked number; every conversation accepted and closed; every check-in sent at
+most once; every delivered message record deleted at Twilio; no number or word in the web and
+worker logs. Exit status 0 when all hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import create_engine, func, make_url, select
+from sqlalchemy.pool import NullPool
+
+from bench.soak_traffic import TOKEN, Traffic, describe, supporter_number
+from hotline.db import make_engine, make_sessionmaker, transaction
+from hotline.models import CheckIn, CheckInState, Conversation, ConversationState, Offer, Shift
+from hotline.people import new_supporter
+from hotline.privacy import Vault
+from hotline.programmes import ensure_default_programme
+from hotline.settings import load_settings
+from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+POSTGRES_ENV = "HOTLINE_BENCH_POSTGRES_URL"
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+HOTLINE = "+15550100000"
+POOL = ("+15550100001", "+15550100002", "+15550100003")
+DATA_KEY = "8RMPVRUczn9lC0NIJ-qZIRYdh6xR6tJbOMcsYr0pDYY="  # throwaway key for fake numbers
+SUPPORTERS = 20
+REDIS_DOWN_SECONDS = 3.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_command(commands: Any) -> None:
+    parser = commands.add_parser("soak", help="minutes of webhooks with Redis and worker faults")
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds of load")
+    parser.add_argument("--rate", type=float, default=50.0, help="webhook requests a second")
+    parser.add_argument("--drain", type=float, default=150.0, help="at most, after the load")
+    parser.add_argument("--offer-timeout", type=int, default=8, help="HOTLINE_OFFER_TIMEOUT")
+    parser.add_argument("--max-active", type=int, default=30, help="conversations at once")
+    parser.set_defaults(run=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    server = os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES
+    result = run(args, server)
+    print(json.dumps(result, indent=2, default=str))
+    failures = verdict(result)
+    print("SOAK PASSED" if not failures else "SOAK FAILED: " + "; ".join(failures))
+    return 0 if not failures else 1
+
+
+def run(args: argparse.Namespace, server: str) -> dict[str, Any]:
+    with ExitStack() as stack:
+        database_url = stack.enter_context(fresh_database(server))
+        redis = stack.enter_context(RedisProcess())
+        fake = stack.enter_context(FakeTwilio())
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotline-soak-")))
+        port = _free_port()
+        env = environment(database_url, redis.url, fake, workdir, port, args.offer_timeout)
+        procfile = Procfile(env, workdir)
+        procfile.run_once("release")
+        seed_roster(env, workdir)
+        stack.callback(procfile.stop_all)
+        procfile.start("web")
+        procfile.start("worker")
+        _wait_for_http(port)
+        traffic = Traffic(f"http://127.0.0.1:{port}", HOTLINE, SUPPORTERS, args.max_active)
+        monitor = Monitor(fake, traffic)
+        stack.callback(monitor.stop)
+        monitor.start()
+        faults = load(traffic, procfile, redis, args.duration, args.rate)
+        drained = drain(traffic, database_url, args.drain, args.rate)
+        monitor.stop()
+        procfile.stop_all()
+        return tally(traffic, monitor, fake, database_url, workdir, faults, drained, args)
+    raise AssertionError("unreachable")
+
+
+# --- the world --------------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A new, empty database on ``server`` (the release step migrates it); dropped afterwards."""
+    url = make_url(server)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    name = f"hotline_soak_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+class RedisProcess:
+    """Our own ``redis-server`` on a fixed loopback port, without persistence: a restart
+    comes back empty, as a Redis without persistence does."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is not installed")
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        self._argv += ["--save", "", "--appendonly", "no"]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        with Redis(port=self.port, socket_connect_timeout=0.2) as client:
+            for _ in range(100):
+                try:
+                    client.ping()
+                    return
+                except RedisError:
+                    time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+            self._process = None
+
+
+def environment(
+    database_url: str, redis_url: str, fake: FakeTwilio, workdir: Path, port: int, timeout: int
+) -> dict[str, str]:
+    """Everything the processes read, set explicitly (no ``.env`` can point them elsewhere)."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "HOTLINE_ENV": "production",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "HOTLINE_NUMBER": HOTLINE,
+        "HOTLINE_POOL_NUMBERS": ",".join(POOL),
+        "HOTLINE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "HOTLINE_INSTANCE_PATH": str(workdir),
+        "HOTLINE_SECRET_KEY": "soak-secret",
+        "HOTLINE_DATA_KEY": DATA_KEY,
+        "HOTLINE_OFFER_TIMEOUT": str(timeout),
+        "HOTLINE_CHECKIN_OFFSETS": "20s",
+        "HOTLINE_CHECKIN_HOURS": "",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": fake.base_url,
+    }
+
+
+class Procfile:
+    """The Procfile's processes, each run as its line says (loopback instead of 0.0.0.0)."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        lines = (ROOT / "Procfile").read_text().splitlines()
+        self.commands = dict(line.split(": ", 1) for line in lines if ": " in line)
+        self.env, self.workdir = env, workdir
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self.exits: Counter[str] = Counter()
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        command = self.commands[name].replace("0.0.0.0", "127.0.0.1")  # noqa: S104
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        return subprocess.Popen(
+            ["/bin/sh", "-c", f"exec {command}"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def run_once(self, name: str) -> None:
+        if self._spawn(name).wait(120) != 0:
+            raise RuntimeError(f"{name} failed: {(self.workdir / f'{name}.log').read_text()}")
+
+    def start(self, name: str) -> None:
+        self.running[name] = self._spawn(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, no warning (the whole process group: gunicorn's workers too)."""
+        process = self.running.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def supervise(self) -> None:
+        """Restart whatever exited on its own, as a process manager would, and count it."""
+        for name, process in list(self.running.items()):
+            if process.poll() is not None:
+                self.exits[name] += 1
+                self.start(name)
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            process = self.running.pop(name)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(5)
+
+
+def seed_roster(env: dict[str, str], workdir: Path) -> None:
+    """The supporters, on call for the whole soak (as the console would add them)."""
+    settings = load_settings(env, instance_path=workdir)
+    vault = Vault(settings.data_keys)
+    engine = make_engine(settings.database_url)
+    now = datetime.now(UTC)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            pid = ensure_default_programme(session, settings).id
+            for j in range(SUPPORTERS):
+                person = new_supporter(vault, pid, f"Peer {j}", supporter_number(j))
+                person.max_conversations = 3
+                session.add(person)
+                session.flush()
+                start, end = now - timedelta(hours=1), now + timedelta(days=1)
+                session.add(
+                    Shift(programme_id=pid, supporter_id=person.id, starts_at=start, ends_at=end)
+                )
+    finally:
+        engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_http(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the web process did not start")
+
+
+# --- Twilio's side: REST messages the worker sends --------------------------------------------
+
+
+class Monitor:
+    """Reads every text the worker sends through the fake Twilio, as the phones would: offers
+    are handed to the traffic to accept, and each message gets its 'delivered' callback."""
+
+    def __init__(self, fake: FakeTwilio, traffic: Traffic) -> None:
+        self.fake, self.traffic = fake, traffic
+        self.seen: dict[str, dict[str, Any]] = {}
+        self.callbacks: Counter[int] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="soak-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            for message in self.fake.messages:
+                if message["sid"] not in self.seen:
+                    self._read(message)
+
+    def _read(self, message: dict[str, Any]) -> None:
+        self.seen[message["sid"]] = message
+        to, from_, body = message["to"], message["from_"], message["body"]
+        self.traffic.ledger.deliver(to, from_, body)
+        if "Reply ACCEPT" in body:
+            self.traffic.offered(to, from_)
+        if message["status_callback"]:
+            try:
+                self.callbacks[self.fake.post_status(message["sid"], "delivered")] += 1
+            except Exception as error:  # counted, not fatal: the web process may be busy
+                self.callbacks[-1] += 1
+                print(f"status callback failed: {type(error).__name__}", file=sys.stderr)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def load(
+    traffic: Traffic, procfile: Procfile, redis: RedisProcess, duration: float, rate: float
+) -> list[str]:
+    """``duration`` seconds at ``rate`` requests a second, with the faults on schedule."""
+    faults = [(duration / 3, "redis restart"), (2 * duration / 3, "worker kill")]
+    done: list[str] = []
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=32, thread_name_prefix="soak") as pool:
+        for tick in range(int(duration * rate)):
+            _sleep_until(started + tick / rate)
+            elapsed = time.monotonic() - started
+            if faults and elapsed >= faults[0][0]:
+                _, fault = faults.pop(0)
+                threading.Thread(target=_inject, args=(fault, procfile, redis)).start()
+                done.append(f"{fault} at {elapsed:.0f} s")
+            if tick % int(rate) == 0:
+                procfile.supervise()
+            request = traffic.next_request()
+            if request is not None:
+                pool.submit(_guarded, request, traffic)
+    return done
+
+
+def _inject(fault: str, procfile: Procfile, redis: RedisProcess) -> None:
+    if fault == "redis restart":
+        redis.stop()
+        time.sleep(REDIS_DOWN_SECONDS)
+        redis.start()
+    else:
+        procfile.kill("worker")
+        procfile.start("worker")
+
+
+def drain(traffic: Traffic, database_url: str, limit: float, rate: float) -> float:
+    """Let conversations finish and check-ins go out; seconds it took (at most ``limit``)."""
+    traffic.starting = False
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="drain") as pool:
+        while time.monotonic() - started < limit:
+            request = traffic.next_request(fillers=False)
+            if request is not None:
+                pool.submit(_guarded, request, traffic)
+                time.sleep(1 / rate)
+                continue
+            if not traffic.unfinished() and not _checkins_pending(database_url):
+                break
+            time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def _guarded(request: Any, traffic: Traffic) -> None:
+    try:
+        request()
+    except Exception as error:  # a bug in the soak or an answer it cannot read: count it
+        traffic.stats.record(None, 0.0, f"soak: {type(error).__name__}: {error}")
+
+
+def _sleep_until(when: float) -> None:
+    pause = when - time.monotonic()
+    if pause > 0:
+        time.sleep(pause)
+
+
+def _checkins_pending(database_url: str) -> bool:
+    engine = make_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            waiting = connection.scalar(
+                select(func.count())
+                .select_from(CheckIn)
+                .where(CheckIn.state == CheckInState.SCHEDULED)
+            )
+    finally:
+        engine.dispose()
+    return bool(waiting)
+
+
+# --- the verdict ------------------------------------------------------------------------------
+
+
+def tally(
+    traffic: Traffic,
+    monitor: Monitor,
+    fake: FakeTwilio,
+    database_url: str,
+    workdir: Path,
+    faults: list[str],
+    drained: float,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    engine = make_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            conversations = Counter(connection.scalars(select(Conversation.state)))
+            checkins = Counter(connection.scalars(select(CheckIn.state)))
+            offers = connection.scalar(select(func.count()).select_from(Offer)) or 0
+    finally:
+        engine.dispose()
+    rest = list(monitor.seen.values())
+    checkin_texts = Counter(m["to"] for m in rest if "Checking in" in m["body"])
+    offer_texts = traffic.ledger.other.get("Peer support request.", 0)
+    undeleted = [m["sid"] for m in fake.messages if m["sid"] in monitor.seen]
+    return {
+        "duration_s": args.duration,
+        "rate_per_s": args.rate,
+        "faults": faults,
+        "drain_s": round(drained, 1),
+        "http": describe(traffic.stats),
+        "duplicates_answered": traffic.stats.duplicates_answered,
+        "words": traffic.ledger.verdict(),
+        "sessions": len(traffic.sessions),
+        "sessions_unfinished": len(traffic.unfinished()),
+        "conversations": {str(k): v for k, v in conversations.items()},
+        "offers": {"rows": offers, "texts": offer_texts},
+        "checkins": {str(k): v for k, v in checkins.items()},
+        "checkin_texts": sum(checkin_texts.values()),
+        "checkins_twice": sum(1 for n in checkin_texts.values() if n > 1),
+        "rest_texts": len(rest),
+        "status_callbacks": dict(monitor.callbacks),
+        "records_left_at_twilio": len(undeleted),
+        "process_exits": dict(monitor_exits(workdir)),
+        "log_leaks": scan_logs(workdir, traffic),
+    }
+
+
+def monitor_exits(workdir: Path) -> Counter[str]:
+    """Tracebacks in the process logs, by process (a crash the supervisor restarted)."""
+    found: Counter[str] = Counter()
+    for name in ("web", "worker"):
+        path = workdir / f"{name}.log"
+        if path.exists():
+            found[name] = path.read_text(errors="replace").count("Traceback")
+    return found
+
+
+def scan_logs(workdir: Path, traffic: Traffic) -> int:
+    """Numbers and words of the soak found in the web and worker logs (should be none)."""
+    numbers = {s.clinician[2:] for s in traffic.sessions} | {
+        supporter_number(j)[2:] for j in range(SUPPORTERS)
+    }
+    leaks = 0
+    for name in ("web", "worker"):
+        path = workdir / f"{name}.log"
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace")
+        leaks += sum(1 for run in re.findall(r"\d{10,}", text) if run[-10:] in numbers)
+        leaks += len(TOKEN.findall(text))
+    return leaks
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    failures = []
+    http = result["http"]
+    server_errors = sum(n for status, n in http["statuses"].items() if int(status) >= 500)
+    if server_errors or http["errors"]:
+        failures.append(f"{server_errors} 5xx, {sum(http['errors'].values())} failed requests")
+    words = result["words"]
+    for what in ("lost", "duplicated", "misrouted", "unexpected"):
+        if words[what]:
+            failures.append(f"{words[what]} words {what}")
+    if result["duplicates_answered"]:
+        failures.append(f"{result['duplicates_answered']} redeliveries processed again")
+    if result["sessions_unfinished"]:
+        failures.append(f"{result['sessions_unfinished']} conversations never finished")
+    if result["offers"]["texts"] > result["offers"]["rows"]:
+        failures.append("more offer texts than offers")
+    if result["checkins_twice"]:
+        failures.append(f"{result['checkins_twice']} clinicians checked in on twice")
+    if result["log_leaks"]:
+        failures.append(f"{result['log_leaks']} numbers or words in the logs")
+    return failures
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in sys.argv)
