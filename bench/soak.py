@@ -27,7 +27,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -51,7 +50,7 @@ from sqlalchemy.pool import NullPool
 
 from bench.soak_traffic import TOKEN, Traffic, describe, supporter_number
 from hotline.db import make_engine, make_sessionmaker, transaction
-from hotline.models import CheckIn, CheckInState, Conversation, ConversationState, Offer, Shift
+from hotline.models import CheckIn, CheckInState, Conversation, Offer, Shift
 from hotline.people import new_supporter
 from hotline.privacy import Vault
 from hotline.programmes import ensure_default_programme
@@ -75,6 +74,7 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--drain", type=float, default=150.0, help="at most, after the load")
     parser.add_argument("--offer-timeout", type=int, default=8, help="HOTLINE_OFFER_TIMEOUT")
     parser.add_argument("--max-active", type=int, default=30, help="conversations at once")
+    parser.add_argument("--logs", type=Path, help="copy the web and worker logs here")
     parser.set_defaults(run=main)
 
 
@@ -110,7 +110,12 @@ def run(args: argparse.Namespace, server: str) -> dict[str, Any]:
         drained = drain(traffic, database_url, args.drain, args.rate)
         monitor.stop()
         procfile.stop_all()
-        return tally(traffic, monitor, fake, database_url, workdir, faults, drained, args)
+        result = tally(traffic, monitor, fake, database_url, workdir, faults, drained, args)
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for name in ("release", "web", "worker"):
+                shutil.copy(workdir / f"{name}.log", args.logs / f"{name}.log")
+        return result | {"restarted_after_exiting": dict(procfile.exits)}
     raise AssertionError("unreachable")
 
 
@@ -407,7 +412,7 @@ def _sleep_until(when: float) -> None:
 
 
 def _checkins_pending(database_url: str) -> bool:
-    engine = make_engine(database_url, poolclass=NullPool)
+    engine = create_engine(database_url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
             waiting = connection.scalar(
@@ -433,7 +438,7 @@ def tally(
     drained: float,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    engine = make_engine(database_url, poolclass=NullPool)
+    engine = create_engine(database_url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
             conversations = Counter(connection.scalars(select(Conversation.state)))
@@ -451,6 +456,8 @@ def tally(
         "faults": faults,
         "drain_s": round(drained, 1),
         "http": describe(traffic.stats),
+        "server": server_times(workdir),
+        "load_average": os.getloadavg(),
         "duplicates_answered": traffic.stats.duplicates_answered,
         "words": traffic.ledger.verdict(),
         "sessions": len(traffic.sessions),
@@ -463,19 +470,48 @@ def tally(
         "rest_texts": len(rest),
         "status_callbacks": dict(monitor.callbacks),
         "records_left_at_twilio": len(undeleted),
-        "process_exits": dict(monitor_exits(workdir)),
+        "tracebacks_in_logs": {k: dict(v) for k, v in tracebacks(workdir).items()},
         "log_leaks": scan_logs(workdir, traffic),
     }
 
 
-def monitor_exits(workdir: Path) -> Counter[str]:
-    """Tracebacks in the process logs, by process (a crash the supervisor restarted)."""
-    found: Counter[str] = Counter()
+def server_times(workdir: Path) -> dict[str, float]:
+    """Request times as the web process measured them (gunicorn's ``%(L)s`` in the access log):
+    what the soak measures as well includes waiting for a CPU on a shared machine."""
+    path = workdir / "web.log"
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    times = sorted(float(m[1]) for m in map(_ACCESS.search, lines) if m)
+    if not times:
+        return {}
+    pick = {"p50_ms": 0.5, "p99_ms": 0.99, "max_ms": 1.0}
+    return {
+        k: round(times[min(len(times) - 1, int(q * len(times)))] * 1000, 1) for k, q in pick.items()
+    }
+
+
+_ACCESS = re.compile(r'" \d{3} ([0-9.]+)s$')
+
+
+def tracebacks(workdir: Path) -> dict[str, Counter[str]]:
+    """The exceptions that ended each traceback in the process logs, counted by process."""
+    found: dict[str, Counter[str]] = {}
     for name in ("web", "worker"):
         path = workdir / f"{name}.log"
-        if path.exists():
-            found[name] = path.read_text(errors="replace").count("Traceback")
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        ends = Counter(
+            _exception_line(lines, i) for i, line in enumerate(lines) if "Traceback" in line
+        )
+        if ends:
+            found[name] = ends
     return found
+
+
+def _exception_line(lines: list[str], start: int) -> str:
+    """The first unindented line after a traceback's frames: the exception and its message."""
+    for line in lines[start + 1 :]:
+        if line and not line.startswith((" ", "Traceback", "During handling", "The above")):
+            return line[:160]
+    return "?"
 
 
 def scan_logs(workdir: Path, traffic: Traffic) -> int:
@@ -515,7 +551,3 @@ def verdict(result: dict[str, Any]) -> list[str]:
     if result["log_leaks"]:
         failures.append(f"{result['log_leaks']} numbers or words in the logs")
     return failures
-
-
-def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in sys.argv)

@@ -184,7 +184,7 @@ def run(plan: Plan, server: str, *, profile: bool = False) -> dict[str, Any]:
 
         with bench.web(HOTLINE_APP, "hotline") as web:
             phases["relay"] = bench.scenario(web, "relay", "relay")
-            phases["mix"] = bench.scenario(web, "mix", "mix", new_clinicians=70_000)
+            phases["mix"] = bench.scenario(web, "mix", "mix", new_clinicians=60_000)
             print(f"  growing the history to {large:,} past conversations ...", flush=True)
             deadline.check("seeding the large history", 240.0)
             t = time.perf_counter()
@@ -195,6 +195,9 @@ def run(plan: Plan, server: str, *, profile: bool = False) -> dict[str, Any]:
             )
             phases["relay_large"] = bench.scenario(
                 web, "relay_large", "relay", rate=phases["relay"]["latency"]["rate"]
+            )
+            phases["mix_large"] = bench.scenario(
+                web, "mix_large", "mix", rate=phases["mix"]["latency"]["rate"], new_clinicians=8_000
             )
             phases["relay_large"]["memory"] = web.memory()
             if profile:
@@ -403,14 +406,18 @@ class Bench:
         result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
         cpu = {name: after[name] - before.get(name, 0.0) for name in after}
         cpu["loadgen"] = usage.ru_utime + usage.ru_stime
-        result["cpu_s"] = cpu
+        ours = cpu["web"] + cpu["postgres"] + cpu["redis"] + cpu["loadgen"]
+        cpu["others"] = max(0.0, cpu.pop("machine") - ours)
+        result["cpu_s"] = {name: round(value, 2) for name, value in cpu.items()}
         return result
 
     def _cpu(self, web: Web) -> dict[str, float]:
-        """CPU seconds so far: web workers, this database's PostgreSQL backends, Redis."""
-        out = {"web": 0.0, "postgres": 0.0, "redis": 0.0}
-        for pid in children(web.process.pid):
-            out["web"] += _cpu_or_zero(pid)
+        """CPU seconds so far: web workers (and each one), this database's PostgreSQL backends,
+        Redis, and the whole machine (``machine`` minus ours is everyone else's)."""
+        out = {"web": 0.0, "postgres": 0.0, "redis": 0.0, "machine": machine_busy_seconds()}
+        for i, pid in enumerate(children(web.process.pid)):
+            out[f"web_{i}"] = _cpu_or_zero(pid)
+            out["web"] += out[f"web_{i}"]
         with self.engine.connect() as connection:
             backends = connection.scalars(
                 text("SELECT pid FROM pg_stat_activity WHERE datname = :db"),
@@ -461,6 +468,14 @@ class Bench:
         destination.write_text(format_profile(summary), encoding="utf-8")
         summary["file"] = _shown(destination)
         return summary
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle (all CPUs, from /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_or_zero(pid: int) -> float:
@@ -576,7 +591,13 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     small_n, large_n = results["plan"]["history"]
     growth_p50 = large["latency"]["p50_ms"] / relay["latency"]["p50_ms"]
     growth_p99 = large["latency"]["p99_ms"] / relay["latency"]["p99_ms"]
+    mix_large = phases["mix_large"]
+    first = mix["latency"]["by_kind"].get("first", {})
+    first_large = mix_large["latency"]["by_kind"].get("first", {})
     summary = {
+        "first_text_growth_p50": (first_large.get("p50_ms", 0.0) / first["p50_ms"])
+        if first.get("p50_ms")
+        else None,
         "relay_vs_bare_throughput": relay["peak"] / bare["peak"],
         "mix_vs_bare_throughput": mix["peak"] / bare["peak"],
         "relay_p99_ms": relay["latency"]["p99_ms"],
@@ -602,6 +623,7 @@ ROWS = (
     ("relay", "hotline relay, {small} past"),
     ("mix", "hotline mix, {small} past"),
     ("relay_large", "hotline relay, {large} past"),
+    ("mix_large", "hotline mix, {large} past"),
 )
 
 
@@ -626,18 +648,30 @@ def report(results: dict[str, Any]) -> str:
             f"{p['peak_concurrency']:7d}{lat['rate']:8.0f}{lat['p50_ms']:9.1f}{lat['p99_ms']:9.1f}"
             f"{errors:8d}"
         )
-    mix_kinds = phases["mix"]["latency"]["by_kind"]
+    out.append("")
+    for key, history_size in (("mix", small), ("mix_large", large)):
+        kinds = phases[key]["latency"]["by_kind"]
+        out.append(
+            f"mix with {history_size} past, p50/p99 ms by kind: "
+            + ", ".join(f"{k} {v['p50_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in kinds.items())
+        )
     out += [
         "",
-        "mix at half its peak, by kind: "
-        + ", ".join(
-            f"{k} p50 {v['p50_ms']:.1f} / p99 {v['p99_ms']:.1f} ms" for k, v in mix_kinds.items()
+        "CPU seconds during the half-rate runs (web / postgres / redis / loadgen / others): "
+        + "; ".join(
+            f"{key} "
+            + "/".join(
+                f"{phases[key]['latency']['cpu_s'][n]:.0f}"
+                for n in ("web", "postgres", "redis", "loadgen", "others")
+            )
+            for key, _ in ROWS
         ),
         "",
         f"relay / bare throughput   {summary['relay_vs_bare_throughput']:.2f}x"
         f"   (mix / bare {summary['mix_vs_bare_throughput']:.2f}x)",
         f"relay growth {small} -> {large} past conversations: p50 x{summary['growth_p50']:.2f},"
-        f" p99 x{summary['growth_p99']:.2f}, peak throughput x{1 / summary['growth_peak']:.2f}",
+        f" p99 x{summary['growth_p99']:.2f}, peak throughput x{1 / summary['growth_peak']:.2f};"
+        f" first texts p50 x{summary['first_text_growth_p50'] or 0:.2f}",
         f"peak RSS of a web worker (VmHWM): hotline {summary['web_worker_peak_rss_mib']:.1f} MiB,"
         f" bare Flask {summary['bare_worker_peak_rss_mib']:.1f} MiB",
         "",
@@ -670,8 +704,15 @@ def chart(results: dict[str, Any], path: Path) -> None:
         "relay": f"relay, {small} past",
         "mix": f"mix, {small} past",
         "relay_large": f"relay, {large} past",
+        "mix_large": f"mix, {large} past",
     }
-    colours = {"bare": "#888888", "relay": "#1f77b4", "mix": "#2ca02c", "relay_large": "#d62728"}
+    colours = {
+        "bare": "#888888",
+        "relay": "#1f77b4",
+        "mix": "#2ca02c",
+        "relay_large": "#d62728",
+        "mix_large": "#ff7f0e",
+    }
     fig, ((sat, bars), (cdf, mem)) = plt.subplots(2, 2, figsize=(12, 8.5))
     fig.suptitle(
         f"Webhooks under gunicorn (Procfile settings), {results['machine']['cpus']} CPUs "

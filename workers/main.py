@@ -16,6 +16,12 @@ from workers.queue import make_queue
 
 log = logging.getLogger(__name__)
 
+# RQ's scheduler runs in a child process that dies when Redis goes away; the worker restarts it
+# only in its maintenance step, by default every 10 minutes and only between blocking waits of
+# worker_ttl - 15 s (405 s). Until then wake-ups run late, by way of the sweeper: keep it short.
+MAINTENANCE_INTERVAL = 60
+WORKER_TTL = 75
+
 
 def run_sweeper(services: Services, stop: threading.Event) -> None:
     """Sweep every SWEEP_INTERVAL until ``stop`` is set; a failed sweep is retried next time."""
@@ -41,8 +47,11 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
     if sweeper and not burst:
         threading.Thread(target=run_sweeper, args=(services, stop), daemon=True).start()
     try:
-        SimpleWorker([make_queue(redis)], connection=redis).work(
-            burst=burst, with_scheduler=True, logging_level="WARNING"
-        )
+        SimpleWorker(
+            [make_queue(redis)],
+            connection=redis,
+            worker_ttl=WORKER_TTL,
+            maintenance_interval=MAINTENANCE_INTERVAL,
+        ).work(burst=burst, with_scheduler=True, logging_level="WARNING")
     finally:
         stop.set()

@@ -429,6 +429,10 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own process group: RQ forks the scheduler into a child process, and a kill that
+        # leaves that child orphaned would keep holding the scheduler lock for later tests
+        # (as a process manager kills the whole group, so does this test).
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -437,7 +441,7 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
         assert worker.poll() is None, "the worker exited instead of waiting on Twilio"
         assert len(line.fake.messages) == 1
     finally:
-        worker.send_signal(signal.SIGKILL)
+        os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
     stuck = [c for c in checkins_of(line) if c.state == CheckInState.SENDING]
     assert len(stuck) == 1 and stuck[0].claimed_at is not None
