@@ -24,8 +24,16 @@ test: lint  ## lint, type-check, then the whole test suite (SQLite and PostgreSQ
 	bash scripts/ensure-browser
 	$(BIN)/pytest
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(VENV)/.bench-installed  ## check-in dispatch, then webhooks (WEBHOOKS_ARGS=--quick: ~4 min)
+	$(BIN)/python -m bench checkins
+	$(BIN)/python -m bench webhooks $(WEBHOOKS_ARGS)
+
+soak: $(STAMP)  ## 5 minutes of webhooks with a Redis restart and a worker kill (not in `make test`)
+	$(BIN)/python -m bench soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,7 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -68,12 +69,16 @@ class Result:
     worker_failures: int
 
     @property
+    def delivered(self) -> int:
+        return self.count - self.lost
+
+    @property
     def rate(self) -> float:
-        return self.count / self.elapsed if self.elapsed else 0.0
+        return self.delivered / self.elapsed if self.elapsed else 0.0
 
     @property
     def dispatch_rate(self) -> float:
-        return (self.count - 1) / self.dispatch if self.dispatch else 0.0
+        return (self.delivered - 1) / self.dispatch if self.dispatch else 0.0
 
 
 def add_command(commands: Any) -> None:
@@ -289,8 +294,17 @@ def run_workers(env: dict[str, str], count: int, workdir: Path, timeout: float) 
     argv = [sys.executable, "-m", "hotline.cli", "worker", "--burst"]
     started = time.perf_counter()
     with open(workdir / "workers.log", "wb") as log:
+        # Each in its own process group: a worker may fork RQ's scheduler, and a timeout
+        # kills the whole group, as a process manager would.
         procs = [
-            subprocess.Popen(argv, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                argv,
+                env=env,
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             for _ in range(count)
         ]
     try:
@@ -298,7 +312,7 @@ def run_workers(env: dict[str, str], count: int, workdir: Path, timeout: float) 
     finally:
         for proc in procs:
             if proc.returncode is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     elapsed = time.perf_counter() - started
     failures = sum(1 for proc in procs if proc.returncode != 0)

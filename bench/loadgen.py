@@ -84,6 +84,7 @@ class RequestFactory:
     world: World
     host: str
     seed: int
+    keepalive: bool = False
     _sids: Iterator[int] = field(init=False)
     _new: Iterator[int] = field(init=False)
 
@@ -154,15 +155,25 @@ class RequestFactory:
     def _post(self, path: str, params: dict[str, str]) -> bytes:
         body = urlencode(params).encode()
         signature = sign(self.world.public_url + path, params, self.world.auth_token)
+        connection = "" if self.keepalive else "Connection: close\r\n"
         head = (
             f"POST {path} HTTP/1.1\r\n"
             f"Host: {self.host}\r\n"
             "User-Agent: TwilioProxy/1.1\r\n"
             "Content-Type: application/x-www-form-urlencoded\r\n"
             f"X-Twilio-Signature: {signature}\r\n"
+            f"{connection}"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
+
+
+def split_request(raw: bytes) -> tuple[str, dict[str, str], bytes]:
+    """A request built above as (path, headers, body), for Flask's test client."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return lines[0].split(" ")[1], headers, body
 
 
 # --- HTTP/1.1 on asyncio streams --------------------------------------------------------------
@@ -225,10 +236,14 @@ class Sample:
 
 
 class Pool:
-    """Kept-alive connections, most recently used first; new ones opened on demand."""
+    """At most ``limit`` requests in flight. With ``keepalive``, connections are reused (most
+    recently used first); without, each request has its own connection, as a router in front
+    of gunicorn would spread them (kept-alive connections stay with the worker that accepted
+    them, and a few hot ones can leave the other worker idle)."""
 
-    def __init__(self, port: int, limit: int) -> None:
+    def __init__(self, port: int, limit: int, keepalive: bool = False) -> None:
         self.port = port
+        self.keepalive = keepalive
         self.idle: list[Connection] = []
         self.slots = asyncio.Semaphore(limit)
         self.opened = 0
@@ -251,7 +266,7 @@ class Pool:
                 except BaseException:
                     conn.close()
                     raise
-                if keep:
+                if keep and self.keepalive:
                     self.idle.append(conn)
                 else:
                     conn.close()
@@ -285,11 +300,16 @@ async def _timed(pool: Pool, kind: str, request: bytes, start: float) -> Sample:
 
 
 async def closed_loop(
-    port: int, requests: list[tuple[str, bytes]], concurrency: int, warmup: float, duration: float
+    port: int,
+    requests: list[tuple[str, bytes]],
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    keepalive: bool = False,
 ) -> dict[str, Any]:
-    """``concurrency`` connections, back-to-back, for ``warmup + duration`` seconds at most."""
+    """``concurrency`` clients, back-to-back, for ``warmup + duration`` seconds at most."""
     loop = asyncio.get_running_loop()
-    pool = Pool(port, concurrency)
+    pool = Pool(port, concurrency, keepalive)
     feed = iter(requests)
     samples: list[Sample] = []
     t0 = loop.time()
@@ -319,11 +339,16 @@ async def closed_loop(
 
 
 async def open_loop(
-    port: int, requests: list[tuple[str, bytes]], rate: float, warmup: float, duration: float
+    port: int,
+    requests: list[tuple[str, bytes]],
+    rate: float,
+    warmup: float,
+    duration: float,
+    keepalive: bool = False,
 ) -> dict[str, Any]:
     """Release requests at ``rate`` per second for ``warmup + duration`` seconds."""
     loop = asyncio.get_running_loop()
-    pool = Pool(port, MAX_OPEN_CONNECTIONS)
+    pool = Pool(port, MAX_OPEN_CONNECTIONS, keepalive)
     count = min(len(requests), int(rate * (warmup + duration)))
     tasks: list[asyncio.Task[Sample]] = []
     lateness: list[float] = []
@@ -392,7 +417,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         **{**spec["world"], "supporter_lines": [tuple(x) for x in spec["world"]["supporter_lines"]]}
     )
     port = int(spec["port"])
-    factory = RequestFactory(world, f"{LOOPBACK}:{port}", int(spec.get("seed", 1)))
+    keepalive = bool(spec.get("keepalive", False))
+    factory = RequestFactory(world, f"{LOOPBACK}:{port}", int(spec.get("seed", 1)), keepalive)
     mix = MIXES[spec["mix"]]
     started = time.perf_counter()
     if spec["mode"] == "closed":
@@ -401,7 +427,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             requests = factory.build(mix, int(spec["max_requests"]))
             levels.append(
                 asyncio.run(
-                    closed_loop(port, requests, int(level), spec["warmup"], spec["duration"])
+                    closed_loop(
+                        port, requests, int(level), spec["warmup"], spec["duration"], keepalive
+                    )
                 )
             )
         result: dict[str, Any] = {"levels": levels}
@@ -409,7 +437,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         rate = float(spec["rate"])
         count = min(int(spec["max_requests"]), int(rate * (spec["warmup"] + spec["duration"])))
         requests = factory.build(mix, count)
-        result = asyncio.run(open_loop(port, requests, rate, spec["warmup"], spec["duration"]))
+        result = asyncio.run(
+            open_loop(port, requests, rate, spec["warmup"], spec["duration"], keepalive)
+        )
     else:
         raise ValueError(f"unknown mode {spec['mode']}")
     result["wall_s"] = round(time.perf_counter() - started, 3)

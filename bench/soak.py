@@ -50,7 +50,7 @@ from sqlalchemy.pool import NullPool
 
 from bench.soak_traffic import TOKEN, Traffic, describe, supporter_number
 from hotline.db import make_engine, make_sessionmaker, transaction
-from hotline.models import CheckIn, CheckInState, Conversation, Offer, Shift
+from hotline.models import CheckIn, CheckInState, Conversation, MessageDeletion, Offer, Shift
 from hotline.people import new_supporter
 from hotline.privacy import Vault
 from hotline.programmes import ensure_default_programme
@@ -64,6 +64,7 @@ POOL = ("+15550100001", "+15550100002", "+15550100003")
 DATA_KEY = "8RMPVRUczn9lC0NIJ-qZIRYdh6xR6tJbOMcsYr0pDYY="  # throwaway key for fake numbers
 SUPPORTERS = 20
 REDIS_DOWN_SECONDS = 3.0
+RAMP_SECONDS = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -71,7 +72,7 @@ def add_command(commands: Any) -> None:
     parser = commands.add_parser("soak", help="minutes of webhooks with Redis and worker faults")
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of load")
     parser.add_argument("--rate", type=float, default=50.0, help="webhook requests a second")
-    parser.add_argument("--drain", type=float, default=150.0, help="at most, after the load")
+    parser.add_argument("--drain", type=float, default=240.0, help="at most, after the load")
     parser.add_argument("--offer-timeout", type=int, default=8, help="HOTLINE_OFFER_TIMEOUT")
     parser.add_argument("--max-active", type=int, default=30, help="conversations at once")
     parser.add_argument("--logs", type=Path, help="copy the web and worker logs here")
@@ -356,19 +357,28 @@ def load(
     done: list[str] = []
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="soak") as pool:
-        for tick in range(int(duration * rate)):
-            _sleep_until(started + tick / rate)
+        for at in _ticks(duration, rate):
+            _sleep_until(started + at)
             elapsed = time.monotonic() - started
             if faults and elapsed >= faults[0][0]:
                 _, fault = faults.pop(0)
                 threading.Thread(target=_inject, args=(fault, procfile, redis)).start()
                 done.append(f"{fault} at {elapsed:.0f} s")
-            if tick % int(rate) == 0:
+            if int(elapsed) != int(elapsed - 1 / rate):
                 procfile.supervise()
             request = traffic.next_request()
             if request is not None:
                 pool.submit(_guarded, request, traffic)
     return done
+
+
+def _ticks(duration: float, rate: float) -> Iterator[float]:
+    """When each request goes, in seconds from the start: the rate ramps up over the first
+    RAMP_SECONDS (freshly started processes warm up), then holds."""
+    at = 0.0
+    while at < duration:
+        yield at
+        at += 1 / (rate * min(1.0, max(0.2, at / RAMP_SECONDS)))
 
 
 def _inject(fault: str, procfile: Procfile, redis: RedisProcess) -> None:
@@ -392,7 +402,7 @@ def drain(traffic: Traffic, database_url: str, limit: float, rate: float) -> flo
                 pool.submit(_guarded, request, traffic)
                 time.sleep(1 / rate)
                 continue
-            if not traffic.unfinished() and not _checkins_pending(database_url):
+            if not traffic.unfinished() and not _work_pending(database_url):
                 break
             time.sleep(0.5)
     return time.monotonic() - started
@@ -411,18 +421,20 @@ def _sleep_until(when: float) -> None:
         time.sleep(pause)
 
 
-def _checkins_pending(database_url: str) -> bool:
+def _work_pending(database_url: str) -> bool:
+    """Check-ins still to send, or message records still to delete at Twilio."""
     engine = create_engine(database_url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            waiting = connection.scalar(
+            checkins = connection.scalar(
                 select(func.count())
                 .select_from(CheckIn)
                 .where(CheckIn.state == CheckInState.SCHEDULED)
             )
+            deletions = connection.scalar(select(func.count()).select_from(MessageDeletion))
     finally:
         engine.dispose()
-    return bool(waiting)
+    return bool(checkins or deletions)
 
 
 # --- the verdict ------------------------------------------------------------------------------
@@ -548,6 +560,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
         failures.append("more offer texts than offers")
     if result["checkins_twice"]:
         failures.append(f"{result['checkins_twice']} clinicians checked in on twice")
+    if result["records_left_at_twilio"]:
+        failures.append(f"{result['records_left_at_twilio']} delivered records left at Twilio")
     if result["log_leaks"]:
         failures.append(f"{result['log_leaks']} numbers or words in the logs")
     return failures

@@ -265,9 +265,9 @@ class Traffic:
             "NumMedia": "0",
             "ApiVersion": "2010-04-01",
         }
-        with self._lock:
-            self._recent.append(params)
         texts = self._post("/twilio/sms", params)
+        with self._lock:  # redelivered only once answered: a retry follows the original
+            self._recent.append(params)
         for recipient, sender, text in texts:
             self.ledger.deliver(recipient or from_, sender or to, text)
         return [(r or from_, s or to, b) for r, s, b in texts]

@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,7 @@ from bench.loopback import (
 )
 from hotline.db import make_engine
 from hotline.privacy import Vault
-from hotline.settings import load_settings
+from hotline.settings import Settings, load_settings
 from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,7 @@ class Plan:
     saturation: float  # seconds measured per concurrency level
     latency: float  # seconds measured at half the peak rate
     max_rate: float = 3_000.0  # requests built per second of a phase (the count limit)
+    probe: int = 400  # requests through the in-process cost probe
     supporters: int = 40
     conversations_each: int = 2  # active conversations per supporter (the relay traffic)
 
@@ -177,6 +179,8 @@ def run(plan: Plan, server: str, *, profile: bool = False) -> dict[str, Any]:
         }
         bench = Bench(plan, deadline, workdir, env, world, redis.pid, engine)
         phases = results["phases"]
+        print("  cost per request, in process ...", flush=True)
+        results["cost"] = cost_probe(settings, world, bench.take_new(2_000), plan.probe)
 
         with bench.web(BARE_APP, "bare") as web:
             phases["bare"] = bench.scenario(web, "bare", "relay")
@@ -381,11 +385,15 @@ class Bench:
             "latency": latency,
         }
 
+    def take_new(self, count: int) -> tuple[int, int]:
+        """Indices of ``count`` fictional numbers no phase has used (new clinicians)."""
+        start, self.next_new = self.next_new, self.next_new + count
+        return start, self.next_new
+
     def _loadgen(self, web: Web, spec: dict[str, Any], new_clinicians: int) -> dict[str, Any]:
         self.seed += 1
         world = dict(self.world)
-        world["new_clinicians"] = [self.next_new, self.next_new + new_clinicians]
-        self.next_new += new_clinicians
+        world["new_clinicians"] = list(self.take_new(new_clinicians))
         spec = {**spec, "port": web.port, "seed": self.seed, "world": world}
         spec_path = self.workdir / f"loadgen-{self.seed}.json"
         result_path = self.workdir / f"loadgen-{self.seed}-result.json"
@@ -528,6 +536,63 @@ def _wait_ready(
     raise TimeoutError("gunicorn did not become ready")
 
 
+# --- cost per request, in process -------------------------------------------------------------
+
+
+def cost_probe(
+    settings: Settings, world: dict[str, Any], new: tuple[int, int], count: int
+) -> dict[str, Any]:
+    """SQL round trips and CPU per request, by kind, through Flask's test client in this process.
+
+    The round trips are exact and the CPU time is this process's own, so both stay comparable
+    on a busy machine where latency and throughput do not. Round trips are the statements,
+    BEGINs and COMMITs the app's engine sends (its pool's pre-ping on checkout comes on top).
+    """
+    from sqlalchemy import event
+
+    from bench.loadgen import MIXES, RequestFactory, World, split_request
+    from hotline.app import create_app
+
+    app = create_app(settings)
+    engine = app.extensions["hotline"].sessions.kw["bind"]
+    trips = [0]
+
+    def count_trip(*_args: Any) -> None:
+        trips[0] += 1
+
+    for name in ("before_cursor_execute", "begin", "commit"):
+        event.listen(engine, name, count_trip)
+    spec = {**world, "new_clinicians": new}
+    spec["supporter_lines"] = [tuple(line) for line in spec["supporter_lines"]]
+    factory = RequestFactory(World(**spec), "127.0.0.1", seed=99)
+    warmup = 50
+    client = app.test_client()
+    samples: dict[str, list[tuple[int, float]]] = {}
+    try:
+        for i, (kind, raw) in enumerate(factory.build(MIXES["mix"], count + warmup)):
+            path, headers, body = split_request(raw)
+            trips[0], cpu = 0, time.process_time()
+            response = client.post(path, data=body, headers=headers)
+            spent = time.process_time() - cpu
+            if response.status_code >= 300:
+                raise RuntimeError(f"the cost probe got HTTP {response.status_code}")
+            if i >= warmup:
+                samples.setdefault(kind, []).append((trips[0], spent))
+    finally:
+        engine.dispose()
+        redis = app.extensions.get("hotline.redis")
+        if redis is not None:
+            redis.close()
+    return {
+        kind: {
+            "count": len(rows),
+            "round_trips": statistics.mean(t for t, _ in rows),
+            "cpu_ms": 1000 * statistics.median(c for _, c in rows),
+        }
+        for kind, rows in sorted(samples.items())
+    }
+
+
 # --- profile summary --------------------------------------------------------------------------
 
 PROFILE_MARKERS = {
@@ -648,7 +713,12 @@ def report(results: dict[str, Any]) -> str:
             f"{p['peak_concurrency']:7d}{lat['rate']:8.0f}{lat['p50_ms']:9.1f}{lat['p99_ms']:9.1f}"
             f"{errors:8d}"
         )
-    out.append("")
+    cost = results.get("cost", {})
+    out += [
+        "",
+        "in-process cost per request (SQL round trips, median CPU ms): "
+        + ", ".join(f"{k} {v['round_trips']:.1f} / {v['cpu_ms']:.1f}" for k, v in cost.items()),
+    ]
     for key, history_size in (("mix", small), ("mix_large", large)):
         kinds = phases[key]["latency"]["by_kind"]
         out.append(

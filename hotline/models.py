@@ -193,7 +193,12 @@ class Shift(Base):
     """A one-off on-call period."""
 
     __tablename__ = "shifts"
-    __table_args__ = (Index("ix_shifts_window", "programme_id", "starts_at", "ends_at"),)
+    __table_args__ = (
+        Index("ix_shifts_window", "programme_id", "starts_at", "ends_at"),
+        # "On call now or later" is selective on ends_at, not starts_at: without this, every
+        # first text scans every past shift (see docs/PERFORMANCE.md).
+        Index("ix_shifts_ending", "programme_id", "ends_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))

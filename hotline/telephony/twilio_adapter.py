@@ -40,6 +40,11 @@ class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio is un
         # tuple; requests accepts the tuple, so set it after the base constructor.
         super().__init__(logger=_http_logger)
         self.timeout = timeout
+        if self.session is not None:
+            # No proxy or .netrc from the environment: Twilio traffic (numbers, bodies) goes
+            # straight to the configured base, and requests skips re-reading the environment
+            # on every call (a tenth of the send path's CPU in the check-in benchmark).
+            self.session.trust_env = False
         self._base = urlsplit(base_url) if base_url else None
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -40,7 +41,7 @@ from hotline.telephony import SentText
 from hotline.telephony.twilio_adapter import TwilioTelephony
 from tests.kit import harness
 from tests.kit.databases import Tiers, empty_tables
-from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, num_segments
 from tests.kit.harness import HOTLINE, POOL, Hotline, make_hotline
 from tests.kit.phones import Phones
 from tests.kit.servers import RedisServer
@@ -315,6 +316,7 @@ def test_done_schedules_three_checkins_each_sent_once_at_local_time(
         work(hotline, due + timedelta(seconds=30))
         text = clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
         assert "Reply NOCHECKIN" in text.body and "STOP" in text.body
+        assert num_segments(text.body) == 1
     work(hotline, expected[-1] + timedelta(days=1))
     assert sweep(hotline, expected[-1] + timedelta(days=1)) == 0
     sent = rows(hotline)
@@ -550,6 +552,7 @@ def test_a_worker_killed_after_twilio_accepted_never_resends(
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # killed as a process manager kills: with any forked scheduler
     )
     try:
         deadline = time.monotonic() + 30
@@ -557,7 +560,7 @@ def test_a_worker_killed_after_twilio_accepted_never_resends(
             time.sleep(0.02)
         assert worker.poll() is None, "the worker finished instead of hanging on Twilio"
     finally:
-        worker.kill()
+        os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
     assert worker.returncode == -9
     claimed = rows(hotline)[0]

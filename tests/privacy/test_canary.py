@@ -27,7 +27,7 @@ from hotline.db import transaction
 from hotline.models import Clinician, MessageDeletion, PendingText, Programme
 from hotline.people import set_alert_phone
 from tests.kit.calls import PRESS_1, Calls, Script
-from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.harness import HOTLINE, Hotline
 from tests.kit.leaks import (
     Blob,
     Canaries,
@@ -81,6 +81,12 @@ def assert_no_canary(blobs: list[Blob], capture: str) -> None:
     assert not findings, f"canaries found: {findings}"
 
 
+def printed(capfd: pytest.CaptureFixture[str]) -> str:
+    """What reached stdout and stderr (RQ's worker adds a stream handler of its own)."""
+    captured = capfd.readouterr()
+    return captured.out + captured.err
+
+
 def held_texts(hotline: Hotline) -> int:
     with hotline.session() as session:
         return session.scalar(select(func.count()).select_from(PendingText)) or 0
@@ -107,7 +113,7 @@ def test_no_number_and_no_word_is_kept_anywhere(
     alice.expect_text(OFFER)
     clinician.texts(WORDS["held"])
     assert held_texts(hotline) == 2
-    assert_no_canary(everything(hotline, database_url, trap), capfd.readouterr().out)
+    assert_no_canary(everything(hotline, database_url, trap), printed(capfd))
 
     # Alice passes, Bob accepts: the held texts reach him; then texts both ways.
     alice.texts("PASS")
@@ -182,7 +188,7 @@ def test_no_number_and_no_word_is_kept_anywhere(
         forgotten = session.scalars(select(Clinician).where(Clinician.phone_hash.is_(None)))
         assert len(forgotten.all()) == 1
 
-    assert_no_canary(everything(hotline, database_url, trap), capfd.readouterr().out)
+    assert_no_canary(everything(hotline, database_url, trap), printed(capfd))
 
 
 def test_the_scan_finds_canaries_planted_in_each_place(
@@ -191,7 +197,9 @@ def test_the_scan_finds_canaries_planted_in_each_place(
     """The scanners read what they claim to: a planted canary is found in every store."""
     planted_number, planted_body = "+13125550199", "planted words heron-5150"
     with transaction(hotline.services.sessions) as session:
-        session.add(Clinician(programme_id=hotline.programme_id, phone_sealed=planted_body.encode()))
+        session.add(
+            Clinician(programme_id=hotline.programme_id, phone_sealed=planted_body.encode())
+        )
         programme = session.get_one(Programme, hotline.programme_id)
         n = planted_number
         programme.resources_text = f"call ({n[2:5]}) {n[5:8]}-{n[8:]}"

@@ -98,7 +98,7 @@ def test_an_awkward_body_is_held_relayed_both_ways_and_never_breaks_the_twiml(
     first = parsed(hotline.sms(CLINICIAN, HOTLINE, body))
     assert len(to(first, CLINICIAN)) == 1, "the greeting"
     (offer,) = to(first, ALICE)
-    assert "ACCEPT" in offer and body not in offer or not body.strip()
+    assert ("ACCEPT" in offer and body not in offer) or not body.strip()
     assert count(hotline, PendingText) == (0 if relay is None else 1)
 
     accepted = parsed(hotline.sms(ALICE, POOL[0], "ACCEPT"))
@@ -136,7 +136,9 @@ def _raw_sms(hotline: Hotline, encoded_body: str, sid: str, from_: str, to_: str
 
 def test_invalid_utf8_in_the_form_is_relayed_readably_not_dropped(hotline: Hotline) -> None:
     hotline.add_supporter("Alice", ALICE)
-    first = parsed(_raw_sms(hotline, "caf%C3%A9%20%FF%FE%C3%28", "SM" + "a0" * 16, CLINICIAN, HOTLINE))
+    first = parsed(
+        _raw_sms(hotline, "caf%C3%A9%20%FF%FE%C3%28", "SM" + "a0" * 16, CLINICIAN, HOTLINE)
+    )
     assert len(to(first, ALICE)) == 1
     accepted = parsed(hotline.sms(ALICE, POOL[0], "ACCEPT"))
     (held,) = to(accepted, ALICE)[1:]
