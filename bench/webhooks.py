@@ -673,6 +673,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "web_worker_peak_rss_mib": large["memory"]["peak_worker_hwm_mib"],
         "bare_worker_peak_rss_mib": bare["memory"]["peak_worker_hwm_mib"],
     }
+    runs = [p[part] for p in phases.values() for part in ("saturation", "latency")]
+    capacity = sum(r["wall_s"] for r in runs) * (results["machine"]["cpus"] or 1)
+    summary["others_cpu_share"] = sum(r["cpu_s"]["others"] for r in runs) / capacity
     summary["targets"] = {
         "relay throughput >= 0.5x bare": summary["relay_vs_bare_throughput"]
         >= TARGET_THROUGHPUT_RATIO,
@@ -754,8 +757,10 @@ def report(results: dict[str, Any]) -> str:
     out += ["", f"seeding: {seeding}; whole run {results['elapsed_s']:.0f} s"]
     if results.get("web_restarts"):
         out.append(f"WARNING: {results['web_restarts']} web worker(s) restarted during the run")
-    if m["loadavg_at_start"] > 0.5 * (m["cpus"] or 1):
-        out.append("WARNING: the machine was busy when the run started; figures are pessimistic")
+    share = summary["others_cpu_share"]
+    out.append(f"other processes used {share:.0%} of the machine's CPU during the load phases")
+    if share > 0.1 or m["loadavg_at_start"] > 0.5 * (m["cpus"] or 1):
+        out.append("WARNING: the machine was busy; throughput and latency figures are pessimistic")
     if "profile" in results and "inclusive_share" in results["profile"]:
         out += ["", format_profile(results["profile"])]
     return "\n".join(out)

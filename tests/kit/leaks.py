@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import phonenumbers
 from redis import Redis
@@ -130,7 +131,7 @@ def redis_blobs(client: Redis) -> Iterator[Blob]:
     for db in _databases(client):
         kwargs = client.connection_pool.connection_kwargs
         other = client if db == kwargs.get("db", 0) else Redis(**{**kwargs, "db": db})
-        for key in other.scan_iter(count=1000):
+        for key in map(_raw, other.scan_iter(count=1000)):
             where = f"redis db{db} {_shape(key)}"
             yield where + " (name)", key
             dumped = other.dump(key)
@@ -155,22 +156,28 @@ def _shape(key: bytes) -> str:
 
 
 def _contents(client: Redis, key: bytes) -> list[bytes]:
-    kind = client.type(key)
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    kind = _raw(client.type(key)).decode()
+    values: list[Any]
     if kind == "string":
-        return [client.get(key) or b""]
-    if kind == "hash":
-        return [b for pair in client.hgetall(key).items() for b in pair]
-    if kind == "list":
-        return list(client.lrange(key, 0, -1))
-    if kind == "set":
-        return list(client.smembers(key))
-    if kind == "zset":
-        return [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
-    if kind == "stream":
-        entries = client.xrange(key)
-        return [repr(entries).encode()]
-    return []
+        values = [client.get(key) or b""]
+    elif kind == "hash":
+        values = [b for pair in client.hgetall(key).items() for b in pair]
+    elif kind == "list":
+        values = list(client.lrange(key, 0, -1))
+    elif kind == "set":
+        values = list(client.smembers(key))
+    elif kind == "zset":
+        values = list(client.zrange(key, 0, -1))
+    elif kind == "stream":
+        values = [repr(client.xrange(key))]
+    else:
+        values = []
+    return [_raw(value) for value in values]
+
+
+def _raw(value: object) -> bytes:
+    """Redis answers bytes (or str, on a client that decodes); the scan reads bytes."""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 class LogTrap(logging.Handler):

@@ -85,7 +85,8 @@ def assert_nothing_happened(hotline: Hotline) -> None:
     for model in (WebhookEvent, Clinician, Conversation, Offer, PendingText, MessageDeletion):
         assert count(hotline, model) == 0, f"{model.__tablename__} has rows"
     assert hotline.fake.messages == []
-    assert not [k for k in hotline.redis.keys("rq:*") if not k.startswith(b"rq:worker")]
+    keys = [str(k) for k in hotline.redis.keys("rq:*")]
+    assert not [k for k in keys if "rq:worker" not in k]
 
 
 @pytest.mark.parametrize("body", list(BODIES.values()), ids=list(BODIES))

@@ -84,8 +84,8 @@ def rest_texts(hotline: Hotline, to: str, containing: str = "") -> list[str]:
     return [m["body"] for m in hotline.fake.messages if m["to"] == to and containing in m["body"]]
 
 
-def rq_keys(redis: Redis) -> list[bytes]:
-    return [k for k in redis.keys("rq:*") if not k.startswith((b"rq:worker", b"rq:workers"))]
+def rq_keys(redis: Redis) -> list[str]:
+    return [str(k) for k in redis.keys("rq:*") if "rq:worker" not in str(k)]
 
 
 @pytest.fixture

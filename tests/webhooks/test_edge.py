@@ -198,6 +198,7 @@ def rotating(
         database_url, redis_conn, fake_twilio, tmp_path, TWILIO_AUTH_TOKEN_SECONDARY="second-token"
     )
     yield harness
+    harness.clock.stop()  # time-machine's travel is process-wide: left on, later tests freeze
     harness.services.sessions.kw["bind"].dispose()
 
 
