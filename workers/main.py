@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from types import FrameType
 
+from redis import Redis
+from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 
 from hotline import tasks
 from hotline.app import build_redis, build_services
@@ -21,6 +26,7 @@ log = logging.getLogger(__name__)
 # worker_ttl - 15 s (405 s). Until then wake-ups run late, by way of the sweeper: keep it short.
 MAINTENANCE_INTERVAL = 60
 WORKER_TTL = 75
+RESTART_PAUSE = 1.0  # seconds before starting RQ's worker again after it quit on its own
 
 
 def run_sweeper(services: Services, stop: threading.Event) -> None:
@@ -47,11 +53,47 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
     if sweeper and not burst:
         threading.Thread(target=run_sweeper, args=(services, stop), daemon=True).start()
     try:
-        SimpleWorker(
-            [make_queue(redis)],
-            connection=redis,
-            worker_ttl=WORKER_TTL,
-            maintenance_interval=MAINTENANCE_INTERVAL,
-        ).work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        _work(redis, burst)
     finally:
         stop.set()
+
+
+class _Worker(SimpleWorker):
+    """RQ's SimpleWorker, remembering whether a stop was asked for (SIGTERM or SIGINT)."""
+
+    stop_requested = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+
+def _work(redis: Redis, burst: bool) -> None:
+    """Run RQ's worker; start it again whenever it quits on its own.
+
+    When Redis goes away at the wrong moment RQ's worker either returns as if asked to stop (a
+    ConnectionError between jobs, a TimeoutError) or raises out of ``work``: ``hotline worker``
+    exited after a Redis restart, leaving every wake-up and the sweeper to nobody unless a
+    process manager started it again.
+    """
+    while True:
+        try:
+            worker = _Worker(
+                [make_queue(redis)],
+                connection=redis,
+                worker_ttl=WORKER_TTL,
+                maintenance_interval=MAINTENANCE_INTERVAL,
+            )
+            worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        except RedisError as error:  # raised out of RQ's loop, or when registering with Redis
+            if burst:
+                raise
+            log.warning("RQ worker stopped (%s); starting it again", type(error).__name__)
+        else:
+            if burst or worker.stop_requested:
+                return
+            log.warning("RQ worker quit on its own (Redis unavailable?); starting it again")
+        try:
+            time.sleep(RESTART_PAUSE)
+        except StopRequested:  # SIGTERM while waiting (RQ's handler is still installed)
+            return

@@ -351,11 +351,13 @@ def test_webhooks_stay_fast_while_twilio_hangs_on_a_job(line: Hotline) -> None:
     line.add_supporter("Bob", BOB)
     texted(line, CLINICIAN, HOTLINE, "hello")
     line.clock.advance(seconds=line.settings.offer_timeout + 1)
-    line.fake.hang_next(2.5, n=20)  # every API request now takes 2.5 s to answer
+    line.fake.hang_next(4.0, n=20)  # every API request now takes 4 s to answer
     offer_id = pending_offer(line).id
     job = threading.Thread(target=tasks.expire_offer, args=(line.services, offer_id))
     job.start()
     try:
+        # Twilio has taken the offer to Bob (then hangs): the rotation has moved on to Alice.
+        wait_for(lambda: bool(rest_texts(line, BOB, OFFER)), seconds=10)
         slowest = 0.0
         for step, (sender, to, body) in enumerate(
             [
@@ -398,6 +400,46 @@ def worker_env(hotline: Hotline, redis_server: RedisServer, tmp_path: Path) -> d
     }
 
 
+def start_worker(
+    hotline: Hotline, redis_server: RedisServer, tmp_path: Path
+) -> subprocess.Popen[bytes]:
+    """``hotline worker`` as the Procfile runs it, logging to ``worker.log``."""
+    with open(tmp_path / "worker.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hotline.cli", "worker"],
+            env=worker_env(hotline, redis_server, tmp_path),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own process group: RQ forks the scheduler into a child process, and a kill
+            # that leaves that child orphaned would keep holding the scheduler lock for later
+            # tests (as a process manager kills the whole group, so does this test).
+            start_new_session=True,
+        )
+
+
+def wait_for(probe: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not probe():
+        assert time.monotonic() < deadline, "nothing happened in time"
+        time.sleep(0.02)
+
+
+def two_checkins_due(line: Hotline) -> None:
+    """Two clinicians whose first check-in fell due ten minutes ago (on the real clock, which
+    a worker process reads); the jobs due before them already run."""
+    now = real_now(line.redis)
+    line.clock.now = now - timedelta(days=1, minutes=10)
+    line.add_supporter("Alice", ALICE)
+    line.add_supporter("Bob", BOB)
+    phones = Phones(line)
+    talk_then_done(phones, CLINICIAN, ALICE)
+    talk_then_done(phones, SECOND, BOB)
+    line.clock.now = now - timedelta(minutes=11)
+    line.run_jobs()  # the jobs due before the check-ins (message record deletions)
+    line.clock.now = now
+
+
 def talk_then_done(phones: Phones, clinician: str, supporter: str) -> None:
     phones.phone(clinician).texts("hello")
     phones.phone(supporter).expect_text(OFFER)
@@ -413,34 +455,13 @@ def checkins_of(hotline: Hotline) -> list[CheckIn]:
 def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     line: Hotline, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    now = real_now(line.redis)
-    line.clock.now = now - timedelta(days=1, minutes=10)  # check-ins due ten minutes ago
-    line.add_supporter("Alice", ALICE)
-    line.add_supporter("Bob", BOB)
-    phones = Phones(line)
-    talk_then_done(phones, CLINICIAN, ALICE)
-    talk_then_done(phones, SECOND, BOB)
-    line.clock.now = now - timedelta(minutes=11)
-    line.run_jobs()  # the jobs due before the check-ins (message record deletions)
-    line.clock.now = now
+    two_checkins_due(line)
     texted(line, THIRD, HOTLINE, "hello")  # an offer whose time-out is still to come
     line.fake.hang_next(2.0)  # Twilio takes the next message, then is slow to say so
 
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "hotline.cli", "worker"],  # as the Procfile runs it
-        env=worker_env(line, redis_server, tmp_path),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # Its own process group: RQ forks the scheduler into a child process, and a kill that
-        # leaves that child orphaned would keep holding the scheduler lock for later tests
-        # (as a process manager kills the whole group, so does this test).
-        start_new_session=True,
-    )
+    worker = start_worker(line, redis_server, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not line.fake.messages and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: bool(line.fake.messages) or worker.poll() is not None)
         assert worker.poll() is None, "the worker exited instead of waiting on Twilio"
         assert len(line.fake.messages) == 1
     finally:
@@ -468,3 +489,34 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     assert states[stuck[0].id] == CheckInState.UNKNOWN
     for clinician in (CLINICIAN, SECOND):
         assert len(rest_texts(line, clinician, "Checking in")) == 1, "each exactly once"
+
+
+@pytest.mark.sqlite_only
+def test_a_worker_busy_when_redis_restarts_carries_on_once_it_is_back(
+    line: Hotline, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """RQ's worker quits when Redis goes away mid-job; ``hotline worker`` starts it again
+    instead of exiting with nothing left to run the wake-ups and the sweeper."""
+    two_checkins_due(line)
+    with line.session() as session:
+        ids = list(session.scalars(select(CheckIn.id).where(CheckIn.sequence == 1)))
+    line.redis.delete("rq:queue:hotline")  # one at a time: the second is enqueued later
+    line.services.wakeups.schedule(Task.SEND_CHECKIN, ids[0])
+    line.fake.hang_next(2.0)
+    worker = start_worker(line, redis_server, tmp_path)
+    try:
+        wait_for(lambda: bool(line.fake.messages) or worker.poll() is not None)
+        redis_server.stop()  # while the job waits on Twilio
+        time.sleep(3.0)
+        redis_server.start()  # empty
+        line.services.wakeups.schedule(Task.SEND_CHECKIN, ids[1])
+        wait_for(lambda: len(line.fake.messages) == 2 or worker.poll() is not None)
+        log = (tmp_path / "worker.log").read_text()
+        assert worker.poll() is None, f"the worker process exited: {log[-3000:]}"
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    assert "starting it again" in (tmp_path / "worker.log").read_text()  # the path under test
+    for clinician in (CLINICIAN, SECOND):
+        assert len(rest_texts(line, clinician, "Checking in")) == 1
