@@ -47,7 +47,9 @@ ERROR_TABLE: dict[int, type[TelephonyError]] = {
     21612: PermanentError,  # The 'To' number is not currently reachable via SMS
     21614: PermanentError,  # 'To' number is not a valid mobile number
     21617: PermanentError,  # Concatenated message body exceeds the 1600 character limit
-    20003: PermanentError,  # Authentication failed: a configuration problem, not a blip
+    # Authentication failed: the deployment's credentials are wrong or mid-rotation. Work waits
+    # (bounded retries with backoff) so that fixing the setting loses no check-in.
+    20003: RetryableError,
     20404: PermanentError,  # The requested resource was not found
     20429: RetryableError,  # Too many requests
     30001: RetryableError,  # Queue overflow

@@ -603,7 +603,7 @@ def test_21610_marks_the_clinician_opted_out_and_cancels_the_rest(
     phones.assert_no_unexpected()
 
 
-@pytest.mark.parametrize(("status", "code"), [(503, None), (429, 20429)])
+@pytest.mark.parametrize(("status", "code"), [(503, None), (429, 20429), (401, 20003)])
 def test_a_refused_send_is_retried_later_with_backoff_then_sent_once(
     make_line: Callable[..., Hotline], status: int, code: int | None
 ) -> None:

@@ -106,10 +106,10 @@ def test_deleting_an_unknown_message_is_permanent(telephony: TwilioTelephony) ->
     assert (raised.value.code, raised.value.status) == (20404, 404)
 
 
-def test_a_wrong_auth_token_is_permanent(fake: FakeTwilio) -> None:
+def test_a_wrong_auth_token_is_retryable_so_fixing_it_loses_nothing(fake: FakeTwilio) -> None:
     with (
         telephony_at(fake.base_url, token="not-the-token") as adapter,
-        pytest.raises(PermanentError) as raised,
+        pytest.raises(RetryableError) as raised,
     ):
         adapter.send_text(CLINICIAN, POOL, "hello")
 
@@ -214,7 +214,7 @@ def test_no_body_or_number_reaches_the_logs(
     [
         (21610, 400, OptedOutError),
         (21211, 400, PermanentError),
-        (20003, 401, PermanentError),
+        (20003, 401, RetryableError),
         (20404, 404, PermanentError),
         (30003, 400, RetryableError),
         (20429, 429, RetryableError),
