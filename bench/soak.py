@@ -13,7 +13,9 @@ The soak plays Twilio for the phones (see soak_traffic.py): clinicians and suppo
 offers are accepted or left to time out, texts the worker sends get their status callbacks.
 
 At a third of the run Redis is stopped for a few seconds and started again, empty; at two
-thirds the worker is SIGKILLed and a new one started, as a process manager would. After the
+thirds a worker (of ``--workers``, 2 by default: one cannot keep up with deleting a message
+record at Twilio for every one of 50 texts a second on a small machine) is SIGKILLed and a new
+one started, as a process manager would. After the
 load the soak drains (sessions finish, check-ins go out) for at most ``--drain`` seconds, then
 checks: no 5xx and no failed request; every word relayed exactly once, to the right phone and
 from the right masked number; every conversation accepted and closed; every check-in sent at
@@ -70,6 +72,7 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--drain", type=float, default=240.0, help="at most, after the load")
     parser.add_argument("--offer-timeout", type=int, default=8, help="HOTLINE_OFFER_TIMEOUT")
     parser.add_argument("--max-active", type=int, default=30, help="conversations at once")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--logs", type=Path, help="copy the web and worker logs here")
     parser.set_defaults(run=main)
 
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace, server: str) -> dict[str, Any]:
         seed_roster(env, workdir)
         stack.callback(procfile.stop_all)
         procfile.start("web")
-        procfile.start("worker")
+        for instance in range(1, args.workers + 1):
+            procfile.start(f"worker.{instance}")
         wait_for_http(port)
         traffic = Traffic(f"http://127.0.0.1:{port}", HOTLINE, SUPPORTERS, args.max_active)
         monitor = Monitor(fake, traffic)
@@ -198,8 +202,8 @@ def _inject(fault: str, procfile: Procfile, redis: RedisProcess) -> None:
         time.sleep(REDIS_DOWN_SECONDS)
         redis.start()
     else:
-        procfile.kill("worker")
-        procfile.start("worker")
+        procfile.kill("worker.1")
+        procfile.start("worker.1")
 
 
 def drain(traffic: Traffic, database_url: str, limit: float, rate: float) -> float:

@@ -128,7 +128,11 @@ def environment(
 
 
 class Procfile:
-    """The Procfile's processes, each run as its line says (loopback instead of 0.0.0.0)."""
+    """The Procfile's processes, each run as its line says (loopback instead of 0.0.0.0).
+
+    A process is named by its type, with an instance number when several run (``worker.2``);
+    every instance of a type appends to the type's log (``worker.log``).
+    """
 
     def __init__(self, env: dict[str, str], workdir: Path) -> None:
         lines = (ROOT / "Procfile").read_text().splitlines()
@@ -138,8 +142,9 @@ class Procfile:
         self.exits: Counter[str] = Counter()
 
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
-        command = self.commands[name].replace("0.0.0.0", "127.0.0.1")  # noqa: S104
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        kind = name.split(".")[0]
+        command = self.commands[kind].replace("0.0.0.0", "127.0.0.1")  # noqa: S104
+        log = open(self.workdir / f"{kind}.log", "ab")  # noqa: SIM115 - the child keeps it
         return subprocess.Popen(
             ["/bin/sh", "-c", f"exec {command}"],
             env=self.env,
@@ -157,7 +162,7 @@ class Procfile:
         self.running[name] = self._spawn(name)
 
     def kill(self, name: str) -> None:
-        """SIGKILL, no warning (the whole process group: gunicorn's workers too)."""
+        """SIGKILL, no warning (the whole process group: gunicorn's workers, RQ's scheduler)."""
         process = self.running.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)

@@ -1,19 +1,20 @@
 """Webhook throughput and latency: the hotline under gunicorn against a bare Flask baseline.
 
-    python -m bench webhooks            # 1,000 then 1,000,000 past conversations (~10 min)
-    python -m bench webhooks --quick    # 1,000 then 50,000, shorter phases (~3 min)
+    python -m bench webhooks            # 1,000 vs 1,000,000 past conversations (~10 min)
+    python -m bench webhooks --quick    # 1,000 vs 50,000, shorter phases (~4 min)
 
-Sets up, all on loopback and all thrown away afterwards: a fresh PostgreSQL database on
+Sets up, all on loopback and all thrown away afterwards: two fresh PostgreSQL databases on
 ``HOTLINE_BENCH_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
-migrated and seeded (``bench/history.py``); its own ``redis-server``; the test kit's fake
+migrated and seeded alike (``bench/history.py``) except for their history, 1,000 past
+conversations in one and 1,000,000 in the other; its own ``redis-server``; the test kit's fake
 Twilio; and the web process exactly as the Procfile's ``web:`` line starts it (gunicorn, same
-workers, threads, timeout and access log), bound to 127.0.0.1. A second process
-(``bench/loadgen.py``) sends signed webhooks. The bare Flask app (``bench/bare_app.py``) runs on
-the same gunicorn command line first, then the hotline. For each it finds the throughput at
-saturation (closed loop, several concurrencies) and measures p50/p99 latency at half that rate
-(open loop). Then it grows the history to the large size and measures the relay again at the
-same rate. Figures go to ``bench/out/latest.json`` and a chart to ``docs/performance.png``.
-Method and results: docs/PERFORMANCE.md.
+workers, threads, timeout and access log), bound to 127.0.0.1, once per database, plus once for
+the bare Flask app (``bench/bare_app.py``). A second process (``bench/loadgen.py``) sends the
+signed webhooks. For each app it finds the throughput at saturation (closed loop, several
+concurrencies) and the p50/p99 latency at half of that rate (open loop); the two hotlines are
+measured in alternating rounds at the same rate, so a change in the machine's background load
+falls on both alike. Figures go to ``bench/out/latest.json``, a chart to
+``docs/performance.png``. Method and results: docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from bench import history
+from bench.loadgen import merge
 from bench.loopback import (
     children,
     cpu_seconds,
@@ -75,19 +77,20 @@ TARGET_GROWTH = 1.2
 @dataclass(frozen=True)
 class Plan:
     name: str
-    history: tuple[int, int]  # past conversations: the small and the large database
+    history: tuple[int, int]  # past conversations in the small and in the large database
     levels: tuple[int, ...]  # closed-loop concurrencies tried for the saturation throughput
     warmup: float  # seconds before each measurement, not counted
     saturation: float  # seconds measured per concurrency level
-    latency: float  # seconds measured at half the peak rate
+    latency: float  # seconds measured per latency round (open loop at half of peak)
+    rounds: int  # latency rounds, alternating small and large
     max_rate: float = 3_000.0  # requests built per second of a phase (the count limit)
-    probe: int = 400  # requests through the in-process cost probe
+    probe: int = 400  # requests through the in-process cost probe, per database
     supporters: int = 40
     conversations_each: int = 2  # active conversations per supporter (the relay traffic)
 
 
-FULL = Plan("full", (1_000, 1_000_000), (4, 8, 16, 32), 2.0, 8.0, 20.0)
-QUICK = Plan("quick", (1_000, 50_000), (8, 16, 32), 1.0, 4.0, 10.0)
+FULL = Plan("full", (1_000, 1_000_000), (4, 8, 16, 32), 2.0, 8.0, 10.0, 2)
+QUICK = Plan("quick", (1_000, 50_000), (8, 16, 32), 1.0, 4.0, 5.0, 2)
 
 
 def add_command(commands: Any) -> None:
@@ -141,33 +144,55 @@ class Deadline:
             raise TimeoutError(f"not enough time left for {what}; stopping (RUN_LIMIT)")
 
 
+@dataclass
+class Site:
+    """One hotline database: its history size, settings, and the web process's environment."""
+
+    label: str
+    history: int
+    engine: Engine
+    settings: Settings
+    env: dict[str, str]
+
+
 def run(plan: Plan, server: str, *, profile: bool = False) -> dict[str, Any]:
     deadline = Deadline(RUN_LIMIT)
     results: dict[str, Any] = {"plan": asdict(plan), "machine": machine(), "phases": {}}
     started = time.perf_counter()
     with ExitStack() as stack:
         print(f"webhooks benchmark ({plan.name}): setting up on loopback ...", flush=True)
-        database_url = stack.enter_context(fresh_database(server))
         redis = stack.enter_context(redis_server())
         fake = stack.enter_context(FakeTwilio())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotline-bench-")))
-        env = web_env(database_url, redis.url, fake, workdir)
-        settings = load_settings(env, instance_path=workdir)
-        vault = Vault(settings.data_keys)
-        engine = make_engine(database_url)
-        stack.callback(engine.dispose)
-        results["machine"]["postgres"] = _postgres_version(engine)
-
-        t = time.perf_counter()
-        roster = history.seed_roster(
-            engine, settings, vault, plan.supporters, plan.conversations_each
-        )
-        small, large = plan.history
-        counts = history.add_history(engine, vault, roster, small, seed=1)
-        history.analyze(engine)
-        results["seeding"] = [
-            {"conversations": small, "seconds": time.perf_counter() - t, "rows": asdict(counts)}
-        ]
+        sites, rosters = [], []
+        results["seeding"] = []
+        for index, (label, size) in enumerate(zip(("small", "large"), plan.history, strict=True)):
+            url = stack.enter_context(fresh_database(server))
+            env = web_env(url, f"{redis.url.rsplit('/', 1)[0]}/{index}", fake, workdir)
+            settings = load_settings(env, instance_path=workdir)
+            engine = make_engine(url)
+            stack.callback(engine.dispose)
+            site = Site(label, size, engine, settings, env)
+            print(f"  seeding {size:,} past conversations ...", flush=True)
+            t = time.perf_counter()
+            vault = Vault(settings.data_keys)
+            roster = history.seed_roster(
+                engine, settings, vault, plan.supporters, plan.conversations_each
+            )
+            counts = history.add_history(engine, vault, roster, size, seed=1)
+            history.analyze(engine)
+            seconds = time.perf_counter() - t
+            results["seeding"].append({"conversations": size, "seconds": seconds, **asdict(counts)})
+            sites.append(site)
+            rosters.append(roster)
+        small, large = sites
+        results["machine"]["postgres"] = _postgres_version(small.engine)
+        roster = rosters[0]
+        if (roster.clinicians, roster.supporter_lines) != (
+            rosters[1].clinicians,
+            rosters[1].supporter_lines,
+        ):
+            raise RuntimeError("the two databases were seeded with different rosters")
         world = {
             "public_url": PUBLIC_URL,
             "auth_token": AUTH_TOKEN,
@@ -177,36 +202,34 @@ def run(plan: Plan, server: str, *, profile: bool = False) -> dict[str, Any]:
             "supporter_lines": roster.supporter_lines,
             "new_clinicians": [history.NEW_CLINICIAN_BASE, history.NEW_CLINICIAN_BASE],
         }
-        bench = Bench(plan, deadline, workdir, env, world, redis.pid, engine)
+        bench = Bench(plan, deadline, workdir, world, redis.pid)
         phases = results["phases"]
-        print("  cost per request, in process ...", flush=True)
-        results["cost"] = cost_probe(settings, world, bench.take_new(2_000), plan.probe)
 
-        with bench.web(BARE_APP, "bare") as web:
-            phases["bare"] = bench.scenario(web, "bare", "relay")
+        print("  cost per request, in process ...", flush=True)
+        results["cost"] = cost_probe(sites, world, bench.take_new(2_000), plan.probe)
+
+        with bench.web(BARE_APP, small) as web:
+            phases["bare"] = bench.saturation(web, "bare", "relay")
+            rate = phases["bare"]["peak"] / 2
+            phases["bare"]["latency"] = bench.latency({"bare": web}, "relay", rate)["bare"]
             phases["bare"]["memory"] = web.memory()
 
-        with bench.web(HOTLINE_APP, "hotline") as web:
-            phases["relay"] = bench.scenario(web, "relay", "relay")
-            phases["mix"] = bench.scenario(web, "mix", "mix", new_clinicians=60_000)
-            print(f"  growing the history to {large:,} past conversations ...", flush=True)
-            deadline.check("seeding the large history", 240.0)
-            t = time.perf_counter()
-            counts = history.add_history(engine, vault, roster, large - small, seed=2)
-            history.analyze(engine)
-            results["seeding"].append(
-                {"conversations": large, "seconds": time.perf_counter() - t, "rows": asdict(counts)}
-            )
-            phases["relay_large"] = bench.scenario(
-                web, "relay_large", "relay", rate=phases["relay"]["latency"]["rate"]
-            )
-            phases["mix_large"] = bench.scenario(
-                web, "mix_large", "mix", rate=phases["mix"]["latency"]["rate"], new_clinicians=8_000
-            )
-            phases["relay_large"]["memory"] = web.memory()
+        with bench.web(HOTLINE_APP, small) as web_small, bench.web(HOTLINE_APP, large) as web_large:
+            webs = {"small": web_small, "large": web_large}
+            for mix in ("relay", "mix"):
+                new_each = 20_000 if mix == "mix" else 0
+                for key, web in webs.items():
+                    name = mix if key == "small" else f"{mix}_large"
+                    phases[name] = bench.saturation(web, name, mix, new_clinicians=new_each)
+                rate = phases[mix]["peak"] / 2  # the small database's half peak, for both
+                merged = bench.latency(webs, mix, rate, new_clinicians=new_each // 4)
+                phases[mix]["latency"] = merged["small"]
+                phases[f"{mix}_large"]["latency"] = merged["large"]
+            for key, web in webs.items():
+                phases["relay" if key == "small" else "relay_large"]["memory"] = web.memory()
             if profile:
-                results["profile"] = bench.profile(web)
-            results["web_restarts"] = web.restarts()
+                results["profile"] = bench.profile(web_small)
+            results["web_restarts"] = web_small.restarts() + web_large.restarts()
     results["elapsed_s"] = time.perf_counter() - started
     results["summary"] = summarize(results)
     return results
@@ -276,6 +299,7 @@ class Web:
     process: subprocess.Popen[bytes]
     port: int
     workers: list[int]
+    site: Site  # the database it serves (the bare app has one too, and never touches it)
 
     def memory(self) -> dict[str, Any]:
         """Peak and current RSS (VmHWM, VmRSS) of each web worker, in MiB."""
@@ -297,56 +321,41 @@ class Web:
 
 class Bench:
     def __init__(
-        self,
-        plan: Plan,
-        deadline: Deadline,
-        workdir: Path,
-        env: dict[str, str],
-        world: dict[str, Any],
-        redis_pid: int,
-        engine: Engine,
+        self, plan: Plan, deadline: Deadline, workdir: Path, world: dict[str, Any], redis_pid: int
     ) -> None:
-        self.plan, self.deadline, self.workdir, self.env = plan, deadline, workdir, env
-        self.world, self.redis_pid, self.engine = world, redis_pid, engine
-        self.database = engine.url.database
+        self.plan, self.deadline, self.workdir = plan, deadline, workdir
+        self.world, self.redis_pid = world, redis_pid
         self.next_new = history.NEW_CLINICIAN_BASE
         self.seed = 0
 
     @contextmanager
-    def web(self, app: str, label: str) -> Iterator[Web]:
+    def web(self, app: str, site: Site) -> Iterator[Web]:
+        """The Procfile's web process serving ``app`` on ``site``'s database, until exit."""
         port = free_port()
-        argv = procfile_argv(app, port, self.env)
+        argv = procfile_argv(app, port, site.env)
         workers = int(argv[argv.index("--workers") + 1])
-        log_path = self.workdir / f"{label}-gunicorn.log"  # the access log: paths, no SIDs
+        name = "bare" if app == BARE_APP else site.label
+        log_path = self.workdir / f"{name}-gunicorn.log"  # the access log: paths, no SIDs
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 argv,
-                env={**self.env, "PORT": str(port)},
+                env={**site.env, "PORT": str(port)},
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         try:
             pids = _wait_ready(process, port, workers, log_path)
-            yield Web(process, port, pids)
+            yield Web(process, port, pids, site)
         finally:
             stop(process, grace=25.0)
 
-    def scenario(
-        self,
-        web: Web,
-        label: str,
-        mix: str,
-        *,
-        rate: float | None = None,
-        new_clinicians: int = 0,
+    def saturation(
+        self, web: Web, label: str, mix: str, *, new_clinicians: int = 0
     ) -> dict[str, Any]:
-        """Saturation (closed loop, each level), then latency at half the peak (or ``rate``)."""
+        """Closed loop at each concurrency level; the best throughput is the peak."""
         plan = self.plan
-        needs = len(plan.levels) * (plan.warmup + plan.saturation) + plan.latency + 60
-        self.deadline.check(label, needs)
         print(f"  {label}: saturation at concurrency {list(plan.levels)} ...", flush=True)
-        per_phase = int(plan.max_rate * (plan.warmup + plan.saturation))
         closed = self._loadgen(
             web,
             {
@@ -355,35 +364,51 @@ class Bench:
                 "levels": list(plan.levels),
                 "warmup": plan.warmup,
                 "duration": plan.saturation,
-                "max_requests": per_phase,
+                "max_requests": int(plan.max_rate * (plan.warmup + plan.saturation)),
             },
-            new_clinicians // 2,
+            new_clinicians,
         )
         best = max(closed["levels"], key=lambda level: level["throughput"])
-        half = rate if rate is not None else best["throughput"] / 2
-        print(
-            f"  {label}: peak {best['throughput']:.0f} req/s; latency at {half:.0f} req/s ...",
-            flush=True,
-        )
-        latency = self._loadgen(
-            web,
-            {
-                "mode": "open",
-                "mix": mix,
-                "rate": half,
-                "warmup": plan.warmup,
-                "duration": plan.latency,
-                "max_requests": int(half * (plan.warmup + plan.latency)) + 1,
-            },
-            new_clinicians // 2,
-        )
+        print(f"  {label}: peak {best['throughput']:.0f} req/s", flush=True)
         return {
             "mix": mix,
             "saturation": closed,
             "peak": best["throughput"],
             "peak_concurrency": best["concurrency"],
-            "latency": latency,
         }
+
+    def latency(
+        self, webs: dict[str, Web], mix: str, rate: float, *, new_clinicians: int = 0
+    ) -> dict[str, dict[str, Any]]:
+        """Open loop at ``rate``: ``rounds`` rounds, each web in turn; samples pooled per web."""
+        plan = self.plan
+        print(f"  {mix}: latency at {rate:.0f} req/s, {' / '.join(webs)} ...", flush=True)
+        runs: dict[str, list[dict[str, Any]]] = {key: [] for key in webs}
+        for _round in range(plan.rounds):
+            for key, web in webs.items():
+                spec = {
+                    "mode": "open",
+                    "mix": mix,
+                    "rate": rate,
+                    "warmup": plan.warmup,
+                    "duration": plan.latency,
+                    "max_requests": int(rate * (plan.warmup + plan.latency)) + 1,
+                }
+                runs[key].append(self._loadgen(web, spec, new_clinicians))
+        out = {}
+        for key, done in runs.items():
+            merged = merge(done)
+            merged["rate"] = rate
+            merged["rounds"] = [
+                {k: run[k] for k in ("p50_ms", "p99_ms", "dispatch_late_p99_ms", "cpu_s")}
+                for run in done
+            ]
+            merged["cpu_s"] = {
+                name: round(sum(run["cpu_s"][name] for run in done), 2) for name in done[0]["cpu_s"]
+            }
+            merged["wall_s"] = sum(run["wall_s"] for run in done)
+            out[key] = merged
+        return out
 
     def take_new(self, count: int) -> tuple[int, int]:
         """Indices of ``count`` fictional numbers no phase has used (new clinicians)."""
@@ -420,16 +445,16 @@ class Bench:
         return result
 
     def _cpu(self, web: Web) -> dict[str, float]:
-        """CPU seconds so far: web workers (and each one), this database's PostgreSQL backends,
-        Redis, and the whole machine (``machine`` minus ours is everyone else's)."""
+        """CPU seconds so far: web workers (and each one), the PostgreSQL backends of the web's
+        database, Redis, and the whole machine (``machine`` minus ours is everyone else's)."""
         out = {"web": 0.0, "postgres": 0.0, "redis": 0.0, "machine": machine_busy_seconds()}
         for i, pid in enumerate(children(web.process.pid)):
             out[f"web_{i}"] = _cpu_or_zero(pid)
             out["web"] += out[f"web_{i}"]
-        with self.engine.connect() as connection:
+        with web.site.engine.connect() as connection:
             backends = connection.scalars(
                 text("SELECT pid FROM pg_stat_activity WHERE datname = :db"),
-                {"db": self.database},
+                {"db": web.site.engine.url.database},
             ).all()
         out["postgres"] = sum(_cpu_or_zero(pid) for pid in backends)
         out["redis"] = _cpu_or_zero(self.redis_pid)
@@ -540,56 +565,66 @@ def _wait_ready(
 
 
 def cost_probe(
-    settings: Settings, world: dict[str, Any], new: tuple[int, int], count: int
-) -> dict[str, Any]:
-    """SQL round trips and CPU per request, by kind, through Flask's test client in this process.
+    sites: list[Site], world: dict[str, Any], new: tuple[int, int], count: int
+) -> dict[str, dict[str, Any]]:
+    """Per request, by kind, through Flask's test client in this process: SQL round trips, the
+    app's CPU time, and the wall time (which includes PostgreSQL's and Redis's work).
 
-    The round trips are exact and the CPU time is this process's own, so both stay comparable
-    on a busy machine where latency and throughput do not. Round trips are the statements,
-    BEGINs and COMMITs the app's engine sends (its pool's pre-ping on checkout comes on top).
+    Each request goes to every site's app in turn, so a change in the machine's load falls on
+    all of them alike. The round trips are exact and the CPU time is this process's own; both
+    stay comparable on a busy machine where throughput and latency do not. Round trips are
+    the statements, BEGINs and COMMITs each engine sends (its pool's pre-ping comes on top).
     """
+    from flask import Flask
     from sqlalchemy import event
 
     from bench.loadgen import MIXES, RequestFactory, World, split_request
     from hotline.app import create_app
 
-    app = create_app(settings)
-    engine = app.extensions["hotline"].sessions.kw["bind"]
+    apps: list[Flask] = []
     trips = [0]
 
     def count_trip(*_args: Any) -> None:
         trips[0] += 1
 
-    for name in ("before_cursor_execute", "begin", "commit"):
-        event.listen(engine, name, count_trip)
     spec = {**world, "new_clinicians": new}
     spec["supporter_lines"] = [tuple(line) for line in spec["supporter_lines"]]
     factory = RequestFactory(World(**spec), "127.0.0.1", seed=99)
     warmup = 50
-    client = app.test_client()
-    samples: dict[str, list[tuple[int, float]]] = {}
+    samples: dict[str, dict[str, list[tuple[int, float, float]]]] = {s.label: {} for s in sites}
     try:
+        for site in sites:
+            apps.append(create_app(site.settings))
+            for name in ("before_cursor_execute", "begin", "commit"):
+                event.listen(apps[-1].extensions["hotline"].sessions.kw["bind"], name, count_trip)
+        clients = [app.test_client() for app in apps]
         for i, (kind, raw) in enumerate(factory.build(MIXES["mix"], count + warmup)):
             path, headers, body = split_request(raw)
-            trips[0], cpu = 0, time.process_time()
-            response = client.post(path, data=body, headers=headers)
-            spent = time.process_time() - cpu
-            if response.status_code >= 300:
-                raise RuntimeError(f"the cost probe got HTTP {response.status_code}")
-            if i >= warmup:
-                samples.setdefault(kind, []).append((trips[0], spent))
+            for site, client in zip(sites, clients, strict=True):
+                trips[0], cpu, wall = 0, time.process_time(), time.perf_counter()
+                response = client.post(path, data=body, headers=headers)
+                spent, took = time.process_time() - cpu, time.perf_counter() - wall
+                if response.status_code >= 300:
+                    raise RuntimeError(f"the cost probe got HTTP {response.status_code}")
+                if i >= warmup:
+                    samples[site.label].setdefault(kind, []).append((trips[0], spent, took))
     finally:
-        engine.dispose()
-        redis = app.extensions.get("hotline.redis")
-        if redis is not None:
-            redis.close()
+        for app in apps:
+            app.extensions["hotline"].sessions.kw["bind"].dispose()
+            redis = app.extensions.get("hotline.redis")
+            if redis is not None:
+                redis.close()
     return {
-        kind: {
-            "count": len(rows),
-            "round_trips": statistics.mean(t for t, _ in rows),
-            "cpu_ms": 1000 * statistics.median(c for _, c in rows),
+        label: {
+            kind: {
+                "count": len(rows),
+                "round_trips": statistics.mean(t for t, _, _ in rows),
+                "cpu_ms": 1000 * statistics.median(c for _, c, _ in rows),
+                "wall_ms": 1000 * statistics.median(w for _, _, w in rows),
+            }
+            for kind, rows in sorted(kinds.items())
         }
-        for kind, rows in sorted(samples.items())
+        for label, kinds in samples.items()
     }
 
 
@@ -670,9 +705,18 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "growth_p99": growth_p99,
         "growth_peak": relay["peak"] / large["peak"],
         "history": [small_n, large_n],
-        "web_worker_peak_rss_mib": large["memory"]["peak_worker_hwm_mib"],
+        "web_worker_peak_rss_mib": max(
+            relay["memory"]["peak_worker_hwm_mib"], large["memory"]["peak_worker_hwm_mib"]
+        ),
         "bare_worker_peak_rss_mib": bare["memory"]["peak_worker_hwm_mib"],
     }
+    cost = results.get("cost", {})
+    if "small" in cost and "large" in cost:
+        summary["in_process_wall_growth"] = {
+            kind: cost["large"][kind]["wall_ms"] / row["wall_ms"]
+            for kind, row in cost["small"].items()
+            if kind in cost["large"] and row["wall_ms"]
+        }
     runs = [p[part] for p in phases.values() for part in ("saturation", "latency")]
     capacity = sum(r["wall_s"] for r in runs) * (results["machine"]["cpus"] or 1)
     summary["others_cpu_share"] = sum(r["cpu_s"]["others"] for r in runs) / capacity
@@ -716,12 +760,20 @@ def report(results: dict[str, Any]) -> str:
             f"{p['peak_concurrency']:7d}{lat['rate']:8.0f}{lat['p50_ms']:9.1f}{lat['p99_ms']:9.1f}"
             f"{errors:8d}"
         )
-    cost = results.get("cost", {})
     out += [
         "",
-        "in-process cost per request (SQL round trips, median CPU ms): "
-        + ", ".join(f"{k} {v['round_trips']:.1f} / {v['cpu_ms']:.1f}" for k, v in cost.items()),
+        "in process, alternating, per request: SQL round trips / app CPU ms / wall ms (medians):",
     ]
+    for label, kinds in results.get("cost", {}).items():
+        size = small if label == "small" else large
+        out.append(
+            f"  {size:>9} past: "
+            + ", ".join(
+                f"{k} {v['round_trips']:.0f} / {v['cpu_ms']:.1f} / {v['wall_ms']:.1f}"
+                for k, v in kinds.items()
+            )
+        )
+    out.append("")
     for key, history_size in (("mix", small), ("mix_large", large)):
         kinds = phases[key]["latency"]["by_kind"]
         out.append(
@@ -730,7 +782,7 @@ def report(results: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "CPU seconds during the half-rate runs (web / postgres / redis / loadgen / others): "
+        "CPU seconds in the half-rate runs (web/postgres/redis/loadgen/other processes): "
         + "; ".join(
             f"{key} "
             + "/".join(
@@ -743,8 +795,10 @@ def report(results: dict[str, Any]) -> str:
         f"relay / bare throughput   {summary['relay_vs_bare_throughput']:.2f}x"
         f"   (mix / bare {summary['mix_vs_bare_throughput']:.2f}x)",
         f"relay growth {small} -> {large} past conversations: p50 x{summary['growth_p50']:.2f},"
-        f" p99 x{summary['growth_p99']:.2f}, peak throughput x{1 / summary['growth_peak']:.2f};"
-        f" first texts p50 x{summary['first_text_growth_p50'] or 0:.2f}",
+        f" p99 x{summary['growth_p99']:.2f}, peak throughput x{1 / summary['growth_peak']:.2f}"
+        f" (first texts in the mix: p50 x{summary['first_text_growth_p50'] or 0:.2f})",
+        "in-process wall time growth, same requests alternating: "
+        + ", ".join(f"{k} x{v:.2f}" for k, v in summary.get("in_process_wall_growth", {}).items()),
         f"peak RSS of a web worker (VmHWM): hotline {summary['web_worker_peak_rss_mib']:.1f} MiB,"
         f" bare Flask {summary['bare_worker_peak_rss_mib']:.1f} MiB",
         "",
