@@ -1,7 +1,11 @@
 """``/api/v1/supporters``: the roster, with phone verification as a sub-resource.
 
-Phones are written in E.164 only and read back masked. ``DELETE`` deactivates (the row stays:
-past conversations refer to it) and takes the supporter off every schedule answer.
+Phones are written in E.164 only and read back masked. The token holder vouches for the
+numbers it writes (an administrator's integration, e.g. a sync from the staff directory): they
+count as verified at once, and the audit log says so. ``"verify": true`` texts a code instead,
+and the supporter can go on call only once it is confirmed, as in the console. ``DELETE``
+deactivates (the row stays: past conversations refer to it) and takes the supporter off every
+schedule answer.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from hotline.phone import is_e164
 
 bp = Blueprint("roster", __name__)
 FIELDS = {"name", "phone", "discipline", "max_conversations", "email", "active"}
+VERIFY = "verify"  # not a field of the supporter: how a number written here is checked
 REFUSALS = {
     verification.Outcome.WRONG: 422,
     verification.Outcome.EXPIRED: 410,
@@ -38,8 +43,9 @@ def _checked(data: dict[str, Any]) -> dict[str, Any]:
         fail(422, "name must be text", "name")
     if "max_conversations" in data and type(data["max_conversations"]) is not int:
         fail(422, "max_conversations must be a whole number", "max_conversations")
-    if "active" in data and not isinstance(data["active"], bool):
-        fail(422, "active must be true or false", "active")
+    for flag in ("active", VERIFY):
+        if flag in data and not isinstance(data[flag], bool):
+            fail(422, f"{flag} must be true or false", flag)
     return data
 
 
@@ -70,7 +76,8 @@ def list_supporters() -> Response:
 @bp.post("/supporters")
 def create_supporter() -> tuple[Response, int, dict[str, str]]:
     data = _checked(body())
-    only(data, FIELDS, {"name", "phone"})
+    only(data, FIELDS | {VERIFY}, {"name", "phone"})
+    verify = data.pop(VERIFY, False)
     with writing() as session:
         try:
             change = roster.add(
@@ -80,6 +87,7 @@ def create_supporter() -> tuple[Response, int, dict[str, str]]:
                 roster.SupporterInput(**data),
                 caller().actor,
                 now(),
+                verify=verify,
             )
         except roster.RosterError as error:
             _refuse(error)
@@ -97,11 +105,14 @@ def get_supporter(supporter_id: int) -> Response:
 @bp.patch("/supporters/<int:supporter_id>")
 def update_supporter(supporter_id: int) -> Response:
     data = _checked(body())
-    only(data, FIELDS)
+    only(data, FIELDS | {VERIFY})
+    verify = data.pop(VERIFY, False)
     with writing() as session:
         supporter = find(session, supporter_id)
         try:
-            change = roster.edit(session, services().vault, supporter, data, caller().actor, now())
+            change = roster.edit(
+                session, services().vault, supporter, data, caller().actor, now(), verify=verify
+            )
         except roster.RosterError as error:
             _refuse(error)
         shown = supporter_json(services().vault, supporter)

@@ -71,7 +71,7 @@ def _roster_paths() -> Schema:
             "parameters": [PROGRAMME],
             "get": operation("List supporters (phones masked).", "200", listed, "404"),
             "post": operation(
-                "Add a supporter; a code is texted to verify the number.",
+                "Add a supporter (see `verify`: vouched for, or verified by a texted code).",
                 "201",
                 ref("Supporter"),
                 "400",
@@ -86,7 +86,7 @@ def _roster_paths() -> Schema:
             "parameters": [sid, PROGRAMME],
             "get": operation("One supporter.", "200", ref("Supporter"), "404"),
             "patch": operation(
-                "Change a supporter; a new number needs verifying again.",
+                "Change a supporter (a new number: vouched for, or a texted code; see `verify`).",
                 "200",
                 ref("Supporter"),
                 "400",

@@ -36,6 +36,15 @@ SUPPORTER_FIELDS: Schema = {
     "email": nullable("string", maxLength=254),
     "active": {"type": "boolean"},
 }
+VERIFY_FLAG: Schema = {
+    "type": "boolean",
+    "default": False,
+    "description": (
+        "false (default): the token holder vouches for the number written, which counts as "
+        "verified at once (audited). true: a code is texted to it, and the supporter can be "
+        "on call only after POST .../verification/confirm."
+    ),
+}
 ROTATION_FIELDS: Schema = {
     "name": {"type": "string", "minLength": 1, "maxLength": 120, "pattern": r"\S"},
     "handoff_weekday": {
@@ -114,8 +123,8 @@ SCHEMAS: Schema = {
             "created_at",
         ],
     ),
-    "SupporterCreate": obj(SUPPORTER_FIELDS, ["name", "phone"]),
-    "SupporterUpdate": obj(SUPPORTER_FIELDS),
+    "SupporterCreate": obj({**SUPPORTER_FIELDS, "verify": VERIFY_FLAG}, ["name", "phone"]),
+    "SupporterUpdate": obj({**SUPPORTER_FIELDS, "verify": VERIFY_FLAG}),
     "CodeSent": obj(
         {"status": {"type": "string"}, "expires_in_seconds": {"type": "integer"}},
         ["status", "expires_in_seconds"],

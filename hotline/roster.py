@@ -144,8 +144,12 @@ def add(
     data: SupporterInput,
     actor: str,
     now: datetime,
+    *,
+    verify: bool = True,
 ) -> Change:
-    """Add a supporter (unverified) and issue the code that verifies their number."""
+    """Add a supporter and issue the code that verifies their number (unverified until it is
+    read back). ``verify=False``: the actor vouches for the number (an administrator's API
+    token, e.g. a sync from the staff directory); it counts as verified at once, audited so."""
     data = clean(data)
     if find_supporter(session, vault, programme_id, data.phone) is not None:
         raise RosterError("a supporter with this number is already on the roster", "phone")
@@ -163,17 +167,31 @@ def add(
     )
     session.add(supporter)
     session.flush()
-    notice = verification.start(session, vault, supporter, now)
+    notices = _verification(session, vault, supporter, now, verify)
     audit.record(
         session,
         programme_id=programme_id,
         actor=actor,
         action="supporter.add",
         target=f"supporter:{supporter.id}",
-        new=snapshot(supporter, data.phone),
+        new={**snapshot(supporter, data.phone), "verification": _check_label(verify)},
         at=now,
     )
-    return Change(supporter, (notice,))
+    return Change(supporter, notices)
+
+
+def _verification(
+    session: Session, vault: Vault, supporter: Supporter, now: datetime, verify: bool
+) -> tuple[Notice, ...]:
+    """Start the texted-code check of the supporter's number, or record it as vouched for."""
+    if verify:
+        return (verification.start(session, vault, supporter, now),)
+    verification.vouch(session, supporter, now)
+    return ()
+
+
+def _check_label(verify: bool) -> str:
+    return "code texted" if verify else "vouched for by the actor"
 
 
 def edit(
@@ -183,8 +201,11 @@ def edit(
     changes: Mapping[str, object],
     actor: str,
     now: datetime,
+    *,
+    verify: bool = True,
 ) -> Change:
-    """Apply ``changes`` (any of EDITABLE); a new phone number needs verifying again."""
+    """Apply ``changes`` (any of EDITABLE); a new phone number needs verifying again (unless
+    ``verify=False``: the actor vouches for it, as in ``add``)."""
     unknown = set(changes) - EDITABLE
     if unknown:
         raise RosterError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
@@ -197,8 +218,10 @@ def edit(
         before["phone"] = supporter_phone(vault, supporter)
         set_supporter_phone(vault, supporter, new_phone)
         after["phone"] = new_phone
-        notices = (verification.start(session, vault, supporter, now),)
+        notices = _verification(session, vault, supporter, now, verify)
     old, new = audit.changed(before, after)
+    if new_phone is not None:
+        new["verification"] = _check_label(verify)
     if new:
         audit.record(
             session,

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from hotline import accounts, verification
 from hotline.db import transaction
+from hotline.models import AuditEntry
 from hotline.programmes import ensure_programme
 from tests.kit.harness import Hotline
 
@@ -34,7 +36,10 @@ class Api:
         return response.get_json()
 
     def verified(self, name: str, phone: str) -> int:
-        created = self.ok("POST", "/supporters", {"name": name, "phone": phone}, 201)
+        created = self.ok(
+            "POST", "/supporters", {"name": name, "phone": phone, "verify": True}, 201
+        )
+        assert created["phone_verified"] is False, "on call only once the code is read back"
         with self.hotline.session() as session:
             code = verification.code_of(session, self.hotline.services.vault, created["id"])
         confirmed = self.ok(
@@ -62,12 +67,68 @@ def test_supporters_round_trip_with_masked_phones(api: Api) -> None:
         201,
     )
     assert created["phone"] == "+1•••••••001"
-    assert created["phone_verified"] is False
     assert ALICE not in str(api.ok("GET", "/supporters"))
     path = f"/supporters/{created['id']}"
     assert api.ok("PATCH", path, {"name": "Alicia"})["name"] == "Alicia"
     assert api.call("DELETE", path).status_code == 204
     assert api.ok("GET", path)["active"] is False
+
+
+def test_a_number_written_through_the_api_is_vouched_for_unless_verify_is_asked(
+    api: Api,
+) -> None:
+    """The contract's flow works as written: add a supporter, add a shift, they are on call.
+    The token holder vouches for the number (audited); ``verify`` texts a code instead."""
+    alice = api.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)
+    assert alice["phone_verified"] is True
+    api.ok(
+        "POST",
+        "/shifts",
+        {
+            "supporter_id": alice["id"],
+            "starts_at": "2026-03-03T09:00:00Z",
+            "ends_at": "2026-03-03T17:00:00Z",
+        },
+        201,
+    )
+    on_call = api.ok("GET", "/oncall?at=2026-03-03T12:00:00Z")["supporters"]
+    assert [s["id"] for s in on_call] == [alice["id"]]
+    api.hotline.run_jobs()
+    assert api.hotline.fake.messages == [], "no code texted for a vouched number"
+
+    bob = api.ok("POST", "/supporters", {"name": "Bob", "phone": BOB, "verify": True}, 201)
+    assert bob["phone_verified"] is False
+    refused = api.call(
+        "POST",
+        "/shifts",
+        {
+            "supporter_id": bob["id"],
+            "starts_at": "2026-03-03T09:00:00Z",
+            "ends_at": "2026-03-03T17:00:00Z",
+        },
+    )
+    assert refused.status_code == 422 and "not verified" in refused.get_json()["error"]["message"]
+    api.hotline.run_jobs()
+    assert [m["to"] for m in api.hotline.fake.messages] == [BOB], "Bob's code, only"
+
+    # A changed number: vouched for again by default, or re-verified on request.
+    path = f"/supporters/{alice['id']}"
+    assert api.ok("PATCH", path, {"phone": "+15550108003"})["phone_verified"] is True
+    changed = api.ok("PATCH", path, {"phone": "+15550108004", "verify": True})
+    assert changed["phone_verified"] is False
+    assert api.ok("GET", "/oncall?at=2026-03-03T12:00:00Z")["supporters"] == []
+    with api.hotline.session() as session:
+        checks = [
+            (row.action, (row.new or {}).get("verification"))
+            for row in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+            if row.action in ("supporter.add", "supporter.edit")
+        ]
+    assert checks == [
+        ("supporter.add", "vouched for by the actor"),
+        ("supporter.add", "code texted"),
+        ("supporter.edit", "vouched for by the actor"),
+        ("supporter.edit", "code texted"),
+    ]
 
 
 def test_the_on_call_answer_follows_rotations_and_overrides(api: Api) -> None:
@@ -138,6 +199,7 @@ REFUSALS = [
     ("POST", "/supporters", {"name": "A"}, 422, "phone is required"),
     ("POST", "/supporters", {"name": "A", "phone": ALICE, "admin": True}, 422, "unknown field"),
     ("POST", "/supporters", {"name": "A", "phone": ALICE, "max_conversations": "2"}, 422, "whole"),
+    ("POST", "/supporters", {"name": "A", "phone": ALICE, "verify": "yes"}, 422, "true or false"),
     ("POST", "/supporters", ["not", "an", "object"], 400, "JSON object"),
     ("PATCH", "/programme", {"timezone": "Mars/Olympus_Mons"}, 422, "IANA"),
     ("PATCH", "/programme", {"timezone": "../../../etc/passwd"}, 422, "IANA"),

@@ -158,7 +158,11 @@ def test_edits_are_audited_with_redacted_numbers_and_never_change_the_log(hotlin
         entries = audit.entries(session, hotline.programme_id)
     assert [e.action for e in entries] == ["supporter.edit", "supporter.add"]
     assert entries[0].old == {"name": "Alice", "phone": "+1•••••••001"}
-    assert entries[0].new == {"name": "Alicia", "phone": "+1•••••••002"}
+    assert entries[0].new == {
+        "name": "Alicia",
+        "phone": "+1•••••••002",
+        "verification": "code texted",
+    }
     assert ALICE not in repr([(e.old, e.new) for e in entries])
     with pytest.raises(audit.AuditError), transaction(services.sessions) as session:
         session.get_one(AuditEntry, entries[0].id).action = "tampered"
