@@ -105,7 +105,8 @@ def load_settings(
     pool = _numbers(environ, "HOTLINE_POOL_NUMBERS") or (hotline_number,)
     return Settings(
         env=env,
-        database_url=_get(environ, "DATABASE_URL") or _default_database_url(instance),
+        database_url=_database_url(_get(environ, "DATABASE_URL"))
+        or _default_database_url(instance),
         redis_url=_get(environ, "REDIS_URL"),
         public_url=(_get(environ, "HOTLINE_PUBLIC_URL") or "").rstrip("/") or None,
         hotline_number=hotline_number,
@@ -136,9 +137,11 @@ def process_environ() -> dict[str, str]:
     For callers that layer their own defaults before ``load_settings`` (``hotline dev``), so
     that this module stays the one place that reads ``os.environ``.
     """
-    from dotenv import load_dotenv
+    from dotenv import find_dotenv, load_dotenv
 
-    load_dotenv(override=False)
+    # The ``.env`` of the directory the command runs in (or a parent), not of the package's
+    # install location, which is where python-dotenv looks by default.
+    load_dotenv(find_dotenv(usecwd=True), override=False)
     return dict(os.environ)
 
 
@@ -224,6 +227,16 @@ def _data_keys(text: str) -> tuple[bytes, ...]:
             )
         keys.append(key)
     return tuple(keys)
+
+
+def _database_url(url: str | None) -> str | None:
+    """PostgreSQL URLs as platforms hand them out (``postgres://``, ``postgresql://``) name no
+    driver, or one we do not ship: they get psycopg 3, the one installed."""
+    if url:
+        for scheme in ("postgres://", "postgresql://"):
+            if url.startswith(scheme):
+                return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
 
 
 def _default_database_url(instance: Path) -> str:

@@ -40,8 +40,8 @@ def run_sweeper(services: Services, stop: threading.Event) -> None:
 
 def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True) -> None:
     """Process jobs until stopped. ``SimpleWorker`` runs jobs in this process (no fork per job):
-    jobs are short database-and-one-API-call functions, and reusing the connection pool is what
-    lets two workers dispatch hundreds of check-ins a second."""
+    jobs are short database-and-one-API-call functions, and a fork per job would cost more than
+    the job (and a fresh connection pool each time); see docs/PERFORMANCE.md."""
     redis = build_redis(settings)
     # The jobs' wake-ups get a connection of their own (with an embedded Redis there is only
     # one): RQ raises the socket timeout of the worker's connection above the BLPOP it blocks

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from hotline.accounts import check_password, find_api_token
 from hotline.cli import main
 from hotline.db import make_engine, make_sessionmaker
-from hotline.models import Coordinator, PoolNumber, Programme, Shift, Supporter
+from hotline.models import AuditEntry, Coordinator, PoolNumber, Programme, Shift, Supporter
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -73,6 +73,14 @@ def test_roster_shortcuts_seal_numbers_and_refuse_bad_input(run) -> None:  # typ
     assert bad.exit_code != 0 and "not a valid phone number" in bad.output
     naive = run.runner.invoke(main, ["shift", "add", "1", "2026-03-02T19:00", "2026-03-03T07:00"])
     assert naive.exit_code != 0 and "offset" in naive.output
+    year = run.runner.invoke(main, ["shift", "add", "1", "2026-03-02T19:00Z", "2027-03-02T19:00Z"])
+    assert year.exit_code != 0 and "at most 92 days" in year.output
+    with run.sessions() as session:
+        assert session.get_one(Supporter, alice.id).phone_verified_at is not None, "vouched for"
+        actions = [
+            (e.actor, e.action) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
+    assert actions == [("command line", "supporter.add"), ("command line", "shift.add")]
 
 
 def test_short_passwords_are_refused(run) -> None:  # type: ignore[no-untyped-def]
@@ -90,3 +98,9 @@ def test_db_upgrade_keeps_pool_numbers_added_since(run) -> None:  # type: ignore
     with run.sessions() as session:
         pool = set(session.scalars(select(PoolNumber.number)))
     assert pool == {"+15550100001", "+15550100002", "+15550100009"}
+
+
+def test_a_worker_without_redis_url_refuses_to_start(run) -> None:  # type: ignore[no-untyped-def]
+    result = run.runner.invoke(main, ["worker", "--burst"])
+    assert result.exit_code == 2
+    assert "REDIS_URL" in result.output and "hotline dev" in result.output

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from hotline.settings import PRODUCTION_REQUIRED, Settings, SettingsError, load_settings
+from hotline.settings import (
+    PRODUCTION_REQUIRED,
+    Settings,
+    SettingsError,
+    load_settings,
+    process_environ,
+)
 
 HOTLINE = "+15550100000"
 KEY_A = "8RMPVRUczn9lC0NIJ-qZIRYdh6xR6tJbOMcsYr0pDYY="
@@ -265,3 +271,41 @@ def test_a_comma_separated_data_key_list_loads_every_key_in_order(tmp_path: Path
     key_c = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     settings = load(tmp_path, HOTLINE_DATA_KEY=f"{KEY_B}, {KEY_A} ,{key_c}")
     assert settings.data_keys == tuple(base64.urlsafe_b64decode(k) for k in (KEY_B, KEY_A, key_c))
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        (
+            "postgres://u:p@db.internal:5432/hotline",
+            "postgresql+psycopg://u:p@db.internal:5432/hotline",
+        ),
+        (
+            "postgresql://u@db/hotline?sslmode=require",
+            "postgresql+psycopg://u@db/hotline?sslmode=require",
+        ),
+        ("postgresql+psycopg://u@db/hotline", "postgresql+psycopg://u@db/hotline"),
+        ("sqlite:////var/lib/hotline.db", "sqlite:////var/lib/hotline.db"),
+    ],
+)
+def test_platform_database_urls_get_the_installed_driver(
+    tmp_path: Path, given: str, used: str
+) -> None:
+    assert load(tmp_path, DATABASE_URL=given).database_url == used
+
+
+def test_a_dot_env_in_the_working_directory_is_read_and_never_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "HOTLINE_TEST_FROM_DOTENV=from-file\nHOTLINE_TIMEZONE=Asia/Tokyo\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOTLINE_TEST_FROM_DOTENV", "")  # so monkeypatch removes it afterwards
+    monkeypatch.delenv("HOTLINE_TEST_FROM_DOTENV")
+    monkeypatch.setenv("HOTLINE_TIMEZONE", "Europe/Paris")
+
+    environ = process_environ()
+
+    assert environ["HOTLINE_TEST_FROM_DOTENV"] == "from-file"
+    assert environ["HOTLINE_TIMEZONE"] == "Europe/Paris", "the real environment wins"
