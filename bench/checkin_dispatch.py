@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,14 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
-from redis.exceptions import RedisError
-from sqlalchemy import create_engine, func, insert, make_url, select
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, insert, select
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from bench.loopback import fresh_database, postgres_server, redis_server
 from hotline.db import make_engine, make_sessionmaker, transaction
-from hotline.migrate import upgrade
 from hotline.models import CheckIn, Clinician, Conversation, ConversationState
 from hotline.people import CLINICIAN_CONTEXT
 from hotline.privacy import Vault
@@ -48,8 +42,6 @@ from hotline.wakeups import Task
 from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from workers.queue import RQWakeUps, connect, make_queue
 
-POSTGRES_ENV = "HOTLINE_BENCH_POSTGRES_URL"
-DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_RATE = 200.0  # check-ins a second with two workers
 HOTLINE_NUMBER = "+15550100000"
 DATA_KEY = "8RMPVRUczn9lC0NIJ-qZIRYdh6xR6tJbOMcsYr0pDYY="  # a throwaway key for fake numbers
@@ -90,7 +82,7 @@ def add_command(commands: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    server = os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES
+    server = postgres_server()
     result = run(args.count, args.workers, server, args.timeout)
     print(report(result))
     ok = result.duplicates == 0 and result.lost == 0 and result.worker_failures == 0
@@ -100,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
 def run(count: int, workers: int, server: str, timeout: float) -> Result:
     with ExitStack() as stack:
         database_url = stack.enter_context(fresh_database(server))
-        redis_url = stack.enter_context(redis_server())
+        redis_url = stack.enter_context(redis_server()).url
         fake, twilio_url = stack.enter_context(fake_twilio())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotline-bench-")))
         env = worker_env(database_url, redis_url, twilio_url, workdir)
@@ -112,58 +104,6 @@ def run(count: int, workers: int, server: str, timeout: float) -> Result:
 
 
 # --- the loopback world -----------------------------------------------------------------------
-
-
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    """A new, migrated database on ``server``; dropped (WITH FORCE) on the way out."""
-    url = make_url(server)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    name = f"hotline_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        database_url = url.set(database=name).render_as_string(hide_password=False)
-        try:
-            upgrade(database_url)
-            yield database_url
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """Our own ``redis-server`` on a free loopback port, without persistence."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_redis(port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _wait_for_redis(port: int) -> None:
-    with Redis(port=port, socket_connect_timeout=0.2) as client:
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except RedisError:
-                time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 class _KeepAliveHandler(WSGIRequestHandler):
