@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 from redis import Redis
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hotline.db import make_engine, make_sessionmaker
 from hotline.privacy import Vault
@@ -76,6 +77,13 @@ def create_app(
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.production,
     )
+    if settings.trusted_proxies:
+        # The client's address (sign-in throttling) and scheme come from the proxies' headers,
+        # believing only as many hops as there are proxies we run; the host never (Twilio's
+        # signatures are checked against HOTLINE_PUBLIC_URL in production, not the request).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
+        )
     app.extensions["hotline"] = services
     app.extensions["hotline.redis"] = redis if redis is not None else _redis_of(services)
     _register(app, settings)

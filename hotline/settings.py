@@ -62,6 +62,7 @@ class Settings:
     checkin_hours: tuple[time, time] | None = (time(9), time(20))
     crisis_text: str = DEFAULT_CRISIS_TEXT
     retention_days: int = 30
+    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto we believe
     instance_path: Path = field(default_factory=lambda: Path("instance"))
 
     @property
@@ -127,6 +128,7 @@ def load_settings(
         ),
         crisis_text=_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT,
         retention_days=_positive_int(environ, "HOTLINE_RETENTION_DAYS", 30),
+        trusted_proxies=_positive_int(environ, "HOTLINE_TRUSTED_PROXIES", 0, 5, minimum=0),
         instance_path=instance,
     )
 
@@ -195,13 +197,18 @@ def _numbers(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _positive_int(
-    environ: Mapping[str, str], name: str, default: int, maximum: int = 100_000
+    environ: Mapping[str, str],
+    name: str,
+    default: int,
+    maximum: int = 100_000,
+    *,
+    minimum: int = 1,
 ) -> int:
     raw = _get(environ, name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= maximum:
-        raise SettingsError(f"{name} must be a whole number from 1 to {maximum}")
+    if not raw.isascii() or not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise SettingsError(f"{name} must be a whole number from {minimum} to {maximum}")
     return int(raw)
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from flask.testing import FlaskClient
+from redis import Redis
 
 from hotline import signin
 from tests.console.conftest import PASSWORD, Console, add_coordinator, csrf_of, sign_in
-from tests.kit.harness import Hotline
+from tests.kit.fake_twilio import FakeTwilio
+from tests.kit.harness import Hotline, make_hotline
 
 PAGES = ["/console/", "/console/live", "/console/roster", "/console/schedule", "/console/audit"]
 
@@ -112,3 +117,40 @@ def test_signing_in_twice_gives_separate_sessions(hotline: Hotline) -> None:
     console = Console(hotline, phone)
     console.post("/console/sign-out", {}, form_page="/console/live")
     assert laptop.get("/console/live").status_code == 200
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_the_address_throttle_believes_forwarded_addresses_only_from_trusted_proxies(
+    database_url: str,
+    redis_conn: Redis,
+    fake_twilio: FakeTwilio,
+    tmp_path: Path,
+    sessions: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    proxies: int,
+) -> None:
+    """Behind a load balancer every request comes from its address: with
+    HOTLINE_TRUSTED_PROXIES=1 the throttle counts the real client (X-Forwarded-For), so one
+    guesser cannot make everyone wait; without it the header is ignored, so a guesser cannot
+    dodge the throttle by inventing addresses."""
+    monkeypatch.setattr(signin, "MAX_PER_ADDRESS", 3)
+    env = {"HOTLINE_TRUSTED_PROXIES": str(proxies)} if proxies else {}
+    line = make_hotline(database_url, redis_conn, fake_twilio, tmp_path, **env)
+    try:
+        add_coordinator(line)
+
+        def from_address(address: str) -> FlaskClient:
+            client = line.app.test_client()
+            client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+            return client
+
+        guesser = from_address("203.0.113.7")
+        for n in range(3):
+            assert sign_in(guesser, f"guess{n}@example.org", "wrong password!") == 401
+        assert sign_in(from_address("203.0.113.7")) == 429
+        colleague = sign_in(from_address("198.51.100.9"))
+        assert colleague == (302 if proxies else 429)
+    finally:
+        line.clock.stop()
+        line.services.sessions.kw["bind"].dispose()
