@@ -26,6 +26,7 @@ class DialResult:
     ``call_status`` is the caller's own leg (``completed`` once they hung up); ``dial_status`` is
     the dialled leg's, which reads ``completed`` even when a voicemail answered and the screen
     hung up on it, so acceptance is read from our own record, with ``bridged``.
+    ``dial_call_sid`` names the dialled leg, which is over ("" when Twilio sent none).
     """
 
     call_sid: str
@@ -33,6 +34,7 @@ class DialResult:
     call_status: str
     dial_status: str
     bridged: bool
+    dial_call_sid: str = ""
 
 
 @dataclass(frozen=True)

@@ -350,9 +350,11 @@ class AuditEntry(Base):
 
 
 class MessageDeletion(Base):
-    """A provider message record to delete, so Twilio does not keep the body either.
+    """A provider record to delete: a message (so Twilio does not keep the body either) or a
+    call leg (so it does not keep who called whom). The name predates call records.
 
-    Holds only Twilio's SID; the row itself is deleted once the provider has deleted the message.
+    Holds only Twilio's SID (``SM``/``MM`` a message, ``CA`` a call); the row itself is deleted
+    once the provider has deleted the record.
     """
 
     __tablename__ = "message_deletions"

@@ -1,10 +1,13 @@
-"""What is kept, and for how long: provider-side message deletion, FORGET, and the purge.
+"""What is kept, and for how long: provider-side record deletion, FORGET, and the purge.
 
 Conversation metadata stays for the programme's aggregate reports. A clinician's identifiers
 (sealed number and its hash, opt-out rows) are purged ``retention_days`` after their last
 contact once nothing is pending for them, or at once when they text FORGET. Every message
 record at Twilio (inbound texts, relays, offers, check-ins) is deleted after delivery, so the
-provider does not keep the bodies either.
+provider does not keep the bodies either; every call record (the caller's leg and each leg a
+``<Dial>`` rang) is deleted a few minutes after that leg ends, so it does not keep who called
+whom. Both go through one queue of SIDs (``MessageDeletion`` rows, ``Task.DELETE_MESSAGE``
+wake-ups, the sweeper for lost ones); ``telephony.delete_record`` reads each SID's kind.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from hotline.models import (
     WebhookEvent,
 )
 from hotline.services import Services
-from hotline.telephony import PermanentError, TelephonyError
+from hotline.telephony import PermanentError, TelephonyError, delete_record, is_record_sid
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
@@ -37,11 +40,17 @@ log = logging.getLogger(__name__)
 MAX_DELETE_ATTEMPTS = 8
 FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled", "received"})
 EVENT_KEEP = timedelta(days=3)  # de-duplication only needs Twilio's retry horizon
+# Twilio refuses to delete a call until it is complete and processed (error 20009; its docs
+# say to wait a minute or several after the end); a refusal is retried with backoff.
+CALL_DELETE_DELAY = timedelta(minutes=5)
 
 
 def queue_deletion(session: Session, sid: str, due_at: datetime, effects: Effects) -> int | None:
-    """Ask for ``sid`` to be deleted at the provider at ``due_at`` (idempotent per SID); the
-    new row's id, or None when it was queued already (perhaps by a concurrent callback)."""
+    """Ask for record ``sid`` (a message or a call) to be deleted at the provider at ``due_at``
+    (idempotent per SID); the new row's id, or None when it was queued already (perhaps by a
+    concurrent callback) or ``sid`` is not a message or call SID (nothing to delete)."""
+    if not is_record_sid(sid):
+        return None
     row_id = insert_new(session, MessageDeletion, sid=sid, due_at=due_at)
     if row_id is not None:
         effects.wake(Task.DELETE_MESSAGE, row_id, due_at)
@@ -60,8 +69,18 @@ def after_status(session: Session, sid: str, status: str, now: datetime, effects
         queue_deletion(session, sid, now + timedelta(minutes=30), effects)
 
 
+def after_call(session: Session, sid: str, now: datetime, effects: Effects) -> None:
+    """Call leg ``sid`` is over (a final status, or a ``<Dial>`` action for the dialled leg):
+    its record at the provider (numbers, times, duration) goes CALL_DELETE_DELAY later."""
+    queue_deletion(session, sid, now + CALL_DELETE_DELAY, effects)
+
+
 def delete_at_provider(services: Services, deletion_id: int) -> bool:
-    """Delete one message record at the provider; True once it is gone."""
+    """Delete one message or call record at the provider; True once it is gone (or given up).
+
+    A refusal, a call not yet complete included, is retried with backoff up to
+    MAX_DELETE_ATTEMPTS times; "not found" (20404) means it is gone already.
+    """
     now = services.clock()
     with transaction(services.sessions) as session:
         row = session.get(MessageDeletion, deletion_id)
@@ -70,15 +89,14 @@ def delete_at_provider(services: Services, deletion_id: int) -> bool:
         sid, attempts = row.sid, row.attempts + 1
         row.attempts, row.due_at = attempts, now + timedelta(minutes=2**attempts)  # lease
     try:
-        services.telephony.delete_message(sid)
-    except PermanentError as error:
-        gone = error.code == 20404  # already deleted (or never existed): done
+        delete_record(services.telephony, sid)
+    except TelephonyError as error:
+        # Permanent refusals are retried too: Twilio answers 4xx for a record still in flight.
+        gone = isinstance(error, PermanentError) and error.code == 20404  # gone or never existed
         if not gone and attempts < MAX_DELETE_ATTEMPTS:
             return _retry_later(services, deletion_id, attempts, error)
-    except TelephonyError as error:
-        if attempts < MAX_DELETE_ATTEMPTS:
-            return _retry_later(services, deletion_id, attempts, error)
-        log.warning("gave up deleting a message record after %d attempts", attempts)
+        if not gone:
+            log.warning("gave up deleting provider record %s after %d attempts", sid, attempts)
     with transaction(services.sessions) as session:
         session.execute(delete(MessageDeletion).where(MessageDeletion.id == deletion_id))
     return True
@@ -87,7 +105,7 @@ def delete_at_provider(services: Services, deletion_id: int) -> bool:
 def _retry_later(
     services: Services, deletion_id: int, attempts: int, error: TelephonyError
 ) -> bool:
-    log.info("message record deletion retried later (%s)", type(error).__name__)
+    log.info("provider record deletion retried later (%s %s)", type(error).__name__, error.code)
     effects = Effects()
     effects.wake(
         Task.DELETE_MESSAGE, deletion_id, services.clock() + timedelta(minutes=2**attempts)

@@ -11,7 +11,11 @@ A call to a hotline number, one Twilio webhook per step (webhooks/voice.py):
 Every step is safe to receive twice: the first delivery of each (keyed by CallSid and step in
 ``webhook_events``) decides, a repeat replays the answer for the call's current state.
 Call status callbacks only move a call forward. Calls to a pool number go through the mask
-(masking.py). No step records anything.
+(masking.py). No step records anything, and every leg's record at Twilio is deleted once it
+is over (``retention.after_call``): the caller's leg on its final status callback (the
+number's "call status changes" URL), each dialled leg on its own (``<Number statusCallback>``)
+and a ring's on the dial action's ``DialCallSid`` too (the action after a call through the
+mask stays database-free: that leg's own status callback covers it).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import events, masking, ringing, routing, speech
+from hotline import events, masking, retention, ringing, routing, speech
 from hotline.calling import (
     DialResult,
     Gather,
@@ -55,7 +59,7 @@ from hotline.textline import end_conversation
 log = logging.getLogger(__name__)
 
 MENU_SECONDS = 5  # the discipline menu times out quickly to "anyone"
-# The caller's own leg is over (Twilio's CallStatus), or the dial was cancelled by a hang-up.
+# Twilio's final CallStatus values: a leg that is over (on the caller's leg: they are gone).
 CALLER_GONE = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
 
 
@@ -158,6 +162,7 @@ def dial_result(services: Services, result: DialResult) -> VoiceReply:
     """A ring is over: talked (our record of a press of 1), caller gone, or try the next one."""
 
     def work(session: Session, effects: Effects) -> VoiceReply:
+        retention.after_call(session, result.dial_call_sid, services.clock(), effects)
         call = _find_call(session, result.call_sid)
         offer = session.get(Offer, result.ring)
         if call is None or offer is None or offer.conversation_id != call.conversation_id:
@@ -219,14 +224,15 @@ def replay(ctx: CallStep, call: Call) -> VoiceReply:
 
 
 def handle_call_status(services: Services, report: StatusReport) -> bool:
-    """A call status callback: a caller's leg that is over ends its call (forward only).
-
-    False for anything else (a ringing or in-progress status, a supporter's leg, a repeat).
+    """A call status callback. Any leg that is over (a caller's, a dialled supporter's or
+    clinician's) has its record at the provider deleted; a caller's leg that is over also ends
+    its call (forward only), and only then is the answer True.
     """
     if report.status not in CALLER_GONE:
         return False
 
     def work(session: Session, effects: Effects) -> bool:
+        retention.after_call(session, report.sid, services.clock(), effects)
         call = _find_call(session, report.sid)
         if call is None or call.state == CallState.ENDED:
             return False

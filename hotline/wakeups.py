@@ -16,6 +16,8 @@ class Task(StrEnum):
     SEND_CHECKIN = "send_checkin"
     OFFER_CALL_BACK = "offer_call_back"  # a call nobody took, offered by text
     FOLLOW_UP_CALL = "follow_up_call"  # tell the supporter who took a call how to close it
+    # Deletes any provider record, a message's or a call's; the name predates call records and
+    # stays so that wake-ups already queued under it still run.
     DELETE_MESSAGE = "delete_message"
     SEND_NOTICE = "send_notice"  # verification codes, shift reminders, coverage-gap warnings
 

@@ -34,6 +34,7 @@ from webhooks import twiml
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 
 PREFIX = "/twilio/voice"
+STATUS_PATH = "/twilio/status"  # message and call status callbacks (webhooks.twilio.status)
 # Paths answered on a supporter's leg: if the database is down there, the supporter hears this
 # (the crisis sentence is for callers).
 SUPPORTER_LEG = frozenset({f"{PREFIX}/screen", f"{PREFIX}/pickup", f"{PREFIX}/through"})
@@ -67,6 +68,7 @@ def next_ring() -> Response:
         call_status=request.form.get("CallStatus", ""),
         dial_status=request.form.get("DialCallStatus", ""),
         bridged=request.form.get("DialBridged", "").lower() == "true",
+        dial_call_sid=request.form.get("DialCallSid", "").strip(),
     )
     return render(voiceline.dial_result(_services(), result))
 
@@ -127,14 +129,27 @@ def _dial(parent: TwiML, verb: Dial) -> None:
         method="POST" if verb.action else None,
     )
     screen_url = _url(verb.screen) if verb.screen else None
-    dial.number(verb.number, url=screen_url, method="POST" if screen_url else None)
+    # The dialled leg reports its end to the status callback, even when the caller hangs up
+    # mid-ring or the dial action never comes: that deletes its record at Twilio.
+    dial.number(
+        verb.number,
+        url=screen_url,
+        method="POST" if screen_url else None,
+        status_callback=f"{_base()}{STATUS_PATH}",
+        status_callback_event="completed",
+        status_callback_method="POST",
+    )
 
 
 def _url(target: Route) -> str:
-    """An absolute URL: the configured public base (what Twilio signs), else this request's."""
-    base = _services().settings.public_url or request.host_url.rstrip("/")
+    """An absolute URL of a voice step (see ``_base``)."""
     query = f"?{urlencode(target.params)}" if target.params else ""
-    return f"{base}{PREFIX}/{target.name}{query}"
+    return f"{_base()}{PREFIX}/{target.name}{query}"
+
+
+def _base() -> str:
+    """The configured public base URL (what Twilio signs), else this request's."""
+    return _services().settings.public_url or request.host_url.rstrip("/")
 
 
 def _ring() -> int:

@@ -7,6 +7,7 @@ through one table of Twilio error codes, so callers decide retry versus give-up 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +51,9 @@ ERROR_TABLE: dict[int, type[TelephonyError]] = {
     # Authentication failed: the deployment's credentials are wrong or mid-rotation. Work waits
     # (bounded retries with backoff) so that fixing the setting loses no check-in.
     20003: RetryableError,
+    # Cannot delete this resource before it is complete: a call still in progress, or a record
+    # Twilio has not finished processing yet. Later works.
+    20009: RetryableError,
     20404: PermanentError,  # The requested resource was not found
     20429: RetryableError,  # Too many requests
     30001: RetryableError,  # Queue overflow
@@ -76,7 +80,7 @@ class SentText:
 
 
 class Telephony(Protocol):
-    """Send texts, place calls and delete message records at the provider."""
+    """Send texts, place calls and delete message and call records at the provider."""
 
     def send_text(
         self, to: str, from_: str, body: str, status_callback: str | None = None
@@ -91,3 +95,33 @@ class Telephony(Protocol):
     def delete_message(self, sid: str) -> None:
         """Delete a message record (and so its body) at the provider."""
         ...
+
+    def delete_call(self, sid: str) -> None:
+        """Delete a call record (numbers, times, duration) at the provider; refused (20009)
+        while the call is not complete."""
+        ...
+
+
+# A provider record the service deletes, named by its SID: two letters for its kind (CA a call,
+# SM or MM a message), then letters and digits (Twilio's are 32 hex digits) bounded as the
+# webhooks bound SIDs, so nothing else (a NUL, 200 characters) reaches a deletion row's column.
+_RECORD_SID = re.compile(r"(CA|SM|MM)[A-Za-z0-9]{1,62}")
+
+
+def is_record_sid(sid: str) -> bool:
+    """Whether ``delete_record`` can delete ``sid``: a call or a message SID."""
+    return _RECORD_SID.fullmatch(sid) is not None
+
+
+def delete_record(telephony: Telephony, sid: str) -> None:
+    """Delete the record ``sid`` names at the provider, a call or a message, by its prefix.
+
+    The one place a SID's kind is read. A SID of another kind is refused for good
+    (PermanentError), as the provider would refuse it: no job or sweep fails on one.
+    """
+    if not is_record_sid(sid):
+        raise PermanentError("not a call or message SID")
+    if sid.startswith("CA"):
+        telephony.delete_call(sid)
+    else:
+        telephony.delete_message(sid)

@@ -68,3 +68,7 @@ class SimulatedTelephony:
         # A phone keeps what it received; only the provider's record goes.
         with self.network._lock:
             self.network.deleted.add(sid)
+
+    def delete_call(self, sid: str) -> None:
+        with self.network._lock:
+            self.network.deleted.add(sid)

@@ -95,6 +95,10 @@ class TwilioTelephony:
         with _mapped_errors():
             self.client.messages(sid).delete()
 
+    def delete_call(self, sid: str) -> None:
+        with _mapped_errors():
+            self.client.calls(sid).delete()
+
 
 @contextmanager
 def _mapped_errors() -> Iterator[None]:

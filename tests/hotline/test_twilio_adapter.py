@@ -18,6 +18,8 @@ from hotline.telephony import (
     RetryableError,
     TelephonyError,
     classify,
+    delete_record,
+    is_record_sid,
 )
 from hotline.telephony.twilio_adapter import TwilioTelephony
 from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
@@ -104,6 +106,88 @@ def test_deleting_an_unknown_message_is_permanent(telephony: TwilioTelephony) ->
         telephony.delete_message("SM" + "0" * 32)
 
     assert (raised.value.code, raised.value.status) == (20404, 404)
+
+
+def test_delete_call_removes_a_completed_call(fake: FakeTwilio, telephony: TwilioTelephony) -> None:
+    sid = "CA" + "1" * 32
+    fake.carry_call(sid, CLINICIAN, POOL, "inbound")
+    fake.end_call(sid, "no-answer")
+
+    telephony.delete_call(sid)
+
+    assert fake.deleted == [sid]
+    assert fake.carried == []
+
+
+def test_a_call_in_progress_cannot_be_deleted_yet(
+    fake: FakeTwilio, telephony: TwilioTelephony
+) -> None:
+    inbound = "CA" + "2" * 32
+    fake.carry_call(inbound, CLINICIAN, POOL, "inbound")
+    placed = telephony.place_call(CLINICIAN, POOL, "https://hotline.example/twilio/voice")
+
+    for sid in (inbound, placed):
+        with pytest.raises(RetryableError) as raised:
+            telephony.delete_call(sid)
+        assert (raised.value.code, raised.value.status) == (20009, 400)
+    fake.end_call(inbound)
+    telephony.delete_call(inbound)
+
+    assert fake.deleted == [inbound]
+
+
+def test_a_call_twilio_is_still_completing_cannot_be_deleted_yet(
+    fake: FakeTwilio, telephony: TwilioTelephony
+) -> None:
+    sid = "CA" + "3" * 32
+    fake.carry_call(sid, CLINICIAN, POOL, "outbound-dial", parent="CA" + "4" * 32)
+    fake.end_call(sid, "completed", settle=60)
+
+    with pytest.raises(RetryableError):
+        telephony.delete_call(sid)
+
+    assert fake.deleted == []
+
+
+def test_deleting_an_unknown_call_is_permanent(telephony: TwilioTelephony) -> None:
+    with pytest.raises(PermanentError) as raised:
+        telephony.delete_call("CA" + "0" * 32)
+
+    assert (raised.value.code, raised.value.status) == (20404, 404)
+
+
+def test_delete_record_deletes_by_the_kind_the_sid_names(
+    fake: FakeTwilio, telephony: TwilioTelephony
+) -> None:
+    text = telephony.send_text(CLINICIAN, POOL, "hello").sid
+    call = "CA" + "5" * 32
+    fake.carry_call(call, CLINICIAN, POOL, "inbound")
+    fake.end_call(call)
+
+    delete_record(telephony, call)
+    delete_record(telephony, text)
+    with pytest.raises(PermanentError):
+        delete_record(telephony, "RE" + "6" * 32)  # a recording: not a kind this line deletes
+
+    assert fake.deleted == [call, text]
+
+
+@pytest.mark.parametrize(
+    ("sid", "deletable"),
+    [
+        ("CA" + "ab" * 16, True),
+        ("SM" + "ab" * 16, True),
+        ("MM" + "ab" * 16, True),
+        ("RE" + "ab" * 16, False),
+        ("", False),
+        ("CA", False),
+        ("CA\x00" + "ab" * 15, False),
+        ("CA" + "a" * 63, False),
+        ("ca" + "ab" * 16, False),
+    ],
+)
+def test_is_record_sid(sid: str, deletable: bool) -> None:
+    assert is_record_sid(sid) is deletable
 
 
 def test_a_wrong_auth_token_is_retryable_so_fixing_it_loses_nothing(fake: FakeTwilio) -> None:
@@ -216,6 +300,7 @@ def test_no_body_or_number_reaches_the_logs(
         (21211, 400, PermanentError),
         (20003, 401, RetryableError),
         (20404, 404, PermanentError),
+        (20009, 400, RetryableError),
         (30003, 400, RetryableError),
         (20429, 429, RetryableError),
         (30007, 400, PermanentError),

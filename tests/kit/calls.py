@@ -10,12 +10,20 @@ Twilio would: ``Say``/``Play``/``Pause`` are recorded as heard; ``Gather`` posts
 digits to its action, or times out to the next verb; ``Redirect`` fetches the next document;
 ``Hangup`` (or the end of the document) ends the call; ``Dial`` rings each ``<Number>`` as the
 script says that phone behaves, runs the ``url=`` screen on the answered leg, then posts the
-dial action with ``DialCallStatus``, ``DialBridged`` and ``DialCallSid``. When the caller's leg
-ends, the call's ``completed`` status callback goes to ``/twilio/status``.
+dial action with ``DialCallStatus``, ``DialBridged`` and ``DialCallSid``. Each rung leg has its
+own CallSid (on its screen and as ``DialCallSid``); when it ends, its final status goes to the
+``<Number statusCallback>``. When the caller's leg ends, the call's ``completed`` status callback
+goes to ``/twilio/status`` (the number's "call status changes" URL).
+
+The fake Twilio (``hotline.fake``) is told of every leg, the caller's and each rung one, as it
+starts and ends, so that deleting a call record there works as at Twilio: refused (20009) until
+the call is complete, and until ``Script.record_settles_after`` seconds after that.
+``SimulatedCall.sids`` lists every CallSid of the call.
 
 Checked on every document, for every call: no ``<Record>`` and no ``record`` attribute anywhere,
-and every ``<Dial>`` carries a masked ``callerId``: a pool number towards a supporter, the
-hotline number towards anyone else, never the caller's own number.
+every ``<Dial>`` carries a masked ``callerId`` (a pool number towards a supporter, the hotline
+number towards anyone else, never the caller's own number), and every ``<Number>`` asks for its
+leg's final status (so its record can be deleted at Twilio).
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ class Script:
     status_before_action: bool = False  # the hang-up's status callback overtakes the action
     repeat_every_webhook: bool = False  # each webhook delivered twice: answers must match
     on_bridge: Callable[[], None] | None = None  # runs while the two are connected
+    record_settles_after: float = 0.0  # seconds after a leg ends until Twilio can delete it
 
 
 @dataclass
@@ -73,6 +82,7 @@ class DialRecord:
     caller_id: str
     status: str  # the DialCallStatus posted to the action
     bridged: bool
+    sid: str = ""  # the dialled leg's CallSid
     heard: list[str] = field(default_factory=list)  # what the dialled phone heard
 
 
@@ -86,6 +96,12 @@ class SimulatedCall:
     documents: list[str] = field(default_factory=list)  # every TwiML answer, in order
     ignored: list[ET.Element] = field(default_factory=list)  # answers after the caller left
     caller_hung_up: bool = False
+    legs: list[str] = field(default_factory=list)  # CallSids of the legs rung, in order
+
+    @property
+    def sids(self) -> list[str]:
+        """Every CallSid of this call at Twilio: the caller's leg, then each rung leg."""
+        return [self.sid, *self.legs]
 
     @property
     def dialled(self) -> list[str]:
@@ -117,6 +133,7 @@ class Calls:
         script = script or Script()
         call = SimulatedCall(sid or f"CA{next(_sids):032x}", from_, to)
         self.placed.append(call)
+        self.hotline.fake.carry_call(call.sid, from_, to, "inbound")
         first = self._fetch(call, script, "/twilio/voice", self._caller(call, "ringing"))
         try:
             self._follow(call, script, first)
@@ -164,7 +181,7 @@ class Calls:
         params = {
             **self._caller(call),
             "DialCallStatus": record.status,
-            "DialCallSid": f"CA{next(_sids):032x}",
+            "DialCallSid": record.sid,
             "DialBridged": "true" if record.bridged else "false",
             "DialCallDuration": "300" if record.bridged else "0",
         }
@@ -178,23 +195,49 @@ class Calls:
         for number in numbers:
             to = (number.text or "").strip()
             self.check_masked(call, to, caller_id)
+            check_leg_reports_its_end(number)
             record = DialRecord(to, caller_id, Pickup.NO_ANSWER.value, bridged=False)
+            record.sid = self._new_leg(call, record)
             if script.hang_up_during_dial == len(call.dials) + 1:
                 call.caller_hung_up = True
                 record.status = "canceled"
+                self._leg_over(call, script, number, record)
                 return record
             pickup = script.phones.get(to, Pickup.NO_ANSWER)
             if pickup in _UNANSWERED:
                 record.status = pickup.value
+                self._leg_over(call, script, number, record)
                 continue
             # Answered. Twilio reports "completed" even when the screen hung up on a voicemail.
             record.status = "completed"
             record.bridged = self._answer(call, script, number, record, pickup)
+            if record.bridged and script.on_bridge is not None:
+                script.on_bridge()
+            self._leg_over(call, script, number, record)
             if record.bridged:
-                if script.on_bridge is not None:
-                    script.on_bridge()
                 return record
         return record
+
+    def _new_leg(self, call: SimulatedCall, record: DialRecord) -> str:
+        sid = f"CA{next(_sids):032x}"
+        call.legs.append(sid)
+        self.hotline.fake.carry_call(
+            sid, record.caller_id, record.number, "outbound-dial", call.sid
+        )
+        return sid
+
+    def _leg_over(
+        self, call: SimulatedCall, script: Script, number: ET.Element, record: DialRecord
+    ) -> None:
+        """The rung leg ended: Twilio closes its record and posts its final status."""
+        self.hotline.fake.end_call(record.sid, record.status, script.record_settles_after)
+        params = {
+            **self._leg(call, record, record.status),
+            "CallDuration": "300" if record.bridged else "0",
+        }
+        for _ in range(2 if script.repeat_every_webhook else 1):
+            response = self.hotline.post(_path(number.get("statusCallback", "")), **params)
+            assert response.status_code in (200, 204), response.status_code
 
     def _caller_left(
         self, call: SimulatedCall, script: Script, record: DialRecord, action: str | None
@@ -205,6 +248,7 @@ class Calls:
             params = {
                 **self._caller(call, "completed"),
                 "DialCallStatus": record.status,
+                "DialCallSid": record.sid,
                 "DialBridged": "false",
             }
             call.ignored.append(self._fetch(call, script, action, params))
@@ -226,16 +270,7 @@ class Calls:
         url = number.get("url")
         if url is None:
             return True  # unscreened: whoever answers, a voicemail too, takes the call
-        leg = {
-            "CallSid": f"CA{next(_sids):032x}",
-            "ParentCallSid": call.sid,
-            "AccountSid": ACCOUNT_SID,
-            "From": record.caller_id,
-            "To": record.number,
-            "Direction": "outbound-dial",
-            "CallStatus": "in-progress",
-            "ApiVersion": "2010-04-01",
-        }
+        leg = self._leg(call, record)
         verbs = list(self._fetch(call, script, url, leg))
         while verbs:
             verb = verbs.pop(0)
@@ -257,6 +292,20 @@ class Calls:
 
     # --- plumbing ------------------------------------------------------------------------------
 
+    def _leg(
+        self, call: SimulatedCall, record: DialRecord, status: str = "in-progress"
+    ) -> dict[str, str]:
+        return {
+            "CallSid": record.sid,
+            "ParentCallSid": call.sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": record.caller_id,
+            "To": record.number,
+            "Direction": "outbound-dial",
+            "CallStatus": status,
+            "ApiVersion": "2010-04-01",
+        }
+
     def _caller(self, call: SimulatedCall, status: str = "in-progress") -> dict[str, str]:
         return {
             "CallSid": call.sid,
@@ -271,6 +320,8 @@ class Calls:
         }
 
     def _status(self, call: SimulatedCall, script: Script) -> None:
+        """The caller's leg ended: Twilio closes its record and posts its final status."""
+        self.hotline.fake.end_call(call.sid, "completed", script.record_settles_after)
         params = {**self._caller(call, "completed"), "CallDuration": "60"}
         for _ in range(2 if script.repeat_every_webhook else 1):
             response = self.hotline.post("/twilio/status", **params)
@@ -331,6 +382,14 @@ def _path(url: str) -> str:
     """Our webhooks are named by absolute public URLs; the test client needs the path."""
     assert url.startswith(f"{PUBLIC_URL}/") or url.startswith("/"), url
     return url.removeprefix(PUBLIC_URL)
+
+
+def check_leg_reports_its_end(number: ET.Element) -> None:
+    """A rung leg must post its final status to ``/twilio/status``: that deletes its record."""
+    url = number.get("statusCallback", "")
+    events = number.get("statusCallbackEvent", "").split()
+    assert url == f"{PUBLIC_URL}/twilio/status", f"<Number> without a status callback: {url!r}"
+    assert "completed" in events, f"<Number> does not report its end: {events}"
 
 
 def check_no_recording(root: ET.Element) -> None:

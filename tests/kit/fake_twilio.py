@@ -4,6 +4,11 @@ In the spirit of GoAlert's ``mocktwilio``: ``TwilioTelephony(sid, token, base_ur
 talks HTTP to it through the whole twilio-python stack (auth, form encoding, error mapping).
 It answers Messages and Calls, records what it was asked, returns Twilio's error shapes on demand
 and posts signed status callbacks back. It never logs or prints a message body or a number.
+
+Calls the phone network carries without the REST API (an inbound call, each leg a ``<Dial>``
+rings) are told to it by whoever plays the network (``tests.kit.calls``): ``carry_call`` when
+one starts, ``end_call`` when it ends. A call record can be deleted only once it is complete,
+as at Twilio (error 20009 before that).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from types import TracebackType
 from typing import Any
@@ -42,12 +47,14 @@ _ROUTES = Map(
         Rule(f"{_API}/Messages/<sid>.json", endpoint="fetch_message", methods=["GET"]),
         Rule(f"{_API}/Messages/<sid>.json", endpoint="delete_message", methods=["DELETE"]),
         Rule(f"{_API}/Calls.json", endpoint="create_call", methods=["POST"]),
+        Rule(f"{_API}/Calls/<sid>.json", endpoint="delete_call", methods=["DELETE"]),
     ]
 )
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 ERROR_MESSAGES = {
     20003: "Authenticate",
     20004: "Method not allowed",
+    20009: "Cannot delete this resource before it is complete",
     20404: "The requested resource was not found",
     20429: "Too Many Requests",
     20500: "Internal Server Error",
@@ -68,6 +75,7 @@ _NULL_MESSAGE_FIELDS = dict.fromkeys(
     ["date_sent", "error_code", "error_message", "messaging_service_sid", "price"]
 )
 _NULL_CALL_FIELDS = dict.fromkeys(["start_time", "end_time", "duration", "price", "answered_by"])
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,8 @@ class FakeTwilio:
     """Twilio's Messages and Calls REST endpoints on ``127.0.0.1`` (random port).
 
     Serves one request at a time: a hanging answer holds later requests until it ends or
-    ``stop()`` cuts it short. Records are snapshots: ``messages``, ``calls`` and ``deleted``
-    return copies, safe to read while the server thread runs.
+    ``stop()`` cuts it short. Records are snapshots: ``messages``, ``calls``, ``carried`` and
+    ``deleted`` return copies, safe to read while the server thread runs.
     """
 
     def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
@@ -104,6 +112,7 @@ class FakeTwilio:
         self._stopping = threading.Event()
         self._messages: list[dict[str, Any]] = []
         self._calls: list[dict[str, Any]] = []
+        self._carried: list[dict[str, Any]] = []
         self._deleted: list[str] = []
         self._faults: deque[Fault] = deque()
         self._faults_for: dict[str, Fault] = {}
@@ -114,6 +123,7 @@ class FakeTwilio:
             "fetch_message": self._fetch_message,
             "delete_message": self._delete_message,
             "create_call": self._create_call,
+            "delete_call": self._delete_call,
         }
 
     # Lifecycle
@@ -174,10 +184,39 @@ class FakeTwilio:
             return copy.deepcopy(self._calls)
 
     @property
+    def carried(self) -> list[dict[str, Any]]:
+        """Calls the network carried (``carry_call``), not yet deleted: sid, to, from_,
+        direction, parent, status."""
+        with self._lock:
+            return copy.deepcopy(self._carried)
+
+    @property
     def deleted(self) -> list[str]:
-        """SIDs of the message records deleted, in order."""
+        """SIDs of the message and call records deleted, in order."""
         with self._lock:
             return list(self._deleted)
+
+    # Calls the phone network carries
+
+    def carry_call(
+        self, sid: str, from_: str, to: str, direction: str, parent: str | None = None
+    ) -> None:
+        """A call Twilio handles without the REST API starts: an ``inbound`` call, or an
+        ``outbound-dial`` leg of ``parent``. Its record is kept (and deletable) from now on."""
+        record = {"sid": sid, "to": to, "from_": from_, "direction": direction, "parent": parent}
+        with self._lock:
+            self._carried.append(record | {"status": "in-progress", "complete_at": None})
+
+    def end_call(self, sid: str, status: str = "completed", settle: float = 0.0) -> None:
+        """Call ``sid`` ended with ``status``; Twilio finishes its record ``settle`` seconds
+        later, and refuses to delete it before then (20009). Raises LookupError if unknown."""
+        assert status in FINAL_CALL_STATUSES, status
+        with self._lock:
+            call = self._find_call(sid)
+            if call is None:
+                raise LookupError(f"no call {sid}")
+            call["status"] = status
+            call["complete_at"] = datetime.now(UTC) + timedelta(seconds=settle)
 
     # Fault injection
 
@@ -352,9 +391,27 @@ class FakeTwilio:
             self._calls.append(call)
         return _json(201, self._call_json(call))
 
+    def _delete_call(self, request: Request, sid: str) -> Response:
+        with self._lock:
+            call = self._find_call(sid)
+            if call is None:
+                return _error(404, 20404)
+            complete_at = call.get("complete_at")
+            if complete_at is None or datetime.now(UTC) < complete_at:
+                return _error(400, 20009)  # in progress, or not yet processed
+            for records in (self._calls, self._carried):
+                if call in records:
+                    records.remove(call)
+            self._deleted.append(sid)
+        return Response(status=204)
+
     def _find_message(self, sid: str) -> dict[str, Any] | None:
         """The message record with ``sid``; the caller holds the lock."""
         return next((m for m in self._messages if m["sid"] == sid), None)
+
+    def _find_call(self, sid: str) -> dict[str, Any] | None:
+        """The call record with ``sid``, placed or carried; the caller holds the lock."""
+        return next((c for c in (*self._calls, *self._carried) if c["sid"] == sid), None)
 
     def _message_json(self, message: dict[str, Any]) -> dict[str, Any]:
         body = message["body"]

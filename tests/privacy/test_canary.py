@@ -10,7 +10,8 @@ a supporter, and at the end.
 
 The fake Twilio is not searched: it stands for Twilio, which does receive numbers and words. The
 scenario checks instead that every message sent through Twilio asks for a status callback, so
-its record can be deleted after delivery, and that the delivered ones were.
+its record can be deleted after delivery, that the delivered ones were, and that the call's
+records (the caller's leg and the supporter's) were deleted too.
 """
 
 from __future__ import annotations
@@ -185,6 +186,7 @@ def test_no_number_and_no_word_is_kept_anywhere(
     # Provider records: the delivered ones are gone; any later one can be deleted too.
     assert all(m["status_callback"] for m in hotline.fake.messages)
     assert set(delivered) <= set(hotline.fake.deleted), "delivered records still at Twilio"
+    assert set(call.sids) <= set(hotline.fake.deleted), "call records still at Twilio"
     with hotline.session() as session:
         assert relayed_sid not in set(session.scalars(select(MessageDeletion.sid)))
         forgotten = session.scalars(select(Clinician).where(Clinician.phone_hash.is_(None)))

@@ -1,10 +1,11 @@
-"""Retention: FORGET, the purge after silence, and deleting message records at Twilio."""
+"""Retention: FORGET, the purge after silence, and deleting message and call records at Twilio."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 
 from hotline.models import CheckIn, CheckInState, Clinician, MessageDeletion, OptOut
+from hotline.retention import CALL_DELETE_DELAY
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
@@ -120,3 +121,46 @@ def test_twiml_relays_ask_for_status_callbacks(hotline: Hotline) -> None:
     hotline.add_supporter("Alice", ALICE)
     body = hotline.sms(CLINICIAN, HOTLINE, "hello").get_data(as_text=True)
     assert body.count('action="https://hotline.example.org/twilio/status"') == 2
+
+
+def _deletions(hotline: Hotline) -> list[tuple[str, int]]:
+    with hotline.session() as session:
+        rows = session.scalars(select(MessageDeletion).order_by(MessageDeletion.id))
+        return [(row.sid, row.attempts) for row in rows]
+
+
+def test_a_call_record_is_deleted_after_the_call_once_twilio_lets_it(hotline: Hotline) -> None:
+    """A final call status queues the deletion a few minutes on; a refusal because Twilio still
+    has the call in progress (20009) is retried until the call is over there too."""
+    sid = "CA" + "5e" * 16
+    hotline.fake.carry_call(sid, CLINICIAN, HOTLINE, "inbound")
+    call = {"CallSid": sid, "From": CLINICIAN, "To": HOTLINE, "Direction": "inbound"}
+    assert hotline.post("/twilio/status", **call, CallStatus="in-progress").status_code == 204
+    assert _deletions(hotline) == []  # not over yet: nothing to delete
+    # The final status overtakes the call's end at Twilio, which still has it in progress.
+    assert hotline.post("/twilio/status", **call, CallStatus="completed").status_code == 204
+    hotline.post("/twilio/status", **call, CallStatus="completed")  # twice
+    assert _deletions(hotline) == [(sid, 0)]
+    hotline.clock.advance(seconds=CALL_DELETE_DELAY.total_seconds() - 30)
+    hotline.run_jobs()
+    assert _deletions(hotline) == [(sid, 0)]  # not due yet
+
+    hotline.clock.advance(seconds=31)
+    hotline.run_jobs()
+    assert _deletions(hotline) == [(sid, 1)] and sid not in hotline.fake.deleted  # refused
+    hotline.fake.end_call(sid)
+    hotline.clock.advance(minutes=3)
+    hotline.run_jobs()
+    assert hotline.fake.deleted == [sid]
+    assert _deletions(hotline) == []
+
+
+def test_a_lost_call_record_deletion_is_redone_by_the_sweeper(hotline: Hotline) -> None:
+    sid = "CA" + "6f" * 16
+    hotline.fake.carry_call(sid, CLINICIAN, POOL[0], "inbound")
+    hotline.fake.end_call(sid, "busy")
+    hotline.post("/twilio/status", CallSid=sid, CallStatus="busy")
+    hotline.redis.flushdb()  # the wake-up is lost
+    hotline.clock.advance(seconds=CALL_DELETE_DELAY.total_seconds() + 20)
+    assert hotline.sweep().provider_records_deleted == 1
+    assert hotline.fake.deleted == [sid]

@@ -2,7 +2,8 @@
 
 The simulator itself asserts, on every document of every call, that nothing is recorded and
 that every ``<Dial>`` shows a masked caller ID. Texts (call-back offers, follow-ups) go out
-through jobs and are read with the phone DSL; each scenario ends with no unexpected text.
+through jobs and are read with the phone DSL; each scenario ends with no unexpected text. Once
+a call is over and its deletions are due, Twilio keeps no record of any of its legs.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from hotline.models import (
     CheckIn,
     Conversation,
     ConversationState,
+    MessageDeletion,
     Offer,
     OfferState,
     Programme,
 )
 from hotline.programmes import ensure_programme
+from hotline.retention import CALL_DELETE_DELAY
 from tests.kit.calls import (
     ANSWER,
     BUSY,
@@ -35,6 +38,7 @@ from tests.kit.calls import (
     Calls,
     Script,
     SimulatedCall,
+    check_leg_reports_its_end,
     check_no_recording,
 )
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
@@ -63,6 +67,24 @@ def call_row(hotline: Hotline, sid: str) -> Call:
 def checkins(hotline: Hotline) -> int:
     with hotline.session() as session:
         return session.scalar(select(func.count()).select_from(CheckIn)) or 0
+
+
+def deletions(hotline: Hotline) -> list[MessageDeletion]:
+    with hotline.session() as session:
+        return list(session.scalars(select(MessageDeletion).order_by(MessageDeletion.id)))
+
+
+def assert_call_records_deleted(hotline: Hotline, *placed: SimulatedCall) -> None:
+    """Once their deletions are due and the jobs have run, Twilio keeps no record of any leg of
+    ``placed`` (the caller's and every supporter's or clinician's leg rung), nor of any other
+    call it carried, and no deletion is left to do."""
+    hotline.clock.advance(seconds=CALL_DELETE_DELAY.total_seconds() + 1)
+    hotline.run_jobs()
+    sids = [sid for call in placed for sid in call.sids]
+    assert len(sids) == len(set(sids)), "each leg has its own CallSid"
+    assert set(sids) <= set(hotline.fake.deleted), "call records left at Twilio"
+    assert hotline.fake.carried == []
+    assert not {row.sid for row in deletions(hotline)} & set(sids)
 
 
 def test_the_first_supporter_presses_1_and_they_talk_then_done_by_text(
@@ -96,6 +118,8 @@ def test_the_first_supporter_presses_1_and_they_talk_then_done_by_text(
     phones.phone(CLINICIAN).expect_text("not alone", from_=HOTLINE)
     assert conversations(hotline)[0].state == ConversationState.ENDED
     assert checkins(hotline) == 3  # HOTLINE_CHECKIN_OFFSETS: 1d, 7d, 30d
+    assert len(call.sids) == 2  # the caller's leg and Alice's
+    assert_call_records_deleted(hotline, call)
     phones.assert_no_unexpected()
 
 
@@ -117,6 +141,8 @@ def test_a_voicemail_answers_the_first_supporter_and_the_second_takes_the_call(
     assert conv.state == ConversationState.ACTIVE and conv.pool_number == POOL[0]
     hotline.run_jobs()
     phones.phone(BOB).expect_text("reply DONE", from_=POOL[0])
+    assert len(call.legs) == 2  # the voicemail's leg is a call record too
+    assert_call_records_deleted(hotline, call)
     phones.assert_no_unexpected()
 
 
@@ -136,6 +162,8 @@ def test_busy_no_answer_and_a_declined_screen_all_move_on(
     assert states == [OfferState.PASSED, OfferState.EXPIRED, OfferState.EXPIRED, "accepted"]
     hotline.run_jobs()
     phones.phone(dave).expect_text("reply DONE")
+    assert len(call.legs) == 4  # busy, unanswered and declined legs are records too
+    assert_call_records_deleted(hotline, call)
     phones.assert_no_unexpected()
 
 
@@ -172,6 +200,7 @@ def test_nobody_picks_up_so_a_peer_calls_back_through_the_pool_number(
     alice.expect_text("Conversation closed")
     clinician.expect_text("not alone", from_=HOTLINE)
     assert checkins(hotline) == 3
+    assert_call_records_deleted(hotline, call, through)  # through: Alice's and the clinician's
     phones.assert_no_unexpected()
 
 
@@ -204,6 +233,7 @@ def test_the_caller_hangs_up_mid_ring_and_nobody_else_is_rung(
     assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "hangup")
     assert call_row(hotline, call.sid).state == CallState.ENDED
     hotline.run_jobs()
+    assert_call_records_deleted(hotline, call)  # Alice's cancelled leg too
     phones.assert_no_unexpected()  # no call-back: the caller chose to hang up
 
 
@@ -223,6 +253,7 @@ def test_a_hang_up_status_that_overtakes_the_dial_action_stops_the_ringing_too(
     assert [o.state for o in offers(hotline)] == [OfferState.EXPIRED, OfferState.WITHDRAWN]
     assert conversations(hotline)[0].end_reason == "hangup"
     hotline.run_jobs()
+    assert_call_records_deleted(hotline, call)
     phones.assert_no_unexpected()
 
 
@@ -241,6 +272,8 @@ def test_every_webhook_delivered_twice_changes_nothing(
         assert session.scalar(select(func.count()).select_from(Call)) == 1
     hotline.run_jobs()
     phones.phone(BOB).expect_text("reply DONE")
+    assert len(deletions(hotline)) == 3  # one per leg, however often each was reported
+    assert_call_records_deleted(hotline, call)
     phones.assert_no_unexpected()
 
 
@@ -301,6 +334,7 @@ def test_an_unknown_caller_to_a_pool_number_is_pointed_to_the_hotline(
     assert call.dialled == [] and call.hears("doesn't take calls")
     assert call.hears("5 5 5, 0 1 0, 0 0 0 0")  # the hotline number, read digit by digit
     assert conversations(hotline) == []
+    assert_call_records_deleted(hotline, call)
     phones.assert_no_unexpected()
 
 
@@ -327,6 +361,7 @@ def test_a_hidden_number_is_rung_through_but_cannot_be_called_back(
     (conv,) = conversations(hotline)
     assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "missed")
     hotline.run_jobs()
+    assert_call_records_deleted(hotline, call)
     phones.assert_no_unexpected()
 
 
@@ -348,6 +383,7 @@ def test_with_a_pool_of_one_the_supporter_calls_back_on_the_hotline_number(
     assert missed.hears("Your caller didn't answer")
     through = calls.place(ALICE, HOTLINE, Script(phones={CLINICIAN: ANSWER}))
     assert through.bridged_with == CLINICIAN and through.dials[0].caller_id == HOTLINE
+    assert_call_records_deleted(hotline, *calls.placed)
     phones.assert_no_unexpected()
 
 
@@ -366,9 +402,35 @@ def test_a_ring_whose_result_never_comes_back_is_recovered_by_the_sweeper(
     hotline.clock.advance(minutes=2)
     assert hotline.sweep().offers_expired == 1
     phones.phone(BOB).expect_text(OFFER)  # the conversation is offered onwards, by text
-    late = parse(hotline.post(action, **caller, DialCallStatus="no-answer"))
+    leg = "CA" + "ce" * 16
+    late = parse(hotline.post(action, **caller, DialCallStatus="no-answer", DialCallSid=leg))
     assert late.find("Dial") is None and "call you back" in (late.findtext("Say") or "")
     assert call_row(hotline, sid).state == CallState.CALLBACK
+    assert [row.sid for row in deletions(hotline)] == [leg]  # Alice's leg, from the action
+    phones.assert_no_unexpected()
+
+
+def test_a_call_record_twilio_has_not_finished_is_deleted_on_a_later_try(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Twilio refuses to delete a call it has not completed (20009); the deletion is retried."""
+    hotline.add_supporter("Alice", ALICE)
+    script = Script(phones={ALICE: PRESS_1}, record_settles_after=7 * 60)
+    call = calls.place(CLINICIAN, HOTLINE, script)
+    hotline.run_jobs()
+    phones.phone(ALICE).expect_text("reply DONE")
+
+    hotline.clock.advance(seconds=CALL_DELETE_DELAY.total_seconds() + 1)
+    hotline.run_jobs()  # due, but both records are still being completed at Twilio
+    assert not set(call.sids) & set(hotline.fake.deleted)
+    assert [(row.sid, row.attempts) for row in deletions(hotline)] == [
+        (sid, 1)
+        for sid in (call.legs[0], call.sid)  # the leg ended first
+    ]
+    hotline.clock.advance(minutes=3)  # the retry comes 2 minutes later; Twilio is done by then
+    hotline.run_jobs()
+    assert set(call.sids) <= set(hotline.fake.deleted)
+    assert deletions(hotline) == [] and hotline.fake.carried == []
     phones.assert_no_unexpected()
 
 
@@ -383,6 +445,12 @@ def test_the_simulator_refuses_recordings_and_unmasked_caller_ids(
     ):
         with pytest.raises(AssertionError, match="record"):
             check_no_recording(ET.fromstring(document))  # noqa: S314
+    for number in (
+        f"<Number>{ALICE}</Number>",
+        f'<Number statusCallback="{PUBLIC_URL}/twilio/status">{ALICE}</Number>',
+    ):
+        with pytest.raises(AssertionError, match="<Number>"):
+            check_leg_reports_its_end(ET.fromstring(number))  # noqa: S314
     call = SimulatedCall("CA" + "ef" * 16, CLINICIAN, HOTLINE)
     for to, caller_id in ((ALICE, ""), (ALICE, CLINICIAN), (ALICE, HOTLINE), (CLINICIAN, POOL[0])):
         with pytest.raises(AssertionError):
