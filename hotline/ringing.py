@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from hotline import routing, speech, wording
 from hotline.calling import Dial, Gather, Hangup, Say, VoiceReply, reply, route
+from hotline.conversations import end_conversation
 from hotline.db import run_in_transaction, transaction
 from hotline.effects import Effects, schedule, send
 from hotline.models import (
@@ -36,7 +37,6 @@ from hotline.models import (
 from hotline.people import supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
-from hotline.textline import end_conversation
 from hotline.wakeups import Task
 
 RING_SECONDS = 20  # each supporter's phone rings this long before the next one is tried

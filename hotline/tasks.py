@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, notices, retention, routing, wording
+from hotline.conversations import end_conversation, offer_waiting
 from hotline.db import transaction
 from hotline.effects import Effects, schedule, send
 from hotline.models import (
@@ -28,7 +29,6 @@ from hotline.models import (
 from hotline.people import supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
-from hotline.textline import end_conversation, offer_waiting
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)

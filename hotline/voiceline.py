@@ -38,6 +38,7 @@ from hotline.calling import (
     reply,
     route,
 )
+from hotline.conversations import end_conversation
 from hotline.effects import Effects
 from hotline.models import (
     Call,
@@ -54,7 +55,6 @@ from hotline.programmes import ProgrammeConfig, find_by_number, own_numbers
 from hotline.ringing import CallStep, answer_in_transaction, step
 from hotline.services import Services
 from hotline.texting import StatusReport
-from hotline.textline import end_conversation
 
 log = logging.getLogger(__name__)
 

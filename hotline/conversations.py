@@ -1,0 +1,71 @@
+"""Ending conversations and offering the ones still waiting: shared by texts, calls and jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from hotline import checkins, routing
+from hotline.effects import Effects
+from hotline.models import (
+    Clinician,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    PendingText,
+)
+from hotline.programmes import ProgrammeConfig
+from hotline.services import Services
+
+OPEN = (ConversationState.QUEUED, ConversationState.ACTIVE)
+FOLLOWED_UP = ("done", "inactive")
+
+
+def open_conversation(session: Session, clinician: Clinician) -> Conversation | None:
+    """The clinician's queued or active conversation, if any."""
+    return session.scalar(
+        select(Conversation)
+        .where(Conversation.clinician_id == clinician.id, Conversation.state.in_(OPEN))
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    )
+
+
+def end_conversation(
+    session: Session,
+    p: ProgrammeConfig,
+    conv: Conversation,
+    reason: str,
+    now: datetime,
+    effects: Effects,
+) -> None:
+    """Close ``conv``: pending offers withdrawn, held texts deleted, and, when it ended
+    normally (DONE or inactivity, not STOP), the follow-up check-ins scheduled."""
+    conv.state = ConversationState.ENDED
+    conv.ended_at, conv.end_reason = now, reason
+    routing.withdraw_offers(session, conv, now, effects)
+    session.execute(delete(PendingText).where(PendingText.conversation_id == conv.id))
+    if reason in FOLLOWED_UP and conv.accepted_at is not None:
+        checkins.schedule_after(session, p, conv, now, effects)
+
+
+def offer_waiting(
+    services: Services, session: Session, p: ProgrammeConfig, now: datetime, effects: Effects
+) -> int:
+    """Offer every queued conversation that has no pending offer (someone may be free now)."""
+    waiting = session.scalars(
+        select(Conversation)
+        .where(
+            Conversation.programme_id == p.id,
+            Conversation.state == ConversationState.QUEUED,
+            ~Conversation.id.in_(
+                select(Offer.conversation_id).where(Offer.state == OfferState.PENDING)
+            ),
+        )
+        .order_by(Conversation.created_at)
+    ).all()
+    offers = [routing.offer_next(session, services.vault, p, c, now, effects) for c in waiting]
+    return sum(1 for o in offers if o is not None)

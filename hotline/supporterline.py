@@ -1,0 +1,134 @@
+"""The supporter's side of the text line: answering offers, relaying, DONE, BREAK and BACK.
+
+A supporter texts from their own phone to the pool number a request or conversation reached them
+on; every reply goes back from that same number, so they always know which conversation it is.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hotline import conversations, routing, wording
+from hotline.inbound import Inbound
+from hotline.keywords import Word
+from hotline.models import (
+    Clinician,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    Supporter,
+)
+from hotline.people import clinician_phone, lift_opt_out, record_opt_out
+from hotline.wakeups import Task
+
+SUPPORTER_WORDS = frozenset(
+    {Word.ACCEPT, Word.PASS, Word.DONE, Word.RESOURCES, Word.BREAK, Word.BACK, Word.HELP}
+)
+
+
+def is_supporter_text(ctx: Inbound, supporter: Supporter, to_hotline: bool) -> bool:
+    """On a pool number a supporter is always a supporter; on the hotline number only when it
+    is also their conversation's number or the text is a supporter command (a supporter who
+    needs support themselves just texts in, like any clinician)."""
+    if not to_hotline:
+        return True
+    if _live_conversation(ctx, supporter) or _pending_offer(ctx, supporter):
+        return True
+    return ctx.command is not None and ctx.command.word in SUPPORTER_WORDS
+
+
+def _live_conversation(ctx: Inbound, supporter: Supporter) -> Conversation | None:
+    return ctx.session.scalar(
+        select(Conversation).where(
+            Conversation.supporter_id == supporter.id,
+            Conversation.pool_number == ctx.text.to,
+            Conversation.state == ConversationState.ACTIVE,
+        )
+    )
+
+
+def _pending_offer(ctx: Inbound, supporter: Supporter) -> Offer | None:
+    return ctx.session.scalar(
+        select(Offer).where(
+            Offer.supporter_id == supporter.id,
+            Offer.pool_number == ctx.text.to,
+            Offer.state == OfferState.PENDING,
+        )
+    )
+
+
+def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
+    word = ctx.command.word if ctx.command else None
+    if word is Word.STOP:
+        _supporter_stop(ctx, supporter)
+    elif ctx.command is not None and ctx.command.opt_in and word is not Word.ACCEPT:
+        lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+    elif word is Word.BREAK:
+        assert ctx.command is not None and ctx.command.duration is not None
+        supporter.break_until = ctx.now + ctx.command.duration
+        ctx.reply(wording.on_break(supporter.break_until, ctx.programme.zone))
+    elif word is Word.BACK:
+        supporter.break_until = None
+        ctx.reply(wording.back())
+        conversations.offer_waiting(ctx.services, ctx.session, ctx.programme, ctx.now, ctx.effects)
+    elif word is Word.HELP:
+        ctx.reply(wording.supporter_help())
+    elif (offer := _pending_offer(ctx, supporter)) is not None:
+        _answer_offer(ctx, offer, word)
+    elif (conv := _live_conversation(ctx, supporter)) is not None:
+        _in_conversation(ctx, conv, word)
+    elif word is Word.ACCEPT:
+        ctx.reply(wording.offer_gone())
+    else:
+        ctx.reply(wording.conversation_ended())
+
+
+def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
+    """Twilio now blocks this pool number to the supporter: pass on anything waiting there."""
+    record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+    offer = _pending_offer(ctx, supporter)
+    if offer is not None and routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now):
+        _route_onwards(ctx, offer)
+
+
+def _answer_offer(ctx: Inbound, offer: Offer, word: Word | None) -> None:
+    if word is Word.ACCEPT:
+        vault = ctx.services.vault
+        if not routing.accept(ctx.session, vault, ctx.programme, offer, ctx.now, ctx.effects):
+            ctx.reply(wording.offer_gone())
+    elif word is Word.PASS:
+        if routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now):
+            ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
+            ctx.reply(wording.passed())
+            _route_onwards(ctx, offer)
+    else:
+        ctx.reply(wording.offer_reminder())
+
+
+def _route_onwards(ctx: Inbound, offer: Offer) -> None:
+    conv = ctx.session.get_one(Conversation, offer.conversation_id)
+    if conv.state == ConversationState.QUEUED:
+        routing.offer_or_fall_back(
+            ctx.session, ctx.services.vault, ctx.programme, conv, ctx.now, ctx.effects
+        )
+
+
+def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> None:
+    clinician = ctx.session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
+    to = clinician_phone(ctx.services.vault, clinician) if clinician else None
+    hotline = ctx.programme.hotline_number
+    if word is Word.DONE:
+        conversations.end_conversation(
+            ctx.session, ctx.programme, conv, "done", ctx.now, ctx.effects
+        )
+        ctx.effects.text(to, hotline, wording.closing(ctx.programme))
+        ctx.reply(wording.done_for_supporter())
+    elif word is Word.RESOURCES:
+        ctx.effects.text(to, hotline, ctx.programme.resources_text)
+        ctx.reply(wording.resources_sent())
+    elif word in (Word.ACCEPT, Word.PASS):
+        ctx.reply(wording.already_connected())
+    else:
+        conv.last_activity_at = ctx.now
+        ctx.relay(to, hotline)
