@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 CONNECT_TIMEOUT_S = 2
+# A pooled connection idle this long is pinged before use (a restart or failover may have
+# closed it meanwhile); one in steady use is not, which saves a round trip per transaction.
+# One that died while in use fails its statement, the pool is then refreshed whole, and
+# run_in_transaction tries the work again on a new connection.
+PING_AFTER_IDLE_S = 5.0
 T = TypeVar("T")
 
 
@@ -28,7 +34,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # busy timeout instead, which is what the de-duplication and rotation code relies on.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
@@ -38,7 +43,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             "connect_timeout": CONNECT_TIMEOUT_S,
             **kwargs.get("connect_args", {}),
         }
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pessimistic disconnect handling (a checkout that raises DisconnectionError
+    is retried on a new connection), for connections idle PING_AFTER_IDLE_S or more only."""
+
+    @event.listens_for(engine, "checkin")
+    def rest(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("a pooled connection went away while idle") from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -80,7 +107,11 @@ RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock dete
 
 
 def is_retryable(error: DBAPIError) -> bool:
-    """True for errors that a fresh attempt of the whole transaction may not meet again."""
+    """True for errors that a fresh attempt of the whole transaction may not meet again: a
+    deadlock, a serialization failure, or a connection that turned out dead (the pool has been
+    refreshed; if the database is really down the next attempt fails fast too)."""
+    if error.connection_invalidated:
+        return True
     code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
     return code in RETRYABLE_SQLSTATES
 
@@ -88,7 +119,9 @@ def is_retryable(error: DBAPIError) -> bool:
 def run_in_transaction(
     factory: sessionmaker[Session], work: Callable[[Session], T], attempts: int = 3
 ) -> T:
-    """Run ``work`` in a transaction; retry it whole after a deadlock or serialization failure."""
+    """Run ``work`` in a transaction; retry it whole after a deadlock, a serialization failure
+    or a dropped connection (``work`` must be safe to repeat: webhooks claim their event key
+    inside it, so a repeat after an unseen commit answers as a duplicate)."""
     for attempt in range(1, attempts + 1):
         try:
             with transaction(factory) as session:

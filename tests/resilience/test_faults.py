@@ -35,10 +35,10 @@ import fakeredis
 import pytest
 from flask import Flask
 from redis import Redis
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.pool import NullPool
 
-from hotline import tasks
+from hotline import db, tasks
 from hotline.app import build_services, create_app
 from hotline.effects import RETRY_DELAYS
 from hotline.models import CheckIn, CheckInState, Offer, OfferState
@@ -193,17 +193,25 @@ def closed_database(name: str) -> Iterator[None]:
     admin = create_engine(postgres_server(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as connection:
         connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-        connection.exec_driver_sql(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %(name)s AND pid <> pg_backend_pid()",
-            {"name": name},
-        )
+    terminate_backends(name)
     try:
         yield
     finally:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
         admin.dispose()
+
+
+def terminate_backends(name: str) -> None:
+    """Every connection to ``name`` dropped by the server, as a restart or failover does."""
+    admin = create_engine(postgres_server(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %(name)s AND pid <> pg_backend_pid()",
+            {"name": name},
+        )
+    admin.dispose()
 
 
 @pytest.fixture
@@ -254,6 +262,31 @@ def test_postgres_closing_mid_run_gets_the_crisis_line_fast_then_recovers(
     retried, seconds = texted(hotline, SECOND, HOTLINE, "is anyone there")
     assert seconds < FAST and retried[0][0] == SECOND
     assert "is anyone there" not in caplog.text and SECOND not in caplog.text
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("ping_after_idle", [0.0, 3600.0], ids=["pinged", "retried"])
+def test_connections_dropped_between_texts_cost_no_text(
+    on_postgres: tuple[Hotline, str], monkeypatch: pytest.MonkeyPatch, ping_after_idle: float
+) -> None:
+    """A database restart or failover between two texts drops every pooled connection; the
+    next text is handled as usual. A connection idle long enough is pinged and replaced before
+    use; one reused at once fails its first statement and the transaction runs again."""
+    hotline, name = on_postgres
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", ping_after_idle)
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    assert len(texted(hotline, CLINICIAN, HOTLINE, "hello")[0]) == 2  # pooled connections now
+
+    failures: list[bool] = []  # statements that failed, by whether the connection was dead
+    engine = hotline.services.sessions.kw["bind"]
+    event.listen(engine, "handle_error", lambda context: failures.append(context.is_disconnect))
+    terminate_backends(name)
+
+    answer, _ = texted(hotline, SECOND, HOTLINE, "is anyone there")
+    assert failures == ([] if ping_after_idle == 0 else [True])
+    assert len(answer) == 2 and answer[0][0] == SECOND, "the greeting and an offer"
+    assert CRISIS in answer[0][1] and "peer" in answer[1][1].lower()
 
 
 class SilentServer:
