@@ -10,20 +10,20 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, union_all
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import ColumnElement, false, or_, select
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from hotline.models import PoolNumber, Programme
 from hotline.settings import Settings, parse_hours, parse_offsets
 
 DEFAULT_SLUG = "default"
 DEFAULT_GREETING = (
-    "You've reached the clinician peer support line. It is confidential and voluntary, "
-    "and not for emergencies. A trained peer will text you back here shortly."
+    "You've reached the clinician peer support line. It's confidential and voluntary, "
+    "and not for emergencies. A trained peer will text you back here as soon as they can."
 )
 DEFAULT_RESOURCES = (
     "More support: your Employee Assistance Program (EAP) offers free, confidential "
-    "counselling. 988 Suicide & Crisis Lifeline: call or text 988, any time."
+    "counseling. 988 Suicide & Crisis Lifeline: call or text 988, any time."
 )
 DEFAULT_CHECKIN_TEXT = (
     "Checking in from the peer support line: how are you doing? Reply any time to talk. "
@@ -75,37 +75,44 @@ def config_of(programme: Programme, settings: Settings) -> ProgrammeConfig:
 
 @dataclass(frozen=True)
 class NumberMatch:
-    """What an inbound ``To`` number is: a programme's hotline number or one of its pool."""
+    """What an inbound ``To`` number is: a programme's hotline number or one of its pool; and
+    whether the sender is one of our own numbers (a loop, never answered)."""
 
     programme: Programme
     is_hotline: bool
+    sender_is_ours: bool = False
 
 
-def find_by_number(session: Session, number: str) -> NumberMatch | None:
+def find_by_number(session: Session, number: str, sender: str | None = None) -> NumberMatch | None:
     """The programme that owns ``number``; a number that is both hotline and pool is hotline.
 
-    One query, with the programme's pool numbers joined in (``config_of`` reads them next).
+    One query, with the programme's pool numbers joined in (``config_of`` reads them next) and
+    the loop guard (is ``sender`` any programme's number?) as a column of it.
     """
     pool_owner = select(PoolNumber.programme_id).where(PoolNumber.number == number)
     found = (
-        session.scalars(
-            select(Programme)
+        session.execute(
+            select(Programme, _is_ours(sender))
             .where(or_(Programme.hotline_number == number, Programme.id.in_(pool_owner)))
             .options(joinedload(Programme.pool_numbers))
         )
         .unique()
         .all()
     )
-    for programme in found:
+    ours = bool(found and found[0][1])
+    for programme, _ in found:
         if programme.hotline_number == number:
-            return NumberMatch(programme, is_hotline=True)
-    return NumberMatch(found[0], is_hotline=False) if found else None
+            return NumberMatch(programme, is_hotline=True, sender_is_ours=ours)
+    return NumberMatch(found[0][0], is_hotline=False, sender_is_ours=ours) if found else None
 
 
-def own_numbers(session: Session) -> set[str]:
-    """Every number of every programme (to refuse loops: texts that come from ourselves)."""
-    every = union_all(select(Programme.hotline_number), select(PoolNumber.number))
-    return set(session.scalars(every))
+def _is_ours(sender: str | None) -> ColumnElement[bool]:
+    if sender is None:
+        return false()
+    other = aliased(Programme)
+    own_hotline = select(other.id).where(other.hotline_number == sender).correlate(None)
+    own_pool = select(PoolNumber.id).where(PoolNumber.number == sender).correlate(None)
+    return or_(own_hotline.exists(), own_pool.exists())
 
 
 def ensure_programme(
