@@ -1,4 +1,9 @@
-"""Every text the hotline sends, in one place: short, warm, plain (GSM-7 where we can)."""
+"""Every text the hotline sends, in one place: short, warm, plain.
+
+Only GSM-7 characters here (straight quotes, "-", "..."): a single curly quote, dash or emoji
+sends the whole text as UCS-2, 70 characters a segment instead of 160.
+tests/hotline/test_wording.py holds each text to its segment budget.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from hotline.programmes import ProgrammeConfig
 
-DISCIPLINE_HINT = "To ask for a peer in your own field, reply NURSE, DOCTOR or PHARMACIST."
+DISCIPLINE_HINT = "Want a peer from your own field? Reply NURSE, DOCTOR or PHARMACIST."
 
 
 def greeting(p: ProgrammeConfig) -> str:
@@ -61,14 +66,16 @@ def discipline_noted(discipline: str) -> str:
 
 
 def fallback(p: ProgrammeConfig, next_on_call: datetime | None, call_back: bool = False) -> str:
+    """Nobody can take it now: what happens next, when, and the crisis line, in two segments."""
     when = ""
     if next_on_call is not None:
         when = f" The next peer comes on call at {_local(next_on_call, p.zone)}."
-    how = "call you" if call_back else "text you"
+    what, how = (
+        ("request", "call you from this number") if call_back else ("message", "text you here")
+    )
     return (
-        "Thank you for reaching out. No peer supporter is free at this moment. Your request is "
-        f"in the queue and a peer will {how} from this number as soon as one is free.{when} "
-        f"{p.crisis_text}"
+        "Thank you for reaching out. No peer supporter is free right now. "
+        f"Your {what} is waiting, and a peer will {how}.{when} {p.crisis_text}"
     )
 
 
@@ -156,8 +163,12 @@ def not_a_line(hotline_number: str) -> str:
 
 
 def truncate(body: str, limit: int = 1600) -> str:
-    """Twilio refuses bodies over 1,600 characters (error 21617); shorten with an ellipsis."""
-    return body if len(body) <= limit else body[: limit - 1] + "…"
+    """Twilio refuses bodies over 1,600 characters (error 21617); shorten, ending in "...".
+
+    Three dots, not the one-character ellipsis (U+2026): that is not GSM-7, and would turn a
+    plain 11-segment text into a 24-segment UCS-2 one.
+    """
+    return body if len(body) <= limit else body[: limit - 3] + "..."
 
 
 def _local(at: datetime, zone: ZoneInfo) -> str:
@@ -168,7 +179,7 @@ def _local(at: datetime, zone: ZoneInfo) -> str:
 def verification_code(p: ProgrammeConfig, code: str, minutes: int) -> str:
     return (
         f"{p.name}: your supporter verification code is {code}. Give it to your coordinator "
-        f"within {minutes} minutes. If you did not expect this, ignore it."
+        f"within {minutes} minutes. Not expecting this? Ignore it."
     )
 
 

@@ -72,7 +72,7 @@ def expected_relay(body: str) -> str | None:
     kept = "".join(c for c in body if c not in XML_FORBIDDEN)
     if not kept.strip():
         return None
-    return kept if len(kept) <= TWILIO_LIMIT else kept[: TWILIO_LIMIT - 1] + "…"
+    return kept if len(kept) <= TWILIO_LIMIT else kept[: TWILIO_LIMIT - 3] + "..."
 
 
 def count(hotline: Hotline, model: type[Base]) -> int:

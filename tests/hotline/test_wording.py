@@ -1,0 +1,207 @@
+"""Every text the hotline writes is GSM-7 and inside its SMS segment budget.
+
+One character outside GSM-7 (a curly quote, a dash, an ellipsis, an emoji) sends a whole text
+as UCS-2: 70 characters a segment instead of 160, 67 instead of 153 when split. The budgets
+below are met by today's texts with realistic inputs: the default programme's texts, a long
+programme name, the longest discipline and the longest local time. A few more words past the
+margin, or one typographic character, fails them.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hotline import keywords, verification, wording
+from hotline.models import Programme
+from hotline.programmes import (
+    DEFAULT_CHECKIN_TEXT,
+    DEFAULT_GREETING,
+    DEFAULT_RESOURCES,
+    config_of,
+)
+from hotline.settings import DEFAULT_CRISIS_TEXT, Settings
+from tests.kit import fake_twilio
+from tests.kit.sms import non_gsm7, segments
+
+HOTLINE = "+15550100000"
+# The default programme as config_of resolves it: every text falls back to its default.
+DEFAULT = config_of(
+    Programme(name="Peer support", hotline_number=HOTLINE),
+    Settings(hotline_number=HOTLINE, timezone="America/New_York"),
+)
+NAMED = replace(DEFAULT, name="Riverside Health Clinician Support")
+NOON = datetime(2025, 11, 12, 17, 30, tzinfo=UTC)  # "Wed 12:30 PM": the longest local time
+EVENING = datetime(2025, 11, 13, 22, 45, tzinfo=UTC)
+DISCIPLINE = max(keywords.DISCIPLINES.values(), key=len)
+CODE_MINUTES = int(verification.CODE_TTL.total_seconds() // 60)
+
+# (text function, its arguments, at most this many segments)
+Row = tuple[Callable[..., str], tuple[object, ...], int]
+ROWS: dict[str, Row] = {
+    # The clinician: the first reply carries what the line is, the discipline words and the
+    # crisis sentence (134 characters by default), so it may take three segments, no more.
+    "greeting": (wording.greeting, (DEFAULT,), 3),
+    # HELP must carry the crisis sentence too: two segments, with a long programme name.
+    "clinician help": (wording.clinician_help, (NAMED,), 2),
+    "joined": (wording.joined, (), 1),
+    "joined, call-back": (wording.joined, (True,), 1),
+    "discipline noted": (wording.discipline_noted, (DISCIPLINE,), 1),
+    # Nobody free at 3 a.m.: what happens next, when, and the crisis sentence, in two.
+    "fallback": (wording.fallback, (DEFAULT, None), 2),
+    "fallback, next on call": (wording.fallback, (DEFAULT, NOON), 2),
+    "fallback, call-back": (wording.fallback, (DEFAULT, NOON, True), 2),
+    "closing": (wording.closing, (DEFAULT,), 2),
+    "forgotten": (wording.forgotten, (), 1),
+    "check-ins declined": (wording.checkins_declined, (), 1),
+    "ended by clinician": (wording.ended_by_clinician, (), 1),
+    "media not relayed": (wording.media_not_relayed, (), 1),
+    "not a line": (wording.not_a_line, (HOTLINE,), 1),
+    # The supporter, between patients: one segment each, the reply words in capitals.
+    "offer": (wording.offer, (None,), 1),
+    "offer, a discipline": (wording.offer, (DISCIPLINE,), 1),
+    "offer, call-back": (wording.offer, (DISCIPLINE, True), 1),
+    "offer reminder": (wording.offer_reminder, (), 1),
+    "offer gone": (wording.offer_gone, (), 1),
+    "passed": (wording.passed, (), 1),
+    "accepted": (wording.accepted_for_supporter, (), 1),
+    "accepted, call-back": (wording.accepted_for_supporter, (True,), 1),
+    "already connected": (wording.already_connected, (), 1),
+    "after a call": (wording.after_call, (), 1),
+    "done": (wording.done_for_supporter, (), 1),
+    "closed when idle": (wording.closed_idle, (), 1),
+    "resources sent": (wording.resources_sent, (), 1),
+    "conversation ended": (wording.conversation_ended, (), 1),
+    "on a break": (wording.on_break, (NOON, DEFAULT.zone), 1),
+    "back": (wording.back, (), 1),
+    "supporter help": (wording.supporter_help, (), 1),
+    # Coordinators and supporters being enrolled.
+    "coordinator alert": (wording.coordinator_alert, (NAMED,), 1),
+    "verification code": (wording.verification_code, (NAMED, "482913", CODE_MINUTES), 1),
+    "shift reminder": (wording.shift_reminder, (NAMED, NOON, EVENING), 1),
+    "coverage gap": (wording.coverage_gap, (NAMED, NOON, EVENING), 1),
+}
+# The programme's own texts, sent as they are: a check-in is one segment (issue 5).
+PROGRAMME_TEXTS = {
+    "check-in": (DEFAULT.checkin_text, 1),
+    "resources (RESOURCES)": (DEFAULT.resources_text, 1),
+    "crisis sentence": (DEFAULT.crisis_text, 1),
+}
+TEXTS = {name: (fn(*args), budget) for name, (fn, args, budget) in ROWS.items()} | PROGRAMME_TEXTS
+
+
+def test_the_default_programme_uses_the_default_texts() -> None:
+    assert DEFAULT.greeting == DEFAULT_GREETING
+    assert DEFAULT.crisis_text == DEFAULT_CRISIS_TEXT
+    assert DEFAULT.resources_text == DEFAULT_RESOURCES
+    assert DEFAULT.checkin_text == DEFAULT_CHECKIN_TEXT
+
+
+def test_every_text_function_is_measured_here() -> None:
+    functions = {
+        name
+        for name, fn in inspect.getmembers(wording, inspect.isfunction)
+        if fn.__module__ == wording.__name__ and not name.startswith("_")
+    }
+    measured = {fn.__name__ for fn, _, _ in ROWS.values()} | {"truncate"}
+    assert functions == measured, "add the new text to ROWS with its segment budget"
+
+
+@pytest.mark.parametrize(("text", "budget"), TEXTS.values(), ids=TEXTS.keys())
+def test_text_is_gsm7(text: str, budget: int) -> None:
+    assert non_gsm7(text) == [], f"non-GSM-7 characters make this UCS-2: {text!r}"
+
+
+@pytest.mark.parametrize(("text", "budget"), TEXTS.values(), ids=TEXTS.keys())
+def test_text_fits_its_segment_budget(text: str, budget: int) -> None:
+    assert segments(text) <= budget, f"{len(text)} characters, {segments(text)} segments: {text}"
+
+
+def test_no_string_in_wording_is_outside_gsm7() -> None:
+    """Also the branches no row above reaches."""
+    tree = ast.parse(Path(inspect.getfile(wording)).read_text(encoding="utf-8"))
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
+    assert [s for s in strings if isinstance(s, str) and non_gsm7(s)] == []
+
+
+@pytest.mark.parametrize("name", ["greeting", "clinician help", "fallback, next on call"])
+def test_clinician_texts_that_must_carry_the_crisis_sentence_do(name: str) -> None:
+    text, _ = TEXTS[name]
+    assert DEFAULT.crisis_text in text
+
+
+def test_the_first_reply_says_what_the_line_is() -> None:
+    text, _ = TEXTS["greeting"]
+    for needed in ("peer support", "confidential", "voluntary", "not for emergencies"):
+        assert needed in text
+
+
+def test_check_in_invites_a_reply_and_says_how_to_stop() -> None:
+    text, _ = TEXTS["check-in"]
+    assert "Reply any time" in text and "NOCHECKIN" in text and "STOP" in text
+
+
+@pytest.mark.parametrize("name", ["offer", "offer, a discipline", "offer, call-back"])
+def test_an_offer_names_both_reply_words(name: str) -> None:
+    assert TEXTS[name][0].endswith("Reply ACCEPT to take it or PASS to pass it on.")
+
+
+def test_every_reply_word_a_text_names_is_a_keyword() -> None:
+    named = {w for text, _ in TEXTS.values() for w in re.findall(r"\b[A-Z]{4,}\b", text)}
+    assert named >= {"ACCEPT", "PASS", "DONE", "BACK", "NOCHECKIN", "STOP", "NURSE"}
+    assert [w for w in sorted(named) if keywords.parse(w) is None] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "expected_segments"),
+    [
+        ("I keep replaying the shift. " * 100, 11),  # GSM-7 stays GSM-7: 1,600 / 153
+        ("é" * 2000, 11),  # é is in GSM-7
+        ("🙏" * 2000, 48),  # the sender's own emoji: UCS-2 already, left as written
+    ],
+)
+def test_a_truncated_relay_fits_twilio_and_adds_no_ucs2(body: str, expected_segments: int) -> None:
+    cut = wording.truncate(body)
+    assert len(cut) == 1600 and cut.endswith("...") and body.startswith(cut[:-3])
+    assert segments(cut) == expected_segments
+
+
+def test_a_relay_within_the_limit_is_left_as_written() -> None:
+    body = "“I’m fine” – I’m not…" * 76  # 1,596 characters, typography and all
+    assert wording.truncate(body) == body
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("", 1),
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("[" * 80, 1),  # extension characters cost two septets
+        ("[" * 81, 2),
+        ("’" * 70, 1),  # one curly quote: UCS-2
+        ("’" + "a" * 69, 1),
+        ("’" + "a" * 70, 2),
+        ("a" * 134 + "’", 3),
+        ("🙏" * 35, 1),  # outside the BMP: two UTF-16 units each
+        ("🙏" * 36, 2),
+        ("\u00a0", 1),
+    ],
+)
+def test_segment_counter(body: str, expected: int) -> None:
+    assert segments(body) == expected
+    assert fake_twilio.num_segments(body) == expected, "the fake Twilio counts the same way"
+
+
+@pytest.mark.parametrize("typographic", ["’", "“", "”", "–", "—", "…", "\u00a0", "🙏"])
+def test_typographic_characters_are_not_gsm7(typographic: str) -> None:
+    assert non_gsm7(f"It{typographic}s") == [typographic]
