@@ -144,10 +144,43 @@ def _apply_text(
 ) -> None:
     if not _blank(value) and not isinstance(value, str):
         raise SettingsChangeError("must be text", name)
-    text = None if _blank(value) else str(value).strip()
+    text = None if _blank(value) else plain(str(value).strip())
     if text is not None and len(text) > TEXT_LIMITS[name]:
         raise SettingsChangeError(f"at most {TEXT_LIMITS[name]} characters", name)
     setattr(programme, name, text)
+
+
+# Typography a word processor adds, and its GSM-7 equivalent (see ``plain``).
+_PLAIN = str.maketrans(
+    {
+        "\u2018": "'",  # left single quote
+        "\u2019": "'",  # right single quote, apostrophe
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",  # prime
+        "\u201c": '"',  # left double quote
+        "\u201d": '"',  # right double quote
+        "\u201e": '"',
+        "\u2033": '"',
+        "\u2013": "-",  # en dash
+        "\u2014": "-",  # em dash
+        "\u2212": "-",  # minus sign
+        "\u2026": "...",  # ellipsis
+        "\u00a0": " ",  # no-break space
+        "\u202f": " ",  # narrow no-break space
+        "\u2009": " ",  # thin space
+        "\u200b": "",  # zero-width space
+        "\u00ad": "",  # soft hyphen
+    }
+)
+
+
+def plain(text: str) -> str:
+    """A coordinator's text with word-processor typography made plain (curly quotes, dashes,
+    ellipses, special spaces): pasted from a document, one curly quote would send every
+    greeting or check-in as UCS-2, 70 characters a segment instead of 160. Accents and other
+    scripts are the coordinator's choice and stay."""
+    return text.translate(_PLAIN)
 
 
 def _apply_timezone(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from hotline import audit, programme_settings
+from hotline import audit, programme_settings, wording
 from hotline.db import transaction
 from hotline.models import Programme
 from hotline.programmes import config_of
 from tests.console.conftest import ACTOR
+from tests.kit import sms
 from tests.kit.harness import Hotline
 
 BAD = [
@@ -73,3 +74,17 @@ def test_settings_apply_with_defaults_and_are_audited_redacted(hotline: Hotline)
     with hotline.session() as session:
         p = config_of(session.get_one(Programme, hotline.programme_id), services.settings)
     assert p.greeting.startswith("You've reached") and p.zone.key == "UTC"
+
+
+def test_pasted_typography_is_made_plain_so_texts_stay_in_gsm7(hotline: Hotline) -> None:
+    pasted = "We\u2019re here \u2014 \u201cno judgement\u201d\u2026 Text\u00a0us."
+    update(hotline, {"greeting": pasted, "checkin_text": "Thinking of you \u2013 reply any time."})
+    with hotline.session() as session:
+        p = config_of(session.get_one(Programme, hotline.programme_id), hotline.settings)
+    assert p.greeting == 'We\'re here - "no judgement"... Text us.'
+    assert p.checkin_text == "Thinking of you - reply any time."
+    assert sms.is_gsm7(wording.greeting(p)) and sms.is_gsm7(p.checkin_text)
+    update(hotline, {"greeting": "Bienvenue, \u00e9quipe \u2014 \u00bfhola?"})
+    with hotline.session() as session:
+        kept = session.get_one(Programme, hotline.programme_id).greeting
+    assert kept == "Bienvenue, \u00e9quipe - \u00bfhola?", "accents are the coordinator's choice"
