@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, false, or_, select
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy import or_, select, union_all
+from sqlalchemy.orm import Session, joinedload
 
 from hotline.models import PoolNumber, Programme
 from hotline.settings import Settings, parse_hours, parse_offsets
@@ -75,44 +75,42 @@ def config_of(programme: Programme, settings: Settings) -> ProgrammeConfig:
 
 @dataclass(frozen=True)
 class NumberMatch:
-    """What an inbound ``To`` number is: a programme's hotline number or one of its pool; and
-    whether the sender is one of our own numbers (a loop, never answered)."""
+    """What an inbound ``To`` number is: a programme's hotline number or one of its pool."""
 
     programme: Programme
     is_hotline: bool
-    sender_is_ours: bool = False
 
 
-def find_by_number(session: Session, number: str, sender: str | None = None) -> NumberMatch | None:
+def find_by_number(session: Session, number: str) -> NumberMatch | None:
     """The programme that owns ``number``; a number that is both hotline and pool is hotline.
 
-    One query, with the programme's pool numbers joined in (``config_of`` reads them next) and
-    the loop guard (is ``sender`` any programme's number?) as a column of it.
+    One query, with the programme's pool numbers joined in (``config_of`` reads them next).
     """
     pool_owner = select(PoolNumber.programme_id).where(PoolNumber.number == number)
     found = (
-        session.execute(
-            select(Programme, _is_ours(sender))
+        session.scalars(
+            select(Programme)
             .where(or_(Programme.hotline_number == number, Programme.id.in_(pool_owner)))
             .options(joinedload(Programme.pool_numbers))
         )
         .unique()
         .all()
     )
-    ours = bool(found and found[0][1])
-    for programme, _ in found:
+    for programme in found:
         if programme.hotline_number == number:
-            return NumberMatch(programme, is_hotline=True, sender_is_ours=ours)
-    return NumberMatch(found[0][0], is_hotline=False, sender_is_ours=ours) if found else None
+            return NumberMatch(programme, is_hotline=True)
+    return NumberMatch(found[0], is_hotline=False) if found else None
 
 
-def _is_ours(sender: str | None) -> ColumnElement[bool]:
-    if sender is None:
-        return false()
-    other = aliased(Programme)
-    own_hotline = select(other.id).where(other.hotline_number == sender).correlate(None)
-    own_pool = select(PoolNumber.id).where(PoolNumber.number == sender).correlate(None)
-    return or_(own_hotline.exists(), own_pool.exists())
+def own_numbers(session: Session) -> set[str]:
+    """Every number of every programme (to refuse loops: texts that come from ourselves).
+
+    Compared in Python on purpose: a query comparing the sender in SQL would send a clinician's
+    number to the database in plaintext as a parameter, where statement logs keep it (the
+    canary test caught exactly that when the two lookups were merged into one query).
+    """
+    every = union_all(select(Programme.hotline_number), select(PoolNumber.number))
+    return set(session.scalars(every))
 
 
 def ensure_programme(

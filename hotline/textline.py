@@ -33,7 +33,7 @@ from hotline.people import (
     supporter_phone,
 )
 from hotline.phone import InvalidPhoneNumber, normalize
-from hotline.programmes import config_of, find_by_number
+from hotline.programmes import config_of, find_by_number, own_numbers
 from hotline.services import Services
 from hotline.texting import InboundText, StatusReport, TextReply
 
@@ -56,12 +56,12 @@ def handle_text(services: Services, inbound: InboundText) -> TextReply:
 
 
 def _dispatch(services: Services, session: Session, text: InboundText, effects: Effects) -> None:
+    match = find_by_number(session, _safe_number(text.to) or "")
     sender = _safe_number(text.from_)
-    match = find_by_number(session, _safe_number(text.to) or "", sender)
     if match is None or sender is None:
         log.info("ignored text %s: unknown destination or unusable sender", text.sid)
         return
-    if match.sender_is_ours:
+    if sender in own_numbers(session):
         log.warning("ignored text %s from one of our own numbers (loop guard)", text.sid)
         return
     if not events.claim(session, f"sms:{text.sid}"):

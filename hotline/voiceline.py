@@ -51,7 +51,7 @@ from hotline.models import (
 )
 from hotline.people import find_supporter, get_or_create_clinician
 from hotline.phone import InvalidPhoneNumber, normalize
-from hotline.programmes import ProgrammeConfig, find_by_number
+from hotline.programmes import ProgrammeConfig, find_by_number, own_numbers
 from hotline.ringing import CallStep, answer_in_transaction, step
 from hotline.services import Services
 from hotline.texting import StatusReport
@@ -72,9 +72,9 @@ def answer_call(services: Services, call: InboundCall) -> VoiceReply:
     """
 
     def work(session: Session, effects: Effects) -> VoiceReply:
+        match = find_by_number(session, _safe_number(call.to) or "")
         caller = _safe_number(call.from_)
-        match = find_by_number(session, _safe_number(call.to) or "", caller)
-        if match is None or match.sender_is_ours:
+        if match is None or (caller is not None and caller in own_numbers(session)):
             return reply(Say(speech.unknown_number()), Hangup())
         ctx = step(services, session, match.programme.id, effects)
         vault, pid = services.vault, ctx.programme.id
