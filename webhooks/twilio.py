@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import Blueprint, Response, abort, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,13 +13,10 @@ from hotline.services import Services
 from hotline.texting import InboundText, StatusReport
 from webhooks import twiml
 from webhooks import voice as voice_webhooks
+from webhooks.form import checked_sid, required, required_sid
 from webhooks.signature import SIGNATURE_HEADER, is_valid, signed_url
 
 log = logging.getLogger(__name__)
-
-# Twilio SIDs are two letters and 32 hex digits; anything else (a NUL, 200 characters) would
-# otherwise reach a String(64) column and fail there, on PostgreSQL only, as "database down".
-_SID = re.compile(r"[A-Za-z]{2}[A-Za-z0-9]{1,62}")
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 # /twilio/voice/...: nested, so the signature check and error handler below apply to it too.
@@ -61,8 +57,7 @@ def status() -> Response:
     state = request.form.get("MessageStatus") or request.form.get("CallStatus")
     if not sid or not state:
         raise BadRequest("a status callback needs MessageSid/CallSid and MessageStatus/CallStatus")
-    if not _SID.fullmatch(sid):
-        raise BadRequest("not a Twilio SID")
+    checked_sid(sid, "MessageSid" if request.form.get("MessageSid") else "CallSid")
     code = request.form.get("ErrorCode", "")
     report = StatusReport(sid=sid, status=state, error_code=int(code) if code.isdigit() else None)
     if request.form.get("MessageSid"):
@@ -89,20 +84,11 @@ def database_unavailable(error: SQLAlchemyError) -> Response:
 
 def _inbound_text() -> InboundText:
     media = request.form.get("NumMedia", "0")
-    sid = _required("MessageSid")
-    if not _SID.fullmatch(sid):
-        raise BadRequest("MessageSid is not a Twilio SID")
+    sid = required_sid("MessageSid")
     return InboundText(
         sid=sid,
         from_=request.form.get("From", ""),
-        to=_required("To"),
+        to=required("To"),
         body=request.form.get("Body", ""),
         num_media=int(media) if media.isdigit() else 0,
     )
-
-
-def _required(name: str) -> str:
-    value = request.form.get(name, "").strip()
-    if not value:
-        raise BadRequest(f"missing Twilio parameter {name}")
-    return value

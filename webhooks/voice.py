@@ -30,6 +30,7 @@ from hotline.calling import (
 )
 from hotline.services import Services
 from webhooks import twiml
+from webhooks.form import optional_sid, required, required_sid
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 
@@ -49,7 +50,7 @@ def _services() -> Services:
 def inbound(services: Services) -> Response:
     """``POST /twilio/voice``: every inbound call (registered on the parent blueprint)."""
     call = InboundCall(
-        sid=_required("CallSid"), from_=request.form.get("From", ""), to=_required("To")
+        sid=required_sid("CallSid"), from_=request.form.get("From", ""), to=required("To")
     )
     return render(voiceline.answer_call(services, call))
 
@@ -57,18 +58,18 @@ def inbound(services: Services) -> Response:
 @bp.post("/start")
 def start() -> Response:
     digits = request.form.get("Digits", "")
-    return render(voiceline.start(_services(), _required("CallSid"), digits))
+    return render(voiceline.start(_services(), required_sid("CallSid"), digits))
 
 
 @bp.post("/next")
 def next_ring() -> Response:
     result = DialResult(
-        call_sid=_required("CallSid"),
+        call_sid=required_sid("CallSid"),
         ring=_ring(),
         call_status=request.form.get("CallStatus", ""),
         dial_status=request.form.get("DialCallStatus", ""),
         bridged=request.form.get("DialBridged", "").lower() == "true",
-        dial_call_sid=request.form.get("DialCallSid", "").strip(),
+        dial_call_sid=optional_sid("DialCallSid"),
     )
     return render(voiceline.dial_result(_services(), result))
 
@@ -157,10 +158,3 @@ def _ring() -> int:
     if ring is None:
         raise BadRequest("missing ring")
     return ring
-
-
-def _required(name: str) -> str:
-    value = request.form.get(name, "").strip()
-    if not value:
-        raise BadRequest(f"missing Twilio parameter {name}")
-    return value

@@ -227,6 +227,35 @@ def test_a_message_sid_that_is_not_a_twilio_sid_is_a_clear_400(
 
 
 @pytest.mark.parametrize(
+    "sid",
+    ["CA\x00" + "b" * 31, "CA" + "é" * 32, "CA" + "c" * 200, "CA-1;DROP TABLE calls"],
+    ids=["nul", "accents", "long", "punctuation"],
+)
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/twilio/voice", "CallSid"),
+        ("/twilio/voice/start", "CallSid"),
+        ("/twilio/voice/next?ring=1", "CallSid"),
+        ("/twilio/voice/next?ring=1", "DialCallSid"),
+        ("/twilio/status", "CallSid"),
+    ],
+)
+def test_a_call_sid_that_is_not_a_twilio_sid_is_a_clear_400(
+    hotline: Hotline, sid: str, path: str, field: str
+) -> None:
+    """As for MessageSid: a clear refusal, never "database unavailable" on PostgreSQL only."""
+    hotline.add_supporter("Alice", ALICE)
+    params = {"CallSid": "CA" + "d1" * 16, "From": CLINICIAN, "To": HOTLINE}
+    params |= {"CallStatus": "completed", "DialCallStatus": "no-answer", field: sid}
+    response = hotline.post(path, **params)
+    assert response.status_code == 400
+    assert f"{field} is not a Twilio SID" in response.get_data(as_text=True)
+    assert count(hotline, Call) == 0 and count(hotline, Clinician) == 0
+    assert_nothing_happened(hotline)
+
+
+@pytest.mark.parametrize(
     "caller",
     ["anonymous", "sip:someone@example.org", "+266696687", HOTLINE, POOL[2]],
     ids=["anonymous", "sip", "withheld", "hotline", "pool"],
