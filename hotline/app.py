@@ -18,6 +18,10 @@ from hotline.telephony.simulator import PhoneNetwork, SimulatedTelephony
 from hotline.telephony.twilio_adapter import TwilioTelephony
 from workers.queue import RQWakeUps, connect, embedded_redis, make_queue
 
+# Longest a web request's or a job's SQL statement may run, lock waits included: a webhook
+# blocked behind a stuck transaction gets its fallback (the crisis line) well inside Twilio's
+# 15 s instead of no answer at all. Migrations and `hotline keys rotate` have no limit.
+STATEMENT_TIMEOUT_MS = 8_000
 MAX_CONTENT_LENGTH = 256 * 1024  # Twilio's largest form is a few KB; refuse 1 MB bodies (413)
 
 
@@ -47,7 +51,7 @@ def build_services(
 ) -> Services:
     """Everything the core needs, wired from ``settings``; nothing connects until used."""
     connection = redis if redis is not None else build_redis(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     return Services(
         settings=settings,
         sessions=make_sessionmaker(engine),

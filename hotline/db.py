@@ -22,8 +22,9 @@ PING_AFTER_IDLE_S = 5.0
 T = TypeVar("T")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and immediate writes."""
+def make_engine(url: str, *, statement_timeout_ms: int | None = None, **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and immediate writes.
+    On PostgreSQL ``statement_timeout_ms`` bounds every statement (lock waits included)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
@@ -43,6 +44,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             "connect_timeout": CONNECT_TIMEOUT_S,
             **kwargs.get("connect_args", {}),
         }
+    if parsed.get_backend_name() == "postgresql" and statement_timeout_ms:
+        given = kwargs.setdefault("connect_args", {}).get("options") or parsed.query.get("options")
+        options = given if isinstance(given, str) else ""
+        kwargs["connect_args"]["options"] = f"{options} -c statement_timeout={statement_timeout_ms}"
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine)

@@ -38,6 +38,7 @@ from redis import Redis
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.pool import NullPool
 
+from hotline import app as app_module
 from hotline import db, tasks
 from hotline.app import build_services, create_app
 from hotline.effects import RETRY_DELAYS
@@ -287,6 +288,36 @@ def test_connections_dropped_between_texts_cost_no_text(
     assert failures == ([] if ping_after_idle == 0 else [True])
     assert len(answer) == 2 and answer[0][0] == SECOND, "the greeting and an offer"
     assert CRISIS in answer[0][1] and "peer" in answer[1][1].lower()
+
+
+@pytest.mark.postgres
+def test_a_text_stuck_behind_a_lock_gets_the_crisis_line_before_twilio_gives_up(
+    database_tiers: Tiers, fake_twilio: FakeTwilio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stuck transaction holds the programme's rotation lock: the next first text waits no
+    longer than the statement timeout, then gets the fallback, not Twilio's silence at 15 s."""
+    monkeypatch.setattr(app_module, "STATEMENT_TIMEOUT_MS", 500)
+    url = database_tiers.url("postgres")
+    hotline = make_hotline(
+        url, fakeredis.FakeRedis(server=fakeredis.FakeServer()), fake_twilio, tmp_path
+    )
+    engine = hotline.services.sessions.kw["bind"]
+    blocker = create_engine(url, poolclass=NullPool)
+    try:
+        hotline.add_supporter("Alice", ALICE)
+        with blocker.connect() as stuck:
+            stuck.exec_driver_sql("SELECT id FROM programmes FOR UPDATE")  # and never commits
+            response, seconds = timed(lambda: hotline.sms(CLINICIAN, HOTLINE, "hello"))
+            assert_crisis_fallback(response, seconds)
+            assert seconds >= 0.5, "it waited for the lock as long as allowed"
+            stuck.rollback()
+        answer, _ = texted(hotline, CLINICIAN, HOTLINE, "hello again")
+        assert len(answer) == 2 and answer[1][0] == ALICE, "greeting and an offer once it is free"
+    finally:
+        blocker.dispose()
+        hotline.clock.stop()
+        empty_tables(engine)
+        engine.dispose()
 
 
 class SilentServer:
