@@ -34,6 +34,10 @@ HEADERS = {
 def init_app(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
+    # Over HTTPS Flask-WTF also demands a same-origin Referer, which our Referrer-Policy
+    # (no-referrer: calendar links carry secrets) means browsers never send: every form would
+    # fail. The token, bound to the session, and the SameSite=Lax cookie are the protection.
+    app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
     csrf.init_app(app)
     app.after_request(add_headers)
 

@@ -141,8 +141,11 @@ def test_the_address_throttle_believes_forwarded_addresses_only_from_trusted_pro
         add_coordinator(line)
 
         def from_address(address: str) -> FlaskClient:
+            """A browser behind the load balancer, which ends TLS (so no Referer is sent:
+            the console's Referrer-Policy is no-referrer)."""
             client = line.app.test_client()
             client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+            client.environ_base["HTTP_X_FORWARDED_PROTO"] = "https"
             return client
 
         guesser = from_address("203.0.113.7")
