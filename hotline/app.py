@@ -18,10 +18,12 @@ from hotline.telephony.simulator import PhoneNetwork, SimulatedTelephony
 from hotline.telephony.twilio_adapter import TwilioTelephony
 from workers.queue import RQWakeUps, connect, embedded_redis, make_queue
 
-# Longest a web request's or a job's SQL statement may run, lock waits included: a webhook
-# blocked behind a stuck transaction gets its fallback (the crisis line) well inside Twilio's
-# 15 s instead of no answer at all. Migrations and `hotline keys rotate` have no limit.
-STATEMENT_TIMEOUT_MS = 8_000
+# Longest a web request's or a job's SQL statement may run on PostgreSQL, lock waits included:
+# a webhook blocked behind a stuck transaction gets its fallback (the crisis line) inside
+# Twilio's 15 s instead of no answer at all; a text's transaction can wait on two locks (its
+# event key, then the programme's rotation), 10 s at worst. Migrations and `hotline keys
+# rotate` have no limit.
+STATEMENT_TIMEOUT_MS = 5_000
 MAX_CONTENT_LENGTH = 256 * 1024  # Twilio's largest form is a few KB; refuse 1 MB bodies (413)
 
 

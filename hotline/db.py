@@ -26,6 +26,9 @@ def make_engine(url: str, *, statement_timeout_ms: int | None = None, **kwargs: 
     """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and immediate writes.
     On PostgreSQL ``statement_timeout_ms`` bounds every statement (lock waits included)."""
     parsed = make_url(url)
+    # Statement parameters never go into SQLAlchemy's exception messages or logs (an error a
+    # job raised is kept in RQ's failed-job registry with its message).
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
@@ -125,13 +128,21 @@ def run_in_transaction(
     factory: sessionmaker[Session], work: Callable[[Session], T], attempts: int = 3
 ) -> T:
     """Run ``work`` in a transaction; retry it whole after a deadlock, a serialization failure
-    or a dropped connection (``work`` must be safe to repeat: webhooks claim their event key
-    inside it, so a repeat after an unseen commit answers as a duplicate)."""
+    or a connection that dropped while ``work`` ran (nothing was committed then).
+
+    A connection lost during COMMIT is not retried: the commit may have happened, and a repeat
+    would meet its own event key and answer as a duplicate, losing the first answer. It raises,
+    and the caller's fallback answers instead.
+    """
     for attempt in range(1, attempts + 1):
+        committing = False
         try:
             with transaction(factory) as session:
-                return work(session)
+                result = work(session)
+                committing = True
+            return result
         except DBAPIError as error:
-            if attempt == attempts or not is_retryable(error):
+            lost_commit = committing and error.connection_invalidated
+            if attempt == attempts or lost_commit or not is_retryable(error):
                 raise
     raise AssertionError("unreachable")

@@ -76,6 +76,7 @@ def _work(redis: Redis, burst: bool) -> None:
     exited after a Redis restart, leaving every wake-up and the sweeper to nobody unless a
     process manager started it again.
     """
+    worker: _Worker | None = None
     while True:
         try:
             worker = _Worker(
@@ -93,7 +94,15 @@ def _work(redis: Redis, burst: bool) -> None:
             if burst or worker.stop_requested:
                 return
             log.warning("RQ worker quit on its own (Redis unavailable?); starting it again")
+        if _asked_to_stop(worker):
+            return
         try:
             time.sleep(RESTART_PAUSE)
         except StopRequested:  # SIGTERM while waiting (RQ's handler is still installed)
             return
+        if _asked_to_stop(worker):  # a signal RQ's handler only noted (it was busy)
+            return
+
+
+def _asked_to_stop(worker: _Worker | None) -> bool:
+    return worker is not None and worker.stop_requested
