@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import hmac
 import json
-import math
 import re
 import secrets
 import threading
@@ -36,6 +35,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.kit.signing import Deliver, signed_headers
+from tests.kit.sms import segments as num_segments  # what Twilio bills; tests import it here
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
@@ -66,11 +66,6 @@ ERROR_MESSAGES = {
     21617: "The concatenated message body exceeds the 1600 character limit.",
     30003: "Unreachable destination handset",
 }
-_GSM7 = (
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXTENSION = "^{}\\[~]|€\f"  # each costs two septets (escape + character)
 _NULL_MESSAGE_FIELDS = dict.fromkeys(
     ["date_sent", "error_code", "error_message", "messaging_service_sid", "price"]
 )
@@ -435,16 +430,6 @@ class FakeTwilio:
             "price_unit": "USD",
             "uri": uri,
         }
-
-
-def num_segments(body: str) -> int:
-    """SMS segments Twilio bills for ``body``: GSM-7 160 (153 each when split), else UCS-2 70
-    (67); GSM-7 extension characters count twice, UCS-2 counts UTF-16 code units."""
-    if all(c in _GSM7 or c in _GSM7_EXTENSION for c in body):
-        units, single, part = len(body) + sum(c in _GSM7_EXTENSION for c in body), 160, 153
-    else:
-        units, single, part = len(body.encode("utf-16-le")) // 2, 70, 67
-    return 1 if units <= single else math.ceil(units / part)
 
 
 def _refuse_message(form: dict[str, str]) -> int | None:
