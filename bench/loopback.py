@@ -39,8 +39,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def fresh_database(server: str, prefix: str = "hotline_bench") -> Iterator[str]:
-    """A new, migrated database on ``server``; dropped (WITH FORCE) on the way out."""
+def fresh_database(
+    server: str, prefix: str = "hotline_bench", *, migrated: bool = True
+) -> Iterator[str]:
+    """A new database on ``server``, migrated unless told otherwise (the soak leaves that to the
+    Procfile's release step); dropped (WITH FORCE) on the way out."""
     url = make_url(server)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
@@ -53,7 +56,8 @@ def fresh_database(server: str, prefix: str = "hotline_bench") -> Iterator[str]:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
         database_url = url.set(database=name).render_as_string(hide_password=False)
         try:
-            upgrade(database_url)
+            if migrated:
+                upgrade(database_url)
             yield database_url
         finally:
             with admin.connect() as connection:
@@ -78,18 +82,22 @@ def redis_server() -> Iterator[RedisServer]:
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        with Redis(port=port, socket_connect_timeout=0.2) as client:
-            for _ in range(100):
-                try:
-                    client.ping()
-                    break
-                except RedisError:
-                    time.sleep(0.05)
-            else:
-                raise RuntimeError("redis-server did not start")
+        wait_for_redis(port)
         yield RedisServer(f"redis://127.0.0.1:{port}/0", process.pid)
     finally:
         stop(process)
+
+
+def wait_for_redis(port: int) -> None:
+    """Return once the ``redis-server`` on ``port`` answers PING (about 5 s at most)."""
+    with Redis(port=port, socket_connect_timeout=0.2) as client:
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except RedisError:
+                time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:

@@ -44,6 +44,7 @@ from typing import Any
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.pool import NullPool
 
+from bench.loopback import free_port, fresh_database, postgres_server
 from bench.soak_traffic import TOKEN, Traffic, describe, supporter_number
 from bench.soak_world import (
     HOTLINE,
@@ -51,16 +52,12 @@ from bench.soak_world import (
     Procfile,
     RedisProcess,
     environment,
-    free_port,
-    fresh_database,
     seed_roster,
     wait_for_http,
 )
 from hotline.models import CheckIn, CheckInState, Conversation, MessageDeletion, Offer
 from tests.kit.fake_twilio import FakeTwilio
 
-POSTGRES_ENV = "HOTLINE_BENCH_POSTGRES_URL"
-DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_DOWN_SECONDS = 3.0
 RAMP_SECONDS = 10.0
 
@@ -78,7 +75,7 @@ def add_command(commands: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    server = os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES
+    server = postgres_server()
     result = run(args, server)
     print(json.dumps(result, indent=2, default=str))
     failures = verdict(result)
@@ -88,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, server: str) -> dict[str, Any]:
     with ExitStack() as stack:
-        database_url = stack.enter_context(fresh_database(server))
+        database_url = stack.enter_context(fresh_database(server, "hotline_soak", migrated=False))
         redis = stack.enter_context(RedisProcess())
         fake = stack.enter_context(FakeTwilio())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotline-soak-")))

@@ -5,7 +5,6 @@ Procfile says (loopback instead of 0.0.0.0), with the roster seeded as the conso
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -13,16 +12,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from redis import Redis
-from redis.exceptions import RedisError
-from sqlalchemy import create_engine, make_url
-from sqlalchemy.pool import NullPool
-
+from bench.loopback import free_port, wait_for_redis
 from bench.soak_traffic import supporter_number
 from hotline.db import make_engine, make_sessionmaker, transaction
 from hotline.models import Shift
@@ -37,26 +30,6 @@ POOL = ("+15550100001", "+15550100002", "+15550100003")
 DATA_KEY = "8RMPVRUczn9lC0NIJ-qZIRYdh6xR6tJbOMcsYr0pDYY="  # throwaway key for fake numbers
 SUPPORTERS = 20
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    """A new, empty database on ``server`` (the release step migrates it); dropped afterwards."""
-    url = make_url(server)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    name = f"hotline_soak_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 class RedisProcess:
@@ -84,14 +57,7 @@ class RedisProcess:
         self._process = subprocess.Popen(
             self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        with Redis(port=self.port, socket_connect_timeout=0.2) as client:
-            for _ in range(100):
-                try:
-                    client.ping()
-                    return
-                except RedisError:
-                    time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_for_redis(self.port)
 
     def stop(self) -> None:
         if self._process is not None:
@@ -206,12 +172,6 @@ def seed_roster(env: dict[str, str], workdir: Path) -> None:
                 )
     finally:
         engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_http(port: int) -> None:
