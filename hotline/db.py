@@ -52,8 +52,7 @@ def make_engine(url: str, *, statement_timeout_ms: int | None = None, **kwargs: 
         options = given if isinstance(given, str) else ""
         kwargs["connect_args"]["options"] = f"{options} -c statement_timeout={statement_timeout_ms}"
     engine = create_engine(url, **kwargs)
-    if not kwargs.get("pool_pre_ping"):
-        _ping_when_idle(engine)
+    _ping_when_idle(engine)
     return engine
 
 
