@@ -1,13 +1,14 @@
 """Dispatch N due check-ins through real worker processes to a fake Twilio, and count the damage.
 
-    python -m bench checkins [--count 10000] [--workers 2]
+    python -m bench checkins [--count 10000] [--workers 2] [--per-row]
 
 Sets up, all on loopback and all thrown away afterwards: a fresh PostgreSQL database on
 ``HOTLINE_BENCH_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
 its own ``redis-server`` on a free port, and the test kit's fake Twilio. It inserts N clinicians
-(fictional 555-01xx numbers, sealed by the vault), each with one check-in due now, enqueues one
-wake-up per check-in, runs ``hotline worker --burst`` processes until the queue is empty, then
-prints the elapsed time, the rate, duplicates, losses and the peak RSS of a worker.
+(fictional 555-01xx numbers, sealed by the vault), each with one check-in due now, enqueues the
+wake-ups the core would (one for the minute; ``--per-row``: one per check-in), runs ``hotline
+worker`` processes until no check-in is left to send, then prints the elapsed time, the rate,
+duplicates, losses and the peak RSS of a worker.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy import func, insert, select
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from bench.loopback import fresh_database, postgres_server, redis_server
+from hotline.checkins import PENDING, wake_up_for
 from hotline.db import make_engine, make_sessionmaker, transaction
 from hotline.models import CheckIn, Clinician, Conversation, ConversationState
 from hotline.people import CLINICIAN_CONTEXT
@@ -51,7 +53,7 @@ DATA_KEY = "8RMPVRUczn9lC0NIJ-qZIRYdh6xR6tJbOMcsYr0pDYY="  # a throwaway key for
 class Result:
     count: int
     workers: int
-    elapsed: float  # seconds from starting the workers to the last one exiting
+    elapsed: float  # seconds from starting the workers to the last check-in settled
     dispatch: float  # seconds from the first claim to the last
     duplicates: int  # texts beyond the first to one number, or not recorded on any check-in
     lost: int  # check-ins that never reached the fake Twilio
@@ -78,18 +80,23 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after (seconds)")
+    parser.add_argument(
+        "--per-row",
+        action="store_true",
+        help="one wake-up job per check-in (the old way), for comparison",
+    )
     parser.set_defaults(run=main)
 
 
 def main(args: argparse.Namespace) -> int:
     server = postgres_server()
-    result = run(args.count, args.workers, server, args.timeout)
+    result = run(args.count, args.workers, server, args.timeout, args.per_row)
     print(report(result))
     ok = result.duplicates == 0 and result.lost == 0 and result.worker_failures == 0
     return 0 if ok else 1
 
 
-def run(count: int, workers: int, server: str, timeout: float) -> Result:
+def run(count: int, workers: int, server: str, timeout: float, per_row: bool = False) -> Result:
     with ExitStack() as stack:
         database_url = stack.enter_context(fresh_database(server))
         redis_url = stack.enter_context(redis_server()).url
@@ -98,8 +105,8 @@ def run(count: int, workers: int, server: str, timeout: float) -> Result:
         env = worker_env(database_url, redis_url, twilio_url, workdir)
         settings = load_settings(env, instance_path=workdir)
         numbers = insert_due_checkins(settings, count)
-        enqueue(redis_url, settings)
-        ran = run_workers(env, workers, workdir, timeout)
+        enqueue(redis_url, settings, per_row)
+        ran = run_workers(env, workers, workdir, timeout, database_url)
         return tally(settings, fake, numbers, workers, ran)
 
 
@@ -204,18 +211,23 @@ def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> list[int]:
     return list(session.scalars(statement, rows))
 
 
-def enqueue(redis_url: str, settings: Settings) -> None:
-    """One wake-up per due check-in, through the same adapter the core uses."""
+def enqueue(redis_url: str, settings: Settings, per_row: bool) -> None:
+    """The wake-ups the core asks for, through the same adapter: one per due minute (here one
+    for all), or with ``per_row`` one per check-in as before per-minute wake-ups."""
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as connection:
-            ids = list(connection.scalars(select(CheckIn.id).order_by(CheckIn.id)))
+            rows = connection.execute(select(CheckIn.id, CheckIn.due_at).order_by(CheckIn.id))
+            due = {row.id: row.due_at.replace(tzinfo=UTC) for row in rows}
     finally:
         engine.dispose()
     redis = connect(redis_url)
     wakeups = RQWakeUps(make_queue(redis))
-    for ident in ids:
-        wakeups.schedule(Task.SEND_CHECKIN, ident)
+    for ident, due_at in due.items():
+        if per_row:
+            wakeups.schedule(Task.SEND_CHECKIN, ident)
+        else:
+            wakeups.schedule(Task.SEND_DUE_CHECKINS, *wake_up_for(due_at))
     redis.close()
 
 
@@ -223,19 +235,25 @@ def enqueue(redis_url: str, settings: Settings) -> None:
 class Workers:
     """How the worker processes ran."""
 
-    elapsed: float  # seconds from starting them to the last one exiting
+    elapsed: float  # seconds from starting them to the last check-in settled
     peak_rss_kb: int  # the largest worker's peak resident set
     cpu: float  # user + system seconds, all workers together
-    failures: int  # workers that exited non-zero or were killed at the timeout
+    failures: int  # workers that exited non-zero or early, or work left at the timeout
 
 
-def run_workers(env: dict[str, str], count: int, workdir: Path, timeout: float) -> Workers:
-    """Run ``count`` ``hotline worker --burst`` processes until each exits (or the timeout)."""
-    argv = [sys.executable, "-m", "hotline.cli", "worker", "--burst"]
+def run_workers(
+    env: dict[str, str], count: int, workdir: Path, timeout: float, database_url: str
+) -> Workers:
+    """Run ``count`` ``hotline worker`` processes, as the Procfile does, until no check-in is
+    left to send (or the timeout); then stop them as a process manager would (SIGTERM).
+
+    Not ``--burst``: a burst worker quits the moment the queue is empty, which with one
+    wake-up per minute is at once for all but the first, and production workers never do."""
+    argv = [sys.executable, "-m", "hotline.cli", "worker"]
     started = time.perf_counter()
     with open(workdir / "workers.log", "wb") as log:
-        # Each in its own process group: a worker may fork RQ's scheduler, and a timeout
-        # kills the whole group, as a process manager would.
+        # Each in its own process group: a worker forks RQ's scheduler, and the stop signal
+        # goes to the whole group, as a process manager sends it.
         procs = [
             subprocess.Popen(
                 argv,
@@ -248,14 +266,18 @@ def run_workers(env: dict[str, str], count: int, workdir: Path, timeout: float) 
             for _ in range(count)
         ]
     try:
-        usages = [_reap(proc, started + timeout) for proc in procs]
+        settled = _wait_until_settled(database_url, procs, started + timeout)
+        elapsed = time.perf_counter() - started
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        usages = [_reap(proc, time.perf_counter() + 30) for proc in procs]
     finally:
         for proc in procs:
             if proc.returncode is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    elapsed = time.perf_counter() - started
-    failures = sum(1 for proc in procs if proc.returncode != 0)
+    failures = sum(1 for proc in procs if proc.returncode != 0) + (0 if settled else 1)
     if failures:
         print((workdir / "workers.log").read_text()[-4000:], file=sys.stderr)
     return Workers(
@@ -264,6 +286,28 @@ def run_workers(env: dict[str, str], count: int, workdir: Path, timeout: float) 
         cpu=sum(u.ru_utime + u.ru_stime for u in usages if u),
         failures=failures,
     )
+
+
+def _wait_until_settled(
+    database_url: str, procs: list[subprocess.Popen[bytes]], deadline: float
+) -> bool:
+    """Poll until no check-in is scheduled, claimed or being sent; False at the deadline or if
+    a worker exits first."""
+    engine = make_engine(database_url)
+    pending = select(func.count()).where(CheckIn.state.in_(PENDING))
+    try:
+        while time.perf_counter() < deadline:
+            with engine.connect() as connection:
+                if connection.scalar(pending) == 0:
+                    return True
+            if any(proc.poll() is not None for proc in procs):
+                print("a worker exited before the work was done", file=sys.stderr)
+                return False
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    print("the check-ins were not all sent before the timeout", file=sys.stderr)
+    return False
 
 
 def _reap(proc: subprocess.Popen[bytes], deadline: float) -> Any:
@@ -314,7 +358,7 @@ def report(result: Result) -> str:
     return "\n".join(
         [
             f"check-in dispatch: {result.count} due check-ins, {result.workers} worker processes",
-            f"  elapsed      {result.elapsed:8.2f} s   (workers started -> all exited)",
+            f"  elapsed      {result.elapsed:8.2f} s   (workers started -> all settled)",
             f"  rate         {result.rate:8.1f} /s  ({verdict} the {TARGET_RATE:.0f}/s target)",
             f"  dispatch     {result.dispatch_rate:8.1f} /s  (first claim -> last claim)",
             f"  duplicates   {result.duplicates:8d}",

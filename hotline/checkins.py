@@ -1,9 +1,14 @@
 """Follow-up check-ins after a conversation: scheduled in SQL, sent once, stopped by a word.
 
 Each check-in is a row (scheduled -> sending -> sent | failed | cancelled | unknown). RQ only
-carries the wake-up; the sweeper sends what Redis lost. A worker claims a row with a conditional
+carries the wake-up; the sweeper sends what Redis lost. A worker claims rows with a conditional
 update before calling Twilio, so two workers never send the same one; a row left in ``sending``
 by a crashed worker becomes ``unknown`` and is never resent (a duplicate is worse than a gap).
+
+Wake-ups are per due minute, not per row: every check-in due in a minute shares one wake-up,
+whose job sends whatever is due in batches (``send_due``). A burst (a unit's worth of
+conversations ending together, a cadence landing at the window's opening hour) costs one job
+per batch instead of one per text, and a busy run brings in more workers (``DRAIN_LANES``).
 
 Policy: the latest conversation governs. When a conversation ends, pending check-ins from older
 ones are cancelled and a fresh cadence is scheduled; a check-in that falls due while the
@@ -14,10 +19,15 @@ its own when it ends.
 from __future__ import annotations
 
 import logging
+import math
+import time as timer
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from hotline.db import transaction
@@ -30,7 +40,7 @@ from hotline.models import (
     ConversationState,
     Programme,
 )
-from hotline.people import clinician_phone, is_opted_out, record_opt_out
+from hotline.people import clinician_phone, opted_out, record_opt_out
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
 from hotline.telephony import (
@@ -46,7 +56,15 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 STUCK_AFTER = timedelta(minutes=5)  # well past the job timeout: the worker is gone
-PENDING = (CheckInState.SCHEDULED, CheckInState.SENDING)
+# A batch's claim lapses after this (its job timed out or its worker died); the rows are due
+# again. Past workers.queue.JOB_TIMEOUT, after which no run still holds them.
+CLAIM_LEASE = timedelta(minutes=2)
+DRAIN_BATCH = 50  # check-ins claimed (and committed) together, then sent one by one
+DRAIN_LANES = 4  # runs that send one minute's check-ins side by side, on as many workers
+# Seconds a run claims new batches for; then it hands over to a fresh job. Well inside
+# workers.queue.JOB_TIMEOUT, so RQ never kills a run between a claim and its send.
+DRAIN_BUDGET = 20.0
+PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
 
 # Twilio's message states in the order they can happen; callbacks arrive out of order and twice.
 DELIVERY_ORDER = {
@@ -111,12 +129,22 @@ def schedule_after(
         created.append(checkin)
     session.flush()
     for checkin in created:
-        effects.wake(Task.SEND_CHECKIN, checkin.id, checkin.due_at)
+        effects.wake(Task.SEND_DUE_CHECKINS, *wake_up_for(checkin.due_at))
     return created
 
 
+def wake_up_for(due_at: datetime) -> tuple[int, datetime]:
+    """The shared wake-up (ident, time) that sends a check-in due at ``due_at``: the end of its
+    minute. The ident is the minute since the epoch times ten; the last digit is the lane."""
+    minute = math.ceil(due_at.timestamp() / 60)
+    return minute * 10, datetime.fromtimestamp(minute * 60, UTC)
+
+
 def cancel_pending(session: Session, clinician_id: int, effects: Effects) -> int:
-    """Cancel every scheduled check-in of a clinician (STOP, NOCHECKIN, a newer cadence)."""
+    """Cancel every scheduled check-in of a clinician (STOP, NOCHECKIN, a newer cadence).
+
+    Their minute's wake-up stays (other clinicians' check-ins share it); it finds nothing of
+    theirs to send. ``effects`` is for callers that cancel other work in the same breath."""
     ids = list(
         session.scalars(
             select(CheckIn.id).where(
@@ -130,113 +158,266 @@ def cancel_pending(session: Session, clinician_id: int, effects: Effects) -> int
             .where(CheckIn.id.in_(ids), CheckIn.state == CheckInState.SCHEDULED)
             .values(state=CheckInState.CANCELLED)
         )
-    for ident in ids:
-        effects.cancel(Task.SEND_CHECKIN, ident)
     return len(ids)
 
 
+@dataclass(frozen=True)
+class DrainReport:
+    claimed: int = 0
+    sent: int = 0
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A claimed check-in, ready to go: who to text, from which number, what."""
+
+    checkin_id: int
+    to: str
+    from_: str
+    body: str
+
+
+def send_due(services: Services, ident: int = 0, *, budget: float = DRAIN_BUDGET) -> DrainReport:
+    """Send the check-ins that are due, a batch at a time, until none are left or ``budget``
+    seconds have gone; then a fresh job carries on (``ident`` is this run's wake-up, 0 when the
+    sweeper calls). The first run of a minute that finds a full batch wakes the other lanes."""
+    started = timer.monotonic()
+    claimed = sent = 0
+    lane = ident % 10
+    while True:
+        now = services.clock()
+        effects = Effects()
+        with transaction(services.sessions) as session:
+            batch = _claim(services, session, _due_rows(now), now)
+            if len(batch.rows) < DRAIN_BATCH and ident and lane == 0:
+                _wake_if_early(session, ident, now, effects)
+        if ident and lane == 0 and claimed == 0 and len(batch.rows) == DRAIN_BATCH:
+            for helper in range(1, DRAIN_LANES):
+                effects.wake(Task.SEND_DUE_CHECKINS, ident + helper)
+        out_of_time = timer.monotonic() - started > budget
+        if ident and len(batch.rows) == DRAIN_BATCH and out_of_time:
+            effects.wake(Task.SEND_DUE_CHECKINS, ident)  # RQ runs it under the twin id
+        schedule(services, effects)
+        claimed += len(batch.rows)
+        outcomes = _deliver_all(services, batch.targets, now, started + budget)
+        sent += outcomes.count(CheckInState.SENT)
+        if len(batch.rows) < DRAIN_BATCH or out_of_time:
+            return DrainReport(claimed, sent)
+
+
 def send_checkin(services: Services, checkin_id: int) -> CheckInState | None:
-    """Send one due check-in, at most once. Returns its new state (None: nothing to do)."""
+    """Send one due check-in, at most once. Returns its new state (None: nothing to do).
+
+    What a wake-up scheduled before per-minute wake-ups runs (jobs queued under an older
+    release); tests use it to drive one row."""
     now = services.clock()
-    effects = Effects()
     with transaction(services.sessions) as session:
-        target = _claim(services, session, checkin_id, now, effects)
-    schedule(services, effects)
-    if target is None:
-        return None
-    to, from_, body = target
-    callback = services.callback_url("/twilio/status")
-    try:
-        sent = services.telephony.send_text(to, from_, body, status_callback=callback)
-    except OptedOutError:
-        return _opted_out(services, checkin_id, to, from_)
-    except DeliveryUnknownError:
-        return _finish(services, checkin_id, CheckInState.UNKNOWN)
-    except PermanentError as error:
-        return _finish(services, checkin_id, CheckInState.FAILED, error_code=error.code)
-    except RetryableError:
-        return _retry(services, checkin_id, now)
-    return _finish(services, checkin_id, CheckInState.SENT, sid=sent.sid, at=now)
+        batch = _claim(services, session, [CheckIn.id == checkin_id, *_due_rows(now)], now)
+    outcomes = _deliver_all(services, batch.targets, now, timer.monotonic() + DRAIN_BUDGET)
+    return outcomes[0] if outcomes else None
 
 
-def _claim(
-    services: Services, session: Session, checkin_id: int, now: datetime, effects: Effects
-) -> tuple[str, str, str] | None:
-    """Move the row to ``sending`` if it is due and still wanted; return (to, from, body)."""
-    claimed = session.execute(
+def _due_rows(now: datetime) -> list[Any]:
+    return [CheckIn.state == CheckInState.SCHEDULED, CheckIn.due_at <= now]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    rows: Sequence[Any]  # every row claimed (id, clinician_id, programme_id)
+    targets: list[_Target]  # those still wanted, to send
+
+
+def _claim(services: Services, session: Session, where: list[Any], now: datetime) -> _Batch:
+    """Move up to DRAIN_BATCH rows matching ``where`` to ``claimed``; cancel those no longer
+    wanted (declined, opted out, forgotten, or in a live conversation); the rest to send.
+
+    Rows another worker holds are skipped (SKIP LOCKED on PostgreSQL; SQLite has one writer),
+    and the outer condition is checked again on the locked row, so a row is claimed once."""
+    # A materialised CTE: PostgreSQL may run a LIMIT ... SKIP LOCKED subquery in the WHERE
+    # more than once, and each run picks different rows (a batch of thousands, not fifty).
+    pick = (
+        select(CheckIn.id)
+        .where(*where)
+        .order_by(CheckIn.due_at, CheckIn.id)
+        .limit(DRAIN_BATCH)
+        .with_for_update(skip_locked=True)
+        .cte("pick")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    rows = session.execute(
         update(CheckIn)
-        .where(
-            CheckIn.id == checkin_id,
-            CheckIn.state == CheckInState.SCHEDULED,
-            CheckIn.due_at <= now,
-        )
-        .values(state=CheckInState.SENDING, claimed_at=now, attempts=CheckIn.attempts + 1)
-        .returning(CheckIn.clinician_id, CheckIn.programme_id)
+        .where(CheckIn.id.in_(select(pick.c.id)), *_due_rows(now))
+        .values(state=CheckInState.CLAIMED, claimed_at=now, attempts=CheckIn.attempts + 1)
+        .returning(CheckIn.id, CheckIn.clinician_id, CheckIn.programme_id)
         .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if claimed is None:  # not due yet, or another worker has it, or it is no longer wanted
-        _wake_if_early(session, checkin_id, now, effects)
-        return None
-    clinician = session.get_one(Clinician, claimed.clinician_id)
-    programme = session.get_one(
-        Programme, claimed.programme_id, options=[joinedload(Programme.pool_numbers)]
-    )
-    p = config_of(programme, services.settings)
-    to = clinician_phone(services.vault, clinician)
-    skip = (
-        to is None
-        or clinician.checkins_declined
-        or is_opted_out(session, services.vault, p.id, to, p.hotline_number)
-        or _in_conversation(session, clinician.id)
-    )
-    if skip or to is None:
-        session.execute(
-            update(CheckIn).where(CheckIn.id == checkin_id).values(state=CheckInState.CANCELLED)
+    ).all()
+    if not rows:
+        return _Batch(rows, [])
+    rows = sorted(rows, key=lambda row: row.id)
+    clinicians = {
+        c.id: c
+        for c in session.scalars(
+            select(Clinician).where(Clinician.id.in_({row.clinician_id for row in rows}))
         )
-        return None
-    return to, p.hotline_number, p.checkin_text
-
-
-def _wake_if_early(session: Session, checkin_id: int, now: datetime, effects: Effects) -> None:
-    due = session.scalar(
-        select(CheckIn.due_at).where(
-            CheckIn.id == checkin_id, CheckIn.state == CheckInState.SCHEDULED
-        )
-    )
-    if due is not None and due > now:
-        effects.wake(Task.SEND_CHECKIN, checkin_id, due)  # woken early (clock skew)
-
-
-def _in_conversation(session: Session, clinician_id: int) -> bool:
-    return (
-        session.scalar(
-            select(Conversation.id).where(
-                Conversation.clinician_id == clinician_id,
+    }
+    programmes = {
+        programme.id: config_of(programme, services.settings)
+        for programme in session.scalars(
+            select(Programme)
+            .where(Programme.id.in_({row.programme_id for row in rows}))
+            .options(joinedload(Programme.pool_numbers))
+        ).unique()
+    }
+    talking = set(
+        session.scalars(
+            select(Conversation.clinician_id).where(
+                Conversation.clinician_id.in_(clinicians),
                 Conversation.state.in_((ConversationState.QUEUED, ConversationState.ACTIVE)),
             )
         )
-        is not None
+    )
+    wanted: list[tuple[int, _Target]] = []  # (programme id, target)
+    for row in rows:
+        clinician, p = clinicians[row.clinician_id], programmes[row.programme_id]
+        to = clinician_phone(services.vault, clinician)
+        if to is not None and not clinician.checkins_declined and clinician.id not in talking:
+            wanted.append((p.id, _Target(row.id, to, p.hotline_number, p.checkin_text)))
+    blocked = opted_out(session, services.vault, [(pid, t.to, t.from_) for pid, t in wanted])
+    targets = [t for pid, t in wanted if (pid, t.to, t.from_) not in blocked]
+    skipped = {row.id for row in rows} - {t.checkin_id for t in targets}
+    if skipped:
+        session.execute(
+            update(CheckIn)
+            .where(CheckIn.id.in_(skipped))
+            .values(state=CheckInState.CANCELLED)
+            .execution_options(synchronize_session=False)
+        )
+    return _Batch(rows, targets)
+
+
+def _wake_if_early(session: Session, ident: int, now: datetime, effects: Effects) -> None:
+    """Woken before the end of its minute by this worker's clock (clock skew between machines):
+    come back when the rest of that minute's check-ins are due."""
+    minute_end = datetime.fromtimestamp(ident // 10 * 60, UTC)
+    due = session.scalar(
+        select(func.min(CheckIn.due_at)).where(
+            CheckIn.state == CheckInState.SCHEDULED,
+            CheckIn.due_at > now,
+            CheckIn.due_at <= minute_end,
+        )
+    )
+    if due is not None:
+        effects.wake(Task.SEND_DUE_CHECKINS, ident, due)
+
+
+def _deliver_all(
+    services: Services, targets: list[_Target], now: datetime, deadline: float
+) -> list[CheckInState]:
+    """Hand claimed check-ins to Twilio one by one; the state each one reached.
+
+    Each is marked ``sending`` (committed) just before its call, in the transaction that
+    records the one before as sent: a worker that dies leaves one row in doubt (``unknown``
+    later, never resent), and the rest of its batch ``claimed``, which goes back to
+    ``scheduled`` (``recover_stuck``). Past ``deadline`` (Twilio slow or hanging) the rest go
+    back at once rather than risk the job's time-out; so do they if a send fails unexpectedly.
+    """
+    outcomes: list[CheckInState] = []
+    sent: tuple[int, str] | None = None  # the last one Twilio took, not yet recorded
+    try:
+        for target in targets:
+            if timer.monotonic() > deadline:
+                break
+            mine = _hand_over(services, target, sent, now)
+            sent = None
+            if not mine:  # taken back by the sweeper meanwhile (a very slow batch)
+                outcomes.append(CheckInState.SCHEDULED)
+                continue
+            outcome = _deliver(services, target, now)
+            outcomes.append(CheckInState.SENT if isinstance(outcome, str) else outcome)
+            if isinstance(outcome, str):
+                sent = (target.checkin_id, outcome)
+    finally:
+        _hand_over(services, None, sent, now)
+        _release(services, [t.checkin_id for t in targets[len(outcomes) :]])
+    return outcomes
+
+
+def _hand_over(
+    services: Services, target: _Target | None, sent: tuple[int, str] | None, now: datetime
+) -> bool:
+    """One transaction: record ``sent`` (id, message SID) as sent, and move ``target`` from
+    ``claimed`` to ``sending``; whether it was still there to move. A claim can lapse in a
+    stalled batch and the row be claimed again elsewhere: only one of the two moves it."""
+    if target is None and sent is None:
+        return False
+    mine = False
+    with transaction(services.sessions) as session:
+        if sent is not None:
+            session.execute(
+                update(CheckIn)
+                .where(CheckIn.id == sent[0], CheckIn.state == CheckInState.SENDING)
+                .values(state=CheckInState.SENT, provider_sid=sent[1], sent_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        if target is not None:
+            result = session.execute(
+                update(CheckIn)
+                .where(CheckIn.id == target.checkin_id, CheckIn.state == CheckInState.CLAIMED)
+                .values(state=CheckInState.SENDING, claimed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            mine = result.rowcount == 1  # type: ignore[attr-defined]
+    return mine
+
+
+def _deliver(services: Services, target: _Target, now: datetime) -> str | CheckInState:
+    """Send one claimed check-in: the message SID when Twilio took it, else its final state."""
+    callback = services.callback_url("/twilio/status")
+    try:
+        sent = services.telephony.send_text(
+            target.to, target.from_, target.body, status_callback=callback
+        )
+    except OptedOutError:
+        return _opted_out(services, target.checkin_id, target.to, target.from_)
+    except DeliveryUnknownError:
+        return _finish(services, target.checkin_id, CheckInState.UNKNOWN)
+    except PermanentError as error:
+        return _finish(services, target.checkin_id, CheckInState.FAILED, error_code=error.code)
+    except RetryableError:
+        return _retry(services, target.checkin_id, now)
+    return sent.sid
+
+
+def _release(services: Services, ids: list[int]) -> None:
+    """Claimed but never handed to Twilio: back to ``scheduled``, as if never claimed."""
+    if not ids:
+        return
+    with transaction(services.sessions) as session:
+        session.execute(_unclaim(CheckIn.id.in_(ids)))
+    log.info("%d claimed check-ins handed back for the next run", len(ids))
+
+
+def _unclaim(*where: Any) -> Any:
+    return (
+        update(CheckIn)
+        .where(*where, CheckIn.state == CheckInState.CLAIMED)
+        .values(state=CheckInState.SCHEDULED, claimed_at=None, attempts=CheckIn.attempts - 1)
+        .execution_options(synchronize_session=False)
     )
 
 
 def _finish(
-    services: Services,
-    checkin_id: int,
-    state: CheckInState,
-    *,
-    sid: str | None = None,
-    at: datetime | None = None,
-    error_code: int | None = None,
+    services: Services, checkin_id: int, state: CheckInState, *, error_code: int | None = None
 ) -> CheckInState:
+    """A check-in Twilio did not take, and will not on a retry."""
     with transaction(services.sessions) as session:
         session.execute(
             update(CheckIn)
             .where(CheckIn.id == checkin_id, CheckIn.state == CheckInState.SENDING)
-            .values(state=state, provider_sid=sid, sent_at=at, error_code=error_code)
+            .values(state=state, error_code=error_code)
             .execution_options(synchronize_session=False)  # a fresh session: nothing to sync
         )
-    if state != CheckInState.SENT:
-        log.warning("check-in %s ended %s (code %s)", checkin_id, state, error_code)
+    log.warning("check-in %s ended %s (code %s)", checkin_id, state, error_code)
     return state
 
 
@@ -250,7 +431,7 @@ def _retry(services: Services, checkin_id: int, now: datetime) -> CheckInState:
         else:
             checkin.state = CheckInState.SCHEDULED
             checkin.due_at = now + timedelta(minutes=2 ** (checkin.attempts + 1))
-            effects.wake(Task.SEND_CHECKIN, checkin.id, checkin.due_at)
+            effects.wake(Task.SEND_DUE_CHECKINS, *wake_up_for(checkin.due_at))
         state = checkin.state
     schedule(services, effects)
     return state
@@ -268,24 +449,24 @@ def _opted_out(services: Services, checkin_id: int, to: str, from_: str) -> Chec
     return CheckInState.FAILED
 
 
-def overdue(session: Session, now: datetime, grace: timedelta) -> list[int]:
-    """Scheduled check-ins whose wake-up should have fired by now (Redis lost it)."""
-    return list(
-        session.scalars(
-            select(CheckIn.id)
-            .where(CheckIn.state == CheckInState.SCHEDULED, CheckIn.due_at <= now - grace)
-            .order_by(CheckIn.due_at)
-            .limit(1000)
-        )
+def any_overdue(session: Session, now: datetime, grace: timedelta) -> bool:
+    """Whether a scheduled check-in's wake-up should have fired by now (Redis lost it)."""
+    late = select(CheckIn.id).where(
+        CheckIn.state == CheckInState.SCHEDULED, CheckIn.due_at <= now - grace
     )
+    return session.scalar(late.limit(1)) is not None
 
 
-def mark_stuck_unknown(session: Session, now: datetime) -> int:
-    """Rows a dead worker left in ``sending``: maybe sent, so never resent."""
+def recover_stuck(session: Session, now: datetime) -> int:
+    """Rows a dead worker left behind: ``sending`` ones maybe went out, so they become
+    ``unknown`` and are never resent; ``claimed`` ones never reached Twilio and are due again.
+    Returns how many became unknown."""
+    session.execute(_unclaim(CheckIn.claimed_at <= now - CLAIM_LEASE))
     result = session.execute(
         update(CheckIn)
         .where(CheckIn.state == CheckInState.SENDING, CheckIn.claimed_at <= now - STUCK_AFTER)
         .values(state=CheckInState.UNKNOWN)
+        .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 

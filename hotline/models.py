@@ -86,7 +86,8 @@ class OfferState(StrEnum):
 
 class CheckInState(StrEnum):
     SCHEDULED = "scheduled"
-    SENDING = "sending"
+    CLAIMED = "claimed"  # in a worker's batch, not yet handed to Twilio: due again if it dies
+    SENDING = "sending"  # handed to Twilio (or about to be)
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"

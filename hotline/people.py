@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -95,16 +96,31 @@ def is_opted_out(
     session: Session, vault: Vault, programme_id: int, phone: str, sender: str
 ) -> bool:
     """True when Twilio blocks texts from ``sender`` to ``phone`` (they texted STOP to it)."""
-    return (
-        session.scalar(
-            select(OptOut.id).where(
-                OptOut.programme_id == programme_id,
-                OptOut.phone_hash.in_(vault.blind_indexes(phone)),
-                OptOut.sender == sender,
+    return bool(opted_out(session, vault, [(programme_id, phone, sender)]))
+
+
+def opted_out(
+    session: Session, vault: Vault, wanted: Sequence[tuple[int, str, str]]
+) -> set[tuple[int, str, str]]:
+    """Which of the (programme id, phone, sender) triples are blocked, in one query."""
+    if not wanted:
+        return set()
+    hashes = {triple: vault.blind_indexes(triple[1]) for triple in wanted}
+    found = {
+        (row.programme_id, row.phone_hash, row.sender)
+        for row in session.execute(
+            select(OptOut.programme_id, OptOut.phone_hash, OptOut.sender).where(
+                OptOut.programme_id.in_({pid for pid, _, _ in wanted}),
+                OptOut.phone_hash.in_({h for hs in hashes.values() for h in hs}),
+                OptOut.sender.in_({sender for _, _, sender in wanted}),
             )
         )
-        is not None
-    )
+    }
+    return {
+        (pid, phone, sender)
+        for (pid, phone, sender), hs in hashes.items()
+        if any((pid, h, sender) in found for h in hs)
+    }
 
 
 def record_opt_out(

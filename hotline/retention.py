@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
+from hotline.checkins import PENDING as PENDING_CHECKINS
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
 from hotline.events import insert_new
 from hotline.models import (
     CheckIn,
-    CheckInState,
     Clinician,
     Conversation,
     ConversationState,
@@ -145,7 +145,7 @@ def purge_expired(session: Session, now: datetime, retention: timedelta) -> int:
     """Forget clinicians silent for ``retention`` with nothing open or pending for them."""
     pending_checkin = exists().where(
         CheckIn.clinician_id == Clinician.id,
-        CheckIn.state.in_((CheckInState.SCHEDULED, CheckInState.SENDING)),
+        CheckIn.state.in_(PENDING_CHECKINS),
     )
     open_conversation = exists().where(
         Conversation.clinician_id == Clinician.id,

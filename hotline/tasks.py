@@ -18,7 +18,6 @@ from hotline.conversations import end_conversation, offer_waiting
 from hotline.db import transaction
 from hotline.effects import Effects, schedule, send
 from hotline.models import (
-    CheckInState,
     Conversation,
     ConversationState,
     Offer,
@@ -86,17 +85,15 @@ def sweep(services: Services) -> SweepReport:
                 )
             )
         )
-        overdue_checkins = checkins.overdue(session, now, SWEEP_GRACE)
+        unknown = checkins.recover_stuck(session, now)  # first: it can make rows due again
+        checkins_late = checkins.any_overdue(session, now, SWEEP_GRACE)
         overdue_deletions = retention.overdue_deletions(session, now, SWEEP_GRACE)
-        unknown = checkins.mark_stuck_unknown(session, now)
         purged = retention.purge_expired(
             session, now, timedelta(days=services.settings.retention_days)
         )
         programme_ids = list(session.scalars(select(Programme.id)))
     expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
-    sent = sum(
-        checkins.send_checkin(services, ident) == CheckInState.SENT for ident in overdue_checkins
-    )
+    sent = checkins.send_due(services).sent if checkins_late else 0
     deleted = sum(retention.delete_at_provider(services, ident) for ident in overdue_deletions)
     closed = offered = 0
     for programme_id in programme_ids:

@@ -13,7 +13,9 @@ from typing import Protocol
 
 class Task(StrEnum):
     EXPIRE_OFFER = "expire_offer"
-    SEND_CHECKIN = "send_checkin"
+    # The check-ins due by the end of a minute (ident: minute since the epoch x 10 + lane).
+    SEND_DUE_CHECKINS = "send_due_checkins"
+    SEND_CHECKIN = "send_checkin"  # one check-in by id: wake-ups queued by an older release
     OFFER_CALL_BACK = "offer_call_back"  # a call nobody took, offered by text
     FOLLOW_UP_CALL = "follow_up_call"  # tell the supporter who took a call how to close it
     # Deletes any provider record, a message's or a call's; the name predates call records and

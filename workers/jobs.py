@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hotline import retention, ringing, tasks
+from hotline import checkins, retention, ringing, tasks
 from workers.context import services
 
 
@@ -10,9 +10,11 @@ def expire_offer(offer_id: int) -> None:
     tasks.expire_offer(services(), offer_id)
 
 
-def send_checkin(checkin_id: int) -> None:
-    from hotline import checkins
+def send_due_checkins(ident: int) -> None:
+    checkins.send_due(services(), ident)
 
+
+def send_checkin(checkin_id: int) -> None:
     checkins.send_checkin(services(), checkin_id)
 
 

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, get_current_job
+from rq.job import Job, JobStatus, get_current_job
 
 from hotline.wakeups import Task, job_id
 
@@ -92,7 +92,8 @@ class RQWakeUps:
             return
         try:
             if at is None or at <= datetime.now(UTC):
-                self.queue.enqueue_job(job)
+                if not _queued(job):  # queued twice, two workers would run it side by side
+                    self.queue.enqueue_job(job)
             else:
                 # Reusing the id overwrites and reschedules, which is what we want here.
                 self.queue.schedule_job(job, at.astimezone(UTC))
@@ -135,6 +136,13 @@ def _free_id(task: Task, ident: int) -> str:
     if running is None or running.id not in (primary, twin):
         return primary
     return twin if running.id == primary else primary
+
+
+def _queued(job: Job) -> bool:
+    """Whether a job with this id is already waiting in the queue (a wake-up asked for twice
+    before it ran: ten clinicians due in one minute, or a helper woken again)."""
+    status = job.connection.hget(job.key, "status")
+    return status == JobStatus.QUEUED.value.encode()
 
 
 def redis_ok(connection: Redis) -> bool:

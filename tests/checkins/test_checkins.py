@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -33,12 +34,22 @@ from rq.job import Job
 from sqlalchemy import select
 
 from hotline import checkins
-from hotline.db import make_engine
-from hotline.models import CheckIn, CheckInState, Conversation, Offer
-from hotline.people import is_opted_out
-from hotline.programmes import DEFAULT_CHECKIN_TEXT
+from hotline.db import make_engine, transaction
+from hotline.effects import Effects, schedule
+from hotline.models import (
+    CheckIn,
+    CheckInState,
+    Clinician,
+    Conversation,
+    ConversationState,
+    Offer,
+    Programme,
+)
+from hotline.people import CLINICIAN_CONTEXT, is_opted_out
+from hotline.programmes import DEFAULT_CHECKIN_TEXT, config_of
 from hotline.telephony import SentText
 from hotline.telephony.twilio_adapter import TwilioTelephony
+from hotline.wakeups import Task
 from tests.kit import harness
 from tests.kit.databases import Tiers, empty_tables
 from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, num_segments
@@ -223,6 +234,12 @@ def work(hotline: Hotline, when: datetime) -> None:
         worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
 
 
+def end_of_minute(when: datetime) -> datetime:
+    """When a check-in due at ``when`` is woken: due check-ins share one wake-up per minute."""
+    whole = when.replace(second=0, microsecond=0)
+    return whole if whole == when else whole + timedelta(minutes=1)
+
+
 def sweep(hotline: Hotline, when: datetime) -> int:
     """The sweeper at ``when``; returns how many check-ins it sent."""
     with at(hotline, when):
@@ -268,7 +285,7 @@ def texts_to(hotline: Hotline, number: str) -> list[dict[str, Any]]:
 def wake_ups(hotline: Hotline) -> dict[str, datetime]:
     """Check-in wake-ups in RQ's scheduled registry: job id -> when the scheduler queues it."""
     registry = make_queue(hotline.redis).scheduled_job_registry
-    ids = [i for i in registry.get_job_ids() if i.startswith("send_checkin-")]
+    ids = [i for i in registry.get_job_ids() if i.startswith("send_due_checkins-")]
     return {ident: registry.get_scheduled_time(ident) for ident in ids}
 
 
@@ -308,7 +325,9 @@ def test_done_schedules_three_checkins_each_sent_once_at_local_time(
     scheduled = rows(hotline)
     assert [r.due_at for r in scheduled] == [utc(due) for due in expected]
     assert [r.state for r in scheduled] == [CheckInState.SCHEDULED] * 3
-    assert wake_ups(hotline) == {f"send_checkin-{r.id}": r.due_at for r in scheduled}
+    # One wake-up per due minute (shared by everyone due then), at that minute.
+    minute = {r.id: int(r.due_at.timestamp()) // 60 for r in scheduled}
+    assert wake_ups(hotline) == {f"send_due_checkins-{minute[r.id]}0": r.due_at for r in scheduled}
     clinician = phones.phone(CLINICIAN)
     for due in expected:
         work(hotline, due - timedelta(minutes=1))
@@ -342,7 +361,7 @@ def test_stop_cancels_every_pending_checkin_and_start_does_not_bring_them_back(
     with at(hotline, T0 + timedelta(hours=2)):
         clinician.texts("STOP")
     assert states(hotline) == [CheckInState.CANCELLED] * 3
-    assert wake_ups(hotline) == {}
+    # Their minutes' wake-ups stay (others due then share them); they find nothing to send.
     with at(hotline, T0 + timedelta(hours=3)):
         clinician.texts("START")
     assert states(hotline) == [CheckInState.CANCELLED] * 3
@@ -367,7 +386,7 @@ def test_nocheckin_cancels_checkins_and_keeps_the_line_open(
         clinician.texts("nocheckin")
     clinician.expect_text("no more check-in texts", from_=HOTLINE)
     assert states(hotline) == [CheckInState.CANCELLED] * 3
-    assert wake_ups(hotline) == {}
+    # Their minutes' wake-ups stay (others due then share them); they find nothing to send.
     work(hotline, first_due + timedelta(minutes=1))
     clinician.expect_nothing()
 
@@ -592,7 +611,7 @@ def test_21610_marks_the_clinician_opted_out_and_cancels_the_rest(
     first, *rest = rows(hotline)
     assert (first.state, first.error_code) == (CheckInState.FAILED, 21610)
     assert [r.state for r in rest] == [CheckInState.CANCELLED] * 2
-    assert wake_ups(hotline) == {}
+    # Their minutes' wake-ups stay (others due then share them); they find nothing to send.
     with hotline.session() as session:
         assert is_opted_out(
             session, hotline.services.vault, hotline.programme_id, CLINICIAN, HOTLINE
@@ -620,12 +639,13 @@ def test_a_refused_send_is_retried_later_with_backoff_then_sent_once(
     assert retry.due_at == when + timedelta(minutes=4)
     work(hotline, retry.due_at - timedelta(seconds=30))  # not yet
     assert rows(hotline)[0].attempts == 1
-    work(hotline, retry.due_at + timedelta(seconds=1))  # the retry's own wake-up, refused again
+    woken = end_of_minute(retry.due_at)  # the wake-up of the retry's minute, refused again
+    work(hotline, woken)
     again = rows(hotline)[0]
     assert (again.state, again.attempts) == (CheckInState.SCHEDULED, 2)
-    assert again.due_at - (retry.due_at + timedelta(seconds=1)) == timedelta(minutes=8)
+    assert again.due_at - woken == timedelta(minutes=8)
     hotline.fake.clear_faults()  # Twilio is back
-    work(hotline, again.due_at + timedelta(seconds=1))
+    work(hotline, end_of_minute(again.due_at))
     sent = rows(hotline)[0]
     assert (sent.state, sent.attempts) == (CheckInState.SENT, 3)
     phones.phone(CLINICIAN).expect_text(CHECKIN_WORDS)
@@ -644,7 +664,7 @@ def test_retries_stop_after_max_attempts(make_line: Callable[..., Hotline]) -> N
         row = rows(hotline)[0]
         assert row.state == CheckInState.SCHEDULED
         waits.append(row.due_at - when)
-        when = row.due_at + timedelta(seconds=1)
+        when = end_of_minute(row.due_at)
     work(hotline, when)
     failed = rows(hotline)[0]
     assert (failed.state, failed.attempts) == (CheckInState.FAILED, checkins.MAX_ATTEMPTS)
@@ -837,3 +857,146 @@ def test_redis_never_holds_a_number_or_a_message(make_line: Callable[..., Hotlin
     for secret in secrets:
         assert not [b for b in contents if secret.encode() in b], f"Redis holds {secret[:4]}…"
     phones.assert_no_unexpected()
+
+
+# --- many due in one minute: one shared wake-up, sent in batches ------------------------------
+
+
+def ended_together(hotline: Hotline, count: int, when: datetime) -> list[str]:
+    """``count`` clinicians whose conversations all ended at ``when`` (through the core's own
+    scheduling, wake-ups and all); their fictional numbers (555-01XX in NPAs 201, 202...)."""
+    numbers = [f"+1{201 + i // 100}55501{i % 100:02d}" for i in range(count)]
+    vault, effects = hotline.services.vault, Effects()
+    with at(hotline, when), transaction(hotline.services.sessions) as session:
+        p = config_of(session.get_one(Programme, hotline.programme_id), hotline.settings)
+        for number in numbers:
+            clinician = Clinician(
+                programme_id=p.id,
+                phone_sealed=vault.seal(number, CLINICIAN_CONTEXT),
+                phone_hash=vault.blind_index(number),
+            )
+            session.add(clinician)
+            session.flush()
+            conv = Conversation(
+                programme_id=p.id,
+                clinician_id=clinician.id,
+                channel="sms",
+                state=ConversationState.ENDED,
+                accepted_at=when,
+                ended_at=when,
+            )
+            session.add(conv)
+            session.flush()
+            checkins.schedule_after(session, p, conv, when, effects)
+    with at(hotline, when):
+        schedule(hotline.services, effects)
+    return numbers
+
+
+def once_each(hotline: Hotline, numbers: list[str]) -> bool:
+    sent = Counter(m["to"] for m in hotline.fake.messages)
+    return all(sent[n] == 1 for n in numbers) and sum(sent.values()) == len(numbers)
+
+
+MANY = 2 * checkins.DRAIN_BATCH + 7  # three batches, the last one short
+
+
+def test_checkins_due_in_one_minute_share_one_wake_up_and_each_goes_once(
+    make_line: Callable[..., Hotline],
+) -> None:
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    numbers = ended_together(hotline, MANY, T0)
+    due = T0 + timedelta(hours=1)
+    minute = int(due.timestamp()) // 60
+    assert wake_ups(hotline) == {f"send_due_checkins-{minute}0": due}
+
+    work(hotline, due - timedelta(seconds=1))
+    assert hotline.fake.messages == []
+    work(hotline, due)  # the minute's run wakes more lanes when it finds a full batch
+    assert once_each(hotline, numbers)
+    assert [(r.state, r.attempts) for r in rows(hotline)] == [(CheckInState.SENT, 1)] * MANY
+    assert all(m["body"] == DEFAULT_CHECKIN_TEXT for m in hotline.fake.messages)
+
+
+def test_a_run_out_of_time_hands_its_batch_back_and_a_fresh_job_finishes(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """A run stops claiming after its budget (Twilio slow): what it claimed but did not send
+    goes back to ``scheduled`` untouched, and the job it queues carries on. On PostgreSQL this
+    also shows that one claim takes one batch, not every due row (see ``_claim``)."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    numbers = ended_together(hotline, MANY, T0)
+    due = T0 + timedelta(hours=1)
+    hotline.redis.flushdb()  # only what the run itself queues
+    ident = checkins.wake_up_for(due)[0]
+    with at(hotline, due):
+        report = checkins.send_due(hotline.services, ident, budget=0.0)
+    assert report == checkins.DrainReport(claimed=checkins.DRAIN_BATCH, sent=0)
+    assert hotline.fake.messages == []
+    assert [(r.state, r.attempts, r.claimed_at) for r in rows(hotline)] == [
+        (CheckInState.SCHEDULED, 0, None)
+    ] * MANY
+    # Its own continuation, and the other lanes a full first batch calls in.
+    queued = sorted(make_queue(hotline.redis).get_job_ids())
+    assert queued == [f"send_due_checkins-{ident + lane}" for lane in range(checkins.DRAIN_LANES)]
+
+    work(hotline, due + timedelta(seconds=5))
+    assert once_each(hotline, numbers)
+    assert states(hotline) == [CheckInState.SENT] * MANY
+
+
+def test_a_batch_whose_claim_lapsed_sends_nothing_the_sweeper_took_over(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """A worker stalls between claiming a batch and sending it (a long pause, a hung
+    connection): after CLAIM_LEASE the sweeper sends the batch; the stalled worker, when it
+    carries on, finds the rows no longer its own and sends none of them again."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    numbers = ended_together(hotline, 5, T0)
+    due = T0 + timedelta(hours=1)
+    with at(hotline, due), transaction(hotline.services.sessions) as session:
+        now = hotline.clock.now
+        stalled = checkins._claim(hotline.services, session, checkins._due_rows(now), now)
+    assert states(hotline) == [CheckInState.CLAIMED] * 5
+    assert sweep(hotline, due + checkins.CLAIM_LEASE - timedelta(seconds=1)) == 0  # still held
+    assert sweep(hotline, due + checkins.CLAIM_LEASE + timedelta(seconds=1)) == 5
+    with at(hotline, due + checkins.CLAIM_LEASE + timedelta(minutes=1)):
+        outcomes = checkins._deliver_all(
+            hotline.services, stalled.targets, now, time.monotonic() + 60
+        )
+    assert outcomes == [CheckInState.SCHEDULED] * 5  # not ours any more: untouched
+    assert once_each(hotline, numbers)
+    assert states(hotline) == [CheckInState.SENT] * 5
+
+
+def test_runs_racing_over_one_minute_of_checkins_send_each_once(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Lanes of one minute (and the sweeper) drain the same rows side by side."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    numbers = ended_together(hotline, MANY, T0)
+    hotline.clock.now = (T0 + timedelta(hours=1)).astimezone(UTC)
+    racers = 4
+    barrier = threading.Barrier(racers, timeout=30)
+
+    def race(lane: int) -> checkins.DrainReport:
+        barrier.wait()
+        return checkins.send_due(hotline.services, lane)
+
+    with ThreadPoolExecutor(racers) as pool:
+        reports = list(pool.map(race, range(racers)))
+    assert sum(r.sent for r in reports) == MANY
+    assert once_each(hotline, numbers)
+    assert states(hotline) == [CheckInState.SENT] * MANY
+
+
+def test_a_wake_up_asked_for_twice_before_it_runs_is_queued_once(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Queued twice, two workers would run the same job side by side, and the first to finish
+    deletes it under the other (RQ then fails that one)."""
+    hotline = make_line()
+    hotline.redis.flushdb()
+    for _ in range(3):
+        hotline.services.wakeups.schedule(Task.SEND_DUE_CHECKINS, 10)
+    assert make_queue(hotline.redis).get_job_ids() == ["send_due_checkins-10"]
