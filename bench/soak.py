@@ -55,7 +55,8 @@ from bench.soak_world import (
     seed_roster,
     wait_for_http,
 )
-from hotline.models import CheckIn, CheckInState, Conversation, MessageDeletion, Offer
+from hotline.checkins import PENDING as PENDING_CHECKINS
+from hotline.models import CheckIn, Conversation, MessageDeletion, Offer
 from tests.kit.fake_twilio import FakeTwilio
 
 REDIS_DOWN_SECONDS = 3.0
@@ -239,9 +240,7 @@ def _work_pending(database_url: str) -> bool:
     try:
         with engine.connect() as connection:
             checkins = connection.scalar(
-                select(func.count())
-                .select_from(CheckIn)
-                .where(CheckIn.state == CheckInState.SCHEDULED)
+                select(func.count()).select_from(CheckIn).where(CheckIn.state.in_(PENDING_CHECKINS))
             )
             deletions = connection.scalar(select(func.count()).select_from(MessageDeletion))
     finally:
