@@ -27,7 +27,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from hotline.db import transaction
@@ -41,6 +41,7 @@ from hotline.models import (
     Programme,
 )
 from hotline.people import clinician_phone, opted_out, record_opt_out
+from hotline.privacy import DecryptionError
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
 from hotline.telephony import (
@@ -57,14 +58,16 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 STUCK_AFTER = timedelta(minutes=5)  # well past the job timeout: the worker is gone
 # A batch's claim lapses after this (its job timed out or its worker died); the rows are due
-# again. Past workers.queue.JOB_TIMEOUT, after which no run still holds them.
-CLAIM_LEASE = timedelta(minutes=2)
+# again. Past workers.queue.JOB_TIMEOUT and RQ's 60 s grace before it kills a job outright.
+# Safe even if a run outlives it: only one run can move a row on to ``sending``.
+CLAIM_LEASE = timedelta(minutes=3)
 DRAIN_BATCH = 50  # check-ins claimed (and committed) together, then sent one by one
 DRAIN_LANES = 4  # runs that send one minute's check-ins side by side, on as many workers
 # Seconds a run claims new batches for; then it hands over to a fresh job. Well inside
 # workers.queue.JOB_TIMEOUT, so RQ never kills a run between a claim and its send.
 DRAIN_BUDGET = 20.0
 PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
+CANCELLABLE = (CheckInState.SCHEDULED, CheckInState.CLAIMED)  # not yet handed to Twilio
 
 # Twilio's message states in the order they can happen; callbacks arrive out of order and twice.
 DELIVERY_ORDER = {
@@ -135,30 +138,28 @@ def schedule_after(
 
 def wake_up_for(due_at: datetime) -> tuple[int, datetime]:
     """The shared wake-up (ident, time) that sends a check-in due at ``due_at``: the end of its
-    minute. The ident is the minute since the epoch times ten; the last digit is the lane."""
+    minute. The ident is the minute since the epoch times ten plus a digit: 0 for the minute's
+    own run, 1-3 for the lanes it calls in, 5-8 for runs continuing lanes 0-3."""
     minute = math.ceil(due_at.timestamp() / 60)
     return minute * 10, datetime.fromtimestamp(minute * 60, UTC)
 
 
+CONTINUED = 5  # the digit of a continuing run is its lane's plus this
+
+
 def cancel_pending(session: Session, clinician_id: int, effects: Effects) -> int:
-    """Cancel every scheduled check-in of a clinician (STOP, NOCHECKIN, a newer cadence).
+    """Cancel every check-in of a clinician not yet handed to Twilio (STOP, NOCHECKIN, FORGET,
+    a newer cadence), including any waiting in a worker's batch.
 
     Their minute's wake-up stays (other clinicians' check-ins share it); it finds nothing of
     theirs to send. ``effects`` is for callers that cancel other work in the same breath."""
-    ids = list(
-        session.scalars(
-            select(CheckIn.id).where(
-                CheckIn.clinician_id == clinician_id, CheckIn.state == CheckInState.SCHEDULED
-            )
-        )
+    result = session.execute(
+        update(CheckIn)
+        .where(CheckIn.clinician_id == clinician_id, CheckIn.state.in_(CANCELLABLE))
+        .values(state=CheckInState.CANCELLED)
+        .execution_options(synchronize_session=False)
     )
-    if ids:
-        session.execute(
-            update(CheckIn)
-            .where(CheckIn.id.in_(ids), CheckIn.state == CheckInState.SCHEDULED)
-            .values(state=CheckInState.CANCELLED)
-        )
-    return len(ids)
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -172,37 +173,53 @@ class _Target:
     """A claimed check-in, ready to go: who to text, from which number, what."""
 
     checkin_id: int
+    claimed_at: datetime  # the claim's time: which claim of the row this is
     to: str
     from_: str
     body: str
 
 
 def send_due(services: Services, ident: int = 0, *, budget: float = DRAIN_BUDGET) -> DrainReport:
-    """Send the check-ins that are due, a batch at a time, until none are left or ``budget``
-    seconds have gone; then a fresh job carries on (``ident`` is this run's wake-up, 0 when the
-    sweeper calls). The first run of a minute that finds a full batch wakes the other lanes."""
+    """Send the check-ins that are due, a batch at a time, until none are left; after
+    ``budget`` seconds a fresh job carries on. ``ident`` is this run's wake-up (see
+    ``wake_up_for``), 0 when the sweeper calls: the sweeper's run calls nobody in and queues
+    no continuation (the next sweep is one). The minute's own run, finding a full first batch,
+    calls in the other lanes."""
     started = timer.monotonic()
+    deadline = started + budget
     claimed = sent = 0
-    lane = ident % 10
+    digit = ident % 10
     while True:
         now = services.clock()
         effects = Effects()
         with transaction(services.sessions) as session:
             batch = _claim(services, session, _due_rows(now), now)
-            if len(batch.rows) < DRAIN_BATCH and ident and lane == 0:
+            if ident and digit == 0 and len(batch.rows) < DRAIN_BATCH:
                 _wake_if_early(session, ident, now, effects)
-        if ident and lane == 0 and claimed == 0 and len(batch.rows) == DRAIN_BATCH:
-            for helper in range(1, DRAIN_LANES):
-                effects.wake(Task.SEND_DUE_CHECKINS, ident + helper)
-        out_of_time = timer.monotonic() - started > budget
-        if ident and len(batch.rows) == DRAIN_BATCH and out_of_time:
-            effects.wake(Task.SEND_DUE_CHECKINS, ident)  # RQ runs it under the twin id
+        if ident and digit == 0 and claimed == 0 and len(batch.rows) == DRAIN_BATCH:
+            for lane in range(1, DRAIN_LANES):
+                effects.wake(Task.SEND_DUE_CHECKINS, ident + lane)
         schedule(services, effects)
         claimed += len(batch.rows)
-        outcomes = _deliver_all(services, batch.targets, now, started + budget)
+        outcomes = _deliver_all(services, batch.targets, now, deadline)
         sent += outcomes.count(CheckInState.SENT)
-        if len(batch.rows) < DRAIN_BATCH or out_of_time:
+        handed_back = len(outcomes) < len(batch.targets)
+        more = len(batch.rows) == DRAIN_BATCH
+        if handed_back or (more and timer.monotonic() > deadline):
+            _continue(services, ident)
             return DrainReport(claimed, sent)
+        if not more:
+            return DrainReport(claimed, sent)
+
+
+def _continue(services: Services, ident: int) -> None:
+    """Queue the run that carries on where this one stopped (its own twin, if continuing)."""
+    if not ident:
+        return
+    digit = ident % 10
+    effects = Effects()
+    effects.wake(Task.SEND_DUE_CHECKINS, ident if digit >= CONTINUED else ident + CONTINUED)
+    schedule(services, effects)
 
 
 def send_checkin(services: Services, checkin_id: int) -> CheckInState | None:
@@ -277,14 +294,28 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
         )
     )
     wanted: list[tuple[int, _Target]] = []  # (programme id, target)
+    unreadable: list[int] = []
     for row in rows:
         clinician, p = clinicians[row.clinician_id], programmes[row.programme_id]
-        to = clinician_phone(services.vault, clinician)
+        try:
+            to = clinician_phone(services.vault, clinician)
+        except DecryptionError:  # a retired data key: this row fails, the batch goes on
+            unreadable.append(row.id)
+            continue
         if to is not None and not clinician.checkins_declined and clinician.id not in talking:
-            wanted.append((p.id, _Target(row.id, to, p.hotline_number, p.checkin_text)))
+            target = _Target(row.id, now, to, p.hotline_number, p.checkin_text)
+            wanted.append((p.id, target))
     blocked = opted_out(session, services.vault, [(pid, t.to, t.from_) for pid, t in wanted])
     targets = [t for pid, t in wanted if (pid, t.to, t.from_) not in blocked]
-    skipped = {row.id for row in rows} - {t.checkin_id for t in targets}
+    if unreadable:
+        log.error("check-ins %s: no data key opens the number; marked failed", unreadable)
+        session.execute(
+            update(CheckIn)
+            .where(CheckIn.id.in_(unreadable))
+            .values(state=CheckInState.FAILED)
+            .execution_options(synchronize_session=False)
+        )
+    skipped = {row.id for row in rows} - {t.checkin_id for t in targets} - set(unreadable)
     if skipped:
         session.execute(
             update(CheckIn)
@@ -312,8 +343,9 @@ def _wake_if_early(session: Session, ident: int, now: datetime, effects: Effects
 
 def _deliver_all(
     services: Services, targets: list[_Target], now: datetime, deadline: float
-) -> list[CheckInState]:
-    """Hand claimed check-ins to Twilio one by one; the state each one reached.
+) -> list[CheckInState | None]:
+    """Hand claimed check-ins to Twilio one by one; the state each one reached (None: it was
+    not this run's any more), for as many as were tried (the rest were handed back).
 
     Each is marked ``sending`` (committed) just before its call, in the transaction that
     records the one before as sent: a worker that dies leaves one row in doubt (``unknown``
@@ -321,53 +353,82 @@ def _deliver_all(
     ``scheduled`` (``recover_stuck``). Past ``deadline`` (Twilio slow or hanging) the rest go
     back at once rather than risk the job's time-out; so do they if a send fails unexpectedly.
     """
-    outcomes: list[CheckInState] = []
-    sent: tuple[int, str] | None = None  # the last one Twilio took, not yet recorded
+    outcomes: list[CheckInState | None] = []
+    sent: _Sent | None = None  # the last one Twilio took, not yet recorded
     try:
         for target in targets:
             if timer.monotonic() > deadline:
                 break
-            mine = _hand_over(services, target, sent, now)
+            state = _hand_over(services, target, sent)
             sent = None
-            if not mine:  # taken back by the sweeper meanwhile (a very slow batch)
-                outcomes.append(CheckInState.SCHEDULED)
+            if state != CheckInState.SENDING:  # cancelled, or not ours any more
+                outcomes.append(state)
                 continue
             outcome = _deliver(services, target, now)
-            outcomes.append(CheckInState.SENT if isinstance(outcome, str) else outcome)
             if isinstance(outcome, str):
-                sent = (target.checkin_id, outcome)
+                sent = _Sent(target.checkin_id, outcome, services.clock())
+                outcome = CheckInState.SENT
+            outcomes.append(outcome)
     finally:
-        _hand_over(services, None, sent, now)
-        _release(services, [t.checkin_id for t in targets[len(outcomes) :]])
+        try:
+            _hand_over(services, None, sent)
+        finally:
+            _release(services, targets[len(outcomes) :])
     return outcomes
 
 
+@dataclass(frozen=True)
+class _Sent:
+    checkin_id: int
+    sid: str
+    at: datetime
+
+
 def _hand_over(
-    services: Services, target: _Target | None, sent: tuple[int, str] | None, now: datetime
-) -> bool:
-    """One transaction: record ``sent`` (id, message SID) as sent, and move ``target`` from
-    ``claimed`` to ``sending``; whether it was still there to move. A claim can lapse in a
-    stalled batch and the row be claimed again elsewhere: only one of the two moves it."""
+    services: Services, target: _Target | None, sent: _Sent | None
+) -> CheckInState | None:
+    """One transaction: record ``sent`` as sent, and move ``target`` on from our claim: to
+    ``sending``, or to ``cancelled`` if the clinician is now in a live conversation. Returns
+    that state; None if the row was not ours any more (cancelled by STOP, NOCHECKIN or FORGET
+    meanwhile, or its claim lapsed and it went back, or was claimed again elsewhere)."""
     if target is None and sent is None:
-        return False
-    mine = False
+        return None
+    state = None
     with transaction(services.sessions) as session:
         if sent is not None:
             session.execute(
                 update(CheckIn)
-                .where(CheckIn.id == sent[0], CheckIn.state == CheckInState.SENDING)
-                .values(state=CheckInState.SENT, provider_sid=sent[1], sent_at=now)
+                .where(CheckIn.id == sent.checkin_id, CheckIn.state == CheckInState.SENDING)
+                .values(state=CheckInState.SENT, provider_sid=sent.sid, sent_at=sent.at)
                 .execution_options(synchronize_session=False)
             )
         if target is not None:
-            result = session.execute(
+            talking = (
+                select(Conversation.id)
+                .where(
+                    Conversation.clinician_id == CheckIn.clinician_id,
+                    Conversation.state.in_((ConversationState.QUEUED, ConversationState.ACTIVE)),
+                )
+                .exists()
+            )
+            moved = session.scalar(
                 update(CheckIn)
-                .where(CheckIn.id == target.checkin_id, CheckIn.state == CheckInState.CLAIMED)
-                .values(state=CheckInState.SENDING, claimed_at=now)
+                .where(CheckIn.id == target.checkin_id, *_ours(target.claimed_at))
+                .values(
+                    state=case((talking, CheckInState.CANCELLED), else_=CheckInState.SENDING),
+                    claimed_at=services.clock(),
+                )
+                .returning(CheckIn.state)
                 .execution_options(synchronize_session=False)
             )
-            mine = result.rowcount == 1  # type: ignore[attr-defined]
-    return mine
+            state = CheckInState(moved) if moved is not None else None
+    return state
+
+
+def _ours(claimed_at: datetime) -> list[Any]:
+    """Rows still held by the claim made at ``claimed_at`` (a lapsed claim's rows may have
+    gone back and been claimed again, at a later time, by another run)."""
+    return [CheckIn.state == CheckInState.CLAIMED, CheckIn.claimed_at == claimed_at]
 
 
 def _deliver(services: Services, target: _Target, now: datetime) -> str | CheckInState:
@@ -388,12 +449,13 @@ def _deliver(services: Services, target: _Target, now: datetime) -> str | CheckI
     return sent.sid
 
 
-def _release(services: Services, ids: list[int]) -> None:
+def _release(services: Services, targets: list[_Target]) -> None:
     """Claimed but never handed to Twilio: back to ``scheduled``, as if never claimed."""
-    if not ids:
+    if not targets:
         return
+    ids, claimed_at = [t.checkin_id for t in targets], targets[0].claimed_at
     with transaction(services.sessions) as session:
-        session.execute(_unclaim(CheckIn.id.in_(ids)))
+        session.execute(_unclaim(CheckIn.id.in_(ids), *_ours(claimed_at)))
     log.info("%d claimed check-ins handed back for the next run", len(ids))
 
 

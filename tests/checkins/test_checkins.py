@@ -46,6 +46,7 @@ from hotline.models import (
     Programme,
 )
 from hotline.people import CLINICIAN_CONTEXT, is_opted_out
+from hotline.privacy import Vault
 from hotline.programmes import DEFAULT_CHECKIN_TEXT, config_of
 from hotline.telephony import SentText
 from hotline.telephony.twilio_adapter import TwilioTelephony
@@ -893,6 +894,21 @@ def ended_together(hotline: Hotline, count: int, when: datetime) -> list[str]:
     return numbers
 
 
+def claim_batch(hotline: Hotline, when: datetime) -> Any:
+    """What a worker's run does first at ``when``: claim a batch (and commit)."""
+    with at(hotline, when), transaction(hotline.services.sessions) as session:
+        now = hotline.clock.now
+        return checkins._claim(hotline.services, session, checkins._due_rows(now), now)
+
+
+def deliver_batch(hotline: Hotline, batch: Any, when: datetime) -> list[CheckInState]:
+    """...and what it does next, at ``when``: hand the batch to Twilio one by one."""
+    with at(hotline, when):
+        return checkins._deliver_all(
+            hotline.services, batch.targets, hotline.clock.now, time.monotonic() + 60
+        )
+
+
 def once_each(hotline: Hotline, numbers: list[str]) -> bool:
     sent = Counter(m["to"] for m in hotline.fake.messages)
     return all(sent[n] == 1 for n in numbers) and sum(sent.values()) == len(numbers)
@@ -936,9 +952,10 @@ def test_a_run_out_of_time_hands_its_batch_back_and_a_fresh_job_finishes(
     assert [(r.state, r.attempts, r.claimed_at) for r in rows(hotline)] == [
         (CheckInState.SCHEDULED, 0, None)
     ] * MANY
-    # Its own continuation, and the other lanes a full first batch calls in.
+    # The other lanes a full first batch calls in, and the run continuing this one.
     queued = sorted(make_queue(hotline.redis).get_job_ids())
-    assert queued == [f"send_due_checkins-{ident + lane}" for lane in range(checkins.DRAIN_LANES)]
+    lanes = [ident + lane for lane in range(1, checkins.DRAIN_LANES)]
+    assert queued == [f"send_due_checkins-{i}" for i in [*lanes, ident + checkins.CONTINUED]]
 
     work(hotline, due + timedelta(seconds=5))
     assert once_each(hotline, numbers)
@@ -954,17 +971,12 @@ def test_a_batch_whose_claim_lapsed_sends_nothing_the_sweeper_took_over(
     hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
     numbers = ended_together(hotline, 5, T0)
     due = T0 + timedelta(hours=1)
-    with at(hotline, due), transaction(hotline.services.sessions) as session:
-        now = hotline.clock.now
-        stalled = checkins._claim(hotline.services, session, checkins._due_rows(now), now)
+    stalled = claim_batch(hotline, due)
     assert states(hotline) == [CheckInState.CLAIMED] * 5
     assert sweep(hotline, due + checkins.CLAIM_LEASE - timedelta(seconds=1)) == 0  # still held
     assert sweep(hotline, due + checkins.CLAIM_LEASE + timedelta(seconds=1)) == 5
-    with at(hotline, due + checkins.CLAIM_LEASE + timedelta(minutes=1)):
-        outcomes = checkins._deliver_all(
-            hotline.services, stalled.targets, now, time.monotonic() + 60
-        )
-    assert outcomes == [CheckInState.SCHEDULED] * 5  # not ours any more: untouched
+    outcomes = deliver_batch(hotline, stalled, due + checkins.CLAIM_LEASE + timedelta(minutes=1))
+    assert outcomes == [None] * 5  # not ours any more: untouched
     assert once_each(hotline, numbers)
     assert states(hotline) == [CheckInState.SENT] * 5
 
@@ -972,19 +984,21 @@ def test_a_batch_whose_claim_lapsed_sends_nothing_the_sweeper_took_over(
 def test_runs_racing_over_one_minute_of_checkins_send_each_once(
     make_line: Callable[..., Hotline],
 ) -> None:
-    """Lanes of one minute (and the sweeper) drain the same rows side by side."""
+    """The lanes of one minute and the sweeper drain the same rows side by side."""
     hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
     numbers = ended_together(hotline, MANY, T0)
-    hotline.clock.now = (T0 + timedelta(hours=1)).astimezone(UTC)
-    racers = 4
-    barrier = threading.Barrier(racers, timeout=30)
+    due = T0 + timedelta(hours=1)
+    hotline.clock.now = due.astimezone(UTC)
+    minute = checkins.wake_up_for(due)[0]
+    idents = [minute + lane for lane in range(checkins.DRAIN_LANES)] + [0]  # 0: the sweeper
+    barrier = threading.Barrier(len(idents), timeout=30)
 
-    def race(lane: int) -> checkins.DrainReport:
+    def race(ident: int) -> checkins.DrainReport:
         barrier.wait()
-        return checkins.send_due(hotline.services, lane)
+        return checkins.send_due(hotline.services, ident)
 
-    with ThreadPoolExecutor(racers) as pool:
-        reports = list(pool.map(race, range(racers)))
+    with ThreadPoolExecutor(len(idents)) as pool:
+        reports = list(pool.map(race, idents))
     assert sum(r.sent for r in reports) == MANY
     assert once_each(hotline, numbers)
     assert states(hotline) == [CheckInState.SENT] * MANY
@@ -1000,3 +1014,61 @@ def test_a_wake_up_asked_for_twice_before_it_runs_is_queued_once(
     for _ in range(3):
         hotline.services.wakeups.schedule(Task.SEND_DUE_CHECKINS, 10)
     assert make_queue(hotline.redis).get_job_ids() == ["send_due_checkins-10"]
+
+
+def test_nocheckin_or_a_new_conversation_stops_a_checkin_already_in_a_batch(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Between a run's claim and its send (up to its 20 s budget, longer if it stalls) a
+    clinician may write NOCHECKIN, or text the line again: neither gets the check-in."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    hotline.add_supporter("Alice", ALICE)
+    declines, writes, waits = ended_together(hotline, 3, T0)
+    due = T0 + timedelta(hours=1)
+    batch = claim_batch(hotline, due)
+    assert len(batch.targets) == 3
+    with at(hotline, due):
+        hotline.sms(declines, HOTLINE, "NOCHECKIN")
+        hotline.sms(writes, HOTLINE, "Can we talk again?")
+    outcomes = deliver_batch(hotline, batch, due)
+    # None: NOCHECKIN had already cancelled it; the hand-over cancels the next one.
+    assert outcomes == [None, CheckInState.CANCELLED, CheckInState.SENT]
+    checkin_texts = [m["to"] for m in hotline.fake.messages if m["body"] == DEFAULT_CHECKIN_TEXT]
+    assert checkin_texts == [waits]
+    assert states(hotline) == [CheckInState.CANCELLED, CheckInState.CANCELLED, CheckInState.SENT]
+
+
+def test_woken_before_its_minute_by_a_slow_clock_the_run_comes_back_on_time(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Machines' clocks differ: the scheduler's may say the minute is over while this
+    worker's says it is not quite. The run finds nothing due yet and asks to come back."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    numbers = ended_together(hotline, 2, T0)
+    due = T0 + timedelta(hours=1)
+    hotline.redis.flushdb()
+    ident = checkins.wake_up_for(due)[0]
+    with at(hotline, due - timedelta(seconds=2)):
+        assert checkins.send_due(hotline.services, ident) == checkins.DrainReport(0, 0)
+    registry = make_queue(hotline.redis).scheduled_job_registry
+    assert registry.get_job_ids() == [f"send_due_checkins-{ident}"]
+    assert registry.get_scheduled_time(f"send_due_checkins-{ident}") == due
+    work(hotline, due)
+    assert once_each(hotline, numbers)
+
+
+def test_a_number_no_data_key_opens_fails_its_checkin_and_not_the_batch(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """A row whose number was sealed under a key since removed must not stop every later
+    check-in (it would lead every batch, being the oldest due)."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    numbers = ended_together(hotline, 3, T0)
+    retired = Vault((b"r" * 32,))  # a key this line no longer has
+    with transaction(hotline.services.sessions) as session:
+        first = session.scalars(select(Clinician).order_by(Clinician.id)).first()
+        assert first is not None
+        first.phone_sealed = retired.seal(numbers[0], CLINICIAN_CONTEXT)
+    work(hotline, T0 + timedelta(hours=1))
+    assert states(hotline) == [CheckInState.FAILED, CheckInState.SENT, CheckInState.SENT]
+    assert once_each(hotline, numbers[1:])
