@@ -190,8 +190,14 @@ def offer_or_fall_back(
     conv: Conversation,
     now: datetime,
     effects: Effects,
+    *,
+    first_text: bool = False,
 ) -> Offer | None:
-    """Offer ``conv`` onwards; if nobody is left, tell the clinician (once) and the coordinator."""
+    """Offer ``conv`` onwards; if nobody is left, tell the clinician (once) and the coordinator.
+
+    ``first_text``: the clinician's first text, not yet greeted; if nobody is free, the
+    greeting and the fallback go as one text (the caller greets only when there is an offer).
+    """
     offer = offer_next(session, vault, p, conv, now, effects)
     if offer is None and conv.fallback_at is None:
         conv.fallback_at = now
@@ -201,7 +207,9 @@ def offer_or_fall_back(
             effects.text(
                 clinician_phone(vault, clinician),
                 p.hotline_number,
-                wording.fallback(p, next_on, call_back=conv.channel == Channel.VOICE),
+                wording.greeting_nobody_free(p, next_on)
+                if first_text
+                else wording.fallback(p, next_on, call_back=conv.channel == Channel.VOICE),
             )
         alert = alert_phone(session, vault, p.id)
         if alert:

@@ -35,7 +35,7 @@ from hotline.people import (
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import config_of, find_by_number, own_numbers
 from hotline.services import Services
-from hotline.texting import InboundText, StatusReport, TextReply
+from hotline.texting import InboundText, OutboundText, StatusReport, TextReply
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +138,16 @@ def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
     )
     ctx.session.add(conv)
     ctx.session.flush()
-    ctx.reply(wording.greeting(ctx.programme))
+    answer_at = len(ctx.effects.texts)
+    offer = routing.offer_or_fall_back(
+        ctx.session, ctx.services.vault, ctx.programme, conv, ctx.now, ctx.effects, first_text=True
+    )
+    if offer is not None:  # else the fallback carried the greeting
+        # First in the TwiML reply, ahead of the offer to the peer, as Twilio sends in order.
+        greeting = OutboundText(ctx.sender, ctx.text.to, wording.greeting(ctx.programme))
+        ctx.effects.texts.insert(answer_at, greeting)
     if discipline is None:
         _hold(ctx, conv)
-    routing.offer_or_fall_back(
-        ctx.session, ctx.services.vault, ctx.programme, conv, ctx.now, ctx.effects
-    )
 
 
 def _queue_text(ctx: Inbound, conv: Conversation) -> None:

@@ -19,6 +19,15 @@ def greeting(p: ProgrammeConfig) -> str:
     return f"{p.greeting} {DISCIPLINE_HINT} {p.crisis_text}"
 
 
+def greeting_nobody_free(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
+    """A first text nobody can take now: the greeting and what happens next in one text, with
+    the crisis sentence once (two texts said it twice, in five segments)."""
+    return (
+        f"{p.greeting} No peer is free right now; your message is waiting."
+        f"{_next_on_call(p, next_on_call)} {DISCIPLINE_HINT} {p.crisis_text}"
+    )
+
+
 def clinician_help(p: ProgrammeConfig) -> str:
     return (
         f"{p.name}: confidential, voluntary peer support for clinicians, not for emergencies. "
@@ -67,9 +76,7 @@ def discipline_noted(discipline: str) -> str:
 
 def fallback(p: ProgrammeConfig, next_on_call: datetime | None, call_back: bool = False) -> str:
     """Nobody can take it now: what happens next, when, and the crisis line, in two segments."""
-    when = ""
-    if next_on_call is not None:
-        when = f" The next peer comes on call at {_local(next_on_call, p.zone)}."
+    when = _next_on_call(p, next_on_call)
     what, how = (
         ("request", "call you from this number") if call_back else ("message", "text you here")
     )
@@ -77,6 +84,10 @@ def fallback(p: ProgrammeConfig, next_on_call: datetime | None, call_back: bool 
         "Thank you for reaching out. No peer supporter is free right now. "
         f"Your {what} is waiting, and a peer will {how}.{when} {p.crisis_text}"
     )
+
+
+def _next_on_call(p: ProgrammeConfig, at: datetime | None) -> str:
+    return "" if at is None else f" The next peer comes on call at {_local(at, p.zone)}."
 
 
 def coordinator_alert(p: ProgrammeConfig) -> str:

@@ -58,6 +58,8 @@ ROWS: dict[str, Row] = {
     "fallback": (wording.fallback, (DEFAULT, None), 2),
     "fallback, next on call": (wording.fallback, (DEFAULT, NOON), 2),
     "fallback, call-back": (wording.fallback, (DEFAULT, NOON, True), 2),
+    # A first text nobody is free for: greeting and fallback in one, the crisis sentence once.
+    "greeting, nobody free": (wording.greeting_nobody_free, (DEFAULT, NOON), 3),
     "closing": (wording.closing, (DEFAULT,), 2),
     "forgotten": (wording.forgotten, (), 1),
     "check-ins declined": (wording.checkins_declined, (), 1),
