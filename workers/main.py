@@ -59,9 +59,19 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
 
 
 class _Worker(SimpleWorker):
-    """RQ's SimpleWorker, remembering whether a stop was asked for (SIGTERM or SIGINT)."""
+    """RQ's SimpleWorker, remembering whether a stop was asked for (SIGTERM or SIGINT), and
+    without RQ's pub/sub listener for remote commands (``rq``'s send_shutdown_command and
+    the like; stop the process with SIGTERM instead).
+
+    The listener made stopping slow: on the way out RQ unsubscribes, then redis-py joins the
+    listener thread, which, if it saw the unsubscribe first, waits up to 60 s (RQ's
+    sleep_time) to be subscribed again. ``hotline worker`` then took up to a minute to exit
+    on SIGTERM, past the 30 s a platform such as Heroku waits before SIGKILL."""
 
     stop_requested = False
+
+    def subscribe(self) -> None:
+        pass  # see the class docstring; RQ's unsubscribe does nothing without a listener
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
