@@ -319,7 +319,18 @@ def _reap(proc: subprocess.Popen[bytes], deadline: float) -> Any:
             return usage
         time.sleep(0.05)
     print("a worker did not finish before the timeout; stopping it", file=sys.stderr)
+    _dump_stacks(proc.pid)
     return None
+
+
+def _dump_stacks(pid: int) -> None:
+    """Where a stuck worker is (py-spy, from the bench extra), best effort."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if py_spy.exists():
+        dump = subprocess.run(
+            [str(py_spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+        )
+        print(dump.stdout[-6000:] or dump.stderr[-2000:], file=sys.stderr)
 
 
 def tally(

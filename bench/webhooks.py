@@ -9,7 +9,9 @@ migrated and seeded alike (``bench/history.py``) except for their history, 1,000
 conversations in one and 1,000,000 in the other; its own ``redis-server``; the test kit's fake
 Twilio; and the web process exactly as the Procfile's ``web:`` line starts it (gunicorn, same
 workers, threads, timeout and access log), bound to 127.0.0.1, once per database, plus once for
-the bare Flask app (``bench/bare_app.py``). A second process (``bench/loadgen.py``) sends the
+the bare Flask app (``bench/bare_app.py``) and once for the bare app with one committed INSERT
+per request (``bench/floor_app.py``: the least any webhook that must be de-duplicated does).
+A second process (``bench/loadgen.py``) sends the
 signed webhooks. For each app it finds the throughput at saturation (closed loop, several
 concurrencies) and the p50/p99 latency at half of that rate (open loop); the two hotlines are
 measured in alternating rounds at the same rate, so a change in the machine's background load
@@ -62,6 +64,7 @@ OUT = ROOT / "bench" / "out" / "latest.json"
 CHART = ROOT / "docs" / "performance.png"
 HOTLINE_APP = "hotline.app:create_app()"
 BARE_APP = "bench.bare_app:create_app()"
+FLOOR_APP = "bench.floor_app:create_app()"
 PUBLIC_URL = "https://hotline.example.org"
 HOTLINE_NUMBER = "+15550100000"
 POOL = tuple(f"+1555010000{i}" for i in range(1, 6))
@@ -214,6 +217,12 @@ def run(plan: Plan, server: str, *, profile: bool = False) -> dict[str, Any]:
             phases["bare"]["latency"] = bench.latency({"bare": web}, "relay", rate)["bare"]
             phases["bare"]["memory"] = web.memory()
 
+        with bench.web(FLOOR_APP, small) as web:
+            phases["floor"] = bench.saturation(web, "floor", "relay")
+            rate = phases["floor"]["peak"] / 2
+            phases["floor"]["latency"] = bench.latency({"floor": web}, "relay", rate)["floor"]
+            phases["floor"]["memory"] = web.memory()
+
         with bench.web(HOTLINE_APP, small) as web_small, bench.web(HOTLINE_APP, large) as web_large:
             webs = {"small": web_small, "large": web_large}
             for mix in ("relay", "mix"):
@@ -334,7 +343,7 @@ class Bench:
         port = free_port()
         argv = procfile_argv(app, port, site.env)
         workers = int(argv[argv.index("--workers") + 1])
-        name = "bare" if app == BARE_APP else site.label
+        name = {BARE_APP: "bare", FLOOR_APP: "floor"}.get(app, site.label)
         log_path = self.workdir / f"{name}-gunicorn.log"  # the access log: paths, no SIDs
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -699,6 +708,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         if first.get("p50_ms")
         else None,
         "relay_vs_bare_throughput": relay["peak"] / bare["peak"],
+        "floor_vs_bare_throughput": phases["floor"]["peak"] / bare["peak"],
+        "relay_vs_floor_throughput": relay["peak"] / phases["floor"]["peak"],
         "mix_vs_bare_throughput": mix["peak"] / bare["peak"],
         "relay_p99_ms": relay["latency"]["p99_ms"],
         "growth_p50": growth_p50,
@@ -732,6 +743,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 
 ROWS = (
     ("bare", "bare Flask (fixed TwiML)"),
+    ("floor", "bare Flask + one durable INSERT"),
     ("relay", "hotline relay, {small} past"),
     ("mix", "hotline mix, {small} past"),
     ("relay_large", "hotline relay, {large} past"),
@@ -794,6 +806,8 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"relay / bare throughput   {summary['relay_vs_bare_throughput']:.2f}x"
         f"   (mix / bare {summary['mix_vs_bare_throughput']:.2f}x)",
+        f"one durable INSERT / bare throughput   {summary['floor_vs_bare_throughput']:.2f}x"
+        f"   (relay / that {summary['relay_vs_floor_throughput']:.2f}x)",
         f"relay growth {small} -> {large} past conversations: p50 x{summary['growth_p50']:.2f},"
         f" p99 x{summary['growth_p99']:.2f}, peak throughput x{1 / summary['growth_peak']:.2f}"
         f" (first texts in the mix: p50 x{summary['first_text_growth_p50'] or 0:.2f})",
@@ -830,6 +844,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     small, large = (f"{n:,}" for n in plan["history"])
     labels = {
         "bare": "bare Flask",
+        "floor": "bare Flask + 1 INSERT",
         "relay": f"relay, {small} past",
         "mix": f"mix, {small} past",
         "relay_large": f"relay, {large} past",
@@ -837,6 +852,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     }
     colours = {
         "bare": "#888888",
+        "floor": "#9467bd",
         "relay": "#1f77b4",
         "mix": "#2ca02c",
         "relay_large": "#d62728",
