@@ -63,9 +63,11 @@ STUCK_AFTER = timedelta(minutes=5)  # well past the job timeout: the worker is g
 CLAIM_LEASE = timedelta(minutes=3)
 DRAIN_BATCH = 50  # check-ins claimed (and committed) together, then sent one by one
 DRAIN_LANES = 4  # runs that send one minute's check-ins side by side, on as many workers
-# Seconds a run claims new batches for; then it hands over to a fresh job. Well inside
-# workers.queue.JOB_TIMEOUT, so RQ never kills a run between a claim and its send.
-DRAIN_BUDGET = 20.0
+# Seconds a run sends for; then it hands the rest back and a fresh job carries on. With one
+# Twilio call's time-outs (3 s + 10 s) on top, a run ends inside workers.queue.JOB_TIMEOUT and
+# inside the 30 s a platform waits between SIGTERM and SIGKILL, so a stopping worker finishes
+# the run in hand rather than dying between a claim and its record.
+DRAIN_BUDGET = 10.0
 PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
 CANCELLABLE = (CheckInState.SCHEDULED, CheckInState.CLAIMED)  # not yet handed to Twilio
 
@@ -145,6 +147,7 @@ def wake_up_for(due_at: datetime) -> tuple[int, datetime]:
 
 
 CONTINUED = 5  # the digit of a continuing run is its lane's plus this
+assert DRAIN_LANES <= CONTINUED, "lane digits and continuing-run digits must not collide"
 
 
 def cancel_pending(session: Session, clinician_id: int, effects: Effects) -> int:

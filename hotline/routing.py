@@ -204,17 +204,26 @@ def offer_or_fall_back(
         clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
         if clinician is not None:
             next_on = schedule.next_coverage(session, p.id, now)
-            effects.text(
-                clinician_phone(vault, clinician),
-                p.hotline_number,
-                wording.greeting_nobody_free(p, next_on)
-                if first_text
-                else wording.fallback(p, next_on, call_back=conv.channel == Channel.VOICE),
-            )
+            to = clinician_phone(vault, clinician)
+            if first_text:
+                for body in _first_replies_nobody_free(p, next_on):
+                    effects.text(to, p.hotline_number, body)
+            else:
+                call_back = conv.channel == Channel.VOICE
+                effects.text(to, p.hotline_number, wording.fallback(p, next_on, call_back))
         alert = alert_phone(session, vault, p.id)
         if alert:
             effects.text(alert, p.hotline_number, wording.coordinator_alert(p))
     return offer
+
+
+def _first_replies_nobody_free(p: ProgrammeConfig, next_on: datetime | None) -> list[str]:
+    """One text if it fits; the greeting and the fallback apart if the programme's own texts
+    are so long that together they would pass Twilio's limit (and lose the crisis line)."""
+    together = wording.greeting_nobody_free(p, next_on)
+    if len(together) <= wording.MAX_TEXT:
+        return [together]
+    return [wording.greeting(p), wording.fallback(p, next_on)]
 
 
 def alert_phone(session: Session, vault: Vault, programme_id: int) -> str | None:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from hotline.programmes import ProgrammeConfig
 
 DISCIPLINE_HINT = "Want a peer from your own field? Reply NURSE, DOCTOR or PHARMACIST."
+MAX_TEXT = 1600  # characters: Twilio refuses a longer body (error 21617)
 
 
 def greeting(p: ProgrammeConfig) -> str:
@@ -21,7 +22,8 @@ def greeting(p: ProgrammeConfig) -> str:
 
 def greeting_nobody_free(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
     """A first text nobody can take now: the greeting and what happens next in one text, with
-    the crisis sentence once (two texts said it twice, in five segments)."""
+    the crisis sentence once (two texts said it twice, in five segments). Programmes may
+    write long texts: see routing, which sends the two apart when this would not fit."""
     return (
         f"{p.greeting} No peer is free right now; your message is waiting."
         f"{_next_on_call(p, next_on_call)} {DISCIPLINE_HINT} {p.crisis_text}"
@@ -173,7 +175,7 @@ def not_a_line(hotline_number: str) -> str:
     return f"This number doesn't take messages. For peer support, text {hotline_number}."
 
 
-def truncate(body: str, limit: int = 1600) -> str:
+def truncate(body: str, limit: int = MAX_TEXT) -> str:
     """Twilio refuses bodies over 1,600 characters (error 21617); shorten, ending in "...".
 
     Three dots, not the one-character ellipsis (U+2026): that is not GSM-7, and would turn a

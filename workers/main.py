@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 MAINTENANCE_INTERVAL = 60
 WORKER_TTL = 75
 RESTART_PAUSE = 1.0  # seconds before starting RQ's worker again after it quit on its own
+SWEEP_STOP_WAIT = 25.0  # seconds a stopping worker waits for a sweep in hand
 
 
 def run_sweeper(services: Services, stop: threading.Event) -> None:
@@ -50,12 +51,17 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
     services = build_services(settings, redis=wakeups)
     context.install(services)
     stop = threading.Event()
+    sweeping = threading.Thread(target=run_sweeper, args=(services, stop), daemon=True)
     if sweeper and not burst:
-        threading.Thread(target=run_sweeper, args=(services, stop), daemon=True).start()
+        sweeping.start()
     try:
         _work(redis, burst)
     finally:
         stop.set()
+        # A sweep in hand may be sending check-ins: let it finish (its drain is bounded by
+        # DRAIN_BUDGET) rather than die between marking a row 'sending' and recording it.
+        if sweeping.is_alive():
+            sweeping.join(SWEEP_STOP_WAIT)
 
 
 class _Worker(SimpleWorker):

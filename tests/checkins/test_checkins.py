@@ -1072,3 +1072,43 @@ def test_a_number_no_data_key_opens_fails_its_checkin_and_not_the_batch(
     work(hotline, T0 + timedelta(hours=1))
     assert states(hotline) == [CheckInState.FAILED, CheckInState.SENT, CheckInState.SENT]
     assert once_each(hotline, numbers[1:])
+
+
+def test_a_run_that_hands_back_a_short_batch_still_queues_a_run_to_carry_on(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Twilio slow: the run's time is up partway through a batch of fewer than 50. What it
+    hands back must not wait for the sweeper."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    numbers = ended_together(hotline, 5, T0)
+    due = T0 + timedelta(hours=1)
+    hotline.redis.flushdb()
+    ident = checkins.wake_up_for(due)[0]
+    with at(hotline, due):
+        report = checkins.send_due(hotline.services, ident, budget=0.0)
+    assert report == checkins.DrainReport(claimed=5, sent=0)
+    assert states(hotline) == [CheckInState.SCHEDULED] * 5
+    carry_on = f"send_due_checkins-{ident + checkins.CONTINUED}"
+    assert make_queue(hotline.redis).get_job_ids() == [carry_on]
+    work(hotline, due + timedelta(seconds=5))
+    assert once_each(hotline, numbers)
+
+
+def test_a_stalled_run_handing_back_leaves_a_newer_claim_of_the_same_rows_alone(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Run A stalls past its lease; the rows go back and run B claims them. When A wakes and
+    hands its batch back, B's claim must stand (else B's hand-over finds nothing and the rows
+    wait another round)."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    numbers = ended_together(hotline, 3, T0)
+    due = T0 + timedelta(hours=1)
+    stalled = claim_batch(hotline, due)
+    later = due + checkins.CLAIM_LEASE + timedelta(seconds=1)
+    with transaction(hotline.services.sessions) as session:
+        checkins.recover_stuck(session, later)
+    fresh = claim_batch(hotline, later)
+    checkins._release(hotline.services, stalled.targets)
+    assert states(hotline) == [CheckInState.CLAIMED] * 3
+    assert deliver_batch(hotline, fresh, later) == [CheckInState.SENT] * 3
+    assert once_each(hotline, numbers)

@@ -133,7 +133,9 @@ def test_no_string_in_wording_is_outside_gsm7() -> None:
     assert [s for s in strings if isinstance(s, str) and non_gsm7(s)] == []
 
 
-@pytest.mark.parametrize("name", ["greeting", "clinician help", "fallback, next on call"])
+@pytest.mark.parametrize(
+    "name", ["greeting", "clinician help", "fallback, next on call", "greeting, nobody free"]
+)
 def test_clinician_texts_that_must_carry_the_crisis_sentence_do(name: str) -> None:
     text, _ = TEXTS[name]
     assert DEFAULT.crisis_text in text

@@ -9,7 +9,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from hotline.models import Conversation, ConversationState, Offer, PendingText
+from hotline.db import transaction
+from hotline.models import Conversation, ConversationState, Offer, PendingText, Programme
+from hotline.programme_settings import TEXT_LIMITS
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 from tests.kit.sms import segments
@@ -106,6 +108,30 @@ def test_nobody_on_call_at_3am_gets_the_fallback_and_a_later_shift_picks_it_up(
     phones.phone(ALICE).expect_text("I can't sleep after what happened")
     phones.phone(ALICE).expect_text("still here")
     clinician.expect_text("peer supporter has joined")
+    phones.assert_no_unexpected()
+
+
+def test_a_programme_s_longest_texts_still_reach_a_clinician_nobody_can_take_whole(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The console allows a 1,000-character greeting and a 500-character crisis sentence. In
+    one text with the fallback they would pass Twilio's 1,600 characters and lose the end of
+    the crisis sentence, so then the greeting and the fallback go as two texts."""
+    greeting = ("You are not alone, and this line is here for you. " * 20)[
+        : TEXT_LIMITS["greeting"]
+    ]
+    crisis = ("In a crisis call or text 988 now, or 911 in an emergency. " * 9)[
+        : TEXT_LIMITS["crisis_text"]
+    ]
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.greeting, programme.crisis_text = greeting.strip(), crisis.strip()
+    clinician = phones.phone(CLINICIANS[0])
+    clinician.texts("hello")
+    first = clinician.expect_text(greeting.strip()[:60], from_=HOTLINE)
+    second = clinician.expect_text("No peer supporter is free", from_=HOTLINE)
+    for text in (first, second):
+        assert len(text.body) <= 1600 and text.body.endswith(crisis.strip())
     phones.assert_no_unexpected()
 
 
