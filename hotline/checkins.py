@@ -33,11 +33,11 @@ from sqlalchemy.orm import Session, joinedload
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
+    OPEN_CONVERSATION,
     CheckIn,
     CheckInState,
     Clinician,
     Conversation,
-    ConversationState,
     Programme,
 )
 from hotline.people import clinician_phone, opted_out, record_opt_out
@@ -292,7 +292,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
         session.scalars(
             select(Conversation.clinician_id).where(
                 Conversation.clinician_id.in_(clinicians),
-                Conversation.state.in_((ConversationState.QUEUED, ConversationState.ACTIVE)),
+                Conversation.state.in_(OPEN_CONVERSATION),
             )
         )
     )
@@ -410,7 +410,7 @@ def _hand_over(
                 select(Conversation.id)
                 .where(
                     Conversation.clinician_id == CheckIn.clinician_id,
-                    Conversation.state.in_((ConversationState.QUEUED, ConversationState.ACTIVE)),
+                    Conversation.state.in_(OPEN_CONVERSATION),
                 )
                 .exists()
             )

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from hotline import checkins, routing
 from hotline.effects import Effects
 from hotline.models import (
+    OPEN_CONVERSATION,
     Clinician,
     Conversation,
     ConversationState,
@@ -20,7 +21,6 @@ from hotline.models import (
 from hotline.programmes import ProgrammeConfig
 from hotline.services import Services
 
-OPEN = (ConversationState.QUEUED, ConversationState.ACTIVE)
 FOLLOWED_UP = ("done", "inactive")
 
 
@@ -28,7 +28,7 @@ def open_conversation(session: Session, clinician: Clinician) -> Conversation | 
     """The clinician's queued or active conversation, if any."""
     return session.scalar(
         select(Conversation)
-        .where(Conversation.clinician_id == clinician.id, Conversation.state.in_(OPEN))
+        .where(Conversation.clinician_id == clinician.id, Conversation.state.in_(OPEN_CONVERSATION))
         .order_by(Conversation.id.desc())
         .limit(1)
     )

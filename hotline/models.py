@@ -76,6 +76,9 @@ class ConversationState(StrEnum):
     ENDED = "ended"
 
 
+OPEN_CONVERSATION = (ConversationState.QUEUED, ConversationState.ACTIVE)  # not ended yet
+
+
 class OfferState(StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"

@@ -23,10 +23,10 @@ from hotline.db import transaction
 from hotline.effects import Effects, schedule
 from hotline.events import insert_new
 from hotline.models import (
+    OPEN_CONVERSATION,
     CheckIn,
     Clinician,
     Conversation,
-    ConversationState,
     MessageDeletion,
     OptOut,
     WebhookEvent,
@@ -149,7 +149,7 @@ def purge_expired(session: Session, now: datetime, retention: timedelta) -> int:
     )
     open_conversation = exists().where(
         Conversation.clinician_id == Clinician.id,
-        Conversation.state.in_((ConversationState.QUEUED, ConversationState.ACTIVE)),
+        Conversation.state.in_(OPEN_CONVERSATION),
     )
     stale = session.scalars(
         select(Clinician).where(
