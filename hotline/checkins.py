@@ -176,7 +176,6 @@ class _Target:
     """A claimed check-in, ready to go: who to text, from which number, what."""
 
     checkin_id: int
-    claimed_at: datetime  # the claim's time: which claim of the row this is
     to: str
     from_: str
     body: str
@@ -204,7 +203,7 @@ def send_due(services: Services, ident: int = 0, *, budget: float = DRAIN_BUDGET
                 effects.wake(Task.SEND_DUE_CHECKINS, ident + lane)
         schedule(services, effects)
         claimed += len(batch.rows)
-        outcomes = _deliver_all(services, batch.targets, now, deadline)
+        outcomes = _deliver_all(services, batch, deadline)
         sent += outcomes.count(CheckInState.SENT)
         handed_back = len(outcomes) < len(batch.targets)
         more = len(batch.rows) == DRAIN_BATCH
@@ -233,7 +232,7 @@ def send_checkin(services: Services, checkin_id: int) -> CheckInState | None:
     now = services.clock()
     with transaction(services.sessions) as session:
         batch = _claim(services, session, [CheckIn.id == checkin_id, *_due_rows(now)], now)
-    outcomes = _deliver_all(services, batch.targets, now, timer.monotonic() + DRAIN_BUDGET)
+    outcomes = _deliver_all(services, batch, timer.monotonic() + DRAIN_BUDGET)
     return outcomes[0] if outcomes else None
 
 
@@ -245,6 +244,7 @@ def _due_rows(now: datetime) -> list[Any]:
 class _Batch:
     rows: Sequence[Any]  # every row claimed (id, clinician_id, programme_id)
     targets: list[_Target]  # those still wanted, to send
+    claimed_at: datetime  # the claim's time: which claim of its rows this is
 
 
 def _claim(services: Services, session: Session, where: list[Any], now: datetime) -> _Batch:
@@ -272,7 +272,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
         .execution_options(synchronize_session=False)
     ).all()
     if not rows:
-        return _Batch(rows, [])
+        return _Batch(rows, [], now)
     rows = sorted(rows, key=lambda row: row.id)
     clinicians = {
         c.id: c
@@ -306,8 +306,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
             unreadable.append(row.id)
             continue
         if to is not None and not clinician.checkins_declined and clinician.id not in talking:
-            target = _Target(row.id, now, to, p.hotline_number, p.checkin_text)
-            wanted.append((p.id, target))
+            wanted.append((p.id, _Target(row.id, to, p.hotline_number, p.checkin_text)))
     blocked = opted_out(session, services.vault, [(pid, t.to, t.from_) for pid, t in wanted])
     targets = [t for pid, t in wanted if (pid, t.to, t.from_) not in blocked]
     if unreadable:
@@ -326,7 +325,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
             .values(state=CheckInState.CANCELLED)
             .execution_options(synchronize_session=False)
         )
-    return _Batch(rows, targets)
+    return _Batch(rows, targets, now)
 
 
 def _wake_if_early(session: Session, ident: int, now: datetime, effects: Effects) -> None:
@@ -344,9 +343,7 @@ def _wake_if_early(session: Session, ident: int, now: datetime, effects: Effects
         effects.wake(Task.SEND_DUE_CHECKINS, ident, due)
 
 
-def _deliver_all(
-    services: Services, targets: list[_Target], now: datetime, deadline: float
-) -> list[CheckInState | None]:
+def _deliver_all(services: Services, batch: _Batch, deadline: float) -> list[CheckInState | None]:
     """Hand claimed check-ins to Twilio one by one; the state each one reached (None: it was
     not this run's any more), for as many as were tried (the rest were handed back).
 
@@ -356,27 +353,28 @@ def _deliver_all(
     ``scheduled`` (``recover_stuck``). Past ``deadline`` (Twilio slow or hanging) the rest go
     back at once rather than risk the job's time-out; so do they if a send fails unexpectedly.
     """
+    targets, claimed_at = batch.targets, batch.claimed_at
     outcomes: list[CheckInState | None] = []
     sent: _Sent | None = None  # the last one Twilio took, not yet recorded
     try:
         for target in targets:
             if timer.monotonic() > deadline:
                 break
-            state = _hand_over(services, target, sent)
+            state = _hand_over(services, target.checkin_id, claimed_at, sent)
             sent = None
             if state != CheckInState.SENDING:  # cancelled, or not ours any more
                 outcomes.append(state)
                 continue
-            outcome = _deliver(services, target, now)
+            outcome = _deliver(services, target, claimed_at)
             if isinstance(outcome, str):
                 sent = _Sent(target.checkin_id, outcome, services.clock())
                 outcome = CheckInState.SENT
             outcomes.append(outcome)
     finally:
         try:
-            _hand_over(services, None, sent)
+            _hand_over(services, None, claimed_at, sent)
         finally:
-            _release(services, targets[len(outcomes) :])
+            _release(services, [t.checkin_id for t in targets[len(outcomes) :]], claimed_at)
     return outcomes
 
 
@@ -388,13 +386,14 @@ class _Sent:
 
 
 def _hand_over(
-    services: Services, target: _Target | None, sent: _Sent | None
+    services: Services, checkin_id: int | None, claimed_at: datetime, sent: _Sent | None
 ) -> CheckInState | None:
-    """One transaction: record ``sent`` as sent, and move ``target`` on from our claim: to
-    ``sending``, or to ``cancelled`` if the clinician is now in a live conversation. Returns
-    that state; None if the row was not ours any more (cancelled by STOP, NOCHECKIN or FORGET
-    meanwhile, or its claim lapsed and it went back, or was claimed again elsewhere)."""
-    if target is None and sent is None:
+    """One transaction: record ``sent`` as sent, and move ``checkin_id`` on from our claim
+    (made at ``claimed_at``): to ``sending``, or to ``cancelled`` if the clinician is now in a
+    live conversation. Returns that state; None if the row was not ours any more (cancelled by
+    STOP, NOCHECKIN or FORGET meanwhile, or its claim lapsed and it went back, or was claimed
+    again elsewhere)."""
+    if checkin_id is None and sent is None:
         return None
     state = None
     with transaction(services.sessions) as session:
@@ -405,7 +404,7 @@ def _hand_over(
                 .values(state=CheckInState.SENT, provider_sid=sent.sid, sent_at=sent.at)
                 .execution_options(synchronize_session=False)
             )
-        if target is not None:
+        if checkin_id is not None:
             talking = (
                 select(Conversation.id)
                 .where(
@@ -416,7 +415,7 @@ def _hand_over(
             )
             moved = session.scalar(
                 update(CheckIn)
-                .where(CheckIn.id == target.checkin_id, *_ours(target.claimed_at))
+                .where(CheckIn.id == checkin_id, *_ours(claimed_at))
                 .values(
                     state=case((talking, CheckInState.CANCELLED), else_=CheckInState.SENDING),
                     claimed_at=services.clock(),
@@ -452,11 +451,11 @@ def _deliver(services: Services, target: _Target, now: datetime) -> str | CheckI
     return sent.sid
 
 
-def _release(services: Services, targets: list[_Target]) -> None:
-    """Claimed but never handed to Twilio: back to ``scheduled``, as if never claimed."""
-    if not targets:
+def _release(services: Services, ids: list[int], claimed_at: datetime) -> None:
+    """Claimed at ``claimed_at`` but never handed to Twilio: back to ``scheduled``, as if
+    never claimed."""
+    if not ids:
         return
-    ids, claimed_at = [t.checkin_id for t in targets], targets[0].claimed_at
     with transaction(services.sessions) as session:
         session.execute(_unclaim(CheckIn.id.in_(ids), *_ours(claimed_at)))
     log.info("%d claimed check-ins handed back for the next run", len(ids))

@@ -904,9 +904,7 @@ def claim_batch(hotline: Hotline, when: datetime) -> Any:
 def deliver_batch(hotline: Hotline, batch: Any, when: datetime) -> list[CheckInState]:
     """...and what it does next, at ``when``: hand the batch to Twilio one by one."""
     with at(hotline, when):
-        return checkins._deliver_all(
-            hotline.services, batch.targets, hotline.clock.now, time.monotonic() + 60
-        )
+        return checkins._deliver_all(hotline.services, batch, time.monotonic() + 60)
 
 
 def once_each(hotline: Hotline, numbers: list[str]) -> bool:
@@ -1108,7 +1106,8 @@ def test_a_stalled_run_handing_back_leaves_a_newer_claim_of_the_same_rows_alone(
     with transaction(hotline.services.sessions) as session:
         checkins.recover_stuck(session, later)
     fresh = claim_batch(hotline, later)
-    checkins._release(hotline.services, stalled.targets)
+    ids = [t.checkin_id for t in stalled.targets]
+    checkins._release(hotline.services, ids, stalled.claimed_at)
     assert states(hotline) == [CheckInState.CLAIMED] * 3
     assert deliver_batch(hotline, fresh, later) == [CheckInState.SENT] * 3
     assert once_each(hotline, numbers)
