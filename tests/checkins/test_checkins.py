@@ -907,6 +907,24 @@ def deliver_batch(hotline: Hotline, batch: Any, when: datetime) -> list[CheckInS
         return checkins._deliver_all(hotline.services, batch, time.monotonic() + 60)
 
 
+def due_an_hour_after(
+    make_line: Callable[..., Hotline], count: int
+) -> tuple[Hotline, list[str], datetime]:
+    """A line with one check-in an hour after a conversation ends, at any hour, and ``count``
+    clinicians whose conversations ended at T0: the line, their numbers, when theirs are due."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    return hotline, ended_together(hotline, count, T0), T0 + timedelta(hours=1)
+
+
+def out_of_time(hotline: Hotline, due: datetime) -> tuple[int, checkins.DrainReport]:
+    """The minute's own run at ``due``, out of time at once (Twilio slow); its ident and
+    report. Redis is emptied first, so the queue then holds only what the run asked for."""
+    hotline.redis.flushdb()
+    ident = checkins.wake_up_for(due)[0]
+    with at(hotline, due):
+        return ident, checkins.send_due(hotline.services, ident, budget=0.0)
+
+
 def once_each(hotline: Hotline, numbers: list[str]) -> bool:
     sent = Counter(m["to"] for m in hotline.fake.messages)
     return all(sent[n] == 1 for n in numbers) and sum(sent.values()) == len(numbers)
@@ -918,9 +936,7 @@ MANY = 2 * checkins.DRAIN_BATCH + 7  # three batches, the last one short
 def test_checkins_due_in_one_minute_share_one_wake_up_and_each_goes_once(
     make_line: Callable[..., Hotline],
 ) -> None:
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
-    numbers = ended_together(hotline, MANY, T0)
-    due = T0 + timedelta(hours=1)
+    hotline, numbers, due = due_an_hour_after(make_line, MANY)
     minute = int(due.timestamp()) // 60
     assert wake_ups(hotline) == {f"send_due_checkins-{minute}0": due}
 
@@ -938,13 +954,8 @@ def test_a_run_out_of_time_hands_its_batch_back_and_a_fresh_job_finishes(
     """A run stops claiming after its budget (Twilio slow): what it claimed but did not send
     goes back to ``scheduled`` untouched, and the job it queues carries on. On PostgreSQL this
     also shows that one claim takes one batch, not every due row (see ``_claim``)."""
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
-    numbers = ended_together(hotline, MANY, T0)
-    due = T0 + timedelta(hours=1)
-    hotline.redis.flushdb()  # only what the run itself queues
-    ident = checkins.wake_up_for(due)[0]
-    with at(hotline, due):
-        report = checkins.send_due(hotline.services, ident, budget=0.0)
+    hotline, numbers, due = due_an_hour_after(make_line, MANY)
+    ident, report = out_of_time(hotline, due)
     assert report == checkins.DrainReport(claimed=checkins.DRAIN_BATCH, sent=0)
     assert hotline.fake.messages == []
     assert [(r.state, r.attempts, r.claimed_at) for r in rows(hotline)] == [
@@ -966,9 +977,7 @@ def test_a_batch_whose_claim_lapsed_sends_nothing_the_sweeper_took_over(
     """A worker stalls between claiming a batch and sending it (a long pause, a hung
     connection): after CLAIM_LEASE the sweeper sends the batch; the stalled worker, when it
     carries on, finds the rows no longer its own and sends none of them again."""
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
-    numbers = ended_together(hotline, 5, T0)
-    due = T0 + timedelta(hours=1)
+    hotline, numbers, due = due_an_hour_after(make_line, 5)
     stalled = claim_batch(hotline, due)
     assert states(hotline) == [CheckInState.CLAIMED] * 5
     assert sweep(hotline, due + checkins.CLAIM_LEASE - timedelta(seconds=1)) == 0  # still held
@@ -983,9 +992,7 @@ def test_runs_racing_over_one_minute_of_checkins_send_each_once(
     make_line: Callable[..., Hotline],
 ) -> None:
     """The lanes of one minute and the sweeper drain the same rows side by side."""
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
-    numbers = ended_together(hotline, MANY, T0)
-    due = T0 + timedelta(hours=1)
+    hotline, numbers, due = due_an_hour_after(make_line, MANY)
     hotline.clock.now = due.astimezone(UTC)
     minute = checkins.wake_up_for(due)[0]
     idents = [minute + lane for lane in range(checkins.DRAIN_LANES)] + [0]  # 0: the sweeper
@@ -1019,10 +1026,8 @@ def test_nocheckin_or_a_new_conversation_stops_a_checkin_already_in_a_batch(
 ) -> None:
     """Between a run's claim and its send (up to its 20 s budget, longer if it stalls) a
     clinician may write NOCHECKIN, or text the line again: neither gets the check-in."""
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
+    hotline, (declines, writes, waits), due = due_an_hour_after(make_line, 3)
     hotline.add_supporter("Alice", ALICE)
-    declines, writes, waits = ended_together(hotline, 3, T0)
-    due = T0 + timedelta(hours=1)
     batch = claim_batch(hotline, due)
     assert len(batch.targets) == 3
     with at(hotline, due):
@@ -1041,9 +1046,7 @@ def test_woken_before_its_minute_by_a_slow_clock_the_run_comes_back_on_time(
 ) -> None:
     """Machines' clocks differ: the scheduler's may say the minute is over while this
     worker's says it is not quite. The run finds nothing due yet and asks to come back."""
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
-    numbers = ended_together(hotline, 2, T0)
-    due = T0 + timedelta(hours=1)
+    hotline, numbers, due = due_an_hour_after(make_line, 2)
     hotline.redis.flushdb()
     ident = checkins.wake_up_for(due)[0]
     with at(hotline, due - timedelta(seconds=2)):
@@ -1060,14 +1063,13 @@ def test_a_number_no_data_key_opens_fails_its_checkin_and_not_the_batch(
 ) -> None:
     """A row whose number was sealed under a key since removed must not stop every later
     check-in (it would lead every batch, being the oldest due)."""
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
-    numbers = ended_together(hotline, 3, T0)
+    hotline, numbers, due = due_an_hour_after(make_line, 3)
     retired = Vault((b"r" * 32,))  # a key this line no longer has
     with transaction(hotline.services.sessions) as session:
         first = session.scalars(select(Clinician).order_by(Clinician.id)).first()
         assert first is not None
         first.phone_sealed = retired.seal(numbers[0], CLINICIAN_CONTEXT)
-    work(hotline, T0 + timedelta(hours=1))
+    work(hotline, due)
     assert states(hotline) == [CheckInState.FAILED, CheckInState.SENT, CheckInState.SENT]
     assert once_each(hotline, numbers[1:])
 
@@ -1077,13 +1079,8 @@ def test_a_run_that_hands_back_a_short_batch_still_queues_a_run_to_carry_on(
 ) -> None:
     """Twilio slow: the run's time is up partway through a batch of fewer than 50. What it
     hands back must not wait for the sweeper."""
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
-    numbers = ended_together(hotline, 5, T0)
-    due = T0 + timedelta(hours=1)
-    hotline.redis.flushdb()
-    ident = checkins.wake_up_for(due)[0]
-    with at(hotline, due):
-        report = checkins.send_due(hotline.services, ident, budget=0.0)
+    hotline, numbers, due = due_an_hour_after(make_line, 5)
+    ident, report = out_of_time(hotline, due)
     assert report == checkins.DrainReport(claimed=5, sent=0)
     assert states(hotline) == [CheckInState.SCHEDULED] * 5
     carry_on = f"send_due_checkins-{ident + checkins.CONTINUED}"
@@ -1098,9 +1095,7 @@ def test_a_stalled_run_handing_back_leaves_a_newer_claim_of_the_same_rows_alone(
     """Run A stalls past its lease; the rows go back and run B claims them. When A wakes and
     hands its batch back, B's claim must stand (else B's hand-over finds nothing and the rows
     wait another round)."""
-    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1h", HOTLINE_CHECKIN_HOURS="")
-    numbers = ended_together(hotline, 3, T0)
-    due = T0 + timedelta(hours=1)
+    hotline, numbers, due = due_an_hour_after(make_line, 3)
     stalled = claim_batch(hotline, due)
     later = due + checkins.CLAIM_LEASE + timedelta(seconds=1)
     with transaction(hotline.services.sessions) as session:
