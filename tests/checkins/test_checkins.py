@@ -31,7 +31,8 @@ import time_machine
 from redis import Redis
 from rq import SimpleWorker
 from rq.job import Job
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
 from hotline import checkins
 from hotline.db import make_engine, transaction
@@ -1105,4 +1106,48 @@ def test_a_stalled_run_handing_back_leaves_a_newer_claim_of_the_same_rows_alone(
     checkins._release(hotline.services, ids, stalled.claimed_at)
     assert states(hotline) == [CheckInState.CLAIMED] * 3
     assert deliver_batch(hotline, fresh, later) == [CheckInState.SENT] * 3
+    assert once_each(hotline, numbers)
+
+
+def test_the_database_failing_as_a_send_is_recorded_hands_the_rest_back_at_once(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """The database fails twice while recording that Twilio took the second text: first in
+    the hand-over of the third row, then in the run's last attempt to record it. The rest of
+    the batch must still go back at once (not wait out the claim's lease), the second row must
+    stay in doubt and never be resent, and the next run sends the rest once each."""
+    hotline, numbers, due = due_an_hour_after(make_line, 4)
+    batch = claim_batch(hotline, due)
+    failures = [2]
+
+    def fail_recording_a_send(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        recording = statement.startswith("UPDATE checkins") and "provider_sid" in statement
+        if recording and len(hotline.fake.messages) == 2 and failures[0]:
+            failures[0] -= 1
+            raise OperationalError(statement, None, Exception("server closed the connection"))
+
+    engine = hotline.services.sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", fail_recording_a_send)
+    try:
+        with pytest.raises(OperationalError):
+            deliver_batch(hotline, batch, due)
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_recording_a_send)
+    assert failures == [0]
+    assert states(hotline) == [
+        CheckInState.SENT,
+        CheckInState.SENDING,  # Twilio took it; whether it was recorded is in doubt
+        CheckInState.SCHEDULED,
+        CheckInState.SCHEDULED,
+    ]
+
+    later = due + checkins.STUCK_AFTER + timedelta(seconds=1)
+    sweep(hotline, later)
+    work(hotline, later)
+    assert states(hotline) == [
+        CheckInState.SENT,
+        CheckInState.UNKNOWN,
+        CheckInState.SENT,
+        CheckInState.SENT,
+    ]
     assert once_each(hotline, numbers)
