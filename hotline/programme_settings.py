@@ -242,7 +242,7 @@ def _number(name: str) -> Callable[[Session, Vault, Programme, str, object], Non
         if not _blank(value):
             if (
                 isinstance(value, bool)
-                or not str(value).strip().isdigit()
+                or not (str(value).strip().isascii() and str(value).strip().isdigit())
                 or not low <= int(str(value)) <= high
             ):
                 raise SettingsChangeError(f"a whole number from {low} to {high}", field)

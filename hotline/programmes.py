@@ -6,15 +6,21 @@ The environment defines the first programme (slug ``default``); more are added w
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, union_all
 from sqlalchemy.orm import Session, joinedload
 
 from hotline.models import PoolNumber, Programme
-from hotline.settings import Settings, parse_hours, parse_offsets
+from hotline.settings import Settings, SettingsError, parse_hours, parse_offsets
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_SLUG = "default"
 DEFAULT_GREETING = (
@@ -52,7 +58,12 @@ class ProgrammeConfig:
 def config_of(programme: Programme, settings: Settings) -> ProgrammeConfig:
     hours = settings.checkin_hours
     if programme.checkin_hours is not None:
-        hours = parse_hours(programme.checkin_hours)
+        hours = _stored(programme, "check-in hours", parse_hours, programme.checkin_hours, hours)
+    offsets = settings.checkin_offsets
+    if programme.checkin_offsets:
+        offsets = _stored(
+            programme, "check-in cadence", parse_offsets, programme.checkin_offsets, offsets
+        )
     return ProgrammeConfig(
         id=programme.id,
         name=programme.name,
@@ -63,14 +74,22 @@ def config_of(programme: Programme, settings: Settings) -> ProgrammeConfig:
         crisis_text=programme.crisis_text or settings.crisis_text,
         resources_text=programme.resources_text or DEFAULT_RESOURCES,
         offer_timeout=timedelta(seconds=programme.offer_timeout or settings.offer_timeout),
-        checkin_offsets=(
-            parse_offsets(programme.checkin_offsets)
-            if programme.checkin_offsets
-            else settings.checkin_offsets
-        ),
+        checkin_offsets=offsets,
         checkin_hours=hours,
         checkin_text=programme.checkin_text or DEFAULT_CHECKIN_TEXT,
     )
+
+
+def _stored(programme: Programme, what: str, parse: Callable[[str], T], text: str, default: T) -> T:
+    """A stored setting, or the environment's default if it no longer parses (a value saved
+    before a release that refuses it must not fail every text; the coordinator sees it)."""
+    try:
+        return parse(text)
+    except SettingsError:
+        log.warning(
+            "programme %s: stored %s no longer valid; using the default", programme.id, what
+        )
+        return default
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ PRODUCTION_REQUIRED = (
     "REDIS_URL",
     "HOTLINE_PUBLIC_URL",
 )
-_OFFSET = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_OFFSET = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.ASCII)
+MAX_OFFSET = timedelta(days=366)  # a check-in on the event's anniversary, no later
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -154,7 +155,10 @@ def parse_offsets(text: str, name: str = "offsets") -> tuple[timedelta, ...]:
         match = _OFFSET.match(part)
         if not match:
             raise SettingsError(f"{name}: {part.strip()!r} is not a duration like 30m, 2h or 7d")
-        offsets.append(timedelta(seconds=int(match[1]) * _UNITS[match[2]]))
+        seconds = int(match[1]) * _UNITS[match[2]]
+        if seconds > MAX_OFFSET.total_seconds():
+            raise SettingsError(f"{name}: {part.strip()!r} is more than a year (366d at most)")
+        offsets.append(timedelta(seconds=seconds))
     return tuple(offsets)
 
 
@@ -166,6 +170,8 @@ def parse_hours(text: str, name: str = "hours") -> tuple[time, time] | None:
         start, end = (time.fromisoformat(p.strip()) for p in text.split("-"))
     except ValueError:
         raise SettingsError(f"{name}: {text!r} is not a window like 09:00-20:00") from None
+    if start.tzinfo is not None or end.tzinfo is not None:
+        raise SettingsError(f"{name}: {text!r} is local to the programme: give no offset")
     if start == end:
         raise SettingsError(f"{name}: the window {text!r} is empty")
     return start, end

@@ -11,14 +11,23 @@ from hotline.programmes import config_of
 from tests.console.conftest import ACTOR
 from tests.kit import sms
 from tests.kit.harness import Hotline
+from tests.kit.phones import Phones
+
+ALICE, CLINICIAN = "+15550108001", "+15550109001"
 
 BAD = [
     ({"timezone": "Mars/Olympus_Mons"}, "timezone", "IANA"),
     ({"timezone": "Europe"}, "timezone", "IANA"),
     ({"timezone": "../../etc/passwd"}, "timezone", "IANA"),
     ({"checkin_offsets": "1 week"}, "checkin_offsets", "duration"),
+    ({"checkin_offsets": "400d"}, "checkin_offsets", "more than a year"),
+    ({"checkin_offsets": "99999999999d"}, "checkin_offsets", "more than a year"),
+    ({"checkin_offsets": "\u0663d"}, "checkin_offsets", "duration"),  # an Arabic-Indic 3
     ({"checkin_hours": "9-5pm"}, "checkin_hours", "window"),
+    ({"checkin_hours": "09:00Z-20:00Z"}, "checkin_hours", "give no offset"),
+    ({"checkin_hours": "09:00+01-20:00+01"}, "checkin_hours", "give no offset"),
     ({"offer_timeout": "5"}, "offer_timeout", "30 to 3600"),
+    ({"offer_timeout": "\u00b2"}, "offer_timeout", "30 to 3600"),  # a superscript 2
     ({"pool_numbers": "+15550100001,not a number"}, "pool_numbers", "phone number"),
     ({"alert_phone": "12"}, "alert_phone", "phone number"),
     ({"greeting": "x" * 1001}, "greeting", "at most 1000"),
@@ -88,3 +97,31 @@ def test_pasted_typography_is_made_plain_so_texts_stay_in_gsm7(hotline: Hotline)
     with hotline.session() as session:
         kept = session.get_one(Programme, hotline.programme_id).greeting
     assert kept == "Bienvenue, \u00e9quipe - \u00bfhola?", "accents are the coordinator's choice"
+
+
+def test_a_stored_setting_a_newer_release_refuses_falls_back_instead_of_failing_texts(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Check-in hours with a zone offset were once accepted; comparing them with local times
+    failed every DONE. Stored before the fix, they must now read as the default."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.checkin_hours, programme.checkin_offsets = "09:00Z-20:00Z", "3000000d"
+        p = config_of(programme, hotline.services.settings)
+    assert (p.checkin_hours, p.checkin_offsets) == (
+        hotline.services.settings.checkin_hours,
+        hotline.services.settings.checkin_offsets,
+    )
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.texts("rough night")
+    clinician.expect_text("confidential")
+    alice.expect_text("Reply ACCEPT")
+    alice.texts("ACCEPT")
+    alice.expect_text("connected")
+    alice.expect_text("rough night")  # the held first text
+    clinician.expect_text("joined")
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    phones.assert_no_unexpected()
