@@ -21,7 +21,7 @@ from hotline.models import (
 from hotline.programmes import ProgrammeConfig
 from hotline.services import Services
 
-FOLLOWED_UP = ("done", "inactive")
+FOLLOWED_UP = ("done", "inactive", "peer_stop")  # the conversation took place
 
 
 def open_conversation(session: Session, clinician: Clinician) -> Conversation | None:

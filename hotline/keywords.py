@@ -61,6 +61,7 @@ _ALIASES = {
     "nocheckins": Word.NOCHECKIN,
     "forget": Word.FORGET,
 }
+_EVERYDAY = frozenset({"yes", "y", "no", "n"})
 _BREAK = re.compile(r"^break(?:\s+(\d{1,3})\s*(m|min|mins|h|hr|hrs|hour|hours)?)?$")
 DEFAULT_BREAK = timedelta(hours=1)
 MAX_BREAK = timedelta(hours=24)
@@ -72,6 +73,8 @@ class Command:
     duration: timedelta | None = None  # BREAK
     discipline: str | None = None  # a discipline word, e.g. NURSE
     opt_in: bool = False  # START/UNSTOP/YES (Twilio lifted its block for this pair)
+    # YES/Y/NO/N: a reply to an offer, but inside a conversation an answer to the clinician.
+    everyday: bool = False
 
 
 def parse(body: str) -> Command | None:
@@ -82,7 +85,7 @@ def parse(body: str) -> Command | None:
     if text in ("start", "unstop"):
         return Command(Word.START, opt_in=True)
     if text in _ALIASES:
-        return Command(_ALIASES[text], opt_in=text == "yes")
+        return Command(_ALIASES[text], opt_in=text == "yes", everyday=text in _EVERYDAY)
     if text in DISCIPLINES:
         return Command(Word.DISCIPLINE, discipline=DISCIPLINES[text])
     match = _BREAK.match(text)

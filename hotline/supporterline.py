@@ -85,11 +85,21 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
 
 
 def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
-    """Twilio now blocks this pool number to the supporter: pass on anything waiting there."""
+    """Twilio now blocks this pool number to the supporter: pass on anything waiting there,
+    and end a conversation on it (nothing relayed there would reach them any more); its
+    clinician is told, with the next step and the crisis line."""
     record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
     offer = _pending_offer(ctx, supporter)
     if offer is not None and routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now):
         _route_onwards(ctx, offer)
+    conv = _live_conversation(ctx, supporter)
+    if conv is not None:
+        clinician = ctx.session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
+        conversations.end_conversation(
+            ctx.session, ctx.programme, conv, "peer_stop", ctx.now, ctx.effects
+        )
+        to = clinician_phone(ctx.services.vault, clinician) if clinician else None
+        ctx.effects.text(to, ctx.programme.hotline_number, wording.peer_left(ctx.programme))
 
 
 def _answer_offer(ctx: Inbound, offer: Offer, word: Word | None) -> None:
@@ -127,7 +137,7 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
     elif word is Word.RESOURCES:
         ctx.effects.text(to, hotline, ctx.programme.resources_text)
         ctx.reply(wording.resources_sent())
-    elif word in (Word.ACCEPT, Word.PASS):
+    elif word in (Word.ACCEPT, Word.PASS) and not (ctx.command and ctx.command.everyday):
         ctx.reply(wording.already_connected())
     else:
         conv.last_activity_at = ctx.now

@@ -130,6 +130,14 @@ def closing(p: ProgrammeConfig) -> str:
     )
 
 
+def peer_left(p: ProgrammeConfig) -> str:
+    """The supporter opted out of the number this conversation ran on (STOP)."""
+    return (
+        "Your peer can't continue this conversation. Text this number any time to reach "
+        f"another peer. {p.crisis_text}"
+    )
+
+
 def done_for_supporter() -> str:
     return "Conversation closed. Thank you. Follow-up check-ins will go out from the line."
 

@@ -64,6 +64,7 @@ ROWS: dict[str, Row] = {
     "forgotten": (wording.forgotten, (), 1),
     "check-ins declined": (wording.checkins_declined, (), 1),
     "ended by clinician": (wording.ended_by_clinician, (), 1),
+    "peer left": (wording.peer_left, (DEFAULT,), 2),
     "media not relayed": (wording.media_not_relayed, (), 1),
     "not a line": (wording.not_a_line, (HOTLINE,), 1),
     # The supporter, between patients: one segment each, the reply words in capitals.
@@ -134,7 +135,8 @@ def test_no_string_in_wording_is_outside_gsm7() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["greeting", "clinician help", "fallback, next on call", "greeting, nobody free"]
+    "name",
+    ["greeting", "clinician help", "fallback, next on call", "greeting, nobody free", "peer left"],
 )
 def test_clinician_texts_that_must_carry_the_crisis_sentence_do(name: str) -> None:
     text, _ = TEXTS[name]

@@ -214,6 +214,39 @@ def test_stop_mid_conversation_ends_it(hotline: Hotline, phones: Phones) -> None
     phones.assert_no_unexpected()
 
 
+def test_a_supporters_yes_and_no_inside_a_conversation_reach_the_clinician(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """YES/Y/NO/N answer an offer; inside a conversation they are answers to the clinician."""
+    clinician, alice = _connected(hotline, phones)
+    clinician.texts("Do you think I could have prevented it?")
+    alice.expect_text("prevented it?")
+    for answer in ("No.", "yes", "N", "Y!"):
+        alice.texts(answer)
+        assert clinician.expect_text(from_=HOTLINE).body == answer
+    alice.texts("ACCEPT")  # the command words themselves are still commands
+    alice.expect_text("already connected")
+    phones.assert_no_unexpected()
+
+
+def test_a_supporter_stopping_the_number_mid_conversation_ends_it_and_tells_the_clinician(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Twilio blocks the pool number to the supporter after STOP: nothing relayed there would
+    reach them, so the clinician must not go on talking to nobody."""
+    clinician, alice = _connected(hotline, phones)
+    alice.texts("STOP")  # Twilio itself answers the opt-out word
+    told = clinician.expect_text("can't continue", from_=HOTLINE)
+    assert hotline.services.settings.crisis_text in told.body
+    with hotline.session() as session:
+        conv = session.scalars(select(Conversation)).one()
+        assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "peer_stop")
+    clinician.texts("are you still there?")  # a new request: never on the number Alice stopped
+    clinician.expect_text("confidential")
+    assert alice.expect_text(OFFER).from_ != POOL[0]
+    phones.assert_no_unexpected()
+
+
 def test_discipline_is_preferred_and_falls_back_to_anyone(hotline: Hotline, phones: Phones) -> None:
     hotline.add_supporter("Alice", ALICE, discipline="physician")
     hotline.add_supporter("Bob", BOB, discipline="nurse")
