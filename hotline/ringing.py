@@ -213,7 +213,7 @@ def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
         offer = session.get(Offer, ring)
         if offer is not None and offer.state == OfferState.ACCEPTED:
             return reply()
-        conv = routing.assign(session, offer, services.clock()) if offer is not None else None
+        conv = routing.assign(session, offer, services.clock(), effects) if offer else None
         if conv is None:
             return reply(Say(speech.call_gone()), Hangup())
         session.execute(

@@ -164,8 +164,14 @@ def reserve(
 ) -> Offer | None:
     """Record an offer of ``conv`` to the best eligible supporter and move the round-robin
     pointer, under the programme lock; None when nobody is left. Sends nothing: the caller
-    decides how the offer reaches the supporter (a text, or a ringing phone)."""
+    decides how the offer reaches the supporter (a text, or a ringing phone).
+
+    Callers look at ``conv`` before the lock; what they saw is checked again under it, so two
+    that race (a clinician's next text, the sweeper, a supporter's BACK, the call-back job)
+    never both make an offer of one conversation."""
     lock_programme(session, p.id)
+    if not still_waiting(session, conv):
+        return None
     found = candidates(session, vault, p, conv, now)
     if not found:
         return None
@@ -199,7 +205,7 @@ def offer_or_fall_back(
     greeting and the fallback go as one text (the caller greets only when there is an offer).
     """
     offer = offer_next(session, vault, p, conv, now, effects)
-    if offer is None and conv.fallback_at is None:
+    if offer is None and conv.fallback_at is None and still_waiting(session, conv):
         conv.fallback_at = now
         clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
         if clinician is not None:
@@ -215,6 +221,13 @@ def offer_or_fall_back(
         if alert:
             effects.text(alert, p.hotline_number, wording.coordinator_alert(p))
     return offer
+
+
+def still_waiting(session: Session, conv: Conversation) -> bool:
+    """``conv`` is queued with no pending offer, as the database says now (not as this
+    session last loaded it)."""
+    state = session.scalar(select(Conversation.state).where(Conversation.id == conv.id))
+    return state == ConversationState.QUEUED and pending_offer(session, conv) is None
 
 
 def _first_replies_nobody_free(p: ProgrammeConfig, next_on: datetime | None) -> list[str]:
@@ -255,7 +268,7 @@ def accept(
 ) -> bool:
     """The supporter takes the conversation by text: held texts go to them, the clinician is
     told (a call-back: the supporter is told to call this number, the clinician to expect it)."""
-    conv = assign(session, offer, now)
+    conv = assign(session, offer, now, effects)
     if conv is None:
         return False
     supporter = session.get_one(Supporter, offer.supporter_id)
@@ -276,16 +289,40 @@ def accept(
     return True
 
 
-def assign(session: Session, offer: Offer, now: datetime) -> Conversation | None:
+def assign(session: Session, offer: Offer, now: datetime, effects: Effects) -> Conversation | None:
     """The offer's supporter takes its conversation: the offer ACCEPTED, the conversation ACTIVE
-    on the offer's pool number, the clinician's preferred supporter noted. None (and nothing
-    changed) when the offer was no longer pending. Sends nothing."""
+    on the offer's pool number, any other offer of it withdrawn, the clinician's preferred
+    supporter noted. None when the offer was no longer pending, or its conversation is no
+    longer waiting (taken or ended meanwhile; the offer is then withdrawn). Sends nothing."""
     if not answer(session, offer, OfferState.ACCEPTED, now):
         return None
+    taken = session.execute(
+        update(Conversation)
+        .where(
+            Conversation.id == offer.conversation_id,
+            Conversation.state == ConversationState.QUEUED,
+        )
+        .values(
+            state=ConversationState.ACTIVE,
+            supporter_id=offer.supporter_id,
+            pool_number=offer.pool_number,
+            accepted_at=now,
+            last_activity_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not taken.rowcount:  # type: ignore[attr-defined]
+        session.execute(
+            update(Offer)
+            .where(Offer.id == offer.id)
+            .values(state=OfferState.WITHDRAWN)
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(offer)
+        return None
     conv = session.get_one(Conversation, offer.conversation_id)
-    conv.state = ConversationState.ACTIVE
-    conv.supporter_id, conv.pool_number = offer.supporter_id, offer.pool_number
-    conv.accepted_at = conv.last_activity_at = now
+    session.refresh(conv)
+    withdraw_offers(session, conv, now, effects)
     clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
     if clinician is not None:
         clinician.last_supporter_id = offer.supporter_id

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import timedelta
 
 from sqlalchemy import select
 
-from hotline.models import Offer, Supporter
+from hotline import routing
+from hotline.db import transaction
+from hotline.effects import Effects
+from hotline.models import Conversation, Offer, OfferState, Programme, Supporter
+from hotline.programmes import config_of
 from tests.kit.fake_twilio import AUTH_TOKEN
-from tests.kit.harness import HOTLINE, PUBLIC_URL, Hotline
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
+from tests.kit.phones import Phones
 from tests.kit.signing import signed_post
+
+BOB, CAROL = "+15550108002", "+15550108003"
+OFFER = "Reply ACCEPT to take it or PASS"
 
 
 def test_parallel_first_texts_spread_evenly(hotline: Hotline) -> None:
@@ -50,3 +59,79 @@ def test_parallel_first_texts_spread_evenly(hotline: Hotline) -> None:
     assert sorted(per_supporter.values()) == [3, 3, 3]
     assert set(per_supporter) == ids
     assert set(conversations.values()) == {1}, "a conversation was offered twice at once"
+
+
+def test_two_that_saw_a_request_waiting_make_one_offer_and_one_peer_joins(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The sweeper (or a supporter's BACK) and the clinician's next text both see a request
+    with no pending offer, then offer it one after the other: the second must find the first's
+    offer under the programme lock, or two peers are offered it, both accept, and the clinician
+    is told twice that a peer joined while one of them is cut off."""
+    clinician = phones.phone("+15550109001")
+    clinician.texts("hello")  # nobody on call yet: held, the fallback sent
+    clinician.expect_text("No peer is free")
+    hotline.add_supporter("Bob", BOB)
+    hotline.add_supporter("Carol", CAROL)
+    services, now = hotline.services, hotline.clock.now
+
+    late = services.sessions()  # the sweeper: looked, saw it waiting, has not offered yet
+    waiting = late.scalars(select(Conversation)).one()
+    assert routing.pending_offer(late, waiting) is None
+    late.commit()
+
+    clinician.texts("is anyone there?")  # this one offers it (to Bob)
+    phones.phone(BOB).expect_text(OFFER)
+
+    effects = Effects()
+    with late.begin():
+        p = config_of(late.get_one(Programme, hotline.programme_id), services.settings)
+        assert routing.offer_next(late, services.vault, p, waiting, now, effects) is None
+    late.close()
+    assert effects.texts == []
+    with hotline.session() as session:
+        assert session.scalars(select(Offer.supporter_id)).all() == [
+            session.scalar(select(Supporter.id).where(Supporter.name == "Bob"))
+        ]
+    phones.assert_no_unexpected()
+
+
+def test_of_two_offers_of_one_request_only_the_first_accept_takes_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Should two offers of one request ever be pending (an older release, a lost race), the
+    first ACCEPT takes it and withdraws the other: the second peer is told it has gone."""
+    hotline.add_supporter("Bob", BOB)
+    carol_id = hotline.add_supporter("Carol", CAROL)
+    clinician, bob, carol = (phones.phone(n) for n in ("+15550109001", BOB, CAROL))
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    bob.expect_text(OFFER)
+    with transaction(hotline.services.sessions) as session:
+        conv = session.scalars(select(Conversation)).one()
+        now = hotline.clock.now
+        session.add(
+            Offer(
+                conversation_id=conv.id,
+                supporter_id=carol_id,
+                pool_number=POOL[0],
+                offered_at=now,
+                expires_at=now + timedelta(minutes=3),
+            )
+        )
+
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("hello")
+    clinician.expect_text("joined")
+    carol.texts("ACCEPT")
+    carol.expect_text("already gone to another peer")
+    with hotline.session() as session:
+        assert session.scalar(select(Conversation.supporter_id)) != carol_id
+        assert sorted(session.scalars(select(Offer.state))) == [
+            OfferState.ACCEPTED,
+            OfferState.WITHDRAWN,
+        ]
+    clinician.texts("thank you")
+    bob.expect_text("thank you")
+    phones.assert_no_unexpected()
