@@ -38,6 +38,8 @@ from hotline.wakeups import Task
 
 PENDING_TEXT_CONTEXT = b"pending-text"
 NEVER = datetime.min.replace(tzinfo=UTC)
+PENDING_ONLY = (OfferState.PENDING,)
+LAPSED = (OfferState.EXPIRED, OfferState.PASSED)  # still acceptable while the request waits
 
 
 @dataclass(frozen=True)
@@ -246,11 +248,18 @@ def alert_phone(session: Session, vault: Vault, programme_id: int) -> str | None
     return vault.open(sealed, ALERT_CONTEXT) if sealed else None
 
 
-def answer(session: Session, offer: Offer, state: OfferState, now: datetime) -> bool:
-    """Move a pending offer to ``state``; False if it was already answered or expired."""
+def answer(
+    session: Session,
+    offer: Offer,
+    state: OfferState,
+    now: datetime,
+    was: tuple[OfferState, ...] = PENDING_ONLY,
+) -> bool:
+    """Move a pending offer (or one in a state of ``was``) to ``state``; False if it was
+    already answered or expired."""
     result = session.execute(
         update(Offer)
-        .where(Offer.id == offer.id, Offer.state == OfferState.PENDING)
+        .where(Offer.id == offer.id, Offer.state.in_(was))
         .values(state=state, answered_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -265,10 +274,13 @@ def accept(
     offer: Offer,
     now: datetime,
     effects: Effects,
+    *,
+    late: bool = False,
 ) -> bool:
     """The supporter takes the conversation by text: held texts go to them, the clinician is
-    told (a call-back: the supporter is told to call this number, the clinician to expect it)."""
-    conv = assign(session, offer, now, effects)
+    told (a call-back: the supporter is told to call this number, the clinician to expect it).
+    ``late``: the offer had lapsed or been passed on, and its conversation still waits."""
+    conv = assign(session, offer, now, effects, late=late)
     if conv is None:
         return False
     supporter = session.get_one(Supporter, offer.supporter_id)
@@ -289,12 +301,14 @@ def accept(
     return True
 
 
-def assign(session: Session, offer: Offer, now: datetime, effects: Effects) -> Conversation | None:
+def assign(
+    session: Session, offer: Offer, now: datetime, effects: Effects, *, late: bool = False
+) -> Conversation | None:
     """The offer's supporter takes its conversation: the offer ACCEPTED, the conversation ACTIVE
     on the offer's pool number, any other offer of it withdrawn, the clinician's preferred
     supporter noted. None when the offer was no longer pending, or its conversation is no
     longer waiting (taken or ended meanwhile; the offer is then withdrawn). Sends nothing."""
-    if not answer(session, offer, OfferState.ACCEPTED, now):
+    if not answer(session, offer, OfferState.ACCEPTED, now, LAPSED if late else PENDING_ONLY):
         return None
     taken = session.execute(
         update(Conversation)

@@ -7,11 +7,14 @@ on; every reply goes back from that same number, so they always know which conve
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from hotline import conversations, routing, wording
+from hotline.conversations import open_conversation
 from hotline.inbound import Inbound
 from hotline.keywords import Word
 from hotline.models import (
+    Channel,
     Clinician,
     Conversation,
     ConversationState,
@@ -19,7 +22,7 @@ from hotline.models import (
     OfferState,
     Supporter,
 )
-from hotline.people import clinician_phone, lift_opt_out, record_opt_out
+from hotline.people import clinician_phone, find_clinician, lift_opt_out, record_opt_out
 from hotline.wakeups import Task
 
 SUPPORTER_WORDS = frozenset(
@@ -35,7 +38,16 @@ def is_supporter_text(ctx: Inbound, supporter: Supporter, to_hotline: bool) -> b
         return True
     if _live_conversation(ctx, supporter) or _pending_offer(ctx, supporter):
         return True
-    return ctx.command is not None and ctx.command.word in SUPPORTER_WORDS
+    if ctx.command is None or ctx.command.word not in SUPPORTER_WORDS:
+        return False
+    # A supporter being supported themselves: their YES, NO, HELP or DONE on the hotline is
+    # for their own peer; only BREAK and BACK, which no clinician text means, stay commands.
+    return ctx.command.word in (Word.BREAK, Word.BACK) or not _supported_here(ctx)
+
+
+def _supported_here(ctx: Inbound) -> bool:
+    clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
+    return clinician is not None and open_conversation(ctx.session, clinician) is not None
 
 
 def _live_conversation(ctx: Inbound, supporter: Supporter) -> Conversation | None:
@@ -78,10 +90,63 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
         _answer_offer(ctx, offer, word)
     elif (conv := _live_conversation(ctx, supporter)) is not None:
         _in_conversation(ctx, conv, word)
+    elif word in (Word.ACCEPT, Word.PASS) and (elsewhere := _offers_elsewhere(ctx, supporter)):
+        if len(elsewhere) == 1:
+            _answer_offer(ctx, elsewhere[0], word)
+        else:
+            ctx.reply(wording.answer_where_offered())
     elif word is Word.ACCEPT:
-        ctx.reply(wording.offer_gone())
+        _accept_late(ctx, supporter)
     else:
         ctx.reply(wording.conversation_ended())
+
+
+def _offers_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Offer]:
+    """An answer sent to the hotline number: the supporter's pending offers on pool numbers
+    (a saved contact, a reply in the wrong thread)."""
+    if ctx.text.to != ctx.programme.hotline_number:
+        return []
+    return list(
+        ctx.session.scalars(
+            select(Offer).where(
+                Offer.supporter_id == supporter.id, Offer.state == OfferState.PENDING
+            )
+        )
+    )
+
+
+def _accept_late(ctx: Inbound, supporter: Supporter) -> None:
+    """ACCEPT on a number whose offer lapsed or was passed on: if that text request still
+    waits and is with nobody else, it is theirs (the clinician was told a peer will text).
+    The number is free on their phone: no offer or conversation of theirs matched it."""
+    other = aliased(Offer)
+    offered_now = (
+        select(other.id)
+        .where(other.conversation_id == Conversation.id, other.state == OfferState.PENDING)
+        .exists()
+    )
+    lapsed = ctx.session.scalar(
+        select(Offer)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(
+            Offer.supporter_id == supporter.id,
+            Offer.pool_number == ctx.text.to,
+            Offer.state.in_(routing.LAPSED),
+            Conversation.state == ConversationState.QUEUED,
+            Conversation.channel == Channel.SMS,  # a call is rung; a call-back is offered anew
+            ~offered_now,
+        )
+        .order_by(Offer.offered_at.desc())
+        .limit(1)
+    )
+    vault, p = ctx.services.vault, ctx.programme
+    taken = (
+        lapsed is not None
+        and supporter.active
+        and routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True)
+    )
+    if not taken:
+        ctx.reply(wording.offer_gone())
 
 
 def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:

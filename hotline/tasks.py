@@ -18,6 +18,8 @@ from hotline.conversations import end_conversation, offer_waiting
 from hotline.db import transaction
 from hotline.effects import Effects, schedule, send
 from hotline.models import (
+    OPEN_CONVERSATION,
+    Clinician,
     Conversation,
     ConversationState,
     Offer,
@@ -25,7 +27,7 @@ from hotline.models import (
     Programme,
     Supporter,
 )
-from hotline.people import supporter_phone
+from hotline.people import clinician_phone, supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
 from hotline.wakeups import Task
@@ -114,15 +116,25 @@ def sweep(services: Services) -> SweepReport:
 def close_idle(
     services: Services, session: Session, p: ProgrammeConfig, now: datetime, effects: Effects
 ) -> int:
-    """End conversations with no text either way for INACTIVITY_TIMEOUT; check-ins follow."""
+    """End conversations with no text either way for INACTIVITY_TIMEOUT; check-ins follow.
+
+    A request nobody took in that time closes too: its held texts are deleted (they must not
+    wait for good) and the clinician is told, with the crisis line, to write again any time.
+    """
     idle = session.scalars(
         select(Conversation).where(
             Conversation.programme_id == p.id,
-            Conversation.state == ConversationState.ACTIVE,
+            Conversation.state.in_(OPEN_CONVERSATION),
             Conversation.last_activity_at <= now - INACTIVITY_TIMEOUT,
         )
     ).all()
     for conv in idle:
+        if conv.state == ConversationState.QUEUED:
+            clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
+            to = clinician_phone(services.vault, clinician) if clinician else None
+            effects.text(to, p.hotline_number, wording.request_closed(p))
+            end_conversation(session, p, conv, "unanswered", now, effects)
+            continue
         if conv.supporter_id is not None and conv.pool_number is not None:
             supporter = session.get_one(Supporter, conv.supporter_id)
             effects.text(

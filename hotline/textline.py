@@ -34,12 +34,14 @@ from hotline.people import (
 )
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import config_of, find_by_number, own_numbers
+from hotline.schedule import next_coverage
 from hotline.services import Services
 from hotline.texting import InboundText, OutboundText, StatusReport, TextReply
 
 log = logging.getLogger(__name__)
 
 INBOUND_DELETE_DELAY = timedelta(minutes=2)  # the record must be final before Twilio deletes it
+STILL_WAITING_AFTER = timedelta(minutes=10)
 
 
 def handle_text(services: Services, inbound: InboundText) -> TextReply:
@@ -151,13 +153,20 @@ def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
 
 
 def _queue_text(ctx: Inbound, conv: Conversation) -> None:
-    """Another text while waiting: hold it, and try again to reach someone if nobody has it."""
+    """Another text while waiting: hold it, and try again to reach someone if nobody has it.
+    If nobody can take it still, the clinician hears so again (with the crisis line) once
+    STILL_WAITING_AFTER has passed since they were last told: never silence."""
     _hold(ctx, conv)
     conv.last_activity_at = ctx.now
-    if routing.pending_offer(ctx.session, conv) is None:
-        routing.offer_next(
-            ctx.session, ctx.services.vault, ctx.programme, conv, ctx.now, ctx.effects
-        )
+    if routing.pending_offer(ctx.session, conv) is not None:
+        return
+    told = conv.fallback_at
+    vault, p = ctx.services.vault, ctx.programme
+    offer = routing.offer_or_fall_back(ctx.session, vault, p, conv, ctx.now, ctx.effects)
+    if offer is None and told is not None and ctx.now - told >= STILL_WAITING_AFTER:
+        conv.fallback_at = ctx.now
+        next_on = next_coverage(ctx.session, p.id, ctx.now)
+        ctx.reply(wording.still_waiting(p, next_on))
 
 
 def _hold(ctx: Inbound, conv: Conversation) -> None:

@@ -88,6 +88,22 @@ def fallback(p: ProgrammeConfig, next_on_call: datetime | None, call_back: bool 
     )
 
 
+def still_waiting(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
+    """A clinician writes again while their request waits with nobody free to take it."""
+    return (
+        "Your messages are waiting; no peer supporter is free to take them yet."
+        f"{_next_on_call(p, next_on_call)} {p.crisis_text}"
+    )
+
+
+def request_closed(p: ProgrammeConfig) -> str:
+    """A request nobody could take for two days closes (what it held is deleted)."""
+    return (
+        "Sorry: no peer could take your request, so it has closed and what you sent was "
+        f"deleted. Text or call here any time to try again. {p.crisis_text}"
+    )
+
+
 def _next_on_call(p: ProgrammeConfig, at: datetime | None) -> str:
     return "" if at is None else f" The next peer comes on call at {_local(at, p.zone)}."
 
@@ -113,6 +129,10 @@ def passed() -> str:
 
 def offer_gone() -> str:
     return "That request has already gone to another peer. Thank you!"
+
+
+def answer_where_offered() -> str:
+    return "You have more than one request waiting: reply on the number each one came from."
 
 
 def offer_reminder() -> str:

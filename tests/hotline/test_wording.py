@@ -65,6 +65,8 @@ ROWS: dict[str, Row] = {
     "check-ins declined": (wording.checkins_declined, (), 1),
     "ended by clinician": (wording.ended_by_clinician, (), 1),
     "peer left": (wording.peer_left, (DEFAULT,), 2),
+    "still waiting": (wording.still_waiting, (DEFAULT, NOON), 2),
+    "request closed": (wording.request_closed, (DEFAULT,), 2),
     "media not relayed": (wording.media_not_relayed, (), 1),
     "not a line": (wording.not_a_line, (HOTLINE,), 1),
     # The supporter, between patients: one segment each, the reply words in capitals.
@@ -73,6 +75,7 @@ ROWS: dict[str, Row] = {
     "offer, call-back": (wording.offer, (DISCIPLINE, True), 1),
     "offer reminder": (wording.offer_reminder, (), 1),
     "offer gone": (wording.offer_gone, (), 1),
+    "answer where offered": (wording.answer_where_offered, (), 1),
     "passed": (wording.passed, (), 1),
     "accepted": (wording.accepted_for_supporter, (), 1),
     "accepted, call-back": (wording.accepted_for_supporter, (True,), 1),
@@ -136,7 +139,15 @@ def test_no_string_in_wording_is_outside_gsm7() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["greeting", "clinician help", "fallback, next on call", "greeting, nobody free", "peer left"],
+    [
+        "greeting",
+        "clinician help",
+        "fallback, next on call",
+        "greeting, nobody free",
+        "peer left",
+        "still waiting",
+        "request closed",
+    ],
 )
 def test_clinician_texts_that_must_carry_the_crisis_sentence_do(name: str) -> None:
     text, _ = TEXTS[name]

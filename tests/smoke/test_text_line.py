@@ -247,6 +247,142 @@ def test_a_supporter_stopping_the_number_mid_conversation_ends_it_and_tells_the_
     phones.assert_no_unexpected()
 
 
+def _nobody_took_it(hotline: Hotline, phones: Phones) -> tuple:  # type: ignore[type-arg]
+    """Alice, the only peer on call, lets a first text's offer lapse (asleep, in surgery)."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("I need to talk")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER)
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    clinician.expect_text("No peer supporter is free")
+    return clinician, alice
+
+
+def test_a_clinician_writing_again_while_nobody_can_take_it_is_answered_not_ignored(
+    hotline: Hotline, phones: Phones
+) -> None:
+    clinician, alice = _nobody_took_it(hotline, phones)
+    clinician.texts("is anyone there?")  # just told: no second notice yet
+    hotline.clock.advance(minutes=10)
+    clinician.texts("please")
+    told = clinician.expect_text("no peer supporter is free to take them yet", from_=HOTLINE)
+    assert hotline.services.settings.crisis_text in told.body
+    hotline.clock.advance(minutes=1)
+    clinician.texts("hello?")  # within ten minutes of that: no third notice
+    hotline.sweep()
+    alice.expect_nothing()  # her offer lapsed: not offered again, unasked
+    phones.assert_no_unexpected()
+
+
+def test_a_peer_accepting_late_takes_a_request_still_waiting_for_anyone(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The clinician was told a peer will text; Alice, back from surgery, replies ACCEPT to the
+    offer that lapsed: nobody else has it, so it is hers, with everything held."""
+    clinician, alice = _nobody_took_it(hotline, phones)
+    clinician.texts("still here")
+    hotline.clock.advance(minutes=30)
+    alice.texts("ACCEPT")
+    alice.expect_text("You're connected")
+    alice.expect_text("I need to talk")
+    alice.expect_text("still here")
+    clinician.expect_text("joined")
+    alice.texts("I'm here now. What happened?")
+    clinician.expect_text("What happened?", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_late_accept_does_not_take_a_request_now_offered_to_someone_else(
+    hotline: Hotline, phones: Phones
+) -> None:
+    clinician, alice = _nobody_took_it(hotline, phones)
+    hotline.add_supporter("Bob", BOB)
+    hotline.sweep()  # Bob is on call now: the waiting request goes to him
+    phones.phone(BOB).expect_text(OFFER)
+    alice.texts("ACCEPT")
+    alice.expect_text("already gone to another peer")
+    phones.phone(BOB).texts("ACCEPT")
+    phones.phone(BOB).expect_text("You're connected")
+    phones.phone(BOB).expect_text("I need to talk")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
+def test_a_request_nobody_takes_in_two_days_closes_and_its_held_texts_are_deleted(
+    hotline: Hotline, phones: Phones
+) -> None:
+    clinician, _alice = _nobody_took_it(hotline, phones)
+    hotline.clock.advance(hours=47)
+    hotline.sweep()
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(PendingText)) == 1
+    hotline.clock.advance(hours=1, seconds=1)
+    hotline.sweep()
+    told = clinician.expect_text("closed", from_=HOTLINE)
+    assert hotline.services.settings.crisis_text in told.body
+    with hotline.session() as session:
+        conv = session.scalars(select(Conversation)).one()
+        assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "unanswered")
+        assert session.scalar(select(func.count()).select_from(PendingText)) == 0
+    clinician.texts("trying again")  # a fresh request
+    clinician.expect_text("confidential")
+    phones.phone(ALICE).expect_text(OFFER)
+    phones.assert_no_unexpected()
+
+
+def test_a_supporter_being_supported_answers_their_own_peer_on_the_hotline(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Supporters are clinicians too. Alice, supported by Bob, texts the hotline: her YES, NO,
+    DONE and HELP are for Bob or the line, not supporter commands."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    alice.texts("I'm struggling myself after today", to=HOTLINE)
+    alice.expect_text("confidential", from_=HOTLINE)
+    bob.expect_text(OFFER)
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("struggling")
+    alice.expect_text("joined", from_=HOTLINE)
+    bob.texts("Would it help to talk about the patient?")
+    alice.expect_text("patient", from_=HOTLINE)
+    for answer in ("No", "Yes", "Done"):
+        alice.texts(answer, to=HOTLINE)
+        assert bob.expect_text().body == answer
+    alice.texts("HELP", to=HOTLINE)
+    assert hotline.services.settings.crisis_text in alice.expect_text(from_=HOTLINE).body
+    alice.texts("BREAK 2h", to=HOTLINE)  # no clinician means that: still her command
+    alice.expect_text("break")
+    phones.assert_no_unexpected()
+
+
+def test_an_answer_to_an_offer_sent_to_the_hotline_number_reaches_the_offer(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A supporter replies to the line's saved contact instead of the pool number."""
+    hotline.add_supporter("Alice", ALICE, max_conversations=3)
+    first, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    first.texts("hello")
+    first.expect_text("confidential")
+    assert alice.expect_text(OFFER).from_ == POOL[0]
+    alice.texts("ACCEPT", to=HOTLINE)
+    alice.expect_text("You're connected", from_=POOL[0])
+    alice.expect_text("hello", from_=POOL[0])
+    first.expect_text("joined")
+
+    second, third = phones.phone(CLINICIANS[1]), phones.phone(CLINICIANS[2])
+    for clinician in (second, third):
+        clinician.texts("hi")
+        clinician.expect_text("confidential")
+        alice.expect_text(OFFER)
+    alice.texts("accept", to=HOTLINE)  # two waiting: which one is not guessed
+    alice.expect_text("reply on the number each one came from", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
 def test_discipline_is_preferred_and_falls_back_to_anyone(hotline: Hotline, phones: Phones) -> None:
     hotline.add_supporter("Alice", ALICE, discipline="physician")
     hotline.add_supporter("Bob", BOB, discipline="nurse")
