@@ -165,11 +165,15 @@ def dial_result(services: Services, result: DialResult) -> VoiceReply:
         retention.after_call(session, result.dial_call_sid, services.clock(), effects)
         call = _find_call(session, result.call_sid)
         offer = session.get(Offer, result.ring)
-        if call is None or offer is None or offer.conversation_id != call.conversation_id:
+        if call is None or offer is None:
             return reply(Hangup())
         ctx = step(services, session, call.programme_id, effects)
         if not events.claim(session, f"call:{call.call_sid}:ring:{offer.id}"):
+            # Before the check below: the last ring's first delivery may have moved the call
+            # on to a call-back conversation, and its repeat must hear that answer again.
             return replay(ctx, call)
+        if offer.conversation_id != call.conversation_id:
+            return reply(Hangup())
         if offer.state == OfferState.ACCEPTED:  # our record of a press of 1, not DialCallStatus
             if not result.bridged:
                 log.info(

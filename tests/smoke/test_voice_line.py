@@ -277,6 +277,25 @@ def test_every_webhook_delivered_twice_changes_nothing(
     phones.assert_no_unexpected()
 
 
+def test_every_webhook_of_a_call_nobody_takes_delivered_twice_still_promises_the_call_back(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The last ring's action moves the call to a call-back conversation; its repeat must
+    hear the same call-back promise and crisis line, not a bare hang-up."""
+    hotline.add_supporter("Alice", ALICE)
+    script = Script(phones={ALICE: NO_ANSWER}, repeat_every_webhook=True)
+
+    call = calls.place(CLINICIAN, HOTLINE, script)
+
+    assert call.dialled == [ALICE] and call.hears("call you back shortly from this same number")
+    assert hotline.settings.crisis_text in call.heard[-1]
+    missed, call_back = conversations(hotline)
+    assert (missed.end_reason, call_back.state) == ("missed", ConversationState.QUEUED)
+    hotline.run_jobs()
+    phones.phone(ALICE).expect_text(OFFER)
+    phones.assert_no_unexpected()
+
+
 def test_a_repeated_first_webhook_hears_the_greeting_again_and_stores_nothing_more(
     hotline: Hotline, calls: Calls
 ) -> None:
