@@ -55,7 +55,9 @@ def end_conversation(
 def offer_waiting(
     services: Services, session: Session, p: ProgrammeConfig, now: datetime, effects: Effects
 ) -> int:
-    """Offer every queued conversation that has no pending offer (someone may be free now)."""
+    """Offer every queued conversation that has no pending offer (someone may be free now);
+    one whose clinician was never told that nobody is free is told now (a call-back whose
+    job Redis lost)."""
     waiting = session.scalars(
         select(Conversation)
         .where(
@@ -67,5 +69,6 @@ def offer_waiting(
         )
         .order_by(Conversation.created_at)
     ).all()
-    offers = [routing.offer_next(session, services.vault, p, c, now, effects) for c in waiting]
+    vault = services.vault
+    offers = [routing.offer_or_fall_back(session, vault, p, c, now, effects) for c in waiting]
     return sum(1 for o in offers if o is not None)

@@ -259,8 +259,14 @@ def follow_up_call(services: Services, call_id: int) -> bool:
             return False
         supporter = session.get_one(Supporter, conv.supporter_id)
         to = supporter_phone(services.vault, supporter)
-        effects.text(to, conv.pool_number, wording.after_call())
+        if conv.clinician_id is None:  # a hidden number: the line cannot reach them again
+            p = config_of(session.get_one(Programme, conv.programme_id), services.settings)
+            end_conversation(session, p, conv, "hidden", services.clock(), effects)
+            effects.text(to, conv.pool_number, wording.after_hidden_call())
+        else:
+            effects.text(to, conv.pool_number, wording.after_call())
     send(services, effects)
+    schedule(services, effects)
     return True
 
 

@@ -207,8 +207,7 @@ def offer_or_fall_back(
     greeting and the fallback go as one text (the caller greets only when there is an offer).
     """
     offer = offer_next(session, vault, p, conv, now, effects)
-    if offer is None and conv.fallback_at is None and still_waiting(session, conv):
-        conv.fallback_at = now
+    if offer is None and conv.fallback_at is None and _tell_once(session, conv, now):
         clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
         if clinician is not None:
             next_on = schedule.next_coverage(session, p.id, now)
@@ -223,6 +222,21 @@ def offer_or_fall_back(
         if alert:
             effects.text(alert, p.hotline_number, wording.coordinator_alert(p))
     return offer
+
+
+def _tell_once(session: Session, conv: Conversation, now: datetime) -> bool:
+    """Claim telling ``conv``'s clinician that nobody is free: True for the first to ask while
+    it still waits (two that race, such as the call-back job and the sweeper, tell once)."""
+    if not still_waiting(session, conv):
+        return False
+    claimed = session.execute(
+        update(Conversation)
+        .where(Conversation.id == conv.id, Conversation.fallback_at.is_(None))
+        .values(fallback_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(conv, ["fallback_at"])
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
 def still_waiting(session: Session, conv: Conversation) -> bool:

@@ -13,12 +13,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import checkins, notices, retention, routing, wording
+from hotline import checkins, notices, retention, ringing, routing, wording
 from hotline.conversations import end_conversation, offer_waiting
 from hotline.db import transaction
 from hotline.effects import Effects, schedule, send
 from hotline.models import (
     OPEN_CONVERSATION,
+    Call,
+    CallState,
     Clinician,
     Conversation,
     ConversationState,
@@ -104,13 +106,34 @@ def sweep(services: Services) -> SweepReport:
             p = config_of(session.get_one(Programme, programme_id), services.settings)
             closed += close_idle(services, session, p, now, effects)
             offered += offer_waiting(services, session, p, now, effects)
+            taken_calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
         send(services, effects)
         schedule(services, effects)
+        for call_id in taken_calls:
+            ringing.follow_up_call(services, call_id)
     notices.sweep(services)  # verification codes, shift reminders, coverage-gap warnings
     report = SweepReport(expired, offered, closed, sent, unknown, deleted, purged)
     if report != SweepReport():
         log.info("sweep: %s", report)
     return report
+
+
+def calls_not_followed_up(session: Session, programme_id: int, ended_by: datetime) -> list[int]:
+    """Calls a supporter took, over by ``ended_by``, whose follow-up text has not gone out
+    (its wake-up lost with Redis). From the programme's live conversations, which are few."""
+    return list(
+        session.scalars(
+            select(Call.id)
+            .join(Conversation, Conversation.id == Call.conversation_id)
+            .where(
+                Conversation.programme_id == programme_id,
+                Conversation.state == ConversationState.ACTIVE,
+                Call.state == CallState.ENDED,
+                Call.followed_up_at.is_(None),
+                Call.ended_at <= ended_by,
+            )
+        )
+    )
 
 
 def close_idle(

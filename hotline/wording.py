@@ -72,6 +72,13 @@ def after_call() -> str:
     )
 
 
+def after_hidden_call() -> str:
+    return (
+        "Thank you for taking that call. The caller's number was hidden, so the line can't "
+        "reach them again; this conversation is closed."
+    )
+
+
 def discipline_noted(discipline: str) -> str:
     return f"Thanks. We'll look for a {discipline} peer first."
 

@@ -135,3 +135,34 @@ def test_of_two_offers_of_one_request_only_the_first_accept_takes_it(
     clinician.texts("thank you")
     bob.expect_text("thank you")
     phones.assert_no_unexpected()
+
+
+def test_two_that_find_nobody_free_tell_the_clinician_once(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The call-back job and the sweeper (or an offer's expiry) can both find nobody free for
+    one request: the clinician and the coordinator hear it once."""
+    hotline.add_supporter("Bob", BOB)
+    clinician = phones.phone("+15550109001")
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    phones.phone(BOB).expect_text(OFFER)
+    services = hotline.services
+
+    late = services.sessions()  # looked before the offer lapsed: nobody told yet
+    waiting = late.scalars(select(Conversation)).one()
+    assert waiting.fallback_at is None
+    late.commit()
+
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()  # the offer lapses; nobody else: the clinician is told
+    clinician.expect_text("No peer supporter is free")
+
+    effects = Effects()
+    with late.begin():
+        p = config_of(late.get_one(Programme, hotline.programme_id), services.settings)
+        now = hotline.clock.now
+        assert routing.offer_or_fall_back(late, services.vault, p, waiting, now, effects) is None
+    late.close()
+    assert effects.texts == []
+    phones.assert_no_unexpected()

@@ -81,6 +81,7 @@ ROWS: dict[str, Row] = {
     "accepted, call-back": (wording.accepted_for_supporter, (True,), 1),
     "already connected": (wording.already_connected, (), 1),
     "after a call": (wording.after_call, (), 1),
+    "after a hidden caller's call": (wording.after_hidden_call, (), 1),
     "done": (wording.done_for_supporter, (), 1),
     "closed when idle": (wording.closed_idle, (), 1),
     "resources sent": (wording.resources_sent, (), 1),

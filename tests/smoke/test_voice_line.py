@@ -9,6 +9,7 @@ a call is over and its deletions are due, Twilio keeps no record of any of its l
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -26,6 +27,7 @@ from hotline.models import (
     OfferState,
     Programme,
 )
+from hotline.people import ALERT_CONTEXT
 from hotline.programmes import ensure_programme
 from hotline.retention import CALL_DELETE_DELAY
 from tests.kit.calls import (
@@ -46,6 +48,7 @@ from tests.kit.phones import Phones
 
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
 CLINICIAN = "+15550109001"
+COORDINATOR = "+15550107777"
 OFFER = "Reply ACCEPT to take it or PASS"
 
 
@@ -381,6 +384,61 @@ def test_a_hidden_number_is_rung_through_but_cannot_be_called_back(
     assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "missed")
     hotline.run_jobs()
     assert_call_records_deleted(hotline, call)
+    phones.assert_no_unexpected()
+
+
+def test_a_hidden_caller_taken_closes_and_the_supporter_is_not_told_to_call_back(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    call = calls.place("anonymous", HOTLINE, Script(phones={ALICE: PRESS_1}))
+    assert call.bridged_with == ALICE
+    hotline.run_jobs()
+    told = phones.phone(ALICE).expect_text("number was hidden", from_=POOL[0])
+    assert "Call this number" not in told.body
+    (conv,) = conversations(hotline)
+    assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "hidden")
+    assert checkins(hotline) == 0
+    phones.assert_no_unexpected()
+
+
+def test_a_follow_up_redis_lost_is_sent_by_the_sweeper_once(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}))
+    assert call.bridged_with == ALICE
+    hotline.redis.flushdb()  # restarted without persistence before a worker took the job
+    hotline.sweep()  # within the grace: the wake-up may yet come
+    phones.phone(ALICE).expect_nothing()
+    for _ in range(2):
+        hotline.clock.advance(seconds=31)
+        hotline.sweep()
+        hotline.run_jobs()
+    phones.phone(ALICE).expect_text("reply DONE", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
+def test_a_call_back_redis_lost_still_tells_the_caller_and_the_coordinator_once(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Alice, the only peer on call, misses the ring and goes off call; the call-back job is
+    lost with Redis. The sweeper must still send the 'no peer is free' text and the alert."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.alert_phone_sealed = hotline.services.vault.seal(COORDINATOR, ALERT_CONTEXT)
+    alice = hotline.add_supporter("Alice", ALICE, on_call=False)
+    hotline.add_shift(alice, hotline.clock.now, hotline.clock.now + timedelta(minutes=2))
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER}))
+    assert call.hears("call you back shortly")
+    hotline.redis.flushdb()
+    for _ in range(3):
+        hotline.clock.advance(minutes=5)
+        hotline.sweep()
+        hotline.run_jobs()
+    told = phones.phone(CLINICIAN).expect_text("No peer supporter is free", from_=HOTLINE)
+    assert "will call you from this number" in told.body
+    phones.phone(COORDINATOR).expect_text("waiting with nobody available")
     phones.assert_no_unexpected()
 
 
