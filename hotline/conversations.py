@@ -25,12 +25,25 @@ FOLLOWED_UP = ("done", "inactive", "peer_stop")  # the conversation took place
 
 
 def open_conversation(session: Session, clinician: Clinician) -> Conversation | None:
-    """The clinician's queued or active conversation, if any."""
+    """The clinician's queued or active conversation, if any; an active one first (a call
+    while texting with a peer can leave a call-back queued too: texts still go to the peer)."""
     return session.scalar(
         select(Conversation)
         .where(Conversation.clinician_id == clinician.id, Conversation.state.in_(OPEN_CONVERSATION))
-        .order_by(Conversation.id.desc())
+        .order_by((Conversation.state == ConversationState.ACTIVE).desc(), Conversation.id.desc())
         .limit(1)
+    )
+
+
+def open_conversations(session: Session, clinician: Clinician) -> list[Conversation]:
+    """Every queued or active conversation of the clinician (usually one at most)."""
+    return list(
+        session.scalars(
+            select(Conversation).where(
+                Conversation.clinician_id == clinician.id,
+                Conversation.state.in_(OPEN_CONVERSATION),
+            )
+        )
     )
 
 

@@ -72,10 +72,12 @@ def _pending_offer(ctx: Inbound, supporter: Supporter) -> Offer | None:
 
 def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
     word = ctx.command.word if ctx.command else None
+    if ctx.command is not None and ctx.command.opt_in:  # START, UNSTOP, YES: Twilio unblocked
+        lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
     if word is Word.STOP:
         _supporter_stop(ctx, supporter)
-    elif ctx.command is not None and ctx.command.opt_in and word is not Word.ACCEPT:
-        lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+    elif word is Word.START:
+        return  # Twilio answers the opt-in words itself
     elif word is Word.BREAK:
         assert ctx.command is not None and ctx.command.duration is not None
         supporter.break_until = ctx.now + ctx.command.duration
@@ -168,14 +170,21 @@ def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
 
 
 def _answer_offer(ctx: Inbound, offer: Offer, word: Word | None) -> None:
-    if word is Word.ACCEPT:
+    """ACCEPT or PASS an offer on this number. A supporter taken off the roster since the
+    offer cannot take it: their ACCEPT passes it on, and they are told it has gone."""
+    active = ctx.session.get_one(Supporter, offer.supporter_id).active
+    if word is Word.ACCEPT and active:
         vault = ctx.services.vault
         if not routing.accept(ctx.session, vault, ctx.programme, offer, ctx.now, ctx.effects):
             ctx.reply(wording.offer_gone())
-    elif word is Word.PASS:
-        if routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now):
-            ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
+    elif word in (Word.ACCEPT, Word.PASS):
+        passed = routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now)
+        if word is Word.ACCEPT:
+            ctx.reply(wording.offer_gone())
+        elif passed:
             ctx.reply(wording.passed())
+        if passed:
+            ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
             _route_onwards(ctx, offer)
     else:
         ctx.reply(wording.offer_reminder())

@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, retention, routing, supporterline, wording
-from hotline.conversations import end_conversation, open_conversation
+from hotline.conversations import end_conversation, open_conversation, open_conversations
 from hotline.db import run_in_transaction, transaction
 from hotline.effects import Effects, schedule
 from hotline.inbound import Inbound
@@ -188,8 +188,7 @@ def _clinician_stop(ctx: Inbound) -> None:
     if clinician is None:
         return
     checkins.cancel_pending(ctx.session, clinician.id, ctx.effects)
-    conv = open_conversation(ctx.session, clinician)
-    if conv is not None:
+    for conv in open_conversations(ctx.session, clinician):  # a call-back waiting too
         if conv.state == ConversationState.ACTIVE and conv.supporter_id and conv.pool_number:
             supporter = ctx.session.get_one(Supporter, conv.supporter_id)
             ctx.effects.text(

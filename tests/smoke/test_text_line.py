@@ -10,7 +10,14 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from hotline.db import transaction
-from hotline.models import Conversation, ConversationState, Offer, PendingText, Programme
+from hotline.models import (
+    Conversation,
+    ConversationState,
+    Offer,
+    PendingText,
+    Programme,
+    Supporter,
+)
 from hotline.programme_settings import TEXT_LIMITS
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
@@ -380,6 +387,40 @@ def test_an_answer_to_an_offer_sent_to_the_hotline_number_reaches_the_offer(
         alice.expect_text(OFFER)
     alice.texts("accept", to=HOTLINE)  # two waiting: which one is not guessed
     alice.expect_text("reply on the number each one came from", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_supporter_taken_off_the_roster_cannot_accept_an_offer_already_sent(
+    hotline: Hotline, phones: Phones
+) -> None:
+    alice_id = hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Supporter, alice_id).active = False  # she has left the programme
+    hotline.add_supporter("Bob", BOB)
+    alice.texts("ACCEPT")
+    alice.expect_text("already gone to another peer")
+    phones.phone(BOB).expect_text(OFFER)  # passed on at once
+    phones.assert_no_unexpected()
+
+
+def test_a_supporter_opting_back_in_with_yes_gets_that_number_again(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """YES is one of Twilio's opt-in words: after STOP then YES on a pool number, Twilio
+    delivers there again, so routing must not keep avoiding it."""
+    hotline.add_supporter("Alice", ALICE)
+    alice = phones.phone(ALICE)
+    alice.texts("STOP", to=POOL[0])
+    alice.texts("YES", to=POOL[0])
+    alice.expect_text("already gone")  # YES read as ACCEPT, with nothing offered there
+    clinician = phones.phone(CLINICIANS[0])
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    assert alice.expect_text(OFFER).from_ == POOL[0]
     phones.assert_no_unexpected()
 
 

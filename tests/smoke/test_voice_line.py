@@ -442,6 +442,34 @@ def test_a_call_back_redis_lost_still_tells_the_caller_and_the_coordinator_once(
     phones.assert_no_unexpected()
 
 
+def test_a_call_while_texting_with_a_peer_leaves_the_texts_with_that_peer(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The clinician calls mid-conversation and nobody picks up: a call-back waits, but their
+    texts still reach the peer they are texting; STOP ends both."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    alice.texts("ACCEPT")
+    alice.expect_text("connected")
+    alice.expect_text("hello")
+    clinician.expect_text("joined")
+
+    call = calls.place(CLINICIAN, HOTLINE, Script())  # Alice does not pick up
+    assert call.hears("call you back shortly")
+    hotline.run_jobs()
+    assert "call-back" in alice.expect_text(OFFER, from_=POOL[1]).body
+    clinician.texts("sorry, I tried calling - can you still text?")
+    assert alice.expect_text("can you still text?").from_ == POOL[0]
+
+    clinician.texts("STOP")
+    alice.expect_text("ended the conversation", from_=POOL[0])
+    assert {c.state for c in conversations(hotline)} == {ConversationState.ENDED}
+    phones.assert_no_unexpected()
+
+
 def test_with_a_pool_of_one_the_supporter_calls_back_on_the_hotline_number(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
