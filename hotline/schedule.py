@@ -102,11 +102,15 @@ class Layers:
     excluded: frozenset[int] = frozenset()
 
     def at(self, at: datetime) -> frozenset[int]:
-        """Who is on call at ``at``: shifts and turns, less the replaced, plus the covers."""
+        """Who is on call at ``at``: shifts and turns, then each override in the order it was
+        made (``covers`` is in that order), so a later one wins: when Z covers for X, who
+        covers for A, X is off call; a later "X on call" puts X back."""
         ids = {s.supporter_id for s in self.spans if s.covers(at)}
-        active = [c for c in self.covers if c.covers(at)]
-        ids -= {c.replaces_id for c in active if c.replaces_id is not None}
-        ids |= {c.supporter_id for c in active}
+        for cover in self.covers:
+            if cover.covers(at):
+                if cover.replaces_id is not None:
+                    ids.discard(cover.replaces_id)
+                ids.add(cover.supporter_id)
         return frozenset(ids - self.excluded)
 
     def boundaries(self, start: datetime, end: datetime) -> list[datetime]:
@@ -198,11 +202,13 @@ def load_layers(session: Session, programme_id: int, start: datetime, end: datet
         .options(selectinload(Rotation.members))
     )
     overrides = session.scalars(
-        select(Override).where(
+        select(Override)
+        .where(
             Override.programme_id == programme_id,
             Override.starts_at < end,
             Override.ends_at > start,
         )
+        .order_by(Override.id)  # the order they were made in: see Layers.at
     )
     spans = [Span(s.starts_at, s.ends_at, s.supporter_id) for s in shifts]
     for rotation in rotations:

@@ -16,7 +16,7 @@ from hotline.models import AuditEntry
 from hotline.programmes import ensure_programme
 from tests.kit.harness import Hotline
 
-ALICE, BOB = "+15550108001", "+15550108002"
+ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
 
 
 @dataclass
@@ -165,6 +165,18 @@ def test_the_on_call_answer_follows_rotations_and_overrides(api: Api) -> None:
     assert [s["id"] for s in api.ok("GET", "/oncall?at=2026-03-10T12:00:00 00:00")["supporters"]]
     assert api.call("DELETE", f"/overrides/{override['id']}").status_code == 204
     assert [s["id"] for s in api.ok("GET", f"/oncall?at={at}")["supporters"]] == [bob]
+
+
+def test_a_cover_for_someone_who_is_covering_takes_them_off_call_too(api: Api) -> None:
+    """Anna's shift; Bob covers for Anna; then Carol covers for Bob (he is ill)."""
+    anna, bob = api.verified("Anna", ALICE), api.verified("Bob", BOB)
+    carol = api.verified("Carol", CAROL)
+    period = {"starts_at": "2026-03-03T09:00:00+00:00", "ends_at": "2026-03-03T17:00:00+00:00"}
+    api.ok("POST", "/shifts", {"supporter_id": anna, **period}, 201)
+    api.ok("POST", "/overrides", {"supporter_id": bob, "covers_for_id": anna, **period}, 201)
+    api.ok("POST", "/overrides", {"supporter_id": carol, "covers_for_id": bob, **period}, 201)
+    answer = api.ok("GET", "/oncall?at=2026-03-03T12:00:00%2B00:00")
+    assert [s["id"] for s in answer["supporters"]] == [carol]
 
 
 def test_shifts_gaps_and_stats(api: Api) -> None:

@@ -112,6 +112,31 @@ LAYERING = [
     ([], [Cover(hours(2), hours(4), B, A)], set(), 3, {B}, "cover with nobody scheduled"),
     ([Span(hours(0), hours(8), A), Span(hours(0), hours(8), B)], [], {B}, 1, {A}, "B excluded"),
     ([], [Cover(hours(0), hours(4), B)], {B}, 1, set(), "an excluded cover is off too"),
+    # Overrides apply in the order they were made: the later one wins.
+    (
+        [Span(hours(0), hours(8), A)],
+        [Cover(hours(0), hours(8), B, A), Cover(hours(2), hours(4), C, B)],
+        set(),
+        3,
+        {C},
+        "C covers B, who covers A: B is off call too",
+    ),
+    (
+        [Span(hours(0), hours(8), A)],
+        [Cover(hours(0), hours(8), B, A), Cover(hours(2), hours(4), C, B)],
+        set(),
+        5,
+        {B},
+        "and back to B when C's cover ends",
+    ),
+    (
+        [Span(hours(0), hours(8), A)],
+        [Cover(hours(0), hours(8), B, A), Cover(hours(2), hours(4), A)],
+        set(),
+        3,
+        {A, B},
+        "a later override puts A back beside B",
+    ),
 ]
 
 
