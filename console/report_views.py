@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from console import auth, chart, grid
 from console.context import now, services, zone_of
-from hotline import stats
+from hotline import rota, stats
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 DEFAULT_WEEKS = 12
@@ -21,12 +21,12 @@ MAX_DAYS = 366
 def _period(today: date) -> tuple[date, date]:
     """``from``..``to`` local dates (inclusive ``to``); default: the last twelve weeks."""
     try:
-        last = date.fromisoformat(request.args.get("to", ""))
-    except ValueError:
+        last = rota.parse_date(request.args.get("to", ""), "to")
+    except rota.RotaError:  # missing, malformed or out of range
         last = today
     try:
-        first = date.fromisoformat(request.args.get("from", ""))
-    except ValueError:
+        first = rota.parse_date(request.args.get("from", ""), "from")
+    except rota.RotaError:
         first = last - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1)
     if not 0 <= (last - first).days < MAX_DAYS:
         first = last - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1)

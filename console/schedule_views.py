@@ -33,6 +33,9 @@ bp = Blueprint("schedule", __name__, url_prefix="/schedule")
 
 
 def local_to_utc(value: datetime, zone: ZoneInfo) -> datetime:
+    """A local wall-clock time as UTC; RotaError outside the years the schedule holds."""
+    if not rota.EARLIEST.year <= value.year < rota.LATEST.year:
+        raise rota.RotaError("times must fall between the years 2000 and 2099")
     return value.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
@@ -65,8 +68,8 @@ def _forms(db: Session) -> dict[str, Any]:
 def _view_window(zone: ZoneInfo) -> tuple[str, date, date, date]:
     view = "month" if request.args.get("view") == "month" else "week"
     try:
-        anchor = date.fromisoformat(request.args.get("date", ""))
-    except ValueError:
+        anchor = rota.parse_date(request.args.get("date", ""), "date")
+    except rota.RotaError:  # missing, malformed or out of range: today
         anchor = now().astimezone(zone).date()
     first, last = grid.month_window(anchor) if view == "month" else grid.week_window(anchor)
     return view, anchor, first, last
@@ -75,7 +78,7 @@ def _view_window(zone: ZoneInfo) -> tuple[str, date, date, date]:
 def _asked_at(zone: ZoneInfo) -> datetime:
     try:
         return local_to_utc(datetime.strptime(request.args.get("at", ""), LOCAL), zone)
-    except ValueError:
+    except (ValueError, rota.RotaError):
         return now()
 
 

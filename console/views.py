@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
@@ -32,6 +32,9 @@ def guard() -> ResponseReturnValue | None:
     """CSRF on every unsafe request; a signed-in coordinator for every page but sign-in."""
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
+    if any("\x00" in v for v in (*request.args.values(), *request.form.values())):
+        # PostgreSQL text cannot hold NUL: refuse it here, not with a 500 from the database.
+        abort(400, "text may not contain NUL characters")
     if request.endpoint not in OPEN_ENDPOINTS and not current_user.is_authenticated:
         refused: ResponseReturnValue = auth.login_manager.unauthorized()
         return refused
@@ -122,6 +125,8 @@ def live() -> ResponseReturnValue:
 @bp.get("/audit")
 def audit_log() -> ResponseReturnValue:
     before = request.args.get("before", type=int)
+    if before is not None and not 0 < before < 2**31:
+        before = None  # not an id the log can hold: the newest entries
     with services().sessions() as db:
         entries = audit.entries(db, auth.programme_id(), limit=50, before_id=before)
         zone = zone_of(db, auth.programme_id())

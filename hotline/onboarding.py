@@ -55,6 +55,8 @@ def read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) for every non-empty data row; raises ImportFileError for the file."""
     if len(text.encode()) > MAX_BYTES:
         raise ImportFileError(f"the file is larger than {MAX_BYTES // 1024} KB")
+    if "\x00" in text:
+        raise ImportFileError("the file holds NUL characters: save it from the spreadsheet as CSV")
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip().lower() for h in reader.fieldnames or []]
     missing = [c for c in REQUIRED if c not in header]

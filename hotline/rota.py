@@ -42,7 +42,10 @@ def parse_instant(raw: object, field: str) -> datetime:
             raise RotaError("not an ISO 8601 date and time", field) from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise RotaError("give the time with its offset, e.g. 2026-03-02T09:00:00-05:00", field)
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: outside what a datetime holds
+        raise RotaError("times must fall between the years 2000 and 2099", field) from None
     if not EARLIEST <= value < LATEST:
         raise RotaError("times must fall between the years 2000 and 2099", field)
     return value
@@ -166,9 +169,9 @@ def add_override(
     supporter = schedulable(session, programme_id, supporter_id, "supporter_id")
     replaced = None
     if replaces_id is not None:
-        replaced = _member(session, programme_id, replaces_id, "replaces_id")
+        replaced = _member(session, programme_id, replaces_id, "covers_for_id")
         if replaced.id == supporter.id:
-            raise RotaError("a supporter cannot cover for themself", "replaces_id")
+            raise RotaError("a supporter cannot cover for themself", "covers_for_id")
     start, end = _period(starts_at, ends_at)
     row = Override(
         programme_id=programme_id,

@@ -179,6 +179,32 @@ def test_a_cover_for_someone_who_is_covering_takes_them_off_call_too(api: Api) -
     assert [s["id"] for s in answer["supporters"]] == [carol]
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/oncall?at=9999-12-31T23:00:00-05:00",
+        "/oncall?at=0001-01-01T00:00:00%2B05:00",
+        "/shifts?from=9999-12-31T23:00:00-05:00",
+        "/stats?to=9999-12-31T23:00:00-05:00",
+    ],
+)
+def test_instants_a_datetime_cannot_hold_in_utc_are_a_422(api: Api, path: str) -> None:
+    api.hotline.app.testing = False  # the answer a client would get, not a re-raise
+    response = api.call("GET", path)
+    assert response.status_code == 422
+    assert "between the years 2000 and 2099" in response.get_json()["error"]["message"]
+
+
+def test_an_override_error_names_the_field_the_api_has(api: Api) -> None:
+    alice = api.verified("Alice", ALICE)
+    period = {"starts_at": "2026-03-03T09:00:00+00:00", "ends_at": "2026-03-03T17:00:00+00:00"}
+    response = api.call(
+        "POST", "/overrides", {"supporter_id": alice, "covers_for_id": alice, **period}
+    )
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == "covers_for_id"
+
+
 def test_shifts_gaps_and_stats(api: Api) -> None:
     alice = api.verified("Alice", ALICE)
     shift = api.ok(

@@ -6,9 +6,11 @@ import io
 import re
 
 import pytest
+from sqlalchemy import select
 
 from hotline import verification
 from hotline.db import transaction
+from hotline.models import Supporter
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, sign_in
 from tests.kit.harness import Hotline
@@ -80,6 +82,46 @@ def test_bad_input_is_shown_next_to_the_field(console: Console) -> None:
     response = console.post("/console/settings", {"timezone": "Mars/Base"})
     assert response.status_code == 422  # type: ignore[attr-defined]
     assert "not an IANA time zone" in response.get_data(as_text=True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/schedule?date=0001-01-01",
+        "/console/schedule?view=month&date=9999-12-15",
+        "/console/schedule?at=0001-01-01T00:00",
+        "/console/reports?to=0001-01-01",
+        "/console/reports?from=9999-12-01&to=9999-12-31",
+        "/console/reports/export.csv?to=9999-12-31",
+        "/console/audit?before=99999999999999999999",
+    ],
+)
+def test_query_strings_out_of_range_show_the_default_page(console: Console, path: str) -> None:
+    console.hotline.app.testing = False  # the answer a coordinator would get, not a re-raise
+    assert console.client.get(path).status_code == 200
+
+
+def test_nul_characters_in_console_input_are_refused_and_nothing_is_stored(
+    console: Console,
+) -> None:
+    """PostgreSQL text cannot hold NUL: it must be a clear 400, never a 500 from the database."""
+    response = console.post(
+        "/console/roster", {"name": "Ann\x00", "phone": ALICE, "max_conversations": 2}
+    )
+    assert response.status_code == 400  # type: ignore[attr-defined]
+    assert "NUL" in response.get_data(as_text=True)  # type: ignore[attr-defined]
+    rows = "name,phone\nAn\x00n,+15550108001\n"
+    response = console.client.post(
+        "/console/roster/import",
+        data={
+            "csrf_token": _token(console, "/console/roster/import"),
+            "file": (io.BytesIO(rows.encode()), "cohort.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert "NUL characters" in response.get_data(as_text=True)
+    with console.hotline.session() as session:
+        assert session.scalars(select(Supporter)).all() == []
 
 
 def test_a_rotation_and_an_override_change_the_on_call_answer(console: Console) -> None:
