@@ -39,7 +39,11 @@ def _report() -> tuple[stats.Report, date, date]:
         zone = zone_of(db, pid)
         first, last = _period(now().astimezone(zone).date())
         start, end = grid.bounds(first, last + timedelta(days=1), zone)
-        return stats.report(db, pid, zone, start, end), first, last
+        report = stats.report(db, pid, zone, start, end)
+    # Reports cover whole weeks: show the dates they really cover.
+    first = report.start.astimezone(zone).date()
+    last = (report.end.astimezone(zone) - timedelta(days=1)).date()
+    return report, first, last
 
 
 @bp.get("")

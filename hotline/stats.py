@@ -13,13 +13,14 @@ import math
 import statistics
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from hotline.models import Channel, CheckIn, Clinician, Conversation, OptOut, Programme
+from hotline.schedule import local_instant
 
 MIN_CELL = 5
 CHANNELS = tuple(c.value for c in Channel)
@@ -84,10 +85,20 @@ def weeks(
     )
 
 
+def whole_weeks(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[start, end)`` widened to whole local weeks, Monday midnight to Monday midnight."""
+    first = week_of(start, zone)
+    after = week_of(end - timedelta(microseconds=1), zone) + timedelta(days=7)
+    return local_instant(first, time(0), zone), local_instant(after, time(0), zone)
+
+
 def report(
     session: Session, programme_id: int, zone: ZoneInfo, start: datetime, end: datetime
 ) -> Report:
-    """The programme's aggregates over ``[start, end)``, weeks in ``zone``."""
+    """The programme's aggregates over the whole local weeks (in ``zone``) that ``[start,
+    end)`` touches. Never a narrower window: cut to the minute, a count would be one contact
+    and a response time one supporter's (peer support does not feed performance review)."""
+    start, end = whole_weeks(start, end, zone)
     in_period = (
         Conversation.programme_id == programme_id,
         Conversation.created_at >= start,

@@ -106,6 +106,41 @@ def test_report_counts_contacts_responses_fallbacks_and_checkins(hotline: Hotlin
     assert "<5" in csv_text and "+1" not in csv_text
 
 
+def test_a_window_cut_to_one_contact_reports_its_whole_week(hotline: Hotline) -> None:
+    """A coordinator who knows who was on shift must not isolate one call (and that nobody
+    took it) by asking for the second it came in, nor read one supporter's response times."""
+    call_at = START + timedelta(days=2, hours=8, minutes=12)  # Wednesday 03:12 New York
+    with transaction(hotline.services.sessions) as session:
+        for hours in range(1, 7):
+            created = START + timedelta(hours=hours)
+            session.add(
+                Conversation(
+                    programme_id=hotline.programme_id,
+                    channel=Channel.SMS,
+                    state=ConversationState.ENDED,
+                    created_at=created,
+                    accepted_at=created + timedelta(minutes=hours),
+                )
+            )
+        session.add(
+            Conversation(
+                programme_id=hotline.programme_id,
+                channel=Channel.VOICE,
+                created_at=call_at,
+                fallback_at=call_at,
+            )
+        )
+    monday = datetime(2026, 3, 9, 4, tzinfo=UTC)  # the next Monday 00:00, daylight time
+    with hotline.session() as session:
+        week = stats.report(session, hotline.programme_id, NY, START, monday)
+        cut = stats.report(
+            session, hotline.programme_id, NY, call_at, call_at + timedelta(seconds=1)
+        )
+    assert (cut.start, cut.end) == (week.start, week.end) == (START, monday)
+    assert (cut.contacts, cut.fallbacks, cut.answered) == (week.contacts, 1, 6) == (7, 1, 6)
+    assert cut.weeks == week.weeks
+
+
 def test_response_times_need_five_answered_conversations(hotline: Hotline) -> None:
     with hotline.session() as session:
         report = stats.report(session, hotline.programme_id, NY, START, START + timedelta(days=7))
