@@ -12,7 +12,7 @@ from console import auth
 from console.context import now, services, wake
 from console.forms import ActionForm, CodeForm, ImportForm, SupporterForm
 from console.present import masked_phone
-from hotline import onboarding, roster, verification
+from hotline import feeds, onboarding, roster, verification
 from hotline.db import transaction
 from hotline.models import Supporter
 
@@ -157,6 +157,16 @@ def resend(supporter_id: int) -> ResponseReturnValue:
             change = roster.resend_code(db, services().vault, supporter, auth.user().email, now())
         wake(change.notices)
         flash("A new code was texted.", "success")
+    return redirect(url_for("console.roster.detail", supporter_id=supporter_id))
+
+
+@bp.post("/<int:supporter_id>/calendar")
+def new_calendar_link(supporter_id: int) -> ResponseReturnValue:
+    if ActionForm().validate_on_submit():
+        with transaction(services().sessions) as db:
+            supporter = _supporter(db, supporter_id)
+            feeds.new_supporter_link(db, supporter, auth.user().email, now())
+        flash("New calendar link: the old one no longer works.", "success")
     return redirect(url_for("console.roster.detail", supporter_id=supporter_id))
 
 

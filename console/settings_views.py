@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from console import auth
 from console.context import now, services
-from console.forms import SettingsForm
+from console.forms import ActionForm, SettingsForm
 from hotline import feeds, programme_settings
 from hotline.db import transaction
 from hotline.models import Programme
@@ -40,6 +40,15 @@ def _context(form: SettingsForm | None = None) -> dict[str, Any]:
         "defaults": defaults,
         "feed_token": token,
     }
+
+
+@bp.post("/calendar")
+def new_calendar_link() -> ResponseReturnValue:
+    if ActionForm().validate_on_submit():
+        with transaction(services().sessions) as db:
+            feeds.new_programme_link(db, auth.programme_id(), auth.user().email, now())
+        flash("New calendar link: the old one no longer works.", "success")
+    return redirect(url_for("console.settings.index"))
 
 
 @bp.get("")

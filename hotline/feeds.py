@@ -16,7 +16,7 @@ from icalendar import Calendar, Event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import schedule
+from hotline import audit, schedule
 from hotline.models import Programme, ScheduleSettings, Supporter
 
 PAST = timedelta(days=14)
@@ -44,6 +44,36 @@ def programme_by_token(session: Session, token: str) -> Programme | None:
         select(ScheduleSettings).where(ScheduleSettings.calendar_token == token)
     )
     return session.get(Programme, options.programme_id) if options else None
+
+
+def new_supporter_link(
+    session: Session, supporter: Supporter, actor: str, now: datetime
+) -> None:
+    """A fresh secret for the supporter's feed: the old link (forwarded, leaked) stops working."""
+    supporter.calendar_token = new_token()
+    audit.record(
+        session,
+        programme_id=supporter.programme_id,
+        actor=actor,
+        action="calendar.new_link",
+        target=f"supporter:{supporter.id}",
+        at=now,
+    )
+
+
+def new_programme_link(session: Session, programme_id: int, actor: str, now: datetime) -> None:
+    """A fresh secret for the programme's feed: the old link stops working."""
+    programme_token(session, programme_id)
+    options = session.get_one(ScheduleSettings, programme_id)
+    options.calendar_token = new_token()
+    audit.record(
+        session,
+        programme_id=programme_id,
+        actor=actor,
+        action="calendar.new_link",
+        target=f"programme:{programme_id}",
+        at=now,
+    )
 
 
 def programme_token(session: Session, programme_id: int) -> str:

@@ -124,6 +124,24 @@ def test_nul_characters_in_console_input_are_refused_and_nothing_is_stored(
         assert session.scalars(select(Supporter)).all() == []
 
 
+def test_a_leaked_calendar_link_is_replaced_and_stops_working(console: Console) -> None:
+    alice = add_verified(console.hotline, "Alice", ALICE)
+    client = console.hotline.app.test_client()  # a calendar app: no sign-in, the URL is the key
+    for page, action in (
+        (f"/console/roster/{alice}", f"/console/roster/{alice}/calendar"),
+        ("/console/settings", "/console/settings/calendar"),
+    ):
+        (old,) = re.findall(r'href="https?://[^/"]+(/calendar/[^"]+\.ics)"', console.get(page))
+        assert client.get(old).status_code == 200
+        response = console.post(action, {}, form_page=page)
+        assert response.status_code == 302  # type: ignore[attr-defined]
+        (new,) = re.findall(r'href="https?://[^/"]+(/calendar/[^"]+\.ics)"', console.get(page))
+        assert new != old
+        assert client.get(old).status_code == 404
+        assert client.get(new).status_code == 200
+    assert "calendar.new_link" in console.get("/console/audit")
+
+
 def test_a_rotation_and_an_override_change_the_on_call_answer(console: Console) -> None:
     hotline = console.hotline
     alice, bob = add_verified(hotline, "Alice", ALICE), add_verified(hotline, "Bob", BOB)

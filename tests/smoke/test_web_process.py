@@ -1,0 +1,88 @@
+"""The web process exactly as the Procfile starts it (gunicorn): it serves, and its access log
+keeps the calendar feeds' secret URLs out."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from hotline import feeds
+from hotline.db import transaction
+from hotline.models import Supporter
+from tests.kit.harness import Hotline
+from tests.kit.harness import test_env as environment_for
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.sqlite_only  # the process, not the database, is under test
+
+
+def procfile_web(port: int) -> list[str]:
+    (line,) = [
+        text.removeprefix("web:").strip()
+        for text in (ROOT / "Procfile").read_text(encoding="utf-8").splitlines()
+        if text.startswith("web:")
+    ]
+    line = line.replace("${WEB_CONCURRENCY:-2}", "1").replace("$PORT", str(port))
+    return shlex.split(line)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fetch(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+        return response.status, response.headers.get_content_type()
+
+
+def test_the_procfile_web_process_logs_no_calendar_secret(hotline: Hotline, tmp_path: Path) -> None:
+    hotline.add_supporter("Alice", "+15550108001")
+    token = feeds.new_token()
+    with transaction(hotline.services.sessions) as session:
+        session.scalars(select(Supporter)).one().calendar_token = token
+    port = free_port()
+    env = {
+        **environment_for(hotline.settings.database_url, hotline.fake),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOTLINE_INSTANCE_PATH": str(tmp_path),
+    }
+    log_path = tmp_path / "web.log"
+    with open(log_path, "wb") as log:
+        web = subprocess.Popen(
+            procfile_web(port),
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fetch(f"{base}/healthz")
+                break
+            except OSError:
+                assert web.poll() is None, log_path.read_text(encoding="utf-8")
+                assert time.monotonic() < deadline, "gunicorn did not answer"
+                time.sleep(0.1)
+        assert fetch(f"{base}/calendar/supporter/{token}.ics") == (200, "text/calendar")
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(30)
+    logged = log_path.read_text(encoding="utf-8")
+    assert '"GET /calendar/supporter/[secret].ics" 200' in logged
+    assert token not in logged
