@@ -18,7 +18,16 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hotline import audit
-from hotline.models import PoolNumber, Programme, Rotation, ScheduleSettings
+from hotline.models import (
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    PoolNumber,
+    Programme,
+    Rotation,
+    ScheduleSettings,
+)
 from hotline.people import ALERT_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
@@ -293,8 +302,34 @@ def _apply_pool(
     )
     if list(taken) or list(hotlines):
         raise SettingsChangeError("a number there belongs to another programme", name)
+    dropped = [p.number for p in programme.pool_numbers if p.number not in wanted]
+    if dropped and _in_use(session, programme.id, dropped):
+        # Texts to a number no programme owns are ignored: the supporter's replies would vanish.
+        raise SettingsChangeError(
+            "a number you removed is carrying a conversation or an offer now; remove it once "
+            "they have ended",
+            name,
+        )
     current = {p.number: p for p in programme.pool_numbers}
     programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
+
+
+def _in_use(session: Session, programme_id: int, numbers: list[str]) -> bool:
+    live = select(Conversation.id).where(
+        Conversation.programme_id == programme_id,
+        Conversation.state == ConversationState.ACTIVE,
+        Conversation.pool_number.in_(numbers),
+    )
+    offered = (
+        select(Offer.id)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(
+            Conversation.programme_id == programme_id,
+            Offer.state == OfferState.PENDING,
+            Offer.pool_number.in_(numbers),
+        )
+    )
+    return session.scalar(select(live.exists() | offered.exists())) or False
 
 
 APPLY: dict[str, Callable[[Session, Vault, Programme, str, object], None]] = {

@@ -10,7 +10,7 @@ from hotline.models import Programme
 from hotline.programmes import config_of
 from tests.console.conftest import ACTOR
 from tests.kit import sms
-from tests.kit.harness import Hotline
+from tests.kit.harness import POOL, Hotline
 from tests.kit.phones import Phones
 
 ALICE, CLINICIAN = "+15550108001", "+15550109001"
@@ -124,4 +124,34 @@ def test_a_stored_setting_a_newer_release_refuses_falls_back_instead_of_failing_
     alice.texts("DONE")
     alice.expect_text("Conversation closed")
     clinician.expect_text("not alone")
+    phones.assert_no_unexpected()
+
+
+def test_a_pool_number_carrying_a_conversation_cannot_be_removed_until_it_ends(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Texts to a number no programme owns are ignored: removing a live conversation's number
+    would make the supporter's replies vanish."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.texts("rough night")
+    clinician.expect_text("confidential")
+    assert alice.expect_text("Reply ACCEPT").from_ == POOL[0]
+    others = ",".join(POOL[1:])
+    with pytest.raises(programme_settings.SettingsChangeError, match="carrying") as caught:
+        update(hotline, {"pool_numbers": others})  # an offer is pending on it
+    assert caught.value.field == "pool_numbers"
+    alice.texts("ACCEPT")
+    alice.expect_text("connected")
+    alice.expect_text("rough night")
+    clinician.expect_text("joined")
+    with pytest.raises(programme_settings.SettingsChangeError, match="carrying"):
+        update(hotline, {"pool_numbers": others})  # the conversation runs on it
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    update(hotline, {"pool_numbers": others})
+    with hotline.session() as session:
+        numbers = session.get_one(Programme, hotline.programme_id).pool_numbers
+        assert [n.number for n in numbers] == list(POOL[1:])
     phones.assert_no_unexpected()
