@@ -107,6 +107,13 @@ def update_supporter(supporter_id: int) -> Response:
     data = _checked(body())
     only(data, FIELDS | {VERIFY})
     verify = data.pop(VERIFY, False)
+    if verify and "phone" not in data:  # it would change nothing: say where a code comes from
+        fail(
+            422,
+            '"verify" checks a new phone number; to text a code to the current one, '
+            f"POST /api/v1/supporters/{supporter_id}/verification",
+            VERIFY,
+        )
     with writing() as session:
         supporter = find(session, supporter_id)
         try:

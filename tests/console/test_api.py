@@ -205,6 +205,15 @@ def test_an_override_error_names_the_field_the_api_has(api: Api) -> None:
     assert response.get_json()["error"]["field"] == "covers_for_id"
 
 
+def test_verify_without_a_new_number_says_where_a_code_comes_from(api: Api) -> None:
+    alice = api.verified("Alice", ALICE)
+    response = api.call("PATCH", f"/supporters/{alice}", {"verify": True})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["field"] == "verify" and f"/supporters/{alice}/verification" in error["message"]
+    assert api.hotline.fake.messages == []  # no code texted, nothing changed
+
+
 def test_shifts_gaps_and_stats(api: Api) -> None:
     alice = api.verified("Alice", ALICE)
     shift = api.ok(
