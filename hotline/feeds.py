@@ -46,9 +46,7 @@ def programme_by_token(session: Session, token: str) -> Programme | None:
     return session.get(Programme, options.programme_id) if options else None
 
 
-def new_supporter_link(
-    session: Session, supporter: Supporter, actor: str, now: datetime
-) -> None:
+def new_supporter_link(session: Session, supporter: Supporter, actor: str, now: datetime) -> None:
     """A fresh secret for the supporter's feed: the old link (forwarded, leaked) stops working."""
     supporter.calendar_token = new_token()
     audit.record(
