@@ -11,6 +11,7 @@ from hotline import checkins, routing
 from hotline.effects import Effects
 from hotline.models import (
     OPEN_CONVERSATION,
+    Channel,
     Clinician,
     Conversation,
     ConversationState,
@@ -25,12 +26,17 @@ FOLLOWED_UP = ("done", "inactive", "peer_stop")  # the conversation took place
 
 
 def open_conversation(session: Session, clinician: Clinician) -> Conversation | None:
-    """The clinician's queued or active conversation, if any; an active one first (a call
-    while texting with a peer can leave a call-back queued too: texts still go to the peer)."""
+    """The clinician's queued or active conversation, if any: an active one first, and of
+    those a text one (a call while texting with a peer can leave a call-back waiting, then
+    taken by another peer: the clinician's texts still go to the peer they are texting)."""
     return session.scalar(
         select(Conversation)
         .where(Conversation.clinician_id == clinician.id, Conversation.state.in_(OPEN_CONVERSATION))
-        .order_by((Conversation.state == ConversationState.ACTIVE).desc(), Conversation.id.desc())
+        .order_by(
+            (Conversation.state == ConversationState.ACTIVE).desc(),
+            (Conversation.channel == Channel.SMS).desc(),
+            Conversation.id.desc(),
+        )
         .limit(1)
     )
 

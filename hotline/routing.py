@@ -293,7 +293,13 @@ def accept(
 ) -> bool:
     """The supporter takes the conversation by text: held texts go to them, the clinician is
     told (a call-back: the supporter is told to call this number, the clinician to expect it).
-    ``late``: the offer had lapsed or been passed on, and its conversation still waits."""
+    ``late``: the offer had lapsed or been passed on, and its conversation still waits (checked
+    under the programme's lock, so a new offer of it made meanwhile is not undercut)."""
+    if late:
+        lock_programme(session, p.id)
+        conv_now = session.get_one(Conversation, offer.conversation_id)
+        if not still_waiting(session, conv_now):
+            return False
     conv = assign(session, offer, now, effects, late=late)
     if conv is None:
         return False

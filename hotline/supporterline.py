@@ -22,7 +22,13 @@ from hotline.models import (
     OfferState,
     Supporter,
 )
-from hotline.people import clinician_phone, find_clinician, lift_opt_out, record_opt_out
+from hotline.people import (
+    clinician_phone,
+    find_clinician,
+    is_opted_out,
+    lift_opt_out,
+    record_opt_out,
+)
 from hotline.wakeups import Task
 
 SUPPORTER_WORDS = frozenset(
@@ -145,6 +151,8 @@ def _accept_late(ctx: Inbound, supporter: Supporter) -> None:
     taken = (
         lapsed is not None
         and supporter.active
+        # STOP on this number: Twilio would deliver nothing of the conversation here
+        and not is_opted_out(ctx.session, vault, p.id, ctx.sender, ctx.text.to)
         and routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True)
     )
     if not taken:

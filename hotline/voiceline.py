@@ -207,6 +207,8 @@ def end_call(ctx: CallStep, call: Call) -> None:
         conv = ctx.session.get_one(Conversation, call.conversation_id)
         if conv.state == ConversationState.QUEUED:
             end_conversation(ctx.session, ctx.programme, conv, "hangup", ctx.now, ctx.effects)
+    if call.state == CallState.CALLBACK and call.followed_up_at is None:
+        call.followed_up_at = ctx.now  # nobody took the call itself: no follow-up is owed
     if call.state != CallState.ENDED:
         call.state, call.ended_at = CallState.ENDED, ctx.now
 

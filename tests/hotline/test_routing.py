@@ -166,3 +166,41 @@ def test_two_that_find_nobody_free_tell_the_clinician_once(
     late.close()
     assert effects.texts == []
     phones.assert_no_unexpected()
+
+
+def test_a_late_accept_does_not_undercut_an_offer_made_meanwhile(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice's ACCEPT on a lapsed offer is checked under the programme lock: if Bob was
+    offered the request in the meantime, it stays his."""
+    alice_id = hotline.add_supporter("Alice", "+15550108001")
+    clinician = phones.phone("+15550109001")
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    phones.phone("+15550108001").expect_text(OFFER)
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    clinician.expect_text("No peer supporter is free")
+    services = hotline.services
+
+    late = services.sessions()  # Alice's ACCEPT: found her lapsed offer, request with nobody
+    lapsed = late.scalars(select(Offer).where(Offer.supporter_id == alice_id)).one()
+    late.commit()
+
+    hotline.add_supporter("Bob", BOB)
+    hotline.sweep()  # Bob is offered it
+    phones.phone(BOB).expect_text(OFFER)
+
+    effects = Effects()
+    with late.begin():
+        p = config_of(late.get_one(Programme, hotline.programme_id), services.settings)
+        now = hotline.clock.now
+        taken = routing.accept(late, services.vault, p, lapsed, now, effects, late=True)
+    late.close()
+    assert not taken and effects.texts == []
+    with hotline.session() as session:
+        assert (
+            session.scalar(select(Offer.state).where(Offer.supporter_id != alice_id))
+            == OfferState.PENDING
+        )
+    phones.assert_no_unexpected()

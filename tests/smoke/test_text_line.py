@@ -317,6 +317,25 @@ def test_a_late_accept_does_not_take_a_request_now_offered_to_someone_else(
     phones.assert_no_unexpected()
 
 
+def test_a_late_accept_on_a_number_the_supporter_stopped_does_not_take_the_request(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """After STOP on a pool number Twilio delivers nothing there: the request must not become
+    a conversation that number would carry (the clinician would be talking to nobody)."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("STOP", to=POOL[0])  # passes the offer on: nobody else, so the fallback
+    clinician.expect_text("No peer supporter is free")
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("already gone")
+    with hotline.session() as session:
+        assert session.scalar(select(Conversation.state)) == ConversationState.QUEUED
+    phones.assert_no_unexpected()
+
+
 def test_a_request_nobody_takes_in_two_days_closes_and_its_held_texts_are_deleted(
     hotline: Hotline, phones: Phones
 ) -> None:

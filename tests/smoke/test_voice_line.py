@@ -419,6 +419,27 @@ def test_a_follow_up_redis_lost_is_sent_by_the_sweeper_once(
     phones.assert_no_unexpected()
 
 
+def test_a_call_back_taken_by_text_gets_no_thanks_for_a_call_not_yet_made(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The sweeper follows up calls a supporter took; a call-back accepted by text after the
+    caller hung up is not one (the supporter has yet to call)."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER, BOB: BUSY}))
+    assert call.hears("call you back shortly")
+    hotline.run_jobs()
+    alice = phones.phone(ALICE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("ACCEPT")
+    alice.expect_text("Call this number to reach your caller", from_=POOL[0])
+    phones.phone(CLINICIAN).expect_text("will call you back shortly", from_=HOTLINE)
+    hotline.clock.advance(seconds=31)
+    hotline.sweep()
+    hotline.run_jobs()
+    phones.assert_no_unexpected()
+
+
 def test_a_call_back_redis_lost_still_tells_the_caller_and_the_coordinator_once(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
@@ -464,8 +485,20 @@ def test_a_call_while_texting_with_a_peer_leaves_the_texts_with_that_peer(
     clinician.texts("sorry, I tried calling - can you still text?")
     assert alice.expect_text("can you still text?").from_ == POOL[0]
 
+    hotline.add_supporter("Bob", BOB)
+    alice.texts("PASS", to=POOL[1])
+    alice.expect_text("Passed on")
+    bob = phones.phone(BOB)
+    bob.expect_text(OFFER)
+    bob.texts("ACCEPT")  # Bob takes the call-back...
+    bob.expect_text("Call this number to reach your caller")
+    clinician.expect_text("will call you back shortly")
+    clinician.texts("still there?")  # ...and the texts still go to Alice
+    assert alice.expect_text("still there?").from_ == POOL[0]
+
     clinician.texts("STOP")
     alice.expect_text("ended the conversation", from_=POOL[0])
+    bob.expect_text("ended the conversation")
     assert {c.state for c in conversations(hotline)} == {ConversationState.ENDED}
     phones.assert_no_unexpected()
 
