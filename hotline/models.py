@@ -233,6 +233,7 @@ class Conversation(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(20))
     fallback_at: Mapped[datetime | None]  # when the clinician was told nobody is free
+    reminded_at: Mapped[datetime | None]  # when told so again, writing while waiting
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

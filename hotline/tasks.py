@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hotline import checkins, notices, retention, ringing, routing, wording
@@ -151,7 +151,11 @@ def close_idle(
             Conversation.last_activity_at <= now - INACTIVITY_TIMEOUT,
         )
     ).all()
+    closed = 0
     for conv in idle:
+        if not _still_idle(session, conv, now - INACTIVITY_TIMEOUT):
+            continue  # a text, or a peer accepting, got there first
+        closed += 1
         if conv.state == ConversationState.QUEUED:
             clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
             to = clinician_phone(services.vault, clinician) if clinician else None
@@ -164,4 +168,20 @@ def close_idle(
                 supporter_phone(services.vault, supporter), conv.pool_number, wording.closed_idle()
             )
         end_conversation(session, p, conv, "inactive", now, effects)
-    return len(idle)
+    return closed
+
+
+def _still_idle(session: Session, conv: Conversation, cutoff: datetime) -> bool:
+    """Claim closing ``conv``: True if, as the database says now, it is in the state it was
+    read in and idle since ``cutoff`` (the row stays locked to this transaction)."""
+    claimed = session.execute(
+        update(Conversation)
+        .where(
+            Conversation.id == conv.id,
+            Conversation.state == conv.state,
+            Conversation.last_activity_at <= cutoff,
+        )
+        .values(last_activity_at=Conversation.last_activity_at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]

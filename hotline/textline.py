@@ -160,11 +160,11 @@ def _queue_text(ctx: Inbound, conv: Conversation) -> None:
     conv.last_activity_at = ctx.now
     if routing.pending_offer(ctx.session, conv) is not None:
         return
-    told = conv.fallback_at
+    told = conv.reminded_at or conv.fallback_at
     vault, p = ctx.services.vault, ctx.programme
     offer = routing.offer_or_fall_back(ctx.session, vault, p, conv, ctx.now, ctx.effects)
     if offer is None and told is not None and ctx.now - told >= STILL_WAITING_AFTER:
-        conv.fallback_at = ctx.now
+        conv.reminded_at = ctx.now
         next_on = next_coverage(ctx.session, p.id, ctx.now)
         ctx.reply(wording.still_waiting(p, next_on))
 

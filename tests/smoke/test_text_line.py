@@ -6,8 +6,10 @@ Each scenario ends by asserting that no phone got a text the script did not expe
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select, update
 
 from hotline.db import transaction
 from hotline.models import (
@@ -271,11 +273,14 @@ def test_a_clinician_writing_again_while_nobody_can_take_it_is_answered_not_igno
     hotline: Hotline, phones: Phones
 ) -> None:
     clinician, alice = _nobody_took_it(hotline, phones)
+    first_told = hotline.clock.now
     clinician.texts("is anyone there?")  # just told: no second notice yet
     hotline.clock.advance(minutes=10)
     clinician.texts("please")
     told = clinician.expect_text("no peer supporter is free to take them yet", from_=HOTLINE)
     assert hotline.services.settings.crisis_text in told.body
+    with hotline.session() as session:  # the reports count the fallback when it happened
+        assert session.scalar(select(Conversation.fallback_at)) == first_told
     hotline.clock.advance(minutes=1)
     clinician.texts("hello?")  # within ten minutes of that: no third notice
     hotline.sweep()
@@ -355,6 +360,39 @@ def test_a_request_nobody_takes_in_two_days_closes_and_its_held_texts_are_delete
     clinician.texts("trying again")  # a fresh request
     clinician.expect_text("confidential")
     phones.phone(ALICE).expect_text(OFFER)
+    phones.assert_no_unexpected()
+
+
+def test_a_text_arriving_while_the_sweeper_closes_the_request_keeps_it_open(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The sweeper has read the request as idle for two days; the clinician's text commits
+    before it closes it. The request must stay open, the text held, nothing said of closing."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    _nobody_took_it(hotline, phones)
+    hotline.clock.advance(hours=48, seconds=1)
+    texted = [False]
+
+    def a_text_commits_meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        idle_query = (
+            statement.startswith("SELECT conversations.id") and "last_activity_at <=" in statement
+        )
+        if idle_query and not texted[0]:
+            texted[0] = True
+            with engine.begin() as other:  # another connection: the clinician's webhook
+                other.execute(update(Conversation).values(last_activity_at=hotline.clock.now))
+
+    event.listen(engine, "after_cursor_execute", a_text_commits_meanwhile)
+    try:
+        hotline.sweep()
+    finally:
+        event.remove(engine, "after_cursor_execute", a_text_commits_meanwhile)
+    assert texted == [True]
+    with hotline.session() as session:
+        assert session.scalar(select(Conversation.state)) == ConversationState.QUEUED
+        assert session.scalar(select(func.count()).select_from(PendingText)) == 1
     phones.assert_no_unexpected()
 
 
