@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, retention, routing, supporterline, wording
@@ -124,7 +125,7 @@ def _clinician_text(ctx: Inbound) -> None:
         conv.discipline_wanted = ctx.command.discipline
         ctx.reply(wording.discipline_noted(ctx.command.discipline))
     else:
-        _queue_text(ctx, conv)
+        _queue_text(ctx, conv, clinician)
 
 
 def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
@@ -152,10 +153,25 @@ def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
         _hold(ctx, conv)
 
 
-def _queue_text(ctx: Inbound, conv: Conversation) -> None:
+def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
     """Another text while waiting: hold it, and try again to reach someone if nobody has it.
     If nobody can take it still, the clinician hears so again (with the crisis line) once
-    STILL_WAITING_AFTER has passed since they were last told: never silence."""
+    STILL_WAITING_AFTER has passed since they were last told: never silence.
+
+    The conversation is read again under its row lock first (after the programme's, the order
+    offer-making takes them): a peer's ACCEPT committing meanwhile has relayed what was held,
+    and a text held now would never reach them."""
+    routing.lock_programme(ctx.session, ctx.programme.id)
+    state = ctx.session.scalar(
+        select(Conversation.state).where(Conversation.id == conv.id).with_for_update(key_share=True)
+    )
+    if state != ConversationState.QUEUED:
+        ctx.session.refresh(conv)
+        if state == ConversationState.ACTIVE:
+            _clinician_relay(ctx, conv)
+        else:  # closed meanwhile: a new request
+            _start_conversation(ctx, clinician)
+        return
     _hold(ctx, conv)
     conv.last_activity_at = ctx.now
     if routing.pending_offer(ctx.session, conv) is not None:

@@ -5,6 +5,7 @@ Each scenario ends by asserting that no phone got a text the script did not expe
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -394,6 +395,42 @@ def test_a_text_arriving_while_the_sweeper_closes_the_request_keeps_it_open(
         assert session.scalar(select(Conversation.state)) == ConversationState.QUEUED
         assert session.scalar(select(func.count()).select_from(PendingText)) == 1
     phones.assert_no_unexpected()
+
+
+def test_a_text_racing_the_peers_accept_reaches_the_peer(hotline: Hotline, phones: Phones) -> None:
+    """The clinician's webhook has read the request as waiting when Alice's ACCEPT commits
+    (relaying what was held). The new text must then be relayed, not held for nobody."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[0])
+    accepted: list[str] = []
+
+    def alice_accepts_meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        reading = "FROM conversations" in statement and "conversations.clinician_id =" in statement
+        if reading and not accepted and threading.current_thread() is threading.main_thread():
+            accepted.append("")
+            answer = threading.Thread(
+                target=lambda: accepted.append(
+                    hotline.sms(ALICE, POOL[0], "ACCEPT").get_data(as_text=True)
+                )
+            )
+            answer.start()
+            answer.join(10)
+
+    event.listen(engine, "after_cursor_execute", alice_accepts_meanwhile)
+    try:
+        clinician.texts("are you there?")
+    finally:
+        event.remove(engine, "after_cursor_execute", alice_accepts_meanwhile)
+    assert "You're connected" in accepted[1] and "hello" in accepted[1]
+    assert alice.expect_text("are you there?").from_ == POOL[0]
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(PendingText)) == 0
 
 
 def test_a_supporter_being_supported_answers_their_own_peer_on_the_hotline(
