@@ -85,8 +85,8 @@ def step(services: Services, session: Session, programme_id: int, effects: Effec
 
 def ring_next(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
     """Ring the best eligible supporter not yet rung for ``conv``, or fall back to a call-back."""
-    if conv.state != ConversationState.QUEUED:
-        return reply(Say(speech.thanks()), Hangup())
+    if conv.state != ConversationState.QUEUED:  # taken or ended by some other way meanwhile
+        return reply(Say(speech.goodbye(ctx.programme)), Hangup())
     if routing.pending_offer(ctx.session, conv) is not None:
         # The sweeper judged a ring lost and offered the conversation by text meanwhile.
         call.state = CallState.CALLBACK

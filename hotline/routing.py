@@ -239,6 +239,21 @@ def _tell_once(session: Session, conv: Conversation, now: datetime) -> bool:
     return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
+def still_queued(session: Session, conv: Conversation) -> bool:
+    """Claim ``conv`` while it is queued, as the database says now: True, and the row stays
+    locked to this transaction, so an accept committing meanwhile is seen, not overwritten."""
+    claimed = session.execute(
+        update(Conversation)
+        .where(Conversation.id == conv.id, Conversation.state == ConversationState.QUEUED)
+        .values(state=ConversationState.QUEUED)
+        .execution_options(synchronize_session=False)
+    )
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        session.refresh(conv)
+        return False
+    return True
+
+
 def still_waiting(session: Session, conv: Conversation) -> bool:
     """``conv`` is queued with no pending offer, as the database says now (not as this
     session last loaded it)."""

@@ -43,6 +43,12 @@ def no_call_back(p: ProgrammeConfig) -> str:
     )
 
 
+def goodbye(p: ProgrammeConfig) -> str:
+    """A caller still on the line whose request ended some other way: never without the
+    crisis sentence."""
+    return f"Thank you for calling the peer support line. {p.crisis_text} Goodbye."
+
+
 def thanks() -> str:
     return "Thank you for calling the peer support line. Take care. Goodbye."
 

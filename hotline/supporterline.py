@@ -14,6 +14,8 @@ from hotline.conversations import open_conversation
 from hotline.inbound import Inbound
 from hotline.keywords import Word
 from hotline.models import (
+    Call,
+    CallState,
     Channel,
     Clinician,
     Conversation,
@@ -95,7 +97,10 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
     elif word is Word.HELP:
         ctx.reply(wording.supporter_help())
     elif (offer := _pending_offer(ctx, supporter)) is not None:
-        _answer_offer(ctx, offer, word)
+        if _ringing(ctx, offer):  # a live caller waits: the answer is the phone, not a text
+            ctx.reply(wording.ringing_now())
+        else:
+            _answer_offer(ctx, offer, word)
     elif (conv := _live_conversation(ctx, supporter)) is not None:
         _in_conversation(ctx, conv, word)
     elif word in (Word.ACCEPT, Word.PASS) and (elsewhere := _offers_elsewhere(ctx, supporter)):
@@ -114,13 +119,10 @@ def _offers_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Offer]:
     (a saved contact, a reply in the wrong thread)."""
     if ctx.text.to != ctx.programme.hotline_number:
         return []
-    return list(
-        ctx.session.scalars(
-            select(Offer).where(
-                Offer.supporter_id == supporter.id, Offer.state == OfferState.PENDING
-            )
-        )
+    pending = ctx.session.scalars(
+        select(Offer).where(Offer.supporter_id == supporter.id, Offer.state == OfferState.PENDING)
     )
+    return [offer for offer in pending if not _ringing(ctx, offer)]
 
 
 def _accept_late(ctx: Inbound, supporter: Supporter) -> None:
@@ -159,13 +161,23 @@ def _accept_late(ctx: Inbound, supporter: Supporter) -> None:
         ctx.reply(wording.offer_gone())
 
 
+def _ringing(ctx: Inbound, offer: Offer) -> bool:
+    """``offer`` is a ring: a call is ringing the supporter's phone for it right now."""
+    ringing = select(Call.id).where(
+        Call.conversation_id == offer.conversation_id, Call.state == CallState.RINGING
+    )
+    return bool(ctx.session.scalar(select(ringing.exists())))
+
+
 def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
     """Twilio now blocks this pool number to the supporter: pass on anything waiting there,
     and end a conversation on it (nothing relayed there would reach them any more); its
     clinician is told, with the next step and the crisis line."""
     record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
     offer = _pending_offer(ctx, supporter)
-    if offer is not None and routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now):
+    if offer is None or _ringing(ctx, offer):
+        pass  # a ring goes on: Twilio blocks texts, not calls, and the dial decides
+    elif routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now):
         _route_onwards(ctx, offer)
     conv = _live_conversation(ctx, supporter)
     if conv is not None:

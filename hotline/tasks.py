@@ -56,6 +56,13 @@ def expire_offer(services: Services, offer_id: int) -> bool:
             expired = False
         elif expired := routing.answer(session, offer, OfferState.EXPIRED, now):
             conv = session.get_one(Conversation, offer.conversation_id)
+            # A ring whose dial action never came: the request goes on by text, as a call-back
+            # (a late action then replays that promise; a hang-up leaves it waiting).
+            session.execute(
+                update(Call)
+                .where(Call.conversation_id == conv.id, Call.state == CallState.RINGING)
+                .values(state=CallState.CALLBACK)
+            )
             if conv.state == ConversationState.QUEUED:
                 p = config_of(session.get_one(Programme, conv.programme_id), services.settings)
                 routing.offer_or_fall_back(session, services.vault, p, conv, now, effects)

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 MENU_SECONDS = 5  # the discipline menu times out quickly to "anyone"
 # Twilio's final CallStatus values: a leg that is over (on the caller's leg: they are gone).
 CALLER_GONE = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
+LIVE_CALL = (CallState.GREETING, CallState.RINGING, CallState.BRIDGED)
 
 
 def answer_call(services: Services, call: InboundCall) -> VoiceReply:
@@ -144,14 +145,22 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
 
 
 def _replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None) -> None:
-    """A new call from someone waiting for a call-back supersedes it (one request, not two)."""
+    """A new call from someone waiting for a call-back supersedes it (one request, not two).
+    Only a call-back: a conversation another call of theirs is still on (a second line, a
+    switchboard's shared number) goes on ringing for that caller."""
     if clinician_id is None:
         return
+    live_call = (
+        select(Call.id)
+        .where(Call.conversation_id == Conversation.id, Call.state.in_(LIVE_CALL))
+        .exists()
+    )
     waiting = ctx.session.scalars(
         select(Conversation).where(
             Conversation.clinician_id == clinician_id,
             Conversation.channel == Channel.VOICE,
             Conversation.state == ConversationState.QUEUED,
+            ~live_call,
         )
     ).all()
     for conv in waiting:
@@ -205,7 +214,7 @@ def end_call(ctx: CallStep, call: Call) -> None:
     one a supporter took stays theirs, and a queued call-back stays queued."""
     if call.state in (CallState.GREETING, CallState.RINGING) and call.conversation_id:
         conv = ctx.session.get_one(Conversation, call.conversation_id)
-        if conv.state == ConversationState.QUEUED:
+        if routing.still_queued(ctx.session, conv):  # not a press of 1 committed meanwhile
             end_conversation(ctx.session, ctx.programme, conv, "hangup", ctx.now, ctx.effects)
     if call.state == CallState.CALLBACK and call.followed_up_at is None:
         call.followed_up_at = ctx.now  # nobody took the call itself: no follow-up is owed

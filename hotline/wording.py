@@ -142,6 +142,10 @@ def answer_where_offered() -> str:
     return "You have more than one request waiting: reply on the number each one came from."
 
 
+def ringing_now() -> str:
+    return "That request is a call ringing your phone now: answer it and press 1 to take it."
+
+
 def offer_reminder() -> str:
     return "Reply ACCEPT to take this peer support request or PASS to pass it on."
 

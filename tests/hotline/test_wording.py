@@ -74,6 +74,7 @@ ROWS: dict[str, Row] = {
     "offer, a discipline": (wording.offer, (DISCIPLINE,), 1),
     "offer, call-back": (wording.offer, (DISCIPLINE, True), 1),
     "offer reminder": (wording.offer_reminder, (), 1),
+    "ringing now": (wording.ringing_now, (), 1),
     "offer gone": (wording.offer_gone, (), 1),
     "answer where offered": (wording.answer_where_offered, (), 1),
     "passed": (wording.passed, (), 1),

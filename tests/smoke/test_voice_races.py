@@ -1,0 +1,253 @@
+"""Voice webhooks in the orders Twilio can deliver them when people act at the same moment:
+a hang-up and a press of 1, two calls from one number, a text to a ringing pool number, a
+dial action that comes late or never. A caller still on the line always hears a next step and
+the crisis sentence; a promised call-back is kept."""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from sqlalchemy import select
+
+from hotline import routing
+from hotline.db import transaction
+from hotline.models import (
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    Programme,
+)
+from hotline.people import ALERT_CONTEXT
+from tests.kit.fake_twilio import AUTH_TOKEN
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
+from tests.kit.phones import Phones
+from tests.kit.signing import signed_post
+
+ALICE, BOB = "+15550108001", "+15550108002"
+CLINICIAN = "+15550109001"
+COORDINATOR = "+15550107777"
+OFFER = "Reply ACCEPT to take it or PASS"
+
+
+def sid(n: int) -> str:
+    return f"CA{n:032x}"
+
+
+def caller(call_sid: str, status: str = "in-progress") -> dict[str, str]:
+    return {"CallSid": call_sid, "From": CLINICIAN, "To": HOTLINE, "CallStatus": status}
+
+
+def leg(leg_sid: str, parent: str, to: str, pool: str) -> dict[str, str]:
+    return {
+        "CallSid": leg_sid,
+        "ParentCallSid": parent,
+        "From": pool,
+        "To": to,
+        "CallStatus": "in-progress",
+        "Direction": "outbound-dial",
+    }
+
+
+def doc(hotline: Hotline, path: str, **params: str) -> ET.Element:
+    response = hotline.post(path, **params)
+    assert response.status_code == 200, (path, response.status_code)
+    return ET.fromstring(response.get_data(as_text=True))  # noqa: S314 - our own TwiML
+
+
+def said(root: ET.Element) -> str:
+    return " ".join((s.text or "").strip() for s in root.iter("Say"))
+
+
+def start_call(hotline: Hotline, call_sid: str) -> tuple[str, int]:
+    """Greeting, then the menu times out to /start: the number rung first and its ring id."""
+    doc(hotline, "/twilio/voice", **caller(call_sid))
+    dial = doc(hotline, "/twilio/voice/start", **caller(call_sid)).find("Dial")
+    assert dial is not None
+    ring = int(parse_qs(urlparse(dial.get("action", "")).query)["ring"][0])
+    return (dial.findtext("Number") or "").strip(), ring
+
+
+def dial_action(
+    hotline: Hotline, call_sid: str, ring: int, dial_status: str, status: str = "in-progress"
+) -> ET.Element:
+    return doc(
+        hotline,
+        f"/twilio/voice/next?ring={ring}",
+        **caller(call_sid, status),
+        DialCallStatus=dial_status,
+        DialBridged="false",
+    )
+
+
+def conversations(hotline: Hotline) -> list[Conversation]:
+    with hotline.session() as session:
+        return list(session.scalars(select(Conversation).order_by(Conversation.id)))
+
+
+def with_coordinator(hotline: Hotline) -> None:
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.alert_phone_sealed = hotline.services.vault.seal(COORDINATOR, ALERT_CONTEXT)
+
+
+def test_a_second_call_from_the_same_number_leaves_the_first_caller_ringing(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A switchboard shows one number for many clinicians: a second call from it must not end
+    the first caller's request while Alice's phone rings for them."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    first, second = sid(0x201), sid(0x202)
+    assert start_call(hotline, first)[0] == ALICE
+    number, _ = start_call(hotline, second)
+    assert number == BOB
+    _, ring = start_call(hotline, first)  # a repeated /start replays the same dial
+    screen = doc(
+        hotline, f"/twilio/voice/screen?ring={ring}", **leg(sid(0x203), first, ALICE, POOL[0])
+    )
+    assert screen.find("Gather") is not None  # Alice can still take her caller
+    assert [c.state for c in conversations(hotline)] == [ConversationState.QUEUED] * 2
+    phones.assert_no_unexpected()
+
+
+def test_a_text_to_a_ringing_pool_number_does_not_answer_the_call(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The ring is an offer, but a live caller waits for a voice: ACCEPT or PASS by text
+    changes nothing, and the supporter is told to answer the phone."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    call = sid(0x301)
+    number, ring = start_call(hotline, call)
+    assert number == ALICE
+    alice = phones.phone(ALICE)
+    for word in ("ACCEPT", "PASS", "STOP"):
+        alice.texts(word, to=POOL[0])
+        if word != "STOP":
+            alice.expect_text("answer it and press 1", from_=POOL[0])
+    with hotline.session() as session:
+        assert session.scalars(select(Offer.state)).all() == [OfferState.PENDING]
+    screen = doc(
+        hotline, f"/twilio/voice/screen?ring={ring}", **leg(sid(0x302), call, ALICE, POOL[0])
+    )
+    assert screen.find("Gather") is not None  # her phone still reaches her caller
+    phones.assert_no_unexpected()  # nothing to the clinician on the line, no offer to Bob
+
+
+def test_a_dial_action_that_comes_late_keeps_the_one_call_back_promised(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The dial action is late: the sweeper has expired the ring and told the clinician a peer
+    will call. The late action replays that promise; it opens no second request, and nobody
+    is told twice."""
+    with_coordinator(hotline)
+    hotline.add_supporter("Alice", ALICE)
+    call = sid(0x401)
+    _, ring = start_call(hotline, call)
+    hotline.clock.advance(minutes=2)
+    assert hotline.sweep().offers_expired == 1
+    phones.phone(CLINICIAN).expect_text("a peer will call you from this number", from_=HOTLINE)
+    phones.phone(COORDINATOR).expect_text("waiting with nobody available")
+    late = dial_action(hotline, call, ring, "no-answer")
+    assert "call you back" in said(late) and hotline.settings.crisis_text in said(late)
+    hotline.clock.advance(minutes=30)
+    hotline.run_jobs()
+    hotline.sweep()
+    (conv,) = conversations(hotline)
+    assert conv.state == ConversationState.QUEUED
+    phones.assert_no_unexpected()
+
+
+def test_a_hang_up_after_the_sweeper_promised_a_call_back_keeps_the_promise(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The ring's action is lost; the sweeper tells the clinician a peer will call; then the
+    caller hangs up. The call-back stays waiting, and a peer who comes on call is offered it."""
+    hotline.add_supporter("Alice", ALICE)
+    call = sid(0x411)
+    start_call(hotline, call)
+    hotline.clock.advance(minutes=2)
+    hotline.sweep()
+    phones.phone(CLINICIAN).expect_text("a peer will call you from this number")
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="120")
+    (conv,) = conversations(hotline)
+    assert conv.state == ConversationState.QUEUED
+    hotline.add_supporter("Bob", BOB)
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    assert "call-back" in phones.phone(BOB).expect_text(OFFER).body
+    phones.assert_no_unexpected()
+
+
+def test_a_hang_up_racing_a_press_of_1_leaves_the_call_with_the_peer_who_took_it(
+    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's final status has read the request as waiting when Alice's press of 1
+    commits. It must not end what she took: she is texted how to reach the caller again."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    call, ring_leg = sid(0x101), sid(0x102)
+    number, ring = start_call(hotline, call)
+    assert number == ALICE
+    doc(hotline, f"/twilio/voice/screen?ring={ring}", **leg(ring_leg, call, ALICE, POOL[0]))
+
+    real = routing.still_queued
+    inside, go = threading.Event(), threading.Event()
+
+    def after_the_read(*args: Any) -> bool:  # the status callback has read QUEUED by now
+        inside.set()
+        assert go.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(routing, "still_queued", after_the_read)
+    answered: list[int] = []
+
+    def hang_up() -> None:
+        params = {**caller(call, "completed"), "CallDuration": "30"}
+        client = hotline.app.test_client()
+        answered.append(
+            signed_post(client, PUBLIC_URL, "/twilio/status", params, AUTH_TOKEN).status_code
+        )
+
+    status = threading.Thread(target=hang_up)
+    status.start()
+    assert inside.wait(10)
+    pressed = doc(
+        hotline,
+        f"/twilio/voice/pickup?ring={ring}",
+        **leg(ring_leg, call, ALICE, POOL[0]),
+        Digits="1",
+    )
+    assert list(pressed) == []  # taken: Twilio bridges the two
+    go.set()
+    status.join(15)
+    monkeypatch.undo()
+    assert answered == [204]
+    dial_action(hotline, call, ring, "completed", status="completed")
+    hotline.run_jobs()
+    (conv,) = conversations(hotline)
+    assert conv.state == ConversationState.ACTIVE
+    phones.phone(ALICE).expect_text("Call this number to reach your caller again", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
+def test_a_caller_whose_request_ended_meanwhile_still_hears_the_crisis_line(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The clinician texts STOP while their call rings (it ends every open request): the
+    caller, still on the line, hears goodbye with the crisis sentence, not a bare thanks."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    call = sid(0x501)
+    _, ring = start_call(hotline, call)
+    phones.phone(CLINICIAN).texts("STOP")
+    after = dial_action(hotline, call, ring, "no-answer")
+    assert after.find("Dial") is None and hotline.settings.crisis_text in said(after)
+    phones.assert_no_unexpected()
