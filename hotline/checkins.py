@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from hotline import records
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -404,6 +405,7 @@ def _hand_over(
                 .values(state=CheckInState.SENT, provider_sid=sent.sid, sent_at=sent.at)
                 .execution_options(synchronize_session=False)
             )
+            records.backstop(session, [sent.sid], sent.at)
         if checkin_id is not None:
             talking = (
                 select(Conversation.id)

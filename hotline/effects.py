@@ -11,6 +11,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from hotline import records
+from hotline.db import transaction
 from hotline.services import Services
 from hotline.telephony import OptedOutError, RetryableError, TelephonyError
 from hotline.texting import OutboundText
@@ -56,25 +60,38 @@ def send(services: Services, effects: Effects) -> None:
     is delivered (retention.after_status), as for relays and check-ins.
     """
     callback = services.callback_url("/twilio/status")
-    for text in effects.texts:
-        _send_one(services, text, callback)
+    sent = [sid for text in effects.texts if (sid := _send_one(services, text, callback))]
+    if sent:
+        remember_sent(services, sent)
 
 
-def _send_one(services: Services, text: OutboundText, callback: str | None) -> None:
+def remember_sent(services: Services, sids: list[str]) -> None:
+    """Queue the sent texts' records for deletion even if their status callbacks are lost."""
+    try:
+        with transaction(services.sessions) as session:
+            records.backstop(session, sids, services.clock())
+    except SQLAlchemyError as error:  # the texts are out; the callbacks may still delete them
+        log.warning("sent texts' records not queued for deletion: %s", type(error).__name__)
+
+
+def _send_one(services: Services, text: OutboundText, callback: str | None) -> str | None:
     """One text, tried again shortly while Twilio says it did not take it (429, 5xx, no
-    connection: a retry cannot duplicate it); never after a timeout (it may have gone out)."""
+    connection: a retry cannot duplicate it); never after a timeout (it may have gone out).
+    Its message SID when Twilio took it."""
     for delay in (*RETRY_DELAYS, None):
         try:
-            services.telephony.send_text(text.to, text.from_, text.body, status_callback=callback)
-            return
+            return services.telephony.send_text(
+                text.to, text.from_, text.body, status_callback=callback
+            ).sid
         except OptedOutError:
             log.info("text not sent: recipient opted out of %s", text.from_)
-            return
+            return None
         except RetryableError as error:
             if delay is None:
                 log.warning("text not sent after %d attempts (code %s)", _ATTEMPTS, error.code)
-                return
+                return None
             time.sleep(delay)
         except TelephonyError as error:
             log.warning("text not sent: %s (code %s)", type(error).__name__, error.code)
-            return
+            return None
+    return None

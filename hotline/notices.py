@@ -19,7 +19,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hotline import schedule, verification, wording
+from hotline import records, schedule, verification, wording
 from hotline.db import transaction
 from hotline.models import (
     Notice,
@@ -63,28 +63,32 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
         if not claimed.rowcount:  # type: ignore[attr-defined]
             return None
         message = compose(services, session, session.get_one(Notice, notice_id))
-    state = NoticeState.SKIPPED if message is None else _deliver(services, message)
+    state, sid = (NoticeState.SKIPPED, None) if message is None else _deliver(services, message)
     with transaction(services.sessions) as session:
         session.execute(
             update(Notice)
             .where(Notice.id == notice_id)
             .values(state=state, sent_at=now if state == NoticeState.SENT else None)
         )
+        records.backstop(session, [sid] if sid else [], now)
     return state
 
 
-def _deliver(services: Services, text: OutboundText) -> NoticeState:
+def _deliver(services: Services, text: OutboundText) -> tuple[NoticeState, str | None]:
+    """The notice's new state, and the SID of the message Twilio took (None if none)."""
     try:
         callback = services.callback_url("/twilio/status")  # deletes the record once delivered
-        services.telephony.send_text(text.to, text.from_, text.body, status_callback=callback)
+        sent = services.telephony.send_text(
+            text.to, text.from_, text.body, status_callback=callback
+        )
     except RetryableError:
-        return NoticeState.PENDING  # the sweeper tries again while it is not stale
+        return NoticeState.PENDING, None  # the sweeper tries again while it is not stale
     except DeliveryUnknownError:
-        return NoticeState.SENT  # it may have gone out: a duplicate is worse than a gap
+        return NoticeState.SENT, None  # it may have gone out: a duplicate is worse than a gap
     except TelephonyError as error:
         log.warning("notice not sent: %s (code %s)", type(error).__name__, error.code)
-        return NoticeState.FAILED
-    return NoticeState.SENT
+        return NoticeState.FAILED, None
+    return NoticeState.SENT, sent.sid
 
 
 def compose(services: Services, session: Session, notice: Notice) -> OutboundText | None:

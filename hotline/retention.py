@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from hotline.checkins import PENDING as PENDING_CHECKINS
@@ -52,6 +52,13 @@ def queue_deletion(session: Session, sid: str, due_at: datetime, effects: Effect
     if not is_record_sid(sid):
         return None
     row_id = insert_new(session, MessageDeletion, sid=sid, due_at=due_at)
+    if row_id is None:  # queued already: brought forward if this is sooner (records.backstop)
+        row_id = session.scalar(
+            update(MessageDeletion)
+            .where(MessageDeletion.sid == sid, MessageDeletion.due_at > due_at)
+            .values(due_at=due_at)
+            .returning(MessageDeletion.id)
+        )
     if row_id is not None:
         effects.wake(Task.DELETE_MESSAGE, row_id, due_at)
     return row_id

@@ -59,6 +59,10 @@ def handle_text(services: Services, inbound: InboundText) -> TextReply:
 
 
 def _dispatch(services: Services, session: Session, text: InboundText, effects: Effects) -> None:
+    now = services.clock()
+    # First: a text ignored below (to a number no longer ours, from one we cannot read, a loop)
+    # is still a record at Twilio with its body in it (idempotent for a repeated delivery).
+    retention.queue_deletion(session, text.sid, now + INBOUND_DELETE_DELAY, effects)
     match = find_by_number(session, _safe_number(text.to) or "")
     sender = _safe_number(text.from_)
     if match is None or sender is None:
@@ -70,8 +74,6 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     if not events.claim(session, f"sms:{text.sid}"):
         log.info("duplicate delivery of %s ignored", text.sid)
         return
-    now = services.clock()
-    retention.queue_deletion(session, text.sid, now + INBOUND_DELETE_DELAY, effects)
     p = config_of(match.programme, services.settings)
     ctx = Inbound(services, session, p, sender, text, parse(text.body), now, effects)
     supporter = find_supporter(session, services.vault, p.id, sender)

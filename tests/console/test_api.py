@@ -214,6 +214,17 @@ def test_verify_without_a_new_number_says_where_a_code_comes_from(api: Api) -> N
     assert api.hotline.fake.messages == []  # no code texted, nothing changed
 
 
+def test_a_verification_code_text_is_deleted_at_twilio_without_its_status_callback(
+    api: Api,
+) -> None:
+    api.ok("POST", "/supporters", {"name": "Bob", "phone": BOB, "verify": True}, 201)
+    api.hotline.run_jobs()
+    (code,) = api.hotline.fake.messages  # the notice job sent it; no callback is posted here
+    api.hotline.clock.advance(hours=1, seconds=30)
+    api.hotline.sweep()
+    assert code["sid"] in api.hotline.fake.deleted
+
+
 def test_shifts_gaps_and_stats(api: Api) -> None:
     alice = api.verified("Alice", ALICE)
     shift = api.ok(

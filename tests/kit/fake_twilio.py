@@ -106,6 +106,7 @@ class FakeTwilio:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._messages: list[dict[str, Any]] = []
+        self._sent: list[dict[str, Any]] = []  # every text accepted, deleted or not
         self._calls: list[dict[str, Any]] = []
         self._carried: list[dict[str, Any]] = []
         self._deleted: list[str] = []
@@ -171,6 +172,13 @@ class FakeTwilio:
         """Accepted texts in order: sid, to, from_, body, status_callback, status, params."""
         with self._lock:
             return copy.deepcopy(self._messages)
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """Every text accepted, in order, including those whose record was deleted since (the
+        phone got them all the same)."""
+        with self._lock:
+            return copy.deepcopy(self._sent)
 
     @property
     def calls(self) -> list[dict[str, Any]]:
@@ -349,6 +357,7 @@ class FakeTwilio:
         }
         with self._lock:
             self._messages.append(message)
+            self._sent.append(message)
             return _json(201, self._message_json(message))
 
     def _fetch_message(self, request: Request, sid: str) -> Response:

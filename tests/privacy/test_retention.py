@@ -8,6 +8,7 @@ from hotline.models import CheckIn, CheckInState, Clinician, MessageDeletion, Op
 from hotline.retention import CALL_DELETE_DELAY
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
+from tests.kit.signing import deliver_to
 
 CLINICIAN, ALICE = "+15550109001", "+15550108001"
 OFFER = "Reply ACCEPT"
@@ -164,3 +165,50 @@ def test_a_lost_call_record_deletion_is_redone_by_the_sweeper(hotline: Hotline) 
     hotline.clock.advance(seconds=CALL_DELETE_DELAY.total_seconds() + 20)
     assert hotline.sweep().provider_records_deleted == 1
     assert hotline.fake.deleted == [sid]
+
+
+def test_texts_the_line_ignores_are_deleted_at_twilio_too(hotline: Hotline) -> None:
+    """A reply to a pool number since removed, a sender the line cannot read: the text is
+    ignored, but its record at Twilio holds the words all the same."""
+    gone, unreadable = "SM" + "a1" * 16, "SM" + "b2" * 16
+    hotline.sms(ALICE, "+15550100009", "my private words", MessageSid=gone)
+    hotline.sms("whatsapp:" + CLINICIAN, HOTLINE, "private", MessageSid=unreadable)
+    with hotline.session() as session:
+        assert set(session.scalars(select(MessageDeletion.sid))) == {gone, unreadable}
+
+
+def test_a_text_sent_by_a_job_is_deleted_even_when_its_status_callback_is_lost(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Twilio does not retry a status callback (one answered 503 while the database was down
+    is gone): the record is queued for deletion when the text is sent."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", "+15550108002")
+    phones.phone(CLINICIAN).texts("hello")
+    phones.phone(ALICE).expect_text(OFFER)
+    hotline.clock.advance(seconds=181)  # Alice lets it lapse: Bob's offer goes by a job
+    hotline.run_jobs()
+    phones.phone("+15550108002").expect_text(OFFER)
+    rest = [m["sid"] for m in hotline.fake.messages]
+    assert rest  # sent through the REST API; no callback is ever posted here
+    hotline.clock.advance(hours=1, seconds=30)
+    hotline.sweep()
+    assert set(rest) <= set(hotline.fake.deleted)
+
+
+def test_a_status_callback_brings_the_backstop_deletion_forward(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", "+15550108002")
+    phones.phone(CLINICIAN).texts("hello")
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    (sent,) = hotline.fake.messages
+    assert (
+        hotline.fake.post_status(sent["sid"], "delivered", deliver=deliver_to(hotline.client))
+        == 204
+    )
+    hotline.clock.advance(minutes=2)
+    hotline.run_jobs()
+    assert sent["sid"] in hotline.fake.deleted

@@ -30,6 +30,7 @@ from hotline.models import (
 from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
 from tests.kit.signing import FORM_CONTENT_TYPE, signed_headers
+from workers.queue import QUEUE_NAME
 
 CLINICIAN, ALICE = "+15550109001", "+15550108001"
 SMS = "/twilio/sms"
@@ -80,13 +81,17 @@ def count(hotline: Hotline, model: type[Base]) -> int:
         return session.scalar(select(func.count()).select_from(model)) or 0
 
 
-def assert_nothing_happened(hotline: Hotline) -> None:
-    """Nothing stored, nothing sent through the API, no wake-up queued."""
-    for model in (WebhookEvent, Clinician, Conversation, Offer, PendingText, MessageDeletion):
+def assert_nothing_happened(hotline: Hotline, *, record_deleted: bool = False) -> None:
+    """Nothing stored, nothing sent through the API, no wake-up queued; but for a text that
+    reached the webhook (``record_deleted``), the deletion of its record at Twilio."""
+    for model in (WebhookEvent, Clinician, Conversation, Offer, PendingText):
         assert count(hotline, model) == 0, f"{model.__tablename__} has rows"
+    assert count(hotline, MessageDeletion) == (1 if record_deleted else 0)
     assert hotline.fake.messages == []
-    keys = [str(k) for k in hotline.redis.keys("rq:*")]
-    assert not [k for k in keys if "rq:worker" not in k]
+    keys = [k.decode() if isinstance(k, bytes) else str(k) for k in hotline.redis.keys("rq:*")]
+    others = [k for k in keys if "rq:worker" not in k and "delete_message" not in k]
+    wake_up = ["rq:queues", f"rq:scheduled:{QUEUE_NAME}"]  # one scheduled job, nothing else
+    assert sorted(others) == (wake_up if record_deleted else [])
 
 
 @pytest.mark.parametrize("body", list(BODIES.values()), ids=list(BODIES))
@@ -184,7 +189,7 @@ def test_a_text_from_no_person_gets_an_empty_answer_and_nothing_happens(
 ) -> None:
     hotline.add_supporter("Alice", ALICE)
     assert parsed(hotline.sms(sender, line, "hello?")) == []
-    assert_nothing_happened(hotline)
+    assert_nothing_happened(hotline, record_deleted=True)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +201,7 @@ def test_a_text_from_no_person_gets_an_empty_answer_and_nothing_happens(
 def test_a_text_to_a_number_that_is_not_a_line_is_ignored(hotline: Hotline, line: str) -> None:
     hotline.add_supporter("Alice", ALICE)
     assert parsed(hotline.sms(CLINICIAN, line, "hello?")) == []
-    assert_nothing_happened(hotline)
+    assert_nothing_happened(hotline, record_deleted=True)
 
 
 def test_a_text_without_a_to_is_a_clear_400(hotline: Hotline) -> None:
