@@ -1,8 +1,9 @@
-"""gunicorn's access log without the calendar feeds' secrets.
+"""gunicorn's logs without the calendar feeds' secrets.
 
 A feed's URL is its only key (``/calendar/supporter/<token>.ics``), and gunicorn logs the path
-of every request: the Procfile's ``--logger-class`` masks the token in the path, the raw URI
-and the referrer, whatever ``--access-logformat`` an operator chooses.
+of every request, and the URI of one it failed to handle: the Procfile's ``--logger-class``
+masks the token in every access-log atom (path, raw URI, referrer, any header or environ
+value) and in the error log's arguments, whatever ``--access-logformat`` an operator chooses.
 """
 
 from __future__ import annotations
@@ -15,18 +16,25 @@ from gunicorn.glogging import Logger
 
 FEED = re.compile(r"(/calendar/(?:supporter|programme)/)[^/?#\s]+(\.ics)")
 MASK = r"\1[secret]\2"
-KEYS = ("PATH_INFO", "RAW_URI", "REQUEST_URI", "HTTP_REFERER")
+
+
+def masked(value: Any) -> Any:
+    """``value`` with any feed token masked, if it is text."""
+    return FEED.sub(MASK, value) if isinstance(value, str) else value
 
 
 def redacted(environ: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a WSGI environ with any feed token in its URLs masked."""
-    copy = dict(environ)
-    for key in KEYS:
-        if isinstance(copy.get(key), str):
-            copy[key] = FEED.sub(MASK, copy[key])
-    return copy
+    """A copy of a WSGI environ with any feed token in its text values masked."""
+    return {key: masked(value) for key, value in environ.items()}
 
 
 class AccessLog(Logger):  # type: ignore[misc]
-    def access(self, resp: Any, req: Any, environ: Mapping[str, Any], request_time: Any) -> None:
-        super().access(resp, req, redacted(environ), request_time)
+    def atoms(self, resp: Any, req: Any, environ: Mapping[str, Any], request_time: Any) -> Any:
+        found = super().atoms(resp, req, redacted(environ), request_time)
+        return {key: masked(value) for key, value in found.items()}
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().error(msg, *(masked(a) for a in args), **kwargs)
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().exception(msg, *(masked(a) for a in args), **kwargs)

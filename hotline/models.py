@@ -529,6 +529,7 @@ class Call(Base):
     """
 
     __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_open", "state", "created_at"),)  # not ENDED, by age
 
     id: Mapped[int] = mapped_column(primary_key=True)
     programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
@@ -24,13 +25,17 @@ from hotline.effects import Effects, schedule
 from hotline.events import insert_new
 from hotline.models import (
     OPEN_CONVERSATION,
+    Call,
+    CallState,
     CheckIn,
     Clinician,
     Conversation,
     MessageDeletion,
     OptOut,
+    Supporter,
     WebhookEvent,
 )
+from hotline.privacy import Vault
 from hotline.services import Services
 from hotline.telephony import PermanentError, TelephonyError, delete_record, is_record_sid
 from hotline.wakeups import Task
@@ -43,6 +48,7 @@ EVENT_KEEP = timedelta(days=3)  # de-duplication only needs Twilio's retry horiz
 # Twilio refuses to delete a call until it is complete and processed (error 20009; its docs
 # say to wait a minute or several after the end); a refusal is retried with backoff.
 CALL_DELETE_DELAY = timedelta(minutes=5)
+STALE_CALL = timedelta(hours=6)  # no peer support call lasts this long with no status at all
 
 
 def queue_deletion(session: Session, sid: str, due_at: datetime, effects: Effects) -> int | None:
@@ -148,6 +154,33 @@ def forget(session: Session, clinician: Clinician) -> None:
     clinician.phone_hash = None
 
 
+def forget_opt_outs(session: Session, vault: Vault, programme_id: int, phone: str) -> None:
+    """FORGET: the number's opt-out rows go too, under every configured key."""
+    session.execute(
+        delete(OptOut).where(
+            OptOut.programme_id == programme_id,
+            OptOut.phone_hash.in_(vault.blind_indexes(phone)),
+        )
+    )
+
+
+def end_stale_calls(session: Session, now: datetime, effects: Effects) -> int:
+    """Calls whose final status callback never came (lost, or answered 503 while the database
+    was down) after STALE_CALL: over, and the caller's leg queued for deletion at Twilio."""
+    stale = session.scalars(
+        select(Call).where(
+            Call.state.in_(tuple(s for s in CallState if s != CallState.ENDED)),
+            Call.created_at <= now - STALE_CALL,
+        )
+    ).all()
+    for call in stale:
+        if call.followed_up_at is None and call.state != CallState.BRIDGED:
+            call.followed_up_at = now  # nobody took it: no follow-up is owed
+        call.state, call.ended_at = CallState.ENDED, now
+        after_call(session, call.call_sid, now, effects)
+    return len(stale)
+
+
 def purge_expired(session: Session, now: datetime, retention: timedelta) -> int:
     """Forget clinicians silent for ``retention`` with nothing open or pending for them."""
     pending_checkin = exists().where(
@@ -168,5 +201,18 @@ def purge_expired(session: Session, now: datetime, retention: timedelta) -> int:
     ).all()
     for clinician in stale:
         forget(session, clinician)
+
+    # Opt-outs no clinician or supporter row refers to (a STOP from someone who never wrote):
+    # Twilio keeps its own block; ours has nothing left to guard after the retention period.
+    def known(model: type[Clinician] | type[Supporter]) -> Any:
+        return exists().where(
+            model.programme_id == OptOut.programme_id, model.phone_hash == OptOut.phone_hash
+        )
+
+    session.execute(
+        delete(OptOut).where(
+            OptOut.created_at <= now - retention, ~known(Clinician), ~known(Supporter)
+        )
+    )
     session.execute(delete(WebhookEvent).where(WebhookEvent.received_at <= now - EVENT_KEEP))
     return len(stale)

@@ -21,6 +21,7 @@ from hotline.models import (
     OPEN_CONVERSATION,
     Call,
     CallState,
+    Channel,
     Clinician,
     Conversation,
     ConversationState,
@@ -88,7 +89,9 @@ def sweep(services: Services) -> SweepReport:
     Safe to run from any number of processes at once: every step claims rows conditionally.
     """
     now = services.clock()
+    stale_calls = Effects()
     with transaction(services.sessions) as session:
+        retention.end_stale_calls(session, now, stale_calls)
         overdue_offers = list(
             session.scalars(
                 select(Offer.id).where(
@@ -103,6 +106,7 @@ def sweep(services: Services) -> SweepReport:
             session, now, timedelta(days=services.settings.retention_days)
         )
         programme_ids = list(session.scalars(select(Programme.id)))
+    schedule(services, stale_calls)
     expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
     sent = checkins.send_due(services).sent if checkins_late else 0
     deleted = sum(retention.delete_at_provider(services, ident) for ident in overdue_deletions)
@@ -166,7 +170,8 @@ def close_idle(
         if conv.state == ConversationState.QUEUED:
             clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
             to = clinician_phone(services.vault, clinician) if clinician else None
-            effects.text(to, p.hotline_number, wording.request_closed(p))
+            call_back = conv.channel == Channel.VOICE
+            effects.text(to, p.hotline_number, wording.request_closed(p, call_back))
             end_conversation(session, p, conv, "unanswered", now, effects)
             continue
         if conv.supporter_id is not None and conv.pool_number is not None:

@@ -223,6 +223,8 @@ def _clinician_forget(ctx: Inbound) -> None:
     if clinician is not None:
         _clinician_stop(ctx)
         retention.forget(ctx.session, clinician)
+    # Under every data key, and with no clinician row (a STOP from someone who never wrote).
+    retention.forget_opt_outs(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
     ctx.reply(wording.forgotten())
 
 

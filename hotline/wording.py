@@ -103,11 +103,12 @@ def still_waiting(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
     )
 
 
-def request_closed(p: ProgrammeConfig) -> str:
+def request_closed(p: ProgrammeConfig, call_back: bool = False) -> str:
     """A request nobody could take for two days closes (what it held is deleted)."""
+    held = "" if call_back else " and what you sent was deleted"
     return (
-        "Sorry: no peer could take your request, so it has closed and what you sent was "
-        f"deleted. Text or call here any time to try again. {p.crisis_text}"
+        f"Sorry: no peer could take your request, so it has closed{held}. "
+        f"Text or call here any time to try again. {p.crisis_text}"
     )
 
 

@@ -67,6 +67,7 @@ ROWS: dict[str, Row] = {
     "peer left": (wording.peer_left, (DEFAULT,), 2),
     "still waiting": (wording.still_waiting, (DEFAULT, NOON), 2),
     "request closed": (wording.request_closed, (DEFAULT,), 2),
+    "request closed, call-back": (wording.request_closed, (DEFAULT, True), 2),
     "media not relayed": (wording.media_not_relayed, (), 1),
     "not a line": (wording.not_a_line, (HOTLINE,), 1),
     # The supporter, between patients: one segment each, the reply words in capitals.

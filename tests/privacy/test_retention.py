@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import func, select
 
-from hotline.models import CheckIn, CheckInState, Clinician, MessageDeletion, OptOut
+from hotline import textline
+from hotline.models import (
+    Call,
+    CallState,
+    CheckIn,
+    CheckInState,
+    Clinician,
+    MessageDeletion,
+    OptOut,
+)
+from hotline.privacy import Vault
 from hotline.retention import CALL_DELETE_DELAY
+from hotline.texting import InboundText
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 from tests.kit.signing import deliver_to
@@ -212,3 +225,60 @@ def test_a_status_callback_brings_the_backstop_deletion_forward(
     hotline.clock.advance(minutes=2)
     hotline.run_jobs()
     assert sent["sid"] in hotline.fake.deleted
+
+
+def _optouts(hotline: Hotline) -> int:
+    with hotline.session() as session:
+        return session.scalar(select(func.count()).select_from(OptOut)) or 0
+
+
+def test_forget_erases_an_opt_out_with_no_clinician_row_and_the_purge_the_rest(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """STOP from a number the line has no row for (it never wrote, or was purged), then
+    FORGET: the reply says erased, so the opt-out row goes too."""
+    phones.phone(CLINICIAN).texts("STOP")
+    assert _optouts(hotline) == 1
+    phones.phone(CLINICIAN).texts("FORGET")
+    phones.phone(CLINICIAN).expect_text("erased")
+    assert _optouts(hotline) == 0
+
+    phones.phone("+15550109002").texts("STOP")  # and one who never writes again
+    hotline.clock.advance(days=hotline.settings.retention_days - 1)
+    hotline.sweep()
+    assert _optouts(hotline) == 1
+    hotline.clock.advance(days=2)
+    hotline.sweep()
+    assert _optouts(hotline) == 0
+    phones.assert_no_unexpected()
+
+
+def test_forget_during_a_key_rotation_erases_the_opt_out_under_either_key(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The clinician's row is under the old key; STOP, recorded under the new one, comes
+    before FORGET (step 2 of the rotation runbook: both keys configured)."""
+    phones.phone(CLINICIAN).texts("hello")
+    rotated = Vault((b"n" * 32, *hotline.settings.data_keys))  # the new key first
+    services = dataclasses.replace(hotline.services, vault=rotated)
+    for n, word in enumerate(("STOP", "FORGET")):
+        textline.handle_text(services, InboundText(f"SM{n:032x}", CLINICIAN, HOTLINE, word, 0))
+    assert _optouts(hotline) == 0
+
+
+def test_a_call_whose_final_status_never_comes_is_ended_and_its_record_deleted(
+    hotline: Hotline,
+) -> None:
+    """The caller hangs up in the greeting and the status callback is lost: after six hours
+    the sweeper ends the call and queues its record at Twilio for deletion."""
+    sid = "CA" + "c3" * 16
+    hotline.post("/twilio/voice", CallSid=sid, From=CLINICIAN, To=HOTLINE, CallStatus="ringing")
+    hotline.clock.advance(hours=5, minutes=59)
+    hotline.sweep()
+    with hotline.session() as session:
+        assert session.scalar(select(Call.state)) == CallState.GREETING
+    hotline.clock.advance(minutes=2)
+    hotline.sweep()
+    with hotline.session() as session:
+        assert session.scalar(select(Call.state)) == CallState.ENDED
+        assert set(session.scalars(select(MessageDeletion.sid))) == {sid}

@@ -86,3 +86,34 @@ def test_the_procfile_web_process_logs_no_calendar_secret(hotline: Hotline, tmp_
     logged = log_path.read_text(encoding="utf-8")
     assert '"GET /calendar/supporter/[secret].ics" 200' in logged
     assert token not in logged
+
+
+def test_the_access_log_masks_a_feed_token_in_any_format(tmp_path: Path) -> None:
+    """An operator may log the request line, the referrer or any header: none shows a token."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from hotline.accesslog import AccessLog
+
+    token = feeds.new_token()
+    path = f"/calendar/programme/{token}.ics"
+    config = Config()
+    config.set("accesslog", str(tmp_path / "access.log"))
+    config.set("access_log_format", "%(r)s %(U)s %(f)s %({referer}i)s %({raw_uri}e)s")
+    log = AccessLog(config)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": path,
+        "PATH_INFO": path,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_REFERER": f"https://hotline.example.org{path}",
+    }
+    request = SimpleNamespace(headers=[("REFERER", f"https://hotline.example.org{path}")])
+    response = SimpleNamespace(status="200 OK", sent=10, headers=[])
+    log.access(response, request, environ, timedelta(milliseconds=3))
+    log.error("Error handling request %s", path)
+    logged = (tmp_path / "access.log").read_text(encoding="utf-8")
+    assert logged.count("/calendar/programme/[secret].ics") == 5
+    assert token not in logged
