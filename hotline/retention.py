@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, exists, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hotline.checkins import PENDING as PENDING_CHECKINS
@@ -113,6 +114,30 @@ def delete_at_provider(services: Services, deletion_id: int) -> bool:
     with transaction(services.sessions) as session:
         session.execute(delete(MessageDeletion).where(MessageDeletion.id == deletion_id))
     return True
+
+
+def delete_unqueued(services: Services, sid: str, attempt: int = 1) -> bool:
+    """Delete record ``sid`` that a webhook could not queue (the database was down): straight
+    at the provider; if it refuses (a message still in flight, a call not yet complete), into
+    the database's queue and its retries, or, still down, again later from Redis."""
+    try:
+        delete_record(services.telephony, sid)
+        return True
+    except TelephonyError as error:
+        if isinstance(error, PermanentError) and error.code == 20404:
+            return True
+    now = services.clock()
+    try:
+        effects = Effects()
+        with transaction(services.sessions) as session:
+            queue_deletion(session, sid, now + timedelta(minutes=2), effects)
+        schedule(services, effects)
+    except SQLAlchemyError:
+        if attempt >= MAX_DELETE_ATTEMPTS:
+            log.warning("gave up deleting provider record %s after %d attempts", sid, attempt)
+            return False
+        services.wakeups.delete_record_later(sid, now + timedelta(minutes=2**attempt), attempt + 1)
+    return False
 
 
 def _retry_later(

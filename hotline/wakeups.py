@@ -38,15 +38,24 @@ class WakeUps(Protocol):
         """Drop a pending wake-up if there is one. Never raises: jobs re-check state anyway."""
         ...
 
+    def delete_record_later(self, sid: str, at: datetime, attempt: int = 1) -> None:
+        """Delete provider record ``sid`` at ``at`` with no database row (it is down: see
+        ``retention.delete_unqueued``). Never raises: best effort."""
+        ...
+
 
 class NoWakeUps:
     """A WakeUps that drops everything; the sweeper alone drives due work (tests, tools)."""
 
     def __init__(self) -> None:
         self.scheduled: list[tuple[Task, int, datetime | None]] = []
+        self.records: list[tuple[str, datetime, int]] = []
 
     def schedule(self, task: Task, ident: int, at: datetime | None = None) -> None:
         self.scheduled.append((task, ident, at))
 
     def cancel(self, task: Task, ident: int) -> None:
         self.scheduled = [s for s in self.scheduled if (s[0], s[1]) != (task, ident)]
+
+    def delete_record_later(self, sid: str, at: datetime, attempt: int = 1) -> None:
+        self.records.append((sid, at, attempt))

@@ -9,8 +9,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
 from hotline import textline, voiceline
+from hotline.retention import CALL_DELETE_DELAY
 from hotline.services import Services
+from hotline.telephony import is_record_sid
 from hotline.texting import InboundText, StatusReport
+from hotline.textline import INBOUND_DELETE_DELAY
 from webhooks import twiml
 from webhooks import voice as voice_webhooks
 from webhooks.form import checked_sid, required, required_sid
@@ -71,15 +74,28 @@ def status() -> Response:
 def database_unavailable(error: SQLAlchemyError) -> Response:
     """The database is down: never a 500 to Twilio; the caller still hears the crisis line."""
     log.error("database unavailable while answering %s: %s", request.path, type(error).__name__)
-    crisis = _services().settings.crisis_text
+    services = _services()
+    crisis = services.settings.crisis_text
     sorry = "We can't connect you to a peer right now. Please try again in a few minutes."
+    _delete_later(services)  # no row can queue it: Redis holds the SID (never a person)
     if request.path.endswith("/status"):
         return Response(status=503)
     if request.path in voice_webhooks.SUPPORTER_LEG:
         return twiml.say_and_hang_up(voice_webhooks.LINE_DOWN)  # not a caller: no crisis line
     if request.path.startswith("/twilio/voice"):
         return twiml.say_and_hang_up(sorry, crisis)
-    return twiml.plain_reply(f"{sorry} {crisis}")
+    status_url = services.callback_url("/twilio/status") or "/twilio/status"
+    return twiml.plain_reply(f"{sorry} {crisis}", status_url)
+
+
+def _delete_later(services: Services) -> None:
+    """The record this webhook is about (an inbound text, a delivered reply, a call leg), to
+    delete at Twilio once it is final, though the database could not note it."""
+    sid = request.form.get("MessageSid") or request.form.get("CallSid") or ""
+    if not is_record_sid(sid):
+        return
+    wait = CALL_DELETE_DELAY if sid.startswith("CA") else INBOUND_DELETE_DELAY
+    services.wakeups.delete_record_later(sid, services.clock() + wait)
 
 
 def _inbound_text() -> InboundText:

@@ -50,8 +50,12 @@ def xml(body: str, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/xml")
 
 
-def plain_reply(body: str) -> Response:
-    """A reply to the sender from the number they wrote to."""
+def plain_reply(body: str, status_url: str | None = None) -> Response:
+    """A reply to the sender from the number they wrote to (with a status callback to
+    ``status_url``, so its record at Twilio can be deleted once delivered)."""
     response = MessagingResponse()
-    response.message(body_text(body))
+    if status_url:
+        response.message(body_text(body), action=status_url)
+    else:
+        response.message(body_text(body))
     return xml(str(response))

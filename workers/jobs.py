@@ -22,6 +22,10 @@ def delete_message(deletion_id: int) -> None:
     retention.delete_at_provider(services(), deletion_id)
 
 
+def delete_record(sid: str, attempt: int = 1) -> None:
+    retention.delete_unqueued(services(), sid, attempt)
+
+
 def send_notice(notice_id: int) -> None:
     from hotline import notices
 

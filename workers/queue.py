@@ -103,6 +103,26 @@ class RQWakeUps:
                 "wake-up %s not scheduled (Redis unavailable); the sweeper will retry", job.id
             )
 
+    def delete_record_later(self, sid: str, at: datetime, attempt: int = 1) -> None:
+        """A job of the SID alone (it names a provider record, not a person)."""
+        job = Job.create(
+            "workers.jobs.delete_record",
+            args=(sid, attempt),
+            id=f"delete_record-{sid}-{attempt}",
+            connection=self.queue.connection,
+            timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            origin=self.queue.name,
+        )
+        if not self._reachable(job.id):
+            return
+        try:
+            self.queue.schedule_job(job, at.astimezone(UTC))
+        except RedisError:
+            self._failed()
+            log.warning("record deletion %s not scheduled (Redis unavailable)", job.id)
+
     def cancel(self, task: Task, ident: int) -> None:
         # delete(), not cancel(): RQ keeps a cancelled job's hash in its CanceledJobRegistry
         # forever (that registry is never cleaned), one per STOP or accepted offer.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import xml.etree.ElementTree as ET
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 from hotline import textline
 from hotline.models import (
@@ -282,3 +285,31 @@ def test_a_call_whose_final_status_never_comes_is_ended_and_its_record_deleted(
     with hotline.session() as session:
         assert session.scalar(select(Call.state)) == CallState.ENDED
         assert set(session.scalars(select(MessageDeletion.sid))) == {sid}
+
+
+def test_records_of_texts_that_came_while_the_database_was_down_are_deleted_later(
+    hotline: Hotline,
+) -> None:
+    """The database is down: the clinician hears the crisis line, and neither the inbound
+    text nor the status callback of a sent one can be noted in it. Their records at Twilio
+    are deleted from Redis alone once the database is back, or straight away."""
+    inbound = hotline.services.telephony.send_text(HOTLINE, CLINICIAN, "something private").sid
+    relayed = hotline.services.telephony.send_text(ALICE, POOL[0], "a relayed text").sid
+    engine = hotline.services.sessions.kw["bind"]
+
+    def database_down(*_args: Any) -> None:
+        raise OperationalError("SELECT", None, Exception("connection refused"))
+
+    event.listen(engine, "before_cursor_execute", database_down)
+    try:
+        reply = hotline.sms(CLINICIAN, HOTLINE, "something private", MessageSid=inbound)
+        status = hotline.post("/twilio/status", MessageSid=relayed, MessageStatus="delivered")
+    finally:
+        event.remove(engine, "before_cursor_execute", database_down)
+    (message,) = ET.fromstring(reply.get_data(as_text=True)).iter("Message")  # noqa: S314
+    assert hotline.settings.crisis_text in (message.text or "")
+    assert (message.get("action") or "").endswith("/twilio/status")  # its record goes too
+    assert status.status_code == 503
+    hotline.clock.advance(minutes=6)
+    hotline.run_jobs()
+    assert {inbound, relayed} <= set(hotline.fake.deleted)
