@@ -3,7 +3,7 @@
 A feed's URL is its only key (``/calendar/supporter/<token>.ics``), and gunicorn logs the path
 of every request, and the URI of one it failed to handle: the Procfile's ``--logger-class``
 masks the token in every access-log atom (path, raw URI, referrer, any header or environ
-value) and in the error log's arguments, whatever ``--access-logformat`` an operator chooses.
+value) and in every error-log line, whatever ``--access-logformat`` an operator chooses.
 """
 
 from __future__ import annotations
@@ -33,8 +33,20 @@ class AccessLog(Logger):  # type: ignore[misc]
         found = super().atoms(resp, req, redacted(environ), request_time)
         return {key: masked(value) for key, value in found.items()}
 
+    def critical(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().critical(masked(msg), *(masked(a) for a in args), **kwargs)
+
     def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        super().error(msg, *(masked(a) for a in args), **kwargs)
+        super().error(masked(msg), *(masked(a) for a in args), **kwargs)
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().warning(masked(msg), *(masked(a) for a in args), **kwargs)
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().info(masked(msg), *(masked(a) for a in args), **kwargs)
+
+    def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().debug(masked(msg), *(masked(a) for a in args), **kwargs)
 
     def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        super().exception(msg, *(masked(a) for a in args), **kwargs)
+        super().exception(masked(msg), *(masked(a) for a in args), **kwargs)

@@ -33,6 +33,7 @@ from hotline.models import (
     Conversation,
     MessageDeletion,
     OptOut,
+    Programme,
     Supporter,
     WebhookEvent,
 )
@@ -173,6 +174,7 @@ def forget(session: Session, clinician: Clinician) -> None:
             delete(OptOut).where(
                 OptOut.programme_id == clinician.programme_id,
                 OptOut.phone_hash == clinician.phone_hash,
+                _to_the_hotline(),
             )
         )
     clinician.phone_sealed = None
@@ -185,8 +187,16 @@ def forget_opt_outs(session: Session, vault: Vault, programme_id: int, phone: st
         delete(OptOut).where(
             OptOut.programme_id == programme_id,
             OptOut.phone_hash.in_(vault.blind_indexes(phone)),
+            _to_the_hotline(),
         )
     )
+
+
+def _to_the_hotline() -> Any:
+    """Opt-outs of the programme's hotline number: a clinician's. One of a pool number is a
+    supporter's (routing keeps off it), even when the supporter is also a clinician."""
+    hotline = select(Programme.hotline_number).where(Programme.id == OptOut.programme_id)
+    return OptOut.sender == hotline.scalar_subquery()
 
 
 def end_stale_calls(session: Session, now: datetime, effects: Effects) -> int:

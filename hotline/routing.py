@@ -345,6 +345,15 @@ def assign(
     longer waiting (taken or ended meanwhile; the offer is then withdrawn). Sends nothing."""
     if not answer(session, offer, OfferState.ACCEPTED, now, LAPSED if late else PENDING_ONLY):
         return None
+    # The clinician's row before the conversation's: a clinician's text takes them in that
+    # order (its last_contact_at, then the conversation), and the reverse would deadlock.
+    clinician_id = session.scalar(
+        select(Conversation.clinician_id).where(Conversation.id == offer.conversation_id)
+    )
+    if clinician_id is not None:
+        session.execute(
+            select(Clinician.id).where(Clinician.id == clinician_id).with_for_update(key_share=True)
+        )
     taken = session.execute(
         update(Conversation)
         .where(

@@ -104,7 +104,9 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
     elif (conv := _live_conversation(ctx, supporter)) is not None:
         _in_conversation(ctx, conv, word)
     elif word in (Word.ACCEPT, Word.PASS) and (elsewhere := _offers_elsewhere(ctx, supporter)):
-        if len(elsewhere) == 1:
+        if any(_ringing(ctx, offer) for offer in elsewhere):
+            ctx.reply(wording.ringing_now())
+        elif len(elsewhere) == 1:
             _answer_offer(ctx, elsewhere[0], word)
         else:
             ctx.reply(wording.answer_where_offered())
@@ -119,10 +121,13 @@ def _offers_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Offer]:
     (a saved contact, a reply in the wrong thread)."""
     if ctx.text.to != ctx.programme.hotline_number:
         return []
-    pending = ctx.session.scalars(
-        select(Offer).where(Offer.supporter_id == supporter.id, Offer.state == OfferState.PENDING)
+    return list(
+        ctx.session.scalars(
+            select(Offer).where(
+                Offer.supporter_id == supporter.id, Offer.state == OfferState.PENDING
+            )
+        )
     )
-    return [offer for offer in pending if not _ringing(ctx, offer)]
 
 
 def _accept_late(ctx: Inbound, supporter: Supporter) -> None:

@@ -66,7 +66,12 @@ def expire_offer(services: Services, offer_id: int) -> bool:
             )
             if conv.state == ConversationState.QUEUED:
                 p = config_of(session.get_one(Programme, conv.programme_id), services.settings)
-                routing.offer_or_fall_back(session, services.vault, p, conv, now, effects)
+                if conv.channel == Channel.VOICE and conv.clinician_id is None:
+                    # A hidden number cannot be called back: nothing to offer (the caller
+                    # hears so from the late action, as from fall_to_call_back).
+                    end_conversation(session, p, conv, "missed", now, effects)
+                else:
+                    routing.offer_or_fall_back(session, services.vault, p, conv, now, effects)
     send(services, effects)
     schedule(services, effects)
     return expired
@@ -114,6 +119,9 @@ def sweep(services: Services) -> SweepReport:
     for programme_id in programme_ids:
         effects = Effects()
         with transaction(services.sessions) as session:
+            # The programme's lock first, then conversation rows: the order of offer-making
+            # and of a clinician's text (closing first, then offering, would deadlock with it).
+            routing.lock_programme(session, programme_id)
             p = config_of(session.get_one(Programme, programme_id), services.settings)
             closed += close_idle(services, session, p, now, effects)
             offered += offer_waiting(services, session, p, now, effects)

@@ -136,6 +136,7 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
         if not events.claim(session, f"call:{call_sid}:start") or call.state != CallState.GREETING:
             return replay(ctx, call)
         discipline = speech.MENU.get(digits.strip())
+        routing.lock_programme(session, call.programme_id)  # before ending conversations
         _replace_waiting_call_backs(ctx, call.clinician_id)
         conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
         call.conversation_id, call.state = conv.id, CallState.RINGING

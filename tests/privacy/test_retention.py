@@ -313,3 +313,19 @@ def test_records_of_texts_that_came_while_the_database_was_down_are_deleted_late
     hotline.clock.advance(minutes=6)
     hotline.run_jobs()
     assert {inbound, relayed} <= set(hotline.fake.deleted)
+
+
+def test_a_supporter_texting_forget_keeps_off_the_pool_number_they_stopped(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """FORGET erases a clinician's opt-outs; a supporter's STOP on a pool number is Twilio's
+    block of that number to them, which routing must go on avoiding."""
+    hotline.add_supporter("Alice", ALICE)
+    alice = phones.phone(ALICE)
+    alice.texts("STOP", to=POOL[0])
+    alice.texts("FORGET", to=HOTLINE)
+    alice.expect_text("erased")
+    phones.phone(CLINICIAN).texts("hello")
+    phones.phone(CLINICIAN).expect_text("confidential")
+    assert alice.expect_text(OFFER).from_ != POOL[0]
+    phones.assert_no_unexpected()

@@ -6,6 +6,7 @@ Each scenario ends by asserting that no phone got a text the script did not expe
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -398,8 +399,9 @@ def test_a_text_arriving_while_the_sweeper_closes_the_request_keeps_it_open(
 
 
 def test_a_text_racing_the_peers_accept_reaches_the_peer(hotline: Hotline, phones: Phones) -> None:
-    """The clinician's webhook has read the request as waiting when Alice's ACCEPT commits
-    (relaying what was held). The new text must then be relayed, not held for nobody."""
+    """The clinician's webhook has read the request as waiting when Alice's ACCEPT starts. The
+    new text must reach her (relayed, or held and relayed by the accept), without a deadlock
+    between the two (the clinician's row and the conversation's, taken in one order)."""
     engine = hotline.services.sessions.kw["bind"]
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
@@ -408,29 +410,84 @@ def test_a_text_racing_the_peers_accept_reaches_the_peer(hotline: Hotline, phone
     clinician.texts("hello")
     clinician.expect_text("confidential")
     alice.expect_text(OFFER, from_=POOL[0])
+    hotline.clock.advance(seconds=30)  # so the text updates the clinician's last contact
     accepted: list[str] = []
+    answer: list[threading.Thread] = []
+    failures: list[str] = []
 
     def alice_accepts_meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         reading = "FROM conversations" in statement and "conversations.clinician_id =" in statement
-        if reading and not accepted and threading.current_thread() is threading.main_thread():
-            accepted.append("")
-            answer = threading.Thread(
-                target=lambda: accepted.append(
-                    hotline.sms(ALICE, POOL[0], "ACCEPT").get_data(as_text=True)
+        if reading and not answer and threading.current_thread() is threading.main_thread():
+            answer.append(
+                threading.Thread(
+                    target=lambda: accepted.append(
+                        hotline.sms(ALICE, POOL[0], "ACCEPT").get_data(as_text=True)
+                    )
                 )
             )
-            answer.start()
-            answer.join(10)
+            answer[0].start()
+            time.sleep(1.0)  # her ACCEPT takes what locks it can meanwhile
+
+    def noted(context: Any) -> None:
+        failures.append(type(context.original_exception).__name__)
 
     event.listen(engine, "after_cursor_execute", alice_accepts_meanwhile)
+    event.listen(engine, "handle_error", noted)
     try:
         clinician.texts("are you there?")
+        answer[0].join(20)
     finally:
         event.remove(engine, "after_cursor_execute", alice_accepts_meanwhile)
-    assert "You're connected" in accepted[1] and "hello" in accepted[1]
-    assert alice.expect_text("are you there?").from_ == POOL[0]
+        event.remove(engine, "handle_error", noted)
+    assert failures == []  # no deadlock detected and retried
+    assert "You're connected" in accepted[0] and "hello" in accepted[0]
+    relayed_by_the_text = [m.body for m in alice.inbox]
+    assert "are you there?" in accepted[0] or "are you there?" in relayed_by_the_text
     with hotline.session() as session:
         assert session.scalar(select(func.count()).select_from(PendingText)) == 0
+
+
+def test_a_text_while_the_sweeper_closes_its_request_and_offers_others_does_not_deadlock(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The sweeper closes one idle request and offers the programme's others (the programme
+    lock); a text to the closing request comes meanwhile. Both must finish, neither retried."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    first, second = phones.phone(CLINICIANS[0]), phones.phone(CLINICIANS[1])
+    first.texts("hello")  # nobody on call: waiting
+    first.expect_text("No peer is free")
+    hotline.clock.advance(hours=47)
+    second.texts("hello")  # waiting too, not idle yet
+    second.expect_text("No peer is free")
+    hotline.clock.advance(hours=1, seconds=1)
+    texting: list[threading.Thread] = []
+    failures: list[str] = []
+
+    def the_clinician_writes_meanwhile(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        closing = statement.startswith("UPDATE conversations SET last_activity_at=")
+        if closing and not texting and threading.current_thread() is threading.main_thread():
+            texting.append(threading.Thread(target=lambda: first.texts("still there?")))
+            texting[0].start()
+            time.sleep(1.0)
+
+    def noted(context: Any) -> None:
+        failures.append(type(context.original_exception).__name__)
+
+    event.listen(engine, "after_cursor_execute", the_clinician_writes_meanwhile)
+    event.listen(engine, "handle_error", noted)
+    try:
+        hotline.sweep()
+        texting[0].join(20)
+    finally:
+        event.remove(engine, "after_cursor_execute", the_clinician_writes_meanwhile)
+        event.remove(engine, "handle_error", noted)
+    assert failures == []
+    told = {first.expect_text().body[:40] for _ in range(2)}  # in either order:
+    assert any("closed" in t or "Sorry" in t for t in told)  # the sweep closed it first...
+    assert any("You've reached" in t for t in told)  # ...so the text started a new request
+    phones.assert_no_unexpected()
 
 
 def test_a_supporter_being_supported_answers_their_own_peer_on_the_hotline(

@@ -251,3 +251,32 @@ def test_a_caller_whose_request_ended_meanwhile_still_hears_the_crisis_line(
     after = dial_action(hotline, call, ring, "no-answer")
     assert after.find("Dial") is None and hotline.settings.crisis_text in said(after)
     phones.assert_no_unexpected()
+
+
+def test_a_hidden_callers_lapsed_ring_is_not_offered_as_a_call_back(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The ring's dial action never came and the caller's number is hidden: nobody can call
+    them back, so no peer is offered to (and told to call someone the line cannot reach)."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    call = sid(0x601)
+    hidden = {"CallSid": call, "From": "anonymous", "To": HOTLINE, "CallStatus": "in-progress"}
+    doc(hotline, "/twilio/voice", **hidden)
+    dial = doc(hotline, "/twilio/voice/start", **hidden).find("Dial")
+    assert dial is not None
+    ring = int(parse_qs(urlparse(dial.get("action", "")).query)["ring"][0])
+    hotline.clock.advance(minutes=2)
+    assert hotline.sweep().offers_expired == 1
+    late = doc(
+        hotline,
+        f"/twilio/voice/next?ring={ring}",
+        **hidden,
+        DialCallStatus="no-answer",
+        DialBridged="false",
+    )
+    assert "number is hidden" in said(late) and hotline.settings.crisis_text in said(late)
+    hotline.run_jobs()
+    (conv,) = conversations(hotline)
+    assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "missed")
+    phones.assert_no_unexpected()

@@ -101,6 +101,7 @@ def test_the_access_log_masks_a_feed_token_in_any_format(tmp_path: Path) -> None
     path = f"/calendar/programme/{token}.ics"
     config = Config()
     config.set("accesslog", str(tmp_path / "access.log"))
+    config.set("errorlog", str(tmp_path / "error.log"))
     config.set("access_log_format", "%(r)s %(U)s %(f)s %({referer}i)s %({raw_uri}e)s")
     log = AccessLog(config)
     environ = {
@@ -114,6 +115,9 @@ def test_the_access_log_masks_a_feed_token_in_any_format(tmp_path: Path) -> None
     response = SimpleNamespace(status="200 OK", sent=10, headers=[])
     log.access(response, request, environ, timedelta(milliseconds=3))
     log.error("Error handling request %s", path)
+    log.warning(f"Invalid request from ip=127.0.0.1: Invalid HTTP request line: 'GET {path}'")
     logged = (tmp_path / "access.log").read_text(encoding="utf-8")
+    errors = (tmp_path / "error.log").read_text(encoding="utf-8")
     assert logged.count("/calendar/programme/[secret].ics") == 5
-    assert token not in logged
+    assert errors.count("/calendar/programme/[secret].ics") == 2
+    assert token not in logged + errors
