@@ -310,11 +310,9 @@ def accept(
     told (a call-back: the supporter is told to call this number, the clinician to expect it).
     ``late``: the offer had lapsed or been passed on, and its conversation still waits (checked
     under the programme's lock, so a new offer of it made meanwhile is not undercut)."""
-    if late:
-        lock_programme(session, p.id)
-        conv_now = session.get_one(Conversation, offer.conversation_id)
-        if not still_waiting(session, conv_now):
-            return False
+    lock_programme(session, p.id)  # before the offer's row: the sweeper's order too
+    if late and not still_waiting(session, session.get_one(Conversation, offer.conversation_id)):
+        return False
     conv = assign(session, offer, now, effects, late=late)
     if conv is None:
         return False

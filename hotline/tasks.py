@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from hotline import checkins, notices, retention, ringing, routing, wording
 from hotline.conversations import end_conversation, offer_waiting
-from hotline.db import transaction
+from hotline.db import run_in_transaction, transaction
 from hotline.effects import Effects, schedule, send
 from hotline.models import (
     OPEN_CONVERSATION,
@@ -52,6 +52,9 @@ def expire_offer(services: Services, offer_id: int) -> bool:
         offer = session.get(Offer, offer_id)
         if offer is None or offer.state != OfferState.PENDING:
             return False
+        # The programme's lock before the offer's row, as the sweeper and offer-making take
+        # them (the offer first, then the programme in reserve, deadlocked with the sweeper).
+        routing.lock_programme(session, _programme_of(session, offer))
         if offer.expires_at > now:  # woken early (clock skew): come back on time
             effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
             expired = False
@@ -75,6 +78,23 @@ def expire_offer(services: Services, offer_id: int) -> bool:
     send(services, effects)
     schedule(services, effects)
     return expired
+
+
+def _programme_of(session: Session, offer: Offer) -> int:
+    return (
+        session.scalar(
+            select(Conversation.programme_id).where(Conversation.id == offer.conversation_id)
+        )
+        or 0
+    )
+
+
+@dataclass(frozen=True)
+class _ProgrammeSweep:
+    effects: Effects
+    closed: int
+    offered: int
+    taken_calls: list[int]
 
 
 @dataclass(frozen=True)
@@ -117,18 +137,25 @@ def sweep(services: Services) -> SweepReport:
     deleted = sum(retention.delete_at_provider(services, ident) for ident in overdue_deletions)
     closed = offered = 0
     for programme_id in programme_ids:
-        effects = Effects()
-        with transaction(services.sessions) as session:
-            # The programme's lock first, then conversation rows: the order of offer-making
-            # and of a clinician's text (closing first, then offering, would deadlock with it).
-            routing.lock_programme(session, programme_id)
-            p = config_of(session.get_one(Programme, programme_id), services.settings)
-            closed += close_idle(services, session, p, now, effects)
-            offered += offer_waiting(services, session, p, now, effects)
-            taken_calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
-        send(services, effects)
-        schedule(services, effects)
-        for call_id in taken_calls:
+
+        def programme_sweep(session: Session, pid: int = programme_id) -> _ProgrammeSweep:
+            effects = Effects()  # a retried attempt starts with nothing decided
+            # The programme's lock first, then conversation rows, then offers: the order of
+            # offer-making, of a clinician's text, of answering an offer.
+            routing.lock_programme(session, pid)
+            p = config_of(session.get_one(Programme, pid), services.settings)
+            closing = close_idle(services, session, p, now, effects)
+            offering = offer_waiting(services, session, p, now, effects)
+            calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
+            return _ProgrammeSweep(effects, closing, offering, calls)
+
+        # A deadlock with a webhook or a job that took these rows in another order (PostgreSQL
+        # picks one to abort) is retried whole rather than losing the rest of the sweep.
+        done = run_in_transaction(services.sessions, programme_sweep)
+        closed, offered = closed + done.closed, offered + done.offered
+        send(services, done.effects)
+        schedule(services, done.effects)
+        for call_id in done.taken_calls:
             ringing.follow_up_call(services, call_id)
     notices.sweep(services)  # verification codes, shift reminders, coverage-gap warnings
     report = SweepReport(expired, offered, closed, sent, unknown, deleted, purged)

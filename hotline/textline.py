@@ -109,15 +109,19 @@ def _clinician_text(ctx: Inbound) -> None:
         _clinician_forget(ctx)
         return
     clinician = get_or_create_clinician(ctx.session, vault, pid, ctx.sender)
-    clinician.last_contact_at = ctx.now
     if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
         lift_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
     if word is Word.NOCHECKIN:
+        clinician.last_contact_at = ctx.now
         clinician.checkins_declined = True
         checkins.cancel_pending(ctx.session, clinician.id, ctx.effects)
         ctx.reply(wording.checkins_declined())
         return
     conv = open_conversation(ctx.session, clinician)
+    if conv is None or conv.state == ConversationState.ACTIVE or word is Word.DISCIPLINE:
+        # Written here, not before: a waiting request's text takes the programme's lock first
+        # (see _queue_text), as an ACCEPT does, and its clinician row only after.
+        clinician.last_contact_at = ctx.now
     if conv is None:
         _start_conversation(ctx, clinician)
     elif conv.state == ConversationState.ACTIVE:
@@ -167,6 +171,7 @@ def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
     state = ctx.session.scalar(
         select(Conversation.state).where(Conversation.id == conv.id).with_for_update(key_share=True)
     )
+    clinician.last_contact_at = ctx.now
     if state != ConversationState.QUEUED:
         ctx.session.refresh(conv)
         if state == ConversationState.ACTIVE:

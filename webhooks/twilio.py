@@ -77,25 +77,23 @@ def database_unavailable(error: SQLAlchemyError) -> Response:
     services = _services()
     crisis = services.settings.crisis_text
     sorry = "We can't connect you to a peer right now. Please try again in a few minutes."
-    _delete_later(services)  # no row can queue it: Redis holds the SID (never a person)
     if request.path.endswith("/status"):
-        return Response(status=503)
-    if request.path in voice_webhooks.SUPPORTER_LEG:
-        return twiml.say_and_hang_up(voice_webhooks.LINE_DOWN)  # not a caller: no crisis line
-    if request.path.startswith("/twilio/voice"):
-        return twiml.say_and_hang_up(sorry, crisis)
-    status_url = services.callback_url("/twilio/status") or "/twilio/status"
-    return twiml.plain_reply(f"{sorry} {crisis}", status_url)
-
-
-def _delete_later(services: Services) -> None:
-    """The record this webhook is about (an inbound text, a delivered reply, a call leg), to
-    delete at Twilio once it is final, though the database could not note it."""
+        answer = Response(status=503)
+    elif request.path in voice_webhooks.SUPPORTER_LEG:
+        answer = twiml.say_and_hang_up(voice_webhooks.LINE_DOWN)  # not a caller: no crisis line
+    elif request.path.startswith("/twilio/voice"):
+        answer = twiml.say_and_hang_up(sorry, crisis)
+    else:
+        status_url = services.callback_url("/twilio/status") or "/twilio/status"
+        answer = twiml.plain_reply(f"{sorry} {crisis}", status_url)
+    # No row can queue the record's deletion: Redis holds its SID (never a person), asked
+    # once the answer is on its way, so a hung Redis cannot delay the crisis line.
     sid = request.form.get("MessageSid") or request.form.get("CallSid") or ""
-    if not is_record_sid(sid):
-        return
-    wait = CALL_DELETE_DELAY if sid.startswith("CA") else INBOUND_DELETE_DELAY
-    services.wakeups.delete_record_later(sid, services.clock() + wait)
+    if is_record_sid(sid):
+        wait = CALL_DELETE_DELAY if sid.startswith("CA") else INBOUND_DELETE_DELAY
+        at = services.clock() + wait
+        answer.call_on_close(lambda: services.wakeups.delete_record_later(sid, at))
+    return answer
 
 
 def _inbound_text() -> InboundText:
