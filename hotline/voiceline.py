@@ -177,6 +177,7 @@ def dial_result(services: Services, result: DialResult) -> VoiceReply:
         offer = session.get(Offer, result.ring)
         if call is None or offer is None:
             return reply(Hangup())
+        routing.lock_programme(session, call.programme_id)  # before the offer's and others' rows
         ctx = step(services, session, call.programme_id, effects)
         if not events.claim(session, f"call:{call.call_sid}:ring:{offer.id}"):
             # Before the check below: the last ring's first delivery may have moved the call
@@ -252,6 +253,7 @@ def handle_call_status(services: Services, report: StatusReport) -> bool:
         call = _find_call(session, report.sid)
         if call is None or call.state == CallState.ENDED:
             return False
+        routing.lock_programme(session, call.programme_id)  # before conversation and offer rows
         end_call(step(services, session, call.programme_id, effects), call)
         return True
 
