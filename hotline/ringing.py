@@ -214,10 +214,7 @@ def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
         if offer is not None and offer.state == OfferState.ACCEPTED:
             return reply()
         if offer is not None:  # the programme's lock before the offer's row, as all paths do
-            programme_id = session.scalar(
-                select(Conversation.programme_id).where(Conversation.id == offer.conversation_id)
-            )
-            routing.lock_programme(session, programme_id or 0)
+            routing.lock_offers_programme(session, offer)
         conv = routing.assign(session, offer, services.clock(), effects) if offer else None
         if conv is None:
             return reply(Say(speech.call_gone()), Hangup())

@@ -296,6 +296,21 @@ def answer(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def pass_on(session: Session, p: ProgrammeConfig, offer: Offer, now: datetime) -> bool:
+    """Mark a pending offer passed (the programme's lock first, as every answer takes it);
+    False if it was no longer pending. The caller offers the conversation onwards."""
+    lock_programme(session, p.id)
+    return answer(session, offer, OfferState.PASSED, now)
+
+
+def lock_offers_programme(session: Session, offer: Offer) -> None:
+    """The programme lock for ``offer``, from paths that know only the offer (a job, a ring)."""
+    programme_id = session.scalar(
+        select(Conversation.programme_id).where(Conversation.id == offer.conversation_id)
+    )
+    lock_programme(session, programme_id or 0)
+
+
 def accept(
     session: Session,
     vault: Vault,

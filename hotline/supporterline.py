@@ -180,10 +180,12 @@ def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
     clinician is told, with the next step and the crisis line."""
     record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
     offer = _pending_offer(ctx, supporter)
-    if offer is not None and not _ringing(ctx, offer):  # a ring goes on: the dial decides
-        routing.lock_programme(ctx.session, ctx.programme.id)  # before the offer's row
-        if routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now):
-            _route_onwards(ctx, offer)
+    if (
+        offer is not None
+        and not _ringing(ctx, offer)  # a ring goes on: Twilio blocks texts, not calls
+        and routing.pass_on(ctx.session, ctx.programme, offer, ctx.now)
+    ):
+        _route_onwards(ctx, offer)
     conv = _live_conversation(ctx, supporter)
     if conv is not None:
         clinician = ctx.session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
@@ -197,14 +199,13 @@ def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
 def _answer_offer(ctx: Inbound, offer: Offer, word: Word | None) -> None:
     """ACCEPT or PASS an offer on this number. A supporter taken off the roster since the
     offer cannot take it: their ACCEPT passes it on, and they are told it has gone."""
-    routing.lock_programme(ctx.session, ctx.programme.id)  # before the offer's row, as all do
     active = ctx.session.get_one(Supporter, offer.supporter_id).active
     if word is Word.ACCEPT and active:
         vault = ctx.services.vault
         if not routing.accept(ctx.session, vault, ctx.programme, offer, ctx.now, ctx.effects):
             ctx.reply(wording.offer_gone())
     elif word in (Word.ACCEPT, Word.PASS):
-        passed = routing.answer(ctx.session, offer, OfferState.PASSED, ctx.now)
+        passed = routing.pass_on(ctx.session, ctx.programme, offer, ctx.now)
         if word is Word.ACCEPT:
             ctx.reply(wording.offer_gone())
         elif passed:

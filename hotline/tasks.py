@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -54,7 +55,7 @@ def expire_offer(services: Services, offer_id: int) -> bool:
             return False
         # The programme's lock before the offer's row, as the sweeper and offer-making take
         # them (the offer first, then the programme in reserve, deadlocked with the sweeper).
-        routing.lock_programme(session, _programme_of(session, offer))
+        routing.lock_offers_programme(session, offer)
         if offer.expires_at > now:  # woken early (clock skew): come back on time
             effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
             expired = False
@@ -80,21 +81,27 @@ def expire_offer(services: Services, offer_id: int) -> bool:
     return expired
 
 
-def _programme_of(session: Session, offer: Offer) -> int:
-    return (
-        session.scalar(
-            select(Conversation.programme_id).where(Conversation.id == offer.conversation_id)
-        )
-        or 0
-    )
-
-
 @dataclass(frozen=True)
 class _ProgrammeSweep:
     effects: Effects
     closed: int
     offered: int
     taken_calls: list[int]
+
+
+def _sweep_programme(
+    services: Services, programme_id: int, now: datetime, session: Session
+) -> _ProgrammeSweep:
+    """One programme's part of the sweep, in one transaction (run again whole if retried)."""
+    effects = Effects()  # a retried attempt starts with nothing decided
+    # The programme's lock first, then conversation rows, then offers: the order of
+    # offer-making, of a clinician's text, of answering an offer.
+    routing.lock_programme(session, programme_id)
+    p = config_of(session.get_one(Programme, programme_id), services.settings)
+    closed = close_idle(services, session, p, now, effects)
+    offered = offer_waiting(services, session, p, now, effects)
+    taken_calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
+    return _ProgrammeSweep(effects, closed, offered, taken_calls)
 
 
 @dataclass(frozen=True)
@@ -137,21 +144,10 @@ def sweep(services: Services) -> SweepReport:
     deleted = sum(retention.delete_at_provider(services, ident) for ident in overdue_deletions)
     closed = offered = 0
     for programme_id in programme_ids:
-
-        def programme_sweep(session: Session, pid: int = programme_id) -> _ProgrammeSweep:
-            effects = Effects()  # a retried attempt starts with nothing decided
-            # The programme's lock first, then conversation rows, then offers: the order of
-            # offer-making, of a clinician's text, of answering an offer.
-            routing.lock_programme(session, pid)
-            p = config_of(session.get_one(Programme, pid), services.settings)
-            closing = close_idle(services, session, p, now, effects)
-            offering = offer_waiting(services, session, p, now, effects)
-            calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
-            return _ProgrammeSweep(effects, closing, offering, calls)
-
         # A deadlock with a webhook or a job that took these rows in another order (PostgreSQL
         # picks one to abort) is retried whole rather than losing the rest of the sweep.
-        done = run_in_transaction(services.sessions, programme_sweep)
+        work = partial(_sweep_programme, services, programme_id, now)
+        done = run_in_transaction(services.sessions, work)
         closed, offered = closed + done.closed, offered + done.offered
         send(services, done.effects)
         schedule(services, done.effects)

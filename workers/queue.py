@@ -77,17 +77,20 @@ class RQWakeUps:
     def _failed(self) -> None:
         self._down_until = time.monotonic() + self._pause
 
-    def schedule(self, task: Task, ident: int, at: datetime | None = None) -> None:
-        job = Job.create(
-            f"workers.jobs.{task.value}",
-            args=(ident,),
-            id=_free_id(task, ident),
+    def _job(self, function: str, args: tuple[object, ...], job_id: str) -> Job:
+        return Job.create(
+            f"workers.jobs.{function}",
+            args=args,
+            id=job_id,
             connection=self.queue.connection,
             timeout=JOB_TIMEOUT,
             result_ttl=RESULT_TTL,
             failure_ttl=FAILURE_TTL,
             origin=self.queue.name,
         )
+
+    def schedule(self, task: Task, ident: int, at: datetime | None = None) -> None:
+        job = self._job(task.value, (ident,), _free_id(task, ident))
         if not self._reachable(job.id):
             return
         try:
@@ -105,16 +108,7 @@ class RQWakeUps:
 
     def delete_record_later(self, sid: str, at: datetime, attempt: int = 1) -> None:
         """A job of the SID alone (it names a provider record, not a person)."""
-        job = Job.create(
-            "workers.jobs.delete_record",
-            args=(sid, attempt),
-            id=f"delete_record-{sid}-{attempt}",
-            connection=self.queue.connection,
-            timeout=JOB_TIMEOUT,
-            result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            origin=self.queue.name,
-        )
+        job = self._job("delete_record", (sid, attempt), f"delete_record-{sid}-{attempt}")
         if not self._reachable(job.id):
             return
         try:
