@@ -113,14 +113,7 @@ def test_a_stored_setting_a_newer_release_refuses_falls_back_instead_of_failing_
         hotline.services.settings.checkin_offsets,
     )
     hotline.add_supporter("Alice", ALICE)
-    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
-    clinician.texts("rough night")
-    clinician.expect_text("confidential")
-    alice.expect_text("Reply ACCEPT")
-    alice.texts("ACCEPT")
-    alice.expect_text("connected")
-    alice.expect_text("rough night")  # the held first text
-    clinician.expect_text("joined")
+    clinician, alice = phones.talking(CLINICIAN, ALICE, first="rough night")
     alice.texts("DONE")
     alice.expect_text("Conversation closed")
     clinician.expect_text("not alone")

@@ -71,6 +71,19 @@ class Phones:
         phone.inbox.append(Received(from_, body))
         phone.last_from = from_
 
+    def talking(self, clinician: str, supporter: str, first: str = "hello") -> tuple[Phone, Phone]:
+        """The clinician texts ``first``, is greeted, the supporter is offered it, accepts, gets
+        the held text, and the clinician hears a peer joined: the two phones, now talking."""
+        by, peer = self.phone(clinician), self.phone(supporter)
+        by.texts(first)
+        by.expect_text("confidential")
+        peer.expect_text("Reply ACCEPT to take it or PASS")
+        peer.texts("ACCEPT")
+        peer.expect_text("connected")
+        peer.expect_text(first)
+        by.expect_text("joined")
+        return by, peer
+
     def deliver_twiml(self, sender: str, to: str, xml: str) -> None:
         root = ET.fromstring(xml)  # noqa: S314 - our own TwiML, in a test
         assert root.tag == "Response"

@@ -32,13 +32,7 @@ OFFER = "Reply ACCEPT"
 
 def _connect(hotline: Hotline, phones: Phones) -> None:
     hotline.add_supporter("Alice", ALICE)
-    phones.phone(CLINICIAN).texts("hello")
-    phones.phone(CLINICIAN).expect_text("confidential")
-    phones.phone(ALICE).expect_text(OFFER)
-    phones.phone(ALICE).texts("ACCEPT")
-    phones.phone(ALICE).expect_text("connected")
-    phones.phone(ALICE).expect_text("hello")
-    phones.phone(CLINICIAN).expect_text("joined")
+    phones.talking(CLINICIAN, ALICE)
 
 
 def test_forget_erases_the_clinician_at_once_and_confirms(hotline: Hotline, phones: Phones) -> None:

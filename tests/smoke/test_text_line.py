@@ -684,15 +684,7 @@ def test_held_texts_are_sealed_and_deleted_once_relayed(hotline: Hotline, phones
 def _connected(hotline: Hotline, phones: Phones, add_alice: bool = True) -> tuple:  # type: ignore[type-arg]
     if add_alice:
         hotline.add_supporter("Alice", ALICE)
-    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
-    clinician.texts("hello")
-    clinician.expect_text("confidential")
-    alice.expect_text(OFFER)
-    alice.texts("ACCEPT")
-    alice.expect_text("connected")
-    alice.expect_text("hello")
-    clinician.expect_text("joined")
-    return clinician, alice
+    return phones.talking(CLINICIANS[0], ALICE)
 
 
 def _set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:

@@ -477,14 +477,7 @@ def test_a_call_while_texting_with_a_peer_leaves_the_texts_with_that_peer(
     """The clinician calls mid-conversation and nobody picks up: a call-back waits, but their
     texts still reach the peer they are texting; STOP ends both."""
     hotline.add_supporter("Alice", ALICE)
-    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
-    clinician.texts("hello")
-    clinician.expect_text("confidential")
-    alice.expect_text(OFFER)
-    alice.texts("ACCEPT")
-    alice.expect_text("connected")
-    alice.expect_text("hello")
-    clinician.expect_text("joined")
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
 
     call = calls.place(CLINICIAN, HOTLINE, Script())  # Alice does not pick up
     assert call.hears("call you back shortly")
