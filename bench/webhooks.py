@@ -641,6 +641,7 @@ def cost_probe(
 
 PROFILE_MARKERS = {
     "signature check": "require_signature",
+    "relay in one statement (fastrelay.relay)": "relay (hotline/fastrelay.py",
     "database transaction (run_in_transaction)": "run_in_transaction",
     "  commit": "commit (sqlalchemy/orm/session.py",
     "  own_numbers (loop guard)": "own_numbers",

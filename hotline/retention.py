@@ -49,6 +49,7 @@ FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "cance
 EVENT_KEEP = timedelta(days=3)  # de-duplication only needs Twilio's retry horizon
 # Twilio refuses to delete a call until it is complete and processed (error 20009; its docs
 # say to wait a minute or several after the end); a refusal is retried with backoff.
+INBOUND_DELETE_DELAY = timedelta(minutes=2)  # the record must be final before Twilio deletes it
 CALL_DELETE_DELAY = timedelta(minutes=5)
 STALE_CALL = timedelta(hours=6)  # no peer support call lasts this long with no status at all
 

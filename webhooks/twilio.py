@@ -9,11 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
 from hotline import textline, voiceline
-from hotline.retention import CALL_DELETE_DELAY
+from hotline.retention import CALL_DELETE_DELAY, INBOUND_DELETE_DELAY
 from hotline.services import Services
 from hotline.telephony import is_record_sid
 from hotline.texting import InboundText, StatusReport
-from hotline.textline import INBOUND_DELETE_DELAY
 from webhooks import twiml
 from webhooks import voice as voice_webhooks
 from webhooks.form import checked_sid, required, required_sid

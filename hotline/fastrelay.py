@@ -1,0 +1,195 @@
+"""A text inside a live conversation, relayed in one statement (PostgreSQL).
+
+Most webhooks a busy line takes are relays: a clinician texting the peer they are talking to,
+or the peer answering. Through the ORM a relay costs a dozen round trips and about 6 ms of CPU
+(docs/PERFORMANCE.md); here it is one statement and its commit. The statement does exactly what
+the full path (``textline._dispatch``) does for such a text, in the same order, so the two
+cannot disagree on what happens; for anything else it changes nothing and the caller takes the
+full path:
+
+1. queue the inbound record's deletion at Twilio (or bring a queued one forward);
+2. claim the delivery's key (a repeated delivery is answered with nothing, as there);
+3. find the line (hotline number first, then pool number), the sender by blind index, and the
+   one live conversation the full path would relay on:
+   - on a hotline number, a clinician who is not also a supporter of the programme, whose
+     first open conversation (active first, then texts, then newest) is active;
+   - on a pool number, a supporter of its programme with no pending offer on that number and
+     an active conversation on it;
+4. touch the clinician row (a clinician's text) and then the conversation, which must still be
+   active when its row is locked (an ending that committed meanwhile is seen);
+5. return the other side's sealed number and the number to relay from, and our own numbers (the
+   loop guard compares the sender in Python: the sender's number never goes to the database).
+
+Only texts with no keyword, no media and something to relay are tried; the rest would all take
+the full path anyway. Locks are taken in the full path's order (deletion row, delivery key,
+clinician, conversation; see tests/resilience/test_lock_order.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from hotline import wording
+from hotline.db import is_retryable
+from hotline.effects import Effects, schedule
+from hotline.keywords import parse
+from hotline.people import CLINICIAN_CONTEXT, SUPPORTER_CONTEXT
+from hotline.phone import InvalidPhoneNumber, normalize
+from hotline.privacy import DecryptionError
+from hotline.retention import INBOUND_DELETE_DELAY
+from hotline.services import Services
+from hotline.telephony import is_record_sid
+from hotline.texting import InboundText, TextReply
+from hotline.wakeups import Task
+
+log = logging.getLogger(__name__)
+
+# One statement: the writes are ordered by data dependencies (a data-modifying WITH runs when
+# a later part first reads it), so its row locks come in the full path's order.
+RELAY = """
+WITH line AS (
+    SELECT id AS programme_id, hotline_number, true AS is_hotline
+    FROM programmes WHERE hotline_number = %(to)s
+    UNION ALL
+    SELECT pool.programme_id, programme.hotline_number, false
+    FROM pool_numbers AS pool JOIN programmes AS programme ON programme.id = pool.programme_id
+    WHERE pool.number = %(to)s
+      AND NOT EXISTS (SELECT 1 FROM programmes WHERE hotline_number = %(to)s)
+), queued AS (
+    INSERT INTO message_deletions (sid, due_at, attempts, created_at)
+    SELECT %(sid)s, %(due)s, 0, %(now)s WHERE %(record)s
+    ON CONFLICT (sid) DO UPDATE SET due_at = excluded.due_at
+        WHERE message_deletions.due_at > excluded.due_at
+    RETURNING id
+), claimed AS (
+    INSERT INTO webhook_events (key, received_at)
+    SELECT %(key)s, %(now)s FROM (SELECT count(*) FROM queued) AS after_queued
+    ON CONFLICT (key) DO NOTHING
+    RETURNING id
+), supporter AS (
+    SELECT supporter.id FROM supporters AS supporter JOIN line USING (programme_id)
+    WHERE supporter.phone_hash = ANY(%(hashes)s)
+), clinician AS (
+    SELECT clinician.id FROM clinicians AS clinician JOIN line USING (programme_id)
+    WHERE clinician.phone_hash = ANY(%(hashes)s) AND line.is_hotline
+), from_clinician AS (
+    SELECT conv.id, conv.state, conv.pool_number AS from_number,
+           peer.phone_sealed AS to_sealed, 'clinician' AS side
+    FROM conversations AS conv LEFT JOIN supporters AS peer ON peer.id = conv.supporter_id
+    WHERE conv.clinician_id IN (SELECT id FROM clinician)
+      AND conv.state IN ('queued', 'active')
+      AND NOT EXISTS (SELECT 1 FROM supporter)
+      AND (SELECT count(*) FROM clinician) = 1
+    ORDER BY conv.state = 'active' DESC, conv.channel = 'sms' DESC, conv.id DESC
+    LIMIT 1
+), from_supporter AS (
+    SELECT conv.id, conv.state, line.hotline_number AS from_number,
+           clinician.phone_sealed AS to_sealed, 'supporter' AS side
+    FROM conversations AS conv
+    JOIN line ON NOT line.is_hotline
+    LEFT JOIN clinicians AS clinician ON clinician.id = conv.clinician_id
+    WHERE conv.supporter_id IN (SELECT id FROM supporter)
+      AND conv.pool_number = %(to)s AND conv.state = 'active'
+      AND NOT EXISTS (
+          SELECT 1 FROM offers
+          WHERE offers.supporter_id IN (SELECT id FROM supporter)
+            AND offers.pool_number = %(to)s AND offers.state = 'pending'
+      )
+    ORDER BY conv.id
+    LIMIT 1
+), target AS (
+    SELECT * FROM from_clinician WHERE state = 'active' AND from_number IS NOT NULL
+    UNION ALL
+    SELECT * FROM from_supporter
+), touched_clinician AS (
+    UPDATE clinicians SET last_contact_at = %(now)s
+    WHERE id IN (SELECT id FROM clinician)
+      AND EXISTS (SELECT 1 FROM target WHERE side = 'clinician')
+      AND EXISTS (SELECT 1 FROM claimed)
+    RETURNING id
+), touched AS (
+    UPDATE conversations SET last_activity_at = %(now)s
+    WHERE id IN (SELECT id FROM target) AND state = 'active'
+      AND EXISTS (SELECT 1 FROM claimed)
+      AND (SELECT count(*) FROM touched_clinician) >= 0
+    RETURNING id
+)
+SELECT
+    (SELECT count(*) FROM claimed) AS claimed,
+    (SELECT id FROM queued) AS deletion_id,
+    (SELECT count(*) FROM touched) AS touched,
+    target.side, target.from_number, target.to_sealed,
+    ARRAY(SELECT hotline_number FROM programmes UNION ALL SELECT number FROM pool_numbers) AS own
+FROM (SELECT 1) AS one LEFT JOIN target ON true
+"""
+
+
+def relay(services: Services, engine: Engine, text: InboundText) -> TextReply | None:
+    """The answer to ``text`` if it is a plain relay in a live conversation, or a repeated
+    delivery of one; None, with nothing changed, when the full path must handle it."""
+    if text.num_media or not text.body.strip() or parse(text.body) is not None:
+        return None
+    try:
+        sender, line = normalize(text.from_), normalize(text.to)
+    except InvalidPhoneNumber:
+        return None
+    now = services.clock()
+    due = now + INBOUND_DELETE_DELAY
+    params = {
+        "to": line,
+        "sid": text.sid,
+        "key": f"sms:{text.sid}"[:120],
+        "record": is_record_sid(text.sid),
+        "due": _naive(due),
+        "now": _naive(now),
+        "hashes": services.vault.blind_indexes(sender),
+    }
+    effects = Effects()
+    committing = False
+    try:
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(RELAY, params).one()
+            if not _relayed(services, row, sender, text, effects):
+                conn.rollback()
+                return None
+            committing = True
+            conn.commit()
+    except DBAPIError as error:
+        # A connection lost during COMMIT may have committed: the full path would meet its own
+        # delivery key and answer nothing; raised, the webhook answers with the crisis line.
+        if committing or not is_retryable(error):
+            raise
+        log.info("relay fast path gave way (%s); taking the full path", type(error).__name__)
+        return None
+    if row.deletion_id is not None:
+        effects.wake(Task.DELETE_MESSAGE, row.deletion_id, due)
+    schedule(services, effects)
+    return TextReply(tuple(effects.texts))
+
+
+def _relayed(
+    services: Services, row: Any, sender: str, text: InboundText, effects: Effects
+) -> bool:
+    """Decide on the statement's answer: True to commit (``effects`` holds the relay)."""
+    if row.claimed == 0:  # delivered before: answered then, as the full path would
+        log.info("duplicate delivery of %s ignored", text.sid)
+        return True
+    if row.side is None or row.touched != 1 or sender in row.own:
+        return False  # not a live conversation's text, or a loop: the full path decides
+    context = SUPPORTER_CONTEXT if row.side == "clinician" else CLINICIAN_CONTEXT
+    try:
+        to = None if row.to_sealed is None else services.vault.open(row.to_sealed, context)
+    except DecryptionError:
+        return False  # the full path raises and says so
+    effects.text(to, row.from_number, wording.truncate(text.body))
+    return True
+
+
+def _naive(instant: datetime) -> datetime:
+    """As the models store instants: naive UTC."""
+    return instant.astimezone(UTC).replace(tzinfo=None)

@@ -1,0 +1,222 @@
+"""The relay in one statement (hotline/fastrelay.py, PostgreSQL) and where it gives way.
+
+On PostgreSQL a text inside a live conversation is relayed by one statement; everything else
+takes the full path. The tests below that run on both tiers state behaviour both paths must
+share; on SQLite they check the full path, on PostgreSQL the fast one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, event, select, text, update
+
+from hotline import fastrelay
+from hotline.db import transaction
+from hotline.models import (
+    Clinician,
+    Conversation,
+    ConversationState,
+    MessageDeletion,
+    PoolNumber,
+    WebhookEvent,
+)
+from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.phones import Phones
+
+ALICE = "+15550108001"
+CLINICIAN = "+15550109001"
+
+
+def _engine(hotline: Hotline) -> Engine:
+    engine: Engine = hotline.services.sessions.kw["bind"]
+    return engine
+
+
+def _postgres_only(hotline: Hotline) -> Engine:
+    engine = _engine(hotline)
+    if engine.dialect.name == "sqlite":
+        pytest.skip("the one-statement relay is PostgreSQL's")
+    return engine
+
+
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_relay_each_way_is_one_statement_on_postgresql(hotline: Hotline, phones: Phones) -> None:
+    engine = _postgres_only(hotline)
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    hotline.clock.advance(minutes=3)
+    with _statements(engine) as seen:
+        clinician.texts("I keep replaying it")
+    assert len(seen) == 1, seen
+    alice.expect_text("I keep replaying it", from_=POOL[0])
+    hotline.clock.advance(minutes=1)
+    with _statements(engine) as seen:
+        alice.texts("I'm here. Tell me what happened.")
+    assert len(seen) == 1, seen
+    clinician.expect_text("I'm here. Tell me what happened.", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_the_fast_relay_writes_what_the_full_path_writes(hotline: Hotline, phones: Phones) -> None:
+    """Last contact, last activity, the delivery's key and the record's deletion two minutes
+    on: the same rows on both tiers (SQLite: the full path; PostgreSQL: one statement)."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    start = hotline.clock.advance(minutes=5)
+    response = hotline.sms(CLINICIAN, HOTLINE, "still awake", MessageSid="SM" + "a" * 32)
+    assert "still awake" in response.get_data(as_text=True)
+    with hotline.session() as session:
+        assert session.scalar(select(Clinician.last_contact_at)) == start
+        assert session.scalar(select(Conversation.last_activity_at)) == start
+        assert session.scalar(
+            select(WebhookEvent.id).where(WebhookEvent.key == "sms:SM" + "a" * 32)
+        )
+        due = session.scalar(
+            select(MessageDeletion.due_at).where(MessageDeletion.sid == "SM" + "a" * 32)
+        )
+    assert due is not None and (due - start).total_seconds() == 120
+    later = hotline.clock.advance(minutes=5)
+    hotline.sms(ALICE, POOL[0], "I'm here", MessageSid="SM" + "b" * 32)
+    with hotline.session() as session:
+        assert session.scalar(select(Clinician.last_contact_at)) == start  # a peer's text
+        assert session.scalar(select(Conversation.last_activity_at)) == later
+    del clinician, alice
+
+
+def test_a_repeated_delivery_of_a_relay_is_relayed_once(hotline: Hotline, phones: Phones) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    sid = "SM" + "c" * 32
+    first = hotline.sms(CLINICIAN, HOTLINE, "are you there", MessageSid=sid)
+    again = hotline.sms(CLINICIAN, HOTLINE, "are you there", MessageSid=sid)
+    assert "are you there" in first.get_data(as_text=True)
+    assert "<Message" not in again.get_data(as_text=True)
+
+
+def test_a_text_from_a_number_that_became_ours_is_not_relayed(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The loop guard: a text whose sender is one of our own numbers is ignored, even from a
+    number with a live conversation (the statement never sees the sender's number)."""
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    with transaction(hotline.services.sessions) as session:
+        session.add(PoolNumber(programme_id=hotline.programme_id, number=CLINICIAN))
+    response = hotline.sms(CLINICIAN, HOTLINE, "echo")
+    assert response.status_code == 200
+    assert "<Message" not in response.get_data(as_text=True)
+
+
+def test_a_text_to_a_conversation_ending_meanwhile_is_not_relayed(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice's DONE commits while her last text's statement waits on the conversation's row:
+    the text is not passed on; she is told the conversation has ended."""
+    engine = _postgres_only(hotline)
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    answers: list[str] = []
+    with engine.connect() as other:  # the webhook ending it, holding the row until it commits
+        other.execute(update(Conversation).values(state=ConversationState.ENDED, end_reason="done"))
+        sent = threading.Thread(
+            target=lambda: answers.append(
+                hotline.sms(ALICE, POOL[0], "one more thing").get_data(as_text=True)
+            )
+        )
+        sent.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _waiting_on_a_lock(engine):
+            time.sleep(0.05)
+        assert _waiting_on_a_lock(engine), "the relay did not reach the conversation's row"
+        other.commit()
+    sent.join(20)
+    assert "one more thing" not in answers[0]
+    assert "This conversation has ended" in answers[0]
+    clinician.expect_nothing()
+    del alice
+
+
+def _waiting_on_a_lock(engine: Engine) -> bool:
+    """Whether a session of this database waits on a lock (a new transaction each time: the
+    activity view is a snapshot taken once per transaction)."""
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)
+
+
+def test_a_connection_lost_in_the_relays_commit_answers_with_the_crisis_line(
+    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COMMIT reaches the server, then the connection drops before its answer: the relay
+    may have committed, so the full path must not run it again (it would meet its own delivery
+    key and answer nothing); the clinician hears that the line is down, as on the full path."""
+    engine = _postgres_only(hotline)
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    original = engine.dialect.do_commit
+    armed = [True]
+
+    def commit_then_drop(dbapi_connection: Any) -> None:
+        original(dbapi_connection)
+        if armed[0]:
+            armed[0] = False
+            dbapi_connection.driver_connection.close()  # the socket goes
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(engine.dialect, "do_commit", commit_then_drop)
+    sid = "SM" + "d" * 32
+    answer = hotline.sms(CLINICIAN, HOTLINE, "are you still there", MessageSid=sid)
+    xml = answer.get_data(as_text=True)
+    with hotline.session() as session:  # the statement did commit
+        assert session.scalar(select(WebhookEvent.id).where(WebhookEvent.key == f"sms:{sid}"))
+    assert "try again" in xml, xml
+    assert "call or text 988" in xml  # the crisis line
+
+
+def test_a_relay_picked_as_a_deadlock_victim_is_still_relayed(
+    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL aborts the statement to break a deadlock: nothing was written, so the full
+    path handles the text instead and it reaches the peer."""
+    engine = _postgres_only(hotline)
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    original = engine.dialect.do_execute
+    aborted: list[str] = []
+
+    def deadlock_once(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        if statement == fastrelay.RELAY and not aborted:
+            aborted.append(statement)
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        original(cursor, statement, parameters, context)
+
+    monkeypatch.setattr(engine.dialect, "do_execute", deadlock_once)
+    clinician.texts("sorry, my phone died")
+    assert aborted
+    alice.expect_text("sorry, my phone died", from_=POOL[0])
+    phones.assert_no_unexpected()
