@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from hotline.checkins import PENDING as PENDING_CHECKINS
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
-from hotline.events import insert_new
+from hotline.events import claim, insert_new
 from hotline.models import (
     OPEN_CONVERSATION,
     Call,
@@ -38,6 +38,7 @@ from hotline.models import (
     WebhookEvent,
 )
 from hotline.privacy import Vault
+from hotline.programmes import own_numbers
 from hotline.services import Services
 from hotline.telephony import PermanentError, TelephonyError, delete_record, is_record_sid
 from hotline.wakeups import Task
@@ -152,6 +153,46 @@ def _retry_later(
     )
     schedule(services, effects)
     return False
+
+
+# The hourly reconciliation: every record of our numbers still at the provider an hour after
+# it began (past the sent-text backstop's hour and every first attempt) is queued for deletion.
+RECONCILE_EVERY = timedelta(hours=1)
+RECONCILE_AFTER = timedelta(hours=1)
+RECONCILE_LIMIT = 1000  # records of each kind and direction, per number and run
+
+
+def reconcile(services: Services) -> int:
+    """Once an hour for the whole deployment: ask the provider which records of our numbers it
+    still keeps, an hour or more old and over, and queue each for deletion now.
+
+    The backstop behind every other path, for records whose SID never reached us or whose row
+    was lost: a relay sent in a webhook's TwiML whose status callback never came, a dialled
+    supporter's leg whose action and callback were both lost, an inbound text whose handling
+    rolled back. Only our own numbers' records are listed (the account may serve other
+    applications); only their SIDs are kept. Returns how many were queued.
+    """
+    now = services.clock()
+    hour = int(now.timestamp() // RECONCILE_EVERY.total_seconds())
+    with transaction(services.sessions) as session:
+        if not claim(session, f"reconcile:{hour}"):
+            return 0  # this hour's is done, or another process is doing it
+        numbers = sorted(own_numbers(session))
+    found: list[str] = []
+    try:
+        for number in numbers:
+            found += services.telephony.finished_records(
+                number, now - RECONCILE_AFTER, RECONCILE_LIMIT
+            )
+    except TelephonyError as error:  # what was listed is still queued; next hour lists again
+        log.warning("provider records not all listed (%s %s)", type(error).__name__, error.code)
+    effects = Effects()
+    with transaction(services.sessions) as session:
+        queued = [sid for sid in dict.fromkeys(found) if queue_deletion(session, sid, now, effects)]
+    schedule(services, effects)
+    if queued:
+        log.info("reconciliation: %d provider records queued for deletion", len(queued))
+    return len(queued)
 
 
 def overdue_deletions(session: Session, now: datetime, grace: timedelta) -> list[int]:

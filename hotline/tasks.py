@@ -113,6 +113,7 @@ class SweepReport:
     checkins_unknown: int = 0
     provider_records_deleted: int = 0
     clinicians_purged: int = 0
+    provider_records_found: int = 0  # left at the provider by a lost path (hourly)
 
 
 def sweep(services: Services) -> SweepReport:
@@ -154,7 +155,8 @@ def sweep(services: Services) -> SweepReport:
         for call_id in done.taken_calls:
             ringing.follow_up_call(services, call_id)
     notices.sweep(services)  # verification codes, shift reminders, coverage-gap warnings
-    report = SweepReport(expired, offered, closed, sent, unknown, deleted, purged)
+    reconciled = retention.reconcile(services)  # last: it waits on the provider's lists
+    report = SweepReport(expired, offered, closed, sent, unknown, deleted, purged, reconciled)
     if report != SweepReport():
         log.info("sweep: %s", report)
     return report

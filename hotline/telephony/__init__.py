@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -99,6 +100,13 @@ class Telephony(Protocol):
     def delete_call(self, sid: str) -> None:
         """Delete a call record (numbers, times, duration) at the provider; refused (20009)
         while the call is not complete."""
+        ...
+
+    def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:
+        """SIDs of the message and call records the provider keeps to or from ``number`` that
+        began before ``before`` and are over (a text delivered, received or failed, a call
+        ended). At most ``limit`` records of each kind and direction are read, newest first
+        (records still young count): older ones come into view as the young are deleted."""
         ...
 
 

@@ -72,3 +72,13 @@ class SimulatedTelephony:
     def delete_call(self, sid: str) -> None:
         with self.network._lock:
             self.network.deleted.add(sid)
+
+    def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:
+        """The simulated texts to or from ``number`` (calls keep no record here)."""
+        with self.network._lock:
+            kept = [
+                t.sid
+                for t in reversed(self.network.texts)
+                if number in (t.to, t.from_) and t.at < before and t.sid not in self.network.deleted
+            ]
+        return kept[: 2 * limit]

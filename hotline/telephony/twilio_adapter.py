@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -62,6 +67,11 @@ class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio is un
         return super().request(method, url, *args, **kwargs)
 
 
+# Statuses of records still moving: Twilio refuses to delete them (they are deleted later).
+MESSAGE_IN_FLIGHT = frozenset({"accepted", "scheduled", "queued", "sending", "receiving"})
+CALL_IN_FLIGHT = frozenset({"queued", "ringing", "in-progress"})
+
+
 class TwilioTelephony:
     """Texts and calls through Twilio's REST API; failures mapped through ERROR_TABLE."""
 
@@ -99,6 +109,21 @@ class TwilioTelephony:
         with _mapped_errors():
             self.client.calls(sid).delete()
 
+    def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:
+        # Filtered by time here: the API's DateSent< and StartTime< filters take whole days.
+        sids: list[str] = []
+        with _mapped_errors():
+            for side in ({"to": number}, {"from_": number}):
+                for message in self.client.messages.stream(limit=limit, page_size=100, **side):
+                    sent = message.date_sent
+                    if message.status not in MESSAGE_IN_FLIGHT and sent and sent < before:
+                        sids.append(str(message.sid))
+                for call in self.client.calls.stream(limit=limit, page_size=100, **side):
+                    began = call.start_time or call.date_created
+                    if call.status not in CALL_IN_FLIGHT and began and began < before:
+                        sids.append(str(call.sid))
+        return list(dict.fromkeys(sids))  # a text between two of our numbers is listed twice
+
 
 @contextmanager
 def _mapped_errors() -> Iterator[None]:
@@ -108,6 +133,11 @@ def _mapped_errors() -> Iterator[None]:
     except (TwilioRestException, TwilioServiceException) as exc:
         # The second is twilio-python's RFC 9457 error shape; it does not subclass the first.
         raise classify(f"Twilio error {exc.code}", exc.code, exc.status) from None
+    except TwilioException as exc:
+        # A list's page refused: twilio-python raises its base class with the raw response.
+        response = exc.args[1] if len(exc.args) > 1 else None
+        status = getattr(response, "status_code", None)
+        raise classify(f"Twilio refused a page ({status})", None, status) from None
     except requests.ReadTimeout:
         # The request went out; Twilio may have accepted it. Retrying could send it twice.
         raise DeliveryUnknownError("Twilio did not answer in time") from None

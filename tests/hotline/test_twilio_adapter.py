@@ -6,6 +6,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask, request
@@ -373,3 +374,33 @@ def test_signed_post_signs_for_the_public_url() -> None:
 
     assert (good.status_code, bad.status_code) == (204, 403)
     assert received == [params]
+
+
+def test_finished_records_pages_through_the_lists_of_one_number() -> None:
+    """The reconciliation's list: every page, to and from the number, records over only,
+    nothing of another number, at most ``limit`` of each kind and direction."""
+    with FakeTwilio() as fake, telephony_at(fake.base_url) as telephony:
+        old = datetime.now(UTC) - timedelta(hours=2)
+        received = [fake.keep_message(CLINICIAN, POOL, f"text {i}", old) for i in range(130)]
+        sent = [fake.keep_message(POOL, CLINICIAN, "reply", old, "delivered") for _ in range(3)]
+        fake.keep_message(POOL, CLINICIAN, "still queued", old, "queued")
+        fake.keep_message(CLINICIAN, "+15555550100", "to another number", old)
+        fake.keep_message(CLINICIAN, POOL, "too recent", datetime.now(UTC))
+        fake.carry_call("CA" + "2" * 32, CLINICIAN, POOL, "inbound", started_at=old)
+        fake.end_call("CA" + "2" * 32)
+        fake.carry_call("CA" + "3" * 32, CLINICIAN, POOL, "inbound", started_at=old)  # ongoing
+        before = datetime.now(UTC) - timedelta(hours=1)
+        found = telephony.finished_records(POOL, before, limit=1000)
+        assert sorted(found) == sorted([*received, *sent, "CA" + "2" * 32])
+        # At most 50 listed each way and kind, newest first: the recent one is one of the 50.
+        assert len(telephony.finished_records(POOL, before, limit=50)) == 49 + 3 + 1
+
+
+def test_a_refused_list_page_is_a_telephony_error() -> None:
+    with FakeTwilio() as fake, telephony_at(fake.base_url) as telephony:
+        fake.fail_next_list(1, status=503, code=20503)
+        with pytest.raises(RetryableError):
+            telephony.finished_records(POOL, datetime.now(UTC), limit=10)
+        fake.fail_next_list(1, status=403, code=20003)
+        with pytest.raises(PermanentError):
+            telephony.finished_records(POOL, datetime.now(UTC), limit=10)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import requests
@@ -44,6 +45,8 @@ _API = f"/{API_VERSION}/Accounts/<account_sid>"
 _ROUTES = Map(
     [
         Rule(f"{_API}/Messages.json", endpoint="create_message", methods=["POST"]),
+        Rule(f"{_API}/Messages.json", endpoint="list_messages", methods=["GET"]),
+        Rule(f"{_API}/Calls.json", endpoint="list_calls", methods=["GET"]),
         Rule(f"{_API}/Messages/<sid>.json", endpoint="fetch_message", methods=["GET"]),
         Rule(f"{_API}/Messages/<sid>.json", endpoint="delete_message", methods=["DELETE"]),
         Rule(f"{_API}/Calls.json", endpoint="create_call", methods=["POST"]),
@@ -120,7 +123,10 @@ class FakeTwilio:
             "delete_message": self._delete_message,
             "create_call": self._create_call,
             "delete_call": self._delete_call,
+            "list_messages": self._list_messages,
+            "list_calls": self._list_calls,
         }
+        self._list_faults: deque[Fault] = deque()
 
     # Lifecycle
 
@@ -199,14 +205,45 @@ class FakeTwilio:
         with self._lock:
             return list(self._deleted)
 
+    # Records Twilio keeps without a REST create
+
+    def keep_message(
+        self, from_: str, to: str, body: str, sent_at: datetime, status: str = "received"
+    ) -> str:
+        """A message record Twilio keeps though no REST create made it: an inbound text
+        (``received``), or one a webhook's ``<Message>`` sent (``delivered``). Its SID."""
+        sid = _new_sid("SM")
+        message = {
+            "sid": sid,
+            "to": to,
+            "from_": from_,
+            "body": body,
+            "status_callback": None,
+            "status": status,
+            "date_created": format_datetime(sent_at),
+            "date_sent": sent_at,
+            "params": {},
+        }
+        with self._lock:
+            self._messages.append(message)
+        return sid
+
     # Calls the phone network carries
 
     def carry_call(
-        self, sid: str, from_: str, to: str, direction: str, parent: str | None = None
+        self,
+        sid: str,
+        from_: str,
+        to: str,
+        direction: str,
+        parent: str | None = None,
+        started_at: datetime | None = None,
     ) -> None:
         """A call Twilio handles without the REST API starts: an ``inbound`` call, or an
         ``outbound-dial`` leg of ``parent``. Its record is kept (and deletable) from now on."""
+        started = started_at or datetime.now(UTC)
         record = {"sid": sid, "to": to, "from_": from_, "direction": direction, "parent": parent}
+        record |= {"date_created": format_datetime(started), "start_time": started}
         with self._lock:
             self._carried.append(record | {"status": "in-progress", "complete_at": None})
 
@@ -245,11 +282,18 @@ class FakeTwilio:
         with self._lock:
             self._faults_for[to] = Fault(status, code)
 
+    def fail_next_list(self, n: int = 1, status: int = 503, code: int | None = 20503) -> None:
+        """Answer the next ``n`` list requests (Messages or Calls) with this error. Lists take
+        no ``fail_next`` fault: those are meant for the texts, calls and deletions under test."""
+        with self._lock:
+            self._list_faults.extend([Fault(status, code)] * n)
+
     def clear_faults(self) -> None:
         """Drop every pending ``fail_next``/``hang_next`` and every ``fail_for``."""
         with self._lock:
             self._faults.clear()
             self._faults_for.clear()
+            self._list_faults.clear()
 
     # Status callbacks
 
@@ -318,7 +362,11 @@ class FakeTwilio:
 
     def _answer(self, request: Request, endpoint: str, params: dict[str, Any]) -> Response:
         """Run ``endpoint`` unless a fault answers instead; a hang comes after the work is done."""
-        fault = self._take_fault(request.form.get("To")) or Fault(None)
+        if endpoint.startswith("list_"):
+            with self._lock:
+                fault = self._list_faults.popleft() if self._list_faults else Fault(None)
+        else:
+            fault = self._take_fault(request.form.get("To")) or Fault(None)
         if fault.status is None:
             response = self._endpoints[endpoint](request, **params)
         else:
@@ -409,6 +457,44 @@ class FakeTwilio:
             self._deleted.append(sid)
         return Response(status=204)
 
+    def _list_messages(self, request: Request) -> Response:
+        with self._lock:
+            return self._list(request, "Messages", self._messages, self._message_json)
+
+    def _list_calls(self, request: Request) -> Response:
+        with self._lock:
+            return self._list(request, "Calls", [*self._calls, *self._carried], self._call_json)
+
+    def _list(
+        self,
+        request: Request,
+        kind: str,
+        records: list[dict[str, Any]],
+        render: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Response:
+        """One page of ``records`` (newest first), filtered by ``To`` and ``From`` as Twilio's
+        list resources are; the caller holds the lock."""
+        to, from_ = request.args.get("To"), request.args.get("From")
+        size, page = int(request.args.get("PageSize", "50")), int(request.args.get("Page", "0"))
+        chosen = [
+            r for r in reversed(records) if to in (None, r["to"]) and from_ in (None, r["from_"])
+        ]
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/{kind}.json"
+        following = None
+        if len(chosen) > (page + 1) * size:
+            query = {k: v for k, v in request.args.items() if k != "Page"} | {"Page": page + 1}
+            following = f"{uri}?{urlencode(query)}"
+        return _json(
+            200,
+            {
+                kind.lower(): [render(r) for r in chosen[page * size : (page + 1) * size]],
+                "page": page,
+                "page_size": size,
+                "uri": uri,
+                "next_page_uri": following,
+            },
+        )
+
     def _find_message(self, sid: str) -> dict[str, Any] | None:
         """The message record with ``sid``; the caller holds the lock."""
         return next((m for m in self._messages if m["sid"] == sid), None)
@@ -420,10 +506,14 @@ class FakeTwilio:
     def _message_json(self, message: dict[str, Any]) -> dict[str, Any]:
         body = message["body"]
         extra = {"body": body, "num_segments": str(num_segments(body)), "num_media": "0"}
-        return self._resource_json("Messages", message) | extra | _NULL_MESSAGE_FIELDS
+        sent = message.get("date_sent")
+        kept = {"date_sent": format_datetime(sent)} if sent else {}
+        return self._resource_json("Messages", message) | extra | _NULL_MESSAGE_FIELDS | kept
 
     def _call_json(self, call: dict[str, Any]) -> dict[str, Any]:
-        return self._resource_json("Calls", call) | _NULL_CALL_FIELDS
+        started = call.get("start_time")
+        kept = {"start_time": format_datetime(started)} if started else {}
+        return self._resource_json("Calls", call) | _NULL_CALL_FIELDS | kept
 
     def _resource_json(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
         """The fields Messages and Calls share; ``from_`` goes out as Twilio's ``from``."""
