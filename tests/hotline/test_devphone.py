@@ -279,7 +279,9 @@ def _next_offer(services: Services, after: int) -> int | None:
         )
 
 
-def _wait_for(probe: Callable[[], int | None], seconds: float = 8.0) -> int:
+def _wait_for(probe: Callable[[], int | None], seconds: float = 30.0) -> int:
+    """Poll until ``probe`` finds something. A bound on liveness, not a timing: it returns as
+    soon as the work is done; 8 s proved too short for RQ's scheduler on a loaded machine."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         found = probe()
