@@ -13,6 +13,7 @@ wake-ups, the sweeper for lost ones); ``telephony.delete_record`` reads each SID
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -159,18 +160,22 @@ def _retry_later(
 # it began (past the sent-text backstop's hour and every first attempt) is queued for deletion.
 RECONCILE_EVERY = timedelta(hours=1)
 RECONCILE_AFTER = timedelta(hours=1)
-RECONCILE_LIMIT = 1000  # records of each kind and direction, per number and run
+RECONCILE_LIMIT = 1000  # records read of each kind and direction, per number and run
+RECONCILE_QUEUE = 1000  # records queued per run; the rest are listed again the next hour
+RECONCILE_SPACING = timedelta(seconds=2)  # between their deletions: no burst on the queue
+RECONCILE_BUDGET_S = 120.0  # listing stops starting new numbers after this long
 
 
 def reconcile(services: Services) -> int:
     """Once an hour for the whole deployment: ask the provider which records of our numbers it
-    still keeps, an hour or more old and over, and queue each for deletion now.
+    still keeps, an hour or more old and over, and queue them for deletion, spaced out.
 
     The backstop behind every other path, for records whose SID never reached us or whose row
     was lost: a relay sent in a webhook's TwiML whose status callback never came, a dialled
     supporter's leg whose action and callback were both lost, an inbound text whose handling
     rolled back. Only our own numbers' records are listed (the account may serve other
-    applications); only their SIDs are kept. Returns how many were queued.
+    applications); only their SIDs are kept. A number whose list fails is skipped until the
+    next hour. Returns how many were queued.
     """
     now = services.clock()
     hour = int(now.timestamp() // RECONCILE_EVERY.total_seconds())
@@ -179,16 +184,26 @@ def reconcile(services: Services) -> int:
             return 0  # this hour's is done, or another process is doing it
         numbers = sorted(own_numbers(session))
     found: list[str] = []
-    try:
-        for number in numbers:
+    deadline = time.monotonic() + RECONCILE_BUDGET_S
+    for number in numbers:
+        if time.monotonic() > deadline or len(found) >= RECONCILE_QUEUE:
+            break  # the rest next hour: the worker's next sweep must not wait on the provider
+        try:
             found += services.telephony.finished_records(
                 number, now - RECONCILE_AFTER, RECONCILE_LIMIT
             )
-    except TelephonyError as error:  # what was listed is still queued; next hour lists again
-        log.warning("provider records not all listed (%s %s)", type(error).__name__, error.code)
+        except Exception as error:  # a garbled page too; never its text (it may hold a body)
+            code = getattr(error, "code", None)
+            log.warning(
+                "provider records of one number not listed (%s %s)", type(error).__name__, code
+            )
     effects = Effects()
     with transaction(services.sessions) as session:
-        queued = [sid for sid in dict.fromkeys(found) if queue_deletion(session, sid, now, effects)]
+        queued = [
+            sid
+            for i, sid in enumerate(list(dict.fromkeys(found))[:RECONCILE_QUEUE])
+            if queue_deletion(session, sid, now + i * RECONCILE_SPACING, effects)
+        ]
     schedule(services, effects)
     if queued:
         log.info("reconciliation: %d provider records queued for deletion", len(queued))

@@ -115,7 +115,7 @@ class TwilioTelephony:
         with _mapped_errors():
             for side in ({"to": number}, {"from_": number}):
                 for message in self.client.messages.stream(limit=limit, page_size=100, **side):
-                    sent = message.date_sent
+                    sent = message.date_sent or message.date_created  # never sent: failed
                     if message.status not in MESSAGE_IN_FLIGHT and sent and sent < before:
                         sids.append(str(message.sid))
                 for call in self.client.calls.stream(limit=limit, page_size=100, **side):

@@ -208,10 +208,18 @@ class FakeTwilio:
     # Records Twilio keeps without a REST create
 
     def keep_message(
-        self, from_: str, to: str, body: str, sent_at: datetime, status: str = "received"
+        self,
+        from_: str,
+        to: str,
+        body: str,
+        sent_at: datetime,
+        status: str = "received",
+        sent: bool = True,
     ) -> str:
         """A message record Twilio keeps though no REST create made it: an inbound text
-        (``received``), or one a webhook's ``<Message>`` sent (``delivered``). Its SID."""
+        (``received``), or one a webhook's ``<Message>`` sent (``delivered``), created at
+        ``sent_at``; one Twilio never sent (``failed``, ``sent=False``) has no ``date_sent``.
+        Its SID."""
         sid = _new_sid("SM")
         message = {
             "sid": sid,
@@ -221,7 +229,7 @@ class FakeTwilio:
             "status_callback": None,
             "status": status,
             "date_created": format_datetime(sent_at),
-            "date_sent": sent_at,
+            "date_sent": sent_at if sent else None,
             "params": {},
         }
         with self._lock:
