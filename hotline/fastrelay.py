@@ -2,10 +2,10 @@
 
 Most webhooks a busy line takes are relays: a clinician texting the peer they are talking to,
 or the peer answering. Through the ORM a relay costs a dozen round trips and about 6 ms of CPU
-(docs/PERFORMANCE.md); here it is one statement and its commit. The statement does exactly what
-the full path (``textline._dispatch``) does for such a text, in the same order, so the two
-cannot disagree on what happens; for anything else it changes nothing and the caller takes the
-full path:
+(docs/PERFORMANCE.md); here it is one statement and its commit. The statement does what the
+full path (``textline._dispatch``) does for such a text, in the same order (the parity test,
+tests/smoke/test_relay_parity.py, runs twelve edge cases both ways and compares every answer
+and row); for anything else it changes nothing and the caller takes the full path:
 
 1. queue the inbound record's deletion at Twilio (or bring a queued one forward);
 2. claim the delivery's key (a repeated delivery is answered with nothing, as there);
@@ -16,13 +16,14 @@ full path:
    - on a pool number, a supporter of its programme with no pending offer on that number and
      an active conversation on it;
 4. touch the clinician row (a clinician's text) and then the conversation, which must still be
-   active when its row is locked (an ending that committed meanwhile is seen);
+   active when its row is locked (an ending that committed meanwhile is seen: stricter than the
+   full path, which re-reads nothing after it waits on that row);
 5. return the other side's sealed number and the number to relay from, and our own numbers (the
    loop guard compares the sender in Python: the sender's number never goes to the database).
 
 Only texts with no keyword, no media and something to relay are tried; the rest would all take
-the full path anyway. Locks are taken in the full path's order (deletion row, delivery key,
-clinician, conversation; see tests/resilience/test_lock_order.py).
+the full path anyway. Row locks come in the full path's order (deletion row, delivery key,
+clinician, conversation); a deadlock victim changes nothing and the full path handles the text.
 """
 
 from __future__ import annotations
