@@ -29,7 +29,6 @@ clinician, conversation); a deadlock victim changes nothing and the full path ha
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -39,6 +38,7 @@ from hotline import wording
 from hotline.db import is_retryable
 from hotline.effects import Effects, schedule
 from hotline.keywords import parse
+from hotline.models import naive_utc
 from hotline.people import CLINICIAN_CONTEXT, SUPPORTER_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.privacy import DecryptionError
@@ -146,8 +146,8 @@ def relay(services: Services, engine: Engine, text: InboundText) -> TextReply | 
         "sid": text.sid,
         "key": f"sms:{text.sid}"[:120],
         "record": is_record_sid(text.sid),
-        "due": _naive(due),
-        "now": _naive(now),
+        "due": naive_utc(due),
+        "now": naive_utc(now),
         "hashes": services.vault.blind_indexes(sender),
     }
     effects = Effects()
@@ -189,8 +189,3 @@ def _relayed(
         return False  # the full path raises and says so
     effects.text(to, row.from_number, wording.truncate(text.body))
     return True
-
-
-def _naive(instant: datetime) -> datetime:
-    """As the models store instants: naive UTC."""
-    return instant.astimezone(UTC).replace(tzinfo=None)

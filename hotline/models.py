@@ -33,6 +33,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def naive_utc(value: datetime) -> datetime:
+    """An aware instant as the database stores it: naive UTC (SQLite keeps no offset)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware UTC datetime")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite keeps no offset: store naive UTC)."""
 
@@ -42,9 +49,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: pass an aware UTC datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)

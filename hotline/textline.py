@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, fastrelay, retention, routing, supporterline, wording
 from hotline.conversations import end_conversation, open_conversation, open_conversations
-from hotline.db import run_in_transaction, transaction
+from hotline.db import is_sqlite, run_in_transaction, transaction
 from hotline.effects import Effects, schedule
 from hotline.inbound import Inbound
 from hotline.keywords import Word, parse
@@ -48,7 +48,7 @@ def handle_text(services: Services, inbound: InboundText) -> TextReply:
     """Handle one inbound text exactly once (a repeated MessageSid gets an empty answer)."""
     engine = services.sessions.kw["bind"]
     # On PostgreSQL a relay in a live conversation takes one statement (fastrelay.py).
-    relayed = fastrelay.relay(services, engine, inbound) if _is_postgres(engine) else None
+    relayed = None if is_sqlite(engine) else fastrelay.relay(services, engine, inbound)
     if relayed is not None:
         return relayed
 
@@ -60,10 +60,6 @@ def handle_text(services: Services, inbound: InboundText) -> TextReply:
     effects = run_in_transaction(services.sessions, attempt)
     schedule(services, effects)
     return TextReply(tuple(effects.texts))
-
-
-def _is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
 
 
 def _dispatch(services: Services, session: Session, text: InboundText, effects: Effects) -> None:
