@@ -34,13 +34,8 @@ ALICE = "+15550108001"
 CLINICIAN = "+15550109001"
 
 
-def _engine(hotline: Hotline) -> Engine:
-    engine: Engine = hotline.services.sessions.kw["bind"]
-    return engine
-
-
 def _postgres_only(hotline: Hotline) -> Engine:
-    engine = _engine(hotline)
+    engine: Engine = hotline.services.sessions.kw["bind"]
     if engine.dialect.name == "sqlite":
         pytest.skip("the one-statement relay is PostgreSQL's")
     return engine

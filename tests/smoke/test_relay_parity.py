@@ -32,7 +32,7 @@ from hotline.models import (
     Supporter,
     WebhookEvent,
 )
-from hotline.people import CLINICIAN_CONTEXT
+from hotline.people import get_or_create_clinician
 from hotline.privacy import Vault
 from tests.kit.databases import empty_tables
 from tests.kit.fake_twilio import FakeTwilio
@@ -90,30 +90,19 @@ def supporter_talking_as_both_without_pool_numbers(
     with transaction(hotline.services.sessions) as session:
         session.execute(delete(PoolNumber))
     hotline.add_supporter("Alice", ALICE)
-    hotline.add_supporter("Bob", BOB, on_call=False)
+    bob = hotline.add_supporter("Bob", BOB, on_call=False)
     phones.talking(CLINICIAN, ALICE)
-    vault, now = hotline.services.vault, hotline.clock.now
     with transaction(hotline.services.sessions) as session:
-        bob = session.scalars(select(Supporter.id).where(Supporter.name == "Bob")).one()
-        alice = Clinician(
-            programme_id=hotline.programme_id,
-            phone_sealed=vault.seal(ALICE, CLINICIAN_CONTEXT),
-            phone_hash=vault.blind_index(ALICE),
-        )
-        session.add(alice)
-        session.flush()
-        session.add(
-            Conversation(
-                programme_id=hotline.programme_id,
-                clinician_id=alice.id,
-                channel="sms",
-                state="active",
-                supporter_id=bob,
-                pool_number=HOTLINE,
-                created_at=now,
-                last_activity_at=now,
-            )
-        )
+        vault = hotline.services.vault
+        alice = get_or_create_clinician(session, vault, hotline.programme_id, ALICE).id
+    _conversation(
+        hotline,
+        clinician_id=alice,
+        channel="sms",
+        state="active",
+        supporter_id=bob,
+        pool_number=HOTLINE,
+    )
     hotline.clock.advance(minutes=1)
     send(ALICE, HOTLINE, "for my clinician")
     send(BOB, HOTLINE, "for alice")
@@ -130,19 +119,14 @@ def supporter_off_the_roster(hotline: Hotline, phones: Phones, send: Send) -> No
 
 
 def pending_offer_on_the_same_number(hotline: Hotline, phones: Phones, send: Send) -> None:
-    hotline.add_supporter("Alice", ALICE)
+    alice = hotline.add_supporter("Alice", ALICE)
     phones.talking(CLINICIAN, ALICE)
     now = hotline.clock.now
+    waiting = _conversation(hotline, channel="sms")
     with transaction(hotline.services.sessions) as session:
-        alice = session.scalars(select(Supporter.id)).one()
-        waiting = Conversation(
-            programme_id=hotline.programme_id, channel="sms", created_at=now, last_activity_at=now
-        )
-        session.add(waiting)
-        session.flush()
         session.add(
             Offer(
-                conversation_id=waiting.id,
+                conversation_id=waiting,
                 supporter_id=alice,
                 pool_number=POOL[0],
                 offered_at=now,
@@ -155,25 +139,19 @@ def pending_offer_on_the_same_number(hotline: Hotline, phones: Phones, send: Sen
 
 def a_call_and_a_text_open(hotline: Hotline, phones: Phones, send: Send) -> None:
     hotline.add_supporter("Alice", ALICE)
-    hotline.add_supporter("Bob", BOB)
+    bob = hotline.add_supporter("Bob", BOB)
     phones.talking(CLINICIAN, ALICE)
-    now = hotline.clock.now
-    with transaction(hotline.services.sessions) as session:
+    with hotline.session() as session:
         clinician = session.scalars(select(Clinician.id)).one()
-        bob = session.scalars(select(Supporter.id).where(Supporter.name == "Bob")).one()
-        for state, supporter, number in (("queued", None, None), ("active", bob, POOL[0])):
-            session.add(
-                Conversation(
-                    programme_id=hotline.programme_id,
-                    clinician_id=clinician,
-                    channel="voice",
-                    state=state,
-                    supporter_id=supporter,
-                    pool_number=number,
-                    created_at=now,
-                    last_activity_at=now,
-                )
-            )
+    _conversation(hotline, clinician_id=clinician, channel="voice", state="queued")
+    _conversation(
+        hotline,
+        clinician_id=clinician,
+        channel="voice",
+        state="active",
+        supporter_id=bob,
+        pool_number=POOL[0],
+    )
     hotline.clock.advance(minutes=1)
     send(CLINICIAN, HOTLINE, "which one")
     send(BOB, POOL[0], "bob here")
@@ -185,21 +163,8 @@ def a_call_and_a_text_open(hotline: Hotline, phones: Phones, send: Send) -> None
 
 
 def a_hidden_callers_call(hotline: Hotline, phones: Phones, send: Send) -> None:
-    hotline.add_supporter("Alice", ALICE)
-    now = hotline.clock.now
-    with transaction(hotline.services.sessions) as session:
-        alice = session.scalars(select(Supporter.id)).one()
-        session.add(
-            Conversation(
-                programme_id=hotline.programme_id,
-                channel="voice",
-                state="active",
-                supporter_id=alice,
-                pool_number=POOL[1],
-                created_at=now,
-                last_activity_at=now,
-            )
-        )
+    alice = hotline.add_supporter("Alice", ALICE)
+    _conversation(hotline, channel="voice", state="active", supporter_id=alice, pool_number=POOL[1])
     hotline.clock.advance(minutes=1)
     send(ALICE, POOL[1], "after the call")
 
@@ -244,6 +209,18 @@ def a_key_rotation(hotline: Hotline, phones: Phones, send: Send) -> None:
     hotline.clock.advance(minutes=1)
     send(CLINICIAN, HOTLINE, "after rotation")
     send(ALICE, POOL[0], "me too")
+
+
+def _conversation(hotline: Hotline, **fields: Any) -> int:
+    """A conversation row begun now (what a scenario cannot reach through the phones)."""
+    now = hotline.clock.now
+    with transaction(hotline.services.sessions) as session:
+        conv = Conversation(
+            programme_id=hotline.programme_id, created_at=now, last_activity_at=now, **fields
+        )
+        session.add(conv)
+        session.flush()
+        return conv.id
 
 
 SCENARIOS = [
