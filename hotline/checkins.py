@@ -8,7 +8,7 @@ by a crashed worker becomes ``unknown`` and is never resent (a duplicate is wors
 Wake-ups are per due minute, not per row: every check-in due in a minute shares one wake-up,
 whose job sends whatever is due in batches (``send_due``). A burst (a unit's worth of
 conversations ending together, a cadence landing at the window's opening hour) costs one job
-per batch instead of one per text, and a busy run brings in more workers (``DRAIN_LANES``).
+per batch instead of one per text, and a busy run brings in more workers (``hotline.drains``).
 
 Policy: the latest conversation governs. When a conversation ends, pending check-ins from older
 ones are cancelled and a fresh cadence is scheduled; a check-in that falls due while the
@@ -19,7 +19,6 @@ its own when it ends.
 from __future__ import annotations
 
 import logging
-import math
 import time as timer
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from hotline import records
+from hotline import drains, records
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -63,12 +62,6 @@ STUCK_AFTER = timedelta(minutes=5)  # well past the job timeout: the worker is g
 # Safe even if a run outlives it: only one run can move a row on to ``sending``.
 CLAIM_LEASE = timedelta(minutes=3)
 DRAIN_BATCH = 50  # check-ins claimed (and committed) together, then sent one by one
-DRAIN_LANES = 4  # runs that send one minute's check-ins side by side, on as many workers
-# Seconds a run sends for; then it hands the rest back and a fresh job carries on. With one
-# Twilio call's time-outs (3 s + 10 s) on top, a run ends inside workers.queue.JOB_TIMEOUT and
-# inside the 30 s a platform waits between SIGTERM and SIGKILL, so a stopping worker finishes
-# the run in hand rather than dying between a claim and its record.
-DRAIN_BUDGET = 10.0
 PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
 CANCELLABLE = (CheckInState.SCHEDULED, CheckInState.CLAIMED)  # not yet handed to Twilio
 
@@ -135,20 +128,8 @@ def schedule_after(
         created.append(checkin)
     session.flush()
     for checkin in created:
-        effects.wake(Task.SEND_DUE_CHECKINS, *wake_up_for(checkin.due_at))
+        effects.wake(Task.SEND_DUE_CHECKINS, *drains.wake_up_for(checkin.due_at))
     return created
-
-
-def wake_up_for(due_at: datetime) -> tuple[int, datetime]:
-    """The shared wake-up (ident, time) that sends a check-in due at ``due_at``: the end of its
-    minute. The ident is the minute since the epoch times ten plus a digit: 0 for the minute's
-    own run, 1-3 for the lanes it calls in, 5-8 for runs continuing lanes 0-3."""
-    minute = math.ceil(due_at.timestamp() / 60)
-    return minute * 10, datetime.fromtimestamp(minute * 60, UTC)
-
-
-CONTINUED = 5  # the digit of a continuing run is its lane's plus this
-assert DRAIN_LANES <= CONTINUED, "lane digits and continuing-run digits must not collide"
 
 
 def cancel_pending(session: Session, clinician_id: int, effects: Effects) -> int:
@@ -182,47 +163,33 @@ class _Target:
     body: str
 
 
-def send_due(services: Services, ident: int = 0, *, budget: float = DRAIN_BUDGET) -> DrainReport:
+def send_due(services: Services, ident: int = 0, *, budget: float = drains.BUDGET) -> DrainReport:
     """Send the check-ins that are due, a batch at a time, until none are left; after
     ``budget`` seconds a fresh job carries on. ``ident`` is this run's wake-up (see
-    ``wake_up_for``), 0 when the sweeper calls: the sweeper's run calls nobody in and queues
-    no continuation (the next sweep is one). The minute's own run, finding a full first batch,
-    calls in the other lanes."""
-    started = timer.monotonic()
-    deadline = started + budget
-    claimed = sent = 0
-    digit = ident % 10
-    while True:
-        now = services.clock()
-        effects = Effects()
-        with transaction(services.sessions) as session:
-            batch = _claim(services, session, _due_rows(now), now)
-            if ident and digit == 0 and len(batch.rows) < DRAIN_BATCH:
-                _wake_if_early(session, ident, now, effects)
-        if ident and digit == 0 and claimed == 0 and len(batch.rows) == DRAIN_BATCH:
-            for lane in range(1, DRAIN_LANES):
-                effects.wake(Task.SEND_DUE_CHECKINS, ident + lane)
-        schedule(services, effects)
-        claimed += len(batch.rows)
+    ``drains``), 0 when the sweeper calls."""
+    sent = 0
+
+    def claim(session: Session, now: datetime) -> tuple[int, _Batch]:
+        batch = _claim(services, session, _due_rows(now), now)
+        return len(batch.rows), batch
+
+    def work(batch: _Batch, deadline: float) -> bool:
+        nonlocal sent
         outcomes = _deliver_all(services, batch, deadline)
         sent += outcomes.count(CheckInState.SENT)
-        handed_back = len(outcomes) < len(batch.targets)
-        more = len(batch.rows) == DRAIN_BATCH
-        if handed_back or (more and timer.monotonic() > deadline):
-            _continue(services, ident)
-            return DrainReport(claimed, sent)
-        if not more:
-            return DrainReport(claimed, sent)
+        return len(outcomes) == len(batch.targets)
 
-
-def _continue(services: Services, ident: int) -> None:
-    """Queue the run that carries on where this one stopped (its own twin, if continuing)."""
-    if not ident:
-        return
-    digit = ident % 10
-    effects = Effects()
-    effects.wake(Task.SEND_DUE_CHECKINS, ident if digit >= CONTINUED else ident + CONTINUED)
-    schedule(services, effects)
+    claimed = drains.drain(
+        services,
+        Task.SEND_DUE_CHECKINS,
+        ident,
+        claim=claim,
+        work=work,
+        next_due=_next_due,
+        batch_size=DRAIN_BATCH,
+        budget=budget,
+    )
+    return DrainReport(claimed, sent)
 
 
 def send_checkin(services: Services, checkin_id: int) -> CheckInState | None:
@@ -233,7 +200,7 @@ def send_checkin(services: Services, checkin_id: int) -> CheckInState | None:
     now = services.clock()
     with transaction(services.sessions) as session:
         batch = _claim(services, session, [CheckIn.id == checkin_id, *_due_rows(now)], now)
-    outcomes = _deliver_all(services, batch, timer.monotonic() + DRAIN_BUDGET)
+    outcomes = _deliver_all(services, batch, timer.monotonic() + drains.BUDGET)
     return outcomes[0] if outcomes else None
 
 
@@ -329,19 +296,12 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
     return _Batch(rows, targets, now)
 
 
-def _wake_if_early(session: Session, ident: int, now: datetime, effects: Effects) -> None:
-    """Woken before the end of its minute by this worker's clock (clock skew between machines):
-    come back when the rest of that minute's check-ins are due."""
-    minute_end = datetime.fromtimestamp(ident // 10 * 60, UTC)
-    due = session.scalar(
+def _next_due(session: Session, now: datetime, end: datetime) -> datetime | None:
+    return session.scalar(
         select(func.min(CheckIn.due_at)).where(
-            CheckIn.state == CheckInState.SCHEDULED,
-            CheckIn.due_at > now,
-            CheckIn.due_at <= minute_end,
+            CheckIn.state == CheckInState.SCHEDULED, CheckIn.due_at > now, CheckIn.due_at <= end
         )
     )
-    if due is not None:
-        effects.wake(Task.SEND_DUE_CHECKINS, ident, due)
 
 
 def _deliver_all(services: Services, batch: _Batch, deadline: float) -> list[CheckInState | None]:
@@ -497,7 +457,7 @@ def _retry(services: Services, checkin_id: int, now: datetime) -> CheckInState:
         else:
             checkin.state = CheckInState.SCHEDULED
             checkin.due_at = now + timedelta(minutes=2 ** (checkin.attempts + 1))
-            effects.wake(Task.SEND_DUE_CHECKINS, *wake_up_for(checkin.due_at))
+            effects.wake(Task.SEND_DUE_CHECKINS, *drains.wake_up_for(checkin.due_at))
         state = checkin.state
     schedule(services, effects)
     return state

@@ -34,7 +34,7 @@ from rq.job import Job
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from hotline import checkins
+from hotline import checkins, drains
 from hotline.db import make_engine, transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -925,7 +925,7 @@ def out_of_time(hotline: Hotline, due: datetime) -> tuple[int, checkins.DrainRep
     """The minute's own run at ``due``, out of time at once (Twilio slow); its ident and
     report. Redis is emptied first, so the queue then holds only what the run asked for."""
     hotline.redis.flushdb()
-    ident = checkins.wake_up_for(due)[0]
+    ident = drains.wake_up_for(due)[0]
     with at(hotline, due):
         return ident, checkins.send_due(hotline.services, ident, budget=0.0)
 
@@ -968,8 +968,8 @@ def test_a_run_out_of_time_hands_its_batch_back_and_a_fresh_job_finishes(
     ] * MANY
     # The other lanes a full first batch calls in, and the run continuing this one.
     queued = sorted(make_queue(hotline.redis).get_job_ids())
-    lanes = [ident + lane for lane in range(1, checkins.DRAIN_LANES)]
-    assert queued == [f"send_due_checkins-{i}" for i in [*lanes, ident + checkins.CONTINUED]]
+    lanes = [ident + lane for lane in range(1, drains.LANES)]
+    assert queued == [f"send_due_checkins-{i}" for i in [*lanes, ident + drains.CONTINUED]]
 
     work(hotline, due + timedelta(seconds=5))
     assert once_each(hotline, numbers)
@@ -999,8 +999,8 @@ def test_runs_racing_over_one_minute_of_checkins_send_each_once(
     """The lanes of one minute and the sweeper drain the same rows side by side."""
     hotline, numbers, due = due_an_hour_after(make_line, MANY)
     hotline.clock.now = due.astimezone(UTC)
-    minute = checkins.wake_up_for(due)[0]
-    idents = [minute + lane for lane in range(checkins.DRAIN_LANES)] + [0]  # 0: the sweeper
+    minute = drains.wake_up_for(due)[0]
+    idents = [minute + lane for lane in range(drains.LANES)] + [0]  # 0: the sweeper
     barrier = threading.Barrier(len(idents), timeout=30)
 
     def race(ident: int) -> checkins.DrainReport:
@@ -1053,7 +1053,7 @@ def test_woken_before_its_minute_by_a_slow_clock_the_run_comes_back_on_time(
     worker's says it is not quite. The run finds nothing due yet and asks to come back."""
     hotline, numbers, due = due_an_hour_after(make_line, 2)
     hotline.redis.flushdb()
-    ident = checkins.wake_up_for(due)[0]
+    ident = drains.wake_up_for(due)[0]
     with at(hotline, due - timedelta(seconds=2)):
         assert checkins.send_due(hotline.services, ident) == checkins.DrainReport(0, 0)
     registry = make_queue(hotline.redis).scheduled_job_registry
@@ -1088,7 +1088,7 @@ def test_a_run_that_hands_back_a_short_batch_still_queues_a_run_to_carry_on(
     ident, report = out_of_time(hotline, due)
     assert report == checkins.DrainReport(claimed=5, sent=0)
     assert states(hotline) == [CheckInState.SCHEDULED] * 5
-    carry_on = f"send_due_checkins-{ident + checkins.CONTINUED}"
+    carry_on = f"send_due_checkins-{ident + drains.CONTINUED}"
     assert make_queue(hotline.redis).get_job_ids() == [carry_on]
     work(hotline, due + timedelta(seconds=5))
     assert once_each(hotline, numbers)
