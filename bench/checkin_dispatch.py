@@ -34,8 +34,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from bench.loopback import fresh_database, postgres_server, redis_server
 from hotline.checkins import PENDING
-from hotline.drains import wake_up_for
 from hotline.db import make_engine, make_sessionmaker, transaction
+from hotline.drains import wake_up_for
 from hotline.models import CheckIn, Clinician, Conversation, ConversationState
 from hotline.people import CLINICIAN_CONTEXT
 from hotline.privacy import Vault

@@ -57,10 +57,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 STUCK_AFTER = timedelta(minutes=5)  # well past the job timeout: the worker is gone
-# A batch's claim lapses after this (its job timed out or its worker died); the rows are due
-# again. Past workers.queue.JOB_TIMEOUT and RQ's 60 s grace before it kills a job outright.
-# Safe even if a run outlives it: only one run can move a row on to ``sending``.
-CLAIM_LEASE = timedelta(minutes=3)
+# Safe even if a run outlives its lease: only one run can move a row on to ``sending``.
+CLAIM_LEASE = drains.LEASE
 DRAIN_BATCH = 50  # check-ins claimed (and committed) together, then sent one by one
 PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
 CANCELLABLE = (CheckInState.SCHEDULED, CheckInState.CLAIMED)  # not yet handed to Twilio

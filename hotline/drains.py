@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
@@ -41,6 +41,9 @@ assert LANES <= CONTINUED, "lane digits and continuing-run digits must not colli
 # inside the 30 s a platform waits between SIGTERM and SIGKILL, so a stopping worker finishes
 # the run in hand rather than dying between a claim and its record.
 BUDGET = 10.0
+# A run's claim on its batch lapses after this (its job timed out or its worker died) and the
+# rows are due again: past workers.queue.JOB_TIMEOUT and RQ's 60 s grace before it kills a job.
+LEASE = timedelta(minutes=3)
 
 
 def wake_up_for(due_at: datetime) -> tuple[int, datetime]:

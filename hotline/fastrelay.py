@@ -42,11 +42,10 @@ from hotline.models import naive_utc
 from hotline.people import CLINICIAN_CONTEXT, SUPPORTER_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.privacy import DecryptionError
-from hotline.retention import INBOUND_DELETE_DELAY
+from hotline.retention import INBOUND_DELETE_DELAY, wake_deletions
 from hotline.services import Services
 from hotline.telephony import is_record_sid
 from hotline.texting import InboundText, TextReply
-from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +167,7 @@ def relay(services: Services, engine: Engine, text: InboundText) -> TextReply | 
         log.info("relay fast path gave way (%s); taking the full path", type(error).__name__)
         return None
     if row.deletion_id is not None:
-        effects.wake(Task.DELETE_MESSAGE, row.deletion_id, due)
+        wake_deletions(effects, due)
     schedule(services, effects)
     return TextReply(tuple(effects.texts))
 

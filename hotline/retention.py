@@ -6,8 +6,9 @@ contact once nothing is pending for them, or at once when they text FORGET. Ever
 record at Twilio (inbound texts, relays, offers, check-ins) is deleted after delivery, so the
 provider does not keep the bodies either; every call record (the caller's leg and each leg a
 ``<Dial>`` rang) is deleted a few minutes after that leg ends, so it does not keep who called
-whom. Both go through one queue of SIDs (``MessageDeletion`` rows, ``Task.DELETE_MESSAGE``
-wake-ups, the sweeper for lost ones); ``telephony.delete_record`` reads each SID's kind.
+whom. Both go through one queue of SIDs (``MessageDeletion`` rows) worked through a batch at a
+time by per-minute wake-ups (``Task.DELETE_DUE_RECORDS``, see ``hotline.drains``) and by the
+sweeper for what Redis lost; ``telephony.delete_record`` reads each SID's kind.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from hotline import drains
 from hotline.checkins import PENDING as PENDING_CHECKINS
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
@@ -54,6 +56,7 @@ EVENT_KEEP = timedelta(days=3)  # de-duplication only needs Twilio's retry horiz
 INBOUND_DELETE_DELAY = timedelta(minutes=2)  # the record must be final before Twilio deletes it
 CALL_DELETE_DELAY = timedelta(minutes=5)
 STALE_CALL = timedelta(hours=6)  # no peer support call lasts this long with no status at all
+DELETE_BATCH = 50  # records claimed (and committed) together, then deleted one by one
 
 
 def queue_deletion(session: Session, sid: str, due_at: datetime, effects: Effects) -> int | None:
@@ -71,8 +74,13 @@ def queue_deletion(session: Session, sid: str, due_at: datetime, effects: Effect
             .returning(MessageDeletion.id)
         )
     if row_id is not None:
-        effects.wake(Task.DELETE_MESSAGE, row_id, due_at)
+        wake_deletions(effects, due_at)
     return row_id
+
+
+def wake_deletions(effects: Effects, due_at: datetime) -> None:
+    """Ask for the run that deletes the records due at ``due_at``: its minute's, shared."""
+    effects.wake(Task.DELETE_DUE_RECORDS, *drains.wake_up_for(due_at))
 
 
 def after_status(session: Session, sid: str, status: str, now: datetime, effects: Effects) -> None:
@@ -93,31 +101,118 @@ def after_call(session: Session, sid: str, now: datetime, effects: Effects) -> N
     queue_deletion(session, sid, now + CALL_DELETE_DELAY, effects)
 
 
-def delete_at_provider(services: Services, deletion_id: int) -> bool:
-    """Delete one message or call record at the provider; True once it is gone (or given up).
+def delete_due(services: Services, ident: int = 0, *, budget: float = drains.BUDGET) -> int:
+    """Delete the provider records that are due, a batch at a time, until none are left; after
+    ``budget`` seconds a fresh job carries on. ``ident`` is this run's wake-up (see
+    ``hotline.drains``), 0 when the sweeper calls. The number of records gone (or given up).
 
     A refusal, a call not yet complete included, is retried with backoff up to
     MAX_DELETE_ATTEMPTS times; "not found" (20404) means it is gone already.
     """
+    gone = 0
+
+    def claim(session: Session, now: datetime) -> tuple[int, list[Any]]:
+        batch = _claim(session, [MessageDeletion.due_at <= now], now)
+        return len(batch), batch
+
+    def work(batch: list[Any], deadline: float) -> bool:
+        nonlocal gone
+        done, finished = _delete_all(services, batch, deadline)
+        gone += done
+        return finished
+
+    drains.drain(
+        services,
+        Task.DELETE_DUE_RECORDS,
+        ident,
+        claim=claim,
+        work=work,
+        next_due=_next_due,
+        batch_size=DELETE_BATCH,
+        budget=budget,
+    )
+    return gone
+
+
+def delete_at_provider(services: Services, deletion_id: int) -> bool:
+    """Delete one due record; True once it is gone (or given up). What a wake-up queued by an
+    older release (one per record) runs; tests use it to drive one row."""
     now = services.clock()
     with transaction(services.sessions) as session:
-        row = session.get(MessageDeletion, deletion_id)
-        if row is None or row.due_at > now:
-            return False
-        sid, attempts = row.sid, row.attempts + 1
-        row.attempts, row.due_at = attempts, now + timedelta(minutes=2**attempts)  # lease
-    try:
-        delete_record(services.telephony, sid)
-    except TelephonyError as error:
-        # Permanent refusals are retried too: Twilio answers 4xx for a record still in flight.
-        gone = isinstance(error, PermanentError) and error.code == 20404  # gone or never existed
-        if not gone and attempts < MAX_DELETE_ATTEMPTS:
-            return _retry_later(services, deletion_id, attempts, error)
-        if not gone:
-            log.warning("gave up deleting provider record %s after %d attempts", sid, attempts)
+        batch = _claim(
+            session, [MessageDeletion.id == deletion_id, MessageDeletion.due_at <= now], now
+        )
+    return _delete_all(services, batch, time.monotonic() + drains.BUDGET)[0] > 0
+
+
+def _claim(session: Session, where: list[Any], now: datetime) -> list[Any]:
+    """Take up to DELETE_BATCH rows matching ``where`` for drains.LEASE, counting the attempt.
+
+    Rows another worker holds are skipped (SKIP LOCKED on PostgreSQL; SQLite has one writer)
+    and ``where`` is checked again on the locked row, so a row is claimed once."""
+    # Materialised: PostgreSQL may run a LIMIT ... SKIP LOCKED subquery more than once.
+    pick = (
+        select(MessageDeletion.id)
+        .where(*where)
+        .order_by(MessageDeletion.due_at, MessageDeletion.id)
+        .limit(DELETE_BATCH)
+        .with_for_update(skip_locked=True)
+        .cte("pick")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    rows = session.execute(
+        update(MessageDeletion)
+        .where(MessageDeletion.id.in_(select(pick.c.id)), *where)
+        .values(attempts=MessageDeletion.attempts + 1, due_at=now + drains.LEASE)
+        .returning(MessageDeletion.id, MessageDeletion.sid, MessageDeletion.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(rows, key=lambda row: row.id)
+
+
+def _next_due(session: Session, now: datetime, end: datetime) -> datetime | None:
+    return session.scalar(
+        select(func.min(MessageDeletion.due_at)).where(
+            MessageDeletion.due_at > now, MessageDeletion.due_at <= end
+        )
+    )
+
+
+def _delete_all(services: Services, batch: list[Any], deadline: float) -> tuple[int, bool]:
+    """Delete the claimed records one by one: how many are gone (or given up), and whether
+    every one was tried (False: out of time, the rest were handed back)."""
+    finished: list[int] = []
+    left: list[int] = []
+    for i, row in enumerate(batch):
+        if time.monotonic() > deadline:
+            left = [r.id for r in batch[i:]]
+            break
+        try:
+            delete_record(services.telephony, row.sid)
+        except TelephonyError as error:
+            # Permanent refusals are retried too: Twilio answers 4xx for a record in flight.
+            gone = isinstance(error, PermanentError) and error.code == 20404  # or never existed
+            if not gone and row.attempts < MAX_DELETE_ATTEMPTS:
+                _retry_later(services, row.id, row.attempts, error)
+                continue
+            if not gone:
+                log.warning(
+                    "gave up deleting provider record %s after %d attempts", row.sid, row.attempts
+                )
+        finished.append(row.id)
+    if not (finished or left):
+        return 0, True
     with transaction(services.sessions) as session:
-        session.execute(delete(MessageDeletion).where(MessageDeletion.id == deletion_id))
-    return True
+        if finished:
+            session.execute(delete(MessageDeletion).where(MessageDeletion.id.in_(finished)))
+        if left:  # not tried: due again now, the attempt not counted
+            session.execute(
+                update(MessageDeletion)
+                .where(MessageDeletion.id.in_(left))
+                .values(attempts=MessageDeletion.attempts - 1, due_at=services.clock())
+                .execution_options(synchronize_session=False)
+            )
+    return len(finished), not left
 
 
 def delete_unqueued(services: Services, sid: str, attempt: int = 1) -> bool:
@@ -146,14 +241,19 @@ def delete_unqueued(services: Services, sid: str, attempt: int = 1) -> bool:
 
 def _retry_later(
     services: Services, deletion_id: int, attempts: int, error: TelephonyError
-) -> bool:
+) -> None:
     log.info("provider record deletion retried later (%s %s)", type(error).__name__, error.code)
+    due = services.clock() + timedelta(minutes=2**attempts)
     effects = Effects()
-    effects.wake(
-        Task.DELETE_MESSAGE, deletion_id, services.clock() + timedelta(minutes=2**attempts)
-    )
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(MessageDeletion)
+            .where(MessageDeletion.id == deletion_id)
+            .values(due_at=due)
+            .execution_options(synchronize_session=False)
+        )
+    wake_deletions(effects, due)
     schedule(services, effects)
-    return False
 
 
 # The hourly reconciliation: every record of our numbers still at the provider an hour after
@@ -210,15 +310,10 @@ def reconcile(services: Services) -> int:
     return len(queued)
 
 
-def overdue_deletions(session: Session, now: datetime, grace: timedelta) -> list[int]:
-    return list(
-        session.scalars(
-            select(MessageDeletion.id)
-            .where(MessageDeletion.due_at <= now - grace)
-            .order_by(MessageDeletion.due_at)
-            .limit(500)
-        )
-    )
+def any_overdue(session: Session, now: datetime, grace: timedelta) -> bool:
+    """Whether a deletion is ``grace`` past due: its wake-up was lost (Redis), or the minute's
+    runs are behind; the sweeper then runs one too."""
+    return session.scalar(select(exists().where(MessageDeletion.due_at <= now - grace))) or False
 
 
 def forget(session: Session, clinician: Clinician) -> None:

@@ -134,7 +134,7 @@ def sweep(services: Services) -> SweepReport:
         )
         unknown = checkins.recover_stuck(session, now)  # first: it can make rows due again
         checkins_late = checkins.any_overdue(session, now, SWEEP_GRACE)
-        overdue_deletions = retention.overdue_deletions(session, now, SWEEP_GRACE)
+        deletions_late = retention.any_overdue(session, now, SWEEP_GRACE)
         purged = retention.purge_expired(
             session, now, timedelta(days=services.settings.retention_days)
         )
@@ -142,7 +142,7 @@ def sweep(services: Services) -> SweepReport:
     schedule(services, stale_calls)
     expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
     sent = checkins.send_due(services).sent if checkins_late else 0
-    deleted = sum(retention.delete_at_provider(services, ident) for ident in overdue_deletions)
+    deleted = retention.delete_due(services) if deletions_late else 0
     closed = offered = 0
     for programme_id in programme_ids:
         # A deadlock with a webhook or a job that took these rows in another order (PostgreSQL

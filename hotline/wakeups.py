@@ -18,10 +18,16 @@ class Task(StrEnum):
     SEND_CHECKIN = "send_checkin"  # one check-in by id: wake-ups queued by an older release
     OFFER_CALL_BACK = "offer_call_back"  # a call nobody took, offered by text
     FOLLOW_UP_CALL = "follow_up_call"  # tell the supporter who took a call how to close it
-    # Deletes any provider record, a message's or a call's; the name predates call records and
-    # stays so that wake-ups already queued under it still run.
-    DELETE_MESSAGE = "delete_message"
+    # The provider records (messages' and calls') due for deletion by the end of a minute
+    # (ident as for check-ins).
+    DELETE_DUE_RECORDS = "delete_due_records"
+    DELETE_MESSAGE = "delete_message"  # one record by id: wake-ups queued by an older release
     SEND_NOTICE = "send_notice"  # verification codes, shift reminders, coverage-gap warnings
+
+
+# Wake-ups that every row due in a minute shares (``hotline.drains``), never cancelled: asking
+# again for one already asked is a no-op, so a web process asks Redis once per minute.
+SHARED = frozenset({Task.SEND_DUE_CHECKINS, Task.DELETE_DUE_RECORDS})
 
 
 def job_id(task: Task, ident: int) -> str:

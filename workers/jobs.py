@@ -18,6 +18,10 @@ def send_checkin(checkin_id: int) -> None:
     checkins.send_checkin(services(), checkin_id)
 
 
+def delete_due_records(ident: int) -> None:
+    retention.delete_due(services(), ident)
+
+
 def delete_message(deletion_id: int) -> None:
     retention.delete_at_provider(services(), deletion_id)
 

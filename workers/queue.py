@@ -14,7 +14,7 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
 
-from hotline.wakeups import Task, job_id
+from hotline.wakeups import SHARED, Task, job_id
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,19 @@ class RQWakeUps:
 
     After a Redis failure it stops trying for ``pause`` seconds: one text can ask for several
     wake-ups, and each would otherwise wait out its own timeout against a hung server.
+
+    Outside a job (a web request), a shared per-minute wake-up (``wakeups.SHARED``) this process
+    has scheduled already is not sent to Redis again: every relay asks for its minute's
+    deletion run, and one ask per process per minute is enough. If Redis loses it, the sweeper
+    does that minute's work, as for any lost wake-up. Jobs always ask: a run woken early (clock
+    skew) must be able to ask for its own minute again.
     """
 
     def __init__(self, queue: Queue, pause: float = PAUSE_AFTER_FAILURE) -> None:
         self.queue = queue
         self._pause = pause
         self._down_until = 0.0
+        self._asked: dict[str, datetime] = {}  # shared wake-ups this process scheduled
 
     def _reachable(self, name: str) -> bool:
         if time.monotonic() < self._down_until:
@@ -90,21 +97,34 @@ class RQWakeUps:
         )
 
     def schedule(self, task: Task, ident: int, at: datetime | None = None) -> None:
-        job = self._job(task.value, (ident,), _free_id(task, ident))
-        if not self._reachable(job.id):
+        running = get_current_job()
+        name = _free_id(task, ident, running)
+        now = datetime.now(UTC)
+        once = at is not None and at > now and task in SHARED and running is None
+        if once and self._asked.get(name) == at:
             return
+        if not self._reachable(name):
+            return
+        job = self._job(task.value, (ident,), name)
         try:
-            if at is None or at <= datetime.now(UTC):
+            if at is None or at <= now:
                 if not _queued(job):  # queued twice, two workers would run it side by side
                     self.queue.enqueue_job(job)
             else:
                 # Reusing the id overwrites and reschedules, which is what we want here.
                 self.queue.schedule_job(job, at.astimezone(UTC))
+                if once:
+                    self._remember(name, at, now)
         except RedisError:
             self._failed()
             log.warning(
                 "wake-up %s not scheduled (Redis unavailable); the sweeper will retry", job.id
             )
+
+    def _remember(self, name: str, at: datetime, now: datetime) -> None:
+        for stale in [key for key, when in list(self._asked.items()) if when < now]:
+            self._asked.pop(stale, None)
+        self._asked[name] = at
 
     def delete_record_later(self, sid: str, at: datetime, attempt: int = 1) -> None:
         """A job of the SID alone (it names a provider record, not a person)."""
@@ -138,7 +158,7 @@ def _job_ids(task: Task, ident: int) -> tuple[str, str]:
     return primary, f"{primary}-again"
 
 
-def _free_id(task: Task, ident: int) -> str:
+def _free_id(task: Task, ident: int, running: Job | None) -> str:
     """The id for a new wake-up: the deterministic one, unless that job is running right here.
 
     With ``result_ttl=0`` RQ deletes a finished job's hash and registry entries after it returns,
@@ -146,7 +166,6 @@ def _free_id(task: Task, ident: int) -> str:
     same id would vanish with it; that one takes the twin id instead.
     """
     primary, twin = _job_ids(task, ident)
-    running = get_current_job()
     if running is None or running.id not in (primary, twin):
         return primary
     return twin if running.id == primary else primary

@@ -89,7 +89,7 @@ def assert_nothing_happened(hotline: Hotline, *, record_deleted: bool = False) -
     assert count(hotline, MessageDeletion) == (1 if record_deleted else 0)
     assert hotline.fake.messages == []
     keys = [k.decode() if isinstance(k, bytes) else str(k) for k in hotline.redis.keys("rq:*")]
-    others = [k for k in keys if "rq:worker" not in k and "delete_message" not in k]
+    others = [k for k in keys if "rq:worker" not in k and "delete_due_records" not in k]
     wake_up = ["rq:queues", f"rq:scheduled:{QUEUE_NAME}"]  # one scheduled job, nothing else
     assert sorted(others) == (wake_up if record_deleted else [])
 

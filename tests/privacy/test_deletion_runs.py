@@ -1,0 +1,139 @@
+"""Provider records are deleted by per-minute runs: every record due in a minute shares one
+wake-up, a burst is worked through in batches (and lanes), a web process asks Redis once a
+minute, and what Redis loses the sweeper does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from hotline import drains, retention
+from hotline.models import MessageDeletion
+from hotline.wakeups import Task
+from tests.kit.harness import Hotline
+from tests.kit.phones import Phones
+from workers.queue import make_queue
+
+CLINICIAN, ALICE = "+15550109001", "+15550108001"
+NOT_A_LINE = "+15550100009"  # texts to it are ignored, but their records are deleted
+BURST = 2 * retention.DELETE_BATCH + 7  # three batches, the last one short
+
+
+def kept_texts(hotline: Hotline, count: int) -> list[str]:
+    """``count`` texts that reached the webhook in this minute, each a record Twilio keeps."""
+    sids = []
+    for i in range(count):
+        sid = hotline.fake.keep_message(CLINICIAN, NOT_A_LINE, f"words {i}", hotline.clock.now)
+        assert hotline.sms(CLINICIAN, NOT_A_LINE, f"words {i}", MessageSid=sid).status_code == 200
+        sids.append(sid)
+    return sids
+
+
+def waiting(hotline: Hotline) -> list[tuple[str, datetime]]:
+    """The wake-ups waiting in Redis's schedule: (job id, when)."""
+    registry = make_queue(hotline.redis).scheduled_job_registry
+    return [(name, registry.get_scheduled_time(name)) for name in registry.get_job_ids()]
+
+
+def queued(hotline: Hotline) -> list[tuple[str, int]]:
+    with hotline.session() as session:
+        rows = session.execute(select(MessageDeletion.sid, MessageDeletion.attempts))
+        return sorted((row.sid, row.attempts) for row in rows)
+
+
+def minute_after(when: datetime) -> datetime:
+    """The end of the minute ``when`` falls in: when a record due then is woken."""
+    return datetime.fromtimestamp(-(-when.timestamp() // 60) * 60, UTC)
+
+
+def test_a_burst_of_records_shares_one_wake_up_and_every_record_goes(hotline: Hotline) -> None:
+    sids = kept_texts(hotline, BURST)
+    due = hotline.clock.now + retention.INBOUND_DELETE_DELAY
+    ident, wake = drains.wake_up_for(due)
+    assert waiting(hotline) == [(f"{Task.DELETE_DUE_RECORDS.value}-{ident}", wake)]
+    assert wake == minute_after(due)
+
+    hotline.clock.now = wake - timedelta(seconds=1)
+    hotline.run_jobs()
+    assert hotline.fake.deleted == []  # not due yet: no run before its minute is over
+    hotline.clock.now = wake
+    hotline.run_jobs()
+    assert sorted(hotline.fake.deleted) == sorted(sids)
+    assert hotline.fake.messages == []
+    assert queued(hotline) == []
+
+
+def test_a_run_out_of_time_hands_the_rest_back_and_calls_in_help(hotline: Hotline) -> None:
+    """A full first batch calls the minute's other lanes in; a run past its budget gives back
+    what it did not try (the attempt not counted) and queues a run to carry on."""
+    sids = kept_texts(hotline, BURST)
+    ident, wake = drains.wake_up_for(hotline.clock.now + retention.INBOUND_DELETE_DELAY)
+    hotline.redis.flushdb()
+    hotline.clock.now = wake
+    assert retention.delete_due(hotline.services, ident, budget=0.0) == 0
+    assert hotline.fake.deleted == []
+    assert queued(hotline) == sorted((sid, 0) for sid in sids)
+    names = sorted(make_queue(hotline.redis).get_job_ids())
+    lanes = [ident + lane for lane in range(1, drains.LANES)]
+    assert names == [f"delete_due_records-{i}" for i in [*lanes, ident + drains.CONTINUED]]
+
+    hotline.run_jobs()
+    assert sorted(hotline.fake.deleted) == sorted(sids)
+    assert queued(hotline) == []
+
+
+def test_a_web_process_asks_once_a_minute_and_the_sweeper_does_what_redis_lost(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    clinician, _ = phones.talking(CLINICIAN, ALICE)
+    hotline.clock.advance(minutes=1, seconds=10)
+    hotline.redis.flushdb()
+    clinician.texts("first")
+    phones.phone(ALICE).expect_text("first")
+    (name, when), *more = waiting(hotline)
+    assert not more and name.startswith("delete_due_records-")
+    hotline.redis.flushdb()  # Redis loses it
+    hotline.clock.advance(seconds=1)
+    clinician.texts("second")  # same minute: this process asked already, Redis is not asked
+    phones.phone(ALICE).expect_text("second")
+    assert waiting(hotline) == []
+    assert len(queued(hotline)) == 4  # hello, ACCEPT, first, second
+
+    hotline.clock.now = when + timedelta(seconds=16)  # past the sweeper's grace
+    assert hotline.sweep().provider_records_deleted == 4
+    assert queued(hotline) == []
+    clinician.texts("third")  # a later minute: asked again
+    phones.phone(ALICE).expect_text("third")
+    assert [n for n, _ in waiting(hotline)] not in ([], [name])
+
+
+def test_a_deletion_twilio_keeps_refusing_is_given_up_after_its_last_attempt(
+    hotline: Hotline,
+) -> None:
+    (sid,) = kept_texts(hotline, 1)
+    hotline.fake.fail_next(n=retention.MAX_DELETE_ATTEMPTS, status=503, code=None)
+    for attempt in range(1, retention.MAX_DELETE_ATTEMPTS):
+        hotline.clock.advance(minutes=2**attempt + 1)
+        hotline.run_jobs()
+        assert queued(hotline) == [(sid, attempt)], "refused: tried again later"
+    hotline.clock.advance(minutes=2**retention.MAX_DELETE_ATTEMPTS)
+    hotline.run_jobs()
+    assert queued(hotline) == []  # given up, with a warning
+    assert hotline.fake.deleted == []
+
+
+def test_a_per_record_wake_up_queued_by_an_older_release_still_deletes_its_record(
+    hotline: Hotline,
+) -> None:
+    (sid,) = kept_texts(hotline, 1)
+    hotline.redis.flushdb()
+    with hotline.session() as session:
+        row_id = session.scalar(select(MessageDeletion.id))
+    hotline.clock.advance(minutes=3)
+    make_queue(hotline.redis).enqueue("workers.jobs.delete_message", row_id)
+    hotline.run_jobs()
+    assert hotline.fake.deleted == [sid]
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(MessageDeletion)) == 0
