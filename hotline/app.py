@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -17,6 +18,8 @@ from hotline.telephony import Telephony
 from hotline.telephony.simulator import PhoneNetwork, SimulatedTelephony
 from hotline.telephony.twilio_adapter import TwilioTelephony
 from workers.queue import RQWakeUps, connect, embedded_redis, make_queue
+
+WEBHOOK_PREFIX = "/twilio/"  # webhooks.twilio's blueprint: no browser, no cookie session
 
 # Longest a web request's or a job's SQL statement may run on PostgreSQL, lock waits included:
 # a webhook blocked behind a stuck transaction gets its fallback (the crisis line) inside
@@ -90,6 +93,7 @@ def create_app(
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
         )
+    app.session_interface = _ConsoleSessions()
     app.extensions["hotline"] = services
     app.extensions["hotline.redis"] = redis if redis is not None else _redis_of(services)
     _register(app, settings)
@@ -109,6 +113,16 @@ def _register(app: Flask, settings: Settings) -> None:
         from hotline.devphone import bp as devphone_bp
 
         app.register_blueprint(devphone_bp)
+
+
+class _ConsoleSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, opened only where a browser can hold one: a Twilio
+    webhook carries no cookie and gets a null session (no serializer built per request)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith(WEBHOOK_PREFIX):
+            return None
+        return super().open_session(app, request)
 
 
 def _redis_of(services: Services) -> Redis | None:

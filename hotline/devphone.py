@@ -234,7 +234,7 @@ def deliver_twiml(network: PhoneNetwork, sender: str, to: str, xml: str) -> None
 
 
 def _post_signed(settings: Settings, path: str, form: dict[str, str]) -> TestResponse:
-    url = signed_url(settings.public_url, LOCAL_BASE_URL + path, path)
+    url = signed_url(settings.public_url, path, lambda: LOCAL_BASE_URL + path)
     token = (settings.auth_tokens or (settings.secret_key,))[0]
     signature = str(RequestValidator(token).compute_signature(url, form))
     client = current_app.test_client()

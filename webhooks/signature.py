@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from twilio.request_validator import RequestValidator
@@ -12,15 +12,16 @@ from werkzeug.datastructures import MultiDict
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
-def signed_url(public_url: str | None, request_url: str, full_path: str) -> str:
+def signed_url(public_url: str | None, full_path: str, request_url: Callable[[], str]) -> str:
     """The URL Twilio signed: the configured public base plus the path and query we received.
 
     Behind a proxy the request's own host is not what Twilio called, and ``X-Forwarded-*`` can be
-    sent by anyone, so only development (no ``HOTLINE_PUBLIC_URL``) trusts the request URL.
+    sent by anyone, so only development (no ``HOTLINE_PUBLIC_URL``) trusts the request URL
+    (``request_url()``, only asked for then).
     """
     if public_url:
         return public_url + full_path.rstrip("?")
-    return request_url
+    return request_url()
 
 
 def is_valid(

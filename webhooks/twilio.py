@@ -34,7 +34,7 @@ def _services() -> Services:
 def require_signature() -> None:
     """403 for a missing or wrong signature, before anything is parsed or stored."""
     settings = _services().settings
-    url = signed_url(settings.public_url, request.url, request.full_path)
+    url = signed_url(settings.public_url, request.full_path, lambda: request.url)
     tokens = settings.auth_tokens or (settings.secret_key,)  # simulator signs with the secret key
     if not is_valid(url, request.form, request.headers.get(SIGNATURE_HEADER), tokens):
         log.warning("rejected a Twilio webhook with a missing or wrong signature")
