@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hotline import checkins, routing
+from hotline.db import Retry
 from hotline.effects import Effects
 from hotline.models import (
     OPEN_CONVERSATION,
@@ -39,6 +41,21 @@ def open_conversation(session: Session, clinician: Clinician) -> Conversation | 
         )
         .limit(1)
     )
+
+
+def touch_live(session: Session, conv: Conversation, now: datetime) -> None:
+    """Mark ``conv`` active now before a text is relayed in it, once its row is locked; raise
+    Retry if it has ended meanwhile (a DONE, a STOP or the inactivity sweep committing while
+    this text was handled): the text is then handled again, as one after the end."""
+    touched = session.execute(
+        update(Conversation)
+        .where(Conversation.id == conv.id, Conversation.state == ConversationState.ACTIVE)
+        .values(last_activity_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not touched.rowcount:  # type: ignore[attr-defined]
+        raise Retry(f"conversation {conv.id} ended meanwhile")
+    set_committed_value(conv, "last_activity_at", now)
 
 
 def open_conversations(session: Session, clinician: Clinician) -> list[Conversation]:

@@ -113,6 +113,12 @@ def ping(engine: Engine) -> bool:
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 
 
+class Retry(Exception):
+    """Raised by ``run_in_transaction``'s work: a row it decided on changed before it could
+    lock it (a conversation ended by a DONE committing meanwhile). Nothing is kept; the whole
+    transaction runs again and sees the change."""
+
+
 def is_retryable(error: DBAPIError) -> bool:
     """True for errors that a fresh attempt of the whole transaction may not meet again: a
     deadlock, a serialization failure, or a connection that turned out dead (the pool has been
@@ -143,5 +149,8 @@ def run_in_transaction(
         except DBAPIError as error:
             lost_commit = committing and error.connection_invalidated
             if attempt == attempts or lost_commit or not is_retryable(error):
+                raise
+        except Retry:
+            if attempt == attempts:
                 raise
     raise AssertionError("unreachable")

@@ -241,5 +241,5 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
     elif word in (Word.ACCEPT, Word.PASS) and not (ctx.command and ctx.command.everyday):
         ctx.reply(wording.already_connected())
     else:
-        conv.last_activity_at = ctx.now
+        conversations.touch_live(ctx.session, conv, ctx.now)
         ctx.relay(to, hotline)

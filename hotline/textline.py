@@ -14,7 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, fastrelay, retention, routing, supporterline, wording
-from hotline.conversations import end_conversation, open_conversation, open_conversations
+from hotline.conversations import (
+    end_conversation,
+    open_conversation,
+    open_conversations,
+    touch_live,
+)
 from hotline.db import is_sqlite, run_in_transaction, transaction
 from hotline.effects import Effects, schedule
 from hotline.inbound import Inbound
@@ -203,7 +208,7 @@ def _hold(ctx: Inbound, conv: Conversation) -> None:
 
 
 def _clinician_relay(ctx: Inbound, conv: Conversation) -> None:
-    conv.last_activity_at = ctx.now
+    touch_live(ctx.session, conv, ctx.now)
     supporter = ctx.session.get_one(Supporter, conv.supporter_id)
     assert conv.pool_number is not None
     ctx.relay(supporter_phone(ctx.services.vault, supporter), conv.pool_number)

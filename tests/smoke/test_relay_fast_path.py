@@ -122,20 +122,28 @@ def test_a_text_from_a_number_that_became_ours_is_not_relayed(
     assert "<Message" not in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("path", ["fast", "full"])
+@pytest.mark.parametrize("sender", ["supporter", "clinician"])
 def test_a_text_to_a_conversation_ending_meanwhile_is_not_relayed(
-    hotline: Hotline, phones: Phones
+    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch, path: str, sender: str
 ) -> None:
-    """Alice's DONE commits while her last text's statement waits on the conversation's row:
-    the text is not passed on; she is told the conversation has ended."""
+    """A DONE commits while a text's webhook waits on the conversation's row: the text is not
+    passed on. Alice's is answered as one after the end; the clinician's opens a new request.
+    On either path (the full one when the fast one gives way, or on SQLite, whose writers
+    cannot interleave like this)."""
     engine = _postgres_only(hotline)
+    if path == "full":
+        monkeypatch.setattr(fastrelay, "relay", lambda *_args: None)
     hotline.add_supporter("Alice", ALICE)
     clinician, alice = phones.talking(CLINICIAN, ALICE)
+    hotline.clock.advance(minutes=1)
+    by, to = (ALICE, POOL[0]) if sender == "supporter" else (CLINICIAN, HOTLINE)
     answers: list[str] = []
     with engine.connect() as other:  # the webhook ending it, holding the row until it commits
         other.execute(update(Conversation).values(state=ConversationState.ENDED, end_reason="done"))
         sent = threading.Thread(
             target=lambda: answers.append(
-                hotline.sms(ALICE, POOL[0], "one more thing").get_data(as_text=True)
+                hotline.sms(by, to, "one more thing").get_data(as_text=True)
             )
         )
         sent.start()
@@ -146,8 +154,14 @@ def test_a_text_to_a_conversation_ending_meanwhile_is_not_relayed(
         other.commit()
     sent.join(20)
     assert "one more thing" not in answers[0]
-    assert "This conversation has ended" in answers[0]
-    clinician.expect_nothing()
+    if sender == "supporter":
+        assert "This conversation has ended" in answers[0]
+        clinician.expect_nothing()
+    else:
+        assert "confidential" in answers[0]  # greeted as a new request, the text held
+        with hotline.session() as session:
+            states = sorted(session.scalars(select(Conversation.state)))
+        assert states == sorted([ConversationState.ENDED, ConversationState.QUEUED])
     del alice
 
 
