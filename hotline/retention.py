@@ -180,39 +180,53 @@ def _next_due(session: Session, now: datetime, end: datetime) -> datetime | None
 
 def _delete_all(services: Services, batch: list[Any], deadline: float) -> tuple[int, bool]:
     """Delete the claimed records one by one: how many are gone (or given up), and whether
-    every one was tried (False: out of time, the rest were handed back)."""
+    every one was tried (False: out of time, the rest were handed back).
+
+    Whatever happens, even an error that ends the run, what is done is recorded and what was
+    not tried goes back uncounted; the one in hand keeps its attempt and its lease."""
     finished: list[int] = []
-    left: list[int] = []
-    for i, row in enumerate(batch):
-        if time.monotonic() > deadline:
-            left = [r.id for r in batch[i:]]
-            break
-        try:
-            delete_record(services.telephony, row.sid)
-        except TelephonyError as error:
-            # Permanent refusals are retried too: Twilio answers 4xx for a record in flight.
-            gone = isinstance(error, PermanentError) and error.code == 20404  # or never existed
-            if not gone and row.attempts < MAX_DELETE_ATTEMPTS:
-                _retry_later(services, row.id, row.attempts, error)
-                continue
-            if not gone:
-                log.warning(
-                    "gave up deleting provider record %s after %d attempts", row.sid, row.attempts
-                )
-        finished.append(row.id)
-    if not (finished or left):
-        return 0, True
+    tried = 0
+    try:
+        for row in batch:
+            if time.monotonic() > deadline:
+                break
+            tried += 1
+            if _delete_one(services, row):
+                finished.append(row.id)
+    finally:
+        _settle(services, finished, [row.id for row in batch[tried:]])
+    return len(finished), tried == len(batch)
+
+
+def _delete_one(services: Services, row: Any) -> bool:
+    """One claimed record: True once it is gone (or given up), False if it is tried later."""
+    try:
+        delete_record(services.telephony, row.sid)
+        return True
+    except Exception as error:  # anything unforeseen counts as a refusal: no row stalls a run
+        # Permanent refusals are retried too: Twilio answers 4xx for a record in flight.
+        if isinstance(error, PermanentError) and error.code == 20404:  # or never existed
+            return True
+        if row.attempts < MAX_DELETE_ATTEMPTS:
+            _retry_later(services, row.id, row.attempts, error)
+            return False
+        log.warning("gave up deleting provider record %s after %d attempts", row.sid, row.attempts)
+        return True
+
+
+def _settle(services: Services, finished: list[int], untried: list[int]) -> None:
+    if not (finished or untried):
+        return
     with transaction(services.sessions) as session:
         if finished:
             session.execute(delete(MessageDeletion).where(MessageDeletion.id.in_(finished)))
-        if left:  # not tried: due again now, the attempt not counted
+        if untried:  # due again now, the attempt not counted
             session.execute(
                 update(MessageDeletion)
-                .where(MessageDeletion.id.in_(left))
+                .where(MessageDeletion.id.in_(untried))
                 .values(attempts=MessageDeletion.attempts - 1, due_at=services.clock())
                 .execution_options(synchronize_session=False)
             )
-    return len(finished), not left
 
 
 def delete_unqueued(services: Services, sid: str, attempt: int = 1) -> bool:
@@ -239,10 +253,9 @@ def delete_unqueued(services: Services, sid: str, attempt: int = 1) -> bool:
     return False
 
 
-def _retry_later(
-    services: Services, deletion_id: int, attempts: int, error: TelephonyError
-) -> None:
-    log.info("provider record deletion retried later (%s %s)", type(error).__name__, error.code)
+def _retry_later(services: Services, deletion_id: int, attempts: int, error: Exception) -> None:
+    code = error.code if isinstance(error, TelephonyError) else None
+    log.info("provider record deletion retried later (%s %s)", type(error).__name__, code)
     due = services.clock() + timedelta(minutes=2**attempts)
     effects = Effects()
     with transaction(services.sessions) as session:

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
 from hotline import textline, voiceline
+from hotline.db import Retry
 from hotline.retention import CALL_DELETE_DELAY, INBOUND_DELETE_DELAY
 from hotline.services import Services
 from hotline.telephony import is_record_sid
@@ -70,7 +71,8 @@ def status() -> Response:
 
 
 @bp.errorhandler(SQLAlchemyError)
-def database_unavailable(error: SQLAlchemyError) -> Response:
+@bp.errorhandler(Retry)  # rows kept changing under the transaction, attempt after attempt
+def database_unavailable(error: Exception) -> Response:
     """The database is down: never a 500 to Twilio; the caller still hears the crisis line."""
     log.error("database unavailable while answering %s: %s", request.path, type(error).__name__)
     services = _services()

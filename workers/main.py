@@ -58,8 +58,9 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
         _work(redis, burst)
     finally:
         stop.set()
-        # A sweep in hand may be sending check-ins or deleting records: let it finish (each
-        # drain is bounded by drains.BUDGET) rather than die between a claim and its record.
+        # A sweep in hand may be sending check-ins: let it finish (its drain is bounded by
+        # drains.BUDGET) rather than die between marking a row 'sending' and recording it. A
+        # deletion cut short after the wait costs nothing: its row is tried again after its lease.
         if sweeping.is_alive():
             sweeping.join(SWEEP_STOP_WAIT)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ FAILURE_TTL = 7 * 86400  # failed jobs hold only ids, but don't keep them a year
 CONNECT_TIMEOUT = 0.5  # seconds; Redis answers in a millisecond when it is well
 SOCKET_TIMEOUT = 0.5
 PAUSE_AFTER_FAILURE = 5.0  # seconds without trying Redis after it failed (see RQWakeUps)
+REMEMBER = 60.0  # seconds a web process trusts that a shared wake-up it asked for is there
 
 
 def connect(url: str) -> Redis:
@@ -63,9 +65,10 @@ class RQWakeUps:
     wake-ups, and each would otherwise wait out its own timeout against a hung server.
 
     Outside a job (a web request), a shared per-minute wake-up (``wakeups.SHARED``) this process
-    has scheduled already is not sent to Redis again: every relay asks for its minute's
-    deletion run, and one ask per process per minute is enough. If Redis loses it, the sweeper
-    does that minute's work, as for any lost wake-up. Jobs always ask: a run woken early (clock
+    scheduled less than ``REMEMBER`` ago is not sent to Redis again: every relay asks for its
+    minute's deletion run, and one ask per process per minute is enough. Remembering no longer
+    bounds what a Redis restart can cost: a minute's run asked for before it and not again is
+    done by the sweeper, as any lost wake-up is. Jobs always ask: a run woken early (clock
     skew) must be able to ask for its own minute again.
     """
 
@@ -73,7 +76,9 @@ class RQWakeUps:
         self.queue = queue
         self._pause = pause
         self._down_until = 0.0
-        self._asked: dict[str, datetime] = {}  # shared wake-ups this process scheduled
+        # Shared wake-ups this process scheduled: job id -> (its time, remembered until).
+        self._asked: dict[str, tuple[datetime, float]] = {}
+        self._asked_lock = threading.Lock()
 
     def _reachable(self, name: str) -> bool:
         if time.monotonic() < self._down_until:
@@ -101,7 +106,7 @@ class RQWakeUps:
         name = _free_id(task, ident, running)
         now = datetime.now(UTC)
         once = at is not None and at > now and task in SHARED and running is None
-        if once and self._asked.get(name) == at:
+        if once and self._asked_already(name, at):
             return
         if not self._reachable(name):
             return
@@ -121,10 +126,17 @@ class RQWakeUps:
                 "wake-up %s not scheduled (Redis unavailable); the sweeper will retry", job.id
             )
 
+    def _asked_already(self, name: str, at: datetime | None) -> bool:
+        with self._asked_lock:
+            asked = self._asked.get(name)
+        return asked is not None and asked[0] == at and time.monotonic() < asked[1]
+
     def _remember(self, name: str, at: datetime, now: datetime) -> None:
-        for stale in [key for key, when in list(self._asked.items()) if when < now]:
-            self._asked.pop(stale, None)
-        self._asked[name] = at
+        until = time.monotonic() + REMEMBER
+        with self._asked_lock:
+            for stale in [key for key, (when, _) in self._asked.items() if when < now]:
+                del self._asked[stale]
+            self._asked[name] = (at, until)
 
     def delete_record_later(self, sid: str, at: datetime, attempt: int = 1) -> None:
         """A job of the SID alone (it names a provider record, not a person)."""

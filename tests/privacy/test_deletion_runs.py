@@ -5,8 +5,11 @@ minute, and what Redis loses the sweeper does."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 from hotline import drains, retention
 from hotline.models import MessageDeletion
@@ -106,7 +109,9 @@ def test_a_web_process_asks_once_a_minute_and_the_sweeper_does_what_redis_lost(
     assert queued(hotline) == []
     clinician.texts("third")  # a later minute: asked again
     phones.phone(ALICE).expect_text("third")
-    assert [n for n, _ in waiting(hotline)] not in ([], [name])
+    ident, wake = drains.wake_up_for(hotline.clock.now + retention.INBOUND_DELETE_DELAY)
+    assert wake > when
+    assert waiting(hotline) == [(f"delete_due_records-{ident}", wake)]
 
 
 def test_a_deletion_twilio_keeps_refusing_is_given_up_after_its_last_attempt(
@@ -137,3 +142,37 @@ def test_a_per_record_wake_up_queued_by_an_older_release_still_deletes_its_recor
     assert hotline.fake.deleted == [sid]
     with hotline.session() as session:
         assert session.scalar(select(func.count()).select_from(MessageDeletion)) == 0
+
+
+def test_a_run_that_fails_midway_keeps_what_it_did_and_gives_the_rest_back(
+    hotline: Hotline,
+) -> None:
+    """Twilio refuses the second record and the database fails as the run notes the retry:
+    the run ends, but the first record's deletion is recorded, the second keeps its attempt,
+    and the three it never tried are due again with no attempt counted."""
+    sids = kept_texts(hotline, 5)
+    hotline.redis.flushdb()
+    hotline.clock.advance(minutes=3)
+    engine = hotline.services.sessions.kw["bind"]
+    failed = [False]
+
+    def fail_noting_the_retry(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        retry = "message_deletions SET due_at" in statement and "attempts" not in statement
+        if retry and not failed[0]:
+            failed[0] = True
+            raise OperationalError(statement, None, Exception("the database went away"))
+
+    hotline.fake.fail_next(n=1, status=503, code=None)
+    event.listen(engine, "before_cursor_execute", fail_noting_the_retry)
+    try:
+        with pytest.raises(OperationalError):
+            retention.delete_due(hotline.services)
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_noting_the_retry)
+    assert failed == [True]
+    assert hotline.fake.deleted == []  # the first call was the refused one
+    assert queued(hotline) == sorted([(sids[0], 1), *((sid, 0) for sid in sids[1:])])
+
+    hotline.clock.advance(minutes=retention.drains.LEASE.total_seconds() / 60 + 1)
+    assert retention.delete_due(hotline.services) == 5
+    assert sorted(hotline.fake.deleted) == sorted(sids)

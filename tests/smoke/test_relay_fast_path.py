@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import Engine, event, select, text, update
+from sqlalchemy.orm import Session
 
-from hotline import fastrelay
-from hotline.db import transaction
+from hotline import fastrelay, textline
+from hotline.db import Retry, run_in_transaction, transaction
 from hotline.models import (
     Clinician,
     Conversation,
@@ -229,3 +231,48 @@ def test_a_relay_picked_as_a_deadlock_victim_is_still_relayed(
     assert aborted
     alice.expect_text("sorry, my phone died", from_=POOL[0])
     phones.assert_no_unexpected()
+
+
+def test_a_conversation_that_keeps_changing_under_a_text_gets_the_crisis_line(
+    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each attempt of the full path finds the conversation changed under it (db.Retry); after
+    the last one the clinician still gets an answer, with the crisis line, not an HTTP 500."""
+    attempts: list[int] = []
+
+    def always_changed(_session: Any, conv: Conversation, _now: Any) -> None:
+        attempts.append(conv.id)
+        raise Retry("changed again")
+
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    monkeypatch.setattr(fastrelay, "relay", lambda *_args: None)
+    monkeypatch.setattr(textline, "touch_live", always_changed)
+    response = hotline.sms(CLINICIAN, HOTLINE, "are you there")
+    assert response.status_code == 200
+    (answer,) = [m.text or "" for m in ET.fromstring(response.get_data())]  # noqa: S314 - ours
+    assert hotline.settings.crisis_text in answer and "are you there" not in answer
+    assert len(attempts) == 3
+
+
+def test_run_in_transaction_runs_the_work_again_after_a_retry(hotline: Hotline) -> None:
+    """Nothing of an attempt that raised Retry is kept; the next attempt starts afresh."""
+    calls: list[int] = []
+
+    def work(session: Session) -> int:
+        calls.append(len(calls))
+        session.add(WebhookEvent(key=f"try:{len(calls)}"))
+        session.flush()
+        if len(calls) < 3:
+            raise Retry("changed")
+        return len(calls)
+
+    assert run_in_transaction(hotline.services.sessions, work) == 3
+    with hotline.session() as session:
+        assert list(session.scalars(select(WebhookEvent.key))) == ["try:3"]
+    with pytest.raises(Retry):
+        run_in_transaction(hotline.services.sessions, lambda _session: _raise(Retry("again")))
+
+
+def _raise(error: Exception) -> None:
+    raise error
