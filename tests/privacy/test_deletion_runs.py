@@ -16,6 +16,7 @@ from hotline.models import MessageDeletion
 from hotline.wakeups import Task
 from tests.kit.harness import Hotline
 from tests.kit.phones import Phones
+from workers import queue as queue_module
 from workers.queue import make_queue
 
 CLINICIAN, ALICE = "+15550109001", "+15550108001"
@@ -176,3 +177,18 @@ def test_a_run_that_fails_midway_keeps_what_it_did_and_gives_the_rest_back(
     hotline.clock.advance(minutes=retention.drains.LEASE.total_seconds() / 60 + 1)
     assert retention.delete_due(hotline.services) == 5
     assert sorted(hotline.fake.deleted) == sorted(sids)
+
+
+def test_a_web_process_asks_again_once_its_memory_of_a_minute_lapses(
+    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a process remembers asking for is trusted for ``REMEMBER`` seconds only: a minute's
+    wake-up Redis lost is asked for again by the next text after that."""
+    monkeypatch.setattr(queue_module, "REMEMBER", 0.0)
+    hotline.add_supporter("Alice", ALICE)
+    clinician, _ = phones.talking(CLINICIAN, ALICE)
+    hotline.redis.flushdb()  # Redis loses the wake-ups asked for so far
+    clinician.texts("same minute")
+    phones.phone(ALICE).expect_text("same minute")
+    ident, wake = drains.wake_up_for(hotline.clock.now + retention.INBOUND_DELETE_DELAY)
+    assert waiting(hotline) == [(f"delete_due_records-{ident}", wake)]
