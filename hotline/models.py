@@ -519,6 +519,7 @@ class LoginFailure(Base):
 
 class CallState(StrEnum):
     GREETING = "greeting"  # hearing the greeting and the discipline choice
+    PEER = "peer"  # the caller's peer in a live conversation is rung first (peercall.py)
     RINGING = "ringing"  # supporters are being rung, one at a time (the pending offer)
     BRIDGED = "bridged"  # a supporter pressed 1: the two are talking
     CALLBACK = "callback"  # nobody took it: a call-back conversation is offered by text

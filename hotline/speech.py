@@ -53,6 +53,18 @@ def thanks() -> str:
     return "Thank you for calling the peer support line. Take care. Goodbye."
 
 
+def calling_peer() -> str:
+    return "Calling the peer supporter you've been talking with. Please stay on the line."
+
+
+def peer_not_available() -> str:
+    return "Your peer supporter can't pick up just now. Your texts still reach them."
+
+
+def whisper_peer() -> str:
+    return "Peer support line. Your caller on this number would like to talk. Press 1 to talk."
+
+
 def whisper() -> str:
     return "Peer support line. A clinician would like to talk. Press 1 to take this call."
 

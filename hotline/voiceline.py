@@ -25,7 +25,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import events, masking, retention, ringing, routing, speech
+from hotline import events, masking, peercall, retention, ringing, routing, speech
 from hotline.calling import (
     DialResult,
     Gather,
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 MENU_SECONDS = 5  # the discipline menu times out quickly to "anyone"
 # Twilio's final CallStatus values: a leg that is over (on the caller's leg: they are gone).
 CALLER_GONE = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
-LIVE_CALL = (CallState.GREETING, CallState.RINGING, CallState.BRIDGED)
+LIVE_CALL = (CallState.GREETING, CallState.PEER, CallState.RINGING, CallState.BRIDGED)
 
 
 def answer_call(services: Services, call: InboundCall) -> VoiceReply:
@@ -100,21 +100,29 @@ def _safe_number(raw: str) -> str | None:
 
 
 def _greet(ctx: CallStep, call_sid: str, caller: str | None) -> VoiceReply:
-    if events.claim(ctx.session, f"call:{call_sid}"):
-        clinician = None
-        if caller is not None:
-            vault = ctx.services.vault
-            clinician = get_or_create_clinician(ctx.session, vault, ctx.programme.id, caller)
-            clinician.last_contact_at = ctx.now
-        ctx.session.add(
-            Call(
-                programme_id=ctx.programme.id,
-                call_sid=call_sid,
-                clinician_id=clinician.id if clinician else None,
-                state=CallState.GREETING,
-                created_at=ctx.now,
-            )
-        )
+    """The greeting, or for a clinician in a live conversation, their peer's ring first."""
+    if not events.claim(ctx.session, f"call:{call_sid}"):
+        call = _find_call(ctx.session, call_sid)
+        if call is not None and call.state == CallState.PEER:
+            return peercall.dial(ctx, call)
+        return _greeting(ctx.programme)
+    clinician = None
+    if caller is not None:
+        vault = ctx.services.vault
+        clinician = get_or_create_clinician(ctx.session, vault, ctx.programme.id, caller)
+        clinician.last_contact_at = ctx.now
+    call = Call(
+        programme_id=ctx.programme.id,
+        call_sid=call_sid,
+        clinician_id=clinician.id if clinician else None,
+        state=CallState.GREETING,
+        created_at=ctx.now,
+    )
+    ctx.session.add(call)
+    ctx.session.flush()
+    peer = peercall.peer_conversation(ctx, clinician.id) if clinician is not None else None
+    if peer is not None:
+        return peercall.ring(ctx, call, peer)
     return _greeting(ctx.programme)
 
 
@@ -123,6 +131,10 @@ def _greeting(p: ProgrammeConfig) -> VoiceReply:
     menu = Gather(route("start"), prompt, num_digits=1, timeout=MENU_SECONDS)
     # No keypress: Twilio goes on to the next verb, so "anyone" is the Redirect.
     return reply(Say(speech.greeting(p)), menu, Redirect(route("start")))
+
+
+def _greeting_after_peer(p: ProgrammeConfig) -> VoiceReply:
+    return reply(Say(speech.peer_not_available()), *_greeting(p).verbs)
 
 
 def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
@@ -138,7 +150,10 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
         discipline = speech.MENU.get(digits.strip())
         routing.lock_programme(session, call.programme_id)  # before ending conversations
         _replace_waiting_call_backs(ctx, call.clinician_id)
+        peer_rung = call.conversation_id  # the live conversation whose peer did not pick up
         conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
+        if peer_rung is not None:
+            peercall.not_again(ctx, peer_rung, conv)
         call.conversation_id, call.state = conv.id, CallState.RINGING
         return ringing.ring_next(ctx, call, conv)
 
@@ -202,6 +217,32 @@ def dial_result(services: Services, result: DialResult) -> VoiceReply:
     return answer_in_transaction(services, work)
 
 
+def peer_result(services: Services, result: DialResult) -> VoiceReply:
+    """The peer's ring is over (``result.ring`` is the call's id): they talked, the caller is
+    gone, or the caller goes on to the greeting and the usual ringing."""
+
+    def work(session: Session, effects: Effects) -> VoiceReply:
+        retention.after_call(session, result.dial_call_sid, services.clock(), effects)
+        call = _find_call(session, result.call_sid)
+        if call is None or call.id != result.ring:
+            return reply(Hangup())
+        routing.lock_programme(session, call.programme_id)  # before the conversation's row
+        ctx = step(services, session, call.programme_id, effects)
+        if not events.claim(session, f"call:{call.call_sid}:peer"):
+            return replay(ctx, call)
+        if call.state == CallState.BRIDGED:  # our record of a press of 1
+            return peercall.talked(ctx, call)
+        if _caller_gone(call, result):
+            end_call(ctx, call)
+            return reply(Hangup())
+        if call.state != CallState.PEER:
+            return replay(ctx, call)
+        peercall.not_taken(call)
+        return _greeting_after_peer(ctx.programme)
+
+    return answer_in_transaction(services, work)
+
+
 def _caller_gone(call: Call, result: DialResult) -> bool:
     # Twilio still requests the action after the caller hangs up mid-ring; its answer is unused.
     return (
@@ -226,8 +267,12 @@ def end_call(ctx: CallStep, call: Call) -> None:
 
 def replay(ctx: CallStep, call: Call) -> VoiceReply:
     """The answer for the call's current state, changing nothing (for repeated deliveries)."""
+    if call.state == CallState.GREETING and call.conversation_id is not None:
+        return _greeting_after_peer(ctx.programme)  # the peer's conversation: see peercall.py
     if call.state == CallState.GREETING:
         return _greeting(ctx.programme)
+    if call.state == CallState.PEER:
+        return peercall.dial(ctx, call)
     if call.state == CallState.CALLBACK:
         return ringing.call_back_message(ctx, call)
     conv = ctx.session.get(Conversation, call.conversation_id) if call.conversation_id else None
@@ -270,6 +315,14 @@ def screen(services: Services, ring: int) -> VoiceReply:
 
 def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
     return ringing.pick_up(services, ring, digits)
+
+
+def peer_screen(services: Services, call_id: int) -> VoiceReply:
+    return peercall.screen(services, call_id)
+
+
+def peer_pick_up(services: Services, call_id: int, digits: str) -> VoiceReply:
+    return peercall.pick_up(services, call_id, digits)
 
 
 def through_result(dial_status: str) -> VoiceReply:

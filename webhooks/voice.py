@@ -38,7 +38,9 @@ PREFIX = "/twilio/voice"
 STATUS_PATH = "/twilio/status"  # message and call status callbacks (webhooks.twilio.status)
 # Paths answered on a supporter's leg: if the database is down there, the supporter hears this
 # (the crisis sentence is for callers).
-SUPPORTER_LEG = frozenset({f"{PREFIX}/screen", f"{PREFIX}/pickup", f"{PREFIX}/through"})
+SUPPORTER_LEG = frozenset(
+    f"{PREFIX}/{step}" for step in ("screen", "pickup", "through", "peerscreen", "peerpickup")
+)
 LINE_DOWN = "The peer support line can't connect this call right now. Thank you."
 
 
@@ -82,6 +84,30 @@ def screen() -> Response:
 @bp.post("/pickup")
 def pick_up() -> Response:
     return render(voiceline.pick_up(_services(), _ring(), request.form.get("Digits", "")))
+
+
+@bp.post("/peer")
+def peer() -> Response:
+    result = DialResult(
+        call_sid=required_sid("CallSid"),
+        ring=_arg("call"),
+        call_status=request.form.get("CallStatus", ""),
+        dial_status=request.form.get("DialCallStatus", ""),
+        bridged=request.form.get("DialBridged", "").lower() == "true",
+        dial_call_sid=optional_sid("DialCallSid"),
+    )
+    return render(voiceline.peer_result(_services(), result))
+
+
+@bp.post("/peerscreen")
+def peer_screen() -> Response:
+    return render(voiceline.peer_screen(_services(), _arg("call")))
+
+
+@bp.post("/peerpickup")
+def peer_pick_up() -> Response:
+    digits = request.form.get("Digits", "")
+    return render(voiceline.peer_pick_up(_services(), _arg("call"), digits))
 
 
 @bp.post("/through")
@@ -154,7 +180,11 @@ def _base() -> str:
 
 
 def _ring() -> int:
-    ring = request.args.get("ring", type=int)
-    if ring is None:
-        raise BadRequest("missing ring")
-    return ring
+    return _arg("ring")
+
+
+def _arg(name: str) -> int:
+    value = request.args.get(name, type=int)
+    if value is None:
+        raise BadRequest(f"missing {name}")
+    return value

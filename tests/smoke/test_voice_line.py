@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
 from hotline.db import transaction
@@ -26,6 +26,7 @@ from hotline.models import (
     Offer,
     OfferState,
     Programme,
+    Shift,
 )
 from hotline.people import ALERT_CONTEXT
 from hotline.programmes import ensure_programme
@@ -38,6 +39,7 @@ from tests.kit.calls import (
     PRESS_9,
     VOICEMAIL,
     Calls,
+    Pickup,
     Script,
     SimulatedCall,
     check_leg_reports_its_end,
@@ -504,6 +506,122 @@ def test_a_call_while_texting_with_a_peer_leaves_the_texts_with_that_peer(
     phones.assert_no_unexpected()
 
 
+def test_a_call_while_texting_rings_that_peer_first_and_stays_in_that_conversation(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The clinician texting with Alice calls the line: Alice's phone rings from the number she
+    knows them by, she presses 1, and the call is part of the conversation they have: no new
+    conversation, no offer, no follow-up text; DONE by text still closes it."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    (texting,) = conversations(hotline)
+    hotline.clock.advance(minutes=5)
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1, BOB: PRESS_1}))
+
+    assert call.hears("peer supporter you've been talking with")
+    assert not call.hears("press 1")  # no greeting menu: they are already talking
+    assert call.dialled == [ALICE] and call.bridged_with == ALICE
+    assert call.dials[0].caller_id == texting.pool_number
+    assert any("Your caller on this number" in line for line in call.dials[0].heard)
+    row = call_row(hotline, call.sid)
+    assert (row.state, row.conversation_id) == (CallState.ENDED, texting.id)
+    (conv,) = conversations(hotline)
+    assert conv.state == ConversationState.ACTIVE and conv.last_activity_at == hotline.clock.now
+    assert len(offers(hotline)) == 1  # the text request's, nothing for the call
+    hotline.run_jobs()
+    hotline.sweep()  # no follow-up text for a call inside a conversation
+    clinician.texts("thanks for picking up")
+    alice.expect_text("thanks for picking up", from_=texting.pool_number)
+    alice.texts("DONE", to=texting.pool_number)
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    assert_call_records_deleted(hotline, call)
+    phones.assert_no_unexpected()
+
+
+def test_a_peer_who_cannot_pick_up_is_not_rung_twice_and_the_line_rings_others(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    alice_id = hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    bob_id = hotline.add_supporter("Bob", BOB)
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: VOICEMAIL, BOB: PRESS_1}))
+
+    assert call.dialled == [ALICE, BOB] and call.bridged_with == BOB
+    assert call.hears("can't pick up just now") and call.hears(hotline.settings.crisis_text)
+    texting, by_voice = conversations(hotline)
+    assert texting.state == by_voice.state == ConversationState.ACTIVE
+    assert (by_voice.channel, by_voice.supporter_id) == ("voice", bob_id)
+    assert [(o.supporter_id, o.state) for o in offers(hotline)][1:] == [
+        (alice_id, OfferState.EXPIRED),  # Alice's ring counts as the call's first, unanswered
+        (bob_id, OfferState.ACCEPTED),
+    ]
+    clinician.texts("sorry I missed you")  # the texts still go to Alice
+    alice.expect_text("sorry I missed you", from_=texting.pool_number)
+    hotline.run_jobs()
+    phones.phone(BOB).expect_text("reply DONE")
+    assert_call_records_deleted(hotline, call)
+    phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize("alice", [PRESS_1, NO_ANSWER], ids=["taken", "not-taken"])
+def test_every_webhook_of_a_call_to_a_peer_delivered_twice_changes_nothing(
+    hotline: Hotline, phones: Phones, calls: Calls, alice: Pickup
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    hotline.add_supporter("Bob", BOB)
+    script = Script(phones={ALICE: alice, BOB: PRESS_1}, repeat_every_webhook=True)
+
+    call = calls.place(CLINICIAN, HOTLINE, script)
+
+    taken = alice == PRESS_1
+    assert call.dialled == ([ALICE] if taken else [ALICE, BOB])
+    assert call.bridged_with == (ALICE if taken else BOB)
+    assert len(conversations(hotline)) == (1 if taken else 2)
+    assert len(offers(hotline)) == (1 if taken else 3)
+    assert call_row(hotline, call.sid).state == CallState.ENDED
+
+
+def test_a_peer_off_call_is_not_rung_and_the_call_goes_to_whoever_is_on_call(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    alice_id = hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    with hotline.session() as session:
+        session.execute(
+            update(Shift).where(Shift.supporter_id == alice_id).values(ends_at=hotline.clock.now)
+        )
+        session.commit()
+    hotline.add_supporter("Bob", BOB)
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1, BOB: PRESS_1}))
+
+    assert call.hears("confidential") and call.dialled == [BOB]
+    assert call.bridged_with == BOB
+    del clinician, alice
+
+
+def test_the_caller_hanging_up_while_their_peer_rings_ends_the_call_and_nothing_else(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    phones.talking(CLINICIAN, ALICE)
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER}, hang_up_during_dial=1))
+
+    assert call.dialled == [ALICE]
+    assert call_row(hotline, call.sid).state == CallState.ENDED
+    (conv,) = conversations(hotline)
+    assert conv.state == ConversationState.ACTIVE
+    assert_call_records_deleted(hotline, call)
+    phones.assert_no_unexpected()
+
+
 def test_with_a_pool_of_one_the_supporter_calls_back_on_the_hotline_number(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
@@ -615,7 +733,10 @@ def set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:
         )
 
 
-@pytest.mark.parametrize("step", ["start", "next?ring=1", "screen?ring=1", "pickup?ring=1"])
+STEPS = ["start", "next?ring=1", "screen?ring=1", "pickup?ring=1", "peer?call=1"]
+
+
+@pytest.mark.parametrize("step", [*STEPS, "peerscreen?call=1", "peerpickup?call=1"])
 def test_every_voice_step_refuses_an_unsigned_request(hotline: Hotline, step: str) -> None:
     params = {"CallSid": "CA" + "12" * 16, "From": CLINICIAN, "To": HOTLINE, "Digits": "1"}
     response = hotline.client.post(f"/twilio/voice/{step}", data=params, base_url=PUBLIC_URL)
