@@ -61,8 +61,10 @@ def peer_conversation(ctx: CallStep, clinician_id: int) -> Conversation | None:
 
 
 def ring(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
-    """Ring ``conv``'s peer for ``call`` (first delivery)."""
+    """Ring ``conv``'s peer for ``call`` (first delivery). No follow-up text is owed for a call
+    inside a conversation, taken or not (``start`` owes one again if the line rings others)."""
     call.state, call.conversation_id = CallState.PEER, conv.id
+    call.followed_up_at = ctx.now
     return dial(ctx, call)
 
 
@@ -87,7 +89,7 @@ def screen(services: Services, call_id: int) -> VoiceReply:
     """The peer's answered leg: a whisper and press 1; no press (a voicemail) hangs up."""
     with transaction(services.sessions) as session:
         call = session.get(Call, call_id)
-        ringing = call is not None and call.state == CallState.PEER
+        ringing = call is not None and call.state == CallState.PEER and _live(session, call)
     if not ringing:
         return reply(Say(speech.call_gone()), Hangup())
     return reply(
@@ -97,23 +99,39 @@ def screen(services: Services, call_id: int) -> VoiceReply:
             num_digits=1,
             timeout=SCREEN_SECONDS,
         ),
-        Say(speech.screen_passed()),
+        Say(speech.peer_passed()),
         Hangup(),
     )
+
+
+def _live(session: Session, call: Call) -> bool:
+    """Whether the call's conversation is still active (a DONE or STOP texted while the phone
+    rang has ended it: the call is no longer theirs to take)."""
+    state = session.scalar(
+        select(Conversation.state).where(Conversation.id == call.conversation_id)
+    )
+    return state == ConversationState.ACTIVE
 
 
 def pick_up(services: Services, call_id: int, digits: str) -> VoiceReply:
     """A keypress on the peer's screen: 1 takes the call (the empty answer bridges); no
     follow-up text is owed, the conversation was theirs already."""
     if digits.strip() != "1":
-        return reply(Say(speech.screen_passed()), Hangup())
+        return reply(Say(speech.peer_passed()), Hangup())
 
     def work(session: Session, _effects: object) -> VoiceReply:
-        now = services.clock()
+        live = (
+            select(Conversation.id)
+            .where(
+                Conversation.id == Call.conversation_id,
+                Conversation.state == ConversationState.ACTIVE,
+            )
+            .exists()
+        )
         taken = session.execute(
             update(Call)
-            .where(Call.id == call_id, Call.state.in_((CallState.PEER, CallState.BRIDGED)))
-            .values(state=CallState.BRIDGED, followed_up_at=now)
+            .where(Call.id == call_id, Call.state.in_((CallState.PEER, CallState.BRIDGED)), live)
+            .values(state=CallState.BRIDGED)
             .execution_options(synchronize_session=False)
         )
         if not taken.rowcount:  # type: ignore[attr-defined]

@@ -65,6 +65,10 @@ def whisper_peer() -> str:
     return "Peer support line. Your caller on this number would like to talk. Press 1 to talk."
 
 
+def peer_passed() -> str:
+    return "Your caller will hear that you can't pick up just now. Thank you."
+
+
 def whisper() -> str:
     return "Peer support line. A clinician would like to talk. Press 1 to take this call."
 

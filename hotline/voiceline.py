@@ -103,8 +103,8 @@ def _greet(ctx: CallStep, call_sid: str, caller: str | None) -> VoiceReply:
     """The greeting, or for a clinician in a live conversation, their peer's ring first."""
     if not events.claim(ctx.session, f"call:{call_sid}"):
         call = _find_call(ctx.session, call_sid)
-        if call is not None and call.state == CallState.PEER:
-            return peercall.dial(ctx, call)
+        if call is not None and call.state in (CallState.PEER, CallState.GREETING):
+            return replay(ctx, call)
         return _greeting(ctx.programme)
     clinician = None
     if caller is not None:
@@ -154,6 +154,7 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
         conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
         if peer_rung is not None:
             peercall.not_again(ctx, peer_rung, conv)
+            call.followed_up_at = None  # a supporter who takes it now is owed the follow-up
         call.conversation_id, call.state = conv.id, CallState.RINGING
         return ringing.ring_next(ctx, call, conv)
 
@@ -261,6 +262,10 @@ def end_call(ctx: CallStep, call: Call) -> None:
             end_conversation(ctx.session, ctx.programme, conv, "hangup", ctx.now, ctx.effects)
     if call.state == CallState.CALLBACK and call.followed_up_at is None:
         call.followed_up_at = ctx.now  # nobody took the call itself: no follow-up is owed
+    if call.state == CallState.BRIDGED and call.conversation_id:
+        # They talked until now (the dial action may come after this, or never).
+        conv = ctx.session.get_one(Conversation, call.conversation_id)
+        conv.last_activity_at = ctx.now
     if call.state != CallState.ENDED:
         call.state, call.ended_at = CallState.ENDED, ctx.now
 

@@ -73,6 +73,8 @@ class Script:
     status_before_action: bool = False  # the hang-up's status callback overtakes the action
     repeat_every_webhook: bool = False  # each webhook delivered twice: answers must match
     on_bridge: Callable[[], None] | None = None  # runs while the two are connected
+    # What a rung phone's owner does as it rings, before answering (a text, say), by number.
+    before_answer: Mapping[str, Callable[[], None]] = field(default_factory=dict)
     record_settles_after: float = 0.0  # seconds after a leg ends until Twilio can delete it
 
 
@@ -208,6 +210,8 @@ class Calls:
                 record.status = pickup.value
                 self._leg_over(call, script, number, record)
                 continue
+            if (ringing := script.before_answer.get(to)) is not None:
+                ringing()
             # Answered. Twilio reports "completed" even when the screen hung up on a voicemail.
             record.status = "completed"
             record.bridged = self._answer(call, script, number, record, pickup)

@@ -530,8 +530,9 @@ def test_a_call_while_texting_rings_that_peer_first_and_stays_in_that_conversati
     (conv,) = conversations(hotline)
     assert conv.state == ConversationState.ACTIVE and conv.last_activity_at == hotline.clock.now
     assert len(offers(hotline)) == 1  # the text request's, nothing for the call
+    hotline.clock.advance(minutes=1)
     hotline.run_jobs()
-    hotline.sweep()  # no follow-up text for a call inside a conversation
+    hotline.sweep()  # no follow-up text for a call inside a conversation, even a lost one
     clinician.texts("thanks for picking up")
     alice.expect_text("thanks for picking up", from_=texting.pool_number)
     alice.texts("DONE", to=texting.pool_number)
@@ -618,7 +619,60 @@ def test_the_caller_hanging_up_while_their_peer_rings_ends_the_call_and_nothing_
     assert call_row(hotline, call.sid).state == CallState.ENDED
     (conv,) = conversations(hotline)
     assert conv.state == ConversationState.ACTIVE
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()  # Alice is not thanked for a call she never took
+    hotline.run_jobs()
     assert_call_records_deleted(hotline, call)
+    phones.assert_no_unexpected()
+
+
+def test_a_hang_up_status_overtaking_the_peers_action_still_counts_their_talk(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The caller's "completed" reaches the line before the dial action that says they talked:
+    the conversation still counts the call as activity (the action may come later, or never)."""
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    hotline.clock.advance(hours=47)
+
+    def caller_leg_over_first() -> None:
+        with hotline.session() as session:
+            sid = session.scalars(select(Call.call_sid)).one()
+        assert hotline.post("/twilio/status", CallSid=sid, CallStatus="completed").status_code
+        assert call_row(hotline, sid).state == CallState.ENDED
+
+    script = Script(phones={ALICE: PRESS_1}, on_bridge=caller_leg_over_first)
+    call = calls.place(CLINICIAN, HOTLINE, script)
+
+    assert call.bridged_with == ALICE
+    assert conversations(hotline)[0].last_activity_at == hotline.clock.now
+    hotline.clock.advance(hours=2)
+    hotline.sweep()  # 49 hours after the texts, 2 after the call: not idle
+    assert conversations(hotline)[0].state == ConversationState.ACTIVE
+
+
+def test_a_peer_who_texts_done_while_their_phone_rings_cannot_take_the_call(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    bob_id = hotline.add_supporter("Bob", BOB)
+
+    def done_first() -> None:  # as her phone rings: she texts DONE, then answers and presses 1
+        alice.texts("DONE", to=POOL[0])
+
+    script = Script(phones={ALICE: PRESS_1, BOB: PRESS_1}, before_answer={ALICE: done_first})
+    call = calls.place(CLINICIAN, HOTLINE, script)
+
+    assert call.dialled == [ALICE, BOB] and call.bridged_with == BOB
+    assert any("already ended" in line for line in call.dials[0].heard)
+    assert call.hears("can't pick up just now")
+    texting, by_voice = conversations(hotline)
+    assert texting.state == ConversationState.ENDED and by_voice.supporter_id == bob_id
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    hotline.run_jobs()
+    phones.phone(BOB).expect_text("reply DONE")
     phones.assert_no_unexpected()
 
 
