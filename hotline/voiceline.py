@@ -232,6 +232,7 @@ def peer_result(services: Services, result: DialResult) -> VoiceReply:
         if not events.claim(session, f"call:{call.call_sid}:peer"):
             return replay(ctx, call)
         if call.state == CallState.BRIDGED:  # our record of a press of 1
+            _replace_waiting_call_backs(ctx, call.clinician_id)  # they reached a peer now
             return peercall.talked(ctx, call)
         if _caller_gone(call, result):
             end_call(ctx, call)

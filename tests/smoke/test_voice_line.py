@@ -587,6 +587,30 @@ def test_every_webhook_of_a_call_to_a_peer_delivered_twice_changes_nothing(
     assert call_row(hotline, call.sid).state == CallState.ENDED
 
 
+def test_a_peer_taking_a_later_call_withdraws_the_call_back_still_waiting(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    missed = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: VOICEMAIL}))
+    assert missed.hears("call you back shortly")
+    assert ConversationState.QUEUED in {c.state for c in conversations(hotline)}
+
+    again = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}))
+
+    assert again.dialled == [ALICE] and again.bridged_with == ALICE
+    states = sorted((c.state, c.end_reason or "") for c in conversations(hotline))
+    assert states == sorted(
+        [
+            (ConversationState.ACTIVE, ""),  # the texts, and now the call
+            (ConversationState.ENDED, "missed"),  # the first call's
+            (ConversationState.ENDED, "replaced"),  # its call-back
+        ]
+    )
+    hotline.run_jobs()  # no call-back offer goes out
+    phones.assert_no_unexpected()
+
+
 def test_a_peer_off_call_is_not_rung_and_the_call_goes_to_whoever_is_on_call(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
