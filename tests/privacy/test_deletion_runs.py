@@ -4,6 +4,8 @@ minute, and what Redis loses the sweeper does."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -192,3 +194,24 @@ def test_a_web_process_asks_again_once_its_memory_of_a_minute_lapses(
     phones.phone(ALICE).expect_text("same minute")
     ident, wake = drains.wake_up_for(hotline.clock.now + retention.INBOUND_DELETE_DELAY)
     assert waiting(hotline) == [(f"delete_due_records-{ident}", wake)]
+
+
+def test_runs_racing_over_one_minute_of_records_delete_each_once(hotline: Hotline) -> None:
+    """The lanes of one minute and the sweeper work through the same rows side by side (on
+    PostgreSQL each claim skips rows another holds; SQLite takes one writer at a time)."""
+    sids = kept_texts(hotline, BURST)
+    ident, wake = drains.wake_up_for(hotline.clock.now + retention.INBOUND_DELETE_DELAY)
+    hotline.redis.flushdb()
+    hotline.clock.now = wake
+    idents = [ident + lane for lane in range(drains.LANES)] + [0]  # 0: the sweeper
+    barrier = threading.Barrier(len(idents), timeout=30)
+
+    def race(run: int) -> int:
+        barrier.wait()
+        return retention.delete_due(hotline.services, run)
+
+    with ThreadPoolExecutor(len(idents)) as pool:
+        gone = list(pool.map(race, idents))
+    assert sum(gone) == BURST
+    assert sorted(hotline.fake.deleted) == sorted(sids)  # each once: a second is a 20404
+    assert queued(hotline) == []
