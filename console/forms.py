@@ -105,6 +105,7 @@ class RotationForm(FlaskForm):  # type: ignore[misc]
 
 class SettingsForm(FlaskForm):  # type: ignore[misc]
     greeting = TextAreaField("Greeting", validators=[Length(max=1000)])
+    call_greeting = TextAreaField("Spoken greeting (calls)", validators=[Length(max=500)])
     crisis_text = TextAreaField("Crisis sentence", validators=[Length(max=500)])
     resources_text = TextAreaField(
         "Resources (next level of support)", validators=[Length(max=1500)]

@@ -71,6 +71,9 @@ ROTATION_FIELDS: Schema = {
 PERIOD = {"starts_at": INSTANT, "ends_at": INSTANT}
 SETTINGS_FIELDS: Schema = {
     "greeting": nullable("string", maxLength=1000),
+    "call_greeting": nullable(
+        "string", maxLength=500, description="Said to callers; the crisis sentence follows."
+    ),
     "crisis_text": nullable("string", maxLength=500),
     "resources_text": nullable("string", maxLength=1500),
     "checkin_text": nullable("string", maxLength=500),

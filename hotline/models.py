@@ -121,6 +121,7 @@ class Programme(Base):
     hotline_number: Mapped[str] = mapped_column(String(20), unique=True)
     timezone: Mapped[str | None] = mapped_column(String(64))
     greeting: Mapped[str | None] = mapped_column(Text)
+    call_greeting: Mapped[str | None] = mapped_column(Text)  # said before the crisis sentence
     crisis_text: Mapped[str | None] = mapped_column(Text)
     resources_text: Mapped[str | None] = mapped_column(Text)
     checkin_offsets: Mapped[str | None] = mapped_column(String(200))

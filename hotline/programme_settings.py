@@ -34,7 +34,13 @@ from hotline.privacy import Vault
 from hotline.programmes import ProgrammeConfig
 from hotline.settings import SettingsError, parse_hours, parse_offsets
 
-TEXT_LIMITS = {"greeting": 1000, "crisis_text": 500, "resources_text": 1500, "checkin_text": 500}
+TEXT_LIMITS = {
+    "greeting": 1000,
+    "call_greeting": 500,
+    "crisis_text": 500,
+    "resources_text": 1500,
+    "checkin_text": 500,
+}
 NUMBER_LIMITS = {
     "offer_timeout": (30, 3600),
     "reminder_minutes": (5, 24 * 60),
@@ -92,6 +98,7 @@ def effective(p: ProgrammeConfig) -> dict[str, Any]:
     )
     return {
         "greeting": p.greeting,
+        "call_greeting": p.call_greeting,
         "crisis_text": p.crisis_text,
         "resources_text": p.resources_text,
         "checkin_text": p.checkin_text,

@@ -27,6 +27,10 @@ DEFAULT_GREETING = (
     "You've reached the clinician peer support line. It's confidential and voluntary, "
     "and not for emergencies. A trained peer will text you back here as soon as they can."
 )
+DEFAULT_CALL_GREETING = (
+    "You've reached the clinician peer support line. It is confidential and voluntary, "
+    "and it is not for emergencies."
+)
 DEFAULT_RESOURCES = (
     "More support: your Employee Assistance Program (EAP) offers free, confidential "
     "counseling. 988 Suicide & Crisis Lifeline: call or text 988, any time."
@@ -47,6 +51,7 @@ class ProgrammeConfig:
     pool_numbers: tuple[str, ...]
     zone: ZoneInfo
     greeting: str
+    call_greeting: str
     crisis_text: str
     resources_text: str
     offer_timeout: timedelta
@@ -71,6 +76,7 @@ def config_of(programme: Programme, settings: Settings) -> ProgrammeConfig:
         pool_numbers=tuple(p.number for p in programme.pool_numbers) or (programme.hotline_number,),
         zone=ZoneInfo(programme.timezone or settings.timezone),
         greeting=programme.greeting or DEFAULT_GREETING,
+        call_greeting=programme.call_greeting or DEFAULT_CALL_GREETING,
         crisis_text=programme.crisis_text or settings.crisis_text,
         resources_text=programme.resources_text or DEFAULT_RESOURCES,
         offer_timeout=timedelta(seconds=programme.offer_timeout or settings.offer_timeout),

@@ -9,10 +9,8 @@ MENU = {"1": "nurse", "2": "physician", "3": "pharmacist"}
 
 
 def greeting(p: ProgrammeConfig) -> str:
-    return (
-        "You've reached the clinician peer support line. It is confidential and voluntary, "
-        f"and it is not for emergencies. {p.crisis_text}"
-    )
+    """The programme's spoken greeting, then the crisis sentence, which is always said."""
+    return f"{p.call_greeting} {p.crisis_text}"
 
 
 def menu() -> str:

@@ -325,3 +325,14 @@ def test_the_openapi_document_is_public_and_names_every_route(hotline: Hotline) 
         if rule.rule.startswith("/api/v1")
     }
     assert routes == set(document["paths"])
+
+
+def test_the_spoken_greeting_is_set_and_reset_through_the_api(api: Api) -> None:
+    changed = api.ok("PATCH", "/programme", {"call_greeting": "You've reached the forYOU team."})
+    assert changed["stored"]["call_greeting"] == "You've reached the forYOU team."
+    assert changed["effective"]["call_greeting"] == "You've reached the forYOU team."
+    reset = api.ok("PATCH", "/programme", {"call_greeting": None})
+    assert reset["stored"]["call_greeting"] is None
+    assert reset["effective"]["call_greeting"].startswith("You've reached the clinician")
+    refused = api.call("PATCH", "/programme", {"call_greeting": "x" * 501})
+    assert refused.status_code == 422

@@ -10,7 +10,8 @@ from hotline.models import Programme
 from hotline.programmes import config_of
 from tests.console.conftest import ACTOR
 from tests.kit import sms
-from tests.kit.harness import POOL, Hotline
+from tests.kit.calls import PRESS_1, Calls, Script
+from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
 ALICE, CLINICIAN = "+15550108001", "+15550109001"
@@ -31,6 +32,7 @@ BAD = [
     ({"pool_numbers": "+15550100001,not a number"}, "pool_numbers", "phone number"),
     ({"alert_phone": "12"}, "alert_phone", "phone number"),
     ({"greeting": "x" * 1001}, "greeting", "at most 1000"),
+    ({"call_greeting": "x" * 501}, "call_greeting", "at most 500"),
     ({"favourite_colour": "red"}, "favourite_colour", "unknown setting"),
 ]
 
@@ -83,6 +85,21 @@ def test_settings_apply_with_defaults_and_are_audited_redacted(hotline: Hotline)
     with hotline.session() as session:
         p = config_of(session.get_one(Programme, hotline.programme_id), services.settings)
     assert p.greeting.startswith("You've reached") and p.zone.key == "UTC"
+
+
+def test_a_spoken_greeting_is_said_to_callers_and_the_crisis_sentence_always_follows(
+    hotline: Hotline, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    update(hotline, {"call_greeting": "You\u2019ve reached the forYOU team at Mercy."})
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}))
+    assert call.hears("You've reached the forYOU team at Mercy.")
+    assert call.hears(hotline.settings.crisis_text) and not call.hears("clinician peer support")
+    said = " ".join(call.heard)
+    assert said.index("forYOU team") < said.index(hotline.settings.crisis_text)
+    update(hotline, {"call_greeting": ""})  # back to the default
+    again = calls.place("+15550109002", HOTLINE, Script(phones={ALICE: PRESS_1}))
+    assert again.hears("clinician peer support line") and again.hears(hotline.settings.crisis_text)
 
 
 def test_pasted_typography_is_made_plain_so_texts_stay_in_gsm7(hotline: Hotline) -> None:
