@@ -217,22 +217,12 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
     """Move up to DRAIN_BATCH rows matching ``where`` to ``claimed``; cancel those no longer
     wanted (declined, opted out, forgotten, or in a live conversation); the rest to send.
 
-    Rows another worker holds are skipped (SKIP LOCKED on PostgreSQL; SQLite has one writer),
-    and the outer condition is checked again on the locked row, so a row is claimed once."""
-    # A materialised CTE: PostgreSQL may run a LIMIT ... SKIP LOCKED subquery in the WHERE
-    # more than once, and each run picks different rows (a batch of thousands, not fifty).
-    pick = (
-        select(CheckIn.id)
-        .where(*where)
-        .order_by(CheckIn.due_at, CheckIn.id)
-        .limit(DRAIN_BATCH)
-        .with_for_update(skip_locked=True)
-        .cte("pick")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
+    Rows another worker holds are skipped and the outer condition is checked again on the
+    locked row, so a row is claimed once (``drains.picked``)."""
+    pick = drains.picked(CheckIn.id, CheckIn.due_at, where, DRAIN_BATCH)
     rows = session.execute(
         update(CheckIn)
-        .where(CheckIn.id.in_(select(pick.c.id)), *_due_rows(now))
+        .where(CheckIn.id.in_(pick), *_due_rows(now))
         .values(state=CheckInState.CLAIMED, claimed_at=now, attempts=CheckIn.attempts + 1)
         .returning(CheckIn.id, CheckIn.clinician_id, CheckIn.programme_id)
         .execution_options(synchronize_session=False)

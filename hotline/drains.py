@@ -22,8 +22,9 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from hotline.db import transaction
@@ -60,6 +61,25 @@ def minute_end(ident: int) -> datetime:
 def is_minute_run(ident: int) -> bool:
     """Whether ``ident`` is a minute's own run (not a lane, a continuation or the sweeper)."""
     return bool(ident) and ident % 10 == 0
+
+
+def picked(id_column: Any, due_column: Any, where: list[Any], size: int) -> Select[Any]:
+    """The ids of up to ``size`` rows matching ``where``, soonest due first, that no other run
+    holds (SKIP LOCKED on PostgreSQL; SQLite has one writer): for ``id IN (...)`` in a claim,
+    which must check ``where`` again on the locked rows so a row is claimed once.
+
+    A materialised CTE: PostgreSQL may run a LIMIT ... SKIP LOCKED subquery in the WHERE more
+    than once, and each run picks different rows (a batch of thousands, not fifty)."""
+    pick = (
+        select(id_column)
+        .where(*where)
+        .order_by(due_column, id_column)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+        .cte("pick")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    return select(pick.c.id)
 
 
 def call_in_lanes(task: Task, ident: int, effects: Effects) -> None:

@@ -148,21 +148,12 @@ def delete_at_provider(services: Services, deletion_id: int) -> bool:
 def _claim(session: Session, where: list[Any], now: datetime) -> list[Any]:
     """Take up to DELETE_BATCH rows matching ``where`` for drains.LEASE, counting the attempt.
 
-    Rows another worker holds are skipped (SKIP LOCKED on PostgreSQL; SQLite has one writer)
-    and ``where`` is checked again on the locked row, so a row is claimed once."""
-    # Materialised: PostgreSQL may run a LIMIT ... SKIP LOCKED subquery more than once.
-    pick = (
-        select(MessageDeletion.id)
-        .where(*where)
-        .order_by(MessageDeletion.due_at, MessageDeletion.id)
-        .limit(DELETE_BATCH)
-        .with_for_update(skip_locked=True)
-        .cte("pick")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
+    Rows another worker holds are skipped and ``where`` is checked again on the locked row, so
+    a row is claimed once (``drains.picked``)."""
+    pick = drains.picked(MessageDeletion.id, MessageDeletion.due_at, where, DELETE_BATCH)
     rows = session.execute(
         update(MessageDeletion)
-        .where(MessageDeletion.id.in_(select(pick.c.id)), *where)
+        .where(MessageDeletion.id.in_(pick), *where)
         .values(attempts=MessageDeletion.attempts + 1, due_at=now + drains.LEASE)
         .returning(MessageDeletion.id, MessageDeletion.sid, MessageDeletion.attempts)
         .execution_options(synchronize_session=False)

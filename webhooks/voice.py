@@ -65,15 +65,7 @@ def start() -> Response:
 
 @bp.post("/next")
 def next_ring() -> Response:
-    result = DialResult(
-        call_sid=required_sid("CallSid"),
-        ring=_ring(),
-        call_status=request.form.get("CallStatus", ""),
-        dial_status=request.form.get("DialCallStatus", ""),
-        bridged=request.form.get("DialBridged", "").lower() == "true",
-        dial_call_sid=optional_sid("DialCallSid"),
-    )
-    return render(voiceline.dial_result(_services(), result))
+    return render(voiceline.dial_result(_services(), _dial_result(_ring())))
 
 
 @bp.post("/screen")
@@ -88,15 +80,7 @@ def pick_up() -> Response:
 
 @bp.post("/peer")
 def peer() -> Response:
-    result = DialResult(
-        call_sid=required_sid("CallSid"),
-        ring=_arg("call"),
-        call_status=request.form.get("CallStatus", ""),
-        dial_status=request.form.get("DialCallStatus", ""),
-        bridged=request.form.get("DialBridged", "").lower() == "true",
-        dial_call_sid=optional_sid("DialCallSid"),
-    )
-    return render(voiceline.peer_result(_services(), result))
+    return render(voiceline.peer_result(_services(), _dial_result(_arg("call"))))
 
 
 @bp.post("/peerscreen")
@@ -177,6 +161,18 @@ def _url(target: Route) -> str:
 def _base() -> str:
     """The configured public base URL (what Twilio signs), else this request's."""
     return _services().settings.public_url or request.host_url.rstrip("/")
+
+
+def _dial_result(ring: int) -> DialResult:
+    """What Twilio posts to a ``<Dial action>`` (``ring``: the ring or call it was for)."""
+    return DialResult(
+        call_sid=required_sid("CallSid"),
+        ring=ring,
+        call_status=request.form.get("CallStatus", ""),
+        dial_status=request.form.get("DialCallStatus", ""),
+        bridged=request.form.get("DialBridged", "").lower() == "true",
+        dial_call_sid=optional_sid("DialCallSid"),
+    )
 
 
 def _ring() -> int:
