@@ -74,6 +74,24 @@ def test_a_relay_each_way_is_one_statement_on_postgresql(hotline: Hotline, phone
     phones.assert_no_unexpected()
 
 
+def test_a_sender_not_written_in_e164_is_relayed_by_the_full_path(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The statement looks ``From`` up exactly as sent; written any other way it finds nobody,
+    changes nothing, and the full path (which normalises the number) relays the text."""
+    engine = _postgres_only(hotline)
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    hotline.clock.advance(minutes=3)
+    with _statements(engine) as seen:
+        response = hotline.sms("+1 555 010 9001", HOTLINE, "it was my patient")
+    assert len(seen) > 1, seen  # gave way to the full path, its own claim rolled back
+    message = ET.fromstring(response.get_data()).find("Message")  # noqa: S314 - ours
+    assert message is not None and message.text == "it was my patient"
+    assert message.get("to") == ALICE and message.get("from") == POOL[0]
+    del clinician, alice
+
+
 def test_the_fast_relay_writes_what_the_full_path_writes(hotline: Hotline, phones: Phones) -> None:
     """Last contact, last activity, the delivery's key and the record's deletion two minutes
     on: the same rows on both tiers (SQLite: the full path; PostgreSQL: one statement)."""

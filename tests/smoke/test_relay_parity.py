@@ -201,6 +201,23 @@ def an_ended_conversation(hotline: Hotline, phones: Phones, send: Send) -> None:
     send(CLINICIAN, HOTLINE, "hello?")
 
 
+def numbers_written_otherwise(hotline: Hotline, phones: Phones, send: Send) -> None:
+    """Numbers not in E.164 form (Twilio sends E.164; a relay in between might not): the
+    statement looks numbers up exactly, so these take the full path, which normalises them."""
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    hotline.clock.advance(minutes=1)
+    send(_written(CLINICIAN), HOTLINE, "spaced sender")
+    send(CLINICIAN, _written(HOTLINE), "spaced line")
+    send(_written(ALICE), _written(POOL[0]), "both spaced")
+    send(ALICE[2:], POOL[0], "national form")
+
+
+def _written(number: str) -> str:
+    """``+15550109001`` as a person writes it: ``+1 555-010-9001``."""
+    return f"{number[:2]} {number[2:5]}-{number[5:8]}-{number[8:]}"
+
+
 def a_key_rotation(hotline: Hotline, phones: Phones, send: Send) -> None:
     hotline.add_supporter("Alice", ALICE)
     phones.talking(CLINICIAN, ALICE)
@@ -235,6 +252,7 @@ SCENARIOS = [
     a_forgotten_clinician,
     repeated_deliveries,
     an_ended_conversation,
+    numbers_written_otherwise,
     a_key_rotation,
 ]
 
