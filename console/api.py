@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
@@ -93,19 +93,25 @@ def _scope(session: Session, token_programme: int | None) -> frozenset[int]:
 
 @contextmanager
 def writing() -> Iterator[Session]:
-    """A transaction for a write; a constraint race becomes a 409, not a 500."""
+    """A transaction for a write; a constraint race becomes a 409 and a value the column cannot
+    hold a 422, not a 500."""
     try:
         with transaction(services().sessions) as session:
             yield session
     except IntegrityError:
         fail(409, "that conflicts with a concurrent change; try again")
+    except DataError:  # a value the database cannot store that the checks let through
+        fail(422, "a value is too long or out of range to store")
 
 
 def body() -> dict[str, Any]:
     """The request's JSON object, checked to be storable text throughout."""
     if not request.is_json:
         fail(415, "send a JSON object with Content-Type: application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # json's decoder recurses per level, before MAX_DEPTH is checked
+        fail(400, "the body is nested too deeply")
     if not isinstance(data, dict):
         fail(400, "the body must be a JSON object")
     _check_text(data, 0)

@@ -58,7 +58,10 @@ def read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
     if "\x00" in text:
         raise ImportFileError("the file holds NUL characters: save it from the spreadsheet as CSV")
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip().lower() for h in reader.fieldnames or []]
+    try:  # reading the header row can fail as any row can (a cell over csv's field limit)
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+    except csv.Error:
+        raise ImportFileError("the file is not valid CSV") from None
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise ImportFileError("the first row must name the columns; missing: " + ", ".join(missing))

@@ -199,10 +199,18 @@ def plain(text: str) -> str:
     return text.translate(_PLAIN)
 
 
+def _fits_column(name: str, text: str | None) -> None:
+    """A value longer than its column is the caller's mistake (422), not a database error."""
+    limit = getattr(Programme.__table__.c[name].type, "length", None)
+    if text is not None and limit is not None and len(text) > limit:
+        raise SettingsChangeError(f"at most {limit} characters", name)
+
+
 def _apply_timezone(
     session: Session, vault: Vault, programme: Programme, name: str, value: object
 ) -> None:
     zone = None if _blank(value) else str(value).strip()
+    _fits_column(name, zone)
     if zone is not None:
         try:
             ZoneInfo(zone)
@@ -226,6 +234,7 @@ def _apply_offsets(
     session: Session, vault: Vault, programme: Programme, name: str, value: object
 ) -> None:
     text = None if _blank(value) else str(value).strip()
+    _fits_column(name, text)
     if text is not None:
         try:
             parse_offsets(text, "check-in cadence")
@@ -238,6 +247,7 @@ def _apply_hours(
     session: Session, vault: Vault, programme: Programme, name: str, value: object
 ) -> None:
     text = None if _blank(value) else str(value).strip()
+    _fits_column(name, text)
     if text is not None and text.lower() == "any":
         text = ""
     elif text is not None:

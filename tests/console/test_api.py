@@ -282,6 +282,27 @@ def test_bad_requests_are_refused_cleanly(
     assert error["status"] == status and message in error["message"]
 
 
+def test_a_body_the_database_or_the_parser_cannot_take_is_refused_not_a_500(api: Api) -> None:
+    """Both tiers: PostgreSQL enforces column lengths (SQLite does not), and json's decoder
+    recurses once per level of nesting before the API's own depth check can run."""
+    before = api.ok("GET", "/programme")
+    for changes in (
+        {"checkin_offsets": ",".join(["1d"] * 80)},  # a valid cadence, longer than its column
+        {"checkin_hours": "09:00:00.000000-20:00:00.000000"},
+    ):
+        response = api.call("PATCH", "/programme", changes)
+        assert response.status_code == 422, response.status_code
+        assert "at most" in response.get_json()["error"]["message"]
+    assert api.ok("GET", "/programme") == before
+    nested = api.hotline.client.post(
+        "/api/v1/supporters",
+        data="[" * 100_000,
+        headers={"Authorization": f"Bearer {api.token}", "Content-Type": "application/json"},
+    )
+    assert nested.status_code == 400
+    assert "nested too deeply" in nested.get_json()["error"]["message"]
+
+
 def test_tokens_are_required_and_scoped(hotline: Hotline, api: Api) -> None:
     assert hotline.client.get("/api/v1/supporters").status_code == 401
     bad = hotline.client.get("/api/v1/supporters", headers={"Authorization": "Bearer hl_nope"})

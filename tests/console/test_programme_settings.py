@@ -33,6 +33,8 @@ BAD = [
     ({"alert_phone": "12"}, "alert_phone", "phone number"),
     ({"greeting": "x" * 1001}, "greeting", "at most 1000"),
     ({"call_greeting": "x" * 501}, "call_greeting", "at most 500"),
+    ({"checkin_offsets": ",".join(["1d"] * 80)}, "checkin_offsets", "at most 200"),  # valid
+    ({"checkin_hours": "09:00:00.000000-20:00:00.000000"}, "checkin_hours", "at most 20"),
     ({"favourite_colour": "red"}, "favourite_colour", "unknown setting"),
 ]
 

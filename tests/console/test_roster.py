@@ -209,6 +209,7 @@ def test_csv_import_reports_each_row_and_adds_the_good_ones(hotline: Hotline) ->
         ("phone\n+15550108001\n", "missing: name"),
         ("", "missing: name, phone"),
         ("name,phone\n" + "a,b\n" * 501, "at most 500"),
+        ("name,phone," + "x" * 140_000 + "\nAlice,+15550108001\n", "not valid CSV"),  # header
     ],
 )
 def test_unreadable_csv_files_are_refused_whole(text: str, message: str) -> None:
