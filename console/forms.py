@@ -103,6 +103,15 @@ class RotationForm(FlaskForm):  # type: ignore[misc]
     )
 
 
+class TokenForm(FlaskForm):  # type: ignore[misc]
+    name = StringField(
+        "Name",
+        validators=[DataRequired(), Length(max=100)],
+        description='Who or what will use it, e.g. "staff directory sync".',
+    )
+    every_programme = BooleanField("For every programme (not only this one)")
+
+
 class SettingsForm(FlaskForm):  # type: ignore[misc]
     greeting = TextAreaField("Greeting", validators=[Length(max=1000)])
     call_greeting = TextAreaField("Spoken greeting (calls)", validators=[Length(max=500)])

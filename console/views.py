@@ -1,5 +1,6 @@
 """The coordinator console under ``/console``: sign-in, live status, audit log, and the pages
-of roster_views, schedule_views, report_views and settings_views (nested blueprints).
+of roster_views, schedule_views, report_views, settings_views and token_views (nested
+blueprints).
 
 Every page needs a signed-in coordinator and works in one programme (``auth.programme_id``);
 every unsafe request must carry the CSRF token. Nothing shown identifies a clinician, and a
@@ -134,9 +135,15 @@ def audit_log() -> ResponseReturnValue:
 
 
 def register_pages() -> None:
-    from console import report_views, roster_views, schedule_views, settings_views
+    from console import report_views, roster_views, schedule_views, settings_views, token_views
 
-    for child in (roster_views.bp, schedule_views.bp, report_views.bp, settings_views.bp):
+    for child in (
+        roster_views.bp,
+        schedule_views.bp,
+        report_views.bp,
+        settings_views.bp,
+        token_views.bp,
+    ):
         bp.register_blueprint(child)
 
 

@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import click
 from sqlalchemy import select
@@ -14,14 +15,14 @@ from sqlalchemy.orm import Session
 from hotline import accounts, migrate, roster, rota
 from hotline import keys as keys_core
 from hotline.db import make_engine, make_sessionmaker, transaction
-from hotline.models import Programme, Supporter, utcnow
+from hotline.models import ApiToken, Programme, Supporter, utcnow
 from hotline.people import set_alert_phone
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
 from hotline.programmes import DEFAULT_SLUG, ensure_default_programme, ensure_programme
 from hotline.settings import Settings, SettingsError, load_settings
 
-CLI_ACTOR = "command line"  # who the audit log names for roster and schedule changes made here
+CLI_ACTOR = "command line"  # who the audit log names for changes made here
 
 
 def _settings() -> Settings:
@@ -96,7 +97,43 @@ def api_token_create(name: str, slug: str, all_programmes: bool) -> None:
     """Print a new token for NAME once; only its hash is kept."""
     with _session() as session:
         programme_id = None if all_programmes else _programme(session, slug).id
-        click.echo(accounts.create_api_token(session, name, programme_id))
+        try:
+            token = accounts.create_api_token(session, name, programme_id, actor=CLI_ACTOR)
+        except accounts.AccountError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(token)
+
+
+@api_token.command("list")
+@click.option("--programme", "slug", default=None, help="Only this programme's tokens.")
+def api_token_list(slug: str | None) -> None:
+    """List tokens (never the tokens themselves): id, scope, name, last use, revocation."""
+    with _session() as session:
+        programme_id = None if slug is None else _programme(session, slug).id
+        slugs = {pid: slug for pid, slug in session.execute(select(Programme.id, Programme.slug))}
+        for token in accounts.api_tokens(session, programme_id):
+            scope = "all" if token.programme_id is None else slugs.get(token.programme_id, "?")
+            used = _when(token.last_used_at) or "never used"
+            state = f"revoked {_when(token.revoked_at)}" if token.revoked_at else "live"
+            click.echo(f"{token.id}\t{scope}\t{token.name}\tlast used {used}\t{state}")
+
+
+@api_token.command("revoke")
+@click.argument("token_id", type=int)
+def api_token_revoke(token_id: int) -> None:
+    """Revoke token TOKEN_ID (see ``list``): it stops working at once."""
+    with _session() as session:
+        token = session.get(ApiToken, token_id)
+        if token is None:
+            raise click.ClickException(f"no API token {token_id}")
+        if not accounts.revoke_api_token(session, token, CLI_ACTOR, utcnow()):
+            click.echo(f"API token {token_id} was already revoked")
+            return
+        click.echo(f"API token {token_id} ({token.name}) revoked")
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else ""
 
 
 @main.group()

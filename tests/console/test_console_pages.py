@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hotline import verification
+from hotline import accounts, verification
 from hotline.db import transaction
-from hotline.models import Supporter
+from hotline.models import ApiToken, Supporter
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, sign_in
 from tests.kit.harness import Hotline
@@ -32,6 +32,7 @@ def test_every_page_renders_for_a_signed_in_coordinator(console: Console) -> Non
         "/console/reports",
         "/console/settings",
         "/console/audit",
+        "/console/tokens",
     ):
         page = console.get(path)
         assert "<main" in page and ALICE not in page
@@ -231,6 +232,72 @@ def test_coordinators_see_only_their_programme_and_admins_can_switch(hotline: Ho
     assert "Alice" in admin.get("/console/roster")
     admin.post("/console/programme", {"programme_id": north}, form_page="/console/live")
     assert "Alice" not in admin.get("/console/roster")
+
+
+def _token_of(page: str) -> str:
+    found = re.search(r"hl_[A-Za-z0-9_-]{20,}", page)
+    assert found, "no token shown"
+    return found.group(0)
+
+
+def _api_status(hotline: Hotline, token: str) -> int:
+    response = hotline.client.get(
+        "/api/v1/supporters", headers={"Authorization": f"Bearer {token}"}
+    )
+    return response.status_code
+
+
+def test_an_api_token_made_in_the_console_is_shown_once_and_revoked_there(
+    console: Console,
+) -> None:
+    response = console.post("/console/tokens", {"name": "staff directory sync"})
+    assert response.status_code == 201  # type: ignore[attr-defined]
+    token = _token_of(response.get_data(as_text=True))  # type: ignore[attr-defined]
+    assert _api_status(console.hotline, token) == 200
+    listing = console.get("/console/tokens")
+    assert "staff directory sync" in listing and token not in listing  # shown that once
+    with console.hotline.session() as session:
+        (row,) = session.scalars(select(ApiToken)).all()
+    console.post(f"/console/tokens/{row.id}/revoke", {}, form_page="/console/tokens")
+    assert _api_status(console.hotline, token) == 401
+    assert "revoked" in console.get("/console/tokens")
+    audit_page = console.get("/console/audit")
+    assert "api token created" in audit_page and "api token revoked" in audit_page
+    assert token not in audit_page
+
+
+def test_a_coordinator_manages_only_their_programmes_tokens(hotline: Hotline) -> None:
+    with transaction(hotline.services.sessions) as session:
+        north = ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        ).id
+        ours = accounts.create_api_token(session, "ours", hotline.programme_id)
+        theirs = accounts.create_api_token(session, "theirs", north)
+        every = accounts.create_api_token(session, "every", None)
+        ids = {t.name: t.id for t in session.scalars(select(ApiToken))}
+    add_coordinator(hotline, "north@example.org", programme_id=north)
+    coordinator = Console(hotline, hotline.app.test_client())
+    assert sign_in(coordinator.client, "north@example.org") == 302
+    page = coordinator.get("/console/tokens")
+    assert "theirs" in page and "ours" not in page and "every" not in page
+    assert "every programme" not in page  # no such choice for a coordinator
+    for name in ("ours", "every"):
+        refused = coordinator.post(
+            f"/console/tokens/{ids[name]}/revoke", {}, form_page="/console/tokens"
+        )
+        assert refused.status_code == 404  # type: ignore[attr-defined]
+    made = coordinator.post("/console/tokens", {"name": "north sync", "every_programme": "y"})
+    made_token = _token_of(made.get_data(as_text=True))  # type: ignore[attr-defined]
+    with hotline.session() as session:
+        scope = session.scalar(select(ApiToken.programme_id).where(ApiToken.name == "north sync"))
+    assert scope == north  # the box is not theirs to tick
+    assert all(_api_status(hotline, t) == 200 for t in (ours, every, made_token))
+    add_coordinator(hotline, "admin@example.org", admin=True)
+    admin = Console(hotline, hotline.app.test_client())
+    assert sign_in(admin.client, "admin@example.org") == 302
+    admin.post(f"/console/tokens/{ids['every']}/revoke", {}, form_page="/console/tokens")
+    assert _api_status(hotline, every) == 401
+    assert _api_status(hotline, ours) == 200 and _api_status(hotline, theirs) == 200
 
 
 def test_verification_outcomes_have_messages() -> None:

@@ -61,6 +61,27 @@ def test_coordinator_and_api_token(run) -> None:  # type: ignore[no-untyped-def]
         assert find_api_token(session, token + "x") is None
 
 
+def test_api_tokens_are_listed_and_revoked(run) -> None:  # type: ignore[no-untyped-def]
+    token = run("api-token", "create", "directory sync").strip()
+    listed = run("api-token", "list")
+    assert "directory sync" in listed and "live" in listed and "never used" in listed
+    assert token not in listed
+    with run.sessions() as session, session.begin():
+        assert find_api_token(session, token) is not None
+    token_id = listed.split("\t", 1)[0]
+    assert "revoked" in run("api-token", "revoke", token_id)
+    assert "already revoked" in run("api-token", "revoke", token_id)
+    assert "revoked 20" in run("api-token", "list")
+    with run.sessions() as session, session.begin():
+        assert find_api_token(session, token) is None  # refused from now on
+        actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
+    assert actions[-2:] == ["api token created", "api token revoked"]
+    missing = run.runner.invoke(main, ["api-token", "revoke", "999"])
+    assert missing.exit_code != 0 and "no API token 999" in missing.output
+    unnamed = run.runner.invoke(main, ["api-token", "create", "   "])
+    assert unnamed.exit_code != 0 and "name" in unnamed.output
+
+
 def test_roster_shortcuts_seal_numbers_and_refuse_bad_input(run) -> None:  # type: ignore[no-untyped-def]
     supporter_id = run("supporter", "add", "Alice", "(555) 010-8001", "--discipline", "nurse")
     run("shift", "add", supporter_id.strip(), "2026-03-02T19:00-05:00", "2026-03-03T07:00-05:00")
