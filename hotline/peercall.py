@@ -17,9 +17,10 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hotline import schedule, speech
+from hotline import routing, schedule, speech
 from hotline.calling import Dial, Gather, Hangup, Say, VoiceReply, reply, route
 from hotline.db import transaction
+from hotline.effects import Effects
 from hotline.models import (
     Call,
     CallState,
@@ -31,7 +32,14 @@ from hotline.models import (
     Supporter,
 )
 from hotline.people import supporter_phone
-from hotline.ringing import RING_SECONDS, SCREEN_SECONDS, CallStep, answer_in_transaction
+from hotline.ringing import (
+    RING_SECONDS,
+    SCREEN_SECONDS,
+    CallStep,
+    answer_in_transaction,
+    replace_waiting_call_backs,
+    step,
+)
 from hotline.services import Services
 
 
@@ -62,9 +70,12 @@ def peer_conversation(ctx: CallStep, clinician_id: int) -> Conversation | None:
 
 def ring(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
     """Ring ``conv``'s peer for ``call`` (first delivery). No follow-up text is owed for a call
-    inside a conversation, taken or not (``start`` owes one again if the line rings others)."""
+    inside a conversation, taken or not (``start`` owes one again if the line rings others).
+    The clinician's call is the conversation's activity: the idle sweep must not close it
+    while the peer's phone rings."""
     call.state, call.conversation_id = CallState.PEER, conv.id
     call.followed_up_at = ctx.now
+    conv.last_activity_at = ctx.now
     return dial(ctx, call)
 
 
@@ -115,11 +126,19 @@ def _live(session: Session, call: Call) -> bool:
 
 def pick_up(services: Services, call_id: int, digits: str) -> VoiceReply:
     """A keypress on the peer's screen: 1 takes the call (the empty answer bridges); no
-    follow-up text is owed, the conversation was theirs already."""
+    follow-up text is owed, the conversation was theirs already. Taken, the call is the
+    conversation's activity from now (a long call must not look idle to the sweep), and a
+    call-back still waiting for this clinician is withdrawn at once: nobody else may take it,
+    or text the clinician about it, while the two talk, whatever order Twilio's callbacks
+    about this call come in."""
     if digits.strip() != "1":
         return reply(Say(speech.peer_passed()), Hangup())
 
-    def work(session: Session, _effects: object) -> VoiceReply:
+    def work(session: Session, effects: Effects) -> VoiceReply:
+        call = session.get(Call, call_id)
+        if call is None:
+            return reply(Say(speech.call_gone()), Hangup())
+        routing.lock_programme(session, call.programme_id)  # before conversations' rows
         live = (
             select(Conversation.id)
             .where(
@@ -136,6 +155,10 @@ def pick_up(services: Services, call_id: int, digits: str) -> VoiceReply:
         )
         if not taken.rowcount:  # type: ignore[attr-defined]
             return reply(Say(speech.call_gone()), Hangup())
+        ctx = step(services, session, call.programme_id, effects)
+        conv = session.get_one(Conversation, call.conversation_id)
+        conv.last_activity_at = ctx.now
+        replace_waiting_call_backs(ctx, call.clinician_id)
         return reply()
 
     return answer_in_transaction(services, work)

@@ -45,6 +45,7 @@ SCREEN_SECONDS = 8  # time to press 1 after the whisper
 # that may the sweeper treat it as lost (it then offers the conversation by text).
 RING_GRACE = timedelta(seconds=60)
 MAX_RINGS = 4  # then a call-back: a caller should not wait on the line for minutes
+LIVE_CALL = (CallState.GREETING, CallState.PEER, CallState.RINGING, CallState.BRIDGED)
 T = TypeVar("T")
 
 
@@ -81,6 +82,29 @@ def step(services: Services, session: Session, programme_id: int, effects: Effec
     return CallStep(
         services, session, config_of(programme, services.settings), services.clock(), effects
     )
+
+
+def replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None) -> None:
+    """A new call from someone waiting for a call-back supersedes it (one request, not two).
+    Only a call-back: a conversation another call of theirs is still on (a second line, a
+    switchboard's shared number) goes on ringing for that caller."""
+    if clinician_id is None:
+        return
+    live_call = (
+        select(Call.id)
+        .where(Call.conversation_id == Conversation.id, Call.state.in_(LIVE_CALL))
+        .exists()
+    )
+    waiting = ctx.session.scalars(
+        select(Conversation).where(
+            Conversation.clinician_id == clinician_id,
+            Conversation.channel == Channel.VOICE,
+            Conversation.state == ConversationState.QUEUED,
+            ~live_call,
+        )
+    ).all()
+    for conv in waiting:
+        end_conversation(ctx.session, ctx.programme, conv, "replaced", ctx.now, ctx.effects)
 
 
 def ring_next(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
@@ -250,7 +274,9 @@ def offer_call_back(services: Services, conversation_id: int) -> bool:
 
 
 def follow_up_call(services: Services, call_id: int) -> bool:
-    """Text the supporter who took a call how to reach the caller again and how to close it.
+    """Text the supporter who took a call how to reach the caller again and how to close it,
+    after whatever the clinician texted while the phone rang (held until someone took the call,
+    as a text request's texts are until someone accepts it).
 
     Claimed before sending, so a second run sends nothing (at most once, never twice).
     """
@@ -266,6 +292,7 @@ def follow_up_call(services: Services, call_id: int) -> bool:
             end_conversation(session, p, conv, "hidden", services.clock(), effects)
             effects.text(to, conv.pool_number, wording.after_hidden_call())
         else:
+            routing.relay_held(session, services.vault, conv.id, to, conv.pool_number, effects)
             effects.text(to, conv.pool_number, wording.after_call())
     send(services, effects)
     schedule(services, effects)

@@ -336,17 +336,26 @@ def accept(
     by_call = conv.channel == Channel.VOICE
     to_supporter = supporter_phone(vault, supporter)
     effects.text(to_supporter, offer.pool_number, wording.accepted_for_supporter(call_back=by_call))
-    for held in session.scalars(
-        select(PendingText).where(PendingText.conversation_id == conv.id).order_by(PendingText.id)
-    ):
-        effects.text(to_supporter, offer.pool_number, vault.open(held.sealed, PENDING_TEXT_CONTEXT))
-        session.delete(held)
+    relay_held(session, vault, conv.id, to_supporter, offer.pool_number, effects)
     if clinician is not None:
         effects.text(
             clinician_phone(vault, clinician), p.hotline_number, wording.joined(call_back=by_call)
         )
     effects.cancel(Task.EXPIRE_OFFER, offer.id)
     return True
+
+
+def relay_held(
+    session: Session, vault: Vault, conversation_id: int, to: str, from_: str, effects: Effects
+) -> None:
+    """Relay the clinician's texts held for the conversation, in order, and delete them."""
+    for held in session.scalars(
+        select(PendingText)
+        .where(PendingText.conversation_id == conversation_id)
+        .order_by(PendingText.id)
+    ):
+        effects.text(to, from_, vault.open(held.sealed, PENDING_TEXT_CONTEXT))
+        session.delete(held)
 
 
 def assign(

@@ -43,9 +43,7 @@ from hotline.effects import Effects
 from hotline.models import (
     Call,
     CallState,
-    Channel,
     Conversation,
-    ConversationState,
     Offer,
     OfferState,
 )
@@ -61,7 +59,6 @@ log = logging.getLogger(__name__)
 MENU_SECONDS = 5  # the discipline menu times out quickly to "anyone"
 # Twilio's final CallStatus values: a leg that is over (on the caller's leg: they are gone).
 CALLER_GONE = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
-LIVE_CALL = (CallState.GREETING, CallState.PEER, CallState.RINGING, CallState.BRIDGED)
 
 
 def answer_call(services: Services, call: InboundCall) -> VoiceReply:
@@ -149,7 +146,7 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
             return replay(ctx, call)
         discipline = speech.MENU.get(digits.strip())
         routing.lock_programme(session, call.programme_id)  # before ending conversations
-        _replace_waiting_call_backs(ctx, call.clinician_id)
+        ringing.replace_waiting_call_backs(ctx, call.clinician_id)
         peer_rung = call.conversation_id  # the live conversation whose peer did not pick up
         conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
         if peer_rung is not None:
@@ -159,29 +156,6 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
         return ringing.ring_next(ctx, call, conv)
 
     return answer_in_transaction(services, work)
-
-
-def _replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None) -> None:
-    """A new call from someone waiting for a call-back supersedes it (one request, not two).
-    Only a call-back: a conversation another call of theirs is still on (a second line, a
-    switchboard's shared number) goes on ringing for that caller."""
-    if clinician_id is None:
-        return
-    live_call = (
-        select(Call.id)
-        .where(Call.conversation_id == Conversation.id, Call.state.in_(LIVE_CALL))
-        .exists()
-    )
-    waiting = ctx.session.scalars(
-        select(Conversation).where(
-            Conversation.clinician_id == clinician_id,
-            Conversation.channel == Channel.VOICE,
-            Conversation.state == ConversationState.QUEUED,
-            ~live_call,
-        )
-    ).all()
-    for conv in waiting:
-        end_conversation(ctx.session, ctx.programme, conv, "replaced", ctx.now, ctx.effects)
 
 
 def dial_result(services: Services, result: DialResult) -> VoiceReply:
@@ -232,7 +206,7 @@ def peer_result(services: Services, result: DialResult) -> VoiceReply:
         if not events.claim(session, f"call:{call.call_sid}:peer"):
             return replay(ctx, call)
         if call.state == CallState.BRIDGED:  # our record of a press of 1
-            _replace_waiting_call_backs(ctx, call.clinician_id)  # they reached a peer now
+            ringing.replace_waiting_call_backs(ctx, call.clinician_id)  # if the press of 1 did not
             return peercall.talked(ctx, call)
         if _caller_gone(call, result):
             end_call(ctx, call)

@@ -25,6 +25,7 @@ from hotline.models import (
     MessageDeletion,
     Offer,
     OfferState,
+    PendingText,
     Programme,
     Shift,
 )
@@ -608,6 +609,109 @@ def test_a_peer_taking_a_later_call_withdraws_the_call_back_still_waiting(
         ]
     )
     hotline.run_jobs()  # no call-back offer goes out
+    phones.assert_no_unexpected()
+
+
+def test_a_call_back_is_withdrawn_at_the_press_of_1_whatever_order_the_callbacks_come_in(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The caller's "completed" may reach the line before the peer's dial action (NOTES): the
+    call-back the peer's call replaces is withdrawn when they press 1, not at the dial action."""
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    missed = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: VOICEMAIL}))
+    assert missed.hears("call you back shortly")
+
+    def caller_leg_over_first() -> None:
+        with hotline.session() as session:
+            sid = session.scalars(select(Call.call_sid).where(Call.state == CallState.BRIDGED))
+            bridged = sid.one()
+        response = hotline.post("/twilio/status", CallSid=bridged, CallStatus="completed")
+        assert response.status_code == 204
+
+    again = calls.place(
+        CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}, on_bridge=caller_leg_over_first)
+    )
+
+    assert again.bridged_with == ALICE
+    states = sorted((c.state, c.end_reason or "") for c in conversations(hotline))
+    assert (ConversationState.QUEUED, "") not in states, states
+    assert (ConversationState.ENDED, "replaced") in states
+    hotline.run_jobs()
+    phones.assert_no_unexpected()
+
+
+def test_nobody_can_take_the_call_back_while_the_clinician_talks_with_their_peer(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    hotline.add_supporter("Bob", BOB)
+    missed = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: VOICEMAIL}))
+    assert missed.hears("call you back shortly")
+    hotline.run_jobs()
+    alice.expect_text(OFFER, from_=POOL[1])  # the call-back goes to Alice first; she passes
+    alice.texts("PASS", to=POOL[1])
+    alice.expect_text("Passed on")
+    bob = phones.phone(BOB)
+    bob.expect_text(OFFER)
+
+    again = calls.place(
+        CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}, on_bridge=lambda: bob.texts("ACCEPT"))
+    )
+
+    assert again.bridged_with == ALICE
+    assert "Call this number" not in bob.expect_text().body  # the offer was gone
+    hotline.run_jobs()
+    assert not any("call you back" in t.body for t in clinician.inbox)
+    phones.assert_no_unexpected()
+
+
+def test_a_long_call_with_the_peer_is_not_closed_as_idle_while_they_talk(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The last text was 47 h 45 min ago; the idle sweep (48 h) runs half an hour into the
+    call: the call is the conversation's activity from the ring on."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    hotline.clock.advance(hours=47, minutes=45)
+
+    def talk_half_an_hour() -> None:
+        hotline.clock.advance(minutes=30)
+        hotline.sweep()
+
+    call = calls.place(
+        CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}, on_bridge=talk_half_an_hour)
+    )
+
+    assert call.bridged_with == ALICE
+    (conv,) = conversations(hotline)
+    assert conv.state == ConversationState.ACTIVE, conv.end_reason
+    clinician.texts("thank you for picking up")
+    alice.expect_text("thank you for picking up", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
+def test_a_text_sent_while_the_call_rings_reaches_whoever_takes_the_call(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    clinician = phones.phone(CLINICIAN)
+    words = "signal is bad in the car park, please text if we get cut off"
+    script = Script(
+        phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)}
+    )
+
+    call = calls.place(CLINICIAN, HOTLINE, script)
+
+    assert call.bridged_with == ALICE
+    hotline.run_jobs()
+    alice = phones.phone(ALICE)
+    alice.expect_text(words, from_=POOL[0])  # with the follow-up, before it
+    alice.expect_text("Thank you for taking that call")
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(PendingText)) == 0
+    hotline.run_jobs()
     phones.assert_no_unexpected()
 
 
