@@ -698,9 +698,7 @@ def test_a_text_sent_while_the_call_rings_reaches_whoever_takes_the_call(
     hotline.add_supporter("Alice", ALICE)
     clinician = phones.phone(CLINICIAN)
     words = "signal is bad in the car park, please text if we get cut off"
-    script = Script(
-        phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)}
-    )
+    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)})
 
     call = calls.place(CLINICIAN, HOTLINE, script)
 
