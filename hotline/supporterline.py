@@ -110,8 +110,16 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
             _answer_offer(ctx, elsewhere[0], word)
         else:
             ctx.reply(wording.answer_where_offered())
+    elif word in (Word.DONE, Word.RESOURCES) and (talking := _talking_elsewhere(ctx, supporter)):
+        if len(talking) == 1:
+            _in_conversation(ctx, talking[0], word)
+        else:
+            ctx.reply(wording.answer_where_talking())
     elif word is Word.ACCEPT:
         _accept_late(ctx, supporter)
+    elif word in (None, Word.PASS) and _lapsed_waiting(ctx, supporter, anywhere=False):
+        # Their offer on this number lapsed, and the request still waits with nobody.
+        ctx.reply(wording.passed() if word is Word.PASS else wording.offer_reminder())
     else:
         ctx.reply(wording.conversation_ended())
 
@@ -130,36 +138,83 @@ def _offers_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Offer]:
     )
 
 
-def _accept_late(ctx: Inbound, supporter: Supporter) -> None:
-    """ACCEPT on a number whose offer lapsed or was passed on: if that text request still
-    waits and is with nobody else, it is theirs (the clinician was told a peer will text).
-    The number is free on their phone: no offer or conversation of theirs matched it."""
+def _talking_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Conversation]:
+    """A DONE or RESOURCES sent to the hotline number: the supporter's live conversations on
+    pool numbers (a saved contact for the line, a reply in the wrong thread)."""
+    if ctx.text.to != ctx.programme.hotline_number:
+        return []
+    return list(
+        ctx.session.scalars(
+            select(Conversation).where(
+                Conversation.supporter_id == supporter.id,
+                Conversation.state == ConversationState.ACTIVE,
+            )
+        )
+    )
+
+
+def _lapsed_waiting(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> list[Offer]:
+    """The supporter's lapsed or passed offers whose text request still waits, with nobody
+    else offered it, newest first, one per request: those on the number texted, or with
+    ``anywhere`` (a text to the hotline number) those on any number of theirs that is free
+    again (no conversation or pending offer of theirs on it)."""
     other = aliased(Offer)
     offered_now = (
         select(other.id)
         .where(other.conversation_id == Conversation.id, other.state == OfferState.PENDING)
         .exists()
     )
-    lapsed = ctx.session.scalar(
+    query = (
         select(Offer)
         .join(Conversation, Conversation.id == Offer.conversation_id)
         .where(
             Offer.supporter_id == supporter.id,
-            Offer.pool_number == ctx.text.to,
             Offer.state.in_(routing.LAPSED),
             Conversation.state == ConversationState.QUEUED,
             Conversation.channel == Channel.SMS,  # a call is rung; a call-back is offered anew
             ~offered_now,
         )
         .order_by(Offer.offered_at.desc())
-        .limit(1)
     )
+    if anywhere:
+        live, mine = aliased(Conversation), aliased(Offer)
+        talking_there = select(live.id).where(
+            live.supporter_id == supporter.id,
+            live.pool_number == Offer.pool_number,
+            live.state == ConversationState.ACTIVE,
+        )
+        offered_there = select(mine.id).where(
+            mine.supporter_id == supporter.id,
+            mine.pool_number == Offer.pool_number,
+            mine.state == OfferState.PENDING,
+        )
+        query = query.where(~talking_there.exists(), ~offered_there.exists())
+    else:
+        # No offer or conversation of theirs matched this number: it is free on their phone.
+        query = query.where(Offer.pool_number == ctx.text.to)
+    newest: dict[int, Offer] = {}
+    for offer in ctx.session.scalars(query):
+        newest.setdefault(offer.conversation_id, offer)
+    return list(newest.values())
+
+
+def _accept_late(ctx: Inbound, supporter: Supporter) -> None:
+    """ACCEPT on a number whose offer lapsed or was passed on: if that text request still
+    waits and is with nobody else, it is theirs (the clinician was told a peer will text).
+    Sent to the hotline number, it takes the one such request (two: they are asked to answer
+    on the number each came from)."""
+    anywhere = ctx.text.to == ctx.programme.hotline_number
+    waiting = _lapsed_waiting(ctx, supporter, anywhere=anywhere)
+    if len(waiting) > 1:
+        ctx.reply(wording.answer_where_offered())
+        return
+    lapsed = waiting[0] if waiting else None
     vault, p = ctx.services.vault, ctx.programme
     taken = (
         lapsed is not None
         and supporter.active
-        # STOP on this number: Twilio would deliver nothing of the conversation here
-        and not is_opted_out(ctx.session, vault, p.id, ctx.sender, ctx.text.to)
+        # STOP on that number: Twilio would deliver nothing of the conversation there
+        and not is_opted_out(ctx.session, vault, p.id, ctx.sender, lapsed.pool_number)
         and routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True)
     )
     if not taken:

@@ -143,6 +143,10 @@ def answer_where_offered() -> str:
     return "You have more than one request waiting: reply on the number each one came from."
 
 
+def answer_where_talking() -> str:
+    return "You have more than one conversation open: reply on the number of the one you mean."
+
+
 def ringing_now() -> str:
     return "That request is a call ringing your phone now: answer it and press 1 to take it."
 

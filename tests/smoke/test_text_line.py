@@ -308,6 +308,61 @@ def test_a_peer_accepting_late_takes_a_request_still_waiting_for_anyone(
     phones.assert_no_unexpected()
 
 
+def test_a_late_accept_sent_to_the_hotline_number_takes_the_request_waiting_for_anyone(
+    hotline: Hotline, phones: Phones
+) -> None:
+    clinician, alice = _nobody_took_it(hotline, phones)
+    hotline.clock.advance(minutes=5)
+    alice.texts("ACCEPT", to=HOTLINE)  # the line's saved contact, not the offer's number
+    alice.expect_text("You're connected", from_=POOL[0])
+    alice.expect_text("I need to talk", from_=POOL[0])
+    clinician.expect_text("joined")
+    alice.texts("I'm here", to=POOL[0])
+    clinician.expect_text("I'm here", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_late_accept_to_the_hotline_number_never_opens_a_second_conversation_on_a_number(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The lapsed offer's pool number now carries another conversation of hers: taking the old
+    request there would mix two clinicians' texts on one number."""
+    _first, alice = _nobody_took_it(hotline, phones)
+    with hotline.session() as session:
+        session.execute(update(Supporter).values(max_conversations=3))
+        session.commit()
+    second = phones.phone(CLINICIANS[1])
+    second.texts("hi")
+    second.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("You're connected", from_=POOL[0])
+    alice.expect_text("hi", from_=POOL[0])
+    second.expect_text("joined")
+    alice.texts("ACCEPT", to=HOTLINE)
+    alice.expect_text("already gone", from_=HOTLINE)
+    with hotline.session() as session:
+        live = session.scalars(
+            select(Conversation.pool_number).where(Conversation.state == ConversationState.ACTIVE)
+        ).all()
+    assert live == [POOL[0]]
+    phones.assert_no_unexpected()
+
+
+def test_a_peer_writing_on_a_lapsed_offers_number_is_told_how_to_take_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Not "this conversation has ended": the request still waits, and ACCEPT takes it."""
+    clinician, alice = _nobody_took_it(hotline, phones)
+    alice.texts("sorry, was in surgery - I can take it now")
+    alice.expect_text("Reply ACCEPT to take this peer support request", from_=POOL[0])
+    alice.texts("ACCEPT")
+    alice.expect_text("You're connected")
+    alice.expect_text("I need to talk")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_a_late_accept_does_not_take_a_request_now_offered_to_someone_else(
     hotline: Hotline, phones: Phones
 ) -> None:
@@ -538,6 +593,38 @@ def test_an_answer_to_an_offer_sent_to_the_hotline_number_reaches_the_offer(
         alice.expect_text(OFFER)
     alice.texts("accept", to=HOTLINE)  # two waiting: which one is not guessed
     alice.expect_text("reply on the number each one came from", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_done_or_resources_sent_to_the_hotline_number_reach_the_peers_one_conversation(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Not "this conversation has ended" while it goes on: with one conversation open the
+    command is for it; with two, the peer is asked to answer on the conversation's number."""
+    hotline.add_supporter("Alice", ALICE, max_conversations=3)
+    first, alice = phones.talking(CLINICIANS[0], ALICE)
+    alice.texts("RESOURCES", to=HOTLINE)
+    alice.expect_text("Resources sent", from_=HOTLINE)
+    first.expect_text("Employee Assistance Program", from_=HOTLINE)
+    second = phones.phone(CLINICIANS[1])
+    second.texts("hi")
+    second.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[1])
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("You're connected", from_=POOL[1])
+    alice.expect_text("hi", from_=POOL[1])
+    second.expect_text("joined")
+    alice.texts("DONE", to=HOTLINE)  # two open: which one is not guessed
+    alice.expect_text("reply on the number of the one you mean", from_=HOTLINE)
+    alice.texts("DONE", to=POOL[1])
+    alice.expect_text("Conversation closed", from_=POOL[1])
+    second.expect_text("Thank you for reaching out")
+    alice.texts("DONE", to=HOTLINE)  # one left
+    alice.expect_text("Conversation closed", from_=HOTLINE)
+    first.expect_text("Thank you for reaching out")
+    with hotline.session() as session:
+        states = session.scalars(select(Conversation.state)).all()
+    assert set(states) == {ConversationState.ENDED}
     phones.assert_no_unexpected()
 
 
