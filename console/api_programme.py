@@ -30,9 +30,7 @@ def get_stats() -> Response:
     if not timedelta(0) < end - start <= MAX_REPORT:
         fail(422, "'to' must come after 'from', at most a year later", "to")
     with transaction(services().sessions) as session:
-        programme_id = caller().programme_id()
-        zone = config_of(session.get_one(Programme, programme_id), services().settings).zone
-        report = stats.report(session, programme_id, zone, start, end)
+        report = stats.report(session, caller().programme_id(), start, end)
     return jsonify(report_json(report))
 
 

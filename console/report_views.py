@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from console import auth, chart, grid
-from console.context import now, services, zone_of
+from console.context import now, services
 from hotline import rota, stats
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
@@ -19,7 +20,7 @@ MAX_DAYS = 366
 
 
 def _period(today: date) -> tuple[date, date]:
-    """``from``..``to`` local dates (inclusive ``to``); default: the last twelve weeks."""
+    """``from``..``to`` dates (inclusive ``to``); default: the last twelve weeks."""
     try:
         last = rota.parse_date(request.args.get("to", ""), "to")
     except rota.RotaError:  # missing, malformed or out of range
@@ -34,15 +35,14 @@ def _period(today: date) -> tuple[date, date]:
 
 
 def _report() -> tuple[stats.Report, date, date]:
-    pid = auth.programme_id()
+    # Report weeks run Monday to Monday in UTC (hotline/stats.py), so the dates asked for and
+    # shown are UTC dates: read in a local zone, a week's dates would widen it by one more.
+    first, last = _period(now().astimezone(UTC).date())
+    start, end = grid.bounds(first, last + timedelta(days=1), ZoneInfo("UTC"))
     with services().sessions() as db:
-        zone = zone_of(db, pid)
-        first, last = _period(now().astimezone(zone).date())
-        start, end = grid.bounds(first, last + timedelta(days=1), zone)
-        report = stats.report(db, pid, zone, start, end)
-    # Reports cover whole weeks: show the dates they really cover.
-    first = report.start.astimezone(zone).date()
-    last = (report.end.astimezone(zone) - timedelta(days=1)).date()
+        report = stats.report(db, auth.programme_id(), start, end)
+    first = report.start.date()
+    last = (report.end - timedelta(days=1)).date()
     return report, first, last
 
 

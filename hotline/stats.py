@@ -5,6 +5,10 @@ a conversation's start to a supporter accepting it); fallbacks (nobody was avail
 sent, replied to, and opted out of. Breakdowns hide small counts: a week whose channels include
 a count from 1 to MIN_CELL - 1 shows its total only (the split would single people out, and a
 complement would give the hidden cell away), and response times need MIN_CELL conversations.
+
+Every figure covers whole weeks, Monday 00:00 to Monday 00:00 UTC, whatever the programme's time
+zone: boundaries that moved with a setting a coordinator can change would let two reports, one
+in each zone, be subtracted down to the few contacts between them (zones 15 minutes apart exist).
 """
 
 from __future__ import annotations
@@ -13,14 +17,12 @@ import math
 import statistics
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from hotline.models import Channel, CheckIn, Clinician, Conversation, OptOut, Programme
-from hotline.schedule import local_instant
 
 MIN_CELL = 5
 CHANNELS = tuple(c.value for c in Channel)
@@ -28,7 +30,8 @@ CHANNELS = tuple(c.value for c in Channel)
 
 @dataclass(frozen=True)
 class WeekRow:
-    """One local week (starting Monday): its total, and per channel unless suppressed (None)."""
+    """One report week (from Monday 00:00 UTC): its total, and per channel unless suppressed
+    (None)."""
 
     week_start: date
     total: int
@@ -63,42 +66,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def week_of(at: datetime, zone: ZoneInfo) -> date:
-    local = at.astimezone(zone).date()
-    return local - timedelta(days=local.weekday())
+def week_of(at: datetime) -> date:
+    """The Monday (UTC) that starts ``at``'s report week."""
+    day = at.astimezone(UTC).date()
+    return day - timedelta(days=day.weekday())
 
 
-def weeks(
-    rows: list[tuple[datetime, str]], zone: ZoneInfo, start: datetime, end: datetime
-) -> tuple[WeekRow, ...]:
-    """Contacts per local week and channel, every week of the period listed (zeros too)."""
+def weeks(rows: list[tuple[datetime, str]], start: datetime, end: datetime) -> tuple[WeekRow, ...]:
+    """Contacts per week and channel, every week of the period listed (zeros too)."""
     counts: dict[date, Counter[str]] = {}
-    day = week_of(start, zone)
-    while day <= week_of(end - timedelta(microseconds=1), zone):
+    day = week_of(start)
+    while day <= week_of(end - timedelta(microseconds=1)):
         counts[day] = Counter()
         day += timedelta(days=7)
     for created_at, channel in rows:
-        counts.setdefault(week_of(created_at, zone), Counter())[channel] += 1
+        counts.setdefault(week_of(created_at), Counter())[channel] += 1
     return tuple(
         WeekRow(week, sum(c.values()), suppress({ch: c[ch] for ch in CHANNELS}))
         for week, c in sorted(counts.items())
     )
 
 
-def whole_weeks(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """``[start, end)`` widened to whole local weeks, Monday midnight to Monday midnight."""
-    first = week_of(start, zone)
-    after = week_of(end - timedelta(microseconds=1), zone) + timedelta(days=7)
-    return local_instant(first, time(0), zone), local_instant(after, time(0), zone)
+def whole_weeks(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """``[start, end)`` widened to whole report weeks, Monday 00:00 to Monday 00:00 UTC."""
+    first = week_of(start)
+    after = week_of(end - timedelta(microseconds=1)) + timedelta(days=7)
+    return datetime.combine(first, time(0), UTC), datetime.combine(after, time(0), UTC)
 
 
-def report(
-    session: Session, programme_id: int, zone: ZoneInfo, start: datetime, end: datetime
-) -> Report:
-    """The programme's aggregates over the whole local weeks (in ``zone``) that ``[start,
-    end)`` touches. Never a narrower window: cut to the minute, a count would be one contact
-    and a response time one supporter's (peer support does not feed performance review)."""
-    start, end = whole_weeks(start, end, zone)
+def report(session: Session, programme_id: int, start: datetime, end: datetime) -> Report:
+    """The programme's aggregates over the whole report weeks that ``[start, end)`` touches.
+    Never a narrower window: cut to the minute, a count would be one contact and a response
+    time one supporter's (peer support does not feed performance review)."""
+    start, end = whole_weeks(start, end)
     in_period = (
         Conversation.programme_id == programme_id,
         Conversation.created_at >= start,
@@ -119,7 +119,7 @@ def report(
     return Report(
         start=start,
         end=end,
-        weeks=weeks(rows, zone, start, end),
+        weeks=weeks(rows, start, end),
         contacts=len(rows),
         answered=len(waits),
         response_median_s=statistics.median(waits) if enough else None,

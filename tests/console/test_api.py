@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from werkzeug.test import TestResponse
 
 from hotline import accounts, verification
 from hotline.db import transaction
-from hotline.models import AuditEntry
+from hotline.models import AuditEntry, Channel, Conversation, ConversationState
 from hotline.programmes import ensure_programme
 from tests.kit.harness import Hotline
 
@@ -280,6 +281,42 @@ def test_bad_requests_are_refused_cleanly(
     assert response.status_code == status
     error = response.get_json()["error"]
     assert error["status"] == status and message in error["message"]
+
+
+def test_changing_the_time_zone_cannot_cut_a_report_down_to_a_few_contacts(api: Api) -> None:
+    """Week boundaries that followed the programme's zone could be moved by a coordinator:
+    two reads, in zones 15 minutes apart (Kathmandu +5:45, Kolkata +5:30), then a subtraction,
+    would isolate one call on a Sunday evening and that nobody took it."""
+    hotline = api.hotline
+    hotline.clock.now = datetime(2026, 3, 11, 12, tzinfo=UTC)
+    call_at = datetime(2026, 3, 8, 18, 20, tzinfo=UTC)  # Sunday 18:20 UTC
+    with transaction(hotline.services.sessions) as session:
+        for hours in range(1, 11):  # ten answered texts on Tuesday
+            created = datetime(2026, 3, 10, hours, tzinfo=UTC)
+            session.add(
+                Conversation(
+                    programme_id=hotline.programme_id,
+                    channel=Channel.SMS,
+                    state=ConversationState.ENDED,
+                    created_at=created,
+                    accepted_at=created + timedelta(minutes=hours),
+                )
+            )
+        session.add(
+            Conversation(
+                programme_id=hotline.programme_id,
+                channel=Channel.VOICE,
+                created_at=call_at,
+                fallback_at=call_at,
+            )
+        )
+    seen = []
+    for zone in ("Asia/Kathmandu", "Asia/Kolkata", "America/Chicago"):
+        api.ok("PATCH", "/programme", {"timezone": zone})
+        seen.append(api.ok("GET", "/stats?from=2026-03-09T12:00:00Z"))
+    assert seen[0] == seen[1] == seen[2]
+    assert seen[0]["from"].startswith("2026-03-09T00:00:00")  # Monday 00:00 UTC
+    assert seen[0]["contacts"] == 10  # the Sunday call is the week before, in every zone
 
 
 def test_a_body_the_database_or_the_parser_cannot_take_is_refused_not_a_500(api: Api) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from hotline import accounts, verification
 from hotline.db import transaction
-from hotline.models import ApiToken, Supporter
+from hotline.models import ApiToken, Programme, Supporter
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, sign_in
 from tests.kit.harness import Hotline
@@ -178,6 +178,20 @@ def test_reports_show_a_chart_and_export_csv(console: Console) -> None:
     response = console.client.get("/console/reports/export.csv?from=2026-01-01&to=2026-03-01")
     assert response.mimetype == "text/csv"
     assert response.get_data(as_text=True).startswith("week starting,total,sms,voice")
+
+
+def test_the_report_period_shown_is_the_one_asked_again_in_any_time_zone(
+    console: Console,
+) -> None:
+    """Report weeks are UTC Mondays; the form's dates are UTC dates, so asking again for the
+    period a page shows gives that period, not one a week wider (east of UTC it drifted)."""
+    with transaction(console.hotline.services.sessions) as session:
+        session.get_one(Programme, console.hotline.programme_id).timezone = "Asia/Kathmandu"
+    page = console.get("/console/reports?from=2026-03-04&to=2026-03-10")
+    shown = re.findall(r'name="(from|to)" value="([0-9-]+)"', page)
+    assert shown == [("from", "2026-03-02"), ("to", "2026-03-15")]  # widened to whole weeks
+    again = console.get("/console/reports?from=2026-03-02&to=2026-03-15")
+    assert re.findall(r'name="(from|to)" value="([0-9-]+)"', again) == shown
 
 
 def test_csv_import_reports_each_row(console: Console) -> None:
