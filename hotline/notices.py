@@ -42,6 +42,9 @@ GRACE = timedelta(seconds=15)  # a verification's own wake-up goes first; the sw
 STALE = timedelta(hours=1)  # a reminder or warning this late is no use: skipped
 STUCK_AFTER = timedelta(minutes=5)
 LOOKBACK = timedelta(days=1)  # so a period's real start is seen, not the window's edge
+# How far past the notice window a period is followed to find its real end; one still going on
+# there is told as lasting more than that ("for more than two weeks"), never as ending at it.
+FOLLOW = timedelta(days=14)
 
 
 def options_of(session: Session, programme_id: int) -> ScheduleSettings:
@@ -107,7 +110,7 @@ def compose(services: Services, session: Session, notice: Notice) -> OutboundTex
         code = verification.code_of(session, services.vault, supporter.id) or ""
         minutes = int(verification.CODE_TTL.total_seconds() // 60)
         return OutboundText(to, p.pool_numbers[0], wording.verification_code(p, code, minutes))
-    assert notice.starts_at is not None and notice.ends_at is not None
+    assert notice.starts_at is not None
     if not supporter.active or supporter.id not in schedule.on_call(
         session, p.id, notice.starts_at
     ):
@@ -119,7 +122,7 @@ def compose(services: Services, session: Session, notice: Notice) -> OutboundTex
 def _gap_text(
     services: Services, session: Session, p: ProgrammeConfig, notice: Notice
 ) -> OutboundText | None:
-    assert notice.starts_at is not None and notice.ends_at is not None
+    assert notice.starts_at is not None
     to = alert_phone(session, services.vault, p.id)
     still = schedule.on_call(session, p.id, max(notice.starts_at, services.clock()))
     if to is None or still:
@@ -134,7 +137,7 @@ class Planned:
     kind: NoticeKind
     key: str
     starts_at: datetime
-    ends_at: datetime
+    ends_at: datetime | None  # None: still going on FOLLOW past the notice window
     supporter_id: int | None = None
 
 
@@ -145,9 +148,17 @@ def plan(session: Session, options: ScheduleSettings, now: datetime) -> list[Pla
     if not lead and not horizon:
         return []
     pid = options.programme_id
-    found = schedule.timeline(session, pid, now - LOOKBACK, now + max(lead, horizon))
+    edge = now + max(lead, horizon) + FOLLOW  # periods are followed to their real ends
+    found = schedule.timeline(session, pid, now - LOOKBACK, edge)
+
+    def end(at: datetime) -> datetime | None:
+        return None if at >= edge else at
+
+    def start(at: datetime) -> datetime:  # a gap cut at the look-back's edge is told from now
+        return now if at <= now - LOOKBACK else at
+
     planned = [
-        Planned(NoticeKind.GAP, f"gap:{pid}:{_gap_key(g, now)}", g.starts_at, g.ends_at)
+        Planned(NoticeKind.GAP, f"gap:{pid}:{_gap_key(g, now)}", start(g.starts_at), end(g.ends_at))
         for g in schedule.gaps_of(found)
         if horizon and g.ends_at > now and g.starts_at < now + horizon
     ]
@@ -157,7 +168,7 @@ def plan(session: Session, options: ScheduleSettings, now: datetime) -> list[Pla
                 NoticeKind.REMINDER,
                 f"reminder:{supporter_id}:{span.starts_at:%Y%m%dT%H%M%S}",
                 span.starts_at,
-                span.ends_at,
+                end(span.ends_at),
                 supporter_id,
             )
             for span in schedule.spans_of(found, supporter_id)

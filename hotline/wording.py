@@ -240,15 +240,25 @@ def verification_code(p: ProgrammeConfig, code: str, minutes: int) -> str:
     )
 
 
-def shift_reminder(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime) -> str:
-    return (
-        f"{p.name}: reminder, you are on call from {_local(starts_at, p.zone)} "
-        f"to {_local(ends_at, p.zone)}."
-    )
+def _dated(at: datetime, zone: ZoneInfo) -> str:
+    """``Tue 8 Dec 2:00 PM``: a warning can be days ahead, so the weekday alone is not enough."""
+    local = at.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b} {local.hour % 12 or 12}:{local:%M %p}"
 
 
-def coverage_gap(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime) -> str:
+def _period(starts_at: datetime, ends_at: datetime | None, zone: ZoneInfo) -> str:
+    """``from Mon 7 Dec 9:00 PM to Tue 8 Dec 7:00 AM``; a period still going on two weeks
+    after the notice (``ends_at`` None) is said to last more than that."""
+    until = f"to {_dated(ends_at, zone)}" if ends_at else "for more than two weeks"
+    return f"from {_dated(starts_at, zone)} {until}"
+
+
+def shift_reminder(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime | None) -> str:
+    return f"{p.name}: reminder, you are on call {_period(starts_at, ends_at, p.zone)}."
+
+
+def coverage_gap(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime | None) -> str:
     return (
-        f"{p.name}: nobody is on call from {_local(starts_at, p.zone)} "
-        f"to {_local(ends_at, p.zone)}. Please arrange cover in the console."
+        f"{p.name}: nobody is on call {_period(starts_at, ends_at, p.zone)}. "
+        "Please arrange cover in the console."
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -74,6 +74,32 @@ def test_a_gap_warning_goes_to_the_alert_phone_once(hotline: Hotline) -> None:
     assert warning["from_"] == HOTLINE
     assert "nobody is on call" in str(warning["body"])
     assert texts_to(hotline, ALICE) == []
+
+
+def test_reminders_and_warnings_name_the_real_end_of_the_period(hotline: Hotline) -> None:
+    """Not the end of the sweeper's look-ahead: that would tell a supporter starting an eight-hour
+    shift it lasts minutes, and a coordinator that a four-hour gap lasts one."""
+    assert hotline.clock.now == datetime(2026, 3, 2, 15, tzinfo=UTC)  # a Monday; zone UTC
+    configure(hotline, reminder=30, warning=24)
+    alice = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice, minutes=20, hours=23)  # Mon 15:20 to Tue 14:20
+    shift_in(hotline, alice, minutes=27 * 60, hours=8)  # Tue 18:00 to Wed 02:00
+    hotline.sweep()
+    (reminder,) = texts_to(hotline, ALICE)
+    assert "on call from Mon 2 Mar 3:20 PM to Tue 3 Mar 2:20 PM." in str(reminder["body"])
+    warnings = sorted(str(m["body"]) for m in texts_to(hotline, COORDINATOR))
+    assert len(warnings) == 2, warnings  # both gaps start within the 24 hours
+    assert "nobody is on call from Mon 2 Mar 3:00 PM to Mon 2 Mar 3:20 PM" in warnings[0]
+    assert "nobody is on call from Tue 3 Mar 2:20 PM to Tue 3 Mar 6:00 PM" in warnings[1]
+
+
+def test_a_period_going_on_for_weeks_is_told_as_such(hotline: Hotline) -> None:
+    configure(hotline, reminder=30, warning=None)
+    alice = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice, minutes=20, hours=60 * 24)  # sixty days
+    hotline.sweep()
+    (reminder,) = texts_to(hotline, ALICE)
+    assert "on call from Mon 2 Mar 3:20 PM for more than two weeks." in str(reminder["body"])
 
 
 def test_nothing_is_texted_without_schedule_settings(hotline: Hotline) -> None:
