@@ -211,11 +211,15 @@ class _Batch:
     rows: Sequence[Any]  # every row claimed (id, clinician_id, programme_id)
     targets: list[_Target]  # those still wanted, to send
     claimed_at: datetime  # the claim's time: which claim of its rows this is
+    deferred: tuple[datetime, ...] = ()  # when rows found outside their window are due again
 
 
 def _claim(services: Services, session: Session, where: list[Any], now: datetime) -> _Batch:
     """Move up to DRAIN_BATCH rows matching ``where`` to ``claimed``; cancel those no longer
-    wanted (declined, opted out, forgotten, or in a live conversation); the rest to send.
+    wanted (declined, opted out, forgotten, or in a live conversation); put those whose
+    programme's delivery window is shut now back to ``scheduled`` for its next opening (a retry
+    or a run late after an outage must not text anyone at night, and the window or time zone
+    may have changed since the row was scheduled); the rest to send.
 
     Rows another worker holds are skipped and the outer condition is checked again on the
     locked row, so a row is claimed once (``drains.picked``)."""
@@ -244,6 +248,13 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
             .options(joinedload(Programme.pool_numbers))
         ).unique()
     }
+    opens = {pid: in_window(now, p.checkin_hours, p.zone) for pid, p in programmes.items()}
+    shut = [row for row in rows if opens[row.programme_id] > now]
+    for pid in {row.programme_id for row in shut}:
+        ids = [row.id for row in shut if row.programme_id == pid]
+        session.execute(_unclaim(CheckIn.id.in_(ids)).values(due_at=opens[pid]))
+    claimed, deferred = rows, tuple(sorted({opens[row.programme_id] for row in shut}))
+    rows = [row for row in rows if row not in shut]
     talking = set(
         session.scalars(
             select(Conversation.clinician_id).where(
@@ -281,7 +292,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
             .values(state=CheckInState.CANCELLED)
             .execution_options(synchronize_session=False)
         )
-    return _Batch(rows, targets, now)
+    return _Batch(claimed, targets, now, deferred)
 
 
 def _next_due(session: Session, now: datetime, end: datetime) -> datetime | None:
@@ -303,6 +314,11 @@ def _deliver_all(services: Services, batch: _Batch, deadline: float) -> list[Che
     back at once rather than risk the job's time-out; so do they if a send fails unexpectedly.
     """
     targets, claimed_at = batch.targets, batch.claimed_at
+    if batch.deferred:
+        effects = Effects()
+        for at in batch.deferred:
+            effects.wake(Task.SEND_DUE_CHECKINS, *drains.wake_up_for(at))
+        schedule(services, effects)
     outcomes: list[CheckInState | None] = []
     sent: _Sent | None = None  # the last one Twilio took, not yet recorded
     try:

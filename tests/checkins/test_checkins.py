@@ -1158,3 +1158,74 @@ def test_the_database_failing_as_a_send_is_recorded_hands_the_rest_back_at_once(
         CheckInState.SENT,
     ]
     assert once_each(hotline, numbers)
+
+
+# --- the delivery window holds at send time --------------------------------------------------
+
+
+def test_a_checkin_retried_past_the_window_waits_for_the_next_morning(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Due 19:50, Twilio refuses it twice (retried 4, then 8 minutes on): the retry falls at
+    20:02, after the window (09:00-20:00 New York): it waits for 09:00, not the next minute."""
+    done_at = local(2026, 3, 2, 19, 50)
+    hotline = line_with_alice(make_line, done_at)
+    talk_then_done(hotline, Phones(hotline), done_at)
+    assert utc(rows(hotline)[0].due_at) == utc(local(2026, 3, 3, 19, 50))
+    hotline.fake.fail_for(CLINICIAN, status=503, code=None)
+    work(hotline, utc(local(2026, 3, 3, 19, 50)))
+    work(hotline, end_of_minute(rows(hotline)[0].due_at))  # 19:54, refused again
+    retry = rows(hotline)[0]
+    assert utc(retry.due_at) == utc(local(2026, 3, 3, 20, 2))
+    hotline.fake.clear_faults()
+    work(hotline, end_of_minute(retry.due_at))
+    assert texts_to(hotline, CLINICIAN) == []
+    waiting = rows(hotline)[0]
+    assert waiting.state == CheckInState.SCHEDULED
+    assert utc(waiting.due_at) == utc(local(2026, 3, 4, 9, 0))
+    work(hotline, utc(local(2026, 3, 4, 9, 0)))  # the wake-up asked for that minute
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+    sent = rows(hotline)[0]
+    assert sent.state == CheckInState.SENT and sent.sent_at is not None
+    assert sent.sent_at.astimezone(NY).hour == 9
+
+
+def test_a_checkin_overdue_after_an_outage_is_not_sent_at_night(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """The worker and Redis were down from before 19:50 until 02:30: the sweeper finds the
+    check-in overdue at 02:30 and holds it until the window opens."""
+    done_at = local(2026, 3, 2, 19, 50)
+    hotline = line_with_alice(make_line, done_at)
+    talk_then_done(hotline, Phones(hotline), done_at)
+    hotline.redis.flushdb()  # the wake-ups went with the outage
+    assert sweep(hotline, utc(local(2026, 3, 4, 2, 30))) == 0
+    assert texts_to(hotline, CLINICIAN) == []
+    assert utc(rows(hotline)[0].due_at) == utc(local(2026, 3, 4, 9, 0))
+    assert sweep(hotline, utc(local(2026, 3, 4, 9, 1))) == 1
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+
+
+def test_checkins_follow_a_time_zone_set_after_they_were_scheduled(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Scheduled while the programme ran on UTC (09:00-20:00 UTC); the coordinator then sets
+    New York: the 09:00 UTC check-in (04:00 there) waits for 09:00 New York."""
+    from hotline.programme_settings import update_settings
+
+    done_at = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
+    hotline = line_with_alice(make_line, done_at, HOTLINE_TIMEZONE="UTC")
+    talk_then_done(hotline, Phones(hotline), done_at)
+    first = rows(hotline)[0]
+    assert utc(first.due_at) == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)  # 04:00 in New York
+    with transaction(hotline.services.sessions) as session:
+        programme = session.scalars(select(Programme)).one()
+        changes = {"timezone": "America/New_York"}
+        update_settings(
+            session, hotline.services.vault, programme, changes, "c@x.org", done_at, "UTC"
+        )
+    work(hotline, end_of_minute(first.due_at))
+    assert texts_to(hotline, CLINICIAN) == []
+    assert utc(rows(hotline)[0].due_at) == utc(local(2026, 3, 3, 9, 0))
+    work(hotline, utc(local(2026, 3, 3, 9, 0)))
+    assert len(texts_to(hotline, CLINICIAN)) == 1
