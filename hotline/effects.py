@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotline import records
 from hotline.db import transaction
+from hotline.models import Conversation, ConversationState
 from hotline.services import Services
 from hotline.telephony import OptedOutError, RetryableError, TelephonyError
 from hotline.texting import OutboundText
@@ -23,7 +25,8 @@ from hotline.wakeups import Task
 log = logging.getLogger(__name__)
 
 # Pauses between attempts at a text Twilio refused for now (429, 5xx). Short: a job waits them
-# out. What still fails is not lost for good: an unanswered offer times out to the next peer.
+# out. What still fails is not lost for good: an unanswered offer times out to the next peer,
+# and a clinician's "nobody is free" is owed again (the sweeper tells them).
 RETRY_DELAYS = (0.25, 1.0)
 _ATTEMPTS = len(RETRY_DELAYS) + 1
 
@@ -34,9 +37,9 @@ class Effects:
     wakeups: list[tuple[Task, int, datetime | None]] = field(default_factory=list)
     cancels: list[tuple[Task, int]] = field(default_factory=list)
 
-    def text(self, to: str | None, from_: str, body: str) -> None:
+    def text(self, to: str | None, from_: str, body: str, *, owed_by: int | None = None) -> None:
         if to:  # a forgotten clinician has no number left to text
-            self.texts.append(OutboundText(to=to, from_=from_, body=body))
+            self.texts.append(OutboundText(to=to, from_=from_, body=body, owed_by=owed_by))
 
     def wake(self, task: Task, ident: int, at: datetime | None = None) -> None:
         self.wakeups.append((task, ident, at))
@@ -60,9 +63,39 @@ def send(services: Services, effects: Effects) -> None:
     is delivered (retention.after_status), as for relays and check-ins.
     """
     callback = services.callback_url("/twilio/status")
-    sent = [sid for text in effects.texts if (sid := _send_one(services, text, callback))]
+    sent: list[str] = []
+    lost: set[int] = set()
+    for text in effects.texts:
+        sid = _send_one(services, text, callback)
+        if isinstance(sid, str):
+            sent.append(sid)
+        elif sid is _LOST and text.owed_by is not None:
+            lost.add(text.owed_by)
     if sent:
         remember_sent(services, sent)
+    if lost:
+        owe_again(services, lost)
+
+
+def owe_again(services: Services, conversation_ids: set[int]) -> None:
+    """The clinicians of these conversations were not told that nobody is free (Twilio did not
+    take the text): while a conversation still waits, its telling is undone, and the sweeper
+    (``conversations.offer_waiting``) tells them, by the line's own rules, on its next round."""
+    try:
+        with transaction(services.sessions) as session:
+            session.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id.in_(conversation_ids),
+                    Conversation.state == ConversationState.QUEUED,
+                )
+                .values(fallback_at=None)
+                .execution_options(synchronize_session=False)
+            )
+    except SQLAlchemyError as error:
+        log.error("a lost 'nobody is free' text is not owed again: %s", type(error).__name__)
+        return
+    log.warning("%d 'nobody is free' texts lost to the provider: owed again", len(conversation_ids))
 
 
 def remember_sent(services: Services, sids: list[str]) -> None:
@@ -74,10 +107,14 @@ def remember_sent(services: Services, sids: list[str]) -> None:
         log.warning("sent texts' records not queued for deletion: %s", type(error).__name__)
 
 
-def _send_one(services: Services, text: OutboundText, callback: str | None) -> str | None:
+_LOST = object()  # Twilio did not take it, though it might have later (429, 5xx, unreachable)
+
+
+def _send_one(services: Services, text: OutboundText, callback: str | None) -> str | object:
     """One text, tried again shortly while Twilio says it did not take it (429, 5xx, no
     connection: a retry cannot duplicate it); never after a timeout (it may have gone out).
-    Its message SID when Twilio took it."""
+    Its message SID when Twilio took it; ``_LOST`` when it never did; None when it must not
+    be tried again (opted out, refused for good, or perhaps sent)."""
     for delay in (*RETRY_DELAYS, None):
         try:
             return services.telephony.send_text(
@@ -89,7 +126,7 @@ def _send_one(services: Services, text: OutboundText, callback: str | None) -> s
         except RetryableError as error:
             if delay is None:
                 log.warning("text not sent after %d attempts (code %s)", _ATTEMPTS, error.code)
-                return None
+                return _LOST
             time.sleep(delay)
         except TelephonyError as error:
             log.warning("text not sent: %s (code %s)", type(error).__name__, error.code)

@@ -212,12 +212,13 @@ def offer_or_fall_back(
         if clinician is not None:
             next_on = schedule.next_coverage(session, p.id, now)
             to = clinician_phone(vault, clinician)
-            if first_text:
+            if first_text:  # in the webhook's own answer
                 for body in _first_replies_nobody_free(p, next_on):
                     effects.text(to, p.hotline_number, body)
-            else:
+            else:  # from a job: owed again if the provider does not take it
                 call_back = conv.channel == Channel.VOICE
-                effects.text(to, p.hotline_number, wording.fallback(p, next_on, call_back))
+                body = wording.fallback(p, next_on, call_back)
+                effects.text(to, p.hotline_number, body, owed_by=conv.id)
         alert = alert_phone(session, vault, p.id)
         if alert:
             effects.text(alert, p.hotline_number, wording.coordinator_alert(p))

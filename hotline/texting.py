@@ -18,11 +18,14 @@ class InboundText:
 
 @dataclass(frozen=True)
 class OutboundText:
-    """A text to send in the webhook's own TwiML reply (``<Message to= from=>``)."""
+    """A text to send in the webhook's own TwiML reply (``<Message to= from=>``), or through
+    the provider from a job. ``owed_by``: the conversation whose clinician must get it (told
+    that nobody is free); sent from a job and lost to a provider outage, it is owed again."""
 
     to: str
     from_: str
     body: str
+    owed_by: int | None = None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from hotline import app as app_module
 from hotline import db, tasks
 from hotline.app import build_services, create_app
 from hotline.effects import RETRY_DELAYS
-from hotline.models import CheckIn, CheckInState, Offer, OfferState
+from hotline.models import CheckIn, CheckInState, Conversation, Offer, OfferState
 from hotline.settings import load_settings
 from hotline.wakeups import Task
 from tests.kit.databases import Tiers, empty_tables, postgres_server
@@ -406,6 +406,27 @@ def test_a_refused_text_from_a_job_is_retried_briefly_then_given_up(
     line.clock.advance(seconds=line.settings.offer_timeout + tasks.SWEEP_GRACE.seconds + 1)
     assert line.sweep().offers_expired == 1  # nobody else is left: SECOND is told so
     assert len(rest_texts(line, SECOND)) == 1
+
+
+@pytest.mark.sqlite_only
+def test_a_nobody_is_free_text_twilio_refused_is_owed_and_the_sweeper_sends_it(
+    line: Hotline,
+) -> None:
+    """The only peer's offer lapses and Twilio refuses the job's "nobody is free" text on every
+    attempt: the clinician, told a peer would text, must not be left with silence. The text is
+    owed again, and the sweeper sends it once Twilio takes texts again, once."""
+    line.add_supporter("Alice", ALICE)
+    texted(line, CLINICIAN, HOTLINE, "hello")
+    line.fake.fail_next(n=len(RETRY_DELAYS) + 1, status=503, code=None)
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    assert tasks.expire_offer(line.services, pending_offer(line).id)
+    assert rest_texts(line, CLINICIAN) == []
+    with line.session() as session:
+        assert session.scalar(select(Conversation.fallback_at)) is None  # owed
+    line.sweep()
+    line.sweep()
+    (told,) = rest_texts(line, CLINICIAN)
+    assert "No peer supporter is free" in told and "988" in told
 
 
 @pytest.mark.sqlite_only
