@@ -127,6 +127,11 @@ def _clinician_text(ctx: Inbound) -> None:
         ctx.reply(wording.checkins_declined())
         return
     conv = open_conversation(ctx.session, clinician)
+    if conv is None:
+        # Two first texts at once from a returning clinician (their row exists, so inserting it
+        # serialises nothing): under the programme's lock, look again, so one request opens.
+        routing.lock_programme(ctx.session, pid)
+        conv = open_conversation(ctx.session, clinician)
     if conv is None or conv.state == ConversationState.ACTIVE or word is Word.DISCIPLINE:
         # Written here, not before: a waiting request's text takes the programme's lock first
         # (see _queue_text), as an ACCEPT does, and its clinician row only after.

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, update
 
+from hotline import textline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
     ConversationState,
     Offer,
+    OfferState,
     PendingText,
     Programme,
     Supporter,
@@ -500,6 +502,56 @@ def test_a_text_racing_the_peers_accept_reaches_the_peer(hotline: Hotline, phone
     assert "are you there?" in accepted[0] or "are you there?" in relayed_by_the_text
     with hotline.session() as session:
         assert session.scalar(select(func.count()).select_from(PendingText)) == 0
+
+
+def test_two_texts_at_once_from_a_returning_clinician_open_one_request(
+    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twilio posts two quick texts at once; both look for an open request before either has
+    written anything. One request opens, offered once, and holds both texts."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice = phones.talking(CLINICIANS[0], ALICE)
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    barrier, first_look = threading.Barrier(2), threading.local()
+    real = textline.open_conversation
+
+    def looked(session: Any, row: Any) -> Any:
+        found = real(session, row)
+        if not getattr(first_look, "done", False):  # both first lookups, side by side
+            first_look.done = True
+            barrier.wait(timeout=10)
+        return found
+
+    monkeypatch.setattr(textline, "open_conversation", looked)
+    answers: list[str] = []
+
+    def send(sid: str, body: str) -> None:
+        response = hotline.sms(CLINICIANS[0], HOTLINE, body, MessageSid=sid)
+        answers.append(f"{response.status_code} {response.get_data(as_text=True)}")
+
+    threads = [
+        threading.Thread(target=send, args=("SM" + "7" * 32, "hi, me again")),
+        threading.Thread(target=send, args=("SM" + "8" * 32, "it happened again tonight")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [a[:3] for a in answers] == ["200", "200"]
+    assert sum("confidential" in a for a in answers) == 1  # greeted once
+    with hotline.session() as session:
+        waiting = session.scalars(
+            select(Conversation.id).where(Conversation.state == ConversationState.QUEUED)
+        ).all()
+        offers = session.scalars(select(Offer.id).where(Offer.state == OfferState.PENDING)).all()
+        held = session.scalar(select(func.count()).select_from(PendingText))
+    assert len(waiting) == 1 and len(offers) == 1 and held == 2
 
 
 def test_a_text_while_the_sweeper_closes_its_request_and_offers_others_does_not_deadlock(
