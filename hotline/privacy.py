@@ -84,6 +84,11 @@ class Vault:
         """The keyed hash under every configured key, for lookups during a rotation."""
         return [self._mac(k, value) for k in self._keys]
 
+    @property
+    def rotating(self) -> bool:
+        """More than one key is configured: rows may be under different keys' indexes."""
+        return len(self._keys) > 1
+
     def pseudonym(self, value: str) -> str:
         """A short stable name for logs (``p-3f9a1c2b``); not reversible without the key."""
         return "p-" + self._mac(self._keys[0], "log:" + value)[:8]

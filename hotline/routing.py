@@ -11,8 +11,10 @@ offer is made, so concurrent first texts never pick the same pointer twice (Post
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -32,7 +34,7 @@ from hotline.models import (
     Supporter,
 )
 from hotline.people import ALERT_CONTEXT, clinician_phone, supporter_phone
-from hotline.privacy import Vault
+from hotline.privacy import DecryptionError, Vault
 from hotline.programmes import ProgrammeConfig
 from hotline.wakeups import Task
 
@@ -80,20 +82,43 @@ def candidates(
         )
     ]
     clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
-    if clinician is not None:
-        supporters = [s for s in supporters if s.phone_hash != clinician.phone_hash]
+    if clinician is not None:  # a supporter asking for support is never offered their own
+        own = _indexes(vault, clinician.phone_hash, lambda: clinician_phone(vault, clinician))
+        supporters = [s for s in supporters if s.phone_hash not in own]
     load = _load(session, [s.id for s in supporters])
-    blocked = _blocked_pools(session, p.id, [s.phone_hash for s in supporters])
+    indexes = {
+        s.id: _indexes(vault, s.phone_hash, partial(supporter_phone, vault, s)) for s in supporters
+    }
+    blocked = _blocked_pools(session, p.id, [h for found in indexes.values() for h in found])
     found = []
     for s in supporters:
         used = load[s.id]
         if len(used) >= s.max_conversations:
             continue
-        free = [n for n in p.pool_numbers if n not in used and (s.phone_hash, n) not in blocked]
+        free = [
+            n
+            for n in p.pool_numbers
+            if n not in used and not any((h, n) in blocked for h in indexes[s.id])
+        ]
         if free:
             found.append(Candidate(s, free[0]))
     preferred = clinician.last_supporter_id if clinician else None
     found.sort(key=lambda c: _rank(c.supporter, preferred, conv.discipline_wanted))
+    return found
+
+
+def _indexes(vault: Vault, stored: str | None, number: Callable[[], str | None]) -> set[str]:
+    """A person's blind index under every data key. During a rotation their rows (supporter,
+    clinician, opt-outs) can be under different keys until ``hotline keys rotate`` is done, so
+    comparing the stored hashes alone would miss that two rows are one person."""
+    found = {stored} if stored else set()
+    if vault.rotating:
+        try:
+            value = number()
+        except DecryptionError:
+            return found
+        if value:
+            found.update(vault.blind_indexes(value))
     return found
 
 
