@@ -241,14 +241,14 @@ def verification_code(p: ProgrammeConfig, code: str, minutes: int) -> str:
 
 
 def _dated(at: datetime, zone: ZoneInfo) -> str:
-    """``Tue 8 Dec 2:00 PM``: a warning can be days ahead, so the weekday alone is not enough."""
+    """Tue 8 Dec 2:00 PM: a warning can be days ahead, so the weekday alone is not enough."""
     local = at.astimezone(zone)
     return f"{local:%a} {local.day} {local:%b} {local.hour % 12 or 12}:{local:%M %p}"
 
 
 def _period(starts_at: datetime, ends_at: datetime | None, zone: ZoneInfo) -> str:
-    """``from Mon 7 Dec 9:00 PM to Tue 8 Dec 7:00 AM``; a period still going on two weeks
-    after the notice (``ends_at`` None) is said to last more than that."""
+    """From Mon 7 Dec 9:00 PM to Tue 8 Dec 7:00 AM; a period still going on two weeks after
+    the notice (no end given) is said to last more than that."""
     until = f"to {_dated(ends_at, zone)}" if ends_at else "for more than two weeks"
     return f"from {_dated(starts_at, zone)} {until}"
 

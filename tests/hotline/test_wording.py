@@ -78,6 +78,7 @@ ROWS: dict[str, Row] = {
     "ringing now": (wording.ringing_now, (), 1),
     "offer gone": (wording.offer_gone, (), 1),
     "answer where offered": (wording.answer_where_offered, (), 1),
+    "answer where talking": (wording.answer_where_talking, (), 1),
     "passed": (wording.passed, (), 1),
     "accepted": (wording.accepted_for_supporter, (), 1),
     "accepted, call-back": (wording.accepted_for_supporter, (True,), 1),
@@ -95,7 +96,9 @@ ROWS: dict[str, Row] = {
     "coordinator alert": (wording.coordinator_alert, (NAMED,), 1),
     "verification code": (wording.verification_code, (NAMED, "482913", CODE_MINUTES), 1),
     "shift reminder": (wording.shift_reminder, (NAMED, NOON, EVENING), 1),
+    "shift reminder, open-ended": (wording.shift_reminder, (NAMED, NOON, None), 1),
     "coverage gap": (wording.coverage_gap, (NAMED, NOON, EVENING), 1),
+    "coverage gap, open-ended": (wording.coverage_gap, (NAMED, NOON, None), 1),
 }
 # The programme's own texts, sent as they are: a check-in is one segment (issue 5).
 PROGRAMME_TEXTS = {
