@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from hotline.people import set_alert_phone
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
 from hotline.programmes import DEFAULT_SLUG, ensure_default_programme, ensure_programme
+from hotline.rotation import follow_programme_zones
 from hotline.settings import Settings, SettingsError, load_settings
 
 CLI_ACTOR = "command line"  # who the audit log names for changes made here
@@ -58,6 +60,8 @@ def db_upgrade() -> None:
     engine = make_engine(settings.database_url)
     with transaction(make_sessionmaker(engine)) as session:
         ensure_default_programme(session, settings)
+        session.flush()
+        follow_programme_zones(session, settings.timezone)  # HOTLINE_TIMEZONE may have changed
     engine.dispose()
     click.echo(f"database at revision {migrate.head()}")
 
@@ -151,8 +155,13 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
     """Add (or update) a programme with its own number, pool, roster and schedule."""
     hotline = _number(number)
     pool_numbers = tuple(_number(n) for n in pool.split(",") if n.strip()) or (hotline,)
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.ClickException(f"not an IANA time zone: {timezone!r}") from None
     with _session() as session:
-        ensure_programme(
+        programme = ensure_programme(
             session,
             slug=slug,
             name=name,
@@ -160,6 +169,8 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
             pool_numbers=pool_numbers,
             timezone=timezone,
         )
+        session.flush()
+        follow_programme_zones(session, _settings().timezone, programme.id)
     click.echo(f"programme {slug} serves {hotline}")
 
 

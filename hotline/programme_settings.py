@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import audit
@@ -25,13 +25,13 @@ from hotline.models import (
     OfferState,
     PoolNumber,
     Programme,
-    Rotation,
     ScheduleSettings,
 )
 from hotline.people import ALERT_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
 from hotline.programmes import ProgrammeConfig
+from hotline.rotation import follow_programme_zones
 from hotline.settings import SettingsError, parse_hours, parse_offsets
 
 TEXT_LIMITS = {
@@ -223,11 +223,8 @@ def _apply_timezone(
 
 def _sync_rotations(session: Session, programme: Programme, default_zone: str) -> None:
     """Rotations hand off on the programme's wall clock, from now on the new one."""
-    session.execute(
-        update(Rotation)
-        .where(Rotation.programme_id == programme.id)
-        .values(timezone=programme.timezone or default_zone)
-    )
+    session.flush()
+    follow_programme_zones(session, default_zone, programme.id)
 
 
 def _apply_offsets(

@@ -11,16 +11,37 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from hotline import audit
-from hotline.models import Rotation, RotationMember
+from hotline.models import Programme, Rotation, RotationMember
 from hotline.rota import RotaError, log, parse_date, schedulable
 
 MAX_MEMBERS = 52
 MAX_NAME = 120
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def follow_programme_zones(
+    session: Session, default_zone: str, programme_id: int | None = None
+) -> int:
+    """Rotations hand off on their programme's wall clock: give every rotation (of
+    ``programme_id``, or of every programme) its programme's time zone, or the deployment's
+    ``default_zone`` for a programme without one, where it differs; how many changed.
+
+    The settings page and API call it when the zone changes, ``hotline programme add`` when it
+    sets one, and ``hotline db upgrade`` (the release step) always, so a changed
+    ``HOTLINE_TIMEZONE`` is followed from the next deploy on."""
+    zone = func.coalesce(
+        select(Programme.timezone).where(Programme.id == Rotation.programme_id).scalar_subquery(),
+        default_zone,
+    )
+    query = update(Rotation).where(Rotation.timezone != zone).values(timezone=zone)
+    if programme_id is not None:
+        query = query.where(Rotation.programme_id == programme_id)
+    result = session.execute(query.execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def parse_weekday(raw: object) -> int:

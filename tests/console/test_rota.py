@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import select, update
 
 from hotline import roster, rota, rotation, schedule
 from hotline.db import transaction
-from hotline.models import AuditEntry, Programme, Supporter
+from hotline.models import AuditEntry, Programme, Rotation, Supporter
 from tests.console.conftest import ACTOR, add_verified
 from tests.kit.harness import Hotline
 
@@ -217,3 +218,72 @@ def test_editing_a_rotation_reorders_it_and_is_audited(hotline: Hotline) -> None
     with hotline.session() as session:
         actions = [e.action for e in session.query(AuditEntry).order_by(AuditEntry.id)]
     assert actions[-2:] == ["rotation.add", "rotation.edit"]
+
+
+def _cli(hotline: Hotline, *args: str, **env: str) -> str:
+    from click.testing import CliRunner
+
+    from hotline.cli import main
+    from tests.kit.harness import test_env as environment_for
+
+    runner = CliRunner(env={**environment_for(hotline.settings.database_url, hotline.fake), **env})
+    result = runner.invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _rotation_zone(hotline: Hotline) -> str:
+    with hotline.session() as session:
+        (zone,) = session.scalars(select(Rotation.timezone)).all()
+        return zone
+
+
+@pytest.mark.sqlite_only
+def test_rotations_follow_a_time_zone_set_outside_the_settings_page(hotline: Hotline) -> None:
+    """``hotline programme add`` (which also updates) and a changed HOTLINE_TIMEZONE at the
+    next ``hotline db upgrade`` (the release step) move the hand-offs to the new wall clock,
+    as the settings page does: the console shows "Mondays 09:00" in the programme's zone."""
+    from tests.kit.harness import HOTLINE, POOL
+
+    alice, bob = add_verified(hotline, "Alice", ALICE), add_verified(hotline, "Bob", BOB)
+    add_rotation(hotline, [alice, bob])
+    with transaction(hotline.services.sessions) as session:
+        session.execute(update(Rotation).values(timezone="UTC"))  # made while on UTC
+    monday_9_in_new_york = datetime(2026, 3, 9, 13, tzinfo=UTC)  # daylight time from 8 March
+    _cli(
+        hotline,
+        *("programme", "add", "default", "--name", "Peer support", "--number", HOTLINE),
+        *("--pool", ",".join(POOL), "--timezone", "America/New_York"),
+    )
+    assert _rotation_zone(hotline) == "America/New_York"
+    assert on_call(hotline, monday_9_in_new_york - timedelta(minutes=1)) == {alice}
+    assert on_call(hotline, monday_9_in_new_york) == {bob}
+    with transaction(hotline.services.sessions) as session:  # back to the deployment's zone
+        session.get_one(Programme, hotline.programme_id).timezone = None
+    _cli(hotline, "db", "upgrade", HOTLINE_TIMEZONE="America/Chicago")
+    assert _rotation_zone(hotline) == "America/Chicago"
+    refused = _cli_error(
+        hotline,
+        "programme",
+        "add",
+        "x",
+        "--name",
+        "X",
+        "--number",
+        "+15550200000",
+        "--timezone",
+        "Mars/Olympus",
+    )
+    assert "not an IANA time zone" in refused
+
+
+def _cli_error(hotline: Hotline, *args: str) -> str:
+    from click.testing import CliRunner
+
+    from hotline.cli import main
+    from tests.kit.harness import test_env as environment_for
+
+    runner = CliRunner(env=environment_for(hotline.settings.database_url, hotline.fake))
+    result = runner.invoke(main, list(args))
+    assert result.exit_code != 0
+    return result.output
