@@ -62,6 +62,9 @@ CLAIM_LEASE = drains.LEASE
 DRAIN_BATCH = 50  # check-ins claimed (and committed) together, then sent one by one
 PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
 CANCELLABLE = (CheckInState.SCHEDULED, CheckInState.CLAIMED)  # not yet handed to Twilio
+# A clinician's text this soon after a check-in is its reply: it counts in the reports, it goes
+# to the peer who last supported them, and the purge keeps their number until it has passed.
+REPLY_WINDOW = timedelta(days=7)
 
 # Twilio's message states in the order they can happen; callbacks arrive out of order and twice.
 DELIVERY_ORDER = {
@@ -502,14 +505,14 @@ def recover_stuck(session: Session, now: datetime) -> int:
 
 
 def note_reply(session: Session, clinician_id: int, now: datetime) -> bool:
-    """A clinician wrote in after a check-in (within a week): record it; True if so."""
+    """A clinician wrote in after a check-in (within REPLY_WINDOW): record it; True if so."""
     recent = session.scalar(
         select(CheckIn)
         .where(
             CheckIn.clinician_id == clinician_id,
             CheckIn.state == CheckInState.SENT,
             CheckIn.replied_at.is_(None),
-            CheckIn.sent_at >= now - timedelta(days=7),
+            CheckIn.sent_at >= now - REPLY_WINDOW,
         )
         .order_by(CheckIn.sent_at.desc())
         .limit(1)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from hotline import drains
 from hotline.checkins import PENDING as PENDING_CHECKINS
+from hotline.checkins import REPLY_WINDOW
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
 from hotline.events import claim, insert_new
@@ -373,10 +374,17 @@ def end_stale_calls(session: Session, now: datetime, effects: Effects) -> int:
 
 
 def purge_expired(session: Session, now: datetime, retention: timedelta) -> int:
-    """Forget clinicians silent for ``retention`` with nothing open or pending for them."""
+    """Forget clinicians silent for ``retention`` with nothing open or pending for them, nor
+    a check-in sent within REPLY_WINDOW: its reply goes to the peer who supported them, which
+    needs their number still known (the last check-in is often sent ``retention`` after the
+    conversation, when the number would otherwise go that night)."""
     pending_checkin = exists().where(
         CheckIn.clinician_id == Clinician.id,
         CheckIn.state.in_(PENDING_CHECKINS),
+    )
+    recent_checkin = exists().where(
+        CheckIn.clinician_id == Clinician.id,
+        CheckIn.sent_at > now - REPLY_WINDOW,
     )
     open_conversation = exists().where(
         Conversation.clinician_id == Clinician.id,
@@ -387,6 +395,7 @@ def purge_expired(session: Session, now: datetime, retention: timedelta) -> int:
             Clinician.phone_hash.is_not(None),
             Clinician.last_contact_at <= now - retention,
             ~pending_checkin,
+            ~recent_checkin,
             ~open_conversation,
         )
     ).all()

@@ -786,6 +786,35 @@ def test_a_reply_to_a_checkin_goes_first_to_the_last_supporter_if_on_call(
     phones.assert_no_unexpected()
 
 
+def test_a_reply_to_the_last_checkin_reaches_the_peer_after_the_nightly_purge(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """The 30-day check-in goes out as the clinician's number reaches the retention period;
+    the purge keeps it for a reply window, so a reply days later still finds Alice."""
+    hotline = make_line()
+    hotline.clock.now = T0.astimezone(UTC)
+    hotline.add_supporter("Alice", ALICE, on_call=True)
+    hotline.add_supporter("Bob", BOB)  # never offered anything: round-robin would pick him
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0, peer=ALICE)
+    clinician = phones.phone(CLINICIAN)
+    for row in rows(hotline):
+        work(hotline, row.due_at + timedelta(seconds=30))
+        clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
+    last = rows(hotline)[-1].due_at
+    assert last.astimezone(NY).date() - T0.date() == timedelta(days=30)
+    with at(hotline, last + timedelta(days=1)):
+        assert hotline.sweep().clinicians_purged == 0
+
+    with at(hotline, last + timedelta(days=2)):
+        clinician.texts(REPLY)
+    clinician.expect_text("confidential", from_=HOTLINE)
+    phones.phone(ALICE).expect_text("Reply ACCEPT", from_=POOL[0])
+    phones.phone(BOB).expect_nothing()
+    assert rows(hotline)[-1].replied_at is not None
+    phones.assert_no_unexpected()
+
+
 # --- confidentiality: Redis holds ids, never numbers or words ---------------------------------
 
 

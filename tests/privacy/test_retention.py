@@ -86,7 +86,9 @@ def test_a_pending_checkin_keeps_the_number_until_it_is_done(
     phones.phone(ALICE).texts("DONE")  # check-ins at 1, 7 and 30 days
     hotline.clock.advance(days=31)
     assert hotline.sweep().clinicians_purged == 0  # the 30-day check-in just went out
-    hotline.clock.advance(days=31)
+    hotline.clock.advance(days=6)
+    assert hotline.sweep().clinicians_purged == 0  # a reply to it would still find Alice
+    hotline.clock.advance(days=2)
     assert hotline.sweep().clinicians_purged == 1
 
 
