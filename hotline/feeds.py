@@ -1,8 +1,12 @@
 """iCalendar feeds of the schedule: one per supporter, one per programme, at secret URLs.
 
-A feed lists on-call periods from PAST before now to AHEAD after it, as computed by
-schedule.py (rotations, shifts and overrides together). A supporter's feed holds only their own
-periods; the programme's names who is on call. Nothing about a conversation is in either.
+A feed lists on-call periods that end after PAST before now and begin by the end of the day
+AHEAD after it, as computed by schedule.py (rotations, shifts and overrides together). A period
+keeps its true start, and so its UID, from one fetch to the next: the schedule is read from a
+day boundary LOOK_BACK before now, not from now - PAST (which cut a period under way there at a
+new instant each fetch, so calendars saw a new event every time they polled). A supporter's
+feed holds only their own periods; the programme's names who is on call. Nothing about a
+conversation is in either.
 Secrets are random URL-safe tokens (``Supporter.calendar_token``,
 ``ScheduleSettings.calendar_token``); looking one up is a plain equality on a unique column.
 """
@@ -16,11 +20,15 @@ from icalendar import Calendar, Event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import audit, schedule
+from hotline import audit, rota, schedule
 from hotline.models import Programme, ScheduleSettings, Supporter
 
 PAST = timedelta(days=14)
 AHEAD = timedelta(days=90)
+# Back to where any period still shown could have begun: a shift or override lasts at most
+# rota.MAX_PERIOD. Only a longer unbroken stretch (one person on call for months) is cut, at a
+# day boundary, so its start moves once a day.
+LOOK_BACK = PAST + rota.MAX_PERIOD
 PRODID = "-//Clinician peer support line//Schedule//EN"
 MIN_TOKEN = 20  # shorter tokens name nothing (and are never issued)
 
@@ -104,13 +112,29 @@ def _event(uid: str, span: schedule.Span, summary: str, now: datetime) -> Event:
     return event
 
 
+def _midnight(at: datetime) -> datetime:
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _timeline(session: Session, programme_id: int, now: datetime) -> list[schedule.Segment]:
+    """The schedule from a day boundary LOOK_BACK ago to one at least AHEAD from now."""
+    start = _midnight(now - LOOK_BACK)
+    end = _midnight(now + AHEAD) + timedelta(days=1)
+    return schedule.timeline(session, programme_id, start, end)
+
+
+def _spans(found: list[schedule.Segment], supporter_id: int, now: datetime) -> list[schedule.Span]:
+    """A supporter's periods whole, those over before the feed's window left out."""
+    return [s for s in schedule.spans_of(found, supporter_id) if s.ends_at > now - PAST]
+
+
 def supporter_feed(
     session: Session, supporter: Supporter, programme_name: str, now: datetime
 ) -> bytes:
     """The supporter's own on-call periods as an iCalendar document."""
-    found = schedule.timeline(session, supporter.programme_id, now - PAST, now + AHEAD)
+    found = _timeline(session, supporter.programme_id, now)
     calendar = _calendar(f"{programme_name}: on call")
-    for span in schedule.spans_of(found, supporter.id):
+    for span in _spans(found, supporter.id, now):
         uid = f"oncall-{supporter.id}-{span.starts_at:%Y%m%dT%H%M%SZ}@hotline"
         calendar.add_component(_event(uid, span, f"On call: {programme_name}", now))
     return bytes(calendar.to_ical())
@@ -118,13 +142,14 @@ def supporter_feed(
 
 def programme_feed(session: Session, programme: Programme, now: datetime) -> bytes:
     """Everyone's on-call periods for the programme, one event per person and period."""
-    found = schedule.timeline(session, programme.id, now - PAST, now + AHEAD)
-    ids = {s for segment in found for s in segment.supporter_ids}
+    found = _timeline(session, programme.id, now)
+    shown = {s: _spans(found, s, now) for segment in found for s in segment.supporter_ids}
+    ids = [s for s in sorted(shown) if shown[s]]
     rows = session.execute(select(Supporter.id, Supporter.name).where(Supporter.id.in_(ids)))
     names = {supporter_id: name for supporter_id, name in rows}
     calendar = _calendar(f"{programme.name}: on-call schedule")
-    for supporter_id in sorted(ids):
-        for span in schedule.spans_of(found, supporter_id):
+    for supporter_id in ids:
+        for span in shown[supporter_id]:
             uid = f"oncall-{supporter_id}-{span.starts_at:%Y%m%dT%H%M%SZ}@hotline"
             calendar.add_component(
                 _event(uid, span, f"On call: {names.get(supporter_id, '?')}", now)

@@ -52,3 +52,35 @@ def test_feeds_list_on_call_periods_and_only_the_supporters_own(hotline: Hotline
         "On call: Bob",
     ]
     assert ALICE not in everyone.to_ical().decode() and ALICE not in own.to_ical().decode()
+
+
+def test_a_period_under_way_keeps_its_start_and_uid_from_one_fetch_to_the_next(
+    hotline: Hotline,
+) -> None:
+    """A calendar polls the feed: a period that began before the feed's two weeks back is the
+    same event each time, with its real start, and one over before then is not listed."""
+    alice = add_verified(hotline, "Alice", ALICE)
+    now = hotline.clock.now
+    long_ago, under_way = now - timedelta(days=40), now - timedelta(days=20)
+    with transaction(hotline.services.sessions) as session:
+        for begins, ends in ((long_ago, long_ago + timedelta(days=5)), (under_way, now)):
+            rota.add_shift(session, hotline.programme_id, alice, begins, ends, ACTOR, begins)
+
+    def fetch(at: timedelta) -> list[tuple[str, object, object]]:
+        with hotline.session() as session:
+            supporter = session.get_one(Supporter, alice)
+            own = Calendar.from_ical(feeds.supporter_feed(session, supporter, "Peer", now + at))
+            token = feeds.programme_token(session, hotline.programme_id)
+            programme = feeds.programme_by_token(session, token)
+            assert programme is not None
+            everyone = Calendar.from_ical(feeds.programme_feed(session, programme, now + at))
+        found = [
+            (str(e["uid"]), e.decoded("dtstart"), e.decoded("dtend"))
+            for e in [*own.walk("VEVENT"), *everyone.walk("VEVENT")]
+        ]
+        return found
+
+    first = fetch(timedelta(0))
+    assert [(start, end) for _, start, end in first] == [(under_way, now)] * 2
+    assert fetch(timedelta(minutes=30)) == first
+    assert fetch(timedelta(days=1)) == first
