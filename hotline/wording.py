@@ -117,7 +117,10 @@ def _next_on_call(p: ProgrammeConfig, at: datetime | None) -> str:
 
 
 def coordinator_alert(p: ProgrammeConfig) -> str:
-    return f"{p.name}: a peer support request is waiting with nobody available to take it."
+    return (
+        f"{p.name}: a peer support request is waiting with nobody available to take it. "
+        "No need to reply: replies here reach the support line."
+    )
 
 
 def forgotten() -> str:
@@ -254,11 +257,14 @@ def _period(starts_at: datetime, ends_at: datetime | None, zone: ZoneInfo) -> st
 
 
 def shift_reminder(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime | None) -> str:
-    return f"{p.name}: reminder, you are on call {_period(starts_at, ends_at, p.zone)}."
+    return (
+        f"{p.name}: reminder, you are on call {_period(starts_at, ends_at, p.zone)}. "
+        "No need to reply."
+    )
 
 
 def coverage_gap(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime | None) -> str:
     return (
         f"{p.name}: nobody is on call {_period(starts_at, ends_at, p.zone)}. "
-        "Please arrange cover in the console."
+        "Please arrange cover in the console (no reply needed)."
     )
