@@ -7,8 +7,9 @@ inactive, or whose phone number still awaits its texted code, are never on call.
 
 Rotations hand off at a local wall-clock time in their programme's time zone, so a Monday 09:00
 hand-off stays at 09:00 across DST (that turn is 167 or 169 hours long). A hand-off time that
-does not exist that day (spring forward) happens right after the gap; one that happens twice
-(fall back) happens the first time (PEP 495 ``fold=0``).
+does not exist that day (spring forward) happens as far past the gap as it was into it (02:30
+is 03:30 new time); one that happens twice (fall back) happens the first time (PEP 495
+``fold=0``).
 """
 
 from __future__ import annotations
