@@ -73,9 +73,10 @@ def authenticate() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         fail(401, "send Authorization: Bearer <token> (see `hotline api-token create`)")
     with transaction(services().sessions) as session:
-        found = accounts.find_api_token(session, token.strip())
-        if found is None:
-            fail(401, "that token is not valid (unknown or revoked)")
+        try:
+            found = accounts.use_api_token(session, token.strip(), services().clock())
+        except accounts.TokenRefused as refused:
+            fail(401, str(refused))
         g.api_caller = Caller(f"api:{found.name}", _scope(session, found.programme_id))
 
 

@@ -110,6 +110,14 @@ class TokenForm(FlaskForm):  # type: ignore[misc]
         description='Who or what will use it, e.g. "staff directory sync".',
     )
     every_programme = BooleanField("For every programme (not only this one)")
+    expires_in = SelectField(
+        "Expires",
+        choices=options(
+            [("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year"), ("", "never")]
+        ),
+        default="90",
+        description="After this it is refused, as a revoked token is; make a new one then.",
+    )
 
 
 class SettingsForm(FlaskForm):  # type: ignore[misc]

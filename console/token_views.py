@@ -7,6 +7,7 @@ it (never in a flash message: those travel in the session cookie, which is signe
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
@@ -35,7 +36,9 @@ def _page(form: TokenForm | None = None, shown: str | None = None) -> str:
         form = TokenForm()
     if not auth.user().is_admin:
         del form.every_programme
-    context: dict[str, Any] = {"tokens": tokens, "form": form, "shown": shown}
+    at = now()
+    states = {t.id: accounts.token_state(t, at) for t in tokens}
+    context: dict[str, Any] = {"tokens": tokens, "states": states, "form": form, "shown": shown}
     return render_template("console/tokens.html", **context)
 
 
@@ -52,6 +55,8 @@ def create() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _page(form), 422
     every = auth.user().is_admin and bool(form.every_programme.data)
+    at = now()
+    days = int(form.expires_in.data) if form.expires_in.data else None
     try:
         with transaction(services().sessions) as db:
             token = accounts.create_api_token(
@@ -59,7 +64,8 @@ def create() -> ResponseReturnValue:
                 form.name.data,
                 None if every else auth.programme_id(),
                 actor=auth.user().email,
-                at=now(),
+                at=at,
+                expires_at=at + timedelta(days=days) if days else None,
             )
     except accounts.AccountError as error:
         form.name.errors = [str(error)]

@@ -24,6 +24,18 @@ class AccountError(ValueError):
     """A clear, user-facing reason an account operation was refused."""
 
 
+class TokenRefused(AccountError):
+    """A bearer token that does not work: unknown, revoked or expired."""
+
+    def __init__(self, state: str, expires_at: datetime | None) -> None:
+        self.state = state
+        if state == "expired" and expires_at is not None:
+            reason = f"that token expired at {expires_at:%Y-%m-%d %H:%M} UTC; ask for a new one"
+        else:
+            reason = "that token is not valid (unknown or revoked)"
+        super().__init__(reason)
+
+
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"passwords need at least {MIN_PASSWORD} characters")
@@ -68,14 +80,25 @@ def create_api_token(
     *,
     actor: str | None = None,
     at: datetime | None = None,
+    expires_at: datetime | None = None,
 ) -> str:
     """Store a new token's hash and return the token itself (shown once, never stored);
-    audited as ``actor``'s when one is given."""
+    audited as ``actor``'s when one is given. ``expires_at``: refused from then on (None:
+    never)."""
     name = " ".join(name.split())
     if not name or len(name) > MAX_TOKEN_NAME:
         raise AccountError(f"a token needs a name of 1 to {MAX_TOKEN_NAME} characters")
+    at = at or utcnow()
+    if expires_at is not None and expires_at <= at:
+        raise AccountError("a token's expiry must be in the future")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, token_hash=token_digest(token), programme_id=programme_id)
+    row = ApiToken(
+        name=name,
+        token_hash=token_digest(token),
+        programme_id=programme_id,
+        created_at=at,
+        expires_at=expires_at,
+    )
     session.add(row)
     session.flush()
     if actor is not None:
@@ -84,11 +107,24 @@ def create_api_token(
             programme_id=programme_id,
             actor=actor,
             action="api token created",
-            at=at or utcnow(),
+            at=at,
             target=_token_target(row),
-            new={"scope": "every programme" if programme_id is None else "this programme"},
+            new={
+                "scope": "every programme" if programme_id is None else "this programme",
+                "expires": f"{expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never",
+            },
         )
     return token
+
+
+def token_state(token: ApiToken, now: datetime) -> str:
+    """``live``, ``revoked`` or ``expired``: whether the token works at ``now``, and if not
+    why."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "live"
 
 
 def api_tokens(session: Session, programme_id: int | None) -> list[ApiToken]:
@@ -120,12 +156,19 @@ def _token_target(token: ApiToken) -> str:
     return f"api token {token.id} ({token.name})"
 
 
-def find_api_token(session: Session, token: str) -> ApiToken | None:
-    found = session.scalar(
-        select(ApiToken).where(
-            ApiToken.token_hash == token_digest(token), ApiToken.revoked_at.is_(None)
-        )
-    )
-    if found is not None:
-        found.last_used_at = utcnow()
+def use_api_token(session: Session, token: str, now: datetime) -> ApiToken:
+    """The live token ``token`` is, its use noted; TokenRefused saying why it does not work."""
+    found = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token)))
+    state = "unknown" if found is None else token_state(found, now)
+    if found is None or state != "live":
+        raise TokenRefused(state, found.expires_at if found is not None else None)
+    found.last_used_at = now
     return found
+
+
+def find_api_token(session: Session, token: str, now: datetime | None = None) -> ApiToken | None:
+    """The live token ``token`` is (its use noted), or None."""
+    try:
+        return use_api_token(session, token, now or utcnow())
+    except TokenRefused:
+        return None

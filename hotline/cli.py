@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -97,12 +97,24 @@ def api_token() -> None:
 @click.argument("name")
 @click.option("--programme", "slug", default=DEFAULT_SLUG, show_default=True)
 @click.option("--all-programmes", is_flag=True, help="A token for every programme.")
-def api_token_create(name: str, slug: str, all_programmes: bool) -> None:
+@click.option(
+    "--expires-in",
+    "days",
+    type=click.IntRange(1, 3650),
+    default=None,
+    metavar="DAYS",
+    help="Refuse the token after DAYS days (default: it never expires).",
+)
+def api_token_create(name: str, slug: str, all_programmes: bool, days: int | None) -> None:
     """Print a new token for NAME once; only its hash is kept."""
     with _session() as session:
         programme_id = None if all_programmes else _programme(session, slug).id
+        now = utcnow()
+        expires_at = now + timedelta(days=days) if days else None
         try:
-            token = accounts.create_api_token(session, name, programme_id, actor=CLI_ACTOR)
+            token = accounts.create_api_token(
+                session, name, programme_id, actor=CLI_ACTOR, at=now, expires_at=expires_at
+            )
         except accounts.AccountError as error:
             raise click.ClickException(str(error)) from None
         click.echo(token)
@@ -111,14 +123,20 @@ def api_token_create(name: str, slug: str, all_programmes: bool) -> None:
 @api_token.command("list")
 @click.option("--programme", "slug", default=None, help="Only this programme's tokens.")
 def api_token_list(slug: str | None) -> None:
-    """List tokens (never the tokens themselves): id, scope, name, last use, revocation."""
+    """List tokens (never the tokens themselves): id, scope, name, last use, state, expiry."""
     with _session() as session:
         programme_id = None if slug is None else _programme(session, slug).id
         slugs = {pid: slug for pid, slug in session.execute(select(Programme.id, Programme.slug))}
+        now = utcnow()
         for token in accounts.api_tokens(session, programme_id):
             scope = "all" if token.programme_id is None else slugs.get(token.programme_id, "?")
             used = _when(token.last_used_at) or "never used"
-            state = f"revoked {_when(token.revoked_at)}" if token.revoked_at else "live"
+            state = accounts.token_state(token, now)
+            ended = {"revoked": token.revoked_at, "expired": token.expires_at}.get(state)
+            if ended is not None:
+                state = f"{state} {_when(ended)}"
+            elif token.expires_at is not None:
+                state = f"live until {_when(token.expires_at)}"
             click.echo(f"{token.id}\t{scope}\t{token.name}\tlast used {used}\t{state}")
 
 

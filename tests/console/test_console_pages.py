@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -278,6 +279,33 @@ def test_an_api_token_made_in_the_console_is_shown_once_and_revoked_there(
     audit_page = console.get("/console/audit")
     assert "api token created" in audit_page and "api token revoked" in audit_page
     assert token not in audit_page
+
+
+def test_a_console_token_expires_when_chosen_and_one_set_to_never_does_not(
+    console: Console,
+) -> None:
+    hotline = console.hotline
+    made = console.post("/console/tokens", {"name": "monthly report", "expires_in": "30"})
+    monthly = _token_of(made.get_data(as_text=True))  # type: ignore[attr-defined]
+    made = console.post("/console/tokens", {"name": "directory sync", "expires_in": ""})
+    forever = _token_of(made.get_data(as_text=True))  # type: ignore[attr-defined]
+    expiry = (hotline.clock.now + timedelta(days=30)).strftime("%Y-%m-%d %H:%M")
+    assert expiry in console.get("/console/tokens")
+    hotline.clock.advance(days=29, hours=23)
+    assert _api_status(hotline, monthly) == 200
+    hotline.clock.advance(hours=1)
+    refused = hotline.client.get(
+        "/api/v1/supporters", headers={"Authorization": f"Bearer {monthly}"}
+    )
+    assert refused.status_code == 401
+    assert f"expired at {expiry} UTC" in refused.get_json()["error"]["message"]
+    hotline.clock.advance(days=400)
+    assert _api_status(hotline, forever) == 200
+    assert sign_in(console.client) == 302  # the console session timed out meanwhile
+    page = console.get("/console/tokens")
+    assert "expired" in page and page.count(">Revoke<") == 1  # only the live one
+    audit_page = console.get("/console/audit")
+    assert "never" in audit_page and expiry in audit_page
 
 
 def test_a_coordinator_manages_only_their_programmes_tokens(hotline: Hotline) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,15 @@ from sqlalchemy import select
 from hotline.accounts import check_password, find_api_token
 from hotline.cli import main
 from hotline.db import make_engine, make_sessionmaker
-from hotline.models import AuditEntry, Coordinator, PoolNumber, Programme, Shift, Supporter
+from hotline.models import (
+    ApiToken,
+    AuditEntry,
+    Coordinator,
+    PoolNumber,
+    Programme,
+    Shift,
+    Supporter,
+)
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -78,6 +87,19 @@ def test_api_tokens_are_listed_and_revoked(run) -> None:  # type: ignore[no-unty
     assert actions[-2:] == ["api token created", "api token revoked"]
     missing = run.runner.invoke(main, ["api-token", "revoke", "999"])
     assert missing.exit_code != 0 and "no API token 999" in missing.output
+
+
+def test_an_api_token_can_be_made_to_expire(run) -> None:  # type: ignore[no-untyped-def]
+    token = run("api-token", "create", "quarterly export", "--expires-in", "90").strip()
+    listed = run("api-token", "list")
+    assert "quarterly export" in listed and "live until 20" in listed
+    with run.sessions() as session, session.begin():
+        row = session.scalar(select(ApiToken))
+        assert row.expires_at - row.created_at == timedelta(days=90)
+        assert find_api_token(session, token, row.expires_at - timedelta(seconds=1)) is not None
+        assert find_api_token(session, token, row.expires_at) is None
+    refused = run.runner.invoke(main, ["api-token", "create", "x", "--expires-in", "0"])
+    assert refused.exit_code != 0 and "--expires-in" in refused.output
     unnamed = run.runner.invoke(main, ["api-token", "create", "   "])
     assert unnamed.exit_code != 0 and "name" in unnamed.output
 
