@@ -20,7 +20,12 @@ from hotline.models import ApiToken, Programme, Supporter, utcnow
 from hotline.people import set_alert_phone
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
-from hotline.programmes import DEFAULT_SLUG, ensure_default_programme, ensure_programme
+from hotline.programmes import (
+    DEFAULT_SLUG,
+    NumberTakenError,
+    ensure_default_programme,
+    ensure_programme,
+)
 from hotline.rotation import follow_programme_zones
 from hotline.settings import Settings, SettingsError, load_settings
 
@@ -59,7 +64,10 @@ def db_upgrade() -> None:
     migrate.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     with transaction(make_sessionmaker(engine)) as session:
-        ensure_default_programme(session, settings)
+        try:
+            ensure_default_programme(session, settings)
+        except NumberTakenError as error:
+            raise click.ClickException(f"HOTLINE_NUMBER or HOTLINE_POOL_NUMBERS: {error}") from None
         session.flush()
         follow_programme_zones(session, settings.timezone)  # HOTLINE_TIMEZONE may have changed
     engine.dispose()
@@ -179,14 +187,17 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
         except (ZoneInfoNotFoundError, ValueError):
             raise click.ClickException(f"not an IANA time zone: {timezone!r}") from None
     with _session() as session:
-        programme = ensure_programme(
-            session,
-            slug=slug,
-            name=name,
-            hotline_number=hotline,
-            pool_numbers=pool_numbers,
-            timezone=timezone,
-        )
+        try:
+            programme = ensure_programme(
+                session,
+                slug=slug,
+                name=name,
+                hotline_number=hotline,
+                pool_numbers=pool_numbers,
+                timezone=timezone,
+            )
+        except NumberTakenError as error:
+            raise click.ClickException(str(error)) from None
         session.flush()
         follow_programme_zones(session, _settings().timezone, programme.id)
     click.echo(f"programme {slug} serves {hotline}")

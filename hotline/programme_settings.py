@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from hotline import audit
 from hotline.models import (
+    Clinician,
     Conversation,
     ConversationState,
     Offer,
@@ -26,11 +27,12 @@ from hotline.models import (
     PoolNumber,
     Programme,
     ScheduleSettings,
+    Supporter,
 )
 from hotline.people import ALERT_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
-from hotline.programmes import ProgrammeConfig
+from hotline.programmes import ProgrammeConfig, numbers_of_others
 from hotline.rotation import follow_programme_zones
 from hotline.settings import SettingsError, parse_hours, parse_offsets
 
@@ -304,18 +306,14 @@ def _apply_pool(
     wanted = list(dict.fromkeys(_phone(n, name) for n in raw if not _blank(n))) or [
         programme.hotline_number
     ]
-    taken = session.scalars(
-        select(PoolNumber.number).where(
-            PoolNumber.programme_id != programme.id, PoolNumber.number.in_(wanted)
-        )
-    )
-    hotlines = session.scalars(
-        select(Programme.hotline_number).where(
-            Programme.id != programme.id, Programme.hotline_number.in_(wanted)
-        )
-    )
-    if list(taken) or list(hotlines):
+    if numbers_of_others(session, programme.id, wanted):
         raise SettingsChangeError("a number there belongs to another programme", name)
+    if _someones_phone(session, vault, wanted):
+        # Texts and calls from the line's own numbers are ignored (the loop guard), in every
+        # programme: that person would be cut off from every line of the deployment.
+        raise SettingsChangeError(
+            "a number there is a supporter's or clinician's phone, not one of the line's", name
+        )
     dropped = [p.number for p in programme.pool_numbers if p.number not in wanted]
     if dropped and _in_use(session, programme.id, dropped):
         # Texts to a number no programme owns are ignored: the supporter's replies would vanish.
@@ -326,6 +324,16 @@ def _apply_pool(
         )
     current = {p.number: p for p in programme.pool_numbers}
     programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
+
+
+def _someones_phone(session: Session, vault: Vault, numbers: list[str]) -> bool:
+    """Whether any of ``numbers`` is a known person's, in any programme, under any data key."""
+    indexes = [h for n in numbers for h in vault.blind_indexes(n)]
+    people = union_all(
+        select(Supporter.id).where(Supporter.phone_hash.in_(indexes)),
+        select(Clinician.id).where(Clinician.phone_hash.in_(indexes)),
+    )
+    return session.execute(people).first() is not None
 
 
 def _in_use(session: Session, programme_id: int, numbers: list[str]) -> bool:

@@ -138,6 +138,25 @@ def own_numbers(session: Session) -> set[str]:
     return set(session.scalars(every))
 
 
+class NumberTakenError(ValueError):
+    """A number given to a programme is already another programme's."""
+
+
+def numbers_of_others(session: Session, programme_id: int | None, numbers: list[str]) -> set[str]:
+    """Those of ``numbers`` that are another programme's hotline or pool number. A number has
+    one owner: ``find_by_number`` would send its texts to one programme whatever the other
+    expects."""
+    others = union_all(
+        select(Programme.hotline_number.label("number")).where(
+            Programme.id != programme_id, Programme.hotline_number.in_(numbers)
+        ),
+        select(PoolNumber.number).where(
+            PoolNumber.programme_id != programme_id, PoolNumber.number.in_(numbers)
+        ),
+    )
+    return set(session.scalars(others))
+
+
 def ensure_programme(
     session: Session,
     *,
@@ -148,12 +167,21 @@ def ensure_programme(
     timezone: str | None = None,
     replace_pools: bool = True,
 ) -> Programme:
-    """Create the programme ``slug`` or bring its numbers up to date (idempotent).
+    """Create the programme ``slug`` or bring its numbers up to date (idempotent); refused
+    (NumberTakenError) when a number is another programme's.
 
     With ``replace_pools=False`` the given pool numbers are only added, never removed, so pool
     numbers a coordinator added in the console survive ``hotline db upgrade``.
     """
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
+    taken = numbers_of_others(
+        session, programme.id if programme else None, [hotline_number, *pool_numbers]
+    )
+    if taken:
+        raise NumberTakenError(
+            f"{', '.join(sorted(taken))}: already another programme's number (each number "
+            "serves one programme)"
+        )
     created = programme is None
     if programme is None:
         programme = Programme(slug=slug, name=name, hotline_number=hotline_number)

@@ -7,7 +7,7 @@ import pytest
 from hotline import audit, programme_settings, wording
 from hotline.db import transaction
 from hotline.models import Programme
-from hotline.programmes import config_of
+from hotline.programmes import config_of, ensure_programme
 from tests.console.conftest import ACTOR
 from tests.kit import sms
 from tests.kit.calls import PRESS_1, Calls, Script
@@ -166,4 +166,38 @@ def test_a_pool_number_carrying_a_conversation_cannot_be_removed_until_it_ends(
     with hotline.session() as session:
         numbers = session.get_one(Programme, hotline.programme_id).pool_numbers
         assert [n.number for n in numbers] == list(POOL[1:])
+    phones.assert_no_unexpected()
+
+
+def test_a_pool_number_that_is_a_persons_phone_is_refused_in_every_programme(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Texts from the line's own numbers are ignored everywhere (the loop guard): a pool number
+    that is a person's phone would cut them off from every programme's line."""
+    hotline.add_supporter("Alice", ALICE)
+    phones.phone(CLINICIAN).texts("rough night")
+    phones.phone(CLINICIAN).expect_text("confidential")
+    phones.phone(ALICE).expect_text("Reply ACCEPT")
+    with transaction(hotline.services.sessions) as session:
+        north = ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        )
+        for person in (ALICE, CLINICIAN):  # a supporter, and a clinician, of another programme
+            with pytest.raises(programme_settings.SettingsChangeError, match="phone") as caught:
+                programme_settings.update_settings(
+                    session,
+                    hotline.services.vault,
+                    north,
+                    {"pool_numbers": f"+15550200001,{person}"},
+                    ACTOR,
+                    hotline.clock.now,
+                    "UTC",
+                )
+            assert caught.value.field == "pool_numbers"
+    phones.phone(CLINICIAN).texts("still here")  # reaches the line still
+    phones.phone(ALICE).texts("ACCEPT")
+    phones.phone(ALICE).expect_text("connected")
+    phones.phone(ALICE).expect_text("rough night")
+    phones.phone(ALICE).expect_text("still here")
+    phones.phone(CLINICIAN).expect_text("joined")
     phones.assert_no_unexpected()

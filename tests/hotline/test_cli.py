@@ -147,3 +147,21 @@ def test_a_worker_without_redis_url_refuses_to_start(run) -> None:  # type: igno
     result = run.runner.invoke(main, ["worker", "--burst"])
     assert result.exit_code == 2
     assert "REDIS_URL" in result.output and "hotline dev" in result.output
+
+
+def test_programme_add_refuses_another_programmes_number(run) -> None:  # type: ignore[no-untyped-def]
+    """A number serves one programme: given to a second, its texts would reach only one."""
+    for number, pool in (("+15550100001", "+15550200001"), ("+15550200000", "+15550100000")):
+        args = ["programme", "add", "north", "--name", "North", "--number", number, "--pool", pool]
+        refused = run.runner.invoke(main, args)
+        assert refused.exit_code != 0 and "another programme's number" in refused.output
+    run("programme", "add", "north", "--name", "North", "--number", "+15550200000")
+    with run.sessions() as session:
+        assert session.scalars(select(Programme.slug).order_by(Programme.id)).all() == [
+            "default",
+            "north",
+        ]
+    refused = run.runner.invoke(
+        main, ["programme", "add", "default", "--name", "x", "--number", "+15550200000"]
+    )
+    assert refused.exit_code != 0 and "+15550200000" in refused.output
