@@ -60,7 +60,7 @@ def redact(number: str | None) -> str:
         country = f"+{parsed.country_code}"
     except phonenumbers.NumberParseException:
         country = ""
-    digits = "".join(c for c in number if c.isdigit())
+    digits = "".join(c for c in number if c.isascii() and c.isdigit())
     national = digits[len(country) - 1 :] if country else digits
     if len(national) <= 3:
         return country + "•" * len(national)

@@ -62,7 +62,7 @@ def status() -> Response:
         raise BadRequest("a status callback needs MessageSid/CallSid and MessageStatus/CallStatus")
     checked_sid(sid, "MessageSid" if request.form.get("MessageSid") else "CallSid")
     code = request.form.get("ErrorCode", "")
-    report = StatusReport(sid=sid, status=state, error_code=int(code) if code.isdigit() else None)
+    report = StatusReport(sid=sid, status=state, error_code=_count(code))
     if request.form.get("MessageSid"):
         textline.handle_status(_services(), report)
     else:
@@ -105,5 +105,11 @@ def _inbound_text() -> InboundText:
         from_=request.form.get("From", ""),
         to=required("To"),
         body=request.form.get("Body", ""),
-        num_media=int(media) if media.isdigit() else 0,
+        num_media=_count(media) or 0,
     )
+
+
+def _count(raw: str) -> int | None:
+    """A whole number Twilio sends (ErrorCode, NumMedia), or None; ASCII digits only: "²" is a
+    digit to ``str.isdigit`` but not to ``int``."""
+    return int(raw) if raw.isascii() and raw.isdigit() else None

@@ -236,6 +236,19 @@ def test_unknown_extra_parameters_are_accepted(hotline: Hotline) -> None:
     assert twiml(response).find("Message") is not None
 
 
+def test_unicode_digits_in_number_fields_are_read_as_absent_not_a_500(hotline: Hotline) -> None:
+    """ "²" is a digit to str.isdigit but not to int: NumMedia and ErrorCode take ASCII only."""
+    text = hotline.sms(CLINICIAN, HOTLINE, "hello", NumMedia="\u00b2")
+    assert text.status_code == 200 and twiml(text).find("Message") is not None
+    status = hotline.post(
+        "/twilio/status",
+        MessageSid="SM" + "ab" * 16,
+        MessageStatus="undelivered",
+        ErrorCode="\u00b3",
+    )
+    assert status.status_code == 204
+
+
 def test_text_and_voice_answers_are_twiml(hotline: Hotline) -> None:
     text = hotline.sms(CLINICIAN, HOTLINE, "hello")
     call = hotline.post("/twilio/voice", **inbound_call())
