@@ -66,10 +66,10 @@ def send(services: Services, effects: Effects) -> None:
     sent: list[str] = []
     lost: set[int] = set()
     for text in effects.texts:
-        sid = _send_one(services, text, callback)
+        sid = send_one(services, text, callback)
         if isinstance(sid, str):
             sent.append(sid)
-        elif sid is _LOST and text.owed_by is not None:
+        elif sid is LOST and text.owed_by is not None:
             lost.add(text.owed_by)
     if sent:
         remember_sent(services, sent)
@@ -107,13 +107,13 @@ def remember_sent(services: Services, sids: list[str]) -> None:
         log.warning("sent texts' records not queued for deletion: %s", type(error).__name__)
 
 
-_LOST = object()  # Twilio did not take it, though it might have later (429, 5xx, unreachable)
+LOST = object()  # Twilio did not take it, though it might have later (429, 5xx, unreachable)
 
 
-def _send_one(services: Services, text: OutboundText, callback: str | None) -> str | object:
+def send_one(services: Services, text: OutboundText, callback: str | None) -> str | object:
     """One text, tried again shortly while Twilio says it did not take it (429, 5xx, no
     connection: a retry cannot duplicate it); never after a timeout (it may have gone out).
-    Its message SID when Twilio took it; ``_LOST`` when it never did; None when it must not
+    Its message SID when Twilio took it; ``LOST`` when it never did; None when it must not
     be tried again (opted out, refused for good, or perhaps sent)."""
     for delay in (*RETRY_DELAYS, None):
         try:
@@ -126,7 +126,7 @@ def _send_one(services: Services, text: OutboundText, callback: str | None) -> s
         except RetryableError as error:
             if delay is None:
                 log.warning("text not sent after %d attempts (code %s)", _ATTEMPTS, error.code)
-                return _LOST
+                return LOST
             time.sleep(delay)
         except TelephonyError as error:
             log.warning("text not sent: %s (code %s)", type(error).__name__, error.code)

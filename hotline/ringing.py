@@ -22,7 +22,8 @@ from hotline import routing, speech, wording
 from hotline.calling import Dial, Gather, Hangup, Say, VoiceReply, reply, route
 from hotline.conversations import end_conversation
 from hotline.db import run_in_transaction, transaction
-from hotline.effects import Effects, schedule, send
+from hotline.effects import LOST, Effects, remember_sent, schedule, send, send_one
+from hotline.held import send_held
 from hotline.models import (
     Call,
     CallState,
@@ -37,6 +38,7 @@ from hotline.models import (
 from hotline.people import supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
+from hotline.texting import OutboundText
 from hotline.wakeups import Task
 
 RING_SECONDS = 20  # each supporter's phone rings this long before the next one is tried
@@ -278,9 +280,12 @@ def follow_up_call(services: Services, call_id: int) -> bool:
     after whatever the clinician texted while the phone rang (held until someone took the call,
     as a text request's texts are until someone accepts it).
 
-    Claimed before sending, so a second run sends nothing (at most once, never twice).
+    Claimed before sending, so a second run sends nothing (at most once, never twice); a text
+    Twilio did not take is owed again: the held texts stay held (``held.send_held``), and the
+    claim is undone for the sweeper to follow the call up on its next round.
     """
     effects = Effects()
+    follow: OutboundText | None = None
     with transaction(services.sessions) as session:
         conv = _claim_follow_up(session, call_id, services.clock())
         if conv is None or conv.supporter_id is None or conv.pool_number is None:
@@ -292,11 +297,23 @@ def follow_up_call(services: Services, call_id: int) -> bool:
             end_conversation(session, p, conv, "hidden", services.clock(), effects)
             effects.text(to, conv.pool_number, wording.after_hidden_call())
         else:
-            routing.relay_held(session, services.vault, conv.id, to, conv.pool_number, effects)
-            effects.text(to, conv.pool_number, wording.after_call())
+            follow = OutboundText(to, conv.pool_number, wording.after_call())
+            conversation_id = conv.id
+    if follow is not None:
+        send_held(services, conversation_id)  # first: what the clinician wrote as it rang
+        sid = send_one(services, follow, services.callback_url("/twilio/status"))
+        if sid is LOST:
+            _unclaim_follow_up(services, call_id)
+        elif isinstance(sid, str):
+            remember_sent(services, [sid])
     send(services, effects)
     schedule(services, effects)
     return True
+
+
+def _unclaim_follow_up(services: Services, call_id: int) -> None:
+    with transaction(services.sessions) as session:
+        session.execute(update(Call).where(Call.id == call_id).values(followed_up_at=None))
 
 
 def _claim_follow_up(session: Session, call_id: int, now: datetime) -> Conversation | None:

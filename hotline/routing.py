@@ -42,6 +42,12 @@ PENDING_TEXT_CONTEXT = b"pending-text"
 NEVER = datetime.min.replace(tzinfo=UTC)
 PENDING_ONLY = (OfferState.PENDING,)
 LAPSED = (OfferState.EXPIRED, OfferState.PASSED)  # still acceptable while the request waits
+# Twilio sends at most 10 <Message>s in reply to one inbound text (warning 14109) and refuses a
+# reply over 64 kB (error 11750): an ACCEPT's reply carries the supporter's and the clinician's
+# texts and at most this many of the held ones (joined, up to 1,600 characters each); a job
+# relays the rest through the REST API.
+HELD_IN_REPLY = 6
+HELD_JOINER = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -362,26 +368,61 @@ def accept(
     by_call = conv.channel == Channel.VOICE
     to_supporter = supporter_phone(vault, supporter)
     effects.text(to_supporter, offer.pool_number, wording.accepted_for_supporter(call_back=by_call))
-    relay_held(session, vault, conv.id, to_supporter, offer.pool_number, effects)
-    if clinician is not None:
+    if clinician is not None:  # ahead of the held texts: it matters most of the reply
         effects.text(
             clinician_phone(vault, clinician), p.hotline_number, wording.joined(call_back=by_call)
         )
+    if relay_held(
+        session, vault, conv.id, to_supporter, offer.pool_number, effects, at_most=HELD_IN_REPLY
+    ):
+        effects.wake(Task.RELAY_HELD, conv.id)  # the rest through the REST API, in order
     effects.cancel(Task.EXPIRE_OFFER, offer.id)
     return True
 
 
 def relay_held(
-    session: Session, vault: Vault, conversation_id: int, to: str, from_: str, effects: Effects
-) -> None:
-    """Relay the clinician's texts held for the conversation, in order, and delete them."""
-    for held in session.scalars(
+    session: Session,
+    vault: Vault,
+    conversation_id: int,
+    to: str,
+    from_: str,
+    effects: Effects,
+    *,
+    at_most: int | None = None,
+) -> bool:
+    """Relay the clinician's texts held for the conversation, in order, and delete them.
+    ``at_most``: that many texts at most; more are joined into as few as fit (a burst of short
+    texts arrives as one), and what still does not fit stays held. True if some are held
+    still."""
+    held = session.scalars(
         select(PendingText)
         .where(PendingText.conversation_id == conversation_id)
         .order_by(PendingText.id)
-    ):
-        effects.text(to, from_, vault.open(held.sealed, PENDING_TEXT_CONTEXT))
-        session.delete(held)
+    ).all()
+    bodies = [vault.open(row.sealed, PENDING_TEXT_CONTEXT) for row in held]
+    if at_most is None or len(bodies) <= at_most:
+        joined = [(body, 1) for body in bodies]
+    else:
+        joined = join_texts(bodies)
+    relayed = joined if at_most is None else joined[:at_most]
+    for body, _ in relayed:
+        effects.text(to, from_, body)
+    for row in held[: sum(count for _, count in relayed)]:
+        session.delete(row)
+    return len(relayed) < len(joined)
+
+
+def join_texts(bodies: list[str]) -> list[tuple[str, int]]:
+    """``bodies`` in order, neighbours joined by a blank line while the result fits in one
+    text: each joined text with how many of ``bodies`` it holds."""
+    joined: list[tuple[str, int]] = []
+    for body in bodies:
+        if joined and len(joined[-1][0]) + len(HELD_JOINER) + len(body) <= wording.MAX_TEXT:
+            text, count = joined[-1]
+            joined[-1] = (text + HELD_JOINER + body, count + 1)
+        else:
+            joined.append((body, 1))
+    return joined
 
 
 def assign(

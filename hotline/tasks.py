@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from hotline import checkins, notices, retention, ringing, routing, wording
 from hotline.conversations import end_conversation, offer_waiting
 from hotline.db import run_in_transaction, transaction
 from hotline.effects import Effects, schedule, send
+from hotline.held import send_held
 from hotline.models import (
     OPEN_CONVERSATION,
     Call,
@@ -28,6 +29,7 @@ from hotline.models import (
     ConversationState,
     Offer,
     OfferState,
+    PendingText,
     Programme,
     Supporter,
 )
@@ -87,6 +89,7 @@ class _ProgrammeSweep:
     closed: int
     offered: int
     taken_calls: list[int]
+    held: list[int]
 
 
 def _sweep_programme(
@@ -101,7 +104,8 @@ def _sweep_programme(
     closed = close_idle(services, session, p, now, effects)
     offered = offer_waiting(services, session, p, now, effects)
     taken_calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
-    return _ProgrammeSweep(effects, closed, offered, taken_calls)
+    held = held_not_relayed(session, p.id, now - SWEEP_GRACE)
+    return _ProgrammeSweep(effects, closed, offered, taken_calls, held)
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,8 @@ def sweep(services: Services) -> SweepReport:
         schedule(services, done.effects)
         for call_id in done.taken_calls:
             ringing.follow_up_call(services, call_id)
+        for conversation_id in done.held:
+            send_held(services, conversation_id)
     notices.sweep(services)  # verification codes, shift reminders, coverage-gap warnings
     reconciled = retention.reconcile(services)  # last: it waits on the provider's lists
     report = SweepReport(expired, offered, closed, sent, unknown, deleted, purged, reconciled)
@@ -175,6 +181,27 @@ def calls_not_followed_up(session: Session, programme_id: int, ended_by: datetim
                 Call.state == CallState.ENDED,
                 Call.followed_up_at.is_(None),
                 Call.ended_at <= ended_by,
+            )
+        )
+    )
+
+
+def held_not_relayed(session: Session, programme_id: int, accepted_by: datetime) -> list[int]:
+    """Live conversations, taken by ``accepted_by``, with texts held still: the rest of an
+    ACCEPT's reply whose wake-up was lost, or texts Twilio did not take. Not those with a call
+    not yet followed up: its follow-up sends them, after the call."""
+    awaiting_follow_up = exists().where(
+        Call.conversation_id == Conversation.id, Call.followed_up_at.is_(None)
+    )
+    held = exists().where(PendingText.conversation_id == Conversation.id)
+    return list(
+        session.scalars(
+            select(Conversation.id).where(
+                Conversation.programme_id == programme_id,
+                Conversation.state == ConversationState.ACTIVE,
+                Conversation.accepted_at <= accepted_by,
+                held,
+                ~awaiting_follow_up,
             )
         )
     )

@@ -23,6 +23,7 @@ class Task(StrEnum):
     DELETE_DUE_RECORDS = "delete_due_records"
     DELETE_MESSAGE = "delete_message"  # one record by id: wake-ups queued by an older release
     SEND_NOTICE = "send_notice"  # verification codes, shift reminders, coverage-gap warnings
+    RELAY_HELD = "relay_held"  # a conversation's held texts that did not fit in a reply
 
 
 # Wake-ups that every row due in a minute shares (``hotline.drains``), never cancelled: asking

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hotline import checkins, retention, ringing, tasks
+from hotline import checkins, held, retention, ringing, tasks
 from workers.context import services
 
 
@@ -42,6 +42,10 @@ def offer_call_back(conversation_id: int) -> None:
 
 def follow_up_call(call_id: int) -> None:
     ringing.follow_up_call(services(), call_id)
+
+
+def relay_held(conversation_id: int) -> None:
+    held.send_held(services(), conversation_id)
 
 
 def sweep() -> None:
