@@ -9,14 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# SHAKEN/STIR results Twilio passes as ``StirVerstat`` that do not vouch for the caller ID:
+# validation failed (the number may be spoofed), no valid PASSporT, or C attestation (the
+# signing carrier knows nothing of the caller's right to the number: gateway traffic, where
+# spoofed calls come in). Absent means the call carried no PASSporT (outside the United
+# States, or a carrier that signs nothing): nothing to go on, so the caller ID is taken.
+UNVOUCHED = ("TN-Validation-Failed", "No-TN-Validation", "TN-Validation-Passed-C")
+
+
+def vouched_for(stir_verstat: str | None) -> bool:
+    """Whether a caller ID may identify the caller, by the carrier's attestation."""
+    return not (stir_verstat or "").startswith(UNVOUCHED)
+
 
 @dataclass(frozen=True)
 class InboundCall:
-    """A call as Twilio announces it to ``/twilio/voice`` (also the parent leg on later steps)."""
+    """A call as Twilio announces it to ``/twilio/voice`` (also the parent leg on later steps).
+
+    ``vouched``: the caller ID may identify the caller (``vouched_for``). One that may not is
+    treated as hidden: it puts nobody through and rings no peer, so a spoofed supporter's or
+    clinician's number reaches nobody and learns nothing."""
 
     sid: str
     from_: str
     to: str
+    vouched: bool = True
 
 
 @dataclass(frozen=True)

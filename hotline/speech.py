@@ -36,7 +36,8 @@ def call_back(p: ProgrammeConfig) -> str:
 def no_call_back(p: ProgrammeConfig) -> str:
     """Nobody picked up and the caller's number is hidden, so nobody can call them back."""
     return (
-        "No peer supporter could pick up just now, and your number is hidden, so we can't call "
+        "No peer supporter could pick up just now, and your number is hidden or could not be "
+        "verified, so we can't call "
         f"you back. Please call again soon, or send a text message to this number. {p.crisis_text}"
     )
 
@@ -89,6 +90,15 @@ def caller_unavailable() -> str:
 
 def caller_forgotten() -> str:
     return "This caller can no longer be reached through the line. Thank you."
+
+
+def caller_not_vouched() -> str:
+    """A call to a pool number whose caller ID the carrier did not vouch for: it could be
+    anyone's, so it is put through to nobody."""
+    return (
+        "This call can't be connected: the number it comes from could not be verified. "
+        "Please send a text message to this number instead. Goodbye."
+    )
 
 
 def no_live_conversation() -> str:

@@ -66,7 +66,8 @@ def answer_call(services: Services, call: InboundCall) -> VoiceReply:
 
     Hotline number: the greeting and menu (a repeated CallSid hears it again, nothing more is
     stored). A supporter calling the pool number of their live conversation is connected to
-    its clinician; anyone else calling a pool number hears a short message.
+    its clinician; anyone else calling a pool number hears a short message. A caller ID the
+    carrier does not vouch for (``calling.vouched_for``) is taken as hidden.
     """
 
     def work(session: Session, effects: Effects) -> VoiceReply:
@@ -75,6 +76,10 @@ def answer_call(services: Services, call: InboundCall) -> VoiceReply:
         if match is None or (caller is not None and caller in own_numbers(session)):
             return reply(Say(speech.unknown_number()), Hangup())
         ctx = step(services, session, match.programme.id, effects)
+        if not call.vouched:  # a caller ID the carrier does not vouch for names nobody
+            if match.is_hotline:
+                return _greet(ctx, call.sid, None)
+            return reply(Say(speech.caller_not_vouched()), Hangup())
         vault, pid = services.vault, ctx.programme.id
         supporter = find_supporter(session, vault, pid, caller) if caller else None
         live = masking.live_conversation(session, supporter, call.to) if supporter else None

@@ -27,6 +27,7 @@ from hotline.calling import (
     Say,
     Verb,
     VoiceReply,
+    vouched_for,
 )
 from hotline.services import Services
 from webhooks import twiml
@@ -52,7 +53,10 @@ def _services() -> Services:
 def inbound(services: Services) -> Response:
     """``POST /twilio/voice``: every inbound call (registered on the parent blueprint)."""
     call = InboundCall(
-        sid=required_sid("CallSid"), from_=request.form.get("From", ""), to=required("To")
+        sid=required_sid("CallSid"),
+        from_=request.form.get("From", ""),
+        to=required("To"),
+        vouched=vouched_for(request.form.get("StirVerstat")),
     )
     return render(voiceline.answer_call(services, call))
 
