@@ -129,7 +129,9 @@ def audit_log() -> ResponseReturnValue:
     if before is not None and not 0 < before < 2**31:
         before = None  # not an id the log can hold: the newest entries
     with services().sessions() as db:
-        entries = audit.entries(db, auth.programme_id(), limit=50, before_id=before)
+        entries = audit.entries(
+            db, auth.programme_id(), limit=50, before_id=before, deployment=auth.user().is_admin
+        )
         zone = zone_of(db, auth.programme_id())
     return render_template("console/audit.html", entries=entries, zone=zone)
 

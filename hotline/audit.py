@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from hotline.models import AuditEntry
@@ -89,10 +89,19 @@ def record(
 
 
 def entries(
-    session: Session, programme_id: int, *, limit: int = 50, before_id: int | None = None
+    session: Session,
+    programme_id: int,
+    *,
+    limit: int = 50,
+    before_id: int | None = None,
+    deployment: bool = False,
 ) -> list[AuditEntry]:
-    """The programme's entries, newest first; ``before_id`` pages back."""
-    query = select(AuditEntry).where(AuditEntry.programme_id == programme_id)
+    """The programme's entries, newest first; ``before_id`` pages back. ``deployment``: with
+    those of no one programme (an administrator's account, a token for every programme)."""
+    mine = AuditEntry.programme_id == programme_id
+    query = select(AuditEntry).where(
+        or_(mine, AuditEntry.programme_id.is_(None)) if deployment else mine
+    )
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     return list(session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit)))

@@ -344,3 +344,23 @@ def test_a_coordinator_manages_only_their_programmes_tokens(hotline: Hotline) ->
 
 def test_verification_outcomes_have_messages() -> None:
     assert set(verification.MESSAGES) == set(verification.Outcome)
+
+
+def test_an_administrator_sees_deployment_wide_changes_in_the_audit_log(hotline: Hotline) -> None:
+    """A token for every programme belongs to no one programme: its making and revoking are
+    shown to administrators, marked, and to no programme's coordinator."""
+    add_coordinator(hotline, "admin@example.org", admin=True)
+    admin = Console(hotline, hotline.app.test_client())
+    assert sign_in(admin.client, "admin@example.org") == 302
+    made = admin.post("/console/tokens", {"name": "directory sync", "every_programme": "y"})
+    assert made.status_code == 201  # type: ignore[attr-defined]
+    with hotline.session() as session:
+        (token_id,) = session.scalars(select(ApiToken.id)).all()
+    admin.post(f"/console/tokens/{token_id}/revoke", {}, form_page="/console/tokens")
+    page = admin.get("/console/audit")
+    assert "api token created" in page and "api token revoked" in page
+    assert page.count("(every programme)") == 2
+    add_coordinator(hotline, "lead@example.org")
+    coordinator = Console(hotline, hotline.app.test_client())
+    assert sign_in(coordinator.client, "lead@example.org") == 302
+    assert "directory sync" not in coordinator.get("/console/audit")
