@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # and a clinician's "nobody is free" is owed again (the sweeper tells them).
 RETRY_DELAYS = (0.25, 1.0)
 _ATTEMPTS = len(RETRY_DELAYS) + 1
+UNANSWERED = "unanswered"  # the end reason of a request nobody took (tasks.close_idle)
 
 
 @dataclass
@@ -78,9 +79,11 @@ def send(services: Services, effects: Effects) -> None:
 
 
 def owe_again(services: Services, conversation_ids: set[int]) -> None:
-    """The clinicians of these conversations were not told that nobody is free (Twilio did not
-    take the text): while a conversation still waits, its telling is undone, and the sweeper
-    (``conversations.offer_waiting``) tells them, by the line's own rules, on its next round."""
+    """The clinicians of these conversations were not told that nobody is free, or that their
+    request closed unanswered (Twilio did not take the text). While a conversation still waits,
+    its telling is undone, and the sweeper (``conversations.offer_waiting``) tells them, by the
+    line's own rules, on its next round; one closed unanswered is marked owed
+    (``close_owed_at``), and the sweeper tells them it closed (``tasks.tell_closed``)."""
     try:
         with transaction(services.sessions) as session:
             session.execute(
@@ -92,10 +95,22 @@ def owe_again(services: Services, conversation_ids: set[int]) -> None:
                 .values(fallback_at=None)
                 .execution_options(synchronize_session=False)
             )
+            session.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id.in_(conversation_ids),
+                    Conversation.state == ConversationState.ENDED,
+                    Conversation.end_reason == UNANSWERED,
+                )
+                .values(close_owed_at=services.clock())
+                .execution_options(synchronize_session=False)
+            )
     except SQLAlchemyError as error:
-        log.error("a lost 'nobody is free' text is not owed again: %s", type(error).__name__)
+        log.error("a lost text to a waiting clinician is not owed again: %s", type(error).__name__)
         return
-    log.warning("%d 'nobody is free' texts lost to the provider: owed again", len(conversation_ids))
+    log.warning(
+        "%d texts to waiting clinicians lost to the provider: owed again", len(conversation_ids)
+    )
 
 
 def remember_sent(services: Services, sids: list[str]) -> None:

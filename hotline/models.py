@@ -240,6 +240,8 @@ class Conversation(Base):
     end_reason: Mapped[str | None] = mapped_column(String(20))
     fallback_at: Mapped[datetime | None]  # when the clinician was told nobody is free
     reminded_at: Mapped[datetime | None]  # when told so again, writing while waiting
+    # A closed request's "it has closed" text Twilio did not take: the sweeper tells them again.
+    close_owed_at: Mapped[datetime | None]
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -15,9 +15,9 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from hotline import checkins, notices, retention, ringing, routing, wording
-from hotline.conversations import end_conversation, offer_waiting
+from hotline.conversations import end_conversation, offer_waiting, open_conversation
 from hotline.db import run_in_transaction, transaction
-from hotline.effects import Effects, schedule, send
+from hotline.effects import UNANSWERED, Effects, schedule, send
 from hotline.held import send_held
 from hotline.models import (
     OPEN_CONVERSATION,
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 # The sweeper leaves work this late to its wake-up: only what Redis lost is the sweeper's.
 SWEEP_GRACE = timedelta(seconds=15)
+CLOSE_OWED_FOR = timedelta(days=1)  # a "request closed" text not taken is retried this long
 SWEEP_INTERVAL = timedelta(seconds=30)
 # A conversation with no text either way for this long is closed (and check-ins follow).
 INACTIVITY_TIMEOUT = timedelta(hours=48)
@@ -102,6 +103,7 @@ def _sweep_programme(
     routing.lock_programme(session, programme_id)
     p = config_of(session.get_one(Programme, programme_id), services.settings)
     closed = close_idle(services, session, p, now, effects)
+    tell_closed(services, session, p, now, effects)
     offered = offer_waiting(services, session, p, now, effects)
     taken_calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
     held = held_not_relayed(session, p.id, now - SWEEP_GRACE)
@@ -231,8 +233,9 @@ def close_idle(
             clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
             to = clinician_phone(services.vault, clinician) if clinician else None
             call_back = conv.channel == Channel.VOICE
-            effects.text(to, p.hotline_number, wording.request_closed(p, call_back))
-            end_conversation(session, p, conv, "unanswered", now, effects)
+            body = wording.request_closed(p, call_back)
+            effects.text(to, p.hotline_number, body, owed_by=conv.id)
+            end_conversation(session, p, conv, UNANSWERED, now, effects)
             continue
         if conv.supporter_id is not None and conv.pool_number is not None:
             supporter = session.get_one(Supporter, conv.supporter_id)
@@ -241,6 +244,37 @@ def close_idle(
             )
         end_conversation(session, p, conv, "inactive", now, effects)
     return closed
+
+
+def tell_closed(
+    services: Services, session: Session, p: ProgrammeConfig, now: datetime, effects: Effects
+) -> int:
+    """Tell again the clinicians whose "your request has closed" text Twilio did not take
+    (``effects.owe_again``), for a day after it closed; claimed, so each is told once a round."""
+    owed = session.scalars(
+        select(Conversation).where(
+            Conversation.programme_id == p.id,
+            Conversation.close_owed_at.is_not(None),
+            Conversation.ended_at > now - CLOSE_OWED_FOR,
+        )
+    ).all()
+    for conv in owed:
+        claimed = session.execute(
+            update(Conversation)
+            .where(Conversation.id == conv.id, Conversation.close_owed_at.is_not(None))
+            .values(close_owed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
+        if not claimed.rowcount or clinician is None:  # type: ignore[attr-defined]
+            continue
+        if open_conversation(session, clinician) is not None:
+            continue  # they wrote again since: a new request has them, and its own answers
+        body = wording.request_closed(p, conv.channel == Channel.VOICE)
+        effects.text(
+            clinician_phone(services.vault, clinician), p.hotline_number, body, owed_by=conv.id
+        )
+    return len(owed)
 
 
 def _still_idle(session: Session, conv: Conversation, cutoff: datetime) -> bool:

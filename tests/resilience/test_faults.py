@@ -85,6 +85,11 @@ def rest_texts(hotline: Hotline, to: str, containing: str = "") -> list[str]:
     return [m["body"] for m in hotline.fake.messages if m["to"] == to and containing in m["body"]]
 
 
+def sent_to(hotline: Hotline, to: str) -> list[str]:
+    """Every text Twilio took for ``to``, its record since deleted or not."""
+    return [m["body"] for m in hotline.fake.sent if m["to"] == to]
+
+
 def rq_keys(redis: Redis) -> list[str]:
     return [str(k) for k in redis.keys("rq:*") if "rq:worker" not in str(k)]
 
@@ -427,6 +432,32 @@ def test_a_nobody_is_free_text_twilio_refused_is_owed_and_the_sweeper_sends_it(
     line.sweep()
     (told,) = rest_texts(line, CLINICIAN)
     assert "No peer supporter is free" in told and "988" in told
+
+
+@pytest.mark.sqlite_only
+def test_a_request_closed_text_twilio_refused_is_owed_and_the_sweeper_sends_it(
+    line: Hotline,
+) -> None:
+    """Nobody took the request in two days and Twilio refuses the sweeper's "your request has
+    closed" text: the clinician must still be told, with the crisis line, once."""
+    line.add_supporter("Alice", ALICE)
+    texted(line, CLINICIAN, HOTLINE, "hello")
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    assert tasks.expire_offer(line.services, pending_offer(line).id)
+    (told,) = rest_texts(line, CLINICIAN)
+    assert "No peer supporter is free" in told
+    line.clock.advance(hours=48)
+    line.fake.fail_for(CLINICIAN, code=None, status=503)
+    assert line.sweep().conversations_closed == 1
+    line.fake.clear_faults()
+    assert len(sent_to(line, CLINICIAN)) == 1  # not taken
+    line.clock.advance(seconds=30)
+    line.sweep()
+    line.sweep()
+    told, closed = sent_to(line, CLINICIAN)
+    assert "closed" in closed and "988" in closed
+    with line.session() as session:
+        assert session.scalar(select(Conversation.close_owed_at)) is None
 
 
 @pytest.mark.sqlite_only
