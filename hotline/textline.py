@@ -84,6 +84,7 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         log.info("duplicate delivery of %s ignored", text.sid)
         return
     p = config_of(match.programme, services.settings)
+    services.crisis_texts[text.to] = p.crisis_text
     ctx = Inbound(services, session, p, sender, text, parse(text.body), now, effects)
     supporter = find_supporter(session, services.vault, p.id, sender)
     if supporter is not None and supporterline.is_supporter_text(ctx, supporter, match.is_hotline):

@@ -76,6 +76,7 @@ def answer_call(services: Services, call: InboundCall) -> VoiceReply:
         if match is None or (caller is not None and caller in own_numbers(session)):
             return reply(Say(speech.unknown_number()), Hangup())
         ctx = step(services, session, match.programme.id, effects)
+        services.crisis_texts[call.to] = ctx.programme.crisis_text
         if not call.vouched:  # a caller ID the carrier does not vouch for names nobody
             if match.is_hotline:
                 return _greet(ctx, call.sid, None)

@@ -76,7 +76,9 @@ def database_unavailable(error: Exception) -> Response:
     """The database is down: never a 500 to Twilio; the caller still hears the crisis line."""
     log.error("database unavailable while answering %s: %s", request.path, type(error).__name__)
     services = _services()
-    crisis = services.settings.crisis_text
+    # The called number's programme's own sentence, as last read (another hospital's crisis
+    # line may not be 988); the environment's for a number this process has not served yet.
+    crisis = services.crisis_texts.get(request.form.get("To", ""), services.settings.crisis_text)
     sorry = "We can't connect you to a peer right now. Please try again in a few minutes."
     if request.path.endswith("/status"):
         answer = Response(status=503)

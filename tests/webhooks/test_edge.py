@@ -16,11 +16,14 @@ import fakeredis
 import pytest
 from flask import Flask
 from redis import Redis
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 from werkzeug.test import TestResponse
 
 from hotline.app import build_services, create_app
+from hotline.db import transaction
 from hotline.models import Base, Clinician, Conversation, WebhookEvent
+from hotline.programmes import ensure_programme
 from hotline.services import Services
 from hotline.settings import load_settings
 from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
@@ -454,3 +457,41 @@ def test_with_the_database_down_a_forged_text_is_still_refused(
     app, _ = database_down
     response = signed_post(app.test_client(), PUBLIC_URL, SMS, inbound_sms(), "forged")
     assert response.status_code == 403
+
+
+def test_with_the_database_down_a_programme_keeps_its_own_crisis_sentence(
+    hotline: Hotline,
+) -> None:
+    """Another hospital's crisis line may not be 988: once this process has served a number,
+    an outage answers with that number's programme's sentence, by text and by voice."""
+    north, samaritans = "+15550200000", "In crisis? Call Samaritans on 116 123, free, any time."
+    with transaction(hotline.services.sessions) as session:
+        programme = ensure_programme(
+            session, slug="north", name="North", hotline_number=north, pool_numbers=()
+        )
+        programme.crisis_text = samaritans
+    hotline.add_supporter("Alice", "+15550108001")
+    assert samaritans in hotline.sms(CLINICIAN, north, "hello").get_data(as_text=True)
+    engine = hotline.services.sessions.kw["bind"]
+
+    def database_down(*_args: object) -> None:
+        raise OperationalError("SELECT", None, Exception("connection refused"))
+
+    event.listen(engine, "before_cursor_execute", database_down)
+    try:
+        texted = hotline.sms("+15550109002", north, "is anyone there").get_data(as_text=True)
+        called = hotline.post("/twilio/voice", CallSid="CA" + "7" * 32, From=CLINICIAN, To=north)
+        default = hotline.sms("+15550109002", HOTLINE, "is anyone there").get_data(as_text=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", database_down)
+    words = {
+        name: "".join(ET.fromstring(body).itertext())  # noqa: S314 - our own TwiML
+        for name, body in (
+            ("texted", texted),
+            ("called", called.get_data(as_text=True)),
+            ("default", default),
+        )
+    }
+    assert samaritans in words["texted"] and samaritans in words["called"]
+    assert "988" not in words["texted"] + words["called"]
+    assert hotline.settings.crisis_text in words["default"]  # not served yet: the environment's
