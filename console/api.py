@@ -51,6 +51,7 @@ class Caller:
 
     actor: str
     programme_ids: frozenset[int]
+    vouches: bool = True  # numbers it writes count as verified (else a code is texted)
 
     def programme_id(self) -> int:
         """The one programme a create acts on; 400 when the token serves several."""
@@ -77,7 +78,8 @@ def authenticate() -> None:
             found = accounts.use_api_token(session, token.strip(), services().clock())
         except accounts.TokenRefused as refused:
             fail(401, str(refused))
-        g.api_caller = Caller(f"api:{found.name}", _scope(session, found.programme_id))
+        scope = _scope(session, found.programme_id)
+        g.api_caller = Caller(f"api:{found.name}", scope, found.vouches)
 
 
 def _scope(session: Session, token_programme: int | None) -> frozenset[int]:

@@ -2,7 +2,8 @@
 
 Phones are written in E.164 only and read back masked. The token holder vouches for the
 numbers it writes (an administrator's integration, e.g. a sync from the staff directory): they
-count as verified at once, and the audit log says so. ``"verify": true`` texts a code instead,
+count as verified at once, and the audit log says so; a token a coordinator made does not vouch
+(``ApiToken.vouches``), so its numbers always get a code. ``"verify": true`` texts a code instead,
 and the supporter can go on call only once it is confirmed, as in the console. ``DELETE``
 deactivates (the row stays: past conversations refer to it) and takes the supporter off every
 schedule answer.
@@ -77,7 +78,7 @@ def list_supporters() -> Response:
 def create_supporter() -> tuple[Response, int, dict[str, str]]:
     data = _checked(body())
     only(data, FIELDS | {VERIFY}, {"name", "phone"})
-    verify = data.pop(VERIFY, False)
+    verify = data.pop(VERIFY, False) or not caller().vouches
     with writing() as session:
         try:
             change = roster.add(
@@ -106,8 +107,8 @@ def get_supporter(supporter_id: int) -> Response:
 def update_supporter(supporter_id: int) -> Response:
     data = _checked(body())
     only(data, FIELDS | {VERIFY})
-    verify = data.pop(VERIFY, False)
-    if verify and "phone" not in data:  # it would change nothing: say where a code comes from
+    asked = data.pop(VERIFY, False)
+    if asked and "phone" not in data:  # it would change nothing: say where a code comes from
         fail(
             422,
             '"verify" checks a new phone number; to text a code to the current one, '
@@ -117,6 +118,7 @@ def update_supporter(supporter_id: int) -> Response:
     with writing() as session:
         supporter = find(session, supporter_id)
         try:
+            verify = asked or not caller().vouches
             change = roster.edit(
                 session, services().vault, supporter, data, caller().actor, now(), verify=verify
             )

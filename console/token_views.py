@@ -66,6 +66,7 @@ def create() -> ResponseReturnValue:
                 actor=auth.user().email,
                 at=at,
                 expires_at=at + timedelta(days=days) if days else None,
+                vouches=auth.user().is_admin,  # as in the console: only they vouch for numbers
             )
     except accounts.AccountError as error:
         form.name.errors = [str(error)]

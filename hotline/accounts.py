@@ -81,10 +81,12 @@ def create_api_token(
     actor: str | None = None,
     at: datetime | None = None,
     expires_at: datetime | None = None,
+    vouches: bool = True,
 ) -> str:
     """Store a new token's hash and return the token itself (shown once, never stored);
     audited as ``actor``'s when one is given. ``expires_at``: refused from then on (None:
-    never)."""
+    never). ``vouches``: a phone number written with it counts as verified (an
+    administrator's or the command line's token); else a code is texted to it."""
     name = " ".join(name.split())
     if not name or len(name) > MAX_TOKEN_NAME:
         raise AccountError(f"a token needs a name of 1 to {MAX_TOKEN_NAME} characters")
@@ -98,6 +100,7 @@ def create_api_token(
         programme_id=programme_id,
         created_at=at,
         expires_at=expires_at,
+        vouches=vouches,
     )
     session.add(row)
     session.flush()
@@ -112,6 +115,7 @@ def create_api_token(
             new={
                 "scope": "every programme" if programme_id is None else "this programme",
                 "expires": f"{expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never",
+                "phone numbers": "vouched for" if vouches else "code texted",
             },
         )
     return token

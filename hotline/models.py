@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -343,6 +344,9 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]  # NULL: never
+    # Whether a phone number written with it counts as verified (the holder vouches for it), as
+    # an administrator may; a coordinator's token has a code texted instead.
+    vouches: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class AuditEntry(Base):

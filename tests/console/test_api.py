@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from hotline import accounts, verification
 from hotline.db import transaction
 from hotline.models import AuditEntry, Channel, Conversation, ConversationState
 from hotline.programmes import ensure_programme
+from tests.console.conftest import Console, add_coordinator, sign_in
 from tests.kit.harness import Hotline
 
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
@@ -394,3 +396,31 @@ def test_the_spoken_greeting_is_set_and_reset_through_the_api(api: Api) -> None:
     assert reset["effective"]["call_greeting"].startswith("You've reached the clinician")
     refused = api.call("PATCH", "/programme", {"call_greeting": "x" * 501})
     assert refused.status_code == 422
+
+
+def test_a_coordinators_token_does_not_vouch_for_numbers_an_administrators_does(
+    hotline: Hotline,
+) -> None:
+    """In the console only an administrator may count a number verified without its code; a
+    token a coordinator makes is held to the same: what it writes gets a code."""
+    for email, admin in (("lead@example.org", False), ("admin@example.org", True)):
+        add_coordinator(hotline, email, admin=admin)
+    tokens = {}
+    for email in ("lead@example.org", "admin@example.org"):
+        console = Console(hotline, hotline.app.test_client())
+        assert sign_in(console.client, email) == 302
+        page = console.post("/console/tokens", {"name": email}).get_data(as_text=True)  # type: ignore[attr-defined]
+        tokens[email] = re.search(r"hl_[A-Za-z0-9_-]{20,}", page).group(0)  # type: ignore[union-attr]
+    lead, admin = (
+        Api(hotline, tokens["lead@example.org"]),
+        Api(hotline, tokens["admin@example.org"]),
+    )
+    alice = lead.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)
+    assert alice["phone_verified"] is False
+    hotline.run_jobs()
+    moved = lead.ok("PATCH", f"/supporters/{alice['id']}", {"phone": CAROL})
+    assert moved["phone_verified"] is False
+    hotline.run_jobs()
+    assert [m["to"] for m in hotline.fake.messages] == [ALICE, CAROL]  # a code each time
+    bob = admin.ok("POST", "/supporters", {"name": "Bob", "phone": BOB}, 201)
+    assert bob["phone_verified"] is True
