@@ -25,6 +25,9 @@ class Word(StrEnum):
     NOCHECKIN = "nocheckin"
     FORGET = "forget"
     DISCIPLINE = "discipline"
+    # Asks for support like any first text; named so the coordinator's alert phone, whose
+    # other texts to the line answer its alerts, can ask for support too.
+    SUPPORT = "support"
 
 
 # Twilio's default opt-out and opt-in words (Advanced Opt-Out adds REVOKE and OPTOUT).
@@ -60,6 +63,7 @@ _ALIASES = {
     "nocheckin": Word.NOCHECKIN,
     "nocheckins": Word.NOCHECKIN,
     "forget": Word.FORGET,
+    "support": Word.SUPPORT,
 }
 _EVERYDAY = frozenset({"yes", "y", "no", "n"})
 _BREAK = re.compile(r"^break(?:\s+(\d{1,3})\s*(m|min|mins|h|hr|hrs|hour|hours)?)?$")

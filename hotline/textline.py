@@ -28,9 +28,11 @@ from hotline.models import (
     Clinician,
     Conversation,
     ConversationState,
+    Programme,
     Supporter,
 )
 from hotline.people import (
+    ALERT_CONTEXT,
     find_clinician,
     find_supporter,
     get_or_create_clinician,
@@ -47,6 +49,9 @@ from hotline.texting import InboundText, OutboundText, StatusReport, TextReply
 log = logging.getLogger(__name__)
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
+ASK_FOR_SUPPORT = (
+    "SUPPORT"  # the alert phone's own request for support (its other texts answer alerts)
+)
 
 
 def handle_text(services: Services, inbound: InboundText) -> TextReply:
@@ -89,10 +94,25 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     supporter = find_supporter(session, services.vault, p.id, sender)
     if supporter is not None and supporterline.is_supporter_text(ctx, supporter, match.is_hotline):
         supporterline.supporter_text(ctx, supporter)
+    elif match.is_hotline and _answering_an_alert(ctx, match.programme):
+        ctx.reply(wording.alert_phone_answer(p))
     elif match.is_hotline:
         _clinician_text(ctx)
     else:
         ctx.reply(wording.not_a_line(p.hotline_number))
+
+
+def _answering_an_alert(ctx: Inbound, programme: Programme) -> bool:
+    """The coordinator's alert phone writing to the line: a reply to an alert ("ok"), not a
+    request for support, which they ask for by texting SUPPORT (``Word.SUPPORT``). Keywords,
+    and a conversation of their own already open, go on as anyone's."""
+    sealed = programme.alert_phone_sealed
+    if sealed is None or ctx.command is not None:
+        return False
+    if ctx.services.vault.open(sealed, ALERT_CONTEXT) != ctx.sender:
+        return False
+    clinician = find_clinician(ctx.session, ctx.services.vault, programme.id, ctx.sender)
+    return clinician is None or open_conversation(ctx.session, clinician) is None
 
 
 def _safe_number(raw: str) -> str | None:

@@ -119,7 +119,15 @@ def _next_on_call(p: ProgrammeConfig, at: datetime | None) -> str:
 def coordinator_alert(p: ProgrammeConfig) -> str:
     return (
         f"{p.name}: a peer support request is waiting with nobody available to take it. "
-        "No need to reply: replies here reach the support line."
+        "No need to reply."
+    )
+
+
+def alert_phone_answer(p: ProgrammeConfig) -> str:
+    """The coordinator's alert phone wrote to the line (an "ok" to an alert, most likely)."""
+    return (
+        f"{p.name}: this phone gets the line's alerts; no reply is needed. "
+        "To ask for peer support yourself, text SUPPORT."
     )
 
 

@@ -852,3 +852,29 @@ def _set_alert_phone(hotline: Hotline, phone: str) -> None:
         set_alert_phone(
             hotline.services.vault, session.get_one(Programme, hotline.programme_id), phone
         )
+
+
+def test_the_alert_phone_answering_an_alert_is_not_a_request_and_support_makes_one(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alerts come from the hotline number, so a coordinator's "ok" lands there: it is answered,
+    and no peer is offered it (nor, with nobody free, is the coordinator alerted about it)."""
+    _set_alert_phone(hotline, COORDINATOR)
+    hotline.add_supporter("Alice", ALICE)
+    coordinator = phones.phone(COORDINATOR)
+    coordinator.texts("ok thanks, on it")
+    answer = coordinator.expect_text("no reply is needed", from_=HOTLINE)
+    assert "SUPPORT" in answer.body
+    phones.phone(ALICE).expect_nothing()
+    coordinator.texts("help")  # keywords work as for anyone
+    coordinator.expect_text("confidential")
+    coordinator.texts("Support")  # their own request for support
+    coordinator.expect_text("confidential", from_=HOTLINE)
+    phones.phone(ALICE).expect_text(OFFER)
+    phones.phone(ALICE).texts("ACCEPT")
+    phones.phone(ALICE).expect_text("connected")
+    phones.phone(ALICE).expect_text("Support")
+    coordinator.expect_text("joined")
+    coordinator.texts("thanks for picking up")  # in their conversation now: relayed
+    phones.phone(ALICE).expect_text("thanks for picking up")
+    phones.assert_no_unexpected()
