@@ -41,7 +41,8 @@ VERIFY_FLAG: Schema = {
     "default": False,
     "description": (
         "false (default): the token holder vouches for the number written, which counts as "
-        "verified at once (audited). true: a code is texted to it, and the supporter can be "
+        "verified at once (audited); not for a token a coordinator made in the console, whose "
+        "numbers always get a code. true: a code is texted to it, and the supporter can be "
         "on call only after POST .../verification/confirm."
     ),
 }
