@@ -12,12 +12,14 @@ and row); for anything else it changes nothing and the caller takes the full pat
 3. find the line (hotline number first, then pool number), the sender by blind index, and the
    one live conversation the full path would relay on:
    - on a hotline number, a clinician who is not also a supporter of the programme, whose
-     first open conversation (active first, then texts, then newest) is active;
+     first open conversation (active first, then texts, then newest) is active and holds no
+     texts (held texts go first: the full path holds this one behind them);
    - on a pool number, a supporter of its programme with no pending offer on that number and
      an active conversation on it;
 4. touch the clinician row (a clinician's text) and then the conversation, which must still be
-   active when its row is locked (an ending that committed meanwhile is seen: stricter than the
-   full path, which re-reads nothing after it waits on that row);
+   active, and not sending held texts (``relaying_since``), when its row is locked (an ending
+   or a claim of held texts that committed meanwhile is seen: stricter than the full path,
+   which re-reads nothing after it waits on that row);
 5. return the other side's sealed number and the number to relay from, and our own numbers (the
    loop guard compares the sender in Python: the sender's number never goes to the database).
 
@@ -48,6 +50,7 @@ from hotline.models import naive_utc
 from hotline.people import CLINICIAN_CONTEXT, SUPPORTER_CONTEXT
 from hotline.privacy import DecryptionError
 from hotline.retention import INBOUND_DELETE_DELAY, wake_deletions
+from hotline.routing import RELAY_LEASE
 from hotline.services import Services
 from hotline.telephony import is_record_sid
 from hotline.texting import InboundText, TextReply
@@ -88,6 +91,7 @@ WITH line AS (
     FROM conversations AS conv LEFT JOIN supporters AS peer ON peer.id = conv.supporter_id
     WHERE conv.clinician_id IN (SELECT id FROM clinician)
       AND conv.state IN ('queued', 'active')
+      AND NOT EXISTS (SELECT 1 FROM pending_texts AS held WHERE held.conversation_id = conv.id)
       AND NOT EXISTS (SELECT 1 FROM supporter)
       AND (SELECT count(*) FROM clinician) = 1
     ORDER BY conv.state = 'active' DESC, conv.channel = 'sms' DESC, conv.id DESC
@@ -120,6 +124,7 @@ WITH line AS (
 ), touched AS (
     UPDATE conversations SET last_activity_at = %(now)s
     WHERE id IN (SELECT id FROM target) AND state = 'active'
+      AND (relaying_since IS NULL OR relaying_since <= %(lease)s)
       AND EXISTS (SELECT 1 FROM claimed)
       AND (SELECT count(*) FROM touched_clinician) >= 0
     RETURNING id
@@ -151,6 +156,7 @@ def relay(services: Services, engine: Engine, text: InboundText) -> TextReply | 
         "record": is_record_sid(text.sid),
         "due": naive_utc(due),
         "now": naive_utc(now),
+        "lease": naive_utc(now - RELAY_LEASE),
         "hashes": services.vault.blind_indexes(sender),
     }
     effects = Effects()

@@ -243,6 +243,9 @@ class Conversation(Base):
     reminded_at: Mapped[datetime | None]  # when told so again, writing while waiting
     # A closed request's "it has closed" text Twilio did not take: the sweeper tells them again.
     close_owed_at: Mapped[datetime | None]
+    # Held texts on their way through the REST API since (hotline/held.py): a clinician's text
+    # meanwhile is held behind them, not relayed ahead. A lease: stale after held.LEASE.
+    relaying_since: Mapped[datetime | None]
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -127,6 +127,19 @@ def find_by_number(session: Session, number: str) -> NumberMatch | None:
     return NumberMatch(found[0], is_hotline=False) if found else None
 
 
+def crisis_texts(session: Session, settings: Settings) -> dict[str, str]:
+    """Every one of our numbers with its programme's crisis sentence (``Services.crisis_texts``:
+    what an outage answers with)."""
+    found: dict[str, str] = {}
+    for programme in session.scalars(
+        select(Programme).options(joinedload(Programme.pool_numbers))
+    ).unique():
+        text = config_of(programme, settings).crisis_text
+        for number in [programme.hotline_number, *(p.number for p in programme.pool_numbers)]:
+            found[number] = text
+    return found
+
+
 def own_numbers(session: Session) -> set[str]:
     """Every number of every programme (to refuse loops: texts that come from ourselves).
 

@@ -300,8 +300,11 @@ def follow_up_call(services: Services, call_id: int) -> bool:
             follow = OutboundText(to, conv.pool_number, wording.after_call())
             conversation_id = conv.id
     if follow is not None:
-        send_held(services, conversation_id)  # first: what the clinician wrote as it rang
-        sid = send_one(services, follow, services.callback_url("/twilio/status"))
+        # First what the clinician wrote as it rang; if some of it waits still (Twilio did not
+        # take it), the follow-up waits too: the sweeper follows the call up again, in order.
+        sid = LOST
+        if send_held(services, conversation_id):
+            sid = send_one(services, follow, services.callback_url("/twilio/status"))
         if sid is LOST:
             _unclaim_follow_up(services, call_id)
         elif isinstance(sid, str):

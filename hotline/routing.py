@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline import schedule, wording
@@ -48,6 +48,9 @@ LAPSED = (OfferState.EXPIRED, OfferState.PASSED)  # still acceptable while the r
 # relays the rest through the REST API.
 HELD_IN_REPLY = 6
 HELD_JOINER = "\n\n"
+# How long held texts on their way through the REST API (hotline/held.py) hold a clinician's
+# new texts behind them: past this the run is taken to have died, and the sweeper resumes.
+RELAY_LEASE = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -474,6 +477,16 @@ def assign(
     if clinician is not None:
         clinician.last_supporter_id = offer.supporter_id
     return conv
+
+
+def texts_waiting(session: Session, conversation_id: int, now: datetime) -> bool:
+    """Whether a clinician's text in this live conversation must wait behind held ones (still
+    held, or on their way through the REST API) rather than be relayed ahead of them. Read
+    under the conversation's row lock, which a sending run takes to claim and to finish."""
+    held = exists().where(PendingText.conversation_id == conversation_id)
+    sending = select(Conversation.relaying_since).where(Conversation.id == conversation_id)
+    since = session.scalar(sending)
+    return bool(session.scalar(select(held))) or (since is not None and since > now - RELAY_LEASE)
 
 
 def hold_text(session: Session, vault: Vault, conv: Conversation, body: str) -> None:

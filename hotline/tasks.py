@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline import checkins, notices, retention, ringing, routing, wording
@@ -204,6 +204,10 @@ def held_not_relayed(session: Session, programme_id: int, accepted_by: datetime)
                 Conversation.accepted_at <= accepted_by,
                 held,
                 ~awaiting_follow_up,
+                or_(
+                    Conversation.relaying_since.is_(None),
+                    Conversation.relaying_since <= accepted_by - routing.RELAY_LEASE,
+                ),
             )
         )
     )

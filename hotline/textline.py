@@ -45,6 +45,7 @@ from hotline.programmes import config_of, find_by_number, own_numbers
 from hotline.schedule import next_coverage
 from hotline.services import Services
 from hotline.texting import InboundText, OutboundText, StatusReport, TextReply
+from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,11 @@ def _hold(ctx: Inbound, conv: Conversation) -> None:
 
 
 def _clinician_relay(ctx: Inbound, conv: Conversation) -> None:
-    touch_live(ctx.session, conv, ctx.now)
+    touch_live(ctx.session, conv, ctx.now)  # the conversation's row lock: see texts_waiting
+    if routing.texts_waiting(ctx.session, conv.id, ctx.now):
+        _hold(ctx, conv)  # behind the held texts, in order (hotline/held.py sends them all)
+        ctx.effects.wake(Task.RELAY_HELD, conv.id)
+        return
     supporter = ctx.session.get_one(Supporter, conv.supporter_id)
     assert conv.pool_number is not None
     ctx.relay(supporter_phone(ctx.services.vault, supporter), conv.pool_number)

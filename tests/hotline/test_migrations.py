@@ -99,3 +99,43 @@ def table_names(url: str) -> set[str]:
         return set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_tokens_a_coordinator_made_before_0010_stop_vouching(tmp_path: Path) -> None:
+    """Migration 0010: tokens the audit log shows a coordinator (not an administrator) made no
+    longer vouch for phone numbers; the command line's and an administrator's still do."""
+    url = f"sqlite:///{tmp_path / 'hotline.db'}"
+    command.upgrade(alembic_config(url), "0009")
+    engine = sa.create_engine(url)
+    now = "2026-12-01 10:00:00"
+    with engine.begin() as connection:
+        for email, role in (("lead@example.org", "coordinator"), ("it@example.org", "admin")):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO coordinators (email, password_hash, role, active, created_at)"
+                    " VALUES (:email, 'x', :role, 1, :now)"
+                ),
+                {"email": email, "role": role, "now": now},
+            )
+        for token_id, actor in ((1, "lead@example.org"), (2, "it@example.org"), (3, "cli")):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO api_tokens (id, name, token_hash, created_at)"
+                    " VALUES (:id, :name, :hash, :now)"
+                ),
+                {"id": token_id, "name": f"t{token_id}", "hash": f"{token_id:064d}", "now": now},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO audit_log (actor, action, target, at)"
+                    " VALUES (:actor, 'api token created', :target, :now)"
+                ),
+                {"actor": actor, "target": f"api token {token_id} (t{token_id})", "now": now},
+            )
+    engine.dispose()
+    upgrade(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        vouching = dict(connection.execute(sa.text("SELECT id, vouches FROM api_tokens")).all())
+    engine.dispose()
+    assert vouching == {1: False, 2: True, 3: True}

@@ -8,6 +8,8 @@ lost wake-up or a Twilio outage left.
 
 from __future__ import annotations
 
+import threading
+import time
 import xml.etree.ElementTree as ET
 
 from sqlalchemy import func, select
@@ -118,3 +120,79 @@ def test_texts_held_as_a_call_rang_survive_a_twilio_outage_in_the_follow_up(
     hotline.sweep()
     hotline.run_jobs()
     assert len(_sent_to(hotline, ALICE)) == 2  # once each
+
+
+def _long_texts(n: int) -> list[str]:
+    paragraph = "I keep replaying it, I checked the dose twice. "
+    return [f"{i}: {(paragraph * 40)[:1500]}" for i in range(n)]  # too long to be joined
+
+
+def _to_alice(hotline: Hotline, sender: str, to: str, body: str) -> list[str]:
+    _, messages = _reply(hotline, sender, to, body)
+    return [m.text or "" for m in messages if m.get("to") == ALICE]
+
+
+def test_a_text_written_while_held_texts_wait_is_held_behind_them(hotline: Hotline) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    texts = _long_texts(8)  # six fit the ACCEPT's reply, two are left for the job
+    for text in texts:
+        _reply(hotline, CLINICIAN, HOTLINE, text)
+    received = _to_alice(hotline, ALICE, POOL[0], "ACCEPT")[1:]  # after "connected"
+    assert _to_alice(hotline, CLINICIAN, HOTLINE, "are you there?") == []  # held behind
+    hotline.run_jobs()
+    received += _sent_to(hotline, ALICE)
+    assert received == [*texts, "are you there?"]
+    assert _to_alice(hotline, CLINICIAN, HOTLINE, "thank you") == ["thank you"]  # caught up
+
+
+def test_a_text_written_during_an_outage_waits_behind_the_texts_held_again(
+    hotline: Hotline,
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    texts = _long_texts(8)
+    for text in texts:
+        _reply(hotline, CLINICIAN, HOTLINE, text)
+    received = _to_alice(hotline, ALICE, POOL[0], "ACCEPT")[1:]
+    hotline.fake.fail_for(ALICE, code=20503, status=503)  # the REST API refuses for now
+    hotline.run_jobs()
+    hotline.fake.clear_faults()
+    assert _to_alice(hotline, CLINICIAN, HOTLINE, "hello?") == []  # TwiML is not refused
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    received += _sent_to(hotline, ALICE)
+    assert received == [*texts, "hello?"]
+
+
+def test_held_texts_in_flight_as_the_conversation_ends_are_not_kept(hotline: Hotline) -> None:
+    """A DONE while the job sends: what Twilio then refuses is not held for an ended one."""
+    hotline.add_supporter("Alice", ALICE)
+    for text in _long_texts(8):
+        _reply(hotline, CLINICIAN, HOTLINE, text)
+    _reply(hotline, ALICE, POOL[0], "ACCEPT")
+    hotline.fake.fail_for(ALICE, code=20503, status=503)
+    hotline.fake.hang_next(1.5)  # the job's first attempt hangs while Alice closes
+    job = threading.Thread(target=hotline.run_jobs)
+    job.start()
+    time.sleep(0.5)
+    hotline.fake.clear_faults()
+    hotline.fake.fail_for(ALICE, code=20503, status=503)
+    assert "closed" in (_to_alice(hotline, ALICE, POOL[0], "DONE")[0])
+    job.join(30)
+    assert _held(hotline) == 0
+
+
+def test_texts_held_as_a_call_rang_precede_the_follow_up_after_a_brief_refusal(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    clinician = phones.phone(CLINICIAN)
+    words = "if we get cut off: I'm on ward 7 until 9, please text me"
+    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)})
+    assert calls.place(CLINICIAN, HOTLINE, script).bridged_with == ALICE
+    hotline.fake.fail_next(3, status=429, code=20429)  # the held text and its two retries
+    hotline.run_jobs()
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    sent = _sent_to(hotline, ALICE)
+    assert len(sent) == 2 and sent[0] == words
+    assert "Thank you for taking that call" in sent[1]

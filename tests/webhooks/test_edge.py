@@ -495,3 +495,32 @@ def test_with_the_database_down_a_programme_keeps_its_own_crisis_sentence(
     assert samaritans in words["texted"] and samaritans in words["called"]
     assert "988" not in words["texted"] + words["called"]
     assert hotline.settings.crisis_text in words["default"]  # not served yet: the environment's
+
+
+def test_a_web_process_knows_each_numbers_crisis_sentence_from_its_start(
+    hotline: Hotline,
+) -> None:
+    """Relays on PostgreSQL's fast path never read their programme: a process that has only
+    relayed for a number still answers an outage there with that programme's sentence."""
+    north, samaritans = "+15550200000", "In crisis? Call Samaritans on 116 123, free, any time."
+    with transaction(hotline.services.sessions) as session:
+        programme = ensure_programme(
+            session, slug="north", name="North", hotline_number=north, pool_numbers=()
+        )
+        programme.crisis_text = samaritans
+    services = build_services(hotline.settings, redis=hotline.redis)
+    app = create_app(services=services, redis=hotline.redis)  # a web process starting now
+    engine = services.sessions.kw["bind"]
+
+    def database_down(*_args: object) -> None:
+        raise OperationalError("SELECT", None, Exception("connection refused"))
+
+    event.listen(engine, "before_cursor_execute", database_down)
+    try:
+        params = {**inbound_sms(), "To": north}
+        response = signed_post(app.test_client(), PUBLIC_URL, SMS, params, AUTH_TOKEN)
+    finally:
+        event.remove(engine, "before_cursor_execute", database_down)
+        engine.dispose()
+    replies = [m.text or "" for m in twiml(response).iter("Message")]
+    assert len(replies) == 1 and samaritans in replies[0]
