@@ -38,9 +38,17 @@ class Effects:
     wakeups: list[tuple[Task, int, datetime | None]] = field(default_factory=list)
     cancels: list[tuple[Task, int]] = field(default_factory=list)
 
-    def text(self, to: str | None, from_: str, body: str, *, owed_by: int | None = None) -> None:
+    def text(
+        self,
+        to: str | None,
+        from_: str,
+        body: str,
+        *,
+        owed_by: int | None = None,
+        closing: bool = False,
+    ) -> None:
         if to:  # a forgotten clinician has no number left to text
-            self.texts.append(OutboundText(to=to, from_=from_, body=body, owed_by=owed_by))
+            self.texts.append(OutboundText(to, from_, body, owed_by=owed_by, closing=closing))
 
     def wake(self, task: Task, ident: int, at: datetime | None = None) -> None:
         self.wakeups.append((task, ident, at))
@@ -65,31 +73,32 @@ def send(services: Services, effects: Effects) -> None:
     """
     callback = services.callback_url("/twilio/status")
     sent: list[str] = []
-    lost: set[int] = set()
+    waiting: set[int] = set()
+    closed: set[int] = set()
     for text in effects.texts:
         sid = send_one(services, text, callback)
         if isinstance(sid, str):
             sent.append(sid)
         elif sid is LOST and text.owed_by is not None:
-            lost.add(text.owed_by)
+            (closed if text.closing else waiting).add(text.owed_by)
     if sent:
         remember_sent(services, sent)
-    if lost:
-        owe_again(services, lost)
+    if waiting or closed:
+        owe_again(services, waiting, closed)
 
 
-def owe_again(services: Services, conversation_ids: set[int]) -> None:
-    """The clinicians of these conversations were not told that nobody is free, or that their
-    request closed unanswered (Twilio did not take the text). While a conversation still waits,
-    its telling is undone, and the sweeper (``conversations.offer_waiting``) tells them, by the
-    line's own rules, on its next round; one closed unanswered is marked owed
+def owe_again(services: Services, waiting: set[int], closed: set[int]) -> None:
+    """Twilio did not take the text telling these conversations' clinicians that nobody is
+    free (``waiting``), or that their request closed unanswered (``closed``). While one still
+    waits, its telling is undone, and the sweeper (``conversations.offer_waiting``) tells them,
+    by the line's own rules, on its next round; one that closed is marked owed
     (``close_owed_at``), and the sweeper tells them it closed (``tasks.tell_closed``)."""
     try:
         with transaction(services.sessions) as session:
             session.execute(
                 update(Conversation)
                 .where(
-                    Conversation.id.in_(conversation_ids),
+                    Conversation.id.in_(waiting),
                     Conversation.state == ConversationState.QUEUED,
                 )
                 .values(fallback_at=None)
@@ -98,7 +107,7 @@ def owe_again(services: Services, conversation_ids: set[int]) -> None:
             session.execute(
                 update(Conversation)
                 .where(
-                    Conversation.id.in_(conversation_ids),
+                    Conversation.id.in_(closed),
                     Conversation.state == ConversationState.ENDED,
                     Conversation.end_reason == UNANSWERED,
                 )
@@ -108,9 +117,7 @@ def owe_again(services: Services, conversation_ids: set[int]) -> None:
     except SQLAlchemyError as error:
         log.error("a lost text to a waiting clinician is not owed again: %s", type(error).__name__)
         return
-    log.warning(
-        "%d texts to waiting clinicians lost to the provider: owed again", len(conversation_ids)
-    )
+    log.warning("%d texts to waiting clinicians not taken: owed again", len(waiting | closed))
 
 
 def remember_sent(services: Services, sids: list[str]) -> None:

@@ -238,7 +238,7 @@ def close_idle(
             to = clinician_phone(services.vault, clinician) if clinician else None
             call_back = conv.channel == Channel.VOICE
             body = wording.request_closed(p, call_back)
-            effects.text(to, p.hotline_number, body, owed_by=conv.id)
+            effects.text(to, p.hotline_number, body, owed_by=conv.id, closing=True)
             end_conversation(session, p, conv, UNANSWERED, now, effects)
             continue
         if conv.supporter_id is not None and conv.pool_number is not None:
@@ -275,9 +275,8 @@ def tell_closed(
         if open_conversation(session, clinician) is not None:
             continue  # they wrote again since: a new request has them, and its own answers
         body = wording.request_closed(p, conv.channel == Channel.VOICE)
-        effects.text(
-            clinician_phone(services.vault, clinician), p.hotline_number, body, owed_by=conv.id
-        )
+        to = clinician_phone(services.vault, clinician)
+        effects.text(to, p.hotline_number, body, owed_by=conv.id, closing=True)
     return len(owed)
 
 

@@ -26,6 +26,7 @@ class OutboundText:
     from_: str
     body: str
     owed_by: int | None = None
+    closing: bool = False  # with owed_by: it tells them their request closed unanswered
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from sqlalchemy.pool import NullPool
 from hotline import app as app_module
 from hotline import db, tasks
 from hotline.app import build_services, create_app
-from hotline.effects import RETRY_DELAYS
+from hotline.effects import RETRY_DELAYS, owe_again
 from hotline.models import CheckIn, CheckInState, Conversation, Offer, OfferState
 from hotline.settings import load_settings
 from hotline.wakeups import Task
@@ -458,6 +458,22 @@ def test_a_request_closed_text_twilio_refused_is_owed_and_the_sweeper_sends_it(
     assert "closed" in closed and "988" in closed
     with line.session() as session:
         assert session.scalar(select(Conversation.close_owed_at)) is None
+
+
+@pytest.mark.sqlite_only
+def test_a_lost_nobody_is_free_text_does_not_owe_a_closed_notice(line: Hotline) -> None:
+    """The 'nobody is free' text lost as the sweeper closes the request: the clinician gets
+    the closing text (with the crisis line) once, not a second one for the lost text."""
+    line.add_supporter("Alice", ALICE)
+    texted(line, CLINICIAN, HOTLINE, "hello")
+    line.clock.advance(hours=48, seconds=1)
+    line.sweep()  # closes it, unanswered, and tells them
+    with line.session() as session:
+        conv_id = session.scalar(select(Conversation.id))
+    owe_again(line.services, {conv_id}, set())  # a 'nobody is free' text lost meanwhile
+    line.sweep()
+    closing = [t for t in sent_to(line, CLINICIAN) if "closed" in t]
+    assert len(closing) == 1
 
 
 @pytest.mark.sqlite_only
