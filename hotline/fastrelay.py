@@ -91,7 +91,6 @@ WITH line AS (
     FROM conversations AS conv LEFT JOIN supporters AS peer ON peer.id = conv.supporter_id
     WHERE conv.clinician_id IN (SELECT id FROM clinician)
       AND conv.state IN ('queued', 'active')
-      AND NOT EXISTS (SELECT 1 FROM pending_texts AS held WHERE held.conversation_id = conv.id)
       AND NOT EXISTS (SELECT 1 FROM supporter)
       AND (SELECT count(*) FROM clinician) = 1
     ORDER BY conv.state = 'active' DESC, conv.channel = 'sms' DESC, conv.id DESC
@@ -113,6 +112,9 @@ WITH line AS (
     LIMIT 1
 ), target AS (
     SELECT * FROM from_clinician WHERE state = 'active' AND from_number IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM pending_texts AS held WHERE held.conversation_id = from_clinician.id
+      )
     UNION ALL
     SELECT * FROM from_supporter
 ), touched_clinician AS (

@@ -5,21 +5,24 @@ reach the supporter in the reply to their ACCEPT; the rest go from here: those t
 in that reply (Twilio sends at most 10 messages in one), and those held while a call rang,
 after the call (``ringing.follow_up_call``). The sweeper sends what a lost wake-up left.
 
-In order, whatever arrives meanwhile: a run claims the held texts under the conversation's row
-lock (deleting them, so a second run finds none and nothing goes twice) and marks the
-conversation ``relaying_since``; while that mark is fresh, or texts are held, a clinician's new
-text is held behind them rather than relayed ahead (``routing.texts_waiting``, and the fast
-path's statement). After sending, the mark goes under the same lock; a text Twilio did not take
-(429, 5xx, unreachable after the short retries) is held again ahead of those written
-meanwhile, for the sweeper's next round; what was written meanwhile is sent next.
+In order, whatever arrives meanwhile, and nothing lost: a run takes the conversation's lease
+(``relaying_since``, under its row lock; one run at a time) and sends the held texts oldest
+first, deleting each once Twilio has taken it and renewing the lease as it goes. While the lease
+is fresh, or texts are held, a clinician's new text is held behind them rather than relayed
+ahead (``routing.texts_waiting``, and the fast path's statement); the run sends those too. A
+text Twilio does not take (429, 5xx, unreachable after the short retries) stays held, in its
+place, and the run stops for the sweeper's next round; so does a run past its time budget (an
+RQ job is killed at its timeout). A run killed mid-send leaves its lease to expire and the text
+it was sending held: that one may reach the supporter twice, never not at all.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import Exists, exists, select
+from sqlalchemy import Exists, delete, exists, select
 from sqlalchemy.orm import Session
 
 from hotline import routing
@@ -32,113 +35,106 @@ from hotline.texting import OutboundText
 
 log = logging.getLogger(__name__)
 
-ROUNDS = 5  # claims a run makes while texts keep arriving; then the next wake-up or sweep
+# A run starts no new text after this long: one text can take about 40 s (three attempts at
+# Twilio's timeouts), and an RQ job is killed at 60 s (workers.queue.JOB_TIMEOUT).
+BUDGET_S = 10.0
 
 
 @dataclass(frozen=True)
-class _Claim:
+class _Batch:
     to: str
     from_: str
-    bodies: list[str]
+    texts: list[tuple[int, str]]  # (pending_texts.id, body), oldest first
 
 
 def send_held(services: Services, conversation_id: int) -> bool:
     """Send the conversation's held texts to its supporter, in order. True when none is left
-    held (all taken, or nothing to send); False when some wait still (Twilio did not take
-    them, another run is sending, or a call is yet to be followed up)."""
-    for _ in range(ROUNDS):
+    held (all taken, the conversation ended, or nothing to send); False when some wait still:
+    Twilio did not take one, the time budget ran out, another run holds the lease, or a call
+    is yet to be followed up (its follow-up sends them)."""
+    deadline = time.monotonic() + BUDGET_S
+    first = True
+    while True:
         with transaction(services.sessions) as session:
-            claim = _claim(services, session, conversation_id)
-        if claim is None:
-            return not _left(services, conversation_id)
-        sent, lost = _send(services, claim)
-        if sent:
-            remember_sent(services, sent)
-        with transaction(services.sessions) as session:
-            left = _release(services, session, conversation_id, lost)
-        if lost:
-            log.warning("%d held texts not taken by the provider: held again", len(lost))
-            return False
-        if not left:
-            return True
-    return False
+            batch = _next(services, session, conversation_id, take_lease=first)
+        if batch is None or isinstance(batch, bool):
+            return bool(batch)
+        first = False
+        for pending_id, body in batch.texts:
+            if time.monotonic() > deadline:
+                _release(services, conversation_id)
+                return False
+            sid = send_one(services, OutboundText(batch.to, batch.from_, body), _callback(services))
+            if sid is LOST:
+                log.warning("a held text was not taken by the provider: it stays held")
+                _release(services, conversation_id)
+                return False
+            if isinstance(sid, str):
+                remember_sent(services, [sid])
+            with transaction(services.sessions) as session:
+                if not _taken(services, session, conversation_id, pending_id):
+                    return True  # the conversation ended meanwhile: what was held went with it
 
 
-def _claim(services: Services, session: Session, conversation_id: int) -> _Claim | None:
+def _next(
+    services: Services, session: Session, conversation_id: int, *, take_lease: bool
+) -> _Batch | bool:
+    """The held texts to send now, under the conversation's row lock and lease; else whether
+    none is left held (True) or some wait for another run or a follow-up (False)."""
     conv = session.scalar(
         select(Conversation).where(Conversation.id == conversation_id).with_for_update()
     )
     if conv is None or conv.state != ConversationState.ACTIVE:
-        return None
-    if conv.supporter_id is None or conv.pool_number is None:
-        return None
-    now = services.clock()
-    if conv.relaying_since is not None and conv.relaying_since > now - routing.RELAY_LEASE:
-        return None  # another run is sending them
-    if session.scalar(select(_awaiting_follow_up(conversation_id))):
-        return None  # held while a call rang: its follow-up sends them, after the call
-    rows = _held(session, conversation_id)
-    if not rows:
-        return None
-    vault = services.vault
-    bodies = [vault.open(row.sealed, routing.PENDING_TEXT_CONTEXT) for row in rows]
-    for row in rows:
-        session.delete(row)
-    conv.relaying_since = now
-    to = supporter_phone(vault, session.get_one(Supporter, conv.supporter_id))
-    return _Claim(to, conv.pool_number, bodies)
-
-
-def _send(services: Services, claim: _Claim) -> tuple[list[str], list[str]]:
-    """The SIDs of the texts Twilio took, and the texts from the first it did not take on."""
-    callback = services.callback_url("/twilio/status")
-    sent: list[str] = []
-    for i, body in enumerate(claim.bodies):
-        outcome = send_one(services, OutboundText(claim.to, claim.from_, body), callback)
-        if outcome is LOST:
-            return sent, claim.bodies[i:]
-        if isinstance(outcome, str):
-            sent.append(outcome)
-    return sent, []
-
-
-def _release(services: Services, session: Session, conversation_id: int, lost: list[str]) -> bool:
-    """Done sending: the mark goes; ``lost`` is held again ahead of what was written meanwhile.
-    True if texts are held still."""
-    conv = session.scalar(
-        select(Conversation).where(Conversation.id == conversation_id).with_for_update()
-    )
-    if conv is None or conv.state != ConversationState.ACTIVE:
-        return False  # ended meanwhile: what was held went with it (end_conversation)
-    conv.relaying_since = None
-    later = _held(session, conversation_id)
-    if lost:
-        vault = services.vault
-        bodies = [vault.open(row.sealed, routing.PENDING_TEXT_CONTEXT) for row in later]
-        for row in later:
-            session.delete(row)
-        session.flush()
-        for body in [*lost, *bodies]:
-            routing.hold_text(session, vault, conv, body)
         return True
-    return bool(later)
+    if conv.supporter_id is None or conv.pool_number is None:
+        return True
+    now = services.clock()
+    leased = conv.relaying_since is not None and conv.relaying_since > now - routing.RELAY_LEASE
+    if take_lease and leased:
+        return False  # another run is sending them
+    if session.scalar(select(_awaiting_follow_up(conversation_id))):
+        conv.relaying_since = None
+        return False  # held while a call rang: its follow-up sends them, after the call
+    rows = session.execute(
+        select(PendingText.id, PendingText.sealed)
+        .where(PendingText.conversation_id == conversation_id)
+        .order_by(PendingText.id)
+    ).all()
+    if not rows:
+        conv.relaying_since = None
+        return True
+    conv.relaying_since = now
+    vault = services.vault
+    texts = [(row.id, vault.open(row.sealed, routing.PENDING_TEXT_CONTEXT)) for row in rows]
+    to = supporter_phone(vault, session.get_one(Supporter, conv.supporter_id))
+    return _Batch(to, conv.pool_number, texts)
 
 
-def _held(session: Session, conversation_id: int) -> list[PendingText]:
-    return list(
-        session.scalars(
-            select(PendingText)
-            .where(PendingText.conversation_id == conversation_id)
-            .order_by(PendingText.id)
-            .with_for_update()
-        )
+def _taken(services: Services, session: Session, conversation_id: int, pending_id: int) -> bool:
+    """Twilio took (or refused for good) held text ``pending_id``: deleted, the lease renewed.
+    False if the conversation has ended meanwhile."""
+    conv = session.scalar(
+        select(Conversation).where(Conversation.id == conversation_id).with_for_update()
     )
+    session.execute(delete(PendingText).where(PendingText.id == pending_id))
+    if conv is None or conv.state != ConversationState.ACTIVE:
+        return False
+    conv.relaying_since = services.clock()
+    return True
 
 
-def _left(services: Services, conversation_id: int) -> bool:
-    with services.sessions() as session:
-        held = exists().where(PendingText.conversation_id == conversation_id)
-        return bool(session.scalar(select(held)))
+def _release(services: Services, conversation_id: int) -> None:
+    """The run stops before its texts are all sent: the lease goes, so the sweeper goes on."""
+    with transaction(services.sessions) as session:
+        conv = session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+        )
+        if conv is not None:
+            conv.relaying_since = None
+
+
+def _callback(services: Services) -> str | None:
+    return services.callback_url("/twilio/status")
 
 
 def _awaiting_follow_up(conversation_id: int) -> Exists:

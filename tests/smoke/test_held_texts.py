@@ -11,15 +11,20 @@ from __future__ import annotations
 import threading
 import time
 import xml.etree.ElementTree as ET
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
-from hotline.models import PendingText
+import workers.queue
+from hotline import held, ringing, routing
+from hotline.db import transaction
+from hotline.models import Channel, Conversation, ConversationState, PendingText
 from tests.kit.calls import PRESS_1, Calls, Script
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
-ALICE, CLINICIAN = "+15550108001", "+15550109001"
+ALICE, BOB, CLINICIAN = "+15550108001", "+15550108002", "+15550109001"
 TWILIO_REPLY_MESSAGES = 10
 TWILIO_REPLY_BYTES = 64 * 1024
 BURST = [  # how people text: short messages, one thought each
@@ -196,3 +201,120 @@ def test_texts_held_as_a_call_rang_precede_the_follow_up_after_a_brief_refusal(
     sent = _sent_to(hotline, ALICE)
     assert len(sent) == 2 and sent[0] == words
     assert "Thank you for taking that call" in sent[1]
+
+
+def test_a_text_is_never_relayed_to_another_peer_because_the_first_holds_texts(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The clinician texts Alice (sms) and has a call-back Bob took (voice, active). Alice's
+    conversation holds a text (Twilio refused it): the new text waits behind it, on the fast
+    path too, which must not pass over Alice's conversation to the next one, Bob's."""
+    hotline.add_supporter("Alice", ALICE)
+    bob_id = hotline.add_supporter("Bob", BOB)
+    phones.talking(CLINICIAN, ALICE)
+    with transaction(hotline.services.sessions) as session:
+        sms = session.scalars(
+            select(Conversation).where(Conversation.state == ConversationState.ACTIVE)
+        ).one()
+        now = hotline.clock.now
+        session.add(
+            Conversation(
+                programme_id=sms.programme_id,
+                clinician_id=sms.clinician_id,
+                channel=Channel.VOICE,
+                state=ConversationState.ACTIVE,
+                supporter_id=bob_id,
+                pool_number=POOL[1],
+                created_at=now,
+                accepted_at=now,
+                last_activity_at=now,
+            )
+        )
+        routing.hold_text(session, hotline.services.vault, sms, "held: Twilio refused it")
+    hotline.clock.advance(minutes=1)
+    _, messages = _reply(hotline, CLINICIAN, HOTLINE, "only for Alice")
+    to_bob = [m for m in messages if m.get("to") == BOB]
+    assert to_bob == [], "the clinician's text to Alice went to Bob"
+
+
+def test_a_run_sending_for_longer_than_its_lease_still_keeps_new_texts_behind(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The lease (routing.RELAY_LEASE) is renewed with each text Twilio takes: a slow run keeps
+    it. The clock is advanced to stand in for a slow Twilio."""
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    with transaction(hotline.services.sessions) as session:
+        conv = session.scalars(select(Conversation)).one()
+        for i in range(3):
+            routing.hold_text(session, hotline.services.vault, conv, f"held {i}")
+        conv_id = conv.id
+    hotline.fake.hang_next(1.5)  # Twilio is slow
+    run = threading.Thread(target=held.send_held, args=(hotline.services, conv_id))
+    run.start()
+    time.sleep(0.5)
+    hotline.clock.advance(minutes=2, seconds=1)  # the run has been sending for over 2 minutes
+    _, messages = _reply(hotline, CLINICIAN, HOTLINE, "written after")
+    run.join(30)
+    in_reply = [m.text for m in messages if m.get("to") == ALICE]
+    by_api = [m["body"] for m in hotline.fake.sent if m["to"] == ALICE]
+    assert in_reply == [], f"relayed ahead of {by_api[1:]} still being sent"
+    hotline.run_jobs()
+    assert [m["body"] for m in hotline.fake.sent if m["to"] == ALICE] == [
+        "held 0",
+        "held 1",
+        "held 2",
+        "written after",
+    ]
+
+
+def test_the_call_follow_up_waits_while_another_run_sends_the_texts_held_as_it_rang(
+    hotline: Hotline, phones: Phones, calls: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay run (woken by a text during the call) holds the lease as the follow-up comes:
+    the follow-up is owed, and goes after the held text, once."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician = phones.phone(CLINICIAN)
+    words = "if we get cut off: I'm on ward 7 until 9, please text me"
+    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)})
+    assert calls.place(CLINICIAN, HOTLINE, script).bridged_with == ALICE
+    real = ringing.send_held
+
+    def another_run_holds_the_lease(services: Any, conversation_id: int) -> bool:
+        with transaction(services.sessions) as session:
+            conv = session.get_one(Conversation, conversation_id)
+            conv.relaying_since = services.clock()
+        return real(services, conversation_id)
+
+    monkeypatch.setattr(ringing, "send_held", another_run_holds_the_lease)
+    hotline.run_jobs()
+    assert _sent_to(hotline, ALICE) == []  # neither ahead of the other run
+    monkeypatch.setattr(ringing, "send_held", real)
+    hotline.clock.advance(minutes=3)  # that run's lease lapses
+    hotline.sweep()
+    hotline.run_jobs()
+    sent = _sent_to(hotline, ALICE)
+    assert len(sent) == 2 and sent[0] == words
+    assert "Thank you for taking that call" in sent[1]
+
+
+def test_held_texts_of_a_job_killed_at_its_timeout_are_sent_later_in_order(
+    hotline: Hotline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ kills a job at its timeout (2 s here; Twilio answers each text in 1 s): the texts it
+    had not yet sent stay held, and the sweeper sends them, in order, once its lease lapses.
+    The one it was sending may arrive twice; none is lost."""
+    monkeypatch.setattr(workers.queue, "JOB_TIMEOUT", 2)
+    hotline.add_supporter("Alice", ALICE)
+    texts = _long_texts(10)  # six go in the ACCEPT's reply, four through the API
+    for body in texts:
+        _reply(hotline, CLINICIAN, HOTLINE, body)
+    received = _to_alice(hotline, ALICE, POOL[0], "ACCEPT")[1:]
+    hotline.fake.hang_next(1.0, n=4)  # a slow Twilio
+    hotline.run_jobs()
+    hotline.clock.advance(minutes=5)  # past the lease and the sweeper's grace
+    hotline.sweep()
+    hotline.run_jobs()
+    received += _sent_to(hotline, ALICE)
+    assert list(dict.fromkeys(received)) == texts  # every one, in order
+    assert _held(hotline) == 0
