@@ -112,8 +112,14 @@ WITH line AS (
     LIMIT 1
 ), target AS (
     SELECT * FROM from_clinician WHERE state = 'active' AND from_number IS NOT NULL
-      AND NOT EXISTS (
-          SELECT 1 FROM pending_texts AS held WHERE held.conversation_id = from_clinician.id
+      AND (
+          NOT EXISTS (
+              SELECT 1 FROM pending_texts AS held WHERE held.conversation_id = from_clinician.id
+          )
+          OR EXISTS (  -- held as a call rang: they wait for its follow-up, this need not
+              SELECT 1 FROM calls
+              WHERE calls.conversation_id = from_clinician.id AND calls.followed_up_at IS NULL
+          )
       )
     UNION ALL
     SELECT * FROM from_supporter

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from hotline import schedule, wording
 from hotline.effects import Effects
 from hotline.models import (
+    Call,
     Channel,
     Clinician,
     Conversation,
@@ -482,11 +483,20 @@ def assign(
 def texts_waiting(session: Session, conversation_id: int, now: datetime) -> bool:
     """Whether a clinician's text in this live conversation must wait behind held ones (still
     held, or on their way through the REST API) rather than be relayed ahead of them. Read
-    under the conversation's row lock, which a sending run takes to claim and to finish."""
-    held = exists().where(PendingText.conversation_id == conversation_id)
+    under the conversation's row lock, which a sending run takes to claim and to finish.
+
+    Not behind texts held as a call rang while that call is yet to be followed up: those go
+    with its follow-up, after the call (or, its end lost, after the stale-call sweep hours
+    later); texts during and after the call are relayed as they come, as before."""
     sending = select(Conversation.relaying_since).where(Conversation.id == conversation_id)
     since = session.scalar(sending)
-    return bool(session.scalar(select(held))) or (since is not None and since > now - RELAY_LEASE)
+    if since is not None and since > now - RELAY_LEASE:
+        return True
+    held = exists().where(PendingText.conversation_id == conversation_id)
+    follow_up = exists().where(
+        Call.conversation_id == conversation_id, Call.followed_up_at.is_(None)
+    )
+    return bool(session.scalar(select(held & ~follow_up)))
 
 
 def hold_text(session: Session, vault: Vault, conv: Conversation, body: str) -> None:

@@ -318,3 +318,23 @@ def test_held_texts_of_a_job_killed_at_its_timeout_are_sent_later_in_order(
     received += _sent_to(hotline, ALICE)
     assert list(dict.fromkeys(received)) == texts  # every one, in order
     assert _held(hotline) == 0
+
+
+def test_texts_during_a_call_are_relayed_as_they_come_not_behind_those_held_as_it_rang(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Texts held as the phone rang wait for the call's follow-up (hours, if the call's end is
+    lost); a text while the two talk is relayed at once, on either path."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician = phones.phone(CLINICIAN)
+    during: list[list[str]] = []
+    script = Script(
+        phones={ALICE: PRESS_1},
+        before_answer={ALICE: lambda: clinician.texts("held as it rang")},
+        on_bridge=lambda: during.append(_to_alice(hotline, CLINICIAN, HOTLINE, "while we talk")),
+    )
+    assert calls.place(CLINICIAN, HOTLINE, script).bridged_with == ALICE
+    assert during == [["while we talk"]]
+    hotline.run_jobs()
+    sent = _sent_to(hotline, ALICE)
+    assert sent[0] == "held as it rang" and "Thank you for taking that call" in sent[1]
