@@ -29,7 +29,7 @@ from hotline.models import (
     ScheduleSettings,
     Supporter,
 )
-from hotline.people import supporter_phone
+from hotline.people import opted_out, supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.routing import alert_phone
 from hotline.services import Services
@@ -109,14 +109,23 @@ def compose(services: Services, session: Session, notice: Notice) -> OutboundTex
             return None  # confirmed already, or replaced by a newer code
         code = verification.code_of(session, services.vault, supporter.id) or ""
         minutes = int(verification.CODE_TTL.total_seconds() // 60)
-        return OutboundText(to, p.pool_numbers[0], wording.verification_code(p, code, minutes))
+        body = wording.verification_code(p, code, minutes)
+        return OutboundText(to, _sender_for(services, session, p, to), body)
     assert notice.starts_at is not None
     if not supporter.active or supporter.id not in schedule.on_call(
         session, p.id, notice.starts_at
     ):
         return None
     body = wording.shift_reminder(p, notice.starts_at, notice.ends_at)
-    return OutboundText(to, p.pool_numbers[0], body)
+    return OutboundText(to, _sender_for(services, session, p, to), body)
+
+
+def _sender_for(services: Services, session: Session, p: ProgrammeConfig, to: str) -> str:
+    """The programme's first pool number the supporter has not texted STOP to (Twilio would
+    refuse it: 21610), as routing keeps off those; the first if every one is blocked."""
+    wanted = [(p.id, to, number) for number in p.pool_numbers]
+    blocked = opted_out(session, services.vault, wanted)
+    return next((n for pid, _, n in wanted if (pid, to, n) not in blocked), p.pool_numbers[0])
 
 
 def _gap_text(

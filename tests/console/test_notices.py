@@ -9,7 +9,7 @@ from sqlalchemy import select
 from hotline import rota
 from hotline.db import transaction
 from hotline.models import Notice, NoticeKind, NoticeState, Programme, ScheduleSettings
-from hotline.people import ALERT_CONTEXT
+from hotline.people import ALERT_CONTEXT, is_opted_out
 from tests.console.conftest import ACTOR, add_verified
 from tests.kit.harness import HOTLINE, POOL, Hotline
 
@@ -131,3 +131,22 @@ def test_a_reminder_for_a_shift_deleted_before_it_is_sent_is_skipped(hotline: Ho
     with hotline.session() as session:
         reminder = session.scalar(select(Notice).where(Notice.kind == NoticeKind.REMINDER))
     assert reminder is not None and reminder.state == NoticeState.SKIPPED
+
+
+def test_a_shift_reminder_avoids_a_pool_number_the_supporter_stopped(
+    hotline: Hotline,
+) -> None:
+    """Alice once left a conversation with STOP on the first pool number (Twilio then blocks
+    that number to her; routing keeps off it): her reminders come from another pool number."""
+    configure(hotline, reminder=30, warning=None)
+    alice = add_verified(hotline, "Alice", ALICE)
+    assert hotline.sms(ALICE, POOL[0], "STOP").status_code == 200
+    with transaction(hotline.services.sessions) as session:
+        assert is_opted_out(session, hotline.services.vault, hotline.programme_id, ALICE, POOL[0])
+    shift_in(hotline, alice, minutes=20, hours=8)
+    hotline.sweep()
+    reminders = [m for m in texts_to(hotline, ALICE) if "reminder" in str(m["body"])]
+    assert reminders, "no reminder attempted"
+    assert all(m["from_"] != POOL[0] for m in reminders), (
+        "reminder sent from the pool number Alice opted out of (Twilio answers 21610)"
+    )
