@@ -13,7 +13,8 @@ per batch instead of one per text, and a busy run brings in more workers (``hotl
 Policy: the latest conversation governs. When a conversation ends, pending check-ins from older
 ones are cancelled and a fresh cadence is scheduled; a check-in that falls due while the
 clinician is in a live conversation is skipped (cancelled), since that conversation will schedule
-its own when it ends.
+its own when it ends. One due while their request waits for a peer waits too (WHILE_WAITING at
+a time): a request nobody takes schedules nothing, so the check-in must still go.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from hotline import drains, records
@@ -38,6 +39,7 @@ from hotline.models import (
     CheckInState,
     Clinician,
     Conversation,
+    ConversationState,
     Programme,
 )
 from hotline.people import clinician_phone, opted_out, record_opt_out
@@ -62,6 +64,8 @@ CLAIM_LEASE = drains.LEASE
 DRAIN_BATCH = 50  # check-ins claimed (and committed) together, then sent one by one
 PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
 CANCELLABLE = (CheckInState.SCHEDULED, CheckInState.CLAIMED)  # not yet handed to Twilio
+WHILE_WAITING = timedelta(hours=1)  # a check-in due while the clinician's request waits
+MIN_GAP = timedelta(hours=1)  # check-ins closer than this (the window moved one onto another): one
 # A clinician's text this soon after a check-in is its reply: it counts in the reports, it goes
 # to the peer who last supported them, and the purge keeps their number until it has passed.
 REPLY_WINDOW = timedelta(days=7)
@@ -116,14 +120,17 @@ def schedule_after(
     if clinician is None or clinician.checkins_declined or clinician.phone_sealed is None:
         return []
     cancel_pending(session, clinician.id, effects)
-    created = []
+    created: list[CheckIn] = []
     for sequence, offset in enumerate(p.checkin_offsets, start=1):
+        due = in_window(due_after(now, offset, p.zone), p.checkin_hours, p.zone)
+        if created and due < created[-1].due_at + MIN_GAP:
+            continue  # moved into the window onto the one before: the same text twice
         checkin = CheckIn(
             programme_id=p.id,
             conversation_id=conv.id,
             clinician_id=clinician.id,
             sequence=sequence,
-            due_at=in_window(due_after(now, offset, p.zone), p.checkin_hours, p.zone),
+            due_at=due,
         )
         session.add(checkin)
         created.append(checkin)
@@ -256,16 +263,25 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
     for pid in {row.programme_id for row in shut}:
         ids = [row.id for row in shut if row.programme_id == pid]
         session.execute(_unclaim(CheckIn.id.in_(ids)).values(due_at=opens[pid]))
-    claimed, deferred = rows, tuple(sorted({opens[row.programme_id] for row in shut}))
     rows = [row for row in rows if row not in shut]
-    talking = set(
-        session.scalars(
-            select(Conversation.clinician_id).where(
-                Conversation.clinician_id.in_(clinicians),
-                Conversation.state.in_(OPEN_CONVERSATION),
-            )
+    states = session.execute(
+        select(Conversation.clinician_id, Conversation.state).where(
+            Conversation.clinician_id.in_(clinicians),
+            Conversation.state.in_(OPEN_CONVERSATION),
         )
-    )
+    ).all()
+    talking = {c for c, state in states if state == ConversationState.ACTIVE}
+    # A request still waiting for a peer: the check-in waits too. If a peer takes it, that
+    # conversation schedules its own cadence when it ends; if nobody does, this one goes.
+    waiting = {row for row in rows if row.clinician_id in {c for c, _ in states} - talking}
+    if waiting:
+        later = now + WHILE_WAITING
+        session.execute(_unclaim(CheckIn.id.in_([row.id for row in waiting])).values(due_at=later))
+        shut += list(waiting)
+        rows = [row for row in rows if row not in waiting]
+    deferred = {opens[row.programme_id] for row in shut if row not in waiting}
+    deferred |= {now + WHILE_WAITING} if waiting else set()
+    claimed = sorted([*rows, *shut], key=lambda row: row.id)
     wanted: list[tuple[int, _Target]] = []  # (programme id, target)
     unreadable: list[int] = []
     for row in rows:
@@ -277,6 +293,11 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
             continue
         if to is not None and not clinician.checkins_declined and clinician.id not in talking:
             wanted.append((p.id, _Target(row.id, to, p.hotline_number, p.checkin_text)))
+    # Two of one clinician's check-ins due together (held back by the window or an outage): the
+    # latest goes, the rest are cancelled with the skipped below.
+    ordered = sorted(wanted, key=lambda w: w[1].checkin_id)
+    latest = {(pid, t.to): t.checkin_id for pid, t in ordered}
+    wanted = [(pid, t) for pid, t in wanted if latest[pid, t.to] == t.checkin_id]
     blocked = opted_out(session, services.vault, [(pid, t.to, t.from_) for pid, t in wanted])
     targets = [t for pid, t in wanted if (pid, t.to, t.from_) not in blocked]
     if unreadable:
@@ -295,7 +316,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
             .values(state=CheckInState.CANCELLED)
             .execution_options(synchronize_session=False)
         )
-    return _Batch(claimed, targets, now, deferred)
+    return _Batch(claimed, targets, now, tuple(sorted(deferred)))
 
 
 def _next_due(session: Session, now: datetime, end: datetime) -> datetime | None:
@@ -330,7 +351,9 @@ def _deliver_all(services: Services, batch: _Batch, deadline: float) -> list[Che
                 break
             state = _hand_over(services, target.checkin_id, claimed_at, sent)
             sent = None
-            if state != CheckInState.SENDING:  # cancelled, or not ours any more
+            if state == CheckInState.SCHEDULED:  # waits with the clinician's request
+                _wake_at(services, services.clock() + WHILE_WAITING)
+            if state != CheckInState.SENDING:  # cancelled, held back, or not ours any more
                 outcomes.append(state)
                 continue
             outcome = _deliver(services, target, claimed_at)
@@ -374,11 +397,27 @@ def _hand_over(
             )
             records.backstop(session, [sent.sid], sent.at)
         if checkin_id is not None:
+            waiting = (
+                select(Conversation.id)
+                .where(
+                    Conversation.clinician_id == CheckIn.clinician_id,
+                    Conversation.state == ConversationState.QUEUED,
+                )
+                .exists()
+            )
+            later = services.clock() + WHILE_WAITING
+            held_back = session.execute(
+                _unclaim(CheckIn.id == checkin_id, *_ours(claimed_at), waiting)
+                .values(due_at=later)
+                .returning(CheckIn.id)
+            ).first()
+            if held_back is not None:  # their request waits: so does this check-in
+                return CheckInState.SCHEDULED
             talking = (
                 select(Conversation.id)
                 .where(
                     Conversation.clinician_id == CheckIn.clinician_id,
-                    Conversation.state.in_(OPEN_CONVERSATION),
+                    Conversation.state == ConversationState.ACTIVE,
                 )
                 .exists()
             )
@@ -428,6 +467,12 @@ def _release(services: Services, ids: list[int], claimed_at: datetime) -> None:
     with transaction(services.sessions) as session:
         session.execute(_unclaim(CheckIn.id.in_(ids), *_ours(claimed_at)))
     log.info("%d claimed check-ins handed back for the next run", len(ids))
+
+
+def _wake_at(services: Services, at: datetime) -> None:
+    effects = Effects()
+    effects.wake(Task.SEND_DUE_CHECKINS, *drains.wake_up_for(at))
+    schedule(services, effects)
 
 
 def _unclaim(*where: Any) -> Any:
@@ -505,7 +550,12 @@ def recover_stuck(session: Session, now: datetime) -> int:
 
 
 def note_reply(session: Session, clinician_id: int, now: datetime) -> bool:
-    """A clinician wrote in after a check-in (within REPLY_WINDOW): record it; True if so."""
+    """A clinician wrote in after a check-in (within REPLY_WINDOW), before the line heard from
+    them otherwise: record it; True if so. One they did not answer before another conversation
+    began is not answered by a later one."""
+    since = exists().where(
+        Conversation.clinician_id == clinician_id, Conversation.created_at > CheckIn.sent_at
+    )
     recent = session.scalar(
         select(CheckIn)
         .where(
@@ -513,6 +563,7 @@ def note_reply(session: Session, clinician_id: int, now: datetime) -> bool:
             CheckIn.state == CheckInState.SENT,
             CheckIn.replied_at.is_(None),
             CheckIn.sent_at >= now - REPLY_WINDOW,
+            ~since,
         )
         .order_by(CheckIn.sent_at.desc())
         .limit(1)

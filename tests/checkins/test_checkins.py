@@ -1059,7 +1059,8 @@ def test_nocheckin_or_a_new_conversation_stops_a_checkin_already_in_a_batch(
     make_line: Callable[..., Hotline],
 ) -> None:
     """Between a run's claim and its send (up to its 20 s budget, longer if it stalls) a
-    clinician may write NOCHECKIN, or text the line again: neither gets the check-in."""
+    clinician may write NOCHECKIN, or text the line again: neither gets the check-in now (the
+    second's waits with their request: if nobody takes it, it goes later)."""
     hotline, (declines, writes, waits), due = due_an_hour_after(make_line, 3)
     hotline.add_supporter("Alice", ALICE)
     batch = claim_batch(hotline, due)
@@ -1068,11 +1069,11 @@ def test_nocheckin_or_a_new_conversation_stops_a_checkin_already_in_a_batch(
         hotline.sms(declines, HOTLINE, "NOCHECKIN")
         hotline.sms(writes, HOTLINE, "Can we talk again?")
     outcomes = deliver_batch(hotline, batch, due)
-    # None: NOCHECKIN had already cancelled it; the hand-over cancels the next one.
-    assert outcomes == [None, CheckInState.CANCELLED, CheckInState.SENT]
+    # None: NOCHECKIN had already cancelled it; the hand-over holds the next one back.
+    assert outcomes == [None, CheckInState.SCHEDULED, CheckInState.SENT]
     checkin_texts = [m["to"] for m in hotline.fake.messages if m["body"] == DEFAULT_CHECKIN_TEXT]
     assert checkin_texts == [waits]
-    assert states(hotline) == [CheckInState.CANCELLED, CheckInState.CANCELLED, CheckInState.SENT]
+    assert states(hotline) == [CheckInState.CANCELLED, CheckInState.SCHEDULED, CheckInState.SENT]
 
 
 def test_woken_before_its_minute_by_a_slow_clock_the_run_comes_back_on_time(
@@ -1258,3 +1259,78 @@ def test_checkins_follow_a_time_zone_set_after_they_were_scheduled(
     assert utc(rows(hotline)[0].due_at) == utc(local(2026, 3, 3, 9, 0))
     work(hotline, utc(local(2026, 3, 3, 9, 0)))
     assert len(texts_to(hotline, CLINICIAN)) == 1
+
+
+def test_a_checkin_due_while_a_request_waits_waits_too_and_goes_if_nobody_takes_it(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """The 1-day check-in falls due while the clinician's new request waits with nobody on
+    call: it waits too (a request nobody takes schedules no check-ins of its own), and goes
+    once the request has closed unanswered."""
+    hotline = make_line()
+    hotline.clock.now = T0.astimezone(UTC)
+    alice = hotline.add_supporter("Alice", ALICE, on_call=False)
+    hotline.add_shift(alice, T0 - timedelta(hours=1), T0 + timedelta(hours=2))  # then nobody
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    first, second, _ = rows(hotline)
+    clinician = phones.phone(CLINICIAN)
+
+    with at(hotline, first.due_at - timedelta(minutes=30)):
+        clinician.texts("Are you there? Bad night again.")  # queued: nobody on call
+    clinician.expect_text("No peer", from_=HOTLINE)
+    work(hotline, first.due_at + timedelta(seconds=30))
+    assert rows(hotline)[0].state == CheckInState.SCHEDULED  # waits with the request
+
+    closed_at = first.due_at + timedelta(hours=49)
+    sweep(hotline, closed_at)  # the request closes, nobody took it
+    clinician.expect_text("no peer could take your request", from_=HOTLINE)
+    # In the next days, before the 7-day check-in, it goes: once.
+    for day in range(1, 4):
+        when = utc(local(2026, 3, 5 + day, 10))
+        assert when < second.due_at
+        work(hotline, when)
+        sweep(hotline, when + timedelta(minutes=2))
+    got = [m for m in hotline.fake.sent if m["to"] == CLINICIAN and CHECKIN_WORDS in m["body"]]
+    assert len(got) == 1, "the check-in held back by a request nobody took never went"
+
+
+def test_a_later_new_contact_is_not_counted_as_a_reply_to_an_older_checkin(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Cadence 1d,3d: the clinician ignores the 1-day check-in, answers the 3-day one, talks,
+    and writes again that afternoon: that is not a reply to the 1-day check-in."""
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="1d,3d")
+    hotline.clock.now = T0.astimezone(UTC)
+    hotline.add_supporter("Alice", ALICE)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    first, second = rows(hotline)
+    clinician = phones.phone(CLINICIAN)
+    for row in (first, second):
+        work(hotline, row.due_at + timedelta(seconds=30))
+        clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
+
+    talk_then_done(hotline, phones, second.due_at + timedelta(hours=1))  # the reply to #2
+    assert rows(hotline)[1].replied_at is not None
+    assert rows(hotline)[0].replied_at is None
+
+    talk_then_done(hotline, phones, second.due_at + timedelta(hours=5))  # a new contact
+    replied = [r.sequence for r in rows(hotline)[:2] if r.replied_at is not None]
+    assert replied == [2], f"check-ins counted as replied: {replied}"
+
+
+def test_two_checkins_moved_to_the_same_opening_do_not_both_go(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Cadence 2h,12h: a conversation ending at 19:00 puts both outside 09:00-20:00, so both
+    would move to 09:00 the next morning: the clinician gets one text, not the same one twice."""
+    done_at = local(2026, 3, 2, 19, 0)
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="2h,12h")
+    hotline.clock.now = utc(done_at)
+    hotline.add_supporter("Alice", ALICE)
+    talk_then_done(hotline, Phones(hotline), done_at)
+    assert [utc(r.due_at) for r in rows(hotline)] == [utc(local(2026, 3, 3, 9, 0))]
+    work(hotline, utc(local(2026, 3, 3, 9, 0)))
+    got = [m for m in texts_to(hotline, CLINICIAN) if CHECKIN_WORDS in str(m["body"])]
+    assert len(got) == 1, f"{len(got)} identical check-ins sent at 09:00"
