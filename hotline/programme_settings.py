@@ -193,12 +193,21 @@ _PLAIN = str.maketrans(
 )
 
 
+_CONTROLS: dict[int, str | None] = {
+    **dict.fromkeys([*range(0x09), *range(0x0E, 0x20), 0x7F, 0xFFFE, 0xFFFF]),  # keeps \t \n \r
+    0x0B: "\n",  # a manual line break (vertical tab)
+    0x0C: "\n",  # a page break
+}
+
+
 def plain(text: str) -> str:
     """A coordinator's text with word-processor typography made plain (curly quotes, dashes,
     ellipses, special spaces): pasted from a document, one curly quote would send every
     greeting or check-in as UCS-2, 70 characters a segment instead of 160. Accents and other
-    scripts are the coordinator's choice and stay."""
-    return text.translate(_PLAIN)
+    scripts are the coordinator's choice and stay. Control characters go (a word processor's
+    manual line break is a vertical tab, made a line break here: XML, and so TwiML, cannot
+    carry it), but for the line breaks and tabs that texts can."""
+    return text.translate(_PLAIN).translate(_CONTROLS)
 
 
 def _fits_column(name: str, text: str | None) -> None:

@@ -29,6 +29,12 @@ def messages(reply: TextReply, status_url: str) -> Response:
     return xml(str(response))
 
 
+def spoken(text: str) -> str:
+    """``text`` as a ``<Say>`` can carry it: XML-safe (one control character would make Twilio
+    refuse the whole answer, error 12100: every caller would hear an application error)."""
+    return text.translate(_NOT_XML)
+
+
 def body_text(body: str) -> str:
     """``body`` as a ``<Message>`` can carry it: XML-safe and within Twilio's length limit."""
     return body.translate(_NOT_XML)[:TWILIO_MAX_BODY]
@@ -41,7 +47,7 @@ def empty() -> Response:
 def say_and_hang_up(*sentences: str) -> Response:
     response = VoiceResponse()
     for sentence in sentences:
-        response.say(sentence)
+        response.say(spoken(sentence))
     response.hangup()
     return xml(str(response))
 

@@ -114,7 +114,7 @@ def render(answer: VoiceReply) -> Response:
 def _add(parent: TwiML, verb: Verb) -> None:
     match verb:
         case Say(text=text):
-            parent.say(text)
+            parent.say(twiml.spoken(text))
         case Pause(seconds=seconds):
             parent.pause(length=seconds)
         case Gather():

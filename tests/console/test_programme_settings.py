@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
 from hotline import audit, programme_settings, wording
@@ -201,3 +203,17 @@ def test_a_pool_number_that_is_a_persons_phone_is_refused_in_every_programme(
     phones.phone(ALICE).expect_text("still here")
     phones.phone(CLINICIAN).expect_text("joined")
     phones.assert_no_unexpected()
+
+
+def test_a_control_character_in_a_spoken_text_does_not_break_every_call(hotline: Hotline) -> None:
+    """A word processor's manual line break is a vertical tab, which XML cannot carry: Twilio
+    would refuse every call's answer (error 12100). Saving drops it; one stored already (by an
+    older release, or the environment's crisis sentence) is dropped as it is spoken."""
+    update(hotline, {"call_greeting": "Welcome to the peer line.\x0bThis call is confidential."})
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        assert programme.call_greeting == "Welcome to the peer line.\nThis call is confidential."
+        programme.crisis_text = "Call 988 now.\x0c"  # written past the settings page
+    response = hotline.post("/twilio/voice", CallSid="CA" + "c" * 32, From=CLINICIAN, To=HOTLINE)
+    said = " ".join(ET.fromstring(response.get_data(as_text=True)).itertext())  # noqa: S314
+    assert "This call is confidential." in said and "Call 988 now." in said
