@@ -52,6 +52,15 @@ def thanks() -> str:
     return "Thank you for calling the peer support line. Take care. Goodbye."
 
 
+def not_connected(p: ProgrammeConfig) -> str:
+    """A peer pressed 1 but the call was never joined (their phone dropped): the caller, still
+    on the line, has talked to nobody."""
+    return (
+        "The peer supporter who picked up could not be connected just now. They will call you "
+        f"back shortly from this same number. {p.crisis_text} Goodbye."
+    )
+
+
 def calling_peer() -> str:
     return "Calling the peer supporter you've been talking with. Please stay on the line."
 

@@ -183,10 +183,12 @@ def dial_result(services: Services, result: DialResult) -> VoiceReply:
             return reply(Hangup())
         if offer.state == OfferState.ACCEPTED:  # our record of a press of 1, not DialCallStatus
             if not result.bridged:
-                log.info(
-                    "call %s: taken as the caller hung up; the supporter can call back", call.id
-                )
-            return ringing.after_pick_up(ctx, call, offer)
+                log.info("call %s: taken but not joined; the supporter can call back", call.id)
+            waiting_still = not result.bridged and not _caller_gone(call, result)
+            answer = ringing.after_pick_up(ctx, call, offer)
+            if waiting_still:  # the caller talked to nobody: what happens next, and the crisis line
+                return reply(Say(speech.not_connected(ctx.programme)), Hangup())
+            return answer
         if _caller_gone(call, result):
             end_call(ctx, call)
             return reply(Hangup())
@@ -213,7 +215,11 @@ def peer_result(services: Services, result: DialResult) -> VoiceReply:
             return replay(ctx, call)
         if call.state == CallState.BRIDGED:  # our record of a press of 1
             ringing.replace_waiting_call_backs(ctx, call.clinician_id)  # if the press of 1 did not
-            return peercall.talked(ctx, call)
+            waiting_still = not result.bridged and not _caller_gone(call, result)
+            answer = peercall.talked(ctx, call)
+            if waiting_still:
+                return reply(Say(speech.not_connected(ctx.programme)), Hangup())
+            return answer
         if _caller_gone(call, result):
             end_call(ctx, call)
             return reply(Hangup())

@@ -288,3 +288,38 @@ def test_a_hidden_callers_lapsed_ring_is_not_offered_as_a_call_back(
     (conv,) = conversations(hotline)
     assert (conv.state, conv.end_reason) == (ConversationState.ENDED, "missed")
     phones.assert_no_unexpected()
+
+
+def test_a_press_of_1_never_joined_tells_the_caller_still_there_what_next_and_the_crisis_line(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice presses 1 but the call is never joined (her leg drops right after the key): Twilio
+    says DialCallStatus=completed, DialBridged=false, the caller still on the line. They have
+    talked to nobody: they hear that the peer will call back, and the crisis sentence."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    call, ring_leg = sid(0xA01), sid(0xA02)
+    number, ring = start_call(hotline, call)
+    assert number == ALICE
+    alice_leg = leg(ring_leg, call, ALICE, POOL[0])
+    screen = doc(hotline, f"/twilio/voice/screen?ring={ring}", **alice_leg)
+    assert screen.find("Gather") is not None
+    pressed = doc(
+        hotline,
+        f"/twilio/voice/pickup?ring={ring}",
+        **leg(ring_leg, call, ALICE, POOL[0]),
+        Digits="1",
+    )
+    assert list(pressed) == []  # bridge: recorded as taken
+    after = doc(
+        hotline,
+        f"/twilio/voice/next?ring={ring}",
+        **caller(call, "in-progress"),  # the caller is still on the line
+        DialCallStatus="completed",
+        DialBridged="false",
+        DialCallSid=ring_leg,
+        DialCallDuration="0",
+    )
+    words = said(after)
+    assert hotline.settings.crisis_text in words, words
+    assert "call you back" in words, words
