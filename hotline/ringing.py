@@ -86,8 +86,9 @@ def step(services: Services, session: Session, programme_id: int, effects: Effec
     )
 
 
-def replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None) -> None:
-    """A new call from someone waiting for a call-back supersedes it (one request, not two).
+def replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None, successor_id: int) -> None:
+    """A new call from someone waiting for a call-back supersedes it (one request, not two):
+    what they texted while waiting goes on to ``successor_id``, the new call's conversation.
     Only a call-back: a conversation another call of theirs is still on (a second line, a
     switchboard's shared number) goes on ringing for that caller."""
     if clinician_id is None:
@@ -102,10 +103,12 @@ def replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None) -> None:
             Conversation.clinician_id == clinician_id,
             Conversation.channel == Channel.VOICE,
             Conversation.state == ConversationState.QUEUED,
+            Conversation.id != successor_id,
             ~live_call,
         )
     ).all()
     for conv in waiting:
+        routing.move_held(ctx.session, conv.id, successor_id)
         end_conversation(ctx.session, ctx.programme, conv, "replaced", ctx.now, ctx.effects)
 
 
@@ -165,12 +168,13 @@ def fall_to_call_back(ctx: CallStep, call: Call, conv: Conversation) -> VoiceRep
     """
     call.state = CallState.CALLBACK
     rung = _rings(ctx, conv.id) > 0
-    if rung or call.clinician_id is None:
-        end_conversation(ctx.session, ctx.programme, conv, "missed", ctx.now, ctx.effects)
     if call.clinician_id is None:  # a hidden number cannot be called back
+        end_conversation(ctx.session, ctx.programme, conv, "missed", ctx.now, ctx.effects)
         return call_back_message(ctx, call)
     if rung:
-        conv = new_conversation(ctx, call.clinician_id, conv.discipline_wanted)
+        missed, conv = conv, new_conversation(ctx, call.clinician_id, conv.discipline_wanted)
+        routing.move_held(ctx.session, missed.id, conv.id)  # what they texted as it rang
+        end_conversation(ctx.session, ctx.programme, missed, "missed", ctx.now, ctx.effects)
         call.conversation_id = conv.id
     ctx.effects.wake(Task.OFFER_CALL_BACK, conv.id)
     return call_back_message(ctx, call)

@@ -499,6 +499,18 @@ def texts_waiting(session: Session, conversation_id: int, now: datetime) -> bool
     return bool(session.scalar(select(held & ~follow_up)))
 
 
+def move_held(session: Session, from_id: int, to_id: int) -> None:
+    """A request replaced by another (a call nobody took becoming a call-back, a new call
+    superseding a waiting call-back): what the clinician texted for it goes on with it, in
+    order, before the old one ends and deletes what it holds."""
+    session.execute(
+        update(PendingText)
+        .where(PendingText.conversation_id == from_id)
+        .values(conversation_id=to_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def hold_text(session: Session, vault: Vault, conv: Conversation, body: str) -> None:
     """Keep a clinician's text, sealed, until a supporter accepts (then it is relayed, deleted)."""
     if body.strip():

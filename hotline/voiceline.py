@@ -152,9 +152,9 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
             return replay(ctx, call)
         discipline = speech.MENU.get(digits.strip())
         routing.lock_programme(session, call.programme_id)  # before ending conversations
-        ringing.replace_waiting_call_backs(ctx, call.clinician_id)
         peer_rung = call.conversation_id  # the live conversation whose peer did not pick up
         conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
+        ringing.replace_waiting_call_backs(ctx, call.clinician_id, conv.id)
         if peer_rung is not None:
             peercall.not_again(ctx, peer_rung, conv)
             call.followed_up_at = None  # a supporter who takes it now is owed the follow-up
@@ -214,7 +214,9 @@ def peer_result(services: Services, result: DialResult) -> VoiceReply:
         if not events.claim(session, f"call:{call.call_sid}:peer"):
             return replay(ctx, call)
         if call.state == CallState.BRIDGED:  # our record of a press of 1
-            ringing.replace_waiting_call_backs(ctx, call.clinician_id)  # if the press of 1 did not
+            # If the press of 1 did not (its conversation: the live one the peer is on).
+            assert call.conversation_id is not None
+            ringing.replace_waiting_call_backs(ctx, call.clinician_id, call.conversation_id)
             waiting_still = not result.bridged and not _caller_gone(call, result)
             answer = peercall.talked(ctx, call)
             if waiting_still:

@@ -20,7 +20,7 @@ import workers.queue
 from hotline import held, ringing, routing
 from hotline.db import transaction
 from hotline.models import Channel, Conversation, ConversationState, PendingText
-from tests.kit.calls import PRESS_1, Calls, Script
+from tests.kit.calls import NO_ANSWER, PRESS_1, VOICEMAIL, Calls, Script
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
@@ -338,3 +338,59 @@ def test_texts_during_a_call_are_relayed_as_they_come_not_behind_those_held_as_i
     hotline.run_jobs()
     sent = _sent_to(hotline, ALICE)
     assert sent[0] == "held as it rang" and "Thank you for taking that call" in sent[1]
+
+
+def test_texts_held_as_the_call_rang_reach_whoever_takes_the_call_back(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A call nobody takes becomes a call-back, and what the clinician texted as it rang
+    reaches whoever accepts it, as for a text request."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician = phones.phone(CLINICIAN)
+    words = "I am in the hospital car park, I can only text for a while"
+    script = Script(
+        phones={ALICE: VOICEMAIL, BOB: NO_ANSWER},
+        before_answer={ALICE: lambda: clinician.texts(words)},
+    )
+    call = Calls(hotline).place(CLINICIAN, HOTLINE, script)
+    assert call.bridged_with is None and call.hears("call you back shortly")
+    hotline.run_jobs()
+    phones.sync()
+    taker = None
+    for number in (ALICE, BOB):
+        try:
+            phones.phone(number).expect_text("Reply ACCEPT")
+        except AssertionError:
+            continue
+        taker = phones.phone(number)
+        break
+    assert taker is not None, "nobody was offered the call-back"
+    taker.texts("ACCEPT")
+    hotline.run_jobs()
+    phones.sync()
+    got = [text.body for text in taker.inbox]
+    assert any(words in body for body in got), got
+
+
+def test_texts_held_for_a_call_back_reach_whoever_takes_the_call_that_replaces_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A call-back waits; the clinician texts meanwhile, then calls again and Alice takes the
+    new call: what they texted reaches her with the new call's follow-up."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician = phones.phone(CLINICIAN)
+    calls = Calls(hotline)
+    first = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER}))
+    assert first.hears("call you back shortly")
+    hotline.run_jobs()
+    phones.phone(ALICE).expect_text("Reply ACCEPT")  # the call-back offer, not answered yet
+    words = "Please call my work line instead of my cell, I will be there all night"
+    clinician.texts(words)
+    hotline.run_jobs()
+    second = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}))
+    assert second.bridged_with == ALICE
+    hotline.run_jobs()
+    phones.sync()
+    got = [text.body for text in phones.phone(ALICE).inbox]
+    assert any(words in body for body in got), got
