@@ -152,6 +152,8 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
             return replay(ctx, call)
         discipline = speech.MENU.get(digits.strip())
         routing.lock_programme(session, call.programme_id)  # before ending conversations
+        if _fresh(session, call) != CallState.GREETING:  # a hang-up's status ended it meanwhile
+            return replay(ctx, call)
         peer_rung = call.conversation_id  # the live conversation whose peer did not pick up
         conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
         ringing.replace_waiting_call_backs(ctx, call.clinician_id, conv.id)
@@ -293,10 +295,19 @@ def handle_call_status(services: Services, report: StatusReport) -> bool:
         if call is None or call.state == CallState.ENDED:
             return False
         routing.lock_programme(session, call.programme_id)  # before conversation and offer rows
+        if _fresh(session, call) == CallState.ENDED:  # as a step holding the lock meanwhile left it
+            return False
         end_call(step(services, session, call.programme_id, effects), call)
         return True
 
     return answer_in_transaction(services, work)
+
+
+def _fresh(session: Session, call: Call) -> CallState:
+    """The call's state as committed now, read again once the programme's lock is held (a step
+    that held it before us may have moved the call on since we first read it)."""
+    session.refresh(call)
+    return call.state
 
 
 def _find_call(session: Session, call_sid: str) -> Call | None:

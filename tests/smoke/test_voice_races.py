@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import select
 
-from hotline import routing
+from hotline import routing, voiceline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -323,3 +323,57 @@ def test_a_press_of_1_never_joined_tells_the_caller_still_there_what_next_and_th
     words = said(after)
     assert hotline.settings.crisis_text in words, words
     assert "call you back" in words, words
+
+
+def test_a_hang_up_as_the_menu_ends_withdraws_the_request(
+    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller hangs up as the menu times out: Twilio requests /start and posts the final
+    status at once. The status, having read the call before /start committed its ring, reads
+    it again under the programme's lock: the request is withdrawn, nobody is called back."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    call = sid(0xC01)
+    doc(hotline, "/twilio/voice", **caller(call))  # the greeting and menu
+
+    real = voiceline._find_call
+    read, go = threading.Event(), threading.Event()
+
+    def find_then_wait(session, call_sid):  # type: ignore[no-untyped-def]
+        found = real(session, call_sid)
+        if threading.current_thread().name == "status":
+            read.set()
+            assert go.wait(10)
+        return found
+
+    monkeypatch.setattr(voiceline, "_find_call", find_then_wait)
+    answers: dict[str, int] = {}
+
+    def hang_up() -> None:
+        params = {**caller(call, "completed"), "CallDuration": "12"}
+        client = hotline.app.test_client()
+        answers["status"] = signed_post(
+            client, PUBLIC_URL, "/twilio/status", params, AUTH_TOKEN
+        ).status_code
+
+    status = threading.Thread(target=hang_up, name="status")
+    status.start()
+    assert read.wait(10)
+    doc(hotline, "/twilio/voice/start", **caller(call))  # commits while the status waits
+    go.set()
+    status.join(15)
+    monkeypatch.undo()
+    assert answers["status"] == 204
+
+    with hotline.session() as session:
+        convs = [(c.id, c.state, c.end_reason) for c in session.scalars(select(Conversation))]
+    hotline.clock.advance(minutes=3)  # the ring's offer is never dialled: the sweeper's
+    hotline.sweep()
+    hotline.run_jobs()
+    phones.sync()
+    texted = {n: [t.body for t in phones.phone(n).inbox] for n in (ALICE, BOB, CLINICIAN)}
+    assert all(state == ConversationState.ENDED for _, state, _ in convs), (convs, texted)
+    assert not any(texted.values()), texted
