@@ -397,14 +397,7 @@ def _hand_over(
             )
             records.backstop(session, [sent.sid], sent.at)
         if checkin_id is not None:
-            waiting = (
-                select(Conversation.id)
-                .where(
-                    Conversation.clinician_id == CheckIn.clinician_id,
-                    Conversation.state == ConversationState.QUEUED,
-                )
-                .exists()
-            )
+            waiting = _in_conversation(ConversationState.QUEUED)
             later = services.clock() + WHILE_WAITING
             held_back = session.execute(
                 _unclaim(CheckIn.id == checkin_id, *_ours(claimed_at), waiting)
@@ -413,14 +406,7 @@ def _hand_over(
             ).first()
             if held_back is not None:  # their request waits: so does this check-in
                 return CheckInState.SCHEDULED
-            talking = (
-                select(Conversation.id)
-                .where(
-                    Conversation.clinician_id == CheckIn.clinician_id,
-                    Conversation.state == ConversationState.ACTIVE,
-                )
-                .exists()
-            )
+            talking = _in_conversation(ConversationState.ACTIVE)
             moved = session.scalar(
                 update(CheckIn)
                 .where(CheckIn.id == checkin_id, *_ours(claimed_at))
@@ -433,6 +419,15 @@ def _hand_over(
             )
             state = CheckInState(moved) if moved is not None else None
     return state
+
+
+def _in_conversation(state: ConversationState) -> Any:
+    """The check-in's clinician has a conversation in ``state`` (a correlated EXISTS)."""
+    return (
+        select(Conversation.id)
+        .where(Conversation.clinician_id == CheckIn.clinician_id, Conversation.state == state)
+        .exists()
+    )
 
 
 def _ours(claimed_at: datetime) -> list[Any]:

@@ -106,12 +106,7 @@ def test_held_texts_beyond_a_reply_follow_through_the_api_in_order_even_past_an_
 def test_texts_held_as_a_call_rang_survive_a_twilio_outage_in_the_follow_up(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
-    hotline.add_supporter("Alice", ALICE)
-    clinician = phones.phone(CLINICIAN)
-    words = "if we get cut off: I'm on ward 7 until 9, please text me"
-    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)})
-    call = calls.place(CLINICIAN, HOTLINE, script)
-    assert call.bridged_with == ALICE
+    words = _taken_with_a_text_as_it_rang(hotline, phones, calls)
 
     hotline.fake.fail_for(ALICE, code=20503, status=503)  # while the follow-up job runs
     hotline.run_jobs()
@@ -125,6 +120,16 @@ def test_texts_held_as_a_call_rang_survive_a_twilio_outage_in_the_follow_up(
     hotline.sweep()
     hotline.run_jobs()
     assert len(_sent_to(hotline, ALICE)) == 2  # once each
+
+
+def _taken_with_a_text_as_it_rang(hotline: Hotline, phones: Phones, calls: Calls) -> str:
+    """Alice takes the clinician's call; they texted as it rang: what they texted."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician = phones.phone(CLINICIAN)
+    words = "if we get cut off: I'm on ward 7 until 9, please text me"
+    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)})
+    assert calls.place(CLINICIAN, HOTLINE, script).bridged_with == ALICE
+    return words
 
 
 def _long_texts(n: int) -> list[str]:
@@ -189,11 +194,7 @@ def test_held_texts_in_flight_as_the_conversation_ends_are_not_kept(hotline: Hot
 def test_texts_held_as_a_call_rang_precede_the_follow_up_after_a_brief_refusal(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
-    hotline.add_supporter("Alice", ALICE)
-    clinician = phones.phone(CLINICIAN)
-    words = "if we get cut off: I'm on ward 7 until 9, please text me"
-    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)})
-    assert calls.place(CLINICIAN, HOTLINE, script).bridged_with == ALICE
+    words = _taken_with_a_text_as_it_rang(hotline, phones, calls)
     hotline.fake.fail_next(3, status=429, code=20429)  # the held text and its two retries
     hotline.run_jobs()
     hotline.clock.advance(minutes=1)
@@ -273,11 +274,7 @@ def test_the_call_follow_up_waits_while_another_run_sends_the_texts_held_as_it_r
 ) -> None:
     """A relay run (woken by a text during the call) holds the lease as the follow-up comes:
     the follow-up is owed, and goes after the held text, once."""
-    hotline.add_supporter("Alice", ALICE)
-    clinician = phones.phone(CLINICIAN)
-    words = "if we get cut off: I'm on ward 7 until 9, please text me"
-    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)})
-    assert calls.place(CLINICIAN, HOTLINE, script).bridged_with == ALICE
+    words = _taken_with_a_text_as_it_rang(hotline, phones, calls)
     real = ringing.send_held
 
     def another_run_holds_the_lease(services: Any, conversation_id: int) -> bool:
