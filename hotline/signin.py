@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from hotline import accounts
@@ -55,13 +55,20 @@ def digest(token: str) -> str:
 
 
 def retry_after(session: Session, email: str, address: str, now: datetime) -> timedelta | None:
-    """How long to wait before trying again, or None when a try is allowed now."""
+    """How long to wait before trying again, or None when a try is allowed now.
+
+    Tries of one email or from one address are taken one at a time until the transaction
+    ends (``authenticate`` records a failure in it): counted apart, a burst of guesses sent
+    together would each see the same count and all be checked."""
+    keys = ((_key("email", email), MAX_PER_EMAIL), (_key("addr", address), MAX_PER_ADDRESS))
+    if session.get_bind().dialect.name == "postgresql":
+        for key, _ in keys:  # always in this order: two tries never wait on each other
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"signin:{key}"}
+            )
     session.execute(delete(LoginFailure).where(LoginFailure.at <= now - WINDOW))
     waits = []
-    for key, limit in (
-        (_key("email", email), MAX_PER_EMAIL),
-        (_key("addr", address), MAX_PER_ADDRESS),
-    ):
+    for key, limit in keys:
         times = session.scalars(
             select(LoginFailure.at)
             .where(LoginFailure.key == key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,14 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from hotline import signin
-from tests.console.conftest import PASSWORD, Console, add_coordinator, csrf_of, sign_in
+from tests.console.conftest import (
+    ACTOR,
+    PASSWORD,
+    Console,
+    add_coordinator,
+    csrf_of,
+    sign_in,
+)
 from tests.kit.fake_twilio import FakeTwilio
 from tests.kit.harness import Hotline, make_hotline
 
@@ -157,3 +165,34 @@ def test_the_address_throttle_believes_forwarded_addresses_only_from_trusted_pro
     finally:
         line.clock.stop()
         line.services.sessions.kw["bind"].dispose()
+
+
+def test_wrong_passwords_sent_together_are_throttled_too(
+    hotline: Hotline, database_url: str
+) -> None:
+    """Sixteen wrong passwords for one email at once: no more than the limit are checked
+    against the hash (the rest are told to wait), on PostgreSQL as in production."""
+    if hotline.services.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite serialises the writers; the race needs PostgreSQL")
+    add_coordinator(hotline)
+    attempts = 16
+    clients = [hotline.app.test_client() for _ in range(attempts)]
+    tokens = [csrf_of(c.get("/console/sign-in").get_data(as_text=True)) for c in clients]
+    barrier = threading.Barrier(attempts)
+    codes: list[int] = []
+
+    def guess(i: int) -> None:
+        barrier.wait()
+        response = clients[i].post(
+            "/console/sign-in",
+            data={"email": ACTOR, "password": f"wrong guess {i:04d}", "csrf_token": tokens[i]},
+        )
+        codes.append(response.status_code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(attempts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    checked = codes.count(401)  # a password actually tried against the hash
+    assert checked <= signin.MAX_PER_EMAIL, codes
