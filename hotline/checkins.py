@@ -263,6 +263,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
     for pid in {row.programme_id for row in shut}:
         ids = [row.id for row in shut if row.programme_id == pid]
         session.execute(_unclaim(CheckIn.id.in_(ids)).values(due_at=opens[pid]))
+    claimed, deferred = rows, {opens[row.programme_id] for row in shut}
     rows = [row for row in rows if row not in shut]
     states = session.execute(
         select(Conversation.clinician_id, Conversation.state).where(
@@ -273,15 +274,13 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
     talking = {c for c, state in states if state == ConversationState.ACTIVE}
     # A request still waiting for a peer: the check-in waits too. If a peer takes it, that
     # conversation schedules its own cadence when it ends; if nobody does, this one goes.
-    waiting = {row for row in rows if row.clinician_id in {c for c, _ in states} - talking}
+    queued = {c for c, state in states if state == ConversationState.QUEUED} - talking
+    waiting = [row for row in rows if row.clinician_id in queued]
     if waiting:
         later = now + WHILE_WAITING
         session.execute(_unclaim(CheckIn.id.in_([row.id for row in waiting])).values(due_at=later))
-        shut += list(waiting)
+        deferred.add(later)
         rows = [row for row in rows if row not in waiting]
-    deferred = {opens[row.programme_id] for row in shut if row not in waiting}
-    deferred |= {now + WHILE_WAITING} if waiting else set()
-    claimed = sorted([*rows, *shut], key=lambda row: row.id)
     wanted: list[tuple[int, _Target]] = []  # (programme id, target)
     unreadable: list[int] = []
     for row in rows:
@@ -338,11 +337,7 @@ def _deliver_all(services: Services, batch: _Batch, deadline: float) -> list[Che
     back at once rather than risk the job's time-out; so do they if a send fails unexpectedly.
     """
     targets, claimed_at = batch.targets, batch.claimed_at
-    if batch.deferred:
-        effects = Effects()
-        for at in batch.deferred:
-            effects.wake(Task.SEND_DUE_CHECKINS, *drains.wake_up_for(at))
-        schedule(services, effects)
+    _wake_at(services, *batch.deferred)
     outcomes: list[CheckInState | None] = []
     sent: _Sent | None = None  # the last one Twilio took, not yet recorded
     try:
@@ -464,9 +459,13 @@ def _release(services: Services, ids: list[int], claimed_at: datetime) -> None:
     log.info("%d claimed check-ins handed back for the next run", len(ids))
 
 
-def _wake_at(services: Services, at: datetime) -> None:
+def _wake_at(services: Services, *times: datetime) -> None:
+    """Runs at the end of the minutes of ``times`` (rows deferred to then)."""
+    if not times:
+        return
     effects = Effects()
-    effects.wake(Task.SEND_DUE_CHECKINS, *drains.wake_up_for(at))
+    for at in times:
+        effects.wake(Task.SEND_DUE_CHECKINS, *drains.wake_up_for(at))
     schedule(services, effects)
 
 

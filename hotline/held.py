@@ -22,13 +22,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Exists, delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hotline import routing
 from hotline.db import transaction
 from hotline.effects import LOST, remember_sent, send_one
-from hotline.models import Call, Conversation, ConversationState, PendingText, Supporter
+from hotline.models import Conversation, ConversationState, PendingText, Supporter
 from hotline.people import supporter_phone
 from hotline.services import Services
 from hotline.texting import OutboundText
@@ -53,18 +53,19 @@ def send_held(services: Services, conversation_id: int) -> bool:
     Twilio did not take one, the time budget ran out, another run holds the lease, or a call
     is yet to be followed up (its follow-up sends them)."""
     deadline = time.monotonic() + BUDGET_S
+    callback = services.callback_url("/twilio/status")
     first = True
     while True:
         with transaction(services.sessions) as session:
             batch = _next(services, session, conversation_id, take_lease=first)
-        if batch is None or isinstance(batch, bool):
-            return bool(batch)
+        if isinstance(batch, bool):
+            return batch
         first = False
         for pending_id, body in batch.texts:
             if time.monotonic() > deadline:
                 _release(services, conversation_id)
                 return False
-            sid = send_one(services, OutboundText(batch.to, batch.from_, body), _callback(services))
+            sid = send_one(services, OutboundText(batch.to, batch.from_, body), callback)
             if sid is LOST:
                 log.warning("a held text was not taken by the provider: it stays held")
                 _release(services, conversation_id)
@@ -89,10 +90,9 @@ def _next(
     if conv.supporter_id is None or conv.pool_number is None:
         return True
     now = services.clock()
-    leased = conv.relaying_since is not None and conv.relaying_since > now - routing.RELAY_LEASE
-    if take_lease and leased:
+    if take_lease and routing.relay_leased(conv.relaying_since, now):
         return False  # another run is sending them
-    if session.scalar(select(_awaiting_follow_up(conversation_id))):
+    if session.scalar(select(routing.awaiting_follow_up(conversation_id))):
         conv.relaying_since = None
         return False  # held while a call rang: its follow-up sends them, after the call
     rows = session.execute(
@@ -131,11 +131,3 @@ def _release(services: Services, conversation_id: int) -> None:
         )
         if conv is not None:
             conv.relaying_since = None
-
-
-def _callback(services: Services) -> str | None:
-    return services.callback_url("/twilio/status")
-
-
-def _awaiting_follow_up(conversation_id: int) -> Exists:
-    return exists().where(Call.conversation_id == conversation_id, Call.followed_up_at.is_(None))

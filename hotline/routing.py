@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import ColumnExpressionArgument, Exists, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline import schedule, wording
@@ -489,14 +489,22 @@ def texts_waiting(session: Session, conversation_id: int, now: datetime) -> bool
     with its follow-up, after the call (or, its end lost, after the stale-call sweep hours
     later); texts during and after the call are relayed as they come, as before."""
     sending = select(Conversation.relaying_since).where(Conversation.id == conversation_id)
-    since = session.scalar(sending)
-    if since is not None and since > now - RELAY_LEASE:
+    if relay_leased(session.scalar(sending), now):
         return True
     held = exists().where(PendingText.conversation_id == conversation_id)
-    follow_up = exists().where(
-        Call.conversation_id == conversation_id, Call.followed_up_at.is_(None)
-    )
-    return bool(session.scalar(select(held & ~follow_up)))
+    return bool(session.scalar(select(held & ~awaiting_follow_up(conversation_id))))
+
+
+def relay_leased(since: datetime | None, now: datetime) -> bool:
+    """Whether a run sending held texts (``relaying_since``) holds its lease still."""
+    return since is not None and since > now - RELAY_LEASE
+
+
+def awaiting_follow_up(conversation_id: int | ColumnExpressionArgument[int]) -> Exists:
+    """The conversation has a call not yet followed up (live, or over with its follow-up text
+    to come): texts held as it rang go with that follow-up. A conversation's id, or a column
+    for a correlated test."""
+    return exists().where(Call.conversation_id == conversation_id, Call.followed_up_at.is_(None))
 
 
 def move_held(session: Session, from_id: int, to_id: int) -> None:

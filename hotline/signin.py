@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from hotline import accounts
+from hotline.db import is_sqlite
 from hotline.models import ConsoleSession, Coordinator, LoginFailure
 
 WINDOW = timedelta(minutes=15)
@@ -61,7 +62,7 @@ def retry_after(session: Session, email: str, address: str, now: datetime) -> ti
     ends (``authenticate`` records a failure in it): counted apart, a burst of guesses sent
     together would each see the same count and all be checked."""
     keys = ((_key("email", email), MAX_PER_EMAIL), (_key("addr", address), MAX_PER_ADDRESS))
-    if session.get_bind().dialect.name == "postgresql":
+    if not is_sqlite(session.get_bind()):  # SQLite serialises the writers already
         for key, _ in keys:  # always in this order: two tries never wait on each other
             session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"signin:{key}"}

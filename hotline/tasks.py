@@ -192,9 +192,6 @@ def held_not_relayed(session: Session, programme_id: int, accepted_by: datetime)
     """Live conversations, taken by ``accepted_by``, with texts held still: the rest of an
     ACCEPT's reply whose wake-up was lost, or texts Twilio did not take. Not those with a call
     not yet followed up: its follow-up sends them, after the call."""
-    awaiting_follow_up = exists().where(
-        Call.conversation_id == Conversation.id, Call.followed_up_at.is_(None)
-    )
     held = exists().where(PendingText.conversation_id == Conversation.id)
     return list(
         session.scalars(
@@ -203,7 +200,7 @@ def held_not_relayed(session: Session, programme_id: int, accepted_by: datetime)
                 Conversation.state == ConversationState.ACTIVE,
                 Conversation.accepted_at <= accepted_by,
                 held,
-                ~awaiting_follow_up,
+                ~routing.awaiting_follow_up(Conversation.id),
                 or_(
                     Conversation.relaying_since.is_(None),
                     Conversation.relaying_since <= accepted_by - routing.RELAY_LEASE,

@@ -50,9 +50,6 @@ from hotline.wakeups import Task
 log = logging.getLogger(__name__)
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
-ASK_FOR_SUPPORT = (
-    "SUPPORT"  # the alert phone's own request for support (its other texts answer alerts)
-)
 
 
 def handle_text(services: Services, inbound: InboundText) -> TextReply:
