@@ -8,12 +8,11 @@ from typing import Any
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis import Redis
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hotline.db import make_engine, make_sessionmaker
 from hotline.privacy import Vault
-from hotline.programmes import crisis_texts
+from hotline.programmes import remember_crisis_texts
 from hotline.services import Services
 from hotline.settings import Settings, load_settings
 from hotline.telephony import Telephony
@@ -98,22 +97,13 @@ def create_app(
             app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
         )
     app.session_interface = _ConsoleSessions()
-    _remember_crisis_texts(services)
+    if services.crisis_texts.due(services.clock()):
+        remember_crisis_texts(services)
     app.extensions["hotline"] = services
     app.extensions["hotline.redis"] = redis if redis is not None else _redis_of(services)
     _register(app, settings)
     _quiet_request_logs()
     return app
-
-
-def _remember_crisis_texts(services: Services) -> None:
-    """Each number's crisis sentence, read once at start (relays on the fast path do not read
-    their programme), so an outage answers with it; not there when the database is down now."""
-    try:
-        with services.sessions() as session:
-            services.crisis_texts.update(crisis_texts(session, services.settings))
-    except SQLAlchemyError as error:
-        log.warning("crisis sentences not read at start: %s", type(error).__name__)
 
 
 def _register(app: Flask, settings: Settings) -> None:

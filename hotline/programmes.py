@@ -10,14 +10,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, union_all
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
 from hotline.models import PoolNumber, Programme
 from hotline.settings import Settings, SettingsError, parse_hours, parse_offsets
+
+if TYPE_CHECKING:
+    from hotline.services import Services
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,6 +142,17 @@ def crisis_texts(session: Session, settings: Settings) -> dict[str, str]:
         for number in [programme.hotline_number, *(p.number for p in programme.pool_numbers)]:
             found[number] = text
     return found
+
+
+def remember_crisis_texts(services: Services) -> None:
+    """Each number's crisis sentence, read at start and every few minutes after (relays on the
+    fast path do not read their programme), so an outage answers with it; kept as last read
+    when the database is down."""
+    try:
+        with services.sessions() as session:
+            services.crisis_texts.replace(crisis_texts(session, services.settings))
+    except SQLAlchemyError as error:
+        log.warning("crisis sentences not read: %s", type(error).__name__)
 
 
 def own_numbers(session: Session) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +13,31 @@ from hotline.privacy import Vault
 from hotline.settings import Settings
 from hotline.telephony import Telephony
 from hotline.wakeups import WakeUps
+
+
+class CrisisTexts(dict[str, str]):
+    """Each of our numbers with its programme's crisis sentence, as this process last read it.
+
+    Read whole at start and again every ``REREAD`` while webhooks come in (after their answer
+    has gone out), so a sentence a coordinator edits in another process's console reaches this
+    one before an outage needs it; a first text or call on a number refreshes that number too.
+    """
+
+    REREAD = timedelta(minutes=5)
+    read_at: datetime | None = None
+
+    def due(self, now: datetime) -> bool:
+        """Whether to read them again now; claims the reading, so one thread does it."""
+        if self.read_at is not None and now - self.read_at < self.REREAD:
+            return False
+        self.read_at = now
+        return True
+
+    def replace(self, found: dict[str, str]) -> None:
+        """Take a whole fresh reading (a number no longer ours goes)."""
+        for number in self.keys() - found.keys():
+            self.pop(number, None)
+        self.update(found)
 
 
 @dataclass(frozen=True)
@@ -25,7 +50,7 @@ class Services:
     clock: Callable[[], datetime] = field(default=utcnow)
     # Each of our numbers' programme crisis sentence, as last read: what a webhook answers with
     # when the database cannot be reached (the environment's for a number not read yet).
-    crisis_texts: dict[str, str] = field(default_factory=dict)
+    crisis_texts: CrisisTexts = field(default_factory=lambda: CrisisTexts())
 
     def callback_url(self, path: str) -> str | None:
         """An absolute URL Twilio can reach (for status callbacks), or None if unknown."""

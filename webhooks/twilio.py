@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
 from hotline import textline, voiceline
 from hotline.db import Retry
+from hotline.programmes import remember_crisis_texts
 from hotline.retention import CALL_DELETE_DELAY, INBOUND_DELETE_DELAY
 from hotline.services import Services
 from hotline.telephony import is_record_sid
@@ -40,6 +41,16 @@ def require_signature() -> None:
     if not is_valid(url, request.form, request.headers.get(SIGNATURE_HEADER), tokens):
         log.warning("rejected a Twilio webhook with a missing or wrong signature")
         abort(403)
+
+
+@bp.after_request
+def reread_crisis_sentences(response: Response) -> Response:
+    """Every few minutes, once the answer has gone, read every number's crisis sentence again,
+    so an edit made through another process reaches this one before an outage needs it."""
+    services = _services()
+    if not g.get("database_down") and services.crisis_texts.due(services.clock()):
+        response.call_on_close(lambda: remember_crisis_texts(services))
+    return response
 
 
 @bp.post("/sms")
@@ -75,6 +86,7 @@ def status() -> Response:
 def database_unavailable(error: Exception) -> Response:
     """The database is down: never a 500 to Twilio; the caller still hears the crisis line."""
     log.error("database unavailable while answering %s: %s", request.path, type(error).__name__)
+    g.database_down = True
     services = _services()
     # The called number's programme's own sentence, as last read (another hospital's crisis
     # line may not be 988); the environment's for a number this process has not served yet.

@@ -524,3 +524,40 @@ def test_a_web_process_knows_each_numbers_crisis_sentence_from_its_start(
         engine.dispose()
     replies = [m.text or "" for m in twiml(response).iter("Message")]
     assert len(replies) == 1 and samaritans in replies[0]
+
+
+def test_a_crisis_sentence_edited_elsewhere_reaches_a_running_web_process_within_minutes(
+    hotline: Hotline,
+) -> None:
+    """A coordinator changes the crisis line in the console, served by another web process:
+    this one, which has only taken status callbacks since, answers a later outage with the
+    new sentence, not the one it read at its start."""
+    north, old = "+15550200000", "In crisis? Call Samaritans on 116 123, free, any time."
+    new = "In crisis? Call the North staff line on 0800 111 222, any time."
+    with transaction(hotline.services.sessions) as session:
+        programme = ensure_programme(
+            session, slug="north", name="North", hotline_number=north, pool_numbers=()
+        )
+        programme.crisis_text = old
+    services = build_services(hotline.settings, redis=hotline.redis, clock=hotline.clock)
+    app = create_app(services=services, redis=hotline.redis)  # a web process started earlier
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(type(programme), programme.id).crisis_text = new  # edited elsewhere
+    hotline.clock.advance(minutes=6)
+    status = {"MessageSid": "SM" + "5" * 32, "MessageStatus": "delivered", "To": north}
+    with signed_post(app.test_client(), PUBLIC_URL, "/twilio/status", status, AUTH_TOKEN) as done:
+        assert done.status_code == 204
+    engine = services.sessions.kw["bind"]
+
+    def database_down(*_args: object) -> None:
+        raise OperationalError("SELECT", None, Exception("connection refused"))
+
+    event.listen(engine, "before_cursor_execute", database_down)
+    try:
+        params = {**inbound_sms(), "To": north}
+        response = signed_post(app.test_client(), PUBLIC_URL, SMS, params, AUTH_TOKEN)
+    finally:
+        event.remove(engine, "before_cursor_execute", database_down)
+        engine.dispose()
+    replies = [m.text or "" for m in twiml(response).iter("Message")]
+    assert len(replies) == 1 and new in replies[0] and old not in replies[0]
