@@ -13,7 +13,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import accounts, migrate, roster, rota
+from hotline import accounts, migrate, numbercheck, roster, rota
 from hotline import keys as keys_core
 from hotline.db import make_engine, make_sessionmaker, transaction
 from hotline.models import ApiToken, Programme, Supporter, utcnow
@@ -28,6 +28,8 @@ from hotline.programmes import (
 )
 from hotline.rotation import follow_programme_zones
 from hotline.settings import Settings, SettingsError, load_settings
+from hotline.telephony import TelephonyError
+from hotline.telephony.twilio_adapter import TwilioTelephony
 
 CLI_ACTOR = "command line"  # who the audit log names for changes made here
 
@@ -212,6 +214,55 @@ def programme_alerts(slug: str, phone: str) -> None:
     with _session() as session:
         set_alert_phone(vault, _programme(session, slug), _number(phone))
     click.echo(f"alerts for {slug} go to {redact(_number(phone))}")
+
+
+@main.group()
+def numbers() -> None:
+    """The line's numbers at Twilio."""
+
+
+@numbers.command("check")
+@click.option(
+    "--configure",
+    is_flag=True,
+    help="Point the webhooks of every number found wrong at HOTLINE_PUBLIC_URL.",
+)
+def numbers_check(configure: bool) -> None:
+    """Check that every programme's numbers are this Twilio account's and send their texts,
+    calls and call statuses to HOTLINE_PUBLIC_URL; exit status 1 if any is not."""
+    settings = _settings()
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        raise click.ClickException(
+            "needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (the simulator has no numbers to check)"
+        )
+    if not settings.public_url:
+        raise click.ClickException("needs HOTLINE_PUBLIC_URL, the base URL Twilio reaches")
+    twilio = TwilioTelephony(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        base_url=settings.twilio_api_base_url,
+    )
+    wanted = numbercheck.Webhooks.at(settings.public_url)
+    with _session() as session:
+        ours = numbercheck.our_numbers(session)
+    wrong = 0
+    try:
+        for it in ours:
+            setup = twilio.number_setup(it.number)
+            found, done = numbercheck.problems(setup, wanted), ""
+            if found and configure and setup is not None and numbercheck.can_configure(setup):
+                twilio.point_webhooks(setup.sid, wanted.sms, wanted.voice, wanted.status)
+                found = numbercheck.problems(twilio.number_setup(it.number), wanted)
+                done = "webhooks set; "
+            wrong += bool(found)
+            state = "; ".join(found) or "ok"
+            click.echo(f"{it.number} ({it.programme}, {it.role}): {done}{state}")
+    except TelephonyError as error:
+        raise click.ClickException(f"could not read the numbers at Twilio: {error}") from None
+    if wrong:
+        hint = "" if configure else " (`hotline numbers check --configure` sets the URLs)"
+        click.echo(f"{wrong} of {len(ours)} numbers need attention{hint}", err=True)
+        sys.exit(1)
 
 
 @main.group()

@@ -80,6 +80,22 @@ class SentText:
     status: str
 
 
+@dataclass(frozen=True)
+class NumberSetup:
+    """Where the provider sends one of the account's numbers' texts, calls and call statuses
+    (Twilio's IncomingPhoneNumber; an application SID, when set, overrides the URLs)."""
+
+    sid: str
+    sms_url: str = ""
+    sms_method: str = "POST"
+    sms_application_sid: str = ""
+    voice_url: str = ""
+    voice_method: str = "POST"
+    voice_application_sid: str = ""
+    status_callback: str = ""
+    status_callback_method: str = "POST"
+
+
 class Telephony(Protocol):
     """Send texts, place calls and delete message and call records at the provider."""
 

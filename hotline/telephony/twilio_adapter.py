@@ -21,6 +21,7 @@ from twilio.rest import Client
 
 from hotline.telephony import (
     DeliveryUnknownError,
+    NumberSetup,
     RetryableError,
     SentText,
     classify,
@@ -123,6 +124,40 @@ class TwilioTelephony:
                     if call.status not in CALL_IN_FLIGHT and began and began < before:
                         sids.append(str(call.sid))
         return list(dict.fromkeys(sids))  # a text between two of our numbers is listed twice
+
+    # Not part of the port: only `hotline numbers check` reads or sets a number's webhooks.
+
+    def number_setup(self, number: str) -> NumberSetup | None:
+        """How ``number`` is set up on this account; None if it is not one of its numbers."""
+        with _mapped_errors():
+            # PhoneNumber matches part of a number at Twilio: keep the exact one.
+            found = self.client.incoming_phone_numbers.list(phone_number=number, limit=50)
+        for record in found:
+            if record.phone_number == number:
+                return NumberSetup(
+                    sid=str(record.sid),
+                    sms_url=record.sms_url or "",
+                    sms_method=record.sms_method or "",
+                    sms_application_sid=record.sms_application_sid or "",
+                    voice_url=record.voice_url or "",
+                    voice_method=record.voice_method or "",
+                    voice_application_sid=record.voice_application_sid or "",
+                    status_callback=record.status_callback or "",
+                    status_callback_method=record.status_callback_method or "",
+                )
+        return None
+
+    def point_webhooks(self, sid: str, sms_url: str, voice_url: str, status_url: str) -> None:
+        """Send the number's texts, calls and call statuses to these URLs (POST)."""
+        with _mapped_errors():
+            self.client.incoming_phone_numbers(sid).update(
+                sms_url=sms_url,
+                sms_method="POST",
+                voice_url=voice_url,
+                voice_method="POST",
+                status_callback=status_url,
+                status_callback_method="POST",
+            )
 
 
 @contextmanager

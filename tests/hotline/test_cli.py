@@ -21,6 +21,7 @@ from hotline.models import (
     Shift,
     Supporter,
 )
+from tests.kit.fake_twilio import FakeTwilio
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -165,3 +166,95 @@ def test_programme_add_refuses_another_programmes_number(run) -> None:  # type: 
         main, ["programme", "add", "default", "--name", "x", "--number", "+15550200000"]
     )
     assert refused.exit_code != 0 and "+15550200000" in refused.output
+
+
+# --- hotline numbers check ----------------------------------------------------------------------
+
+PUBLIC = "https://hotline.example.org"
+RIGHT = {
+    "sms_url": f"{PUBLIC}/twilio/sms",
+    "voice_url": f"{PUBLIC}/twilio/voice",
+    "status_callback": f"{PUBLIC}/twilio/status",
+}
+
+
+def twilio_env(fake: FakeTwilio) -> dict[str, str]:
+    return {
+        "TWILIO_ACCOUNT_SID": fake.account_sid,
+        "TWILIO_AUTH_TOKEN": fake.auth_token,
+        "TWILIO_API_BASE_URL": fake.base_url,
+        "HOTLINE_PUBLIC_URL": PUBLIC,
+    }
+
+
+def line_of(output: str, number: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith(number))
+
+
+def test_numbers_check_names_each_number_set_up_wrong_and_configure_fixes_what_it_may(
+    run,  # type: ignore[no-untyped-def]
+    fake_twilio: FakeTwilio,
+) -> None:
+    """The IT team's check after a deploy: a pool number still sending texts to the old host
+    (so clinicians' texts there never arrive), one not on the account, one handled by another
+    service's application; --configure repoints only what is ours to repoint."""
+    run("programme", "add", "north", "--name", "North", "--number", "+15550200000")
+    fake_twilio.own_number("+15550100000", **RIGHT)
+    stale = fake_twilio.own_number("+15550100001", sms_url="https://old.example.org/sms")
+    fake_twilio.own_number("+155501000011")  # contains the pool number: not the same number
+    fake_twilio.own_number("+15550200000", **RIGHT, voice_application_sid="AP" + "1" * 32)
+    checked = run.runner.invoke(main, ["numbers", "check"], env=twilio_env(fake_twilio))
+    assert checked.exit_code == 1, checked.output
+    assert line_of(checked.output, "+15550100000").endswith("(default, hotline): ok")
+    stale_line = line_of(checked.output, "+15550100001")
+    assert f'"A message comes in" is POST https://old.example.org/sms, not POST {PUBLIC}' in (
+        stale_line
+    )
+    assert '"A call comes in" is not set' in stale_line
+    assert '"Call status changes" is not set' in stale_line
+    assert "not a number of this Twilio account" in line_of(checked.output, "+15550100002")
+    assert "AP" + "1" * 32 in line_of(checked.output, "+15550200000")
+    assert "3 of 4 numbers need attention" in checked.output
+
+    configured = run.runner.invoke(
+        main, ["numbers", "check", "--configure"], env=twilio_env(fake_twilio)
+    )
+    assert configured.exit_code == 1, configured.output
+    assert "+15550100001 (default, pool): webhooks set; ok" in configured.output
+    assert "2 of 4 numbers need attention" in configured.output
+    numbers = {n["sid"]: n for n in fake_twilio.numbers}
+    assert {k: numbers[stale][k] for k in RIGHT} == RIGHT
+    assert numbers[stale]["sms_method"] == "POST"
+    untouched = next(n for n in numbers.values() if n["voice_application_sid"])
+    assert untouched["voice_application_sid"] == "AP" + "1" * 32  # another service's app stays
+    others = [n for n in numbers.values() if n["phone_number"] == "+155501000011"]
+    assert others[0]["sms_url"] == ""  # a number that is not ours is never touched
+
+
+def test_numbers_check_passes_when_every_number_is_set_up(
+    run,  # type: ignore[no-untyped-def]
+    fake_twilio: FakeTwilio,
+) -> None:
+    for number in ("+15550100000", "+15550100001", "+15550100002"):
+        fake_twilio.own_number(number, **RIGHT)
+    checked = run.runner.invoke(main, ["numbers", "check"], env=twilio_env(fake_twilio))
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.count(": ok") == 3
+
+
+def test_numbers_check_says_what_it_needs_and_when_twilio_cannot_be_read(
+    run,  # type: ignore[no-untyped-def]
+    fake_twilio: FakeTwilio,
+) -> None:
+    no_twilio = run.runner.invoke(main, ["numbers", "check"])
+    assert no_twilio.exit_code == 1 and "TWILIO_ACCOUNT_SID" in no_twilio.output
+    env = twilio_env(fake_twilio) | {"HOTLINE_PUBLIC_URL": ""}
+    no_url = run.runner.invoke(main, ["numbers", "check"], env=env)
+    assert no_url.exit_code == 1 and "HOTLINE_PUBLIC_URL" in no_url.output
+    fake_twilio.fail_next_list(n=1, status=503, code=20503)
+    down = run.runner.invoke(main, ["numbers", "check"], env=twilio_env(fake_twilio))
+    assert down.exit_code == 1 and "could not read the numbers at Twilio" in down.output
+    assert "Traceback" not in down.output
+    wrong_token = twilio_env(fake_twilio) | {"TWILIO_AUTH_TOKEN": "not-the-token"}
+    refused = run.runner.invoke(main, ["numbers", "check"], env=wrong_token)
+    assert refused.exit_code == 1 and "could not read the numbers at Twilio" in refused.output

@@ -51,6 +51,8 @@ _ROUTES = Map(
         Rule(f"{_API}/Messages/<sid>.json", endpoint="delete_message", methods=["DELETE"]),
         Rule(f"{_API}/Calls.json", endpoint="create_call", methods=["POST"]),
         Rule(f"{_API}/Calls/<sid>.json", endpoint="delete_call", methods=["DELETE"]),
+        Rule(f"{_API}/IncomingPhoneNumbers.json", endpoint="list_numbers", methods=["GET"]),
+        Rule(f"{_API}/IncomingPhoneNumbers/<sid>.json", endpoint="update_number", methods=["POST"]),
     ]
 )
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -72,6 +74,17 @@ ERROR_MESSAGES = {
 _NULL_MESSAGE_FIELDS = dict.fromkeys(
     ["date_sent", "error_code", "error_message", "messaging_service_sid", "price"]
 )
+# An IncomingPhoneNumber's settings as the API's update takes them, and as its JSON names them.
+NUMBER_SETTINGS = {
+    "SmsUrl": "sms_url",
+    "SmsMethod": "sms_method",
+    "SmsApplicationSid": "sms_application_sid",
+    "VoiceUrl": "voice_url",
+    "VoiceMethod": "voice_method",
+    "VoiceApplicationSid": "voice_application_sid",
+    "StatusCallback": "status_callback",
+    "StatusCallbackMethod": "status_callback_method",
+}
 _NULL_CALL_FIELDS = dict.fromkeys(["start_time", "end_time", "duration", "price", "answered_by"])
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
@@ -113,6 +126,7 @@ class FakeTwilio:
         self._calls: list[dict[str, Any]] = []
         self._carried: list[dict[str, Any]] = []
         self._deleted: list[str] = []
+        self._numbers: list[dict[str, str]] = []  # the account's own phone numbers
         self._faults: deque[Fault] = deque()
         self._faults_for: dict[str, Fault] = {}
         self._server: BaseWSGIServer | None = None
@@ -125,6 +139,8 @@ class FakeTwilio:
             "delete_call": self._delete_call,
             "list_messages": self._list_messages,
             "list_calls": self._list_calls,
+            "list_numbers": self._list_numbers,
+            "update_number": self._update_number,
         }
         self._list_faults: deque[Fault] = deque()
 
@@ -206,6 +222,29 @@ class FakeTwilio:
             return list(self._deleted)
 
     # Records Twilio keeps without a REST create
+
+    def own_number(self, number: str, **settings: str) -> str:
+        """Make ``number`` one of the account's numbers, set up with ``settings`` (``sms_url``
+        and the other names of ``NUMBER_SETTINGS``; unset ones are empty, methods POST);
+        return its SID."""
+        unknown = settings.keys() - set(NUMBER_SETTINGS.values())
+        if unknown:
+            raise ValueError(f"no such number setting: {sorted(unknown)}")
+        record = dict.fromkeys(NUMBER_SETTINGS.values(), "") | {
+            "sms_method": "POST",
+            "voice_method": "POST",
+            "status_callback_method": "POST",
+        }
+        record |= settings | {"sid": _new_sid("PN"), "phone_number": number}
+        with self._lock:
+            self._numbers.append(record)
+        return record["sid"]
+
+    @property
+    def numbers(self) -> list[dict[str, str]]:
+        """The account's numbers with their settings (copies)."""
+        with self._lock:
+            return copy.deepcopy(self._numbers)
 
     def keep_message(
         self,
@@ -472,6 +511,30 @@ class FakeTwilio:
     def _list_calls(self, request: Request) -> Response:
         with self._lock:
             return self._list(request, "Calls", [*self._calls, *self._carried], self._call_json)
+
+    def _list_numbers(self, request: Request) -> Response:
+        """The account's numbers; ``PhoneNumber`` matches part of a number, as at Twilio."""
+        wanted = request.args.get("PhoneNumber", "")
+        with self._lock:
+            found = [dict(n) for n in self._numbers if wanted in n["phone_number"]]
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers.json"
+        numbers = [self._number_json(n) for n in found]
+        body = {"page": 0, "page_size": 50, "uri": uri, "next_page_uri": None}
+        return _json(200, {"incoming_phone_numbers": numbers} | body)
+
+    def _update_number(self, request: Request, sid: str) -> Response:
+        with self._lock:
+            number = next((n for n in self._numbers if n["sid"] == sid), None)
+            if number is None:
+                return _error(404, 20404)
+            for param, field in NUMBER_SETTINGS.items():
+                if param in request.form:
+                    number[field] = request.form[param]
+            return _json(200, self._number_json(number))
+
+    def _number_json(self, number: dict[str, str]) -> dict[str, Any]:
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/{number['sid']}"
+        return {**number, "account_sid": self.account_sid, "uri": f"{uri}.json"}
 
     def _list(
         self,

@@ -1,0 +1,95 @@
+"""Whether each of the line's numbers is set up at Twilio as the README's table says
+(``hotline numbers check``), and setting it so on request (``--configure``).
+
+A number set up wrongly fails silently where it hurts: a text to a pool number whose
+"A message comes in" points elsewhere never reaches the clinician, a number missing from the
+account cannot send, and a call whose "Call status changes" is not ours keeps its record (both
+numbers) at Twilio. Nothing here touches a person's number: only the programmes' own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from hotline.models import Programme
+from hotline.telephony import NumberSetup
+
+SMS_PATH, VOICE_PATH, STATUS_PATH = "/twilio/sms", "/twilio/voice", "/twilio/status"
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """The three URLs every one of the line's numbers must send to, by POST."""
+
+    sms: str
+    voice: str
+    status: str
+
+    @classmethod
+    def at(cls, public_url: str) -> Webhooks:
+        base = public_url.rstrip("/")
+        return cls(f"{base}{SMS_PATH}", f"{base}{VOICE_PATH}", f"{base}{STATUS_PATH}")
+
+
+@dataclass(frozen=True)
+class OurNumber:
+    programme: str  # slug
+    number: str
+    role: str  # "hotline", "pool" or "hotline and pool"
+
+
+def our_numbers(session: Session) -> list[OurNumber]:
+    """Every programme's hotline and pool numbers, each once, by programme."""
+    found: dict[str, OurNumber] = {}
+    programmes = session.scalars(
+        select(Programme).options(selectinload(Programme.pool_numbers)).order_by(Programme.id)
+    )
+    for programme in programmes:
+        hotline, pool = programme.hotline_number, {p.number for p in programme.pool_numbers}
+        roles = {hotline: "hotline and pool" if hotline in pool else "hotline"}
+        roles |= {number: "pool" for number in sorted(pool - {hotline})}
+        for number, role in roles.items():
+            found.setdefault(number, OurNumber(programme.slug, number, role))
+    return list(found.values())
+
+
+def problems(setup: NumberSetup | None, wanted: Webhooks) -> list[str]:
+    """What is wrong with how a number is set up at Twilio, in the console's words."""
+    if setup is None:
+        return ["not a number of this Twilio account: texts and calls from it will fail"]
+    found = []
+    if setup.sms_application_sid:
+        found.append(
+            f"messaging is handled by the application {setup.sms_application_sid}: "
+            f"point its request URL at POST {wanted.sms}, or remove it from the number"
+        )
+    elif (setup.sms_url, setup.sms_method.upper()) != (wanted.sms, "POST"):
+        shown = _shown(setup.sms_url, setup.sms_method)
+        found.append(f'"A message comes in" is {shown}, not POST {wanted.sms}')
+    if setup.voice_application_sid:
+        found.append(
+            f"voice is handled by the application {setup.voice_application_sid}: point its "
+            f"URLs at POST {wanted.voice} and {wanted.status}, or remove it from the number"
+        )
+    else:
+        if (setup.voice_url, setup.voice_method.upper()) != (wanted.voice, "POST"):
+            shown = _shown(setup.voice_url, setup.voice_method)
+            found.append(f'"A call comes in" is {shown}, not POST {wanted.voice}')
+        status = (setup.status_callback, setup.status_callback_method.upper())
+        if status != (wanted.status, "POST"):
+            shown = _shown(setup.status_callback, setup.status_callback_method)
+            found.append(f'"Call status changes" is {shown}, not POST {wanted.status}')
+    return found
+
+
+def can_configure(setup: NumberSetup | None) -> bool:
+    """Whether ``--configure`` may set the URLs: the number is the account's, and no
+    application (perhaps another service's) overrides them."""
+    return setup is not None and not (setup.sms_application_sid or setup.voice_application_sid)
+
+
+def _shown(url: str, method: str) -> str:
+    return f"{method.upper() or 'POST'} {url}" if url else "not set"
