@@ -14,7 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from hotline.phone import InvalidPhoneNumber, normalize
 
@@ -33,6 +37,8 @@ PRODUCTION_REQUIRED = (
 _OFFSET = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.ASCII)
 MAX_OFFSET = timedelta(days=366)  # a check-in on the event's anniversary, no later
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class SettingsError(ValueError):
@@ -109,8 +115,8 @@ def load_settings(
         env=env,
         database_url=_database_url(_get(environ, "DATABASE_URL"))
         or _default_database_url(instance),
-        redis_url=_get(environ, "REDIS_URL"),
-        public_url=(_get(environ, "HOTLINE_PUBLIC_URL") or "").rstrip("/") or None,
+        redis_url=_redis_url(_get(environ, "REDIS_URL")),
+        public_url=_public_url(_get(environ, "HOTLINE_PUBLIC_URL")),
         hotline_number=hotline_number,
         pool_numbers=pool,
         twilio_account_sid=_get(environ, "TWILIO_ACCOUNT_SID"),
@@ -244,12 +250,47 @@ def _data_keys(text: str) -> tuple[bytes, ...]:
 
 def _database_url(url: str | None) -> str | None:
     """PostgreSQL URLs as platforms hand them out (``postgres://``, ``postgresql://``) name no
-    driver, or one we do not ship: they get psycopg 3, the one installed."""
+    driver, or one we do not ship: they get psycopg 3, the one installed. The error never
+    repeats the URL: it may hold the database password."""
     if url:
         for scheme in ("postgres://", "postgresql://"):
             if url.startswith(scheme):
-                return "postgresql+psycopg://" + url.removeprefix(scheme)
+                url = "postgresql+psycopg://" + url.removeprefix(scheme)
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            raise SettingsError(
+                "DATABASE_URL: not a database URL (e.g. postgresql://user:password@host/hotline)"
+            ) from None
+        if backend not in DATABASE_BACKENDS:
+            raise SettingsError(f"DATABASE_URL: {backend!r} is not supported (use PostgreSQL)")
     return url
+
+
+def _redis_url(url: str | None) -> str | None:
+    """Checked here so a malformed one stops every process at start with its name, not later
+    with redis-py's traceback; the error never repeats it (it may hold the password)."""
+    if url is not None and urlsplit(url).scheme not in REDIS_SCHEMES:
+        raise SettingsError("REDIS_URL: not a Redis URL (redis://, rediss:// or unix://)")
+    return url
+
+
+def _public_url(url: str | None) -> str | None:
+    """The base URL Twilio calls. Signatures are checked against it, so one without its scheme
+    (``hotline.example.org``) would have every webhook refused and the line go silent."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    try:
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise SettingsError(
+            f"HOTLINE_PUBLIC_URL: {url!r} is not the URL Twilio calls, "
+            "e.g. https://hotline.example.org (scheme and host, no query)"
+        )
+    return url.rstrip("/")
 
 
 def _default_database_url(instance: Path) -> str:

@@ -96,6 +96,11 @@ PARSED = [
     ("HOTLINE_NUMBER", "(555) 010-0000", "hotline_number", HOTLINE),
     ("HOTLINE_PUBLIC_URL", "https://hotline.example.org/", "public_url",
      "https://hotline.example.org"),
+    ("HOTLINE_PUBLIC_URL", "http://127.0.0.1:8080/line", "public_url",
+     "http://127.0.0.1:8080/line"),
+    ("REDIS_URL", "rediss://:secret@redis.internal:6380/1", "redis_url",
+     "rediss://:secret@redis.internal:6380/1"),
+    ("REDIS_URL", "unix:///run/redis.sock", "redis_url", "unix:///run/redis.sock"),
 ]  # fmt: skip
 
 
@@ -177,6 +182,18 @@ MALFORMED = [
     ("HOTLINE_OFFER_TIMEOUT", "-180"),
     ("HOTLINE_OFFER_TIMEOUT", "2.5"),
     ("HOTLINE_OFFER_TIMEOUT", "3m"),
+    # Signatures are checked against HOTLINE_PUBLIC_URL: without its scheme, every webhook
+    # would be refused 403 and the line would go silent.
+    ("HOTLINE_PUBLIC_URL", "hotline.example.org"),
+    ("HOTLINE_PUBLIC_URL", "hotline.example.org:443"),
+    ("HOTLINE_PUBLIC_URL", "ftp://hotline.example.org"),
+    ("HOTLINE_PUBLIC_URL", "https://"),
+    ("HOTLINE_PUBLIC_URL", "https://hotline.example.org:port"),
+    ("HOTLINE_PUBLIC_URL", "https://hotline.example.org/?line=1"),
+    ("REDIS_URL", "redis.internal:6379"),
+    ("REDIS_URL", "http://redis.internal:6379/0"),
+    ("DATABASE_URL", "hotline.sqlite3"),
+    ("DATABASE_URL", "mysql://hotline@db.internal/hotline"),
 ]
 
 
@@ -192,6 +209,21 @@ def test_a_missing_or_malformed_setting_is_an_error_naming_it(
     else:
         environ[name] = value
     assert name in error_for(tmp_path, environ)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REDIS_URL", "redis.internal:6379?password=hunter2-secret"),
+        ("DATABASE_URL", "hotline:hunter2-secret@db.internal"),
+    ],
+)
+def test_a_malformed_url_is_one_line_naming_it_and_never_repeats_its_password(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    message = error_for(tmp_path, {"HOTLINE_NUMBER": HOTLINE, name: value})
+    assert message.startswith(name) and "\n" not in message
+    assert "hunter2" not in message
 
 
 def test_a_bad_data_key_is_not_repeated_in_the_error(tmp_path: Path) -> None:
