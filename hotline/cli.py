@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from hotline import accounts, migrate, numbercheck, roster, rota
@@ -335,6 +336,7 @@ def keys() -> None:
 def keys_rotate(batch_size: int, check: bool) -> None:
     """Re-seal every sealed value and re-index every number under the first data key."""
     settings = _settings()
+    _migrated(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         sessions, vault = make_sessionmaker(engine), Vault(settings.data_keys)
@@ -383,9 +385,27 @@ def dev(host: str, port: int) -> None:
     run_dev(host, port)
 
 
+def _migrated(database_url: str) -> None:
+    """Refuse, with what to do, a database ``hotline db upgrade`` has not brought up to date:
+    commands would otherwise fail on a missing table or column with a traceback."""
+    try:
+        revision = migrate.current(database_url)
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        raise click.ClickException(f"DATABASE_URL: cannot reach the database ({reason})") from None
+    if migrate.is_behind(revision):
+        at = f"is at revision {revision}" if revision else "has no tables yet"
+        raise click.ClickException(
+            f"the database {at} (this version needs {migrate.head()}): "
+            "run `hotline db upgrade` first"
+        )
+
+
 @contextmanager
 def _session() -> Iterator[Session]:
-    engine = make_engine(_settings().database_url)
+    database_url = _settings().database_url
+    _migrated(database_url)
+    engine = make_engine(database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
             yield session

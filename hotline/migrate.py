@@ -43,3 +43,13 @@ def current(database_url: str) -> str | None:
 def head() -> str | None:
     """The newest revision shipped with this package."""
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def is_behind(revision: str | None) -> bool:
+    """True when a database at ``revision`` needs ``upgrade``: never migrated, or at an older
+    revision of ours (one newer than this package's head is a later release's, not behind)."""
+    if revision is None:
+        return True
+    script = ScriptDirectory(str(MIGRATIONS))
+    known = {script_revision.revision for script_revision in script.walk_revisions()}
+    return revision in known and revision != script.get_current_head()

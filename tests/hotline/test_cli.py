@@ -258,3 +258,44 @@ def test_numbers_check_says_what_it_needs_and_when_twilio_cannot_be_read(
     wrong_token = twilio_env(fake_twilio) | {"TWILIO_AUTH_TOKEN": "not-the-token"}
     refused = run.runner.invoke(main, ["numbers", "check"], env=wrong_token)
     assert refused.exit_code == 1 and "could not read the numbers at Twilio" in refused.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["coordinator", "create", "x@example.org"],
+        ["api-token", "create", "ops"],
+        ["supporter", "add", "Ana", "+15550100011"],
+        ["keys", "rotate", "--check"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_commands_before_db_upgrade_say_to_run_it(tmp_path: Path, args: list[str]) -> None:
+    """An operator who makes an account before migrating is told what to do, not shown
+    SQLAlchemy's 'no such table' traceback."""
+    runner = CliRunner(
+        env={
+            "HOTLINE_NUMBER": "+15550100000",
+            "HOTLINE_INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}",
+        }
+    )
+    result = runner.invoke(main, args, input="a-long-password\na-long-password\n")
+    assert result.exit_code == 1, result.output
+    assert "run `hotline db upgrade` first" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_commands_on_a_database_an_upgrade_behind_say_to_run_it(tmp_path: Path) -> None:
+    """A release deployed without its `release: hotline db upgrade` step."""
+    from hotline import migrate
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    migrate.upgrade(url, "0009")
+    runner = CliRunner(env={"HOTLINE_NUMBER": "+15550100000", "DATABASE_URL": url})
+    result = runner.invoke(main, ["api-token", "create", "ops"])
+    assert result.exit_code == 1
+    assert "is at revision 0009" in result.output
+    assert "run `hotline db upgrade` first" in result.output
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(main, ["api-token", "create", "ops"]).output.startswith("hl_")
