@@ -106,7 +106,13 @@ def _work(redis: Redis, burst: bool) -> None:
         except RedisError as error:  # raised out of RQ's loop, or when registering with Redis
             if burst:
                 raise
-            log.warning("RQ worker stopped (%s); starting it again", type(error).__name__)
+            # Which Redis and why (redis-py names the host and port, never the password): a
+            # REDIS_URL with the wrong host looks like this from the first second.
+            log.warning(
+                "RQ worker stopped: Redis at REDIS_URL failed (%s: %s); starting it again",
+                type(error).__name__,
+                error,
+            )
         else:
             if burst or worker.stop_requested:
                 return

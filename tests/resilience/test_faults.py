@@ -657,6 +657,40 @@ def test_a_worker_busy_when_redis_restarts_carries_on_once_it_is_back(
 
 
 @pytest.mark.sqlite_only
+def test_a_worker_whose_redis_cannot_be_reached_names_it_and_keeps_trying(
+    line: Hotline, tmp_path: Path
+) -> None:
+    """A REDIS_URL with the wrong host or port: the operator reads which Redis and why in the
+    worker's log, and the worker stays up (its sweeper still sends what is due)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    env = {**environment_for(line.settings.database_url, line.fake)}
+    env.update(PATH=os.environ.get("PATH", ""), HOTLINE_INSTANCE_PATH=str(tmp_path))
+    env["REDIS_URL"] = f"redis://:not-for-logs@127.0.0.1:{port}/0"
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "hotline.cli", "worker"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: (tmp_path / "worker.log").read_text().count("starting it again") >= 2)
+        assert worker.poll() is None
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    first = next(
+        row for row in (tmp_path / "worker.log").read_text().splitlines() if "again" in row
+    )
+    assert "REDIS_URL" in first and f"127.0.0.1:{port}" in first, first
+    assert "not-for-logs" not in (tmp_path / "worker.log").read_text()
+
+
+@pytest.mark.sqlite_only
 def test_a_worker_told_to_stop_exits_promptly_every_time(
     line: Hotline, redis_server: RedisServer, tmp_path: Path
 ) -> None:
