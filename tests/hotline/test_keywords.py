@@ -1,0 +1,48 @@
+"""CONTRACT.md's text keywords: a single word, any case, surrounding spaces ignored."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from hotline.keywords import Command, Word, parse
+
+KEYWORDS = [
+    # Clinician: STOP and Twilio's other opt-out words; START undoes it; HELP.
+    *((word, Command(Word.STOP)) for word in (
+        "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT",
+    )),
+    ("START", Command(Word.START, opt_in=True)),
+    ("UNSTOP", Command(Word.START, opt_in=True)),
+    ("HELP", Command(Word.HELP)),
+    # Supporter: ACCEPT (YES understood), PASS (or NO), DONE, RESOURCES, BREAK 2h, BACK.
+    ("ACCEPT", Command(Word.ACCEPT)),
+    ("YES", Command(Word.ACCEPT, opt_in=True, everyday=True)),
+    ("PASS", Command(Word.PASS)),
+    ("NO", Command(Word.PASS, everyday=True)),
+    ("DONE", Command(Word.DONE)),
+    ("RESOURCES", Command(Word.RESOURCES)),
+    ("BREAK 2h", Command(Word.BREAK, duration=timedelta(hours=2))),
+    ("BREAK 30m", Command(Word.BREAK, duration=timedelta(minutes=30))),
+    ("BREAK", Command(Word.BREAK, duration=timedelta(hours=1))),
+    ("BREAK 48h", Command(Word.BREAK, duration=timedelta(hours=24))),
+    ("BACK", Command(Word.BACK)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), KEYWORDS, ids=[k[0] for k in KEYWORDS])
+@pytest.mark.parametrize("written", [str.upper, str.lower, str.title, lambda w: f"  {w} \n"])
+def test_each_keyword_is_read_in_any_case_with_spaces_around(
+    text: str, expected: Command, written: object
+) -> None:
+    assert callable(written)
+    assert parse(written(text)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["stop calling me", "please help", "I'm done for today", "accepted", "start over", ""],
+)
+def test_a_keyword_inside_a_sentence_is_a_message_to_relay(text: str) -> None:
+    assert parse(text) is None
