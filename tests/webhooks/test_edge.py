@@ -181,9 +181,26 @@ def test_the_console_secret_key_does_not_sign_webhooks_when_twilio_is_configured
     assert_nothing_stored(hotline)
 
 
-@pytest.mark.parametrize("path", ["/twilio/sms", "/twilio/voice", "/twilio/status"])
+TWILIO_PATHS = [
+    "/twilio/sms",
+    "/twilio/voice",
+    "/twilio/status",
+    # The design's own: the menu, each ring, the screen, the pick-up, the peer's call.
+    "/twilio/voice/start",
+    "/twilio/voice/next?ring=1",
+    "/twilio/voice/screen?ring=1",
+    "/twilio/voice/pickup?ring=1",
+    "/twilio/voice/peer?call=1",
+    "/twilio/voice/peerscreen?call=1",
+    "/twilio/voice/peerpickup?call=1",
+    "/twilio/voice/through",
+]
+
+
+@pytest.mark.parametrize("path", TWILIO_PATHS)
 def test_every_twilio_path_refuses_an_unsigned_request(hotline: Hotline, path: str) -> None:
     params = {**inbound_call(), "MessageSid": "SM" + "c3" * 16, "MessageStatus": "delivered"}
+    params.update(Digits="1", DialCallStatus="completed", DialBridged="true")
     assert post_raw(hotline, path, params).status_code == 403
     assert_nothing_stored(hotline)
 
