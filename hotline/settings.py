@@ -116,13 +116,13 @@ def load_settings(
         database_url=_database_url(_get(environ, "DATABASE_URL"))
         or _default_database_url(instance),
         redis_url=_redis_url(_get(environ, "REDIS_URL")),
-        public_url=_public_url(_get(environ, "HOTLINE_PUBLIC_URL")),
+        public_url=_base_url(environ, "HOTLINE_PUBLIC_URL", "https://hotline.example.org"),
         hotline_number=hotline_number,
         pool_numbers=pool,
         twilio_account_sid=_get(environ, "TWILIO_ACCOUNT_SID"),
         twilio_auth_token=_get(environ, "TWILIO_AUTH_TOKEN"),
         twilio_auth_token_secondary=_get(environ, "TWILIO_AUTH_TOKEN_SECONDARY"),
-        twilio_api_base_url=(_get(environ, "TWILIO_API_BASE_URL") or "").rstrip("/") or None,
+        twilio_api_base_url=_base_url(environ, "TWILIO_API_BASE_URL", "http://127.0.0.1:8080"),
         secret_key=_get(environ, "HOTLINE_SECRET_KEY") or _instance_secret(instance, "secret_key"),
         data_keys=_data_keys(_get(environ, "HOTLINE_DATA_KEY") or _instance_data_key(instance)),
         timezone=_timezone(_get(environ, "HOTLINE_TIMEZONE") or "UTC"),
@@ -275,9 +275,11 @@ def _redis_url(url: str | None) -> str | None:
     return url
 
 
-def _public_url(url: str | None) -> str | None:
-    """The base URL Twilio calls. Signatures are checked against it, so one without its scheme
-    (``hotline.example.org``) would have every webhook refused and the line go silent."""
+def _base_url(environ: Mapping[str, str], name: str, example: str) -> str | None:
+    """An http(s) base URL, without its trailing slash. HOTLINE_PUBLIC_URL is what signatures
+    are checked against: one without its scheme (``hotline.example.org``) would have every
+    webhook refused and the line go silent; TWILIO_API_BASE_URL so would every send."""
+    url = _get(environ, name)
     if url is None:
         return None
     parts = urlsplit(url)
@@ -286,10 +288,7 @@ def _public_url(url: str | None) -> str | None:
     except ValueError:
         parts = parts._replace(netloc="")
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
-        raise SettingsError(
-            f"HOTLINE_PUBLIC_URL: {url!r} is not the URL Twilio calls, "
-            "e.g. https://hotline.example.org (scheme and host, no query)"
-        )
+        raise SettingsError(f"{name}: {url!r} is not a base URL like {example} (no query)")
     return url.rstrip("/")
 
 

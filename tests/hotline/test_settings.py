@@ -190,6 +190,7 @@ MALFORMED = [
     ("HOTLINE_PUBLIC_URL", "https://"),
     ("HOTLINE_PUBLIC_URL", "https://hotline.example.org:port"),
     ("HOTLINE_PUBLIC_URL", "https://hotline.example.org/?line=1"),
+    ("TWILIO_API_BASE_URL", "127.0.0.1:8080"),
     ("REDIS_URL", "redis.internal:6379"),
     ("REDIS_URL", "http://redis.internal:6379/0"),
     ("DATABASE_URL", "hotline.sqlite3"),
