@@ -199,7 +199,10 @@ def ensure_programme(
     (NumberTakenError) when a number is another programme's.
 
     With ``replace_pools=False`` the given pool numbers are only added, never removed, so pool
-    numbers a coordinator added in the console survive ``hotline db upgrade``.
+    numbers a coordinator added in the console survive ``hotline db upgrade``; a pool that is
+    still the hotline number alone (HOTLINE_POOL_NUMBERS' default) is replaced, not added to:
+    routing takes a supporter's first free number, so the number clinicians text would carry
+    every supporter's first offer.
     """
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
     taken = numbers_of_others(
@@ -219,7 +222,7 @@ def ensure_programme(
         programme.timezone = timezone
     wanted = [n for n in pool_numbers if n != hotline_number] or [hotline_number]
     current = {p.number: p for p in programme.pool_numbers}
-    if not (replace_pools or created):
+    if not (replace_pools or created or list(current) == [hotline_number]):
         wanted = list(current) + [n for n in wanted if n not in current]
     programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
     session.flush()

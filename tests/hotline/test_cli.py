@@ -144,6 +144,26 @@ def test_db_upgrade_keeps_pool_numbers_added_since(run) -> None:  # type: ignore
     assert pool == {"+15550100001", "+15550100002", "+15550100009"}
 
 
+def test_pool_numbers_set_after_a_first_deploy_on_the_hotline_number_alone_replace_it(
+    tmp_path: Path,
+) -> None:
+    """HOTLINE_POOL_NUMBERS defaults to HOTLINE_NUMBER alone; once the IT team buys pool
+    numbers and sets them, supporters' offers come from those, not from the line clinicians
+    text (which stayed first in the pool, so every supporter's first offer came from it)."""
+    env = {"HOTLINE_NUMBER": "+15550100000", "DATABASE_URL": f"sqlite:///{tmp_path / 'h.db'}"}
+    runner = CliRunner(env=env)
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    pooled = {**env, "HOTLINE_POOL_NUMBERS": "+15550100001,+15550100002"}
+    assert CliRunner(env=pooled).invoke(main, ["db", "upgrade"]).exit_code == 0
+    engine = make_engine(env["DATABASE_URL"])
+    try:
+        with make_sessionmaker(engine)() as session:
+            pool = session.scalars(select(PoolNumber.number).order_by(PoolNumber.id)).all()
+    finally:
+        engine.dispose()
+    assert pool == ["+15550100001", "+15550100002"]
+
+
 def test_a_worker_without_redis_url_refuses_to_start(run) -> None:  # type: ignore[no-untyped-def]
     result = run.runner.invoke(main, ["worker", "--burst"])
     assert result.exit_code == 2
