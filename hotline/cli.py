@@ -382,7 +382,10 @@ def dev(host: str, port: int) -> None:
     """Web, worker and phone simulator in one process, on embedded defaults."""
     from hotline.dev import run_dev
 
-    run_dev(host, port)
+    try:
+        run_dev(host, port)
+    except SettingsError as error:  # raised at start, before anything listens
+        raise click.ClickException(str(error)) from None
 
 
 def _migrated(database_url: str) -> None:

@@ -162,12 +162,11 @@ def build_dev(
 
 def dev_settings(environ: Mapping[str, str] | None, instance_path: Path | None) -> Settings:
     """The settings with the development numbers filled in where unset; never production."""
-    settings = load_settings(
-        with_dev_defaults(process_environ() if environ is None else environ), instance_path
-    )
-    if settings.production:
+    env = with_dev_defaults(process_environ() if environ is None else environ)
+    # Before loading: production's first missing setting is not what is wrong here.
+    if env.get("HOTLINE_ENV", "").strip() == "production":
         raise SettingsError("hotline dev is for development only; unset HOTLINE_ENV=production")
-    return settings
+    return load_settings(env, instance_path)
 
 
 def with_dev_defaults(environ: Mapping[str, str]) -> dict[str, str]:

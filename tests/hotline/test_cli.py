@@ -319,3 +319,21 @@ def test_commands_on_a_database_an_upgrade_behind_say_to_run_it(tmp_path: Path) 
     assert "run `hotline db upgrade` first" in result.output
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
     assert runner.invoke(main, ["api-token", "create", "ops"]).output.startswith("hl_")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HOTLINE_TIMEZONE": "Mars/Olympus_Mons"}, "Error: HOTLINE_TIMEZONE:"),
+        ({"HOTLINE_CHECKIN_HOURS": "9-5"}, "Error: HOTLINE_CHECKIN_HOURS:"),
+        # Not the first production setting it lacks: it is the wrong command for production.
+        ({"HOTLINE_ENV": "production"}, "Error: hotline dev is for development only"),
+    ],
+)
+def test_hotline_dev_refuses_a_bad_setting_in_one_line(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    runner = CliRunner(env={"HOTLINE_INSTANCE_PATH": str(tmp_path), **env})
+    result = runner.invoke(main, ["dev", "--port", "0"])
+    assert result.exit_code == 1
+    assert result.output.startswith(message) and result.output.count("\n") == 1, result.output
