@@ -45,7 +45,11 @@ def _settings() -> Settings:
 def _programme(session: Session, slug: str) -> Programme:
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
     if programme is None:
-        raise click.ClickException(f"no programme {slug!r} (run `hotline db upgrade` first)")
+        # The database is migrated (``_session`` checked): the slug is mistyped, or the first
+        # programme was never made (a database migrated by hand).
+        slugs = ", ".join(session.scalars(select(Programme.slug).order_by(Programme.slug)))
+        there = f"there are: {slugs}" if slugs else "there are none: run `hotline db upgrade`"
+        raise click.ClickException(f"no programme {slug!r} ({there})")
     return programme
 
 

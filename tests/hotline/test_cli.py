@@ -337,3 +337,11 @@ def test_hotline_dev_refuses_a_bad_setting_in_one_line(
     result = runner.invoke(main, ["dev", "--port", "0"])
     assert result.exit_code == 1
     assert result.output.startswith(message) and result.output.count("\n") == 1, result.output
+
+
+def test_an_unknown_programme_is_refused_naming_the_ones_there_are(run) -> None:  # type: ignore[no-untyped-def]
+    run("programme", "add", "north", "--name", "North", "--number", "+15550200000")
+    result = run.runner.invoke(main, ["api-token", "create", "ops", "--programme", "nort"])
+    assert result.exit_code == 1
+    assert "no programme 'nort' (there are: default, north)" in result.output
+    assert "db upgrade" not in result.output  # the database is migrated: that would not help
