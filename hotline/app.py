@@ -11,6 +11,7 @@ from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hotline.db import make_engine, make_sessionmaker
+from hotline.migrate import NEEDS_UPGRADE, head, schema_state
 from hotline.privacy import Vault
 from hotline.programmes import remember_crisis_texts
 from hotline.services import Services
@@ -99,11 +100,24 @@ def create_app(
     app.session_interface = _ConsoleSessions()
     if services.crisis_texts.due(services.clock()):
         remember_crisis_texts(services)
+    _check_schema(services)
     app.extensions["hotline"] = services
     app.extensions["hotline.redis"] = redis if redis is not None else _redis_of(services)
     _register(app, settings)
     _quiet_request_logs()
     return app
+
+
+def _check_schema(services: Services) -> None:
+    """Say so at start when the database is behind this version (a deploy whose `release:`
+    step did not run): it serves, since the crisis-line fallback is better than no answer,
+    but every text and call would get only that."""
+    if schema_state(services.sessions.kw["bind"]) == NEEDS_UPGRADE:
+        log.error(
+            "the database is not migrated to this version (revision %s): run `hotline db "
+            "upgrade`; until then every text and call gets only the crisis-line fallback",
+            head(),
+        )
 
 
 def _register(app: Flask, settings: Settings) -> None:

@@ -12,10 +12,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
 
 from hotline.db import make_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+NEEDS_UPGRADE = "needs `hotline db upgrade`"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -35,9 +37,24 @@ def current(database_url: str) -> str | None:
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            return revision_of(connection)
     finally:
         engine.dispose()
+
+
+def revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def schema_state(engine: Engine) -> str:
+    """``ok``, ``unavailable`` (no answer) or NEEDS_UPGRADE: a database this version's
+    migrations have not reached answers, but every webhook would fail on it."""
+    try:
+        with engine.connect() as connection:
+            revision = revision_of(connection)
+    except Exception:
+        return "unavailable"
+    return NEEDS_UPGRADE if is_behind(revision) else "ok"
 
 
 def head() -> str | None:

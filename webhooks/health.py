@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from hotline.db import ping
+from hotline.migrate import schema_state
 from hotline.services import Services
 from workers.queue import redis_ok
 
@@ -15,7 +15,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
     services: Services = current_app.extensions["hotline"]
-    database = "ok" if ping(services.sessions.kw["bind"]) else "unavailable"
+    database = schema_state(services.sessions.kw["bind"])
     connection = current_app.extensions.get("hotline.redis")
     redis = "ok" if connection is not None and redis_ok(connection) else "unavailable"
     if redis == "ok" and not services.settings.redis_url:

@@ -405,6 +405,33 @@ def test_health_names_the_database_and_redis(hotline: Hotline) -> None:
     assert str(health["redis"]).startswith("ok")
 
 
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("revision", [None, "0009"], ids=["never", "behind"])
+def test_health_and_the_start_log_say_when_the_database_needs_an_upgrade(
+    tmp_path: Path, fake_twilio: FakeTwilio, revision: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deploy whose `hotline db upgrade` did not run (a platform that ignores the Procfile's
+    release line): every text gets the crisis-line fallback, and health must not say ok."""
+    from hotline.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    if revision:
+        upgrade(url, revision)
+    settings = load_settings(environment_for(url, fake_twilio), instance_path=tmp_path)
+    redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    services = build_services(settings, redis=redis)
+    try:
+        with caplog.at_level("ERROR", logger="hotline.app"):
+            app = create_app(services=services, redis=redis)
+        assert "run `hotline db upgrade`" in caplog.text
+        health = app.test_client().get("/healthz")
+        assert health.status_code == 200
+        assert health.get_json()["status"] == "degraded"
+        assert health.get_json()["database"] == "needs `hotline db upgrade`"
+    finally:
+        services.sessions.kw["bind"].dispose()
+
+
 # --- the database is down --------------------------------------------------------------------
 
 NOWHERE = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"  # nothing listens on port 1
