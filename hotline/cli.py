@@ -7,7 +7,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from sqlalchemy import select
@@ -28,7 +27,7 @@ from hotline.programmes import (
     ensure_programme,
 )
 from hotline.rotation import follow_programme_zones
-from hotline.settings import Settings, SettingsError, load_settings
+from hotline.settings import Settings, SettingsError, is_timezone, load_settings
 from hotline.telephony import TelephonyError
 from hotline.telephony.twilio_adapter import TwilioTelephony
 
@@ -188,11 +187,8 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
     """Add (or update) a programme with its own number, pool, roster and schedule."""
     hotline = _number(number)
     pool_numbers = tuple(_number(n) for n in pool.split(",") if n.strip()) or (hotline,)
-    if timezone is not None:
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise click.ClickException(f"not an IANA time zone: {timezone!r}") from None
+    if timezone is not None and not is_timezone(timezone):
+        raise click.ClickException(f"not an IANA time zone: {timezone!r}")
     with _session() as session:
         try:
             programme = ensure_programme(

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
@@ -34,7 +33,7 @@ from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
 from hotline.programmes import ProgrammeConfig, numbers_of_others
 from hotline.rotation import follow_programme_zones
-from hotline.settings import SettingsError, parse_hours, parse_offsets
+from hotline.settings import SettingsError, is_timezone, parse_hours, parse_offsets
 
 TEXT_LIMITS = {
     "greeting": 1000,
@@ -222,13 +221,8 @@ def _apply_timezone(
 ) -> None:
     zone = None if _blank(value) else str(value).strip()
     _fits_column(name, zone)
-    if zone is not None:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise SettingsChangeError(
-                "not an IANA time zone (e.g. America/Chicago)", name
-            ) from None
+    if zone is not None and not is_timezone(zone):
+        raise SettingsChangeError("not an IANA time zone (e.g. America/Chicago)", name)
     programme.timezone = zone
 
 

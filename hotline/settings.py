@@ -224,11 +224,18 @@ def _positive_int(
     return int(raw)
 
 
-def _timezone(name: str) -> str:
+def is_timezone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone of the installed database."""
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, e.g. 'Europe'
-        raise SettingsError(f"HOTLINE_TIMEZONE: {name!r} is not an IANA time zone") from None
+        return False
+    return True
+
+
+def _timezone(name: str) -> str:
+    if not is_timezone(name):
+        raise SettingsError(f"HOTLINE_TIMEZONE: {name!r} is not an IANA time zone")
     return name
 
 

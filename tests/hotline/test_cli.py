@@ -345,3 +345,12 @@ def test_an_unknown_programme_is_refused_naming_the_ones_there_are(run) -> None:
     assert result.exit_code == 1
     assert "no programme 'nort' (there are: default, north)" in result.output
     assert "db upgrade" not in result.output  # the database is migrated: that would not help
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "Europe", "../../etc/passwd"])
+def test_programme_add_refuses_a_time_zone_that_is_not_one(run, zone: str) -> None:  # type: ignore[no-untyped-def]
+    """'Europe' is a folder of the zone database, not a zone: it was a traceback."""
+    args = ["programme", "add", "north", "--name", "N", "--number", "+15550200000"]
+    result = run.runner.invoke(main, [*args, "--timezone", zone])
+    assert result.exit_code == 1
+    assert result.output == f"Error: not an IANA time zone: {zone!r}\n"
