@@ -100,7 +100,7 @@ def create_app(
     app.session_interface = _ConsoleSessions()
     if services.crisis_texts.due(services.clock()):
         remember_crisis_texts(services)
-    _check_schema(services)
+    check_schema(services)
     app.extensions["hotline"] = services
     app.extensions["hotline.redis"] = redis if redis is not None else _redis_of(services)
     _register(app, settings)
@@ -108,10 +108,10 @@ def create_app(
     return app
 
 
-def _check_schema(services: Services) -> None:
+def check_schema(services: Services) -> None:
     """Say so at start when the database is behind this version (a deploy whose `release:`
-    step did not run): it serves, since the crisis-line fallback is better than no answer,
-    but every text and call would get only that."""
+    step did not run). Web and worker processes still start (the upgrade may be running
+    now; a web process answers with the crisis-line fallback meanwhile)."""
     if schema_state(services.sessions.kw["bind"]) == NEEDS_UPGRADE:
         log.error(
             "the database is not migrated to this version (revision %s): run `hotline db "

@@ -13,7 +13,7 @@ from rq import SimpleWorker
 from rq.exceptions import StopRequested
 
 from hotline import tasks
-from hotline.app import build_redis, build_services
+from hotline.app import build_redis, build_services, check_schema
 from hotline.services import Services
 from hotline.settings import Settings
 from workers import context
@@ -49,6 +49,7 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
     # in, which would let a hung Redis stall a job's wake-up for minutes.
     wakeups = build_redis(settings) if settings.redis_url else redis
     services = build_services(settings, redis=wakeups)
+    check_schema(services)
     context.install(services)
     stop = threading.Event()
     sweeping = threading.Thread(target=run_sweeper, args=(services, stop), daemon=True)

@@ -691,6 +691,30 @@ def test_a_worker_whose_redis_cannot_be_reached_names_it_and_keeps_trying(
 
 
 @pytest.mark.sqlite_only
+def test_a_worker_on_a_database_not_yet_migrated_says_what_to_run(
+    line: Hotline, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Not only 'sweep failed (OperationalError)' every 30 s: what is wrong and what to do."""
+    env = {**worker_env(line, redis_server, tmp_path)}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}"
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "hotline.cli", "worker"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: "hotline db upgrade" in (tmp_path / "worker.log").read_text())
+        assert worker.poll() is None  # it stays up: the upgrade may be running right now
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+
+
+@pytest.mark.sqlite_only
 def test_a_worker_told_to_stop_exits_promptly_every_time(
     line: Hotline, redis_server: RedisServer, tmp_path: Path
 ) -> None:
