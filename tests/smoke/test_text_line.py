@@ -821,6 +821,27 @@ def test_held_texts_are_sealed_and_deleted_once_relayed(hotline: Hotline, phones
         assert session.scalar(select(func.count()).select_from(Offer)) == 1
 
 
+def test_a_conversation_on_the_hotline_number_goes_on_when_db_upgrade_sets_the_pool(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A first deploy on HOTLINE_NUMBER alone; HOTLINE_POOL_NUMBERS set at the next deploy
+    replaces that pool (see programmes.ensure_programme), with a conversation live on it."""
+    from hotline.programmes import ensure_default_programme
+
+    _set_pool(hotline, (HOTLINE,))
+    clinician, alice = _connected(hotline, phones)
+    with transaction(hotline.services.sessions) as session:
+        ensure_default_programme(session, hotline.services.settings)  # `hotline db upgrade`
+    alice.texts("I'm still here", to=HOTLINE)
+    assert clinician.expect_text("still here").from_ == HOTLINE
+    clinician.texts("thank you")
+    assert alice.expect_text("thank you").from_ == HOTLINE
+    phones.phone(CLINICIANS[1]).texts("hello")
+    phones.phone(CLINICIANS[1]).expect_text("confidential")
+    assert alice.expect_text(OFFER).from_ == POOL[0]  # new offers: the pool the env gives
+    phones.assert_no_unexpected()
+
+
 def _connected(hotline: Hotline, phones: Phones, add_alice: bool = True) -> tuple:  # type: ignore[type-arg]
     if add_alice:
         hotline.add_supporter("Alice", ALICE)
