@@ -39,7 +39,13 @@ def require_signature() -> None:
     url = signed_url(settings.public_url, request.full_path, lambda: request.url)
     tokens = settings.auth_tokens or (settings.secret_key,)  # simulator signs with the secret key
     if not is_valid(url, request.form, request.headers.get(SIGNATURE_HEADER), tokens):
-        log.warning("rejected a Twilio webhook with a missing or wrong signature")
+        # The URL, never the form: an operator whose HOTLINE_PUBLIC_URL is not the URL set at
+        # Twilio sees every webhook refused, and needs the two side by side.
+        log.warning(
+            "rejected a Twilio webhook with a missing or wrong signature, checked for %s "
+            "(HOTLINE_PUBLIC_URL must be the base of the URL set at Twilio)",
+            url,
+        )
         abort(403)
 
 

@@ -157,6 +157,23 @@ def test_a_signature_for_another_url_is_refused(hotline: Hotline, signed_for: st
     assert_nothing_stored(hotline)
 
 
+def test_a_refused_signature_logs_the_url_it_was_checked_against(
+    hotline: Hotline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A HOTLINE_PUBLIC_URL that is not the URL set at Twilio refuses every webhook: the log
+    must let the operator compare the two (and never carries the form: numbers, bodies)."""
+    params = inbound_sms()
+    at_twilio = "https://hotline.example.org:8443"  # the URL the IT team set at Twilio
+    headers = signed_headers(at_twilio + SMS + "?x=1", params, AUTH_TOKEN)
+    with caplog.at_level("WARNING", logger="webhooks.twilio"):
+        response = hotline.client.post(
+            SMS + "?x=1", data=params, headers=headers, base_url=at_twilio
+        )
+    assert response.status_code == 403
+    assert f"{PUBLIC_URL}{SMS}?x=1" in caplog.text and "HOTLINE_PUBLIC_URL" in caplog.text
+    assert CLINICIAN not in caplog.text and params["Body"] not in caplog.text
+
+
 def test_forwarded_headers_cannot_move_the_signed_url(hotline: Hotline) -> None:
     """Behind a proxy anyone can send X-Forwarded-*: the configured public URL is what counts."""
     evil = "https://attacker.example.com"
