@@ -155,7 +155,8 @@ def process_environ() -> dict[str, str]:
 
 
 def parse_offsets(text: str, name: str = "offsets") -> tuple[timedelta, ...]:
-    """``"1d,7d,30d"`` -> timedeltas, in the given order; units s, m, h, d."""
+    """``"1d,7d,30d"`` -> timedeltas, soonest first whatever the order written (``7d,1d``
+    means the same; check-ins are scheduled and numbered in time order); units s, m, h, d."""
     offsets = []
     for part in text.split(","):
         match = _OFFSET.match(part)
@@ -165,7 +166,7 @@ def parse_offsets(text: str, name: str = "offsets") -> tuple[timedelta, ...]:
         if seconds > MAX_OFFSET.total_seconds():
             raise SettingsError(f"{name}: {part.strip()!r} is more than a year (366d at most)")
         offsets.append(timedelta(seconds=seconds))
-    return tuple(offsets)
+    return tuple(sorted(offsets))
 
 
 def parse_hours(text: str, name: str = "hours") -> tuple[time, time] | None:

@@ -1334,3 +1334,21 @@ def test_two_checkins_moved_to_the_same_opening_do_not_both_go(
     work(hotline, utc(local(2026, 3, 3, 9, 0)))
     got = [m for m in texts_to(hotline, CLINICIAN) if CHECKIN_WORDS in str(m["body"])]
     assert len(got) == 1, f"{len(got)} identical check-ins sent at 09:00"
+
+
+def test_a_cadence_written_out_of_order_schedules_every_checkin(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """HOTLINE_CHECKIN_OFFSETS=7d,1d,30d (or the same in the console): each check-in was
+    compared with the one scheduled before it, so after 7d the earlier 1d was taken for a
+    duplicate and silently dropped. They go out in time order, numbered in that order."""
+    done_at = local(2026, 3, 2, 15, 0)
+    hotline = make_line(HOTLINE_CHECKIN_OFFSETS="7d, 1d,30d")
+    hotline.clock.now = utc(done_at)
+    hotline.add_supporter("Alice", ALICE)
+    talk_then_done(hotline, Phones(hotline), done_at)
+    assert [(r.sequence, utc(r.due_at)) for r in rows(hotline)] == [
+        (1, utc(local(2026, 3, 3, 15, 0))),
+        (2, utc(local(2026, 3, 9, 15, 0))),
+        (3, utc(local(2026, 4, 1, 15, 0))),
+    ]
