@@ -67,7 +67,12 @@ def db() -> None:
 def db_upgrade() -> None:
     """Apply migrations, then create or update the programme HOTLINE_NUMBER defines."""
     settings = _settings()
-    migrate.upgrade(settings.database_url)
+    try:
+        migrate.upgrade(settings.database_url)
+    except OperationalError as error:
+        if error.statement is not None:  # connected, and a migration failed: show it all
+            raise
+        raise _unreachable(error) from None
     engine = make_engine(settings.database_url)
     with transaction(make_sessionmaker(engine)) as session:
         try:
@@ -394,14 +399,19 @@ def _migrated(database_url: str) -> None:
     try:
         revision = migrate.current(database_url)
     except OperationalError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-        raise click.ClickException(f"DATABASE_URL: cannot reach the database ({reason})") from None
+        raise _unreachable(error) from None
     if migrate.is_behind(revision):
         at = f"is at revision {revision}" if revision else "has no tables yet"
         raise click.ClickException(
             f"the database {at} (this version needs {migrate.head()}): "
             "run `hotline db upgrade` first"
         )
+
+
+def _unreachable(error: OperationalError) -> click.ClickException:
+    """The driver's own first line (host, port, why; never the password) under the setting."""
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    return click.ClickException(f"DATABASE_URL: cannot reach the database ({reason})")
 
 
 @contextmanager

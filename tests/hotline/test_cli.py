@@ -354,3 +354,15 @@ def test_programme_add_refuses_a_time_zone_that_is_not_one(run, zone: str) -> No
     result = run.runner.invoke(main, [*args, "--timezone", zone])
     assert result.exit_code == 1
     assert result.output == f"Error: not an IANA time zone: {zone!r}\n"
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["api-token", "create", "ops"]])
+def test_a_database_that_cannot_be_reached_is_one_line_naming_database_url(
+    tmp_path: Path, command: list[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'no-such-folder' / 'h.sqlite3'}"
+    runner = CliRunner(env={"HOTLINE_NUMBER": "+15550100000", "DATABASE_URL": url})
+    result = runner.invoke(main, command)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: DATABASE_URL: cannot reach the database (")
+    assert result.output.count("\n") == 1, result.output
