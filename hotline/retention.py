@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -44,7 +44,13 @@ from hotline.models import (
 from hotline.privacy import Vault
 from hotline.programmes import own_numbers
 from hotline.services import Services
-from hotline.telephony import PermanentError, TelephonyError, delete_record, is_record_sid
+from hotline.telephony import (
+    NOT_FOUND,
+    PermanentError,
+    TelephonyError,
+    delete_record,
+    is_record_sid,
+)
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,10 @@ EVENT_KEEP = timedelta(days=3)  # de-duplication only needs Twilio's retry horiz
 # say to wait a minute or several after the end); a refusal is retried with backoff.
 INBOUND_DELETE_DELAY = timedelta(minutes=2)  # the record must be final before Twilio deletes it
 CALL_DELETE_DELAY = timedelta(minutes=5)
+# A call open this long with no final status is asked about at Twilio (and again at most this
+# often, and at most ASK_AT_ONCE calls a sweep), rather than waiting for STALE_CALL.
+ASK_ABOUT_CALL = timedelta(minutes=5)
+ASK_AT_ONCE = 20
 STALE_CALL = timedelta(hours=6)  # no peer support call lasts this long with no status at all
 DELETE_BATCH = 50  # records claimed (and committed) together, then deleted one by one
 
@@ -197,7 +207,7 @@ def _delete_one(services: Services, row: Any) -> bool:
         return True
     except Exception as error:  # anything unforeseen counts as a refusal: no row stalls a run
         # Permanent refusals are retried too: Twilio answers 4xx for a record in flight.
-        if isinstance(error, PermanentError) and error.code == 20404:  # or never existed
+        if isinstance(error, PermanentError) and error.code == NOT_FOUND:  # or never existed
             return True
         if row.attempts < MAX_DELETE_ATTEMPTS:
             _retry_later(services, row.id, row.attempts, error)
@@ -229,7 +239,7 @@ def delete_unqueued(services: Services, sid: str, attempt: int = 1) -> bool:
         delete_record(services.telephony, sid)
         return True
     except TelephonyError as error:
-        if isinstance(error, PermanentError) and error.code == 20404:
+        if isinstance(error, PermanentError) and error.code == NOT_FOUND:
             return True
     now = services.clock()
     try:
@@ -354,6 +364,33 @@ def _to_the_hotline() -> Any:
     supporter's (routing keeps off it), even when the supporter is also a clinician."""
     hotline = select(Programme.hotline_number).where(Programme.id == OptOut.programme_id)
     return OptOut.sender == hotline.scalar_subquery()
+
+
+def calls_to_ask_about(session: Session, now: datetime) -> list[str]:
+    """Callers' legs open ASK_ABOUT_CALL or more with no final status, not asked about for as
+    long: claimed (``status_asked_at``), so of sweepers running at once one asks about each."""
+    quiet_since = now - ASK_ABOUT_CALL
+    due = (
+        select(Call.id)
+        .where(
+            Call.state != CallState.ENDED,
+            Call.created_at <= quiet_since,
+            or_(Call.status_asked_at.is_(None), Call.status_asked_at <= quiet_since),
+        )
+        .order_by(Call.status_asked_at.is_not(None), Call.status_asked_at, Call.id)
+        .limit(ASK_AT_ONCE)
+    )
+    claimed = session.execute(
+        update(Call)
+        .where(
+            Call.id.in_(due.scalar_subquery()),
+            or_(Call.status_asked_at.is_(None), Call.status_asked_at <= quiet_since),
+        )
+        .values(status_asked_at=now)
+        .returning(Call.call_sid)
+        .execution_options(synchronize_session=False)
+    )
+    return list(claimed.scalars())
 
 
 def end_stale_calls(session: Session, now: datetime, effects: Effects) -> int:

@@ -14,7 +14,7 @@ from functools import partial
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from hotline import checkins, notices, retention, ringing, routing, wording
+from hotline import checkins, notices, retention, ringing, routing, voiceline, wording
 from hotline.conversations import end_conversation, offer_waiting, open_conversation
 from hotline.db import run_in_transaction, transaction
 from hotline.effects import UNANSWERED, Effects, schedule, send
@@ -131,6 +131,7 @@ def sweep(services: Services) -> SweepReport:
     stale_calls = Effects()
     with transaction(services.sessions) as session:
         retention.end_stale_calls(session, now, stale_calls)
+        calls_to_ask_about = retention.calls_to_ask_about(session, now)
         overdue_offers = list(
             session.scalars(
                 select(Offer.id).where(
@@ -146,6 +147,8 @@ def sweep(services: Services) -> SweepReport:
         )
         programme_ids = list(session.scalars(select(Programme.id)))
     schedule(services, stale_calls)
+    for call_sid in calls_to_ask_about:  # their final status may have been lost
+        voiceline.ask_whether_over(services, call_sid)
     expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
     sent = checkins.send_due(services).sent if checkins_late else 0
     deleted = retention.delete_due(services) if deletions_late else 0

@@ -52,6 +52,7 @@ from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import ProgrammeConfig, find_by_number, own_numbers
 from hotline.ringing import CallStep, answer_in_transaction, step
 from hotline.services import Services
+from hotline.telephony import NOT_FOUND, PermanentError, TelephonyError
 from hotline.texting import StatusReport
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,24 @@ def handle_call_status(services: Services, report: StatusReport) -> bool:
         return True
 
     return answer_in_transaction(services, work)
+
+
+def ask_whether_over(services: Services, call_sid: str) -> bool:
+    """A caller's leg with no final status for a while (its callback lost, say answered 503
+    while the database was down): ask the provider, and if the call is over there, end it here
+    exactly as that callback would have (follow-up, held texts, record deletion). True if it
+    ended; a provider that cannot answer now is asked again by a later sweep."""
+    try:
+        status = services.telephony.call_status(call_sid)
+    except PermanentError as error:
+        if error.code != NOT_FOUND:
+            return False
+        status = "completed"  # a record is deleted only once its call is over
+    except TelephonyError:
+        return False
+    if status is None:
+        return False
+    return handle_call_status(services, StatusReport(sid=call_sid, status=status))
 
 
 def _fresh(session: Session, call: Call) -> CallState:

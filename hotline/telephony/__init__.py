@@ -65,6 +65,9 @@ ERROR_TABLE: dict[int, type[TelephonyError]] = {
 }
 
 
+NOT_FOUND = 20404  # the provider has no such record (deleted, or never there)
+
+
 def classify(message: str, code: int | None, status: int | None) -> TelephonyError:
     """Map a provider failure to the project's exception through ERROR_TABLE."""
     kind = ERROR_TABLE.get(code or 0)
@@ -116,6 +119,12 @@ class Telephony(Protocol):
     def delete_call(self, sid: str) -> None:
         """Delete a call record (numbers, times, duration) at the provider; refused (20009)
         while the call is not complete."""
+        ...
+
+    def call_status(self, sid: str) -> str | None:
+        """A call's status as the provider knows it now (``completed``, ``in-progress``...), or
+        None when it cannot tell (the simulator); a record it no longer has raises a
+        PermanentError with code 20404."""
         ...
 
     def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:

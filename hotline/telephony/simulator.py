@@ -73,6 +73,9 @@ class SimulatedTelephony:
         with self.network._lock:
             self.network.deleted.add(sid)
 
+    def call_status(self, sid: str) -> str | None:
+        return None  # the simulator's calls are its web page's: it cannot tell
+
     def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:
         """The simulated texts to or from ``number`` (calls keep no record here)."""
         with self.network._lock:

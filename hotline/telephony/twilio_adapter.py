@@ -110,6 +110,10 @@ class TwilioTelephony:
         with _mapped_errors():
             self.client.calls(sid).delete()
 
+    def call_status(self, sid: str) -> str | None:
+        with _mapped_errors():
+            return str(self.client.calls(sid).fetch().status)
+
     def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:
         # Filtered by time here: the API's DateSent< and StartTime< filters take whole days.
         sids: list[str] = []

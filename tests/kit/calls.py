@@ -76,6 +76,9 @@ class Script:
     # What a rung phone's owner does as it rings, before answering (a text, say), by number.
     before_answer: Mapping[str, Callable[[], None]] = field(default_factory=dict)
     record_settles_after: float = 0.0  # seconds after a leg ends until Twilio can delete it
+    # The bridged call ends at Twilio, but nothing saying so reaches the line (the database was
+    # down as it ended): no dial action, no final status of either leg.
+    end_lost: bool = False
 
 
 @dataclass
@@ -180,6 +183,8 @@ class Calls:
             self._caller_left(call, script, record, action)
         if not action:
             return []
+        if record.bridged and script.end_lost:
+            return [ET.Element("Hangup")]
         params = {
             **self._caller(call),
             "DialCallStatus": record.status,
@@ -235,6 +240,8 @@ class Calls:
     ) -> None:
         """The rung leg ended: Twilio closes its record and posts its final status."""
         self.hotline.fake.end_call(record.sid, record.status, script.record_settles_after)
+        if record.bridged and script.end_lost:
+            return
         params = {
             **self._leg(call, record, record.status),
             "CallDuration": "300" if record.bridged else "0",
@@ -326,6 +333,8 @@ class Calls:
     def _status(self, call: SimulatedCall, script: Script) -> None:
         """The caller's leg ended: Twilio closes its record and posts its final status."""
         self.hotline.fake.end_call(call.sid, "completed", script.record_settles_after)
+        if script.end_lost:
+            return
         params = {**self._caller(call, "completed"), "CallDuration": "60"}
         for _ in range(2 if script.repeat_every_webhook else 1):
             response = self.hotline.post("/twilio/status", **params)

@@ -51,6 +51,7 @@ _ROUTES = Map(
         Rule(f"{_API}/Messages/<sid>.json", endpoint="delete_message", methods=["DELETE"]),
         Rule(f"{_API}/Calls.json", endpoint="create_call", methods=["POST"]),
         Rule(f"{_API}/Calls/<sid>.json", endpoint="delete_call", methods=["DELETE"]),
+        Rule(f"{_API}/Calls/<sid>.json", endpoint="fetch_call", methods=["GET"]),
         Rule(f"{_API}/IncomingPhoneNumbers.json", endpoint="list_numbers", methods=["GET"]),
         Rule(f"{_API}/IncomingPhoneNumbers/<sid>.json", endpoint="update_number", methods=["POST"]),
     ]
@@ -137,6 +138,7 @@ class FakeTwilio:
             "delete_message": self._delete_message,
             "create_call": self._create_call,
             "delete_call": self._delete_call,
+            "fetch_call": self._fetch_call,
             "list_messages": self._list_messages,
             "list_calls": self._list_calls,
             "list_numbers": self._list_numbers,
@@ -489,6 +491,13 @@ class FakeTwilio:
         with self._lock:
             self._calls.append(call)
         return _json(201, self._call_json(call))
+
+    def _fetch_call(self, request: Request, sid: str) -> Response:
+        with self._lock:
+            call = self._find_call(sid)
+            if call is None:
+                return _error(404, 20404)
+            return _json(200, self._call_json(call))
 
     def _delete_call(self, request: Request, sid: str) -> Response:
         with self._lock:

@@ -46,9 +46,13 @@ _sids = itertools.count(1)
 
 class QuietWorker(SimpleWorker):
     """A burst worker that leaves pytest's SIGINT/SIGTERM handling alone (RQ's handlers would
-    otherwise stay installed after the burst and swallow a CI timeout's SIGTERM)."""
+    otherwise stay installed after the burst and swallow a CI timeout's SIGTERM), and without
+    RQ's pub/sub listener, as ``hotline worker`` (its teardown could wait 60 s for it)."""
 
     def _install_signal_handlers(self) -> None:
+        pass
+
+    def subscribe(self) -> None:
         pass
 
 

@@ -265,14 +265,38 @@ def test_forget_during_a_key_rotation_erases_the_opt_out_under_either_key(
     assert _optouts(hotline) == 0
 
 
-def test_a_call_whose_final_status_never_comes_is_ended_and_its_record_deleted(
+def test_a_call_whose_final_status_never_comes_is_asked_about_ended_and_deleted(
     hotline: Hotline,
 ) -> None:
-    """The caller hangs up in the greeting and the status callback is lost: after six hours
-    the sweeper ends the call and queues its record at Twilio for deletion."""
+    """The caller hangs up in the greeting and the status callback is lost: within minutes
+    the sweeper asks Twilio, which says the call is over, so it ends here too and its record
+    (both numbers, the times) is deleted at Twilio, not kept there for hours."""
+    sid = "CA" + "c3" * 16
+    hotline.fake.carry_call(sid, CLINICIAN, HOTLINE, "inbound")
+    hotline.post("/twilio/voice", CallSid=sid, From=CLINICIAN, To=HOTLINE, CallStatus="ringing")
+    hotline.fake.end_call(sid, "completed")  # the caller hangs up; Twilio's callback is lost
+    hotline.clock.advance(minutes=4)
+    hotline.sweep()
+    with hotline.session() as session:
+        assert session.scalar(select(Call.state)) == CallState.GREETING  # not asked yet
+    hotline.clock.advance(minutes=2)
+    hotline.sweep()
+    with hotline.session() as session:
+        assert session.scalar(select(Call.state)) == CallState.ENDED
+    hotline.clock.advance(seconds=CALL_DELETE_DELAY.total_seconds() + 60)
+    hotline.run_jobs()
+    assert sid in hotline.fake.deleted
+
+
+def test_a_call_twilio_cannot_be_asked_about_is_given_up_after_six_hours(
+    hotline: Hotline,
+) -> None:
+    """Neither the final status nor an answer from Twilio (down as the sweeper asks):
+    after six hours the sweeper ends the call and queues its record for deletion anyway."""
     sid = "CA" + "c3" * 16
     hotline.post("/twilio/voice", CallSid=sid, From=CLINICIAN, To=HOTLINE, CallStatus="ringing")
     hotline.clock.advance(hours=5, minutes=59)
+    hotline.fake.fail_next(1, status=503, code=20503)  # the sweep's question goes unanswered
     hotline.sweep()
     with hotline.session() as session:
         assert session.scalar(select(Call.state)) == CallState.GREETING

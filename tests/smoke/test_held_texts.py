@@ -19,7 +19,14 @@ from sqlalchemy import func, select
 import workers.queue
 from hotline import held, ringing, routing
 from hotline.db import transaction
-from hotline.models import Channel, Conversation, ConversationState, PendingText
+from hotline.models import (
+    Call,
+    CallState,
+    Channel,
+    Conversation,
+    ConversationState,
+    PendingText,
+)
 from tests.kit.calls import NO_ANSWER, PRESS_1, VOICEMAIL, Calls, Script
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
@@ -122,14 +129,44 @@ def test_texts_held_as_a_call_rang_survive_a_twilio_outage_in_the_follow_up(
     assert len(_sent_to(hotline, ALICE)) == 2  # once each
 
 
-def _taken_with_a_text_as_it_rang(hotline: Hotline, phones: Phones, calls: Calls) -> str:
+def _taken_with_a_text_as_it_rang(
+    hotline: Hotline, phones: Phones, calls: Calls, end_lost: bool = False
+) -> str:
     """Alice takes the clinician's call; they texted as it rang: what they texted."""
     hotline.add_supporter("Alice", ALICE)
     clinician = phones.phone(CLINICIAN)
     words = "if we get cut off: I'm on ward 7 until 9, please text me"
-    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: lambda: clinician.texts(words)})
+    script = Script(
+        phones={ALICE: PRESS_1},
+        before_answer={ALICE: lambda: clinician.texts(words)},
+        end_lost=end_lost,
+    )
     assert calls.place(CLINICIAN, HOTLINE, script).bridged_with == ALICE
     return words
+
+
+def test_texts_held_as_a_call_rang_reach_the_peer_minutes_after_its_end_is_lost(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Nothing saying the call has ended reaches the line (it came while the database was
+    down): the sweeper asks Twilio within minutes, so what the clinician texted as it rang
+    reaches their peer then, with the follow-up, not hours later when the call is given up."""
+    words = _taken_with_a_text_as_it_rang(hotline, phones, calls, end_lost=True)
+    hotline.run_jobs()
+    hotline.clock.advance(minutes=4)
+    hotline.sweep()
+    hotline.run_jobs()
+    assert _sent_to(hotline, ALICE) == []  # the call may be going on still: not asked yet
+    hotline.clock.advance(minutes=2)
+    hotline.sweep()  # asks Twilio: over, so ended as its lost callbacks would have
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()  # and followed up as a call whose follow-up wake-up was lost
+    hotline.run_jobs()
+    sent = _sent_to(hotline, ALICE)
+    assert len(sent) == 2 and sent[0] == words
+    assert "Thank you for taking that call" in sent[1]
+    with hotline.session() as session:
+        assert session.scalar(select(Call.state)) == CallState.ENDED
 
 
 def _long_texts(n: int) -> list[str]:
