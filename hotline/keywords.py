@@ -79,13 +79,17 @@ class Command:
     opt_in: bool = False  # START/UNSTOP/YES (Twilio lifted its block for this pair)
     # YES/Y/NO/N: a reply to an offer, but inside a conversation an answer to the clinician.
     everyday: bool = False
+    # The word alone, as Twilio matches its opt-out words: "Stop." is understood here, but
+    # Twilio may not have blocked the pair or answered it, so the line confirms it itself.
+    bare: bool = True
 
 
 def parse(body: str) -> Command | None:
     """The keyword in ``body``, or None when it is an ordinary message to relay."""
-    text = " ".join(body.strip().lower().split()).strip(".!")
+    spaced = " ".join(body.strip().lower().split())
+    text = spaced.strip(".!")
     if text in OPT_OUT_WORDS:
-        return Command(Word.STOP)
+        return Command(Word.STOP, bare=text == spaced)
     if text in ("start", "unstop"):
         return Command(Word.START, opt_in=True)
     if text in _ALIASES:

@@ -126,7 +126,11 @@ def _clinician_text(ctx: Inbound) -> None:
     if word is Word.STOP:
         record_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
         _clinician_stop(ctx)
-        return  # Twilio answers the opt-out words itself
+        if ctx.command is not None and not ctx.command.bare:
+            # Twilio answers the bare opt-out words itself (and refuses this reply to a pair it
+            # has blocked); with punctuation it may have seen an ordinary text: say it is done.
+            ctx.reply(wording.stopped())
+        return
     if word is Word.START:
         lift_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
         return  # and the opt-in words

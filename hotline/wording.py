@@ -138,6 +138,10 @@ def forgotten() -> str:
     )
 
 
+def stopped() -> str:
+    return "Done: no more texts from this line. Text START to undo that."
+
+
 def checkins_declined() -> str:
     return "Done: no more check-in texts. This line stays open to you any time."
 

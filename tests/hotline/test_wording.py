@@ -63,6 +63,7 @@ ROWS: dict[str, Row] = {
     "closing": (wording.closing, (DEFAULT,), 2),
     "forgotten": (wording.forgotten, (), 1),
     "check-ins declined": (wording.checkins_declined, (), 1),
+    "stopped (punctuated STOP)": (wording.stopped, (), 1),
     "ended by clinician": (wording.ended_by_clinician, (), 1),
     "peer left": (wording.peer_left, (DEFAULT,), 2),
     "still waiting": (wording.still_waiting, (DEFAULT, NOON), 2),

@@ -228,6 +228,20 @@ def test_stop_mid_conversation_ends_it(hotline: Hotline, phones: Phones) -> None
     phones.assert_no_unexpected()
 
 
+def test_stop_with_punctuation_ends_it_too_and_the_line_confirms_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Twilio blocks and answers the opt-out words alone; "Stop." may reach the line as an
+    ordinary text, with no answer from Twilio: the line ends everything and says so itself."""
+    clinician, alice = _connected(hotline, phones)
+    clinician.texts("Stop.")
+    clinician.expect_text("no more texts from this line", from_=HOTLINE)
+    alice.expect_text("ended the conversation")
+    with hotline.session() as session:
+        assert session.scalar(select(Conversation.state)) == ConversationState.ENDED
+    phones.assert_no_unexpected()
+
+
 def test_a_supporters_yes_and_no_inside_a_conversation_reach_the_clinician(
     hotline: Hotline, phones: Phones
 ) -> None:
