@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 MAINTENANCE_INTERVAL = 60
 WORKER_TTL = 75
 RESTART_PAUSE = 1.0  # seconds before starting RQ's worker again after it quit on its own
+# Restarts in a row are logged once, then at most once a RESTART_LOG_EVERY, with their count:
+# a day without Redis was 86,400 identical warnings. A worker that ran this long since its
+# last restart had recovered, and its next failure is logged at once.
+RESTART_LOG_EVERY = 60.0
 SWEEP_STOP_WAIT = 25.0  # seconds a stopping worker waits for a sweep in hand
 
 
@@ -95,7 +99,9 @@ def _work(redis: Redis, burst: bool) -> None:
     process manager started it again.
     """
     worker: _Worker | None = None
+    restarts = _Restarts()
     while True:
+        started = time.monotonic()
         try:
             worker = _Worker(
                 [make_queue(redis)],
@@ -109,15 +115,14 @@ def _work(redis: Redis, burst: bool) -> None:
                 raise
             # Which Redis and why (redis-py names the host and port, never the password): a
             # REDIS_URL with the wrong host looks like this from the first second.
-            log.warning(
-                "RQ worker stopped: Redis at REDIS_URL failed (%s: %s); starting it again",
-                type(error).__name__,
-                error,
+            restarts.note(
+                started,
+                f"RQ worker stopped: Redis at REDIS_URL failed ({type(error).__name__}: {error})",
             )
         else:
             if burst or worker.stop_requested:
                 return
-            log.warning("RQ worker quit on its own (Redis unavailable?); starting it again")
+            restarts.note(started, "RQ worker quit on its own (Redis unavailable?)")
         if _asked_to_stop(worker):
             return
         try:
@@ -126,6 +131,25 @@ def _work(redis: Redis, burst: bool) -> None:
             return
         if _asked_to_stop(worker):  # a signal RQ's handler only noted (it was busy)
             return
+
+
+class _Restarts:
+    """Logs the RQ worker's restarts: the first of a run at once, then once a minute."""
+
+    def __init__(self) -> None:
+        self.unlogged = 0
+        self.logged_at: float | None = None
+
+    def note(self, started: float, why: str) -> None:
+        now = time.monotonic()
+        if now - started >= RESTART_LOG_EVERY:
+            self.logged_at = None  # it had been working: this is a new failure
+        self.unlogged += 1
+        if self.logged_at is not None and now - self.logged_at < RESTART_LOG_EVERY:
+            return
+        more = f" ({self.unlogged} restarts since the last such line)" if self.logged_at else ""
+        log.warning("%s; starting it again%s", why, more)
+        self.unlogged, self.logged_at = 0, now
 
 
 def _asked_to_stop(worker: _Worker | None) -> bool:

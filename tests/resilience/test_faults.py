@@ -17,6 +17,7 @@ tests/checkins/test_checkins.py; this file is about the faults around it.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -52,6 +53,7 @@ from tests.kit.harness import test_env as environment_for
 from tests.kit.phones import Phones
 from tests.kit.servers import RedisServer
 from tests.kit.signing import signed_post
+from workers import main as worker_main
 from workers.queue import connect
 
 CLINICIAN, SECOND, THIRD = "+15550109001", "+15550109002", "+15550109003"
@@ -678,8 +680,10 @@ def test_a_worker_whose_redis_cannot_be_reached_names_it_and_keeps_trying(
             start_new_session=True,
         )
     try:
-        wait_for(lambda: (tmp_path / "worker.log").read_text().count("starting it again") >= 2)
+        wait_for(lambda: (tmp_path / "worker.log").read_text().count("starting it again") >= 1)
+        time.sleep(3)  # three restarts more, one a second: not logged again (once a minute)
         assert worker.poll() is None
+        assert (tmp_path / "worker.log").read_text().count("starting it again") == 1
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
@@ -737,3 +741,28 @@ def test_a_worker_told_to_stop_exits_promptly_every_time(
         log = (tmp_path / "worker.log").read_text()
         assert worker.returncode == 0, log[-3000:]
         wait_for(lambda: not line.redis.smembers("rq:workers"))
+
+
+def test_worker_restarts_are_logged_once_a_minute_and_a_new_outage_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A long Redis outage is one line a minute with the count, not one a second; after the
+    worker has run a minute again, the next failure is a new outage, logged at once."""
+    clock = [1000.0]
+    monkeypatch.setattr(worker_main.time, "monotonic", lambda: clock[0])
+    restarts = worker_main._Restarts()
+
+    def fail_after(seconds: float) -> None:
+        started = clock[0]
+        clock[0] += seconds
+        restarts.note(started, "Redis failed")
+
+    with caplog.at_level(logging.WARNING, logger="workers.main"):
+        for _ in range(90):  # an outage: a restart a second for a minute and a half
+            fail_after(1.0)
+        fail_after(120.0)  # back for two minutes, then gone again
+    lines = [r.getMessage() for r in caplog.records if "Redis failed" in r.getMessage()]
+    assert lines[0] == "Redis failed; starting it again"
+    assert lines[1] == "Redis failed; starting it again (60 restarts since the last such line)"
+    assert lines[2] == "Redis failed; starting it again"  # the new outage, at once
+    assert len(lines) == 3
