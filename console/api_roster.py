@@ -51,8 +51,7 @@ def _checked(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _refuse(error: roster.RosterError) -> None:
-    status = 409 if "already on the roster" in str(error) else 422
-    fail(status, str(error), error.field)
+    fail(409 if isinstance(error, roster.RosterConflict) else 422, str(error), error.field)
 
 
 def find(session: Any, supporter_id: int) -> Supporter:

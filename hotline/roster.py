@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import audit, verification
+from hotline import audit, routing, verification
 from hotline.keywords import DISCIPLINES
 from hotline.models import Notice, Supporter
 from hotline.people import find_supporter, new_supporter, set_supporter_phone, supporter_phone
@@ -39,6 +39,10 @@ class RosterError(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class RosterConflict(RosterError):
+    """A change the roster's current state refuses (a duplicate number, a live conversation)."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def add(
     token, e.g. a sync from the staff directory); it counts as verified at once, audited so."""
     data = clean(data)
     if find_supporter(session, vault, programme_id, data.phone) is not None:
-        raise RosterError("a supporter with this number is already on the roster", "phone")
+        raise RosterConflict("a supporter with this number is already on the roster", "phone")
     supporter = new_supporter(
         vault,
         programme_id,
@@ -246,7 +250,15 @@ def _phone_change(
         return None
     other = find_supporter(session, vault, supporter.programme_id, phone)
     if other is not None and other.id != supporter.id:
-        raise RosterError("a supporter with this number is already on the roster", "phone")
+        raise RosterConflict("a supporter with this number is already on the roster", "phone")
+    if routing.pools_in_use(session, [supporter.id]):
+        # Relays and offers follow the number at once: a mistyped one would hand the
+        # clinician's next text to a stranger, and the supporter's replies would go nowhere.
+        raise RosterConflict(
+            "they have a conversation open or an offer waiting, which would move to the new "
+            "number; change it once those have ended",
+            "phone",
+        )
     return phone
 
 

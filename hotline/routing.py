@@ -95,7 +95,7 @@ def candidates(
     if clinician is not None:  # a supporter asking for support is never offered their own
         own = _indexes(vault, clinician.phone_hash, lambda: clinician_phone(vault, clinician))
         supporters = [s for s in supporters if s.phone_hash not in own]
-    load = _load(session, [s.id for s in supporters])
+    load = pools_in_use(session, [s.id for s in supporters])
     indexes = {
         s.id: _indexes(vault, s.phone_hash, partial(supporter_phone, vault, s)) for s in supporters
     }
@@ -143,7 +143,7 @@ def _rank(
     )
 
 
-def _load(session: Session, ids: list[int]) -> dict[int, list[str]]:
+def pools_in_use(session: Session, ids: list[int]) -> dict[int, list[str]]:
     """Pool numbers each supporter is using: open conversations and pending offers."""
     used: dict[int, list[str]] = defaultdict(list)
     if not ids:

@@ -18,8 +18,10 @@ from hotline.models import AuditEntry, Channel, Conversation, ConversationState
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, sign_in
 from tests.kit.harness import Hotline
+from tests.kit.phones import Phones
 
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
+TYPO = "+15550108999"
 
 
 @dataclass
@@ -132,6 +134,52 @@ def test_a_number_written_through_the_api_is_vouched_for_unless_verify_is_asked(
         ("supporter.edit", "vouched for by the actor"),
         ("supporter.edit", "code texted"),
     ]
+
+
+def test_a_number_cannot_change_under_a_live_conversation_or_a_waiting_offer(
+    hotline: Hotline, api: Api, phones: Phones
+) -> None:
+    """A typo in a new number must not hand a clinician's texts to a stranger: the number of a
+    supporter who has an offer out, or is talking with someone, stays until those have ended
+    (by the API, vouched for or not, and in the console)."""
+    alice = api.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)["id"]
+    hotline.add_shift(alice, hotline.clock.now, hotline.clock.now + timedelta(days=1))
+    add_coordinator(hotline)
+    console = Console(hotline, hotline.app.test_client())
+    assert sign_in(console.client) == 302
+    path = f"/supporters/{alice}"
+
+    def refused() -> None:
+        for change in ({"phone": TYPO, "verify": True}, {"phone": TYPO}):
+            answer = api.call("PATCH", path, change)
+            assert answer.status_code == 409, answer.get_json()
+            assert answer.get_json()["error"]["field"] == "phone"
+            assert "conversation open or an offer waiting" in answer.get_json()["error"]["message"]
+        form = {"name": "Alice", "phone": TYPO, "max_conversations": 2, "active": "y"}
+        page = console.post(f"/console/roster/{alice}", form)
+        assert page.status_code == 422  # type: ignore[attr-defined]
+        assert "conversation open or an offer waiting" in page.get_data(as_text=True)  # type: ignore[attr-defined]
+        assert api.ok("GET", path)["phone"] == "+1•••••••001"
+
+    clinician, peer = phones.phone("+15550109001"), phones.phone(ALICE)
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    peer.expect_text("Reply ACCEPT")
+    refused()
+    peer.texts("ACCEPT")
+    peer.expect_text("connected")
+    peer.expect_text("hello")
+    clinician.expect_text("joined")
+    refused()
+    clinician.texts("this stays between us")
+    peer.expect_text("this stays between us")
+    peer.texts("DONE")
+    peer.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    assert api.ok("PATCH", path, {"phone": TYPO, "verify": True})["phone"] == "+1•••••••999"
+    hotline.run_jobs()
+    phones.phone(TYPO).expect_text("code")
+    phones.assert_no_unexpected()
 
 
 def test_the_on_call_answer_follows_rotations_and_overrides(api: Api) -> None:
