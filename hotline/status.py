@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from hotline import schedule
@@ -33,13 +33,16 @@ class SupporterNow:
     on_call: bool
     open_conversations: int
     on_break_until: datetime | None
+    active: bool = True
 
 
 @dataclass(frozen=True)
 class LiveStatus:
     at: datetime
     on_call: tuple[SupporterNow, ...]
-    busy: tuple[SupporterNow, ...]  # anyone with an open conversation, on call or not
+    # Anyone with an open conversation, on call or not, and active or not: deactivating a
+    # supporter leaves them the conversations they are in.
+    busy: tuple[SupporterNow, ...]
     on_break: tuple[SupporterNow, ...]
     offers_waiting: int  # offers out, not yet answered
     queued: int  # conversations nobody has accepted yet
@@ -66,10 +69,14 @@ def live(session: Session, programme_id: int, now: datetime) -> LiveStatus:
             s.id in on_call,
             open_counts[s.id],
             s.break_until if s.break_until and s.break_until > now else None,
+            s.active,
         )
         for s in session.scalars(
             select(Supporter)
-            .where(Supporter.programme_id == programme_id, Supporter.active.is_(True))
+            .where(
+                Supporter.programme_id == programme_id,
+                or_(Supporter.active.is_(True), Supporter.id.in_(list(open_counts))),
+            )
             .order_by(Supporter.name, Supporter.id)
         )
     ]
@@ -77,7 +84,7 @@ def live(session: Session, programme_id: int, now: datetime) -> LiveStatus:
         at=now,
         on_call=tuple(p for p in people if p.on_call),
         busy=tuple(p for p in people if p.open_conversations),
-        on_break=tuple(p for p in people if p.on_break_until),
+        on_break=tuple(p for p in people if p.on_break_until and p.active),
         offers_waiting=_pending_offers(session, programme_id),
         queued=_queued(session, programme_id),
         gaps=tuple(schedule.coverage_gaps(session, programme_id, now, now + horizon)),

@@ -16,6 +16,7 @@ from hotline.models import ApiToken, Programme, Supporter
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, sign_in
 from tests.kit.harness import Hotline
+from tests.kit.phones import Phones
 
 pytestmark = pytest.mark.sqlite_only  # the pages; the database side runs on both tiers elsewhere
 ALICE, BOB = "+15550108001", "+15550108002"
@@ -171,6 +172,26 @@ def test_a_rotation_and_an_override_change_the_on_call_answer(console: Console) 
     assert re.search(r"on-call-answer.*?<strong>Bob</strong>", answer, re.S)
     month = console.get("/console/schedule?view=month&date=2026-03-02")
     assert "Alice" in month and "Bob" in month
+
+
+def test_a_deactivated_supporters_open_conversation_stays_on_the_live_page(
+    console: Console, phones: Phones
+) -> None:
+    """Deactivating someone does not end the conversation they are in (they finish it), so
+    the Live page still counts it: "None open" would tell the coordinator nobody is talking."""
+    hotline = console.hotline
+    alice = add_verified(hotline, "Alice", ALICE)
+    hotline.add_shift(alice, hotline.clock.now, hotline.clock.now + timedelta(days=1))
+    clinician, peer = phones.talking("+15550109001", ALICE)
+    live = console.get("/console/live")
+    assert re.search(r"<td>Alice</td><td class=\"num\">1</td>", live)
+    console.post(f"/console/roster/{alice}/deactivate", {}, form_page=f"/console/roster/{alice}")
+    live = console.get("/console/live")
+    assert "None open." not in live
+    assert re.search(r"<td>Alice \(inactive\)</td><td class=\"num\">1</td>", live)
+    assert "Nobody is on call right now." in live
+    clinician.texts("still there?")
+    peer.expect_text("still there?")
 
 
 def test_reports_show_a_chart_and_export_csv(console: Console) -> None:
