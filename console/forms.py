@@ -23,8 +23,9 @@ from wtforms import (
     TextAreaField,
     TimeField,
 )
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional
 
+from hotline.accounts import MIN_PASSWORD
 from hotline.roster import KNOWN_DISCIPLINES, MAX_CONVERSATIONS
 from hotline.rotation import WEEKDAYS
 
@@ -40,6 +41,19 @@ def options(pairs: Iterable[tuple[object, str]]) -> list[SelectChoice]:
 class SignInForm(FlaskForm):  # type: ignore[misc]
     email = StringField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+class PasswordForm(FlaskForm):  # type: ignore[misc]
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+    new = PasswordField(
+        "New password",
+        validators=[DataRequired(), Length(min=MIN_PASSWORD, max=1024)],
+        description=f"At least {MIN_PASSWORD} characters.",
+    )
+    repeat = PasswordField(
+        "New password again",
+        validators=[DataRequired(), EqualTo("new", message="The two new passwords differ.")],
+    )
 
 
 class ActionForm(FlaskForm):  # type: ignore[misc]

@@ -17,7 +17,7 @@ from flask_login import current_user, login_user, logout_user
 
 from console import auth
 from console.context import now, services, zone_of
-from console.forms import ActionForm, ProgrammeForm, SignInForm, options
+from console.forms import ActionForm, PasswordForm, ProgrammeForm, SignInForm, options
 from console.security import csrf
 from hotline import audit, signin, status
 from hotline.db import transaction
@@ -95,6 +95,33 @@ def sign_out() -> ResponseReturnValue:
     session.clear()
     flash("Signed out.", "info")
     return redirect(url_for("console.sign_in"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def change_password() -> ResponseReturnValue:
+    """The signed-in coordinator's own password: the current one is checked (and throttled
+    as at sign-in); their other sessions end."""
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template("console/password.html", form=form), status
+    me, address = auth.user(), request.remote_addr or "unknown"
+    with transaction(services().sessions) as db:
+        wait = signin.retry_after(db, me.email, address, now())
+        person = (
+            None if wait else signin.authenticate(db, me.email, form.current.data, address, now())
+        )
+        if person is not None:
+            signin.change_password(db, person, form.new.data, me.token, now())
+    if wait is not None:
+        minutes = max(1, round(wait.total_seconds() / 60))
+        flash(f"Too many attempts. Try again in about {minutes} minute(s).", "error")
+        return render_template("console/password.html", form=form), 429
+    if person is None:
+        form.current.errors = ["That is not your current password."]
+        return render_template("console/password.html", form=form), 422
+    flash("Password changed. Any other session of yours has been signed out.", "success")
+    return redirect(url_for("console.live"))
 
 
 @bp.post("/programme")

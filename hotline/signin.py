@@ -21,7 +21,7 @@ from functools import cache
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from hotline import accounts
+from hotline import accounts, audit
 from hotline.db import is_sqlite
 from hotline.models import ConsoleSession, Coordinator, LoginFailure
 
@@ -134,6 +134,32 @@ def revoke(session: Session, token: str, now: datetime) -> None:
         update(ConsoleSession)
         .where(ConsoleSession.token_hash == digest(token), ConsoleSession.revoked_at.is_(None))
         .values(revoked_at=now)
+    )
+
+
+def change_password(
+    session: Session, coordinator: Coordinator, password: str, keep_token: str, now: datetime
+) -> None:
+    """Set a new password (AccountError when too short) and end every other console session of
+    the coordinator: whoever signed in with the old one is out at their next request. Audited,
+    without the password."""
+    coordinator.password_hash = accounts.hash_password(password)
+    session.execute(
+        update(ConsoleSession)
+        .where(
+            ConsoleSession.coordinator_id == coordinator.id,
+            ConsoleSession.token_hash != digest(keep_token),
+            ConsoleSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    audit.record(
+        session,
+        programme_id=coordinator.programme_id,
+        actor=coordinator.email,
+        action="coordinator.password",
+        target=f"coordinator:{coordinator.id}",
+        at=now,
     )
 
 

@@ -127,6 +127,45 @@ def test_signing_in_twice_gives_separate_sessions(hotline: Hotline) -> None:
     assert laptop.get("/console/live").status_code == 200
 
 
+def test_a_coordinator_changes_their_password_and_their_other_sessions_end(
+    hotline: Hotline,
+) -> None:
+    """A password that may have leaked can be changed in the console: the current one is
+    checked (and throttled like a sign-in), every other session ends, the change is audited."""
+    add_coordinator(hotline)
+    laptop, thief = hotline.app.test_client(), hotline.app.test_client()
+    assert sign_in(laptop) == 302 and sign_in(thief) == 302
+    console = Console(hotline, laptop)
+    new = "a brand new passphrase"
+    refusals = {
+        "current": {"current": "not my password", "new": new, "repeat": new},
+        "short": {"current": PASSWORD, "new": "short", "repeat": "short"},
+        "differ": {"current": PASSWORD, "new": new, "repeat": new + "!"},
+    }
+    for why, form in refusals.items():
+        page = console.post("/console/password", form)
+        assert page.status_code == 422, why  # type: ignore[attr-defined]
+    text = page.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert "The two new passwords differ." in text
+    assert thief.get("/console/live").status_code == 200  # nothing changed yet
+    assert console.client.post("/console/password", data=refusals["differ"]).status_code == 400
+
+    changed = console.post("/console/password", {"current": PASSWORD, "new": new, "repeat": new})
+    assert changed.status_code == 302  # type: ignore[attr-defined]
+    assert "Password changed" in console.get("/console/live")
+    assert thief.get("/console/live").status_code == 302
+    assert sign_in(hotline.app.test_client()) == 401
+    assert sign_in(hotline.app.test_client(), password=new) == 302
+    audit = console.get("/console/audit")
+    assert "coordinator.password" in audit and new not in audit and PASSWORD not in audit
+
+    guess = {"current": "a guess", "new": PASSWORD, "repeat": PASSWORD}
+    for _ in range(signin.MAX_PER_EMAIL):  # a stolen session cannot guess its way in
+        assert console.post("/console/password", guess).status_code == 422  # type: ignore[attr-defined]
+    right = {"current": new, "new": PASSWORD, "repeat": PASSWORD}
+    assert console.post("/console/password", right).status_code == 429  # type: ignore[attr-defined]
+
+
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize("proxies", [0, 1])
 def test_the_address_throttle_believes_forwarded_addresses_only_from_trusted_proxies(
