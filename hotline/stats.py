@@ -4,7 +4,9 @@ Contacts per week by channel; time to first human response (median and 90th perc
 a conversation's start to a supporter accepting it); fallbacks (nobody was available); check-ins
 sent, replied to, and opted out of. Breakdowns hide small counts: a week whose channels include
 a count from 1 to MIN_CELL - 1 shows its total only (the split would single people out, and a
-complement would give the hidden cell away), and response times need MIN_CELL conversations.
+complement would give the hidden cell away), and response times count only the weeks with
+MIN_CELL or more answered conversations (else two reports apart by one such week, subtracted,
+would give its few response times away).
 
 Every figure covers whole weeks, Monday 00:00 to Monday 00:00 UTC, whatever the programme's time
 zone: boundaries that moved with a setting a coordinator can change would let two reports, one
@@ -45,7 +47,7 @@ class Report:
     weeks: tuple[WeekRow, ...]
     contacts: int
     answered: int
-    response_median_s: float | None  # None: fewer than MIN_CELL answered conversations
+    response_median_s: float | None  # None: no week with MIN_CELL answered conversations
     response_p90_s: float | None
     fallbacks: int
     checkins_sent: int
@@ -87,6 +89,18 @@ def weeks(rows: list[tuple[datetime, str]], start: datetime, end: datetime) -> t
     )
 
 
+def timed_waits(answered: list[tuple[datetime, datetime]]) -> list[float]:
+    """Seconds from start to acceptance, of the weeks with MIN_CELL or more answered
+    conversations only: a week with fewer would let two reports, with and without it, be
+    subtracted down to one conversation's response time (one supporter's, on a known day)."""
+    by_week: dict[date, list[float]] = {}
+    for created_at, accepted_at in answered:
+        by_week.setdefault(week_of(created_at), []).append(
+            (accepted_at - created_at).total_seconds()
+        )
+    return [w for waits in by_week.values() if len(waits) >= MIN_CELL for w in waits]
+
+
 def whole_weeks(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """``[start, end)`` widened to whole report weeks, Monday 00:00 to Monday 00:00 UTC."""
     first = week_of(start)
@@ -113,7 +127,8 @@ def report(session: Session, programme_id: int, start: datetime, end: datetime) 
     accepted = select(Conversation.created_at, Conversation.accepted_at).where(
         *in_period, Conversation.accepted_at.is_not(None)
     )
-    waits = [(a - c).total_seconds() for c, a in session.execute(accepted) if a is not None]
+    answered = [(c, a) for c, a in session.execute(accepted) if a is not None]
+    waits = timed_waits(answered)
     enough = len(waits) >= MIN_CELL
     sent, replied, opted = _checkins(session, programme_id, start, end)
     return Report(
@@ -121,7 +136,7 @@ def report(session: Session, programme_id: int, start: datetime, end: datetime) 
         end=end,
         weeks=weeks(rows, start, end),
         contacts=len(rows),
-        answered=len(waits),
+        answered=len(answered),
         response_median_s=statistics.median(waits) if enough else None,
         response_p90_s=percentile(waits, 90) if enough else None,
         fallbacks=_count(
@@ -191,4 +206,4 @@ def csv_rows(r: Report) -> list[list[str]]:
 
 
 def _maybe(value: float | None) -> str:
-    return f"{value:.0f}" if value is not None else f"fewer than {MIN_CELL} answered"
+    return f"{value:.0f}" if value is not None else f"no week with {MIN_CELL} answered"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from hotline import stats
+from hotline import accounts, stats
 from hotline.db import transaction
 from hotline.models import (
     Channel,
@@ -141,3 +142,37 @@ def test_response_times_need_five_answered_conversations(hotline: Hotline) -> No
     with hotline.session() as session:
         report = stats.report(session, hotline.programme_id, START, START + timedelta(days=7))
     assert report.response_median_s is None and report.response_p90_s is None
+
+
+def test_two_reports_cannot_be_subtracted_down_to_one_response_time(hotline: Hotline) -> None:
+    """Five answered conversations one week, one the next: the report of both weeks must not
+    differ from the first week's by that one conversation's response time (the slowest, it
+    would be the 90th percentile), which is one supporter's, on one known day."""
+    with transaction(hotline.services.sessions) as session:
+        for n, minutes in enumerate([1, 2, 3, 4, 5, 60]):
+            created = START + timedelta(days=7 if minutes == 60 else 0, hours=n)
+            session.add(
+                Conversation(
+                    programme_id=hotline.programme_id,
+                    channel=Channel.SMS,
+                    state=ConversationState.ENDED,
+                    created_at=created,
+                    accepted_at=created + timedelta(minutes=minutes),
+                )
+            )
+        token = accounts.create_api_token(session, "reports", hotline.programme_id)
+
+    def report(weeks: int) -> dict[str, Any]:
+        to = (START + timedelta(weeks=weeks)).isoformat().replace("+", "%2B")
+        answer = hotline.client.get(
+            f"/api/v1/stats?from={START.isoformat().replace('+', '%2B')}&to={to}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 200
+        found: dict[str, Any] = answer.get_json()
+        return found
+
+    one, two = report(1), report(2)
+    assert one["first_response_seconds"] == {"median": 180, "p90": 300}
+    assert two["answered"] == 6  # counted, as contacts are
+    assert two["first_response_seconds"] == one["first_response_seconds"]
