@@ -19,7 +19,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from console.context import services
 from hotline import accounts
@@ -112,7 +112,9 @@ def body() -> dict[str, Any]:
     if not request.is_json:
         fail(415, "send a JSON object with Content-Type: application/json")
     try:
-        data = request.get_json(silent=True)
+        data = request.get_json()
+    except BadRequest:  # Flask's answer to a body json cannot read (a trailing comma, say)
+        fail(400, "the body is not valid JSON")
     except RecursionError:  # json's decoder recurses per level, before MAX_DEPTH is checked
         fail(400, "the body is nested too deeply")
     if not isinstance(data, dict):

@@ -333,6 +333,16 @@ def test_bad_requests_are_refused_cleanly(
     assert error["status"] == status and message in error["message"]
 
 
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("raw", ['{"name": "A", "phone": "+15550108001",}', "{name: 'A'}", ""])
+def test_a_body_that_is_not_json_is_named_as_such(api: Api, raw: str) -> None:
+    """A trailing comma or single quotes is the client's commonest slip: the answer says the
+    JSON is broken, not that it should be an object (which it looks like)."""
+    response = api.call("POST", "/supporters", data=raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"] == "the body is not valid JSON"
+
+
 def test_changing_the_time_zone_cannot_cut_a_report_down_to_a_few_contacts(api: Api) -> None:
     """Week boundaries that followed the programme's zone could be moved by a coordinator:
     two reads, in zones 15 minutes apart (Kathmandu +5:45, Kolkata +5:30), then a subtraction,
