@@ -79,7 +79,7 @@ def revoke(token_id: int) -> ResponseReturnValue:
     if not ActionForm().validate_on_submit():
         abort(400)
     with transaction(services().sessions) as db:
-        token = db.get(ApiToken, token_id)
+        token = db.get(ApiToken, token_id) if 0 < token_id < 2**31 else None
         if token is None or not _visible(token):
             abort(404)
         if accounts.revoke_api_token(db, token, auth.user().email, now()):

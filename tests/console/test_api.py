@@ -482,3 +482,12 @@ def test_a_coordinators_token_does_not_vouch_for_numbers_an_administrators_does(
     assert [m["to"] for m in hotline.fake.messages] == [ALICE, CAROL]  # a code each time
     bob = admin.ok("POST", "/supporters", {"name": "Bob", "phone": BOB}, 201)
     assert bob["phone_verified"] is True
+
+
+def test_revoking_a_token_id_out_of_range_in_the_console_is_a_404(hotline: Hotline) -> None:
+    """PostgreSQL cannot compare a 32-bit id column with 99999999999: no 500 for a bad URL."""
+    add_coordinator(hotline)
+    console = Console(hotline, hotline.app.test_client())
+    assert sign_in(console.client) == 302
+    answer = console.post("/console/tokens/99999999999/revoke", {}, form_page="/console/tokens")
+    assert answer.status_code == 404  # type: ignore[attr-defined]
