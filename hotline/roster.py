@@ -24,6 +24,7 @@ from hotline.models import Notice, Supporter
 from hotline.people import find_supporter, new_supporter, set_supporter_phone, supporter_phone
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.privacy import Vault
+from hotline.programmes import own_numbers
 
 MAX_NAME = 200
 MAX_EMAIL = 254
@@ -155,6 +156,7 @@ def add(
     read back). ``verify=False``: the actor vouches for the number (an administrator's API
     token, e.g. a sync from the staff directory); it counts as verified at once, audited so."""
     data = clean(data)
+    _not_the_lines(session, data.phone)
     if find_supporter(session, vault, programme_id, data.phone) is not None:
         raise RosterConflict("a supporter with this number is already on the roster", "phone")
     supporter = new_supporter(
@@ -248,6 +250,7 @@ def _phone_change(
     phone = clean_phone(changes["phone"])
     if phone == supporter_phone(vault, supporter):
         return None
+    _not_the_lines(session, phone)
     other = find_supporter(session, vault, supporter.programme_id, phone)
     if other is not None and other.id != supporter.id:
         raise RosterConflict("a supporter with this number is already on the roster", "phone")
@@ -260,6 +263,13 @@ def _phone_change(
             "phone",
         )
     return phone
+
+
+def _not_the_lines(session: Session, phone: str) -> None:
+    """Texts from the line's own numbers are ignored (the loop guard) and offers sent to one
+    reach nobody: as a supporter's phone, one would hold every clinician offered to them."""
+    if phone in own_numbers(session):
+        raise RosterError("that is one of the line's own numbers, not a supporter's phone", "phone")
 
 
 def _apply_fields(supporter: Supporter, changes: Mapping[str, object]) -> None:

@@ -17,7 +17,7 @@ from hotline.db import transaction
 from hotline.models import AuditEntry, Channel, Conversation, ConversationState
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, sign_in
-from tests.kit.harness import Hotline
+from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
@@ -491,3 +491,25 @@ def test_revoking_a_token_id_out_of_range_in_the_console_is_a_404(hotline: Hotli
     assert sign_in(console.client) == 302
     answer = console.post("/console/tokens/99999999999/revoke", {}, form_page="/console/tokens")
     assert answer.status_code == 404  # type: ignore[attr-defined]
+
+
+def test_one_of_the_lines_own_numbers_is_not_a_supporters_phone(hotline: Hotline, api: Api) -> None:
+    """Texts from the line's own numbers are ignored (the loop guard) and offers sent to one
+    reach no one: a supporter given one, vouched for, would be on call at once and every
+    clinician offered to them would wait out the offer for nothing."""
+    with transaction(hotline.services.sessions) as session:
+        ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        )
+    alice = api.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)["id"]
+    for number in (HOTLINE, POOL[1], "+15550200000"):
+        refused = api.call("POST", "/supporters", {"name": "Line", "phone": number})
+        assert refused.status_code == 422, refused.get_json()
+        assert refused.get_json()["error"] == {
+            "status": 422,
+            "message": "that is one of the line's own numbers, not a supporter's phone",
+            "field": "phone",
+        }
+        assert api.call("PATCH", f"/supporters/{alice}", {"phone": number}).status_code == 422
+    assert [s["name"] for s in api.ok("GET", "/supporters")] == ["Alice"]
+    assert api.ok("GET", f"/supporters/{alice}")["phone"] == "+1•••••••001"
