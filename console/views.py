@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
+from markupsafe import Markup
 
 from console import auth
 from console.context import now, services, zone_of
@@ -26,6 +27,10 @@ bp = Blueprint(
     "console", __name__, url_prefix="/console", template_folder="templates", static_folder="static"
 )
 OPEN_ENDPOINTS = frozenset({"console.sign_in", "console.static"})
+# Forms that act on no one programme (every other form says which programme it was shown for).
+PROGRAMME_FREE = frozenset(
+    {"console.sign_in", "console.sign_out", "console.switch_programme", "console.change_password"}
+)
 
 
 @bp.before_request
@@ -42,7 +47,23 @@ def guard() -> ResponseReturnValue | None:
     if current_user.is_authenticated:
         # Read before any view opens a session: SQLite writers (BEGIN IMMEDIATE) would queue.
         auth.programme_id()
+        return _stale_programme()
     return None
+
+
+def _stale_programme() -> ResponseReturnValue | None:
+    """A form shown for one programme and sent after a switch to another (an administrator's
+    other tab) is refused: it would write that page's values into the programme now picked."""
+    shown = request.form.get("programme") if request.method == "POST" else None
+    if shown is None or request.endpoint in PROGRAMME_FREE or shown == str(auth.programme_id()):
+        return None
+    names = dict(auth.programme_choices())
+    page = render_template(
+        "console/stale.html",
+        shown=names.get(int(shown) if shown.isdigit() else 0, "another programme"),
+        current=names.get(auth.programme_id(), ""),
+    )
+    return page, 409
 
 
 @bp.app_context_processor
@@ -55,6 +76,9 @@ def common() -> dict[str, Any]:
     form.programme_id.choices = options(choices)
     return {
         "me": auth.user(),
+        "programme_input": Markup('<input name="programme" type="hidden" value="{}">').format(
+            current
+        ),
         "programme_name": dict(choices).get(current, ""),
         "programme_form": form if len(choices) > 1 else None,
         "action_form": ActionForm(),

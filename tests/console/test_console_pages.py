@@ -14,7 +14,7 @@ from hotline import accounts, verification
 from hotline.db import transaction
 from hotline.models import ApiToken, Programme, Supporter
 from hotline.programmes import ensure_programme
-from tests.console.conftest import Console, add_coordinator, add_verified, sign_in
+from tests.console.conftest import Console, add_coordinator, add_verified, csrf_of, sign_in
 from tests.kit.harness import Hotline
 from tests.kit.phones import Phones
 
@@ -268,6 +268,44 @@ def test_coordinators_see_only_their_programme_and_admins_can_switch(hotline: Ho
     assert "Alice" in admin.get("/console/roster")
     admin.post("/console/programme", {"programme_id": north}, form_page="/console/live")
     assert "Alice" not in admin.get("/console/roster")
+
+
+def test_a_page_left_open_on_one_programme_cannot_change_another(hotline: Hotline) -> None:
+    """An administrator with two tabs: the settings of the default programme in one, a switch
+    to North in the other. Saving the first tab must not write its values over North's."""
+    with transaction(hotline.services.sessions) as session:
+        north = ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        ).id
+    add_coordinator(hotline, "admin@example.org", admin=True)
+    admin = Console(hotline, hotline.app.test_client())
+    assert sign_in(admin.client, "admin@example.org") == 302
+    settings_tab = admin.get("/console/settings")
+    roster_tab = admin.get("/console/roster")
+    admin.post("/console/programme", {"programme_id": north}, form_page="/console/live")
+    assert "North" in admin.get("/console/live")
+
+    def submit(page: str, path: str, data: dict[str, object]) -> Any:
+        found = re.search(r'name="programme" type="hidden" value="(\d+)"', page)
+        assert found, "every console form says which programme it was shown for"
+        return admin.client.post(
+            path, data={**data, "programme": found.group(1), "csrf_token": csrf_of(page)}
+        )
+
+    saved = submit(settings_tab, "/console/settings", {"greeting": "Default's own words"})
+    added = submit(roster_tab, "/console/roster", {"name": "Bob", "phone": BOB, "active": "y"})
+    relinked = submit(settings_tab, "/console/settings/calendar", {})  # a button's form
+    assert settings_tab.count('name="programme"') == 2
+    for answer in (saved, added, relinked):
+        assert answer.status_code == 409
+        assert "switched" in answer.get_data(as_text=True)
+    assert "Default&#39;s own words" not in admin.get("/console/settings")
+    assert "Bob" not in admin.get("/console/roster")
+    with hotline.session() as session:
+        assert session.scalar(select(Supporter.id)) is None
+        assert session.get_one(Programme, north).greeting is None
+    fresh = admin.get("/console/settings")
+    assert submit(fresh, "/console/settings", {"greeting": "North's words"}).status_code == 302
 
 
 def _token_of(page: str) -> str:
