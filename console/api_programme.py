@@ -30,7 +30,7 @@ def get_stats() -> Response:
     if not timedelta(0) < end - start <= MAX_REPORT:
         fail(422, "'to' must come after 'from', at most a year later", "to")
     with transaction(services().sessions) as session:
-        report = stats.report(session, caller().programme_id(), start, end)
+        report = stats.report(session, caller().programme_id(), start, end, now())
     return jsonify(report_json(report))
 
 

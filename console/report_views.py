@@ -40,7 +40,7 @@ def _report() -> tuple[stats.Report, date, date]:
     first, last = _period(now().astimezone(UTC).date())
     start, end = grid.bounds(first, last + timedelta(days=1), ZoneInfo("UTC"))
     with services().sessions() as db:
-        report = stats.report(db, auth.programme_id(), start, end)
+        report = stats.report(db, auth.programme_id(), start, end, now())
     first = report.start.date()
     last = (report.end - timedelta(days=1)).date()
     return report, first, last

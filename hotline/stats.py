@@ -4,9 +4,9 @@ Contacts per week by channel; time to first human response (median and 90th perc
 a conversation's start to a supporter accepting it); fallbacks (nobody was available); check-ins
 sent, replied to, and opted out of. Breakdowns hide small counts: a week whose channels include
 a count from 1 to MIN_CELL - 1 shows its total only (the split would single people out, and a
-complement would give the hidden cell away), and response times count only the weeks with
-MIN_CELL or more answered conversations (else two reports apart by one such week, subtracted,
-would give its few response times away).
+complement would give the hidden cell away), and response times count only the weeks that
+have ended with MIN_CELL or more answered conversations (else two reports apart by one such
+week, or two reads of the running week, subtracted, would give its few response times away).
 
 Every figure covers whole weeks, Monday 00:00 to Monday 00:00 UTC, whatever the programme's time
 zone: boundaries that moved with a setting a coordinator can change would let two reports, one
@@ -47,7 +47,7 @@ class Report:
     weeks: tuple[WeekRow, ...]
     contacts: int
     answered: int
-    response_median_s: float | None  # None: no week with MIN_CELL answered conversations
+    response_median_s: float | None  # None: no ended week with MIN_CELL answered
     response_p90_s: float | None
     fallbacks: int
     checkins_sent: int
@@ -89,16 +89,23 @@ def weeks(rows: list[tuple[datetime, str]], start: datetime, end: datetime) -> t
     )
 
 
-def timed_waits(answered: list[tuple[datetime, datetime]]) -> list[float]:
-    """Seconds from start to acceptance, of the weeks with MIN_CELL or more answered
-    conversations only: a week with fewer would let two reports, with and without it, be
-    subtracted down to one conversation's response time (one supporter's, on a known day)."""
+def timed_waits(answered: list[tuple[datetime, datetime]], now: datetime) -> list[float]:
+    """Seconds from start to acceptance, of the weeks that have ended with MIN_CELL or more
+    answered conversations only. A week with fewer would let two reports, with and without it,
+    be subtracted down to one conversation's response time (one supporter's, on a known day);
+    so would two reads of a week still running, a day apart."""
+    running = week_of(now)
     by_week: dict[date, list[float]] = {}
     for created_at, accepted_at in answered:
         by_week.setdefault(week_of(created_at), []).append(
             (accepted_at - created_at).total_seconds()
         )
-    return [w for waits in by_week.values() if len(waits) >= MIN_CELL for w in waits]
+    return [
+        w
+        for week, waits in by_week.items()
+        if week < running and len(waits) >= MIN_CELL
+        for w in waits
+    ]
 
 
 def whole_weeks(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -108,10 +115,13 @@ def whole_weeks(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return datetime.combine(first, time(0), UTC), datetime.combine(after, time(0), UTC)
 
 
-def report(session: Session, programme_id: int, start: datetime, end: datetime) -> Report:
-    """The programme's aggregates over the whole report weeks that ``[start, end)`` touches.
-    Never a narrower window: cut to the minute, a count would be one contact and a response
-    time one supporter's (peer support does not feed performance review)."""
+def report(
+    session: Session, programme_id: int, start: datetime, end: datetime, now: datetime
+) -> Report:
+    """The programme's aggregates over the whole report weeks that ``[start, end)`` touches,
+    as read at ``now``. Never a narrower window: cut to the minute, a count would be one
+    contact and a response time one supporter's (peer support does not feed performance
+    review)."""
     start, end = whole_weeks(start, end)
     in_period = (
         Conversation.programme_id == programme_id,
@@ -128,7 +138,7 @@ def report(session: Session, programme_id: int, start: datetime, end: datetime) 
         *in_period, Conversation.accepted_at.is_not(None)
     )
     answered = [(c, a) for c, a in session.execute(accepted) if a is not None]
-    waits = timed_waits(answered)
+    waits = timed_waits(answered, now)
     enough = len(waits) >= MIN_CELL
     sent, replied, opted = _checkins(session, programme_id, start, end)
     return Report(
@@ -206,4 +216,4 @@ def csv_rows(r: Report) -> list[list[str]]:
 
 
 def _maybe(value: float | None) -> str:
-    return f"{value:.0f}" if value is not None else f"no week with {MIN_CELL} answered"
+    return f"{value:.0f}" if value is not None else f"no ended week with {MIN_CELL} answered"

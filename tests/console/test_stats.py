@@ -95,7 +95,8 @@ def test_report_counts_contacts_responses_fallbacks_and_checkins(hotline: Hotlin
             )
         )
     with hotline.session() as session:
-        report = stats.report(session, hotline.programme_id, START, START + timedelta(days=7))
+        week = START + timedelta(days=7)
+        report = stats.report(session, hotline.programme_id, START, week, now=week)
     assert (report.contacts, report.answered, report.fallbacks) == (11, 10, 1)
     assert report.response_median_s == 330  # 5.5 minutes
     assert report.response_p90_s == 540
@@ -131,8 +132,10 @@ def test_a_window_cut_to_one_contact_reports_its_whole_week(hotline: Hotline) ->
         )
     monday = START + timedelta(days=7)
     with hotline.session() as session:
-        week = stats.report(session, hotline.programme_id, START, monday)
-        cut = stats.report(session, hotline.programme_id, call_at, call_at + timedelta(seconds=1))
+        week = stats.report(session, hotline.programme_id, START, monday, monday)
+        cut = stats.report(
+            session, hotline.programme_id, call_at, call_at + timedelta(seconds=1), monday
+        )
     assert (cut.start, cut.end) == (week.start, week.end) == (START, monday)
     assert (cut.contacts, cut.fallbacks, cut.answered) == (week.contacts, 1, 6) == (7, 1, 6)
     assert cut.weeks == week.weeks
@@ -140,7 +143,8 @@ def test_a_window_cut_to_one_contact_reports_its_whole_week(hotline: Hotline) ->
 
 def test_response_times_need_five_answered_conversations(hotline: Hotline) -> None:
     with hotline.session() as session:
-        report = stats.report(session, hotline.programme_id, START, START + timedelta(days=7))
+        week = START + timedelta(days=7)
+        report = stats.report(session, hotline.programme_id, START, week, now=week)
     assert report.response_median_s is None and report.response_p90_s is None
 
 
@@ -148,6 +152,7 @@ def test_two_reports_cannot_be_subtracted_down_to_one_response_time(hotline: Hot
     """Five answered conversations one week, one the next: the report of both weeks must not
     differ from the first week's by that one conversation's response time (the slowest, it
     would be the 90th percentile), which is one supporter's, on one known day."""
+    hotline.clock.now = START + timedelta(weeks=2, hours=9)  # both weeks have ended
     with transaction(hotline.services.sessions) as session:
         for n, minutes in enumerate([1, 2, 3, 4, 5, 60]):
             created = START + timedelta(days=7 if minutes == 60 else 0, hours=n)
@@ -176,3 +181,40 @@ def test_two_reports_cannot_be_subtracted_down_to_one_response_time(hotline: Hot
     assert one["first_response_seconds"] == {"median": 180, "p90": 300}
     assert two["answered"] == 6  # counted, as contacts are
     assert two["first_response_seconds"] == one["first_response_seconds"]
+
+
+def test_the_running_week_cannot_be_read_twice_down_to_one_response_time(
+    hotline: Hotline,
+) -> None:
+    """Read on Wednesday and again on Thursday, the running week's figures would differ by
+    Thursday's one conversation: response times cover only weeks that have ended."""
+    hotline.clock.now = START + timedelta(days=2)  # Wednesday
+    with transaction(hotline.services.sessions) as session:
+        token = accounts.create_api_token(session, "reports", hotline.programme_id)
+
+    def answered(minutes: int) -> None:
+        with transaction(hotline.services.sessions) as session:
+            created = hotline.clock.now - timedelta(hours=2)
+            session.add(
+                Conversation(
+                    programme_id=hotline.programme_id,
+                    channel=Channel.SMS,
+                    state=ConversationState.ENDED,
+                    created_at=created,
+                    accepted_at=created + timedelta(minutes=minutes),
+                )
+            )
+
+    def timing() -> Any:
+        answer = hotline.client.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200
+        return answer.get_json()["first_response_seconds"]
+
+    for minutes in (1, 2, 3, 4, 5):
+        answered(minutes)
+    assert timing() == {"median": None, "p90": None}  # Wednesday: the week runs on
+    hotline.clock.advance(days=1)
+    answered(60)
+    assert timing() == {"median": None, "p90": None}  # Thursday: nothing to subtract
+    hotline.clock.now = START + timedelta(days=7)  # the week has ended: it counts
+    assert timing() == {"median": 210, "p90": 3600}
