@@ -5,8 +5,9 @@ a conversation's start to a supporter accepting it); fallbacks (nobody was avail
 sent, replied to, and opted out of. Breakdowns hide small counts: a week whose channels include
 a count from 1 to MIN_CELL - 1 shows its total only (the split would single people out, and a
 complement would give the hidden cell away), and response times count only the weeks that
-have ended with MIN_CELL or more answered conversations (else two reports apart by one such
-week, or two reads of the running week, subtracted, would give its few response times away).
+have ended, with no request still waiting, and with MIN_CELL or more answered conversations
+(else two reports apart by one such week, or two reads of a week whose answered conversations
+are not all in, subtracted, would give its few response times away).
 
 Every figure covers whole weeks, Monday 00:00 to Monday 00:00 UTC, whatever the programme's time
 zone: boundaries that moved with a setting a coordinator can change would let two reports, one
@@ -24,7 +25,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from hotline.models import Channel, CheckIn, Clinician, Conversation, OptOut, Programme
+from hotline.models import (
+    Channel,
+    CheckIn,
+    Clinician,
+    Conversation,
+    ConversationState,
+    OptOut,
+    Programme,
+)
 
 MIN_CELL = 5
 CHANNELS = tuple(c.value for c in Channel)
@@ -89,11 +98,14 @@ def weeks(rows: list[tuple[datetime, str]], start: datetime, end: datetime) -> t
     )
 
 
-def timed_waits(answered: list[tuple[datetime, datetime]], now: datetime) -> list[float]:
-    """Seconds from start to acceptance, of the weeks that have ended with MIN_CELL or more
-    answered conversations only. A week with fewer would let two reports, with and without it,
-    be subtracted down to one conversation's response time (one supporter's, on a known day);
-    so would two reads of a week still running, a day apart."""
+def timed_waits(
+    answered: list[tuple[datetime, datetime]], unsettled: set[date], now: datetime
+) -> list[float]:
+    """Seconds from start to acceptance, of the weeks that have ended, with no request still
+    waiting (``unsettled``: its acceptance would join them later), and with MIN_CELL or more
+    answered conversations only. A week with fewer would let two reports, with and without
+    it, be subtracted down to one conversation's response time (one supporter's, on a known
+    day); so would two reads of a week whose answered conversations are not all in yet."""
     running = week_of(now)
     by_week: dict[date, list[float]] = {}
     for created_at, accepted_at in answered:
@@ -103,7 +115,7 @@ def timed_waits(answered: list[tuple[datetime, datetime]], now: datetime) -> lis
     return [
         w
         for week, waits in by_week.items()
-        if week < running and len(waits) >= MIN_CELL
+        if week < running and week not in unsettled and len(waits) >= MIN_CELL
         for w in waits
     ]
 
@@ -138,7 +150,10 @@ def report(
         *in_period, Conversation.accepted_at.is_not(None)
     )
     answered = [(c, a) for c, a in session.execute(accepted) if a is not None]
-    waits = timed_waits(answered, now)
+    waiting = select(Conversation.created_at).where(
+        *in_period, Conversation.state == ConversationState.QUEUED
+    )
+    waits = timed_waits(answered, {week_of(c) for c in session.scalars(waiting)}, now)
     enough = len(waits) >= MIN_CELL
     sent, replied, opted = _checkins(session, programme_id, start, end)
     return Report(

@@ -77,6 +77,7 @@ def test_report_counts_contacts_responses_fallbacks_and_checkins(hotline: Hotlin
         fallback = Conversation(
             programme_id=hotline.programme_id,
             channel=Channel.VOICE,
+            state=ConversationState.ENDED,  # nobody took it: closed unanswered
             created_at=START + timedelta(days=1),
             fallback_at=START + timedelta(days=1),
         )
@@ -187,7 +188,8 @@ def test_the_running_week_cannot_be_read_twice_down_to_one_response_time(
     hotline: Hotline,
 ) -> None:
     """Read on Wednesday and again on Thursday, the running week's figures would differ by
-    Thursday's one conversation: response times cover only weeks that have ended."""
+    Thursday's one conversation (and read before and after Sunday night's request is taken,
+    by that one): response times cover only weeks that have ended with nobody waiting."""
     hotline.clock.now = START + timedelta(days=2)  # Wednesday
     with transaction(hotline.services.sessions) as session:
         token = accounts.create_api_token(session, "reports", hotline.programme_id)
@@ -216,5 +218,21 @@ def test_the_running_week_cannot_be_read_twice_down_to_one_response_time(
     hotline.clock.advance(days=1)
     answered(60)
     assert timing() == {"median": None, "p90": None}  # Thursday: nothing to subtract
-    hotline.clock.now = START + timedelta(days=7)  # the week has ended: it counts
-    assert timing() == {"median": 210, "p90": 3600}
+    hotline.clock.now = START + timedelta(days=6, hours=23)  # Sunday 23:00: a late text
+    with transaction(hotline.services.sessions) as session:
+        late = Conversation(
+            programme_id=hotline.programme_id,
+            channel=Channel.SMS,
+            state=ConversationState.QUEUED,
+            created_at=hotline.clock.now,
+        )
+        session.add(late)
+    hotline.clock.now = START + timedelta(days=7, hours=1)  # Monday: ended, one still waits
+    assert timing() == {"median": None, "p90": None}
+    with transaction(hotline.services.sessions) as session:
+        taken = session.get_one(Conversation, late.id)
+        taken.state, taken.accepted_at = (
+            ConversationState.ACTIVE,
+            START + timedelta(days=7, hours=8),
+        )
+    assert timing() == {"median": 240, "p90": 9 * 3600}  # the week is whole: it counts
