@@ -124,16 +124,17 @@ def update_supporter(supporter_id: int) -> Response:
         except roster.RosterError as error:
             _refuse(error)
         shown = supporter_json(services().vault, supporter)
-    wake(change.notices)
+    wake(change.notices, change.lapsed_offers)
     return jsonify(shown)
 
 
 @bp.delete("/supporters/<int:supporter_id>")
 def delete_supporter(supporter_id: int) -> tuple[str, int]:
     with writing() as session:
-        roster.deactivate(
+        change = roster.deactivate(
             session, services().vault, find(session, supporter_id), caller().actor, now()
         )
+    wake(change.notices, change.lapsed_offers)
     return "", 204
 
 

@@ -24,10 +24,13 @@ def now() -> datetime:
     return services().clock()
 
 
-def wake(notices: Iterable[Notice]) -> None:
-    """Ask for the notices' texts to be sent, after the transaction that made them committed."""
+def wake(notices: Iterable[Notice], lapsed_offers: Iterable[int] = ()) -> None:
+    """Ask for the notices' texts to be sent, and lapsed offers to go onwards, after the
+    transaction that made them committed."""
     for notice in notices:
         services().wakeups.schedule(Task.SEND_NOTICE, notice.id)
+    for offer_id in lapsed_offers:
+        services().wakeups.schedule(Task.EXPIRE_OFFER, offer_id)
 
 
 def zone_of(session: Session, programme_id: int) -> ZoneInfo:

@@ -128,7 +128,7 @@ def edit(supporter_id: int) -> ResponseReturnValue:
     except roster.RosterError as error:
         _field_error(form, error)
         return _detail_page(supporter_id, form), 422
-    wake(change.notices)
+    wake(change.notices, change.lapsed_offers)
     flash("Saved." + (" A code was texted to the new number." if change.notices else ""), "success")
     return redirect(url_for("console.roster.detail", supporter_id=supporter_id))
 
@@ -175,7 +175,8 @@ def deactivate(supporter_id: int) -> ResponseReturnValue:
     if ActionForm().validate_on_submit():
         with transaction(services().sessions) as db:
             supporter = _supporter(db, supporter_id)
-            roster.deactivate(db, services().vault, supporter, auth.user().email, now())
+            change = roster.deactivate(db, services().vault, supporter, auth.user().email, now())
+        wake(change.notices, change.lapsed_offers)
         flash("Deactivated: they are off call until made active again.", "success")
     return redirect(url_for("console.roster.index"))
 

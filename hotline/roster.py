@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hotline import audit, routing, verification
 from hotline.keywords import DISCIPLINES
-from hotline.models import Notice, Supporter
+from hotline.models import Call, CallState, Notice, Offer, OfferState, Supporter
 from hotline.people import find_supporter, new_supporter, set_supporter_phone, supporter_phone
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.privacy import Vault
@@ -58,10 +58,12 @@ class SupporterInput:
 
 @dataclass(frozen=True)
 class Change:
-    """What a roster operation did: the supporter and the texts to wake after the commit."""
+    """What a roster operation did: the supporter, and the texts to wake and the offers whose
+    expiry to wake (they lapsed) after the commit."""
 
     supporter: Supporter
     notices: tuple[Notice, ...] = ()
+    lapsed_offers: tuple[int, ...] = ()
 
 
 def clean_name(raw: object) -> str:
@@ -215,6 +217,9 @@ def edit(
     unknown = set(changes) - EDITABLE
     if unknown:
         raise RosterError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
+    leaving = changes.get("active") is False and supporter.active
+    if leaving:  # the lock order of offers: the programme's row first
+        routing.lock_programme(session, supporter.programme_id)
     before = snapshot(supporter)
     notices: tuple[Notice, ...] = ()
     new_phone = _phone_change(session, vault, supporter, changes)
@@ -239,7 +244,27 @@ def edit(
             new=new,
             at=now,
         )
-    return Change(supporter, notices)
+    return Change(supporter, notices, _lapse_offers(session, supporter, now) if leaving else ())
+
+
+def _lapse_offers(session: Session, supporter: Supporter, now: datetime) -> tuple[int, ...]:
+    """A supporter taken off the roster cannot accept (supporterline passes their ACCEPT on):
+    their waiting text offers lapse now, for the expiry job to offer onwards, instead of
+    keeping the clinician waiting out the offer timeout. A ring goes on: its dial decides."""
+    ringing = select(Call.conversation_id).where(
+        Call.state == CallState.RINGING, Call.conversation_id.is_not(None)
+    )
+    lapsed = session.scalars(
+        update(Offer)
+        .where(
+            Offer.supporter_id == supporter.id,
+            Offer.state == OfferState.PENDING,
+            Offer.conversation_id.not_in(ringing),
+        )
+        .values(expires_at=now)
+        .returning(Offer.id)
+    )
+    return tuple(lapsed)
 
 
 def _phone_change(

@@ -513,3 +513,34 @@ def test_one_of_the_lines_own_numbers_is_not_a_supporters_phone(hotline: Hotline
         assert api.call("PATCH", f"/supporters/{alice}", {"phone": number}).status_code == 422
     assert [s["name"] for s in api.ok("GET", "/supporters")] == ["Alice"]
     assert api.ok("GET", f"/supporters/{alice}")["phone"] == "+1•••••••001"
+
+
+@pytest.mark.parametrize("where", ["api", "console"])
+def test_an_offer_to_a_supporter_taken_off_the_roster_goes_on_at_once(
+    hotline: Hotline, api: Api, phones: Phones, where: str
+) -> None:
+    """The clinician does not wait out the offer timeout (up to an hour) for someone who can
+    no longer take it: deactivating them passes their waiting offer on straight away."""
+    alice = api.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)["id"]
+    bob = api.ok("POST", "/supporters", {"name": "Bob", "phone": BOB}, 201)["id"]
+    for supporter in (alice, bob):
+        hotline.add_shift(supporter, hotline.clock.now, hotline.clock.now + timedelta(days=1))
+    clinician = phones.phone("+15550109001")
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    phones.phone(ALICE).expect_text("Reply ACCEPT")
+    if where == "api":
+        assert api.call("DELETE", f"/supporters/{alice}").status_code == 204
+    else:
+        add_coordinator(hotline)
+        console = Console(hotline, hotline.app.test_client())
+        assert sign_in(console.client) == 302
+        path = f"/console/roster/{alice}"
+        assert console.post(f"{path}/deactivate", {}, form_page=path).status_code == 302  # type: ignore[attr-defined]
+    hotline.run_jobs()
+    phones.phone(BOB).expect_text("Reply ACCEPT")
+    phones.phone(BOB).texts("ACCEPT")
+    phones.phone(BOB).expect_text("connected")
+    phones.phone(BOB).expect_text("hello")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
