@@ -37,7 +37,8 @@ def parse_instant(raw: object, field: str) -> datetime:
         value = raw
     else:
         try:
-            value = datetime.fromisoformat(str(raw).strip().replace("Z", "+00:00"))
+            # RFC 3339 (what OpenAPI's date-time means) lets "z" be lower case; ISO 8601 not.
+            value = datetime.fromisoformat(str(raw).strip().upper().replace("Z", "+00:00"))
         except ValueError:
             raise RotaError("not an ISO 8601 date and time", field) from None
     if value.tzinfo is None or value.utcoffset() is None:

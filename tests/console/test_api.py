@@ -246,6 +246,20 @@ def test_instants_a_datetime_cannot_hold_in_utc_are_a_422(api: Api, path: str) -
     assert "between the years 2000 and 2099" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.sqlite_only
+def test_rfc_3339_times_in_lower_case_are_read(api: Api) -> None:
+    """The OpenAPI document says date-time (RFC 3339), which lets 't' and 'z' be lower case."""
+    alice = api.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)["id"]
+    period = {"starts_at": "2026-03-03t09:00:00z", "ends_at": "2026-03-03t17:00:00z"}
+    shift = api.ok("POST", "/shifts", {"supporter_id": alice, **period}, 201)
+    assert (shift["starts_at"], shift["ends_at"]) == (
+        "2026-03-03T09:00:00+00:00",
+        "2026-03-03T17:00:00+00:00",
+    )
+    on_call = api.ok("GET", "/oncall?at=2026-03-03t12:00:00z")["supporters"]
+    assert [s["id"] for s in on_call] == [alice]
+
+
 def test_an_override_error_names_the_field_the_api_has(api: Api) -> None:
     alice = api.verified("Alice", ALICE)
     period = {"starts_at": "2026-03-03T09:00:00+00:00", "ends_at": "2026-03-03T17:00:00+00:00"}
