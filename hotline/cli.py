@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from hotline import accounts, migrate, numbercheck, roster, rota
+from hotline import accounts, migrate, numbercheck, roster, rota, signin
 from hotline import keys as keys_core
 from hotline.db import make_engine, make_sessionmaker, transaction
-from hotline.models import ApiToken, Programme, Supporter, utcnow
+from hotline.models import ApiToken, Coordinator, Programme, Supporter, utcnow
 from hotline.people import set_alert_phone
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
@@ -105,6 +105,57 @@ def coordinator_create(email: str, slug: str, admin: bool, password: str) -> Non
         except accounts.AccountError as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"coordinator {person.email} created ({person.role})")
+
+
+@coordinator.command("list")
+def coordinator_list() -> None:
+    """Every console account: email, role, programme, active or not, last sign-in."""
+    with _session() as session:
+        slugs = {p.id: p.slug for p in session.scalars(select(Programme))}
+        for person in session.scalars(select(Coordinator).order_by(Coordinator.email)):
+            where = slugs.get(person.programme_id, "") if person.programme_id else "every"
+            state = "active" if person.active else "deactivated"
+            last = _when(person.last_login_at) or "never signed in"
+            click.echo(f"{person.email}\t{person.role}\t{where}\t{state}\t{last}")
+
+
+@coordinator.command("deactivate")
+@click.argument("email")
+def coordinator_deactivate(email: str) -> None:
+    """Stop EMAIL signing in (someone who has left); their console sessions end at once."""
+    with _session() as session:
+        signin.set_active(session, _coordinator(session, email), False, CLI_ACTOR, utcnow())
+    click.echo(f"coordinator {email.strip().lower()} deactivated")
+
+
+@coordinator.command("activate")
+@click.argument("email")
+def coordinator_activate(email: str) -> None:
+    """Let a deactivated coordinator sign in again."""
+    with _session() as session:
+        signin.set_active(session, _coordinator(session, email), True, CLI_ACTOR, utcnow())
+    click.echo(f"coordinator {email.strip().lower()} active")
+
+
+@coordinator.command("password")
+@click.argument("email")
+@click.password_option(prompt="New password (12+ characters)")
+def coordinator_password(email: str, password: str) -> None:
+    """Set a new password for EMAIL (one who forgot theirs); their console sessions end."""
+    with _session() as session:
+        person = _coordinator(session, email)
+        try:
+            signin.set_password(session, person, password, CLI_ACTOR, utcnow())
+        except accounts.AccountError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(f"password of {email.strip().lower()} changed; their sessions have ended")
+
+
+def _coordinator(session: Session, email: str) -> Coordinator:
+    person = session.scalar(select(Coordinator).where(Coordinator.email == email.strip().lower()))
+    if person is None:
+        raise click.ClickException(f"no coordinator {email!r} (`hotline coordinator list`)")
+    return person
 
 
 @main.group("api-token")

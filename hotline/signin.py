@@ -143,23 +143,65 @@ def change_password(
     """Set a new password (AccountError when too short) and end every other console session of
     the coordinator: whoever signed in with the old one is out at their next request. Audited,
     without the password."""
+    set_password(session, coordinator, password, coordinator.email, now, keep_token=keep_token)
+
+
+def set_password(
+    session: Session,
+    coordinator: Coordinator,
+    password: str,
+    actor: str,
+    now: datetime,
+    keep_token: str | None = None,
+) -> None:
+    """A new password (AccountError when too short), set by the coordinator themselves or, for
+    one who forgot theirs, by ``actor`` (``hotline coordinator password``); every console session
+    of theirs but ``keep_token`` ends. Audited, without the password."""
     coordinator.password_hash = accounts.hash_password(password)
-    session.execute(
-        update(ConsoleSession)
-        .where(
-            ConsoleSession.coordinator_id == coordinator.id,
-            ConsoleSession.token_hash != digest(keep_token),
-            ConsoleSession.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-    )
+    end_sessions(session, coordinator.id, now, keep_token)
     audit.record(
         session,
         programme_id=coordinator.programme_id,
-        actor=coordinator.email,
+        actor=actor,
         action="coordinator.password",
         target=f"coordinator:{coordinator.id}",
         at=now,
+    )
+
+
+def set_active(
+    session: Session, coordinator: Coordinator, active: bool, actor: str, now: datetime
+) -> None:
+    """Let a coordinator sign in again, or stop them (someone who has left the programme):
+    a deactivated coordinator's sessions end at once and sign-in refuses them. Audited."""
+    if coordinator.active == active:
+        return
+    coordinator.active = active
+    if not active:
+        end_sessions(session, coordinator.id, now)
+    audit.record(
+        session,
+        programme_id=coordinator.programme_id,
+        actor=actor,
+        action="coordinator.activated" if active else "coordinator.deactivated",
+        target=f"coordinator:{coordinator.id}",
+        at=now,
+    )
+
+
+def end_sessions(
+    session: Session, coordinator_id: int, now: datetime, keep_token: str | None = None
+) -> None:
+    """End every live console session of the coordinator (but the one of ``keep_token``)."""
+    kept = [ConsoleSession.token_hash != digest(keep_token)] if keep_token else []
+    session.execute(
+        update(ConsoleSession)
+        .where(
+            ConsoleSession.coordinator_id == coordinator_id,
+            ConsoleSession.revoked_at.is_(None),
+            *kept,
+        )
+        .values(revoked_at=now)
     )
 
 

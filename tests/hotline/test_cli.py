@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from hotline import signin
 from hotline.accounts import check_password, find_api_token
 from hotline.cli import main
 from hotline.db import make_engine, make_sessionmaker
@@ -20,6 +21,7 @@ from hotline.models import (
     Programme,
     Shift,
     Supporter,
+    utcnow,
 )
 from tests.kit.fake_twilio import FakeTwilio
 
@@ -366,3 +368,57 @@ def test_a_database_that_cannot_be_reached_is_one_line_naming_database_url(
     assert result.exit_code == 1
     assert result.output.startswith("Error: DATABASE_URL: cannot reach the database (")
     assert result.output.count("\n") == 1, result.output
+
+
+# --- coordinators who leave, or forget their password ------------------------------------------
+
+
+def test_a_deactivated_coordinator_is_signed_out_and_refused_until_activated(run) -> None:  # type: ignore[no-untyped-def]
+    """Someone who has left the programme: their open console session ends at once and their
+    password no longer signs in; activating them again lets them back."""
+    run("coordinator", "create", "lead@example.org", input="a long passphrase\n" * 2)
+    now = utcnow()
+    with run.sessions() as session, session.begin():
+        person = session.scalar(select(Coordinator))
+        cookie = signin.open_session(session, person, now)
+    assert "lead@example.org\tcoordinator\tdefault\tactive\tnever signed in" in run(
+        "coordinator", "list"
+    )
+    assert "deactivated" in run("coordinator", "deactivate", "Lead@Example.org")
+    assert "lead@example.org\tcoordinator\tdefault\tdeactivated" in run("coordinator", "list")
+    with run.sessions() as session, session.begin():
+        assert signin.find_session(session, cookie, now) is None
+        refused = signin.authenticate(session, "lead@example.org", "a long passphrase", "x", now)
+        assert refused is None
+        (entry,) = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "coordinator.deactivated")
+        )
+        assert entry.actor == "command line" and entry.target == f"coordinator:{person.id}"
+    run("coordinator", "activate", "lead@example.org")
+    with run.sessions() as session, session.begin():
+        back = signin.authenticate(session, "lead@example.org", "a long passphrase", "x", now)
+        assert back is not None
+        assert signin.find_session(session, cookie, now) is None  # the old session stays ended
+    unknown = run.runner.invoke(main, ["coordinator", "deactivate", "nobody@example.org"])
+    assert unknown.exit_code == 1 and "no coordinator" in unknown.output
+
+
+def test_a_coordinator_who_forgot_their_password_gets_a_new_one(run) -> None:  # type: ignore[no-untyped-def]
+    run("coordinator", "create", "lead@example.org", input="a long passphrase\n" * 2)
+    now = utcnow()
+    with run.sessions() as session, session.begin():
+        cookie = signin.open_session(session, session.scalar(select(Coordinator)), now)
+    short = run.runner.invoke(
+        main, ["coordinator", "password", "lead@example.org"], input="short\n" * 2
+    )
+    assert short.exit_code == 1 and "at least 12 characters" in short.output
+    run("coordinator", "password", "lead@example.org", input="another long phrase\n" * 2)
+    with run.sessions() as session, session.begin():
+        assert signin.find_session(session, cookie, now) is None  # whoever had it is out
+        old = signin.authenticate(session, "lead@example.org", "a long passphrase", "x", now)
+        new = signin.authenticate(session, "lead@example.org", "another long phrase", "x", now)
+        assert old is None and new is not None
+        entry = session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "coordinator.password")
+        )
+        assert entry is not None and "phrase" not in str(entry.new) + str(entry.old)
