@@ -9,12 +9,14 @@ phone number is only ever shown masked.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 from markupsafe import Markup
+from sqlalchemy.exc import IntegrityError
 
 from console import auth
 from console.context import now, services, zone_of
@@ -23,6 +25,7 @@ from console.security import csrf
 from hotline import audit, signin, status
 from hotline.db import transaction
 
+log = logging.getLogger(__name__)
 bp = Blueprint(
     "console", __name__, url_prefix="/console", template_folder="templates", static_folder="static"
 )
@@ -64,6 +67,14 @@ def _stale_programme() -> ResponseReturnValue | None:
         current=names.get(auth.programme_id(), ""),
     )
     return page, 409
+
+
+@bp.errorhandler(IntegrityError)
+def changed_meanwhile(error: IntegrityError) -> ResponseReturnValue:
+    """A change the database refused because another made at the same moment conflicts (two
+    adds of one phone number, each checked before either was written): a page, not a 500."""
+    log.warning("console change refused by a concurrent one on %s", request.endpoint)
+    return render_template("console/conflict.html"), 409
 
 
 @bp.app_context_processor

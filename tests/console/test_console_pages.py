@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hotline import accounts, verification
+from hotline import accounts, roster, verification
 from hotline.db import transaction
 from hotline.models import ApiToken, Programme, Supporter
 from hotline.programmes import ensure_programme
@@ -423,3 +423,19 @@ def test_an_administrator_sees_deployment_wide_changes_in_the_audit_log(hotline:
     coordinator = Console(hotline, hotline.app.test_client())
     assert sign_in(coordinator.client, "lead@example.org") == 302
     assert "directory sync" not in coordinator.get("/console/audit")
+
+
+def test_one_number_added_twice_at_the_same_moment_gets_a_page_not_a_500(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two coordinators add the same phone at once: each request's check runs before either
+    writes (done here by having the check see nothing), so the database refuses the second."""
+    monkeypatch.setattr(roster, "find_supporter", lambda *_args: None)
+    form = {"name": "Alice", "phone": ALICE, "max_conversations": 2, "active": "y"}
+    first = console.post("/console/roster", form)
+    second = console.post("/console/roster", {**form, "name": "Alice again"})
+    assert first.status_code == 302  # type: ignore[attr-defined]
+    assert second.status_code == 409  # type: ignore[attr-defined]
+    assert "Nothing was changed" in second.get_data(as_text=True)  # type: ignore[attr-defined]
+    with console.hotline.session() as session:
+        assert session.scalars(select(Supporter.name)).all() == ["Alice"]
