@@ -1,7 +1,9 @@
 """``/console/schedule``: week and month calendars, gaps, load, and the schedule's forms.
 
-Times typed into the forms are local to the programme's time zone (a wall time skipped by
-DST reads as just after the skip). Only verified, active supporters can be put on call.
+Times typed into the forms are local to the programme's time zone. A wall time skipped by DST
+reads with the offset from before the change, so it lands as far past the skip as it was into
+it (02:30 on a spring-forward night is 03:30); a repeated one is the first. Only verified,
+active supporters can be put on call.
 """
 
 from __future__ import annotations
