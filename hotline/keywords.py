@@ -66,6 +66,10 @@ _ALIASES = {
     "support": Word.SUPPORT,
 }
 _EVERYDAY = frozenset({"yes", "y", "no", "n"})
+# A supporter's answers, which may come with an emoji or a comma (keywords._undecorated).
+_ANSWERS = frozenset({"accept", "yes", "y", "pass", "no", "n", "done", "resources", "back"})
+# Emoji (with their skin tones and joiners), punctuation and spaces around a word; not "?".
+_DECORATION = re.compile(r"^[^\w?]+|[^\w?]+$")
 _BREAK = re.compile(r"^break(?:\s+(\d{1,3})\s*(m|min|mins|h|hr|hrs|hour|hours)?)?$")
 DEFAULT_BREAK = timedelta(hours=1)
 MAX_BREAK = timedelta(hours=24)
@@ -85,21 +89,34 @@ class Command:
 
 
 def parse(body: str) -> Command | None:
-    """The keyword in ``body``, or None when it is an ordinary message to relay."""
+    """The keyword in ``body``, or None when it is an ordinary message to relay.
+
+    A supporter's answers may carry what a phone's keyboard adds around a word ("Done 👍",
+    "Accept,"); see ``_undecorated``."""
     spaced = " ".join(body.strip().lower().split())
     text = spaced.strip(".!")
     if text in OPT_OUT_WORDS:
         return Command(Word.STOP, bare=text == spaced)
     if text in ("start", "unstop"):
         return Command(Word.START, opt_in=True)
-    if text in _ALIASES:
-        return Command(_ALIASES[text], opt_in=text == "yes", everyday=text in _EVERYDAY)
-    if text in DISCIPLINES:
-        return Command(Word.DISCIPLINE, discipline=DISCIPLINES[text])
-    match = _BREAK.match(text)
+    word = _undecorated(text)
+    if word in _ALIASES:
+        return Command(_ALIASES[word], opt_in=text == "yes", everyday=word in _EVERYDAY)
+    if word in DISCIPLINES:
+        return Command(Word.DISCIPLINE, discipline=DISCIPLINES[word])
+    match = _BREAK.match(word)
     if match:
         return Command(Word.BREAK, duration=_break_length(match[1], match[2]))
     return None
+
+
+def _undecorated(text: str) -> str:
+    """A supporter's answer without the emoji, punctuation and spaces around it ("done 👍",
+    "accept,", "break 2h 👍"). Other words are read whole: Twilio reads its own (opt-out,
+    START, YES) so, and a clinician's "Help 😢" to their peer is a message, not HELP. A question
+    mark keeps a word from being a command: "Done?" asks the other side something."""
+    bare = _DECORATION.sub("", text)
+    return bare if bare in _ANSWERS or _BREAK.match(bare) else text
 
 
 def _break_length(amount: str | None, unit: str | None) -> timedelta:

@@ -1,4 +1,5 @@
-"""CONTRACT.md's text keywords: a single word, any case, surrounding spaces ignored."""
+"""Keywords as phones send them: CONTRACT.md's words in any case with spaces around, and what
+a phone's keyboard adds around a supporter's answer; what is a message to relay."""
 
 from __future__ import annotations
 
@@ -46,3 +47,40 @@ def test_each_keyword_is_read_in_any_case_with_spaces_around(
 )
 def test_a_keyword_inside_a_sentence_is_a_message_to_relay(text: str) -> None:
     assert parse(text) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "word"),
+    [
+        ("Done 👍", Word.DONE),
+        ("done, 👍🏽", Word.DONE),
+        ("Accept 🙏", Word.ACCEPT),
+        ("Yes 👍", Word.ACCEPT),
+        ("PASS 😔", Word.PASS),
+        ("back 👋", Word.BACK),
+        ("Accept.", Word.ACCEPT),
+        ("Stop.", Word.STOP),
+        # Read whole: a question, Twilio's own words, a clinician's words to their peer.
+        ("Done?", None),
+        ("stop 🛑", None),
+        ("start 👍", None),
+        ("help 😢", None),
+        ("forget 🙏", None),
+        ("👍", None),
+    ],
+)
+def test_a_supporter_s_answer_may_carry_an_emoji_or_a_comma(body: str, word: Word | None) -> None:
+    command = parse(body)
+    assert (command.word if command else None) is word
+
+
+def test_yes_with_an_emoji_is_not_twilio_s_opt_in_word() -> None:
+    decorated, plain = parse("Yes 👍"), parse("yes")
+    assert decorated is not None and plain is not None
+    assert (decorated.opt_in, decorated.everyday) == (False, True)
+    assert (plain.opt_in, plain.everyday) == (True, True)
+
+
+def test_a_break_with_an_emoji_keeps_its_length() -> None:
+    command = parse("BREAK 2h 👍")
+    assert command is not None and command.duration == timedelta(hours=2)

@@ -777,6 +777,26 @@ def test_yes_is_understood_as_accept(hotline: Hotline, phones: Phones) -> None:
     phones.assert_no_unexpected()
 
 
+def test_a_supporter_s_command_with_an_emoji_or_comma_after_it_is_still_a_command(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("hi")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    alice.texts("Accept 🙏")  # a phone's keyboard adds the emoji as readily as a full stop
+    alice.expect_text("connected")
+    alice.expect_text("hi")
+    clinician.expect_text("joined")
+    alice.texts("Done?")  # a question to the clinician, not the command
+    assert clinician.expect_text(from_=HOTLINE).body == "Done?"
+    alice.texts("Done, 👍🏽")  # was relayed: the conversation stayed open, with no closing text
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    phones.assert_no_unexpected()
+
+
 def test_returning_clinician_is_offered_first_to_their_previous_supporter(
     hotline: Hotline, phones: Phones
 ) -> None:
