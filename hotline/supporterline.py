@@ -87,9 +87,7 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
     elif word is Word.START:
         return  # Twilio answers the opt-in words itself
     elif word is Word.BREAK:
-        assert ctx.command is not None and ctx.command.duration is not None
-        supporter.break_until = ctx.now + ctx.command.duration
-        ctx.reply(wording.on_break(supporter.break_until, ctx.programme.zone))
+        _take_a_break(ctx, supporter)
     elif word is Word.BACK:
         supporter.break_until = None
         ctx.reply(wording.back())
@@ -124,11 +122,26 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
         ctx.reply(wording.conversation_ended())
 
 
-def _offers_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Offer]:
-    """An answer sent to the hotline number: the supporter's pending offers on pool numbers
-    (a saved contact, a reply in the wrong thread)."""
-    if ctx.text.to != ctx.programme.hotline_number:
-        return []
+def _take_a_break(ctx: Inbound, supporter: Supporter) -> None:
+    """No new offers until the break ends; a request offered to them by text and not yet
+    answered goes on to the next peer now, not when its offer times out (a ring moves on by
+    itself in seconds)."""
+    assert ctx.command is not None and ctx.command.duration is not None
+    # The programme's lock before the supporter's row, as offer-making takes them.
+    routing.lock_programme(ctx.session, ctx.programme.id)
+    supporter.break_until = ctx.now + ctx.command.duration
+    waiting = [offer for offer in _pending_offers(ctx, supporter) if not _ringing(ctx, offer)]
+    passed = [o for o in waiting if routing.pass_on(ctx.session, ctx.programme, o, ctx.now)]
+    if passed:
+        ctx.reply(wording.passed())
+    ctx.reply(wording.on_break(supporter.break_until, ctx.programme.zone))
+    for offer in passed:
+        ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
+        _route_onwards(ctx, offer)
+
+
+def _pending_offers(ctx: Inbound, supporter: Supporter) -> list[Offer]:
+    """The supporter's pending offers, on whichever numbers."""
     return list(
         ctx.session.scalars(
             select(Offer).where(
@@ -136,6 +149,14 @@ def _offers_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Offer]:
             )
         )
     )
+
+
+def _offers_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Offer]:
+    """An answer sent to the hotline number: the supporter's pending offers on pool numbers
+    (a saved contact, a reply in the wrong thread)."""
+    if ctx.text.to != ctx.programme.hotline_number:
+        return []
+    return _pending_offers(ctx, supporter)
 
 
 def _talking_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Conversation]:

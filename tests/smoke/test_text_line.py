@@ -764,6 +764,26 @@ def test_resources_break_back_and_help(hotline: Hotline, phones: Phones) -> None
     phones.assert_no_unexpected()
 
 
+def test_a_break_taken_with_a_request_waiting_passes_it_on_at_once(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("hi")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    alice.texts("BREAK 1h")  # between patients: her answer to the offer as much as a PASS
+    alice.expect_text("Passed on")
+    alice.expect_text("On a break until")
+    bob.expect_text(OFFER)  # now, not after the offer's time-out
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("hi")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_yes_is_understood_as_accept(hotline: Hotline, phones: Phones) -> None:
     hotline.add_supporter("Alice", ALICE)
     clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
