@@ -183,7 +183,21 @@ def fall_to_call_back(ctx: CallStep, call: Call, conv: Conversation) -> VoiceRep
 def call_back_message(ctx: CallStep, call: Call) -> VoiceReply:
     if call.clinician_id is None:
         return reply(Say(speech.no_call_back(ctx.programme)), Hangup())
+    if _nobody_free(ctx, call):
+        return reply(Say(speech.call_back_later(ctx.programme)), Hangup())
     return reply(Say(speech.call_back(ctx.programme)), Hangup())
+
+
+def _nobody_free(ctx: CallStep, call: Call) -> bool:
+    """Nobody on call can be offered the call-back now (off hours, everyone busy or on a
+    break): the caller is not promised one "shortly"; the fallback text says when."""
+    conv = ctx.session.get(Conversation, call.conversation_id) if call.conversation_id else None
+    if conv is None or conv.state != ConversationState.QUEUED:
+        return False
+    if routing.pending_offer(ctx.session, conv) is not None:
+        return False
+    vault, p = ctx.services.vault, ctx.programme
+    return not routing.candidates(ctx.session, vault, p, conv, ctx.now)
 
 
 def new_conversation(

@@ -33,6 +33,15 @@ def call_back(p: ProgrammeConfig) -> str:
     )
 
 
+def call_back_later(p: ProgrammeConfig) -> str:
+    """Nobody on call can take the call-back now (3 a.m., everyone busy): no "shortly"."""
+    return (
+        "No peer supporter is free right now. Your request is waiting, and a peer will call you "
+        "back from this same number as soon as one is free. We'll text you what happens next. "
+        f"{p.crisis_text} Thank you for reaching out. Goodbye."
+    )
+
+
 def no_call_back(p: ProgrammeConfig) -> str:
     """Nobody picked up and the caller's number is hidden, so nobody can call them back."""
     return (

@@ -223,12 +223,35 @@ def test_nobody_on_call_the_caller_is_told_a_peer_will_call_and_texted_the_same(
 ) -> None:
     call = calls.place(CLINICIAN, HOTLINE, Script(menu="2"))
 
-    assert call.dialled == [] and call.hears("call you back shortly")
+    assert call.dialled == [] and call.hears("call you back from this same number")
+    assert not call.hears("shortly")  # nobody on call: that would be a promise not kept
     (conv,) = conversations(hotline)  # nobody was rung: the call's conversation is the call-back
     assert (conv.state, conv.discipline_wanted) == (ConversationState.QUEUED, "physician")
     hotline.run_jobs()
     fallback = phones.phone(CLINICIAN).expect_text("No peer supporter is free", from_=HOTLINE)
     assert "will call you from this number" in fallback.body
+    phones.assert_no_unexpected()
+
+
+def test_a_3am_caller_nobody_can_take_is_not_promised_a_call_back_shortly(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Alice comes on call at 7 a.m.; Bob is on call but has no room for another conversation."""
+    now = hotline.clock.now = hotline.clock.now.replace(hour=8)  # 3 a.m. in New York
+    alice = hotline.add_supporter("Alice", ALICE, on_call=False)
+    hotline.add_shift(alice, now + timedelta(hours=4), now + timedelta(hours=12))
+    hotline.add_supporter("Bob", BOB, max_conversations=0)
+    call = calls.place(CLINICIAN, HOTLINE)
+
+    assert call.dialled == [] and not call.hears("shortly")
+    assert call.hears("a peer will call you back from this same number as soon as one is free")
+    assert call.hears("988")
+    hotline.run_jobs()
+    told = phones.phone(CLINICIAN).expect_text("No peer supporter is free", from_=HOTLINE)
+    assert "The next peer comes on call at" in told.body
+    hotline.clock.advance(hours=4, minutes=1)
+    hotline.sweep()
+    phones.phone(ALICE).expect_text("call-back request")
     phones.assert_no_unexpected()
 
 
