@@ -198,8 +198,9 @@ def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
 
 def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
     """Another text while waiting: hold it, and try again to reach someone if nobody has it.
-    If nobody can take it still, the clinician hears so again (with the crisis line) once
-    STILL_WAITING_AFTER has passed since they were last told: never silence.
+    Once STILL_WAITING_AFTER has passed since they were last told anything (greeted, told
+    nobody is free, or this), the clinician hears again, with the crisis line, that a peer is
+    still being reached, or that nobody can take it yet: never silence.
 
     The conversation is read again under its row lock first (after the programme's, the order
     offer-making takes them): a peer's ACCEPT committing meanwhile has relayed what was held,
@@ -218,12 +219,17 @@ def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
         return
     _hold(ctx, conv)
     conv.last_activity_at = ctx.now
-    if routing.pending_offer(ctx.session, conv) is not None:
-        return
     told = conv.reminded_at or conv.fallback_at
     vault, p = ctx.services.vault, ctx.programme
-    offer = routing.offer_or_fall_back(ctx.session, vault, p, conv, ctx.now, ctx.effects)
-    if offer is None and told is not None and ctx.now - told >= STILL_WAITING_AFTER:
+    offer = routing.pending_offer(ctx.session, conv) or routing.offer_or_fall_back(
+        ctx.session, vault, p, conv, ctx.now, ctx.effects
+    )
+    if ctx.now - (told or conv.created_at) < STILL_WAITING_AFTER:
+        return
+    if offer is not None:  # a peer is being asked (offers go from one to the next meanwhile)
+        conv.reminded_at = ctx.now
+        ctx.reply(wording.still_finding(p))
+    elif told is not None:
         conv.reminded_at = ctx.now
         next_on = next_coverage(ctx.session, p.id, ctx.now)
         ctx.reply(wording.still_waiting(p, next_on))

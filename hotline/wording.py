@@ -103,6 +103,13 @@ def still_waiting(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
     )
 
 
+def still_finding(p: ProgrammeConfig) -> str:
+    """A clinician writes again while their request is being offered from peer to peer."""
+    return (
+        f"Your messages are waiting: we're still reaching a peer supporter for you. {p.crisis_text}"
+    )
+
+
 def request_closed(p: ProgrammeConfig, call_back: bool = False) -> str:
     """A request nobody could take for two days closes (what it held is deleted)."""
     held = "" if call_back else " and what you sent was deleted"

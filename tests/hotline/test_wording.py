@@ -67,6 +67,7 @@ ROWS: dict[str, Row] = {
     "ended by clinician": (wording.ended_by_clinician, (), 1),
     "peer left": (wording.peer_left, (DEFAULT,), 2),
     "still waiting": (wording.still_waiting, (DEFAULT, NOON), 2),
+    "still finding": (wording.still_finding, (DEFAULT,), 2),
     "request closed": (wording.request_closed, (DEFAULT,), 2),
     "request closed, call-back": (wording.request_closed, (DEFAULT, True), 2),
     "media not relayed": (wording.media_not_relayed, (), 1),

@@ -307,6 +307,40 @@ def test_a_clinician_writing_again_while_nobody_can_take_it_is_answered_not_igno
     phones.assert_no_unexpected()
 
 
+def test_a_clinician_writing_again_while_the_offer_goes_from_peer_to_peer_is_answered(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A programme gives each peer 15 minutes to answer: nobody is "not free", yet nobody has
+    taken it, and the clinician writing again is not met with silence."""
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Programme, hotline.programme_id).offer_timeout = 15 * 60
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("hi")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER)
+    hotline.clock.advance(minutes=5)
+    clinician.texts("are you there?")  # greeted five minutes ago: no notice yet
+    hotline.clock.advance(minutes=6)
+    clinician.texts("is anyone there?")
+    told = clinician.expect_text("still reaching a peer supporter for you", from_=HOTLINE)
+    assert hotline.services.settings.crisis_text in told.body and segments(told.body) <= 2
+    hotline.clock.advance(minutes=5)
+    hotline.run_jobs()  # Alice's 15 minutes are up: Bob is asked
+    bob.expect_text(OFFER)
+    clinician.texts("hello?")  # five minutes after that notice: no second one yet
+    hotline.clock.advance(minutes=6)
+    clinician.texts("please")
+    clinician.expect_text("still reaching a peer supporter for you", from_=HOTLINE)
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    clinician.expect_text("joined")
+    for held in ("hi", "are you there?", "is anyone there?", "hello?", "please"):
+        assert bob.expect_text().body == held
+    phones.assert_no_unexpected()
+
+
 def test_a_peer_accepting_late_takes_a_request_still_waiting_for_anyone(
     hotline: Hotline, phones: Phones
 ) -> None:
