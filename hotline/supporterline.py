@@ -100,14 +100,12 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
         else:
             _answer_offer(ctx, offer, word)
     elif (conv := _live_conversation(ctx, supporter)) is not None:
-        _in_conversation(ctx, conv, word)
-    elif word in (Word.ACCEPT, Word.PASS) and (elsewhere := _offers_elsewhere(ctx, supporter)):
-        if any(_ringing(ctx, offer) for offer in elsewhere):
-            ctx.reply(wording.ringing_now())
-        elif len(elsewhere) == 1:
-            _answer_offer(ctx, elsewhere[0], word)
+        if _answers_an_offer(ctx) and (elsewhere := _pending_offers(ctx, supporter)):
+            _answer_elsewhere(ctx, elsewhere, word)  # typed in this thread, meant for the offer
         else:
-            ctx.reply(wording.answer_where_offered())
+            _in_conversation(ctx, conv, word)
+    elif word in (Word.ACCEPT, Word.PASS) and (elsewhere := _offers_elsewhere(ctx, supporter)):
+        _answer_elsewhere(ctx, elsewhere, word)
     elif word in (Word.DONE, Word.RESOURCES) and (talking := _talking_elsewhere(ctx, supporter)):
         if len(talking) == 1:
             _in_conversation(ctx, talking[0], word)
@@ -120,6 +118,24 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
         ctx.reply(wording.passed() if word is Word.PASS else wording.offer_reminder())
     else:
         ctx.reply(wording.conversation_ended())
+
+
+def _answers_an_offer(ctx: Inbound) -> bool:
+    """ACCEPT or PASS itself: never an answer to a clinician (YES and NO are, in a conversation)."""
+    command = ctx.command
+    return command is not None and command.word in (Word.ACCEPT, Word.PASS) and not command.everyday
+
+
+def _answer_elsewhere(ctx: Inbound, offers: list[Offer], word: Word | None) -> None:
+    """An answer sent to another number than the offer's: it reaches the one offer; with more
+    than one, the supporter is asked to answer on each one's number. A ring is answered by
+    picking up."""
+    if any(_ringing(ctx, offer) for offer in offers):
+        ctx.reply(wording.ringing_now())
+    elif len(offers) == 1:
+        _answer_offer(ctx, offers[0], word)
+    else:
+        ctx.reply(wording.answer_where_offered())
 
 
 def _take_a_break(ctx: Inbound, supporter: Supporter) -> None:
@@ -314,7 +330,7 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
     elif word is Word.RESOURCES:
         ctx.effects.text(to, hotline, ctx.programme.resources_text)
         ctx.reply(wording.resources_sent())
-    elif word in (Word.ACCEPT, Word.PASS) and not (ctx.command and ctx.command.everyday):
+    elif _answers_an_offer(ctx):
         ctx.reply(wording.already_connected())
     else:
         conversations.touch_live(ctx.session, conv, ctx.now)

@@ -179,6 +179,26 @@ def test_one_supporter_holds_two_conversations_on_two_pool_numbers(
     phones.assert_no_unexpected()
 
 
+def test_an_accept_in_a_live_conversation_s_thread_takes_the_offer_on_the_other_number(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    one, two = phones.talking(CLINICIANS[0], ALICE, "from one")[0], phones.phone(CLINICIANS[1])
+    alice = phones.phone(ALICE)
+    two.texts("from two")
+    two.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[1])
+    alice.texts("ACCEPT", to=POOL[0])  # in the thread she was typing in, not the offer's
+    alice.expect_text("connected", from_=POOL[1])  # was "already connected on this number"
+    alice.expect_text("from two", from_=POOL[1])
+    two.expect_text("joined")
+    alice.texts("yes", to=POOL[0])  # an everyday word in a conversation stays an answer
+    assert one.expect_text(from_=HOTLINE).body == "yes"
+    alice.texts("ACCEPT", to=POOL[0])  # no offer anywhere: she is told where she is
+    alice.expect_text("already connected on this number", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
 def test_a_full_supporter_is_skipped_pool_of_one(hotline: Hotline, phones: Phones) -> None:
     _set_pool(hotline, (HOTLINE,))
     hotline.add_supporter("Alice", ALICE, max_conversations=3)
