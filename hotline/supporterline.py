@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from hotline import conversations, routing, wording
+from hotline import conversations, routing, schedule, wording
 from hotline.conversations import open_conversation
 from hotline.inbound import Inbound
 from hotline.keywords import Word
@@ -90,7 +90,8 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
         _take_a_break(ctx, supporter)
     elif word is Word.BACK:
         supporter.break_until = None
-        ctx.reply(wording.back())
+        on_call = supporter.id in schedule.on_call(ctx.session, ctx.programme.id, ctx.now)
+        ctx.reply(wording.back(on_call))
         conversations.offer_waiting(ctx.services, ctx.session, ctx.programme, ctx.now, ctx.effects)
     elif word is Word.HELP:
         ctx.reply(wording.supporter_help())

@@ -222,7 +222,9 @@ def on_break(until: datetime, zone: ZoneInfo) -> str:
     )
 
 
-def back() -> str:
+def back(on_call: bool = True) -> str:
+    if not on_call:
+        return "Welcome back. You're not on call now: requests will come to you on your next shift."
     return "Welcome back. New peer support requests will come to you."
 
 

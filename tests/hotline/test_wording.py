@@ -93,6 +93,7 @@ ROWS: dict[str, Row] = {
     "conversation ended": (wording.conversation_ended, (), 1),
     "on a break": (wording.on_break, (NOON, DEFAULT.zone), 1),
     "back": (wording.back, (), 1),
+    "back, off call": (wording.back, (False,), 1),
     "supporter help": (wording.supporter_help, (), 1),
     # Coordinators and supporters being enrolled.
     "coordinator alert": (wording.coordinator_alert, (NAMED,), 1),

@@ -838,6 +838,20 @@ def test_a_break_taken_with_a_request_waiting_passes_it_on_at_once(
     phones.assert_no_unexpected()
 
 
+def test_back_off_call_is_not_promised_requests_until_the_next_shift(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    bob = hotline.add_supporter("Bob", BOB, on_call=False)  # his shift ended an hour ago
+    hotline.add_shift(bob, hotline.clock.now - timedelta(hours=9), hotline.clock.now)
+    phones.phone(BOB).texts("BACK", to=HOTLINE)
+    told = phones.phone(BOB).expect_text("Welcome back", from_=HOTLINE)
+    assert "You're not on call now" in told.body
+    phones.phone(ALICE).texts("back", to=HOTLINE)  # on call: requests do come to her
+    phones.phone(ALICE).expect_text("New peer support requests will come to you")
+    phones.assert_no_unexpected()
+
+
 def test_yes_is_understood_as_accept(hotline: Hotline, phones: Phones) -> None:
     hotline.add_supporter("Alice", ALICE)
     clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
