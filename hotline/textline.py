@@ -25,9 +25,11 @@ from hotline.effects import Effects, schedule
 from hotline.inbound import Inbound
 from hotline.keywords import Word, parse
 from hotline.models import (
+    Channel,
     Clinician,
     Conversation,
     ConversationState,
+    OfferState,
     Programme,
     Supporter,
 )
@@ -155,9 +157,10 @@ def _clinician_text(ctx: Inbound) -> None:
         # serialises nothing): under the programme's lock, look again, so one request opens.
         routing.lock_programme(ctx.session, pid)
         conv = open_conversation(ctx.session, clinician)
-    if conv is None or conv.state == ConversationState.ACTIVE or word is Word.DISCIPLINE:
+    if conv is None or conv.state == ConversationState.ACTIVE:
         # Written here, not before: a waiting request's text takes the programme's lock first
-        # (see _queue_text), as an ACCEPT does, and its clinician row only after.
+        # (see _queue_text and the field asked for below), as an ACCEPT does, and its clinician
+        # row only after.
         clinician.last_contact_at = ctx.now
     if conv is None:
         _start_conversation(ctx, clinician)
@@ -165,8 +168,11 @@ def _clinician_text(ctx: Inbound) -> None:
         _clinician_relay(ctx, conv)
     elif word is Word.DISCIPLINE:
         assert ctx.command is not None and ctx.command.discipline is not None
+        routing.lock_programme(ctx.session, pid)
+        clinician.last_contact_at = ctx.now
         conv.discipline_wanted = ctx.command.discipline
         ctx.reply(wording.discipline_noted(ctx.command.discipline))
+        _offer_to_field(ctx, conv)
     else:
         _queue_text(ctx, conv, clinician)
 
@@ -233,6 +239,27 @@ def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
         conv.reminded_at = ctx.now
         next_on = next_coverage(ctx.session, p.id, ctx.now)
         ctx.reply(wording.still_waiting(p, next_on))
+
+
+def _offer_to_field(ctx: Inbound, conv: Conversation) -> None:
+    """The field asked for after the first offer went out (the greeting invites it): a text
+    request offered to a peer of another field, not yet answered, goes to a peer of the field
+    asked for who is free now (that peer is told it has gone); with none free, it stays.
+    Under the programme's lock (the caller's)."""
+    wanted = conv.discipline_wanted
+    offer = routing.pending_offer(ctx.session, conv)
+    if offer is None or conv.channel != Channel.SMS:
+        return  # the next offer looks for the field first; a call rings, a peer picks up
+    offered = ctx.session.get_one(Supporter, offer.supporter_id)
+    vault, p = ctx.services.vault, ctx.programme
+    found = routing.candidates(ctx.session, vault, p, conv, ctx.now)
+    if offered.discipline == wanted or not found or found[0].supporter.discipline != wanted:
+        return
+    if not routing.answer(ctx.session, offer, OfferState.WITHDRAWN, ctx.now):
+        return  # answered meanwhile
+    ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
+    ctx.effects.text(supporter_phone(vault, offered), offer.pool_number, wording.offer_gone())
+    routing.offer_next(ctx.session, vault, p, conv, ctx.now, ctx.effects)
 
 
 def _hold(ctx: Inbound, conv: Conversation) -> None:

@@ -797,6 +797,30 @@ def test_discipline_is_preferred_and_falls_back_to_anyone(hotline: Hotline, phon
     phones.assert_no_unexpected()
 
 
+def test_a_field_asked_for_after_the_greeting_reaches_a_peer_of_that_field(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The greeting invites NURSE, DOCTOR or PHARMACIST, but the first offer goes out with it:
+    a reply asking for a nurse moves the request to a nurse free now."""
+    hotline.add_supporter("Alice", ALICE, discipline="physician")
+    hotline.add_supporter("Bob", BOB, discipline="nurse")
+    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("hi")
+    assert "Reply NURSE" in clinician.expect_text("confidential").body
+    alice.expect_text(OFFER)
+    clinician.texts("nurse")
+    clinician.expect_text("look for a nurse peer first")
+    alice.expect_text("already gone to another peer")
+    assert "asked for a nurse peer" in bob.expect_text(OFFER).body
+    alice.texts("ACCEPT")  # too late: it is the nurse's
+    alice.expect_text("already gone to another peer")
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("hi")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_resources_break_back_and_help(hotline: Hotline, phones: Phones) -> None:
     clinician, alice = _connected(hotline, phones)
     alice.texts("RESOURCES")
