@@ -31,6 +31,7 @@ from hotline.people import (
     lift_opt_out,
     record_opt_out,
 )
+from hotline.programmes import ProgrammeConfig
 from hotline.wakeups import Task
 
 SUPPORTER_WORDS = frozenset(
@@ -326,7 +327,8 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
         conversations.end_conversation(
             ctx.session, ctx.programme, conv, "done", ctx.now, ctx.effects
         )
-        ctx.effects.text(to, hotline, wording.closing(ctx.programme))
+        for body in _closing_texts(ctx.programme):
+            ctx.effects.text(to, hotline, body)
         ctx.reply(wording.done_for_supporter())
     elif word is Word.RESOURCES:
         ctx.effects.text(to, hotline, ctx.programme.resources_text)
@@ -336,3 +338,12 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
     else:
         conversations.touch_live(ctx.session, conv, ctx.now)
         ctx.relay(to, hotline)
+
+
+def _closing_texts(p: ProgrammeConfig) -> list[str]:
+    """One text if it fits; the closing and the resources apart if the programme's resources
+    are so long that together they would pass Twilio's limit and lose the next step."""
+    together = wording.closing(p)
+    if len(together) <= wording.MAX_TEXT:
+        return [together]
+    return [wording.closing(p, with_resources=False), p.resources_text]

@@ -181,10 +181,13 @@ def already_connected() -> str:
     return "You're already connected on this number. Reply DONE when the conversation is over."
 
 
-def closing(p: ProgrammeConfig) -> str:
+def closing(p: ProgrammeConfig, with_resources: bool = True) -> str:
+    """DONE: the closing, with the programme's resources unless they go apart (too long to
+    share one text: see supporterline)."""
+    resources = f"{p.resources_text} " if with_resources else ""
     return (
         "Your peer has closed this conversation. Thank you for reaching out; you are not alone. "
-        f"{p.resources_text} Text this number any time to talk again."
+        f"{resources}Text this number any time to talk again."
     )
 
 

@@ -61,6 +61,7 @@ ROWS: dict[str, Row] = {
     # A first text nobody is free for: greeting and fallback in one, the crisis sentence once.
     "greeting, nobody free": (wording.greeting_nobody_free, (DEFAULT, NOON), 3),
     "closing": (wording.closing, (DEFAULT,), 2),
+    "closing, resources apart": (wording.closing, (DEFAULT, False), 1),
     "forgotten": (wording.forgotten, (), 1),
     "check-ins declined": (wording.checkins_declined, (), 1),
     "stopped (punctuated STOP)": (wording.stopped, (), 1),

@@ -149,6 +149,25 @@ def test_a_programme_s_longest_texts_still_reach_a_clinician_nobody_can_take_who
     phones.assert_no_unexpected()
 
 
+def test_done_with_a_programme_s_longest_resources_still_closes_whole(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The console allows 1,500 characters of resources; with the closing's own words that
+    passed Twilio's 1,600 and the next step ("Text this number any time") was cut off."""
+    resources = ("Counseling: call the EAP at 555-0100, any hour. " * 40)[
+        : TEXT_LIMITS["resources_text"]
+    ].strip()
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Programme, hotline.programme_id).resources_text = resources
+    clinician, alice = _connected(hotline, phones)
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    closing = clinician.expect_text("Your peer has closed this conversation", from_=HOTLINE)
+    assert closing.body.endswith("Text this number any time to talk again.")
+    assert clinician.expect_text(from_=HOTLINE).body == resources
+    phones.assert_no_unexpected()
+
+
 def test_one_supporter_holds_two_conversations_on_two_pool_numbers(
     hotline: Hotline, phones: Phones
 ) -> None:
