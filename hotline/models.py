@@ -264,6 +264,9 @@ class Offer(Base):
     offered_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     answered_at: Mapped[datetime | None]
+    # How many times this supporter was offered this request (routing.ASKED_AT_MOST): a request
+    # still waiting is offered again, on this row, to a peer who passed or let it lapse.
+    asked: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class PendingText(Base):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import ColumnExpressionArgument, Exists, exists, or_, select, update
+from sqlalchemy import ColumnExpressionArgument, Exists, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline import schedule, wording
@@ -52,6 +52,10 @@ HELD_JOINER = "\n\n"
 # How long held texts on their way through the REST API (hotline/held.py) hold a clinician's
 # new texts behind them: past this the run is taken to have died, and the sweeper resumes.
 RELAY_LEASE = timedelta(minutes=2)
+# A request still waiting is offered again to a peer on call who passed or let it lapse this
+# long ago, once (two offers each at most): see asked_enough.
+ASK_AGAIN_AFTER = timedelta(minutes=30)
+ASKED_AT_MOST = 2
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,7 @@ def candidates(
     on_call = schedule.on_call(session, p.id, now)
     if not on_call:
         return []
-    offered = set(
-        session.scalars(select(Offer.supporter_id).where(Offer.conversation_id == conv.id))
-    )
+    offered = asked_enough(session, conv.id, now)
     supporters = [
         s
         for s in session.scalars(
@@ -115,6 +117,23 @@ def candidates(
     preferred = clinician.last_supporter_id if clinician else None
     found.sort(key=lambda c: _rank(c.supporter, preferred, conv.discipline_wanted))
     return found
+
+
+def asked_enough(session: Session, conversation_id: int, now: datetime) -> set[int]:
+    """Supporters not to offer this request now: one whose offer is pending or ended (passed,
+    lapsed) under ASK_AGAIN_AFTER ago, and one offered it ASKED_AT_MOST times already. A peer on
+    call who slept through the first text at 3 a.m. is asked once more while the request waits
+    with nobody else to take it, not left out until someone new comes on call."""
+    ended = func.coalesce(Offer.answered_at, Offer.expires_at)
+    not_now = select(Offer.supporter_id).where(
+        Offer.conversation_id == conversation_id,
+        or_(
+            Offer.state == OfferState.PENDING,
+            ended > now - ASK_AGAIN_AFTER,
+            Offer.asked >= ASKED_AT_MOST,
+        ),
+    )
+    return set(session.scalars(not_now))
 
 
 def _indexes(vault: Vault, stored: str | None, number: Callable[[], str | None]) -> set[str]:
@@ -214,14 +233,14 @@ def reserve(
         return None
     best = found[0]
     best.supporter.last_offered_at = now
-    offer = Offer(
-        conversation_id=conv.id,
-        supporter_id=best.supporter.id,
-        pool_number=best.pool_number,
-        offered_at=now,
-        expires_at=expires_at,
-    )
-    session.add(offer)
+    asked_before = Offer.conversation_id == conv.id, Offer.supporter_id == best.supporter.id
+    offer = session.scalar(select(Offer).where(*asked_before))
+    if offer is None:
+        offer = Offer(conversation_id=conv.id, supporter_id=best.supporter.id)
+        session.add(offer)
+    else:  # asked again (asked_enough): the same row, so a late ACCEPT finds one offer
+        offer.state, offer.answered_at, offer.asked = OfferState.PENDING, None, offer.asked + 1
+    offer.pool_number, offer.offered_at, offer.expires_at = best.pool_number, now, expires_at
     session.flush()
     return offer
 

@@ -327,6 +327,31 @@ def _nobody_took_it(hotline: Hotline, phones: Phones) -> tuple:  # type: ignore[
     return clinician, alice
 
 
+def test_the_only_peer_on_call_is_asked_once_more_half_an_hour_after_the_first_lapsed(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """3 a.m., one peer on call who slept through the offer: half an hour later the waiting
+    request is offered to them again (not left until someone new comes on call), and once
+    only: a second lapse leaves it to the next peer on call and the coordinator."""
+    clinician, alice = _nobody_took_it(hotline, phones)
+    hotline.clock.advance(minutes=29)
+    hotline.sweep()
+    phones.assert_no_unexpected()  # not yet: they may be with a patient
+    hotline.clock.advance(minutes=2)
+    hotline.sweep()
+    alice.expect_text(OFFER)
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    hotline.clock.advance(hours=2)
+    hotline.sweep()
+    phones.assert_no_unexpected()  # asked twice: not a third time
+    alice.texts("ACCEPT")  # awake at last: a lapsed offer can still be taken
+    alice.expect_text("You're connected")
+    alice.expect_text("I need to talk")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_a_clinician_writing_again_while_nobody_can_take_it_is_answered_not_ignored(
     hotline: Hotline, phones: Phones
 ) -> None:
@@ -491,9 +516,10 @@ def test_a_late_accept_on_a_number_the_supporter_stopped_does_not_take_the_reque
 def test_a_request_nobody_takes_in_two_days_closes_and_its_held_texts_are_deleted(
     hotline: Hotline, phones: Phones
 ) -> None:
-    clinician, _alice = _nobody_took_it(hotline, phones)
+    clinician, alice = _nobody_took_it(hotline, phones)
     hotline.clock.advance(hours=47)
     hotline.sweep()
+    alice.expect_text(OFFER)  # asked once more; she lets it lapse again
     with hotline.session() as session:
         assert session.scalar(select(func.count()).select_from(PendingText)) == 1
     hotline.clock.advance(hours=1, seconds=1)
@@ -540,6 +566,7 @@ def test_a_text_arriving_while_the_sweeper_closes_the_request_keeps_it_open(
     with hotline.session() as session:
         assert session.scalar(select(Conversation.state)) == ConversationState.QUEUED
         assert session.scalar(select(func.count()).select_from(PendingText)) == 1
+    phones.phone(ALICE).expect_text(OFFER)  # still waiting: Alice is asked once more
     phones.assert_no_unexpected()
 
 

@@ -161,6 +161,8 @@ def test_a_dial_action_that_comes_late_keeps_the_one_call_back_promised(
     hotline.sweep()
     (conv,) = conversations(hotline)
     assert conv.state == ConversationState.QUEUED
+    # Half an hour on, the one peer on call is asked once more, by text: the call-back waits.
+    phones.phone(ALICE).expect_text("call-back request")
     phones.assert_no_unexpected()
 
 
