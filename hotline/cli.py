@@ -123,18 +123,20 @@ def coordinator_list() -> None:
 @click.argument("email")
 def coordinator_deactivate(email: str) -> None:
     """Stop EMAIL signing in (someone who has left); their console sessions end at once."""
-    with _session() as session:
-        signin.set_active(session, _coordinator(session, email), False, CLI_ACTOR, utcnow())
-    click.echo(f"coordinator {email.strip().lower()} deactivated")
+    _set_active(email, False)
 
 
 @coordinator.command("activate")
 @click.argument("email")
 def coordinator_activate(email: str) -> None:
     """Let a deactivated coordinator sign in again."""
+    _set_active(email, True)
+
+
+def _set_active(email: str, active: bool) -> None:
     with _session() as session:
-        signin.set_active(session, _coordinator(session, email), True, CLI_ACTOR, utcnow())
-    click.echo(f"coordinator {email.strip().lower()} active")
+        signin.set_active(session, _coordinator(session, email), active, CLI_ACTOR, utcnow())
+    click.echo(f"coordinator {email.strip().lower()} {'active' if active else 'deactivated'}")
 
 
 @coordinator.command("password")

@@ -524,24 +524,28 @@ def real_now(redis: Redis) -> datetime:
     return datetime.fromtimestamp(seconds + micros / 1e6, UTC)
 
 
-def worker_env(hotline: Hotline, redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
+def worker_env(
+    hotline: Hotline, redis_server: RedisServer | None, tmp_path: Path
+) -> dict[str, str]:
     env = environment_for(hotline.settings.database_url, hotline.fake)
+    redis = {"REDIS_URL": redis_server.url} if redis_server is not None else {}
     return {
         **env,
+        **redis,
         "PATH": os.environ.get("PATH", ""),
-        "REDIS_URL": redis_server.url,
         "HOTLINE_INSTANCE_PATH": str(tmp_path),
     }
 
 
 def start_worker(
-    hotline: Hotline, redis_server: RedisServer, tmp_path: Path
+    hotline: Hotline, redis_server: RedisServer | None, tmp_path: Path, **env: str
 ) -> subprocess.Popen[bytes]:
-    """``hotline worker`` as the Procfile runs it, logging to ``worker.log``."""
+    """``hotline worker`` as the Procfile runs it (with ``env`` changed), logging to
+    ``worker.log``."""
     with open(tmp_path / "worker.log", "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "hotline.cli", "worker"],
-            env=worker_env(hotline, redis_server, tmp_path),
+            env=worker_env(hotline, redis_server, tmp_path) | env,
             cwd=tmp_path,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -667,18 +671,8 @@ def test_a_worker_whose_redis_cannot_be_reached_names_it_and_keeps_trying(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
-    env = {**environment_for(line.settings.database_url, line.fake)}
-    env.update(PATH=os.environ.get("PATH", ""), HOTLINE_INSTANCE_PATH=str(tmp_path))
-    env["REDIS_URL"] = f"redis://:not-for-logs@127.0.0.1:{port}/0"
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "hotline.cli", "worker"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    url = f"redis://:not-for-logs@127.0.0.1:{port}/0"
+    worker = start_worker(line, None, tmp_path, REDIS_URL=url)
     try:
         wait_for(lambda: (tmp_path / "worker.log").read_text().count("starting it again") >= 1)
         time.sleep(3)  # three restarts more, one a second: not logged again (once a minute)
@@ -699,17 +693,8 @@ def test_a_worker_on_a_database_not_yet_migrated_says_what_to_run(
     line: Hotline, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Not only 'sweep failed (OperationalError)' every 30 s: what is wrong and what to do."""
-    env = {**worker_env(line, redis_server, tmp_path)}
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}"
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "hotline.cli", "worker"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    never_migrated = f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}"
+    worker = start_worker(line, redis_server, tmp_path, DATABASE_URL=never_migrated)
     try:
         wait_for(lambda: "hotline db upgrade" in (tmp_path / "worker.log").read_text())
         assert worker.poll() is None  # it stays up: the upgrade may be running right now

@@ -558,6 +558,23 @@ def test_with_the_database_down_a_programme_keeps_its_own_crisis_sentence(
     assert hotline.settings.crisis_text in words["default"]  # not served yet: the environment's
 
 
+def texted_while_the_database_is_down(app: Flask, services: Services, to: str) -> list[str]:
+    """What a first text to ``to`` is answered with by ``app`` while its database fails."""
+    engine = services.sessions.kw["bind"]
+
+    def database_down(*_args: object) -> None:
+        raise OperationalError("SELECT", None, Exception("connection refused"))
+
+    event.listen(engine, "before_cursor_execute", database_down)
+    try:
+        params = {**inbound_sms(), "To": to}
+        response = signed_post(app.test_client(), PUBLIC_URL, SMS, params, AUTH_TOKEN)
+    finally:
+        event.remove(engine, "before_cursor_execute", database_down)
+        engine.dispose()
+    return [m.text or "" for m in twiml(response).iter("Message")]
+
+
 def test_a_web_process_knows_each_numbers_crisis_sentence_from_its_start(
     hotline: Hotline,
 ) -> None:
@@ -571,19 +588,7 @@ def test_a_web_process_knows_each_numbers_crisis_sentence_from_its_start(
         programme.crisis_text = samaritans
     services = build_services(hotline.settings, redis=hotline.redis)
     app = create_app(services=services, redis=hotline.redis)  # a web process starting now
-    engine = services.sessions.kw["bind"]
-
-    def database_down(*_args: object) -> None:
-        raise OperationalError("SELECT", None, Exception("connection refused"))
-
-    event.listen(engine, "before_cursor_execute", database_down)
-    try:
-        params = {**inbound_sms(), "To": north}
-        response = signed_post(app.test_client(), PUBLIC_URL, SMS, params, AUTH_TOKEN)
-    finally:
-        event.remove(engine, "before_cursor_execute", database_down)
-        engine.dispose()
-    replies = [m.text or "" for m in twiml(response).iter("Message")]
+    replies = texted_while_the_database_is_down(app, services, north)
     assert len(replies) == 1 and samaritans in replies[0]
 
 
@@ -608,17 +613,5 @@ def test_a_crisis_sentence_edited_elsewhere_reaches_a_running_web_process_within
     status = {"MessageSid": "SM" + "5" * 32, "MessageStatus": "delivered", "To": north}
     with signed_post(app.test_client(), PUBLIC_URL, "/twilio/status", status, AUTH_TOKEN) as done:
         assert done.status_code == 204
-    engine = services.sessions.kw["bind"]
-
-    def database_down(*_args: object) -> None:
-        raise OperationalError("SELECT", None, Exception("connection refused"))
-
-    event.listen(engine, "before_cursor_execute", database_down)
-    try:
-        params = {**inbound_sms(), "To": north}
-        response = signed_post(app.test_client(), PUBLIC_URL, SMS, params, AUTH_TOKEN)
-    finally:
-        event.remove(engine, "before_cursor_execute", database_down)
-        engine.dispose()
-    replies = [m.text or "" for m in twiml(response).iter("Message")]
+    replies = texted_while_the_database_is_down(app, services, north)
     assert len(replies) == 1 and new in replies[0] and old not in replies[0]
