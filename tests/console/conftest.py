@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
 
 from hotline import accounts, roster, verification
 from hotline.db import transaction
+from hotline.models import Channel, Conversation, ConversationState
 from tests.kit.harness import Hotline
 
 ACTOR = "coordinator@example.org"
 PASSWORD = "correct horse battery staple"
+
+
+def answered(programme_id: int, created: datetime, after: timedelta) -> Conversation:
+    """A text request a peer took ``after`` it came in, since ended (for the reports)."""
+    return Conversation(
+        programme_id=programme_id,
+        channel=Channel.SMS,
+        state=ConversationState.ENDED,
+        created_at=created,
+        accepted_at=created + after,
+    )
 
 
 def add_verified(hotline: Hotline, name: str, phone: str, **fields: object) -> int:

@@ -14,9 +14,9 @@ from werkzeug.test import TestResponse
 
 from hotline import accounts, verification
 from hotline.db import transaction
-from hotline.models import AuditEntry, Channel, Conversation, ConversationState
+from hotline.models import AuditEntry, Channel, Conversation
 from hotline.programmes import ensure_programme
-from tests.console.conftest import Console, add_coordinator, sign_in
+from tests.console.conftest import Console, add_coordinator, answered, sign_in
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
@@ -367,15 +367,7 @@ def test_changing_the_time_zone_cannot_cut_a_report_down_to_a_few_contacts(api: 
     with transaction(hotline.services.sessions) as session:
         for hours in range(1, 11):  # ten answered texts on Tuesday
             created = datetime(2026, 3, 10, hours, tzinfo=UTC)
-            session.add(
-                Conversation(
-                    programme_id=hotline.programme_id,
-                    channel=Channel.SMS,
-                    state=ConversationState.ENDED,
-                    created_at=created,
-                    accepted_at=created + timedelta(minutes=hours),
-                )
-            )
+            session.add(answered(hotline.programme_id, created, timedelta(minutes=hours)))
         session.add(
             Conversation(
                 programme_id=hotline.programme_id,

@@ -17,6 +17,7 @@ from hotline.models import (
     Conversation,
     ConversationState,
 )
+from tests.console.conftest import answered
 from tests.kit.harness import Hotline
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
@@ -114,15 +115,7 @@ def test_a_window_cut_to_one_contact_reports_its_whole_week(hotline: Hotline) ->
     with transaction(hotline.services.sessions) as session:
         for hours in range(1, 7):
             created = START + timedelta(hours=hours)
-            session.add(
-                Conversation(
-                    programme_id=hotline.programme_id,
-                    channel=Channel.SMS,
-                    state=ConversationState.ENDED,
-                    created_at=created,
-                    accepted_at=created + timedelta(minutes=hours),
-                )
-            )
+            session.add(answered(hotline.programme_id, created, timedelta(minutes=hours)))
         session.add(
             Conversation(
                 programme_id=hotline.programme_id,
@@ -157,15 +150,7 @@ def test_two_reports_cannot_be_subtracted_down_to_one_response_time(hotline: Hot
     with transaction(hotline.services.sessions) as session:
         for n, minutes in enumerate([1, 2, 3, 4, 5, 60]):
             created = START + timedelta(days=7 if minutes == 60 else 0, hours=n)
-            session.add(
-                Conversation(
-                    programme_id=hotline.programme_id,
-                    channel=Channel.SMS,
-                    state=ConversationState.ENDED,
-                    created_at=created,
-                    accepted_at=created + timedelta(minutes=minutes),
-                )
-            )
+            session.add(answered(hotline.programme_id, created, timedelta(minutes=minutes)))
         token = accounts.create_api_token(session, "reports", hotline.programme_id)
 
     def report(weeks: int) -> dict[str, Any]:
@@ -194,18 +179,10 @@ def test_the_running_week_cannot_be_read_twice_down_to_one_response_time(
     with transaction(hotline.services.sessions) as session:
         token = accounts.create_api_token(session, "reports", hotline.programme_id)
 
-    def answered(minutes: int) -> None:
+    def answered_in(minutes: int) -> None:
         with transaction(hotline.services.sessions) as session:
             created = hotline.clock.now - timedelta(hours=2)
-            session.add(
-                Conversation(
-                    programme_id=hotline.programme_id,
-                    channel=Channel.SMS,
-                    state=ConversationState.ENDED,
-                    created_at=created,
-                    accepted_at=created + timedelta(minutes=minutes),
-                )
-            )
+            session.add(answered(hotline.programme_id, created, timedelta(minutes=minutes)))
 
     def timing() -> Any:
         answer = hotline.client.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"})
@@ -213,10 +190,10 @@ def test_the_running_week_cannot_be_read_twice_down_to_one_response_time(
         return answer.get_json()["first_response_seconds"]
 
     for minutes in (1, 2, 3, 4, 5):
-        answered(minutes)
+        answered_in(minutes)
     assert timing() == {"median": None, "p90": None}  # Wednesday: the week runs on
     hotline.clock.advance(days=1)
-    answered(60)
+    answered_in(60)
     assert timing() == {"median": None, "p90": None}  # Thursday: nothing to subtract
     hotline.clock.now = START + timedelta(days=6, hours=23)  # Sunday 23:00: a late text
     with transaction(hotline.services.sessions) as session:
