@@ -34,7 +34,7 @@ from hotline.models import (
     Programme,
     Supporter,
 )
-from hotline.people import ALERT_CONTEXT, clinician_phone, supporter_phone
+from hotline.people import ALERT_CONTEXT, clinician_phone, is_opted_out, supporter_phone
 from hotline.privacy import DecryptionError, Vault
 from hotline.programmes import ProgrammeConfig
 from hotline.wakeups import Task
@@ -390,11 +390,15 @@ def accept(
     clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
     by_call = conv.channel == Channel.VOICE
     to_supporter = supporter_phone(vault, supporter)
-    effects.text(to_supporter, offer.pool_number, wording.accepted_for_supporter(call_back=by_call))
-    if clinician is not None:  # ahead of the held texts: it matters most of the reply
-        effects.text(
-            clinician_phone(vault, clinician), p.hotline_number, wording.joined(call_back=by_call)
-        )
+    to_clinician = clinician_phone(vault, clinician) if clinician is not None else None
+    # STOP and no START since (they wrote again all the same): Twilio delivers them no text.
+    stopped = to_clinician is not None and is_opted_out(
+        session, vault, p.id, to_clinician, p.hotline_number
+    )
+    told = wording.accepted_texts_stopped() if stopped else wording.accepted_for_supporter(by_call)
+    effects.text(to_supporter, offer.pool_number, told)
+    if to_clinician is not None and not stopped:  # ahead of the held texts: it matters most
+        effects.text(to_clinician, p.hotline_number, wording.joined(call_back=by_call))
     if relay_held(
         session, vault, conv.id, to_supporter, offer.pool_number, effects, at_most=HELD_IN_REPLY
     ):

@@ -65,6 +65,15 @@ def accepted_for_supporter(call_back: bool = False) -> str:
     return "You're connected. Texts on this number go to your peer. Reply DONE when finished."
 
 
+def accepted_texts_stopped() -> str:
+    """The clinician texted STOP to the line and not START since: Twilio blocks its texts."""
+    return (
+        "You're connected, but they have stopped texts from this line (STOP), so yours may not "
+        "reach them: call this number to reach them (they see the line's number, not yours). "
+        "Reply DONE when finished."
+    )
+
+
 def after_call() -> str:
     return (
         "Thank you for taking that call. Call this number to reach your caller again, or reply "

@@ -85,6 +85,7 @@ ROWS: dict[str, Row] = {
     "passed": (wording.passed, (), 1),
     "accepted": (wording.accepted_for_supporter, (), 1),
     "accepted, call-back": (wording.accepted_for_supporter, (True,), 1),
+    "accepted, texts stopped": (wording.accepted_texts_stopped, (), 2),
     "already connected": (wording.already_connected, (), 1),
     "after a call": (wording.after_call, (), 1),
     "after a hidden caller's call": (wording.after_hidden_call, (), 1),

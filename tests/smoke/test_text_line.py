@@ -267,6 +267,24 @@ def test_stop_mid_conversation_ends_it(hotline: Hotline, phones: Phones) -> None
     phones.assert_no_unexpected()
 
 
+def test_a_peer_taking_a_request_from_someone_who_stopped_texts_is_told_to_call(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """STOP, then a text all the same (not START): Twilio forwards it but delivers nothing back
+    from the line, so the peer must know to call rather than text into silence."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("STOP")
+    clinician.texts("I need to talk to someone")
+    clinician.expect_text("confidential")  # the greeting, which Twilio will not deliver
+    alice.expect_text(OFFER)
+    alice.texts("ACCEPT")
+    told = alice.expect_text("stopped texts from this line")
+    assert "call this number" in told.body
+    alice.expect_text("I need to talk to someone")
+    phones.assert_no_unexpected()  # and no "a peer has joined" into Twilio's block
+
+
 def test_stop_with_punctuation_ends_it_too_and_the_line_confirms_it(
     hotline: Hotline, phones: Phones
 ) -> None:
