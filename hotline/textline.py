@@ -138,6 +138,7 @@ def _clinician_text(ctx: Inbound) -> None:
         return  # and the opt-in words
     if word is Word.HELP:
         ctx.reply(wording.clinician_help(ctx.programme))
+        _help_to_the_peer(ctx)
         return
     if word is Word.FORGET:
         _clinician_forget(ctx)
@@ -266,6 +267,18 @@ def _hold(ctx: Inbound, conv: Conversation) -> None:
     routing.hold_text(ctx.session, ctx.services.vault, conv, wording.truncate(ctx.text.body))
     if ctx.text.num_media:
         ctx.reply(wording.media_not_relayed())
+
+
+def _help_to_the_peer(ctx: Inbound) -> None:
+    """HELP inside a live conversation may be a cry to the peer as much as a question about
+    the line: the peer reads it too (the clinician has the line's answer and the crisis line)."""
+    clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
+    if clinician is None:
+        return
+    conv = open_conversation(ctx.session, clinician)
+    if conv is not None and conv.state == ConversationState.ACTIVE:
+        clinician.last_contact_at = ctx.now
+        _clinician_relay(ctx, conv)
 
 
 def _clinician_relay(ctx: Inbound, conv: Conversation) -> None:

@@ -752,6 +752,7 @@ def test_a_supporter_being_supported_answers_their_own_peer_on_the_hotline(
         assert bob.expect_text().body == answer
     alice.texts("HELP", to=HOTLINE)
     assert hotline.services.settings.crisis_text in alice.expect_text(from_=HOTLINE).body
+    assert bob.expect_text().body == "HELP"  # her peer reads it too
     alice.texts("BREAK 2h", to=HOTLINE)  # no clinician means that: still her command
     alice.expect_text("break")
     phones.assert_no_unexpected()
@@ -894,6 +895,7 @@ def test_resources_break_back_and_help(hotline: Hotline, phones: Phones) -> None
     assert "BREAK" in alice.expect_text("ACCEPT").body
     clinician.texts("HELP")
     assert "988" in clinician.expect_text("confidential", from_=HOTLINE).body
+    assert alice.expect_text("HELP").from_ == POOL[0]  # maybe meant for her: she reads it too
     # Alice is on the only pool number... on a break, Bob gets the next request.
     hotline.add_supporter("Bob", BOB)
     alice.texts("BREAK 2h")
