@@ -167,7 +167,7 @@ def passed() -> str:
 
 
 def offer_gone() -> str:
-    return "That request has already gone to another peer. Thank you!"
+    return "That request is no longer open: another peer took it, or it ended. Thank you!"
 
 
 def answer_where_offered() -> str:

@@ -125,7 +125,7 @@ def test_of_two_offers_of_one_request_only_the_first_accept_takes_it(
     bob.expect_text("hello")
     clinician.expect_text("joined")
     carol.texts("ACCEPT")
-    carol.expect_text("already gone to another peer")
+    carol.expect_text("no longer open")
     with hotline.session() as session:
         assert session.scalar(select(Conversation.supporter_id)) != carol_id
         assert sorted(session.scalars(select(Offer.state))) == [

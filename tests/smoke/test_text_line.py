@@ -68,7 +68,7 @@ def test_pass_and_timeout_escalate_to_the_next_supporter(hotline: Hotline, phone
     hotline.run_jobs()  # the expire_offer wake-up, on a real RQ worker with the scheduler
     carol.expect_text(OFFER)
     bob.texts("ACCEPT")  # too late
-    bob.expect_text("already gone to another peer")
+    bob.expect_text("no longer open")
     carol.texts("accept")
     carol.expect_text("You're connected")
     carol.expect_text("rough night")
@@ -473,7 +473,7 @@ def test_a_late_accept_to_the_hotline_number_never_opens_a_second_conversation_o
     alice.expect_text("hi", from_=POOL[0])
     second.expect_text("joined")
     alice.texts("ACCEPT", to=HOTLINE)
-    alice.expect_text("already gone", from_=HOTLINE)
+    alice.expect_text("no longer open", from_=HOTLINE)
     with hotline.session() as session:
         live = session.scalars(
             select(Conversation.pool_number).where(Conversation.state == ConversationState.ACTIVE)
@@ -504,7 +504,7 @@ def test_a_late_accept_does_not_take_a_request_now_offered_to_someone_else(
     hotline.sweep()  # Bob is on call now: the waiting request goes to him
     phones.phone(BOB).expect_text(OFFER)
     alice.texts("ACCEPT")
-    alice.expect_text("already gone to another peer")
+    alice.expect_text("no longer open")
     phones.phone(BOB).texts("ACCEPT")
     phones.phone(BOB).expect_text("You're connected")
     phones.phone(BOB).expect_text("I need to talk")
@@ -525,7 +525,7 @@ def test_a_late_accept_on_a_number_the_supporter_stopped_does_not_take_the_reque
     alice.texts("STOP", to=POOL[0])  # passes the offer on: nobody else, so the fallback
     clinician.expect_text("No peer supporter is free")
     alice.texts("ACCEPT", to=POOL[0])
-    alice.expect_text("already gone")
+    alice.expect_text("no longer open")
     with hotline.session() as session:
         assert session.scalar(select(Conversation.state)) == ConversationState.QUEUED
     phones.assert_no_unexpected()
@@ -826,7 +826,7 @@ def test_a_supporter_taken_off_the_roster_cannot_accept_an_offer_already_sent(
         session.get_one(Supporter, alice_id).active = False  # she has left the programme
     hotline.add_supporter("Bob", BOB)
     alice.texts("ACCEPT")
-    alice.expect_text("already gone to another peer")
+    alice.expect_text("no longer open")
     phones.phone(BOB).expect_text(OFFER)  # passed on at once
     phones.assert_no_unexpected()
 
@@ -840,7 +840,7 @@ def test_a_supporter_opting_back_in_with_yes_gets_that_number_again(
     alice = phones.phone(ALICE)
     alice.texts("STOP", to=POOL[0])
     alice.texts("YES", to=POOL[0])
-    alice.expect_text("already gone")  # YES read as ACCEPT, with nothing offered there
+    alice.expect_text("no longer open")  # YES read as ACCEPT, with nothing offered there
     clinician = phones.phone(CLINICIANS[0])
     clinician.texts("hello")
     clinician.expect_text("confidential")
@@ -875,10 +875,10 @@ def test_a_field_asked_for_after_the_greeting_reaches_a_peer_of_that_field(
     alice.expect_text(OFFER)
     clinician.texts("nurse")
     clinician.expect_text("look for a nurse peer first")
-    alice.expect_text("already gone to another peer")
+    alice.expect_text("no longer open")
     assert "asked for a nurse peer" in bob.expect_text(OFFER).body
     alice.texts("ACCEPT")  # too late: it is the nurse's
-    alice.expect_text("already gone to another peer")
+    alice.expect_text("no longer open")
     bob.texts("ACCEPT")
     bob.expect_text("connected")
     bob.expect_text("hi")
