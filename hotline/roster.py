@@ -218,7 +218,10 @@ def edit(
     if unknown:
         raise RosterError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
     leaving = changes.get("active") is False and supporter.active
-    if leaving:  # the lock order of offers: the programme's row first
+    if leaving or "phone" in changes:
+        # The lock offers are made and answered under, taken first (their order): a new
+        # number is checked against the offers and conversations committed by now, and an
+        # offer made meanwhile waits, then finds the number as changed.
         routing.lock_programme(session, supporter.programme_id)
     before = snapshot(supporter)
     notices: tuple[Notice, ...] = ()

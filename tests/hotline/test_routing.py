@@ -8,10 +8,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from hotline import routing
+from hotline import roster, routing
 from hotline.db import transaction
 from hotline.effects import Effects
 from hotline.models import Conversation, Offer, OfferState, Programme, Supporter
+from hotline.people import supporter_phone
 from hotline.programmes import config_of
 from tests.kit.fake_twilio import AUTH_TOKEN
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
@@ -203,4 +204,39 @@ def test_a_late_accept_does_not_undercut_an_offer_made_meanwhile(
             session.scalar(select(Offer.state).where(Offer.supporter_id != alice_id))
             == OfferState.PENDING
         )
+    phones.assert_no_unexpected()
+
+
+def test_a_number_changed_as_a_request_is_offered_to_them_keeps_the_offer_on_that_number(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A coordinator changes Alice's number at the moment a clinician's first text is offered
+    to her. The change is checked against her offers under the programme lock, as offers are
+    made, so the offer waits for it and sees it whole: the new number awaits its code, so
+    nobody is offered the request. Not an offer read half before the change and half after,
+    texted to the unverified new number (a typo's stranger, whose ACCEPT would get the
+    clinician's texts)."""
+    alice_id = hotline.add_supporter("Alice", "+15550108001")
+    services = hotline.services
+    editing = services.sessions()
+    editing.begin()
+    alice = editing.get_one(Supporter, alice_id)
+    roster.edit(editing, services.vault, alice, {"phone": CAROL}, "test", hotline.clock.now)
+    editing.flush()  # checked: no offer of hers yet; not yet committed
+
+    thread = threading.Thread(target=phones.phone("+15550109001").texts, args=("hello",))
+    thread.start()
+    thread.join(1.5)  # the offer is being made meanwhile (it waits for the edit, or not)
+    editing.commit()
+    editing.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    with hotline.session() as session:
+        stored = supporter_phone(services.vault, session.get_one(Supporter, alice_id))
+        offered = session.scalars(select(Offer.supporter_id)).all()
+    assert stored == CAROL
+    # Her new number awaits its code, so she is not on call: nobody is offered it, not her old
+    # phone and not the new number, which may be a typo's stranger.
+    assert offered == []
+    phones.phone("+15550109001").expect_text("No peer")
     phones.assert_no_unexpected()
