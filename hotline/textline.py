@@ -226,7 +226,8 @@ def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
         return
     _hold(ctx, conv)
     conv.last_activity_at = ctx.now
-    told = conv.reminded_at or conv.fallback_at
+    # The later of the two: a peer still being reached can be said before nobody is free.
+    told = max((t for t in (conv.reminded_at, conv.fallback_at) if t is not None), default=None)
     vault, p = ctx.services.vault, ctx.programme
     offer = routing.pending_offer(ctx.session, conv) or routing.offer_or_fall_back(
         ctx.session, vault, p, conv, ctx.now, ctx.effects

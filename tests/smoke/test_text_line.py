@@ -423,6 +423,38 @@ def test_a_clinician_writing_again_while_the_offer_goes_from_peer_to_peer_is_ans
     phones.assert_no_unexpected()
 
 
+def test_a_clinician_just_told_nobody_is_free_is_not_told_again_a_minute_later(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Told a peer is still being reached, then (both peers letting it lapse) that nobody is
+    free: writing a minute after that is not answered with it all over again. At most every
+    10 minutes counts from the last thing they were told, whichever it was."""
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Programme, hotline.programme_id).offer_timeout = 15 * 60
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("hi")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER)
+    hotline.clock.advance(minutes=11)
+    clinician.texts("is anyone there?")
+    clinician.expect_text("still reaching a peer supporter for you", from_=HOTLINE)
+    hotline.clock.advance(minutes=4)
+    hotline.run_jobs()  # Alice's 15 minutes are up: Bob is asked
+    bob.expect_text(OFFER)
+    hotline.clock.advance(minutes=15)
+    hotline.run_jobs()  # and Bob's: nobody is left
+    clinician.expect_text("No peer supporter is free", from_=HOTLINE)
+    hotline.clock.advance(minutes=1)
+    clinician.texts("hello?")  # told a minute ago: nothing again yet
+    phones.assert_no_unexpected()
+    hotline.clock.advance(minutes=10)
+    clinician.texts("please")
+    clinician.expect_text("no peer supporter is free to take them yet", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
 def test_a_peer_accepting_late_takes_a_request_still_waiting_for_anyone(
     hotline: Hotline, phones: Phones
 ) -> None:
