@@ -1,11 +1,12 @@
 """Round-robin offers: who is offered a conversation next, and what happens when they answer.
 
 Eligible: on call now, active, not on a break, under ``max_conversations`` (open conversations
-plus pending offers), not offered this conversation before, not the clinician themself, and with
-a pool number free on their phone. The clinician's previous supporter goes first, then peers of
-the discipline asked for, then the least recently offered. The programme row is locked while an
-offer is made, so concurrent first texts never pick the same pointer twice (PostgreSQL
-``SELECT ... FOR UPDATE``; SQLite serializes writers with ``BEGIN IMMEDIATE``).
+plus pending offers), not offered this conversation in the last half hour nor twice already
+(``asked_enough``), not the clinician themself, and with a pool number free on their phone.
+The clinician's previous supporter goes first, then peers of the discipline asked for, then the
+least recently offered. The programme row is locked while an offer is made, so concurrent
+first texts never pick the same pointer twice (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite
+serializes writers with ``BEGIN IMMEDIATE``).
 """
 
 from __future__ import annotations
