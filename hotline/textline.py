@@ -52,6 +52,8 @@ from hotline.wakeups import Task
 log = logging.getLogger(__name__)
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
+# A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
+PEER_WORDS = frozenset({Word.ACCEPT, Word.PASS, Word.DONE, Word.RESOURCES, Word.BACK, Word.BREAK})
 
 
 def handle_text(services: Services, inbound: InboundText) -> TextReply:
@@ -95,6 +97,8 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     if supporter is not None and supporterline.is_supporter_text(ctx, supporter, match.is_hotline):
         supporterline.supporter_text(ctx, supporter)
     elif match.is_hotline and _answering_an_alert(ctx, match.programme):
+        if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
+            lift_opt_out(session, services.vault, p.id, sender, p.hotline_number)
         ctx.reply(wording.alert_phone_answer(p))
     elif match.is_hotline:
         _clinician_text(ctx)
@@ -104,10 +108,11 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
 
 def _answering_an_alert(ctx: Inbound, programme: Programme) -> bool:
     """The coordinator's alert phone writing to the line: a reply to an alert ("ok"), not a
-    request for support, which they ask for by texting SUPPORT (``Word.SUPPORT``). Keywords,
-    and a conversation of their own already open, go on as anyone's."""
+    request for support, which they ask for by texting SUPPORT (``Word.SUPPORT``). A clinician's
+    keywords, and a conversation of their own already open, go on as anyone's; a peer's words
+    ("Done 👍", "Yes") answer the alert too."""
     sealed = programme.alert_phone_sealed
-    if sealed is None or ctx.command is not None:
+    if sealed is None or (ctx.command is not None and ctx.command.word not in PEER_WORDS):
         return False
     if ctx.services.vault.open(sealed, ALERT_CONTEXT) != ctx.sender:
         return False

@@ -1143,3 +1143,17 @@ def test_the_alert_phone_answering_an_alert_is_not_a_request_and_support_makes_o
     coordinator.texts("thanks for picking up")  # in their conversation now: relayed
     phones.phone(ALICE).expect_text("thanks for picking up")
     phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize("reply", ["Done 👍", "Yes 👍", "Yes", "No, 🙏", "Back", "OK 👍"])
+def test_the_alert_phone_answering_an_alert_with_a_peer_s_word_is_not_a_request(
+    hotline: Hotline, phones: Phones, reply: str
+) -> None:
+    """A coordinator answers the alert 'Done 👍' or 'Yes': a peer's word, not a clinician's,
+    so it is an answer to the alert like "ok", not a request for support offered to a peer."""
+    _set_alert_phone(hotline, COORDINATOR)
+    hotline.add_supporter("Alice", ALICE)
+    coordinator = phones.phone(COORDINATOR)
+    coordinator.texts(reply)
+    coordinator.expect_text("no reply is needed", from_=HOTLINE)
+    phones.assert_no_unexpected()  # Alice is offered nothing
