@@ -85,6 +85,8 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
         lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
     if word is Word.STOP:
         _supporter_stop(ctx, supporter)
+        if ctx.command is not None and not ctx.command.bare:  # as for clinicians: textline
+            ctx.reply(wording.stopped())
     elif word is Word.START:
         return  # Twilio answers the opt-in words itself
     elif word is Word.BREAK:

@@ -36,6 +36,7 @@ from hotline.models import (
 from hotline.people import clinician_phone, supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
+from hotline.telephony import TelephonyError
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,11 @@ def sweep(services: Services) -> SweepReport:
         )
         programme_ids = list(session.scalars(select(Programme.id)))
     schedule(services, stale_calls)
-    for call_sid in calls_to_ask_about:  # their final status may have been lost
-        voiceline.ask_whether_over(services, call_sid)
+    try:
+        for call_sid in calls_to_ask_about:  # their final status may have been lost
+            voiceline.ask_whether_over(services, call_sid)
+    except TelephonyError as error:  # the rest are asked about by a later sweep
+        log.warning("could not ask Twilio about calls with no final status: %s", error)
     expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
     sent = checkins.send_due(services).sent if checkins_late else 0
     deleted = retention.delete_due(services) if deletions_late else 0

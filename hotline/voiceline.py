@@ -52,7 +52,7 @@ from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import ProgrammeConfig, find_by_number, own_numbers
 from hotline.ringing import CallStep, answer_in_transaction, step
 from hotline.services import Services
-from hotline.telephony import NOT_FOUND, PermanentError, TelephonyError
+from hotline.telephony import NOT_FOUND, PermanentError
 from hotline.texting import StatusReport
 
 log = logging.getLogger(__name__)
@@ -308,15 +308,14 @@ def ask_whether_over(services: Services, call_sid: str) -> bool:
     """A caller's leg with no final status for a while (its callback lost, say answered 503
     while the database was down): ask the provider, and if the call is over there, end it here
     exactly as that callback would have (follow-up, held texts, record deletion). True if it
-    ended; a provider that cannot answer now is asked again by a later sweep."""
+    ended. A provider that cannot answer raises its TelephonyError: the sweep stops asking (a
+    provider that hangs would hold it 13 s a call), and later sweeps ask again."""
     try:
         status = services.telephony.call_status(call_sid)
     except PermanentError as error:
         if error.code != NOT_FOUND:
-            return False
+            raise
         status = "completed"  # a record is deleted only once its call is over
-    except TelephonyError:
-        return False
     if status is None:
         return False
     return handle_call_status(services, StatusReport(sid=call_sid, status=status))

@@ -155,7 +155,7 @@ def forgotten() -> str:
 
 
 def stopped() -> str:
-    return "Done: no more texts from this line. Text START to undo that."
+    return "Done: no more texts from this number. Text START to undo that."
 
 
 def checkins_declined() -> str:

@@ -307,6 +307,27 @@ def test_a_call_twilio_cannot_be_asked_about_is_given_up_after_six_hours(
         assert set(session.scalars(select(MessageDeletion.sid))) == {sid}
 
 
+def test_a_sweep_stops_asking_twilio_about_calls_once_it_fails_and_a_later_one_asks_again(
+    hotline: Hotline,
+) -> None:
+    """Twilio down (or hanging: 13 s a question) as the sweeper asks about two calls whose end
+    was lost: it stops at the first failure rather than hold the sweep, and asks again later."""
+    sids = ["CA" + "d4" * 16, "CA" + "e5" * 16]
+    for sid in sids:
+        hotline.fake.carry_call(sid, CLINICIAN, HOTLINE, "inbound")
+        hotline.post("/twilio/voice", CallSid=sid, From=CLINICIAN, To=HOTLINE, CallStatus="ringing")
+        hotline.fake.end_call(sid, "completed")  # over at Twilio; the callbacks lost
+    hotline.clock.advance(minutes=6)
+    hotline.fake.fail_next(1, status=503, code=20503)
+    hotline.sweep()
+    with hotline.session() as session:
+        assert set(session.scalars(select(Call.state))) == {CallState.GREETING}  # both
+    hotline.clock.advance(minutes=5)
+    hotline.sweep()
+    with hotline.session() as session:
+        assert set(session.scalars(select(Call.state))) == {CallState.ENDED}
+
+
 def test_records_of_texts_that_came_while_the_database_was_down_are_deleted_later(
     hotline: Hotline,
 ) -> None:

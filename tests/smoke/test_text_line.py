@@ -292,7 +292,7 @@ def test_stop_with_punctuation_ends_it_too_and_the_line_confirms_it(
     ordinary text, with no answer from Twilio: the line ends everything and says so itself."""
     clinician, alice = _connected(hotline, phones)
     clinician.texts("Stop.")
-    clinician.expect_text("no more texts from this line", from_=HOTLINE)
+    clinician.expect_text("no more texts from this number", from_=HOTLINE)
     alice.expect_text("ended the conversation")
     with hotline.session() as session:
         assert session.scalar(select(Conversation.state)) == ConversationState.ENDED
@@ -541,6 +541,16 @@ def test_a_late_accept_does_not_take_a_request_now_offered_to_someone_else(
     phones.phone(BOB).expect_text("You're connected")
     phones.phone(BOB).expect_text("I need to talk")
     clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
+def test_a_supporters_stop_with_punctuation_is_confirmed_on_that_number(
+    hotline: Hotline, phones: Phones
+) -> None:
+    clinician, alice = _connected(hotline, phones)
+    alice.texts("Stop.")  # Twilio may take it for an ordinary text and answer nothing
+    alice.expect_text("no more texts from this number", from_=POOL[0])
+    clinician.expect_text("can't continue", from_=HOTLINE)
     phones.assert_no_unexpected()
 
 
