@@ -105,6 +105,11 @@ SCHEMAS: Schema = {
     "Supporter": obj(
         {
             "id": ID,
+            "programme": {
+                "type": "string",
+                "description": "The slug of their programme (a token for every programme "
+                "lists every programme's supporters; ?programme=SLUG narrows it to one).",
+            },
             **SUPPORTER_FIELDS,
             "phone": {"type": "string", "description": "Masked, e.g. +1•••••••234."},
             "name": {"type": "string"},
@@ -116,6 +121,7 @@ SCHEMAS: Schema = {
         },
         [
             "id",
+            "programme",
             "name",
             "phone",
             "discipline",

@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
 from hotline import schedule, stats
-from hotline.models import Override, Rotation, Shift, Supporter
+from hotline.models import Override, Programme, Rotation, Shift, Supporter
 from hotline.people import supporter_phone
 from hotline.phone import redact
 from hotline.privacy import Vault
@@ -25,8 +27,13 @@ def masked_phone(vault: Vault, supporter: Supporter) -> str:
 
 
 def supporter_json(vault: Vault, s: Supporter) -> dict[str, Any]:
+    session = object_session(s)
+    assert session is not None, "shown while its session is open"
+    # The session's identity map: one read per programme per request, however many supporters.
+    programme = session.get_one(Programme, s.programme_id)
     return {
         "id": s.id,
+        "programme": programme.slug,  # a token for every programme lists them all
         "name": s.name,
         "phone": masked_phone(vault, s),
         "discipline": s.discipline,

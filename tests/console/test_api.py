@@ -428,6 +428,10 @@ def test_tokens_are_required_and_scoped(hotline: Hotline, api: Api) -> None:
         refused.status_code == 400 and "?programme=SLUG" in refused.get_json()["error"]["message"]
     )
     everyone.ok("POST", "/supporters?programme=north", {"name": "Bob", "phone": BOB}, 201)
+    # A token for every programme lists them all: each says which programme it is on.
+    listed = {s["name"]: s["programme"] for s in everyone.ok("GET", "/supporters")}
+    assert listed == {"Alice": "default", "Bob": "north"}
+    assert api.ok("GET", f"/supporters/{alice}")["programme"] == "default"
 
 
 def test_injection_strings_are_stored_inertly(api: Api) -> None:
