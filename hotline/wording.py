@@ -25,7 +25,7 @@ def greeting_nobody_free(p: ProgrammeConfig, next_on_call: datetime | None) -> s
     the crisis sentence once (two texts said it twice, in five segments). Programmes may
     write long texts: see routing, which sends the two apart when this would not fit."""
     return (
-        f"{p.greeting} No peer is free right now; your message is waiting."
+        f"{p.greeting} No peer is free right now; your request is waiting."
         f"{_next_on_call(p, next_on_call)} {DISCIPLINE_HINT} {p.crisis_text}"
     )
 
@@ -95,19 +95,17 @@ def discipline_noted(discipline: str) -> str:
 def fallback(p: ProgrammeConfig, next_on_call: datetime | None, call_back: bool = False) -> str:
     """Nobody can take it now: what happens next, when, and the crisis line, in two segments."""
     when = _next_on_call(p, next_on_call)
-    what, how = (
-        ("request", "call you from this number") if call_back else ("message", "text you here")
-    )
+    how = "call you from this number" if call_back else "text you here"
     return (
         "Thank you for reaching out. No peer supporter is free right now. "
-        f"Your {what} is waiting, and a peer will {how}.{when} {p.crisis_text}"
+        f"Your request is waiting, and a peer will {how}.{when} {p.crisis_text}"
     )
 
 
 def still_waiting(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
     """A clinician writes again while their request waits with nobody free to take it."""
     return (
-        "Your messages are waiting; no peer supporter is free to take them yet."
+        "Your request is waiting; no peer supporter is free to take it yet."
         f"{_next_on_call(p, next_on_call)} {p.crisis_text}"
     )
 
@@ -115,7 +113,7 @@ def still_waiting(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
 def still_finding(p: ProgrammeConfig) -> str:
     """A clinician writes again while their request is being offered from peer to peer."""
     return (
-        f"Your messages are waiting: we're still reaching a peer supporter for you. {p.crisis_text}"
+        f"Your request is waiting: we're still reaching a peer supporter for you. {p.crisis_text}"
     )
 
 

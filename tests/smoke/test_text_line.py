@@ -378,7 +378,7 @@ def test_a_clinician_writing_again_while_nobody_can_take_it_is_answered_not_igno
     clinician.texts("is anyone there?")  # just told: no second notice yet
     hotline.clock.advance(minutes=10)
     clinician.texts("please")
-    told = clinician.expect_text("no peer supporter is free to take them yet", from_=HOTLINE)
+    told = clinician.expect_text("no peer supporter is free to take it yet", from_=HOTLINE)
     assert hotline.services.settings.crisis_text in told.body
     with hotline.session() as session:  # the reports count the fallback when it happened
         assert session.scalar(select(Conversation.fallback_at)) == first_told
@@ -451,7 +451,7 @@ def test_a_clinician_just_told_nobody_is_free_is_not_told_again_a_minute_later(
     phones.assert_no_unexpected()
     hotline.clock.advance(minutes=10)
     clinician.texts("please")
-    clinician.expect_text("no peer supporter is free to take them yet", from_=HOTLINE)
+    clinician.expect_text("no peer supporter is free to take it yet", from_=HOTLINE)
     phones.assert_no_unexpected()
 
 
@@ -1046,6 +1046,19 @@ def test_odd_inputs_each_get_a_defined_answer(hotline: Hotline, phones: Phones) 
     stranger = phones.phone("+15550107777")
     stranger.texts("who is this?", to=POOL[2])
     stranger.expect_text(f"text {HOTLINE}")
+    phones.assert_no_unexpected()
+
+
+def test_a_first_text_that_is_only_a_photo_with_nobody_free_promises_nothing_untrue(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Nothing of a photo is kept for the peer: the clinician is asked for words, and told
+    their request (not a message) waits."""
+    clinician = phones.phone(CLINICIANS[0])
+    clinician.texts("", num_media=1)
+    first = clinician.expect_text("No peer is free", from_=HOTLINE)
+    assert "your request is waiting" in first.body and "message is waiting" not in first.body
+    clinician.expect_text("media aren't passed on")
     phones.assert_no_unexpected()
 
 
