@@ -147,7 +147,8 @@ def change_password() -> ResponseReturnValue:
             None if wait else signin.authenticate(db, me.email, form.current.data, address, now())
         )
         if person is not None:
-            signin.change_password(db, person, form.new.data, me.token, now())
+            # Their other sessions end: whoever signed in with the old one is out at once.
+            signin.set_password(db, person, form.new.data, me.email, now(), keep_token=me.token)
     if wait is not None:
         minutes = max(1, round(wait.total_seconds() / 60))
         flash(f"Too many attempts. Try again in about {minutes} minute(s).", "error")

@@ -510,8 +510,8 @@ def texts_waiting(session: Session, conversation_id: int, now: datetime) -> bool
     under the conversation's row lock, which a sending run takes to claim and to finish.
 
     Not behind texts held as a call rang while that call is yet to be followed up: those go
-    with its follow-up, after the call (or, its end lost, after the stale-call sweep hours
-    later); texts during and after the call are relayed as they come, as before."""
+    with its follow-up, after the call (its end lost, once the sweeper has asked Twilio about
+    it); texts during and after the call are relayed as they come, as before."""
     sending = select(Conversation.relaying_since).where(Conversation.id == conversation_id)
     if relay_leased(session.scalar(sending), now):
         return True

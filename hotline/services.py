@@ -50,7 +50,7 @@ class Services:
     clock: Callable[[], datetime] = field(default=utcnow)
     # Each of our numbers' programme crisis sentence, as last read: what a webhook answers with
     # when the database cannot be reached (the environment's for a number not read yet).
-    crisis_texts: CrisisTexts = field(default_factory=lambda: CrisisTexts())
+    crisis_texts: CrisisTexts = field(default_factory=CrisisTexts)
 
     def callback_url(self, path: str) -> str | None:
         """An absolute URL Twilio can reach (for status callbacks), or None if unknown."""

@@ -137,15 +137,6 @@ def revoke(session: Session, token: str, now: datetime) -> None:
     )
 
 
-def change_password(
-    session: Session, coordinator: Coordinator, password: str, keep_token: str, now: datetime
-) -> None:
-    """Set a new password (AccountError when too short) and end every other console session of
-    the coordinator: whoever signed in with the old one is out at their next request. Audited,
-    without the password."""
-    set_password(session, coordinator, password, coordinator.email, now, keep_token=keep_token)
-
-
 def set_password(
     session: Session,
     coordinator: Coordinator,

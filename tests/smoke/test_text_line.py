@@ -389,11 +389,9 @@ def test_a_clinician_writing_again_while_nobody_can_take_it_is_answered_not_igno
     phones.assert_no_unexpected()
 
 
-def test_a_clinician_writing_again_while_the_offer_goes_from_peer_to_peer_is_answered(
-    hotline: Hotline, phones: Phones
-) -> None:
-    """A programme gives each peer 15 minutes to answer: nobody is "not free", yet nobody has
-    taken it, and the clinician writing again is not met with silence."""
+def _offered_to_the_first_of_two_slow_peers(hotline: Hotline, phones: Phones) -> tuple:  # type: ignore[type-arg]
+    """A programme giving each peer 15 minutes to answer: the clinician's first text is greeted
+    and offered to Alice; Bob is next. The clinician's phone and Bob's."""
     with transaction(hotline.services.sessions) as session:
         session.get_one(Programme, hotline.programme_id).offer_timeout = 15 * 60
     hotline.add_supporter("Alice", ALICE)
@@ -402,6 +400,15 @@ def test_a_clinician_writing_again_while_the_offer_goes_from_peer_to_peer_is_ans
     clinician.texts("hi")
     clinician.expect_text("confidential", from_=HOTLINE)
     alice.expect_text(OFFER)
+    return clinician, bob
+
+
+def test_a_clinician_writing_again_while_the_offer_goes_from_peer_to_peer_is_answered(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A programme gives each peer 15 minutes to answer: nobody is "not free", yet nobody has
+    taken it, and the clinician writing again is not met with silence."""
+    clinician, bob = _offered_to_the_first_of_two_slow_peers(hotline, phones)
     hotline.clock.advance(minutes=5)
     clinician.texts("are you there?")  # greeted five minutes ago: no notice yet
     hotline.clock.advance(minutes=6)
@@ -429,14 +436,7 @@ def test_a_clinician_just_told_nobody_is_free_is_not_told_again_a_minute_later(
     """Told a peer is still being reached, then (both peers letting it lapse) that nobody is
     free: writing a minute after that is not answered with it all over again. At most every
     10 minutes counts from the last thing they were told, whichever it was."""
-    with transaction(hotline.services.sessions) as session:
-        session.get_one(Programme, hotline.programme_id).offer_timeout = 15 * 60
-    hotline.add_supporter("Alice", ALICE)
-    hotline.add_supporter("Bob", BOB)
-    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
-    clinician.texts("hi")
-    clinician.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER)
+    clinician, bob = _offered_to_the_first_of_two_slow_peers(hotline, phones)
     hotline.clock.advance(minutes=11)
     clinician.texts("is anyone there?")
     clinician.expect_text("still reaching a peer supporter for you", from_=HOTLINE)
