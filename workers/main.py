@@ -142,12 +142,16 @@ class _Restarts:
 
     def note(self, started: float, why: str) -> None:
         now = time.monotonic()
-        if now - started >= RESTART_LOG_EVERY:
-            self.logged_at = None  # it had been working: this is a new failure
+        more = ""
+        if now - started >= RESTART_LOG_EVERY:  # it had been working: this is a new failure
+            if self.unlogged:  # the last outage's restarts after its last line
+                more = f" ({self.unlogged} restarts in the previous outage after its last line)"
+            self.unlogged, self.logged_at = 0, None
         self.unlogged += 1
         if self.logged_at is not None and now - self.logged_at < RESTART_LOG_EVERY:
             return
-        more = f" ({self.unlogged} restarts since the last such line)" if self.logged_at else ""
+        if self.logged_at is not None:
+            more = f" ({self.unlogged} restarts since the last such line)"
         log.warning("%s; starting it again%s", why, more)
         self.unlogged, self.logged_at = 0, now
 

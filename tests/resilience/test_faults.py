@@ -732,7 +732,8 @@ def test_worker_restarts_are_logged_once_a_minute_and_a_new_outage_at_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A long Redis outage is one line a minute with the count, not one a second; after the
-    worker has run a minute again, the next failure is a new outage, logged at once."""
+    worker has run a minute again, the next failure is a new outage, logged at once (with the
+    restarts the last outage's lines had not counted yet)."""
     clock = [1000.0]
     monkeypatch.setattr(worker_main.time, "monotonic", lambda: clock[0])
     restarts = worker_main._Restarts()
@@ -749,5 +750,11 @@ def test_worker_restarts_are_logged_once_a_minute_and_a_new_outage_at_once(
     lines = [r.getMessage() for r in caplog.records if "Redis failed" in r.getMessage()]
     assert lines[0] == "Redis failed; starting it again"
     assert lines[1] == "Redis failed; starting it again (60 restarts since the last such line)"
-    assert lines[2] == "Redis failed; starting it again"  # the new outage, at once
-    assert len(lines) == 3
+    # The new outage, at once, with the 29 restarts of the first one its lines had not counted
+    assert lines[2] == (
+        "Redis failed; starting it again (29 restarts in the previous outage after its last line)"
+    )
+    fail_after(120.0)  # back again, then a third outage: nothing was left uncounted
+    lines = [r.getMessage() for r in caplog.records if "Redis failed" in r.getMessage()]
+    assert lines[3] == "Redis failed; starting it again"
+    assert len(lines) == 4
