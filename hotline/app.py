@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from flask import Flask, Request
@@ -15,7 +16,7 @@ from hotline.migrate import NEEDS_UPGRADE, head, schema_state
 from hotline.privacy import Vault
 from hotline.programmes import remember_crisis_texts
 from hotline.services import Services
-from hotline.settings import Settings, load_settings
+from hotline.settings import Settings, SettingsError, load_settings
 from hotline.telephony import Telephony
 from hotline.telephony.simulator import PhoneNetwork, SimulatedTelephony
 from hotline.telephony.twilio_adapter import TwilioTelephony
@@ -23,6 +24,7 @@ from workers.queue import RQWakeUps, connect, embedded_redis, make_queue
 
 log = logging.getLogger(__name__)
 
+APP_LOAD_ERROR = 4  # gunicorn's exit status for "App failed to load": its master then stops
 WEBHOOK_PREFIX = "/twilio/"  # webhooks.twilio's blueprint: no browser, no cookie session
 
 # Longest a web request's or a job's SQL statement may run on PostgreSQL, lock waits included:
@@ -78,7 +80,8 @@ def create_app(
     redis: Redis | None = None,
 ) -> Flask:
     """The WSGI application (``gunicorn 'hotline.app:create_app()'``)."""
-    settings = settings or (services.settings if services else load_settings())
+    if settings is None:
+        settings = services.settings if services else _server_settings()
     if services is None:
         redis = redis if redis is not None else build_redis(settings)
         services = build_services(settings, redis=redis)
@@ -132,6 +135,17 @@ def _register(app: Flask, settings: Settings) -> None:
         from hotline.devphone import bp as devphone_bp
 
         app.register_blueprint(devphone_bp)
+
+
+def _server_settings() -> Settings:
+    """The environment's settings for a WSGI server; a bad one is one line on stderr and the
+    process exits, with gunicorn's "App failed to load" status (4), so the master stops at once
+    instead of printing a traceback from every worker it boots."""
+    try:
+        return load_settings()
+    except SettingsError as error:
+        print(f"hotline: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(APP_LOAD_ERROR) from None
 
 
 class _ConsoleSessions(SecureCookieSessionInterface):

@@ -121,3 +121,27 @@ def test_the_access_log_masks_a_feed_token_in_any_format(tmp_path: Path) -> None
     assert logged.count("/calendar/programme/[secret].ics") == 5
     assert errors.count("/calendar/programme/[secret].ics") == 2
     assert token not in logged + errors
+
+
+def test_a_bad_setting_stops_the_procfile_web_process_with_one_line(tmp_path: Path) -> None:
+    """The IT team's first deploy with a setting missing: gunicorn's master stops at once and
+    its log says which setting, without a traceback from each worker it boots."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOTLINE_ENV": "production",
+        "HOTLINE_NUMBER": "+15550100000",
+        "HOTLINE_INSTANCE_PATH": str(tmp_path),
+    }
+    web = subprocess.run(
+        procfile_web(free_port()),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    logged = web.stdout + web.stderr
+    assert web.returncode != 0, logged
+    assert "hotline: TWILIO_ACCOUNT_SID is required when HOTLINE_ENV=production" in logged
+    assert "App failed to load" in logged
+    assert "Traceback" not in logged, logged
