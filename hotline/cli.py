@@ -76,7 +76,7 @@ def db_upgrade() -> None:
     engine = make_engine(settings.database_url)
     with transaction(make_sessionmaker(engine)) as session:
         try:
-            ensure_default_programme(session, settings)
+            ensure_default_programme(session, settings, Vault(settings.data_keys))
         except NumberTakenError as error:
             raise click.ClickException(f"HOTLINE_NUMBER or HOTLINE_POOL_NUMBERS: {error}") from None
         session.flush()
@@ -256,6 +256,7 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
                 hotline_number=hotline,
                 pool_numbers=pool_numbers,
                 timezone=timezone,
+                vault=Vault(_settings().data_keys),
             )
         except NumberTakenError as error:
             raise click.ClickException(str(error)) from None

@@ -13,12 +13,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, union_all
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import audit
 from hotline.models import (
-    Clinician,
     Conversation,
     ConversationState,
     Offer,
@@ -26,12 +25,11 @@ from hotline.models import (
     PoolNumber,
     Programme,
     ScheduleSettings,
-    Supporter,
 )
 from hotline.people import ALERT_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
-from hotline.programmes import ProgrammeConfig, numbers_of_others
+from hotline.programmes import ProgrammeConfig, numbers_of_others, someones_phone
 from hotline.rotation import follow_programme_zones
 from hotline.settings import SettingsError, is_timezone, parse_hours, parse_offsets
 
@@ -311,7 +309,7 @@ def _apply_pool(
     ]
     if numbers_of_others(session, programme.id, wanted):
         raise SettingsChangeError("a number there belongs to another programme", name)
-    if _someones_phone(session, vault, wanted):
+    if someones_phone(session, vault, wanted):
         # Texts and calls from the line's own numbers are ignored (the loop guard), in every
         # programme: that person would be cut off from every line of the deployment.
         raise SettingsChangeError(
@@ -327,16 +325,6 @@ def _apply_pool(
         )
     current = {p.number: p for p in programme.pool_numbers}
     programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
-
-
-def _someones_phone(session: Session, vault: Vault, numbers: list[str]) -> bool:
-    """Whether any of ``numbers`` is a known person's, in any programme, under any data key."""
-    indexes = [h for n in numbers for h in vault.blind_indexes(n)]
-    people = union_all(
-        select(Supporter.id).where(Supporter.phone_hash.in_(indexes)),
-        select(Clinician.id).where(Clinician.phone_hash.in_(indexes)),
-    )
-    return session.execute(people).first() is not None
 
 
 def _in_use(session: Session, programme_id: int, numbers: list[str]) -> bool:

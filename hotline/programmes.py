@@ -17,10 +17,11 @@ from sqlalchemy import or_, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
-from hotline.models import PoolNumber, Programme
+from hotline.models import Clinician, PoolNumber, Programme, Supporter
 from hotline.settings import Settings, SettingsError, parse_hours, parse_offsets
 
 if TYPE_CHECKING:
+    from hotline.privacy import Vault
     from hotline.services import Services
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,16 @@ def numbers_of_others(session: Session, programme_id: int | None, numbers: list[
     return set(session.scalars(others))
 
 
+def someones_phone(session: Session, vault: Vault, numbers: list[str]) -> bool:
+    """Whether any of ``numbers`` is a known person's, in any programme, under any data key."""
+    indexes = [h for n in numbers for h in vault.blind_indexes(n)]
+    people = union_all(
+        select(Supporter.id).where(Supporter.phone_hash.in_(indexes)),
+        select(Clinician.id).where(Clinician.phone_hash.in_(indexes)),
+    )
+    return session.execute(people).first() is not None
+
+
 def ensure_programme(
     session: Session,
     *,
@@ -194,6 +205,7 @@ def ensure_programme(
     pool_numbers: tuple[str, ...],
     timezone: str | None = None,
     replace_pools: bool = True,
+    vault: Vault | None = None,
 ) -> Programme:
     """Create the programme ``slug`` or bring its numbers up to date (idempotent); refused
     (NumberTakenError) when a number is another programme's.
@@ -203,6 +215,10 @@ def ensure_programme(
     still the hotline number alone (HOTLINE_POOL_NUMBERS' default) is replaced, not added to:
     routing takes a supporter's first free number, so the number clinicians text would carry
     every supporter's first offer.
+
+    With ``vault``, a number that is a supporter's or clinician's phone is refused too
+    (NumberTakenError), as the console's Settings refuse it: texts and calls from the line's own
+    numbers are ignored, so that person would be cut off from every line of the deployment.
     """
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
     taken = numbers_of_others(
@@ -212,6 +228,10 @@ def ensure_programme(
         raise NumberTakenError(
             f"{', '.join(sorted(taken))}: already another programme's number (each number "
             "serves one programme)"
+        )
+    if vault is not None and someones_phone(session, vault, [hotline_number, *pool_numbers]):
+        raise NumberTakenError(
+            "a number there is a supporter's or clinician's phone, not one of the line's"
         )
     created = programme is None
     if programme is None:
@@ -229,8 +249,10 @@ def ensure_programme(
     return programme
 
 
-def ensure_default_programme(session: Session, settings: Settings) -> Programme:
-    """The first programme, as the environment defines it."""
+def ensure_default_programme(
+    session: Session, settings: Settings, vault: Vault | None = None
+) -> Programme:
+    """The first programme, as the environment defines it (``vault``: see ensure_programme)."""
     return ensure_programme(
         session,
         slug=DEFAULT_SLUG,
@@ -238,4 +260,5 @@ def ensure_default_programme(session: Session, settings: Settings) -> Programme:
         hotline_number=settings.hotline_number,
         pool_numbers=settings.pool_numbers,
         replace_pools=False,
+        vault=vault,
     )

@@ -166,6 +166,26 @@ def test_pool_numbers_set_after_a_first_deploy_on_the_hotline_number_alone_repla
     assert pool == ["+15550100001", "+15550100002"]
 
 
+def test_db_upgrade_and_programme_add_refuse_a_persons_phone_as_a_line_number(run) -> None:  # type: ignore[no-untyped-def]
+    """A pool number mistyped as a supporter's phone would cut that supporter off every line of
+    the deployment (texts and calls from the line's own numbers are ignored): refused, as the
+    console's Settings refuse it, and nothing changes."""
+    run("supporter", "add", "Alice", "+15550108001")
+    env = {**run.runner.env, "HOTLINE_POOL_NUMBERS": "+15550100001,+15550108001"}
+    upgrade = CliRunner(env=env).invoke(main, ["db", "upgrade"])
+    assert upgrade.exit_code == 1
+    assert "a supporter's or clinician's phone" in upgrade.output
+    add = run.runner.invoke(
+        main, ["programme", "add", "north", "--name", "North", "--number", "+15550108001"]
+    )
+    assert add.exit_code == 1
+    assert "a supporter's or clinician's phone" in add.output
+    with run.sessions() as session:
+        pool = set(session.scalars(select(PoolNumber.number)))
+        assert session.scalar(select(Programme).where(Programme.slug == "north")) is None
+    assert pool == {"+15550100001", "+15550100002"}
+
+
 def test_a_worker_without_redis_url_refuses_to_start(run) -> None:  # type: ignore[no-untyped-def]
     result = run.runner.invoke(main, ["worker", "--burst"])
     assert result.exit_code == 2
