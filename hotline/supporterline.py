@@ -92,6 +92,9 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
     elif word is Word.BREAK:
         _take_a_break(ctx, supporter)
     elif word is Word.BACK:
+        # The programme's lock before the supporter's row, as offer-making takes them (a sweep
+        # offering her a request meanwhile deadlocked with BACK otherwise).
+        routing.lock_programme(ctx.session, ctx.programme.id)
         supporter.break_until = None
         on_call = supporter.id in schedule.on_call(ctx.session, ctx.programme.id, ctx.now)
         ctx.reply(wording.back(on_call))

@@ -88,3 +88,49 @@ def test_an_accept_while_the_sweeper_closes_its_request(hotline: Hotline) -> Non
             ConversationState.ACTIVE,
             ConversationState.ENDED,
         )
+
+
+def test_back_after_a_lapsed_break_while_the_sweeper_offers_her_the_waiting_request(
+    hotline: Hotline,
+) -> None:
+    """A request waits while Alice, the one peer on call, is on a break; the break ends and she
+    texts BACK as the sweeper offers her the request. BACK clears her break (her row), then
+    offers what waits (the programme's lock); the sweeper takes the programme's lock, then marks
+    her offered (her row). Taken in those two orders they deadlocked, and PostgreSQL aborted
+    one of them after a second."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: these interleavings need PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    assert hotline.sms(ALICE, HOTLINE, "BREAK 1h").status_code == 200
+    assert hotline.sms(CLINICIAN, HOTLINE, "hello").status_code == 200  # nobody free: it waits
+    hotline.clock.advance(seconds=3600 + 60)  # the break is over
+    failures: list[str] = []
+    paused = threading.Event()
+
+    def pause(_c: Any, _cursor: Any, statement: str, *_a: Any) -> None:
+        if threading.current_thread().name == "back" and statement.startswith("UPDATE supporters"):
+            paused.set()
+            time.sleep(1.0)  # the sweeper comes by meanwhile
+
+    def noted(context: Any) -> None:
+        failures.append(type(context.original_exception).__name__)
+
+    answers: list[int] = []
+    event.listen(engine, "after_cursor_execute", pause)
+    event.listen(engine, "handle_error", noted)
+    try:
+        back = threading.Thread(
+            target=lambda: answers.append(hotline.sms(ALICE, HOTLINE, "BACK").status_code),
+            name="back",
+        )
+        back.start()
+        assert paused.wait(10)
+        hotline.sweep()
+        back.join(20)
+    finally:
+        event.remove(engine, "after_cursor_execute", pause)
+        event.remove(engine, "handle_error", noted)
+    assert failures == [] and answers == [200]
+    with hotline.session() as session:  # offered once, by whichever came first
+        assert session.scalars(select(Offer.state)).all() == [OfferState.PENDING]
