@@ -40,15 +40,18 @@ def offered_as_it_turns_idle(hotline: Hotline, due_in: float) -> int:
     return offer_id
 
 
-def race_the_sweeper(hotline: Hotline, other: Callable[[], Any]) -> list[str]:
-    """Run ``other`` in a thread, pausing it after its first UPDATE of an offer, and sweep
-    meanwhile; the database errors either side met (a deadlock would be one)."""
+def race_the_sweeper(
+    hotline: Hotline, other: Callable[[], Any], after: str = "UPDATE offers"
+) -> list[str]:
+    """Run ``other`` in a thread, pausing it after its first statement starting with ``after``
+    (an UPDATE of an offer), and sweep meanwhile; the database errors either side met (a
+    deadlock would be one)."""
     engine = hotline.services.sessions.kw["bind"]
     failures: list[str] = []
     paused = threading.Event()
 
     def pause(_c: Any, _cursor: Any, statement: str, *_a: Any) -> None:
-        if threading.current_thread().name == "other" and statement.startswith("UPDATE offers"):
+        if threading.current_thread().name == "other" and statement.startswith(after):
             paused.set()
             time.sleep(1.0)  # the sweeper takes what it can meanwhile
 
@@ -105,32 +108,12 @@ def test_back_after_a_lapsed_break_while_the_sweeper_offers_her_the_waiting_requ
     assert hotline.sms(ALICE, HOTLINE, "BREAK 1h").status_code == 200
     assert hotline.sms(CLINICIAN, HOTLINE, "hello").status_code == 200  # nobody free: it waits
     hotline.clock.advance(seconds=3600 + 60)  # the break is over
-    failures: list[str] = []
-    paused = threading.Event()
-
-    def pause(_c: Any, _cursor: Any, statement: str, *_a: Any) -> None:
-        if threading.current_thread().name == "back" and statement.startswith("UPDATE supporters"):
-            paused.set()
-            time.sleep(1.0)  # the sweeper comes by meanwhile
-
-    def noted(context: Any) -> None:
-        failures.append(type(context.original_exception).__name__)
-
     answers: list[int] = []
-    event.listen(engine, "after_cursor_execute", pause)
-    event.listen(engine, "handle_error", noted)
-    try:
-        back = threading.Thread(
-            target=lambda: answers.append(hotline.sms(ALICE, HOTLINE, "BACK").status_code),
-            name="back",
-        )
-        back.start()
-        assert paused.wait(10)
-        hotline.sweep()
-        back.join(20)
-    finally:
-        event.remove(engine, "after_cursor_execute", pause)
-        event.remove(engine, "handle_error", noted)
+    failures = race_the_sweeper(
+        hotline,
+        lambda: answers.append(hotline.sms(ALICE, HOTLINE, "BACK").status_code),
+        after="UPDATE supporters",  # her break cleared
+    )
     assert failures == [] and answers == [200]
     with hotline.session() as session:  # offered once, by whichever came first
         assert session.scalars(select(Offer.state)).all() == [OfferState.PENDING]
