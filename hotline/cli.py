@@ -22,6 +22,7 @@ from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
 from hotline.programmes import (
     DEFAULT_SLUG,
+    NumberInUseError,
     NumberTakenError,
     ensure_default_programme,
     ensure_programme,
@@ -77,7 +78,7 @@ def db_upgrade() -> None:
     with transaction(make_sessionmaker(engine)) as session:
         try:
             ensure_default_programme(session, settings, Vault(settings.data_keys))
-        except NumberTakenError as error:
+        except (NumberTakenError, NumberInUseError) as error:
             raise click.ClickException(f"HOTLINE_NUMBER or HOTLINE_POOL_NUMBERS: {error}") from None
         session.flush()
         follow_programme_zones(session, settings.timezone)  # HOTLINE_TIMEZONE may have changed
@@ -239,12 +240,18 @@ def programme() -> None:
 @click.argument("slug")
 @click.option("--name", required=True)
 @click.option("--number", required=True, help="The programme's confidential number (E.164).")
-@click.option("--pool", default="", help="Comma-separated E.164 masking numbers.")
+@click.option(
+    "--pool",
+    default="",
+    help="Comma-separated E.164 masking numbers (default: the hotline number; on an update, "
+    "the pool as it is).",
+)
 @click.option("--timezone", default=None, help="IANA time zone, e.g. America/Chicago.")
 def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | None) -> None:
-    """Add (or update) a programme with its own number, pool, roster and schedule."""
+    """Add (or update: rename, renumber) a programme with its own number, pool, roster and
+    schedule. A pool number carrying a conversation or an offer now is not removed."""
     hotline = _number(number)
-    pool_numbers = tuple(_number(n) for n in pool.split(",") if n.strip()) or (hotline,)
+    pool_numbers = tuple(_number(n) for n in pool.split(",") if n.strip())
     if timezone is not None and not is_timezone(timezone):
         raise click.ClickException(f"not an IANA time zone: {timezone!r}")
     with _session() as session:
@@ -258,7 +265,7 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
                 timezone=timezone,
                 vault=Vault(_settings().data_keys),
             )
-        except NumberTakenError as error:
+        except (NumberTakenError, NumberInUseError) as error:
             raise click.ClickException(str(error)) from None
         session.flush()
         follow_programme_zones(session, _settings().timezone, programme.id)

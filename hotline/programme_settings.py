@@ -13,23 +13,20 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import audit
-from hotline.models import (
-    Conversation,
-    ConversationState,
-    Offer,
-    OfferState,
-    PoolNumber,
-    Programme,
-    ScheduleSettings,
-)
+from hotline.models import PoolNumber, Programme, ScheduleSettings
 from hotline.people import ALERT_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
-from hotline.programmes import ProgrammeConfig, numbers_of_others, someones_phone
+from hotline.programmes import (
+    NumberInUseError,
+    ProgrammeConfig,
+    numbers_in_use,
+    numbers_of_others,
+    someones_phone,
+)
 from hotline.rotation import follow_programme_zones
 from hotline.settings import SettingsError, is_timezone, parse_hours, parse_offsets
 
@@ -316,33 +313,10 @@ def _apply_pool(
             "a number there is a supporter's or clinician's phone, not one of the line's", name
         )
     dropped = [p.number for p in programme.pool_numbers if p.number not in wanted]
-    if dropped and _in_use(session, programme.id, dropped):
-        # Texts to a number no programme owns are ignored: the supporter's replies would vanish.
-        raise SettingsChangeError(
-            "a number you removed is carrying a conversation or an offer now; remove it once "
-            "they have ended",
-            name,
-        )
+    if dropped and numbers_in_use(session, programme.id, dropped):
+        raise SettingsChangeError(NumberInUseError.MESSAGE, name)
     current = {p.number: p for p in programme.pool_numbers}
     programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
-
-
-def _in_use(session: Session, programme_id: int, numbers: list[str]) -> bool:
-    live = select(Conversation.id).where(
-        Conversation.programme_id == programme_id,
-        Conversation.state == ConversationState.ACTIVE,
-        Conversation.pool_number.in_(numbers),
-    )
-    offered = (
-        select(Offer.id)
-        .join(Conversation, Conversation.id == Offer.conversation_id)
-        .where(
-            Conversation.programme_id == programme_id,
-            Offer.state == OfferState.PENDING,
-            Offer.pool_number.in_(numbers),
-        )
-    )
-    return session.scalar(select(live.exists() | offered.exists())) or False
 
 
 APPLY: dict[str, Callable[[Session, Vault, Programme, str, object], None]] = {

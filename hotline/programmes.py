@@ -17,7 +17,16 @@ from sqlalchemy import or_, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
-from hotline.models import Clinician, PoolNumber, Programme, Supporter
+from hotline.models import (
+    Clinician,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    PoolNumber,
+    Programme,
+    Supporter,
+)
 from hotline.settings import Settings, SettingsError, parse_hours, parse_offsets
 
 if TYPE_CHECKING:
@@ -28,6 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_SLUG = "default"
+DEFAULT_NAME = "Peer support"
 DEFAULT_GREETING = (
     "You've reached the clinician peer support line. It's confidential and voluntary, "
     "and not for emergencies. A trained peer will text you back here as soon as they can."
@@ -171,6 +181,15 @@ class NumberTakenError(ValueError):
     """A number given to a programme is already another programme's."""
 
 
+class NumberInUseError(ValueError):
+    """A pool number taken from a programme is carrying a conversation or an offer now."""
+
+    MESSAGE = (
+        "a number you removed is carrying a conversation or an offer now; remove it once "
+        "they have ended"
+    )
+
+
 def numbers_of_others(session: Session, programme_id: int | None, numbers: list[str]) -> set[str]:
     """Those of ``numbers`` that are another programme's hotline or pool number. A number has
     one owner: ``find_by_number`` would send its texts to one programme whatever the other
@@ -196,21 +215,45 @@ def someones_phone(session: Session, vault: Vault, numbers: list[str]) -> bool:
     return session.execute(people).first() is not None
 
 
+def numbers_in_use(session: Session, programme_id: int, numbers: list[str]) -> bool:
+    """Whether any of ``numbers`` carries one of the programme's live conversations or pending
+    offers. Texts to a number no programme owns are ignored: taken from the pool meanwhile,
+    the supporter's replies on it would vanish."""
+    live = select(Conversation.id).where(
+        Conversation.programme_id == programme_id,
+        Conversation.state == ConversationState.ACTIVE,
+        Conversation.pool_number.in_(numbers),
+    )
+    offered = (
+        select(Offer.id)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(
+            Conversation.programme_id == programme_id,
+            Offer.state == OfferState.PENDING,
+            Offer.pool_number.in_(numbers),
+        )
+    )
+    return session.scalar(select(live.exists() | offered.exists())) or False
+
+
 def ensure_programme(
     session: Session,
     *,
     slug: str,
-    name: str,
+    name: str | None,
     hotline_number: str,
     pool_numbers: tuple[str, ...],
     timezone: str | None = None,
     replace_pools: bool = True,
     vault: Vault | None = None,
 ) -> Programme:
-    """Create the programme ``slug`` or bring its numbers up to date (idempotent); refused
-    (NumberTakenError) when a number is another programme's.
+    """Create the programme ``slug`` or bring it up to date (idempotent); refused
+    (NumberTakenError) when a number is another programme's, and (NumberInUseError) when a
+    pool number it would drop carries a live conversation or a pending offer.
 
-    With ``replace_pools=False`` the given pool numbers are only added, never removed, so pool
+    ``name`` None keeps the programme's name (a new one is called DEFAULT_NAME); no
+    ``pool_numbers`` keeps its pool (a new one has the hotline number alone). With
+    ``replace_pools=False`` the given pool numbers are only added, never removed, so pool
     numbers a coordinator added in the console survive ``hotline db upgrade``; a pool that is
     still the hotline number alone (HOTLINE_POOL_NUMBERS' default) is replaced, not added to:
     routing takes a supporter's first free number, so the number clinicians text would carry
@@ -235,15 +278,23 @@ def ensure_programme(
         )
     created = programme is None
     if programme is None:
-        programme = Programme(slug=slug, name=name, hotline_number=hotline_number)
+        programme = Programme(slug=slug, name=name or DEFAULT_NAME, hotline_number=hotline_number)
         session.add(programme)
+    elif name is not None:
+        programme.name = name
+    current = {p.number: p for p in programme.pool_numbers}
+    wanted = [n for n in pool_numbers if n != hotline_number] or [hotline_number]
+    if not pool_numbers and not created:
+        wanted = list(current)
+    elif not (replace_pools or created or list(current) == [hotline_number]):
+        wanted = list(current) + [n for n in wanted if n not in current]
+    # The hotline number stays the programme's even when it leaves the pool.
+    dropped = [n for n in current if n not in wanted and n != hotline_number]
+    if dropped and numbers_in_use(session, programme.id, dropped):
+        raise NumberInUseError(NumberInUseError.MESSAGE)
     programme.hotline_number = hotline_number
     if timezone is not None:
         programme.timezone = timezone
-    wanted = [n for n in pool_numbers if n != hotline_number] or [hotline_number]
-    current = {p.number: p for p in programme.pool_numbers}
-    if not (replace_pools or created or list(current) == [hotline_number]):
-        wanted = list(current) + [n for n in wanted if n not in current]
     programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
     session.flush()
     return programme
@@ -256,7 +307,7 @@ def ensure_default_programme(
     return ensure_programme(
         session,
         slug=DEFAULT_SLUG,
-        name="Peer support",
+        name=None,  # a name given with `hotline programme add` stays
         hotline_number=settings.hotline_number,
         pool_numbers=settings.pool_numbers,
         replace_pools=False,

@@ -16,6 +16,9 @@ from hotline.db import make_engine, make_sessionmaker
 from hotline.models import (
     ApiToken,
     AuditEntry,
+    Channel,
+    Conversation,
+    ConversationState,
     Coordinator,
     PoolNumber,
     Programme,
@@ -208,6 +211,40 @@ def test_programme_add_refuses_another_programmes_number(run) -> None:  # type: 
         main, ["programme", "add", "default", "--name", "x", "--number", "+15550200000"]
     )
     assert refused.exit_code != 0 and "+15550200000" in refused.output
+
+
+def test_programme_add_renames_a_programme_and_keeps_its_pool(run) -> None:  # type: ignore[no-untyped-def]
+    """Run again on a programme to rename it: the name changes (texts and the console say it),
+    the pool stays when --pool is not given, and `hotline db upgrade` keeps the new name."""
+    run("programme", "add", "default", "--name", "North Hospital", "--number", "+15550100000")
+    run("db", "upgrade")
+    with run.sessions() as session:
+        programme = session.scalar(select(Programme).where(Programme.slug == "default"))
+        assert programme.name == "North Hospital"
+        pool = session.scalars(select(PoolNumber.number).order_by(PoolNumber.id)).all()
+        assert pool == ["+15550100001", "+15550100002"]
+
+
+def test_programme_add_refuses_to_drop_a_pool_number_carrying_a_conversation(run) -> None:  # type: ignore[no-untyped-def]
+    """As the Settings page does: the supporter's replies to a number no programme owns would
+    be ignored, mid-conversation."""
+    with run.sessions() as session, session.begin():
+        programme = session.scalar(select(Programme).where(Programme.slug == "default"))
+        session.add(
+            Conversation(
+                programme_id=programme.id,
+                channel=Channel.SMS,
+                state=ConversationState.ACTIVE,
+                pool_number="+15550100001",
+            )
+        )
+    args = ["programme", "add", "default", "--name", "Peer support", "--number", "+15550100000"]
+    refused = run.runner.invoke(main, [*args, "--pool", "+15550100002,+15550100003"])
+    assert refused.exit_code != 0 and "carrying a conversation" in refused.output
+    run(*args, "--pool", "+15550100001,+15550100003")  # adding beside it is fine
+    with run.sessions() as session:
+        pool = session.scalars(select(PoolNumber.number).order_by(PoolNumber.id)).all()
+        assert pool == ["+15550100001", "+15550100003"]
 
 
 # --- hotline numbers check ----------------------------------------------------------------------
