@@ -112,7 +112,7 @@ def _page(forms: dict[str, Any] | None = None) -> str:
             ),
             "asked_at": at.astimezone(zone),
             "answer": sorted(names.get(i, "?") for i in schedule.on_call(db, pid, at)),
-            "gaps": schedule.coverage_gaps(db, pid, now(), now() + status.warning_horizon(db, pid)),
+            "gaps": status.gaps_ahead(db, pid, now(), status.warning_horizon(db, pid)),
             "rotations": rotation.rotations(db, pid),
             "shifts": rota.shifts(db, pid, start, end),
             "overrides": rota.overrides(db, pid, start, end),

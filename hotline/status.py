@@ -24,6 +24,18 @@ from hotline.models import (
 )
 
 DEFAULT_WARNING_HOURS = 48
+# How far past the warning horizon a gap is followed to its real end (as the texted warnings,
+# notices.FOLLOW); one still going on there is shown as lasting more than that.
+FOLLOW = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Nobody on call from ``starts_at`` to ``ends_at`` (None: still so FOLLOW past the
+    warning horizon)."""
+
+    starts_at: datetime
+    ends_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ class LiveStatus:
     on_break: tuple[SupporterNow, ...]
     offers_waiting: int  # offers out, not yet answered
     queued: int  # conversations nobody has accepted yet
-    gaps: tuple[schedule.Segment, ...]  # nobody on call, from now to the warning horizon
+    gaps: tuple[Gap, ...]  # nobody on call, starting before the warning horizon
     horizon: timedelta
 
 
@@ -55,6 +67,19 @@ def warning_horizon(session: Session, programme_id: int) -> timedelta:
     options = session.get(ScheduleSettings, programme_id)
     hours = options.gap_warning_hours if options is not None else None
     return timedelta(hours=hours or DEFAULT_WARNING_HOURS)
+
+
+def gaps_ahead(
+    session: Session, programme_id: int, now: datetime, horizon: timedelta
+) -> tuple[Gap, ...]:
+    """The gaps that begin between ``now`` and the horizon, each to its real end: cut at the
+    horizon, a gap would read as ending there, as if cover came then."""
+    edge = now + horizon + FOLLOW
+    return tuple(
+        Gap(g.starts_at, None if g.ends_at >= edge else g.ends_at)
+        for g in schedule.coverage_gaps(session, programme_id, now, edge)
+        if g.starts_at < now + horizon
+    )
 
 
 def live(session: Session, programme_id: int, now: datetime) -> LiveStatus:
@@ -87,7 +112,7 @@ def live(session: Session, programme_id: int, now: datetime) -> LiveStatus:
         on_break=tuple(p for p in people if p.on_break_until and p.active),
         offers_waiting=_pending_offers(session, programme_id),
         queued=_queued(session, programme_id),
-        gaps=tuple(schedule.coverage_gaps(session, programme_id, now, now + horizon)),
+        gaps=gaps_ahead(session, programme_id, now, horizon),
         horizon=horizon,
     )
 

@@ -8,11 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from hotline import accounts, roster, verification
 from hotline.db import transaction
-from hotline.models import ApiToken, Programme, Supporter
+from hotline.models import ApiToken, Programme, Shift, Supporter
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, csrf_of, sign_in
 from tests.kit.harness import Hotline
@@ -136,6 +136,27 @@ def test_a_leaked_calendar_link_is_replaced_and_stops_working(console: Console) 
         assert client.get(old).status_code == 404
         assert client.get(new).status_code == 200
     assert "calendar.new_link" in console.get("/console/audit")
+
+
+def test_a_gap_ahead_is_shown_to_its_real_end_not_cut_at_the_warning_horizon(
+    console: Console,
+) -> None:
+    """Live and Schedule warn of gaps starting in the next 48 hours; one that runs past that
+    horizon was shown ending at it, so the coordinator read that cover comes then."""
+    hotline = console.hotline
+    now = hotline.clock.now  # Monday 2 March 15:00 UTC
+    alice = hotline.add_supporter("Alice", ALICE, on_call=False)
+    bob = hotline.add_supporter("Bob", BOB, on_call=False)
+    hotline.add_shift(alice, now - timedelta(hours=1), now + timedelta(hours=40))
+    hotline.add_shift(bob, now + timedelta(hours=60), now + timedelta(hours=72))
+    for path in ("/console/live", "/console/schedule"):
+        page = console.get(path)
+        assert "Wed 04 Mar 07:00 – Thu 05 Mar 03:00" in page, path
+        assert "Thu 05 Mar 15:00 –" not in page, path  # after Bob: past the horizon
+    with transaction(hotline.services.sessions) as session:
+        session.execute(delete(Shift).where(Shift.supporter_id == bob))
+    page = console.get("/console/live")
+    assert "Wed 04 Mar 07:00 onwards, for more than two weeks" in page
 
 
 def test_a_rotation_and_an_override_change_the_on_call_answer(console: Console) -> None:
