@@ -92,6 +92,7 @@ def _detail_page(supporter_id: int, form: SupporterForm | None = None) -> str:
     with services().sessions() as db:
         supporter = _supporter(db, supporter_id)
         pending = verification.pending(db, supporter.id)
+        code = verification.code_state(db, pending, now()) if pending else None
         phone = masked_phone(services().vault, supporter)
     if form is None:
         form = SupporterForm(obj=supporter, phone="")
@@ -101,6 +102,7 @@ def _detail_page(supporter_id: int, form: SupporterForm | None = None) -> str:
         supporter=supporter,
         phone=phone,
         pending=pending,
+        code=code,
         form=form,
         code_form=CodeForm(),
     )

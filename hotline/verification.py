@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hotline.models import Notice, NoticeKind, PhoneVerification, Supporter
+from hotline.models import Notice, NoticeKind, NoticeState, PhoneVerification, Supporter
 from hotline.privacy import Vault
 
 CODE_CONTEXT = b"verification-code"
@@ -31,6 +31,15 @@ class Outcome(StrEnum):
     EXPIRED = "expired"
     TOO_MANY = "too_many"
     NOTHING_PENDING = "nothing_pending"
+
+
+class CodeState(StrEnum):
+    """Where a waiting code stands, as the coordinator can tell the supporter."""
+
+    SENDING = "sending"  # its text has not gone yet (a job's, or the sweeper's retry)
+    TEXTED = "texted"
+    NOT_TEXTED = "not_texted"  # refused for good: a landline, a mistyped or blocked number
+    EXPIRED = "expired"
 
 
 MESSAGES = {
@@ -83,6 +92,17 @@ def pending(session: Session, supporter_id: int) -> PhoneVerification | None:
     return session.scalar(
         select(PhoneVerification).where(PhoneVerification.supporter_id == supporter_id)
     )
+
+
+def code_state(session: Session, row: PhoneVerification, now: datetime) -> CodeState:
+    """Whether the waiting code reached the supporter's phone: the console must not say a
+    code was texted when the provider refused it (the coordinator would wait for nothing)."""
+    if row.expires_at <= now:
+        return CodeState.EXPIRED
+    sent = session.scalar(select(Notice.state).where(Notice.key == row.notice_key))
+    if sent in (NoticeState.FAILED, NoticeState.SKIPPED):
+        return CodeState.NOT_TEXTED
+    return CodeState.TEXTED if sent == NoticeState.SENT else CodeState.SENDING
 
 
 def code_of(session: Session, vault: Vault, supporter_id: int) -> str | None:

@@ -77,6 +77,35 @@ def test_a_supporter_is_verified_with_the_texted_code(console: Console) -> None:
     assert "Verified" in console.get(detail)
 
 
+def test_a_code_the_phone_company_refused_or_that_expired_is_not_shown_as_waiting(
+    console: Console,
+) -> None:
+    """A desk phone or a mistyped number: Twilio refuses the code's text for good. The page
+    said "A code was texted" all the same, and the coordinator waited for a code that never
+    came; so it did for a code past its 30 minutes."""
+    hotline = console.hotline
+    hotline.fake.fail_for(ALICE, code=21614)  # not a mobile number
+    added = console.post(
+        "/console/roster", {"name": "Alice", "phone": ALICE, "max_conversations": 2, "active": "y"}
+    )
+    detail = added.headers["Location"]  # type: ignore[attr-defined]
+    page = console.get(detail)
+    assert "A code is being texted to +1•••••••001" in page  # its job has not run yet
+    hotline.run_jobs()
+    page = console.get(detail)
+    assert "A code was texted" not in page
+    assert "The code could not be texted to +1•••••••001" in page
+    hotline.fake.clear_faults()
+    console.post(f"{detail}/resend", {}, form_page=detail)
+    hotline.run_jobs()
+    assert "A code was texted to +1•••••••001" in console.get(detail)
+    hotline.clock.advance(minutes=20)
+    assert "A code was texted" in console.get(detail)  # (and the sign-in stays live)
+    hotline.clock.advance(minutes=11)
+    page = console.get(detail)
+    assert "A code was texted" not in page and "has expired" in page
+
+
 def test_bad_input_is_shown_next_to_the_field(console: Console) -> None:
     response = console.post(
         "/console/roster", {"name": "Alice", "phone": "call me", "max_conversations": 2}
