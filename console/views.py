@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -166,11 +167,19 @@ def switch_programme() -> ResponseReturnValue:
     form.programme_id.choices = options(auth.programme_choices())
     if form.validate_on_submit():
         session["programme_id"] = form.programme_id.data
-    return redirect(request.referrer if _same_site(request.referrer) else url_for("console.live"))
+    return redirect(_same_page_elsewhere(request.referrer))
 
 
-def _same_site(url: str | None) -> bool:
-    return bool(url) and url.startswith(request.host_url + "console")  # type: ignore[union-attr]
+def _same_page_elsewhere(url: str | None) -> str:
+    """Where a programme switch made on ``url`` goes: the same page of the other programme, or
+    for one of the old programme's supporters, shifts or tokens (a number in the path), the
+    list of that section; the Live page for anything else."""
+    if not url or not url.startswith(request.host_url + "console"):
+        return url_for("console.live")
+    parts = urlsplit(url).path.split("/")  # "", "console", section, ...
+    if any(part.isdigit() for part in parts):
+        return "/".join(parts[:3])
+    return url
 
 
 @bp.get("/")

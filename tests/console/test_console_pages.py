@@ -320,6 +320,38 @@ def test_coordinators_see_only_their_programme_and_admins_can_switch(hotline: Ho
     assert "Alice" not in admin.get("/console/roster")
 
 
+def test_switching_programme_on_a_supporters_page_lands_on_the_other_roster(
+    hotline: Hotline,
+) -> None:
+    """An administrator on Alice's page switches to North: North's roster, not a 'not found'
+    for Alice under North (the switch went back to the page it was made on)."""
+    with transaction(hotline.services.sessions) as session:
+        north = ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        ).id
+    alice = add_verified(hotline, "Alice", ALICE)
+    add_coordinator(hotline, "admin@example.org", admin=True)
+    admin = Console(hotline, hotline.app.test_client())
+    assert sign_in(admin.client, "admin@example.org") == 302
+    page = f"http://localhost/console/roster/{alice}"
+    token = csrf_of(admin.get(page))
+    switched = admin.client.post(
+        "/console/programme",
+        data={"programme_id": north, "csrf_token": token},
+        headers={"Referer": page},
+    )
+    assert switched.status_code == 302
+    assert switched.headers["Location"] == "/console/roster"
+    assert admin.client.get(switched.headers["Location"]).status_code == 200
+    settings_page = "http://localhost/console/settings"  # no number in it: the same page
+    switched = admin.client.post(
+        "/console/programme",
+        data={"programme_id": north, "csrf_token": csrf_of(admin.get(settings_page))},
+        headers={"Referer": settings_page},
+    )
+    assert switched.headers["Location"] == settings_page
+
+
 def test_a_page_left_open_on_one_programme_cannot_change_another(hotline: Hotline) -> None:
     """An administrator with two tabs: the settings of the default programme in one, a switch
     to North in the other. Saving the first tab must not write its values over North's."""
