@@ -268,11 +268,11 @@ def offer_or_fall_back(
             next_on = schedule.next_coverage(session, p.id, now)
             to = clinician_phone(vault, clinician)
             if first_text:  # in the webhook's own answer
-                for body in _first_replies_nobody_free(p, next_on):
+                for body in _first_replies_nobody_free(p, next_on, now):
                     effects.text(to, p.hotline_number, body)
             else:  # from a job: owed again if the provider does not take it
                 call_back = conv.channel == Channel.VOICE
-                body = wording.fallback(p, next_on, call_back)
+                body = wording.fallback(p, next_on, now, call_back)
                 effects.text(to, p.hotline_number, body, owed_by=conv.id)
         alert = alert_phone(session, vault, p.id)
         if alert:
@@ -317,13 +317,15 @@ def still_waiting(session: Session, conv: Conversation) -> bool:
     return state == ConversationState.QUEUED and pending_offer(session, conv) is None
 
 
-def _first_replies_nobody_free(p: ProgrammeConfig, next_on: datetime | None) -> list[str]:
+def _first_replies_nobody_free(
+    p: ProgrammeConfig, next_on: datetime | None, now: datetime
+) -> list[str]:
     """One text if it fits; the greeting and the fallback apart if the programme's own texts
     are so long that together they would pass Twilio's limit (and lose the crisis line)."""
-    together = wording.greeting_nobody_free(p, next_on)
+    together = wording.greeting_nobody_free(p, next_on, now)
     if len(together) <= wording.MAX_TEXT:
         return [together]
-    return [wording.greeting(p), wording.fallback(p, next_on)]
+    return [wording.greeting(p), wording.fallback(p, next_on, now)]
 
 
 def alert_phone(session: Session, vault: Vault, programme_id: int) -> str | None:

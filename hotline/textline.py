@@ -245,7 +245,7 @@ def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
     elif told is not None:
         conv.reminded_at = ctx.now
         next_on = next_coverage(ctx.session, p.id, ctx.now)
-        ctx.reply(wording.still_waiting(p, next_on))
+        ctx.reply(wording.still_waiting(p, next_on, ctx.now))
 
 
 def _offer_to_field(ctx: Inbound, conv: Conversation) -> None:

@@ -7,7 +7,7 @@ tests/hotline/test_wording.py holds each text to its segment budget.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from hotline.programmes import ProgrammeConfig
@@ -20,13 +20,13 @@ def greeting(p: ProgrammeConfig) -> str:
     return f"{p.greeting} {DISCIPLINE_HINT} {p.crisis_text}"
 
 
-def greeting_nobody_free(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
+def greeting_nobody_free(p: ProgrammeConfig, next_on_call: datetime | None, now: datetime) -> str:
     """A first text nobody can take now: the greeting and what happens next in one text, with
     the crisis sentence once (two texts said it twice, in five segments). Programmes may
     write long texts: see routing, which sends the two apart when this would not fit."""
     return (
         f"{p.greeting} No peer is free right now; your request is waiting."
-        f"{_next_on_call(p, next_on_call)} {DISCIPLINE_HINT} {p.crisis_text}"
+        f"{_next_on_call(p, next_on_call, now)} {DISCIPLINE_HINT} {p.crisis_text}"
     )
 
 
@@ -92,9 +92,11 @@ def discipline_noted(discipline: str) -> str:
     return f"Thanks. We'll look for a {discipline} peer first."
 
 
-def fallback(p: ProgrammeConfig, next_on_call: datetime | None, call_back: bool = False) -> str:
+def fallback(
+    p: ProgrammeConfig, next_on_call: datetime | None, now: datetime, call_back: bool = False
+) -> str:
     """Nobody can take it now: what happens next, when, and the crisis line, in two segments."""
-    when = _next_on_call(p, next_on_call)
+    when = _next_on_call(p, next_on_call, now)
     how = "call you from this number" if call_back else "text you here"
     return (
         "Thank you for reaching out. No peer supporter is free right now. "
@@ -102,11 +104,11 @@ def fallback(p: ProgrammeConfig, next_on_call: datetime | None, call_back: bool 
     )
 
 
-def still_waiting(p: ProgrammeConfig, next_on_call: datetime | None) -> str:
+def still_waiting(p: ProgrammeConfig, next_on_call: datetime | None, now: datetime) -> str:
     """A clinician writes again while their request waits with nobody free to take it."""
     return (
         "Your request is waiting; no peer supporter is free to take it yet."
-        f"{_next_on_call(p, next_on_call)} {p.crisis_text}"
+        f"{_next_on_call(p, next_on_call, now)} {p.crisis_text}"
     )
 
 
@@ -126,8 +128,13 @@ def request_closed(p: ProgrammeConfig, call_back: bool = False) -> str:
     )
 
 
-def _next_on_call(p: ProgrammeConfig, at: datetime | None) -> str:
-    return "" if at is None else f" The next peer comes on call at {_local(at, p.zone)}."
+def _next_on_call(p: ProgrammeConfig, at: datetime | None, now: datetime) -> str:
+    """Tue 9:00 AM within the week; dated further ahead (a schedule with a week or more
+    uncovered), where the weekday alone reads as the coming one."""
+    if at is None:
+        return ""
+    when = _local(at, p.zone) if at - now < timedelta(days=6) else _dated(at, p.zone)
+    return f" The next peer comes on call at {when}."
 
 
 def coordinator_alert(p: ProgrammeConfig) -> str:

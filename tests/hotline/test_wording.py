@@ -14,7 +14,7 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,8 @@ DEFAULT = config_of(
 NAMED = replace(DEFAULT, name="Riverside Health Clinician Support")
 NOON = datetime(2025, 11, 12, 17, 30, tzinfo=UTC)  # "Wed 12:30 PM": the longest local time
 EVENING = datetime(2025, 11, 13, 22, 45, tzinfo=UTC)
+TODAY = NOON - timedelta(hours=20)  # the next peer comes on call within the week: a weekday
+WEEKS_BEFORE = NOON - timedelta(days=12)  # a schedule empty for a while: dated
 DISCIPLINE = max(keywords.DISCIPLINES.values(), key=len)
 CODE_MINUTES = int(verification.CODE_TTL.total_seconds() // 60)
 
@@ -55,11 +57,16 @@ ROWS: dict[str, Row] = {
     "joined, call-back": (wording.joined, (True,), 1),
     "discipline noted": (wording.discipline_noted, (DISCIPLINE,), 1),
     # Nobody free at 3 a.m.: what happens next, when, and the crisis sentence, in two.
-    "fallback": (wording.fallback, (DEFAULT, None), 2),
-    "fallback, next on call": (wording.fallback, (DEFAULT, NOON), 2),
-    "fallback, call-back": (wording.fallback, (DEFAULT, NOON, True), 2),
+    "fallback": (wording.fallback, (DEFAULT, None, TODAY), 2),
+    "fallback, next on call": (wording.fallback, (DEFAULT, NOON, TODAY), 2),
+    "fallback, call-back": (wording.fallback, (DEFAULT, NOON, TODAY, True), 2),
+    "fallback, call-back, next on call weeks ahead": (
+        wording.fallback,
+        (DEFAULT, NOON, WEEKS_BEFORE, True),
+        2,
+    ),
     # A first text nobody is free for: greeting and fallback in one, the crisis sentence once.
-    "greeting, nobody free": (wording.greeting_nobody_free, (DEFAULT, NOON), 3),
+    "greeting, nobody free": (wording.greeting_nobody_free, (DEFAULT, NOON, WEEKS_BEFORE), 3),
     "closing": (wording.closing, (DEFAULT,), 2),
     "closing, resources apart": (wording.closing, (DEFAULT, False), 1),
     "forgotten": (wording.forgotten, (), 1),
@@ -67,7 +74,7 @@ ROWS: dict[str, Row] = {
     "stopped (punctuated STOP)": (wording.stopped, (), 1),
     "ended by clinician": (wording.ended_by_clinician, (), 1),
     "peer left": (wording.peer_left, (DEFAULT,), 2),
-    "still waiting": (wording.still_waiting, (DEFAULT, NOON), 2),
+    "still waiting": (wording.still_waiting, (DEFAULT, NOON, WEEKS_BEFORE), 2),
     "still finding": (wording.still_finding, (DEFAULT,), 2),
     "request closed": (wording.request_closed, (DEFAULT,), 2),
     "request closed, call-back": (wording.request_closed, (DEFAULT, True), 2),
@@ -234,3 +241,11 @@ def test_segment_counter(body: str, expected: int) -> None:
 @pytest.mark.parametrize("typographic", ["’", "“", "”", "–", "—", "…", "\u00a0", "🙏"])
 def test_typographic_characters_are_not_gsm7(typographic: str) -> None:
     assert non_gsm7(f"It{typographic}s") == [typographic]
+
+
+def test_the_next_peer_on_call_is_dated_a_week_or_more_ahead() -> None:
+    """A schedule with nobody for a week or more: "Wed 12:30 PM" would read as the coming
+    Wednesday, so the clinician is given the date; within the week, the weekday is enough."""
+    assert "at Wed 12:30 PM." in wording.fallback(DEFAULT, NOON, TODAY)
+    assert "at Wed 12 Nov 12:30 PM." in wording.fallback(DEFAULT, NOON, WEEKS_BEFORE)
+    assert "at Wed 12 Nov 12:30 PM." in wording.still_waiting(DEFAULT, NOON, WEEKS_BEFORE)
