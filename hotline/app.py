@@ -6,11 +6,12 @@ import logging
 import sys
 from typing import Any
 
-from flask import Flask, Request
+from flask import Flask, Request, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from hotline.accesslog import masked
 from hotline.db import make_engine, make_sessionmaker
 from hotline.migrate import NEEDS_UPGRADE, head, schema_state
 from hotline.privacy import Vault
@@ -85,7 +86,7 @@ def create_app(
     if services is None:
         redis = redis if redis is not None else build_redis(settings)
         services = build_services(settings, redis=redis)
-    app = Flask("hotline", instance_path=str(settings.instance_path.resolve()))
+    app = _App("hotline", instance_path=str(settings.instance_path.resolve()))
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
@@ -146,6 +147,18 @@ def _server_settings() -> Settings:
     except SettingsError as error:
         print(f"hotline: {error}", file=sys.stderr, flush=True)
         raise SystemExit(APP_LOAD_ERROR) from None
+
+
+class _App(Flask):
+    """Flask, whose line for an unhandled error does not name a calendar feed's secret."""
+
+    def log_exception(self, exc_info: Any) -> None:
+        # Flask's own line names the request path, and a feed's path is its only key: a feed
+        # polled while the database restarts would write it to the error log, around the
+        # masking gunicorn's logger class does (this goes to wsgi.errors, or the root logger).
+        self.logger.error(
+            "Exception on %s [%s]", masked(request.path), request.method, exc_info=exc_info
+        )
 
 
 class _ConsoleSessions(SecureCookieSessionInterface):

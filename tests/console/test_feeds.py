@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from icalendar import Calendar
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from hotline import feeds, rota
 from hotline.db import transaction
@@ -84,3 +88,27 @@ def test_a_period_under_way_keeps_its_start_and_uid_from_one_fetch_to_the_next(
     assert [(start, end) for _, start, end in first] == [(under_way, now)] * 2
     assert fetch(timedelta(minutes=30)) == first
     assert fetch(timedelta(days=1)) == first
+
+
+def test_a_feed_that_fails_mid_request_keeps_its_secret_out_of_the_error_log(
+    hotline: Hotline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A calendar app polls the feed while the database restarts: Flask logs the failure with
+    the request's path, which for a feed is its secret."""
+    alice = add_verified(hotline, "Alice", ALICE)
+    with hotline.session() as session:
+        token = session.get_one(Supporter, alice).calendar_token
+    engine = hotline.services.sessions.kw["bind"]
+
+    def database_gone(*_args: Any) -> None:
+        raise OperationalError("SELECT", None, Exception("server closed the connection"))
+
+    event.listen(engine, "before_cursor_execute", database_gone)
+    try:
+        with caplog.at_level("ERROR"):
+            response = hotline.client.get(f"/calendar/supporter/{token}.ics")
+    finally:
+        event.remove(engine, "before_cursor_execute", database_gone)
+    assert response.status_code == 500
+    assert "Exception on /calendar/supporter/[secret].ics [GET]" in caplog.text
+    assert token and token not in caplog.text
