@@ -562,5 +562,5 @@ class Call(Base):
     # When the supporter who took the call was texted how to close it (at most once).
     followed_up_at: Mapped[datetime | None]
     # When the sweeper last asked Twilio whether a call with no final status is over (its
-    # status callback may have been lost: answered 503 while the database was down).
+    # status callback may have been lost: it came while the database was down).
     status_asked_at: Mapped[datetime | None]

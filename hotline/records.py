@@ -1,7 +1,7 @@
 """A backstop for the records of texts the line sends through Twilio's REST API.
 
 Such a record (the body, both numbers) is deleted once its status callback says it is final
-(``retention.after_status``). A callback can be lost: ``/twilio/status`` answers 503 while the
+(``retention.after_status``). A callback can be lost: ``/twilio/status`` cannot note it while the
 database is down, and Twilio does not retry it. So each SID the API returns is queued for
 deletion when it is sent, due BACKSTOP later; the callback brings that forward, and the
 sweeper deletes what falls due (no wake-up per text: the sweep is the backstop's clock).

@@ -394,7 +394,7 @@ def calls_to_ask_about(session: Session, now: datetime) -> list[str]:
 
 
 def end_stale_calls(session: Session, now: datetime, effects: Effects) -> int:
-    """Calls whose final status callback never came (lost, or answered 503 while the database
+    """Calls whose final status callback never came (lost, or sent while the database
     was down) after STALE_CALL: over, and the caller's leg queued for deletion at Twilio."""
     stale = session.scalars(
         select(Call).where(

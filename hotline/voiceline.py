@@ -305,8 +305,8 @@ def handle_call_status(services: Services, report: StatusReport) -> bool:
 
 
 def ask_whether_over(services: Services, call_sid: str) -> bool:
-    """A caller's leg with no final status for a while (its callback lost, say answered 503
-    while the database was down): ask the provider, and if the call is over there, end it here
+    """A caller's leg with no final status for a while (its callback lost, say sent while the
+    database was down): ask the provider, and if the call is over there, end it here
     exactly as that callback would have (follow-up, held texts, record deletion). True if it
     ended. A provider that cannot answer raises its TelephonyError: the sweep stops asking (a
     provider that hangs would hold it 13 s a call), and later sweeps ask again."""

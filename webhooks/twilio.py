@@ -99,7 +99,10 @@ def database_unavailable(error: Exception) -> Response:
     crisis = services.crisis_texts.get(request.form.get("To", ""), services.settings.crisis_text)
     sorry = "We can't connect you to a peer right now. Please try again in a few minutes."
     if request.path.endswith("/status"):
-        answer = Response(status=503)
+        # Acknowledged, not refused: Twilio does not retry a status callback, and one answered
+        # 5xx becomes an 11200 alert in its debugger that keeps the request, the clinician's
+        # number included, where no deletion reaches. The sweeper asks about the call later.
+        answer = Response(status=204)
     elif request.path in voice_webhooks.SUPPORTER_LEG:
         answer = twiml.say_and_hang_up(voice_webhooks.LINE_DOWN)  # not a caller: no crisis line
     elif request.path.startswith("/twilio/voice"):

@@ -505,6 +505,26 @@ def test_with_the_database_down_a_caller_hears_the_crisis_line(
     assert_no_internals(response)
 
 
+@pytest.mark.parametrize(
+    "callback",
+    [
+        {"MessageSid": "SM" + "d4" * 16, "MessageStatus": "delivered"},
+        {"CallSid": "CA" + "b2" * 16, "CallStatus": "completed"},
+    ],
+    ids=["message", "call"],
+)
+def test_with_the_database_down_a_status_callback_is_still_acknowledged(
+    database_down: tuple[Flask, Services], callback: dict[str, str]
+) -> None:
+    """Twilio does not retry a status callback: a 5xx would only leave an 11200 alert in its
+    debugger holding the request, the clinician's number included, out of every deletion."""
+    app, _ = database_down
+    params = {**callback, "AccountSid": ACCOUNT_SID, "From": HOTLINE, "To": CLINICIAN}
+    response, seconds = timed_post(app, "/twilio/status", params)
+    assert response.status_code == 204
+    assert seconds < 5
+
+
 def test_with_the_database_down_health_says_so(database_down: tuple[Flask, Services]) -> None:
     app, _ = database_down
     response = app.test_client().get("/healthz")
