@@ -49,6 +49,14 @@ def require_signature() -> None:
         abort(403)
 
 
+@bp.before_app_request
+def refuse_unsigned_strays() -> None:
+    """A /twilio/ path no webhook serves, or a method it does not take, is refused unsigned
+    too (403, as every /twilio/ path is); signed, it gets its 404 or 405."""
+    if request.blueprint is None and request.path.startswith(f"{bp.url_prefix}/"):
+        require_signature()
+
+
 @bp.after_request
 def reread_crisis_sentences(response: Response) -> Response:
     """Every few minutes, once the answer has gone, read every number's crisis sentence again,

@@ -222,6 +222,23 @@ def test_every_twilio_path_refuses_an_unsigned_request(hotline: Hotline, path: s
     assert_nothing_stored(hotline)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "signed_answer"),
+    [("POST", "/twilio/nowhere", 404), ("GET", "/twilio/sms", 405), ("GET", "/twilio/", 404)],
+)
+def test_a_twilio_path_nothing_serves_refuses_an_unsigned_request(
+    hotline: Hotline, method: str, path: str, signed_answer: int
+) -> None:
+    """Every /twilio/ path answers 403 unsigned (CONTRACT.md), whether or not a webhook is
+    there; a signed request learns it is not (404) or takes another method (405)."""
+    unsigned = hotline.client.open(path, method=method, base_url=PUBLIC_URL)
+    assert unsigned.status_code == 403
+    headers = {"X-Twilio-Signature": sign(PUBLIC_URL + path, {}, AUTH_TOKEN)}
+    signed = hotline.client.open(path, method=method, base_url=PUBLIC_URL, headers=headers)
+    assert signed.status_code == signed_answer
+    assert_nothing_stored(hotline)
+
+
 @pytest.fixture
 def rotating(
     database_url: str,
