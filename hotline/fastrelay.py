@@ -23,12 +23,13 @@ and row); for anything else it changes nothing and the caller takes the full pat
 5. return the other side's sealed number and the number to relay from, and our own numbers (the
    loop guard compares the sender in Python: the sender's number never goes to the database).
 
-Only texts with no keyword, no media and something to relay are tried; the rest would all take
-the full path anyway. ``From`` and ``To`` are looked up exactly as Twilio sends them, without
-parsing (two parses cost 30-40 us a relay): every number we store (lines, pool numbers, the
-blind index of a supporter or clinician) is ``phone.normalize``'s E.164, which it gives back
-unchanged, so a number matches here exactly when it is already in that form; one written any
-other way finds nobody and takes the full path, which normalises it.
+Only texts with no keyword (ours, or Twilio's ``OptOutType``), no media and something to
+relay are tried; the rest would all take the full path anyway. ``From`` and ``To`` are looked
+up exactly as Twilio sends them, without parsing (two parses cost 30-40 us a relay): every
+number we store (lines, pool numbers, the blind index of a supporter or clinician) is
+``phone.normalize``'s E.164, which it gives back unchanged, so a number matches here exactly
+when it is already in that form; one written any other way finds nobody and takes the full
+path, which normalises it.
 
 Row locks come in the full path's order (deletion row, delivery key, clinician, conversation);
 a deadlock victim changes nothing and the full path handles the text.
@@ -150,7 +151,7 @@ FROM (SELECT 1) AS one LEFT JOIN target ON true
 def relay(services: Services, engine: Engine, text: InboundText) -> TextReply | None:
     """The answer to ``text`` if it is a plain relay in a live conversation, or a repeated
     delivery of one; None, with nothing changed, when the full path must handle it."""
-    if text.num_media or not text.body.strip() or parse(text.body) is not None:
+    if text.num_media or text.opt_out_type or not text.body.strip() or parse(text.body):
         return None
     sender, line = text.from_, text.to  # exact E.164 or no match (see the module's docstring)
     if not (sender.startswith("+") and line.startswith("+")):

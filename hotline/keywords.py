@@ -110,6 +110,29 @@ def parse(body: str) -> Command | None:
     return None
 
 
+# What Twilio's OptOutType says it matched (sent when a Messaging Service has Advanced Opt-Out,
+# whose own words, "ARRET" or "PARAR", this parser does not know): Twilio has blocked or unblocked
+# the pair already, and answered the sender, so its reading wins.
+_TWILIO_READING = {
+    "STOP": Command(Word.STOP),
+    "START": Command(Word.START, opt_in=True),
+    "HELP": Command(Word.HELP),
+}
+
+
+def read(body: str, opt_out_type: str = "") -> Command | None:
+    """The keyword in an inbound text: ``parse(body)``, unless Twilio's ``OptOutType`` says the
+    text was one of its opt-out, opt-in or help words and the parse says otherwise. A "yes"
+    Twilio took as an opt-in stays an answer to an offer (it lifts the block either way)."""
+    command = parse(body)
+    twilio = _TWILIO_READING.get(opt_out_type.strip().upper())
+    if twilio is None or command is None:
+        return twilio or command
+    if command.word is twilio.word or (twilio.opt_in and command.opt_in):
+        return command
+    return twilio
+
+
 def _undecorated(text: str) -> str:
     """A supporter's answer without the emoji, punctuation and spaces around it ("done 👍",
     "accept,", "break 2h 👍"). Other words are read whole: Twilio reads its own (opt-out,

@@ -14,6 +14,7 @@ class InboundText:
     to: str
     body: str
     num_media: int = 0
+    opt_out_type: str = ""  # Twilio's OptOutType (Advanced Opt-Out): STOP, START or HELP
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from hotline.conversations import (
 from hotline.db import is_sqlite, run_in_transaction, transaction
 from hotline.effects import Effects, schedule
 from hotline.inbound import Inbound
-from hotline.keywords import Word, parse
+from hotline.keywords import Word, read
 from hotline.models import (
     Channel,
     Clinician,
@@ -92,7 +92,8 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         return
     p = config_of(match.programme, services.settings)
     services.crisis_texts[text.to] = p.crisis_text
-    ctx = Inbound(services, session, p, sender, text, parse(text.body), now, effects)
+    command = read(text.body, text.opt_out_type)
+    ctx = Inbound(services, session, p, sender, text, command, now, effects)
     supporter = find_supporter(session, services.vault, p.id, sender)
     if supporter is not None and supporterline.is_supporter_text(ctx, supporter, match.is_hotline):
         supporterline.supporter_text(ctx, supporter)

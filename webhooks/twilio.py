@@ -137,6 +137,7 @@ def _inbound_text() -> InboundText:
         to=required("To"),
         body=request.form.get("Body", ""),
         num_media=_count(media) or 0,
+        opt_out_type=request.form.get("OptOutType", ""),
     )
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from hotline.keywords import Command, Word, parse
+from hotline.keywords import Command, Word, parse, read
 
 KEYWORDS = [
     # Clinician: STOP and Twilio's other opt-out words; START undoes it; HELP.
@@ -84,3 +84,25 @@ def test_yes_with_an_emoji_is_not_twilio_s_opt_in_word() -> None:
 def test_a_break_with_an_emoji_keeps_its_length() -> None:
     command = parse("BREAK 2h 👍")
     assert command is not None and command.duration == timedelta(hours=2)
+
+
+TWILIO_READINGS = [
+    # (body, OptOutType, command): Twilio's reading wins where ours differs.
+    ("ARRET", "STOP", Command(Word.STOP)),
+    ("PARAR", "stop", Command(Word.STOP)),
+    ("STOP", "STOP", Command(Word.STOP)),
+    ("REPRENDRE", "START", Command(Word.START, opt_in=True)),
+    ("YES", "START", Command(Word.ACCEPT, opt_in=True, everyday=True)),  # still an answer
+    ("AYUDA", "HELP", Command(Word.HELP)),
+    ("INFO", "HELP", Command(Word.HELP)),
+    ("hello", "", None),
+    ("DONE", "", Command(Word.DONE)),
+    ("hello", "SOMETHING-NEW", None),  # a value Twilio may add later: ours stands
+]
+
+
+@pytest.mark.parametrize(("body", "opt_out_type", "expected"), TWILIO_READINGS)
+def test_twilios_opt_out_type_decides_words_only_it_knows(
+    body: str, opt_out_type: str, expected: Command | None
+) -> None:
+    assert read(body, opt_out_type) == expected

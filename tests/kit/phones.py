@@ -34,10 +34,11 @@ class Phone:
     inbox: list[Received] = field(default_factory=list)
     last_from: str | None = None
 
-    def texts(self, body: str, to: str | None = None, num_media: int = 0) -> None:
-        """Send a text; without ``to``, reply to whoever texted this phone last (as phones do)."""
+    def texts(self, body: str, to: str | None = None, num_media: int = 0, **extra: str) -> None:
+        """Send a text; without ``to``, reply to whoever texted this phone last (as phones do).
+        ``extra``: more of Twilio's parameters (``OptOutType="STOP"``)."""
         to = to or self.last_from or HOTLINE
-        response = self.network.hotline.sms(self.number, to, body, num_media=num_media)
+        response = self.network.hotline.sms(self.number, to, body, num_media=num_media, **extra)
         assert response.status_code == 200, response.status_code
         assert response.mimetype == "text/xml"
         self.network.deliver_twiml(self.number, to, response.get_data(as_text=True))

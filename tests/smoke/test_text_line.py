@@ -299,6 +299,46 @@ def test_stop_with_punctuation_ends_it_too_and_the_line_confirms_it(
     phones.assert_no_unexpected()
 
 
+def test_an_opt_out_in_a_word_only_twilio_knows_ends_it_and_is_not_relayed(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """With Advanced Opt-Out a Messaging Service blocks the pair on its own words too ("ARRET",
+    "PARAR") and says so in OptOutType: the line must read it as STOP, not relay it to the peer
+    and go on relaying the peer's texts into Twilio's block."""
+    clinician, alice = _connected(hotline, phones)
+    clinician.texts("ARRET", OptOutType="STOP")  # Twilio itself answers it
+    alice.expect_text("ended the conversation")
+    with hotline.session() as session:
+        assert session.scalar(select(Conversation.state)) == ConversationState.ENDED
+    clinician.texts("I need to talk to someone")  # no START: Twilio still blocks the line
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    alice.texts("ACCEPT")
+    alice.expect_text("stopped texts from this line")
+    alice.expect_text("I need to talk to someone")
+    phones.assert_no_unexpected()
+
+
+def test_an_opt_in_in_a_word_only_twilio_knows_lifts_the_opt_out(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """And the Messaging Service's own opt-in word (OptOutType START) lifts it: the peer who
+    takes the next request is not told to call someone who gets texts again."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("STOP")
+    clinician.texts("REPRENDRE", OptOutType="START")  # Twilio itself answers it
+    phones.assert_no_unexpected()
+    clinician.texts("I need to talk to someone")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    alice.texts("ACCEPT")
+    alice.expect_text("connected")
+    alice.expect_text("I need to talk to someone")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_a_supporters_yes_and_no_inside_a_conversation_reach_the_clinician(
     hotline: Hotline, phones: Phones
 ) -> None:
