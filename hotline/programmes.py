@@ -155,13 +155,21 @@ def crisis_texts(session: Session, settings: Settings) -> dict[str, str]:
     return found
 
 
+def peer_numbers(session: Session) -> set[str]:
+    """Our pool numbers that are no programme's hotline number: only peers text those."""
+    hotlines = set(session.scalars(select(Programme.hotline_number)))
+    return set(session.scalars(select(PoolNumber.number))) - hotlines
+
+
 def remember_crisis_texts(services: Services) -> None:
     """Each number's crisis sentence, read at start and every few minutes after (relays on the
     fast path do not read their programme), so an outage answers with it; kept as last read
-    when the database is down."""
+    when the database is down. And which numbers only peers text, whom an outage answers
+    differently."""
     try:
         with services.sessions() as session:
-            services.crisis_texts.replace(crisis_texts(session, services.settings))
+            found = crisis_texts(session, services.settings)
+            services.crisis_texts.replace(found, peer_numbers(session))
     except SQLAlchemyError as error:
         log.warning("crisis sentences not read: %s", type(error).__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,6 +25,9 @@ class CrisisTexts(dict[str, str]):
 
     REREAD = timedelta(minutes=5)
     read_at: datetime | None = None
+    # Pool numbers that are no hotline number, as last read: only peers text them, so an
+    # outage asks the peer to send their text again instead of answering them as a clinician.
+    peer_numbers: frozenset[str] = frozenset()
 
     def due(self, now: datetime) -> bool:
         """Whether to read them again now; claims the reading, so one thread does it."""
@@ -33,11 +36,12 @@ class CrisisTexts(dict[str, str]):
         self.read_at = now
         return True
 
-    def replace(self, found: dict[str, str]) -> None:
+    def replace(self, found: dict[str, str], peer_numbers: Iterable[str] = ()) -> None:
         """Take a whole fresh reading (a number no longer ours goes)."""
         for number in self.keys() - found.keys():
             self.pop(number, None)
         self.update(found)
+        self.peer_numbers = frozenset(peer_numbers)
 
 
 @dataclass(frozen=True)

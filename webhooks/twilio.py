@@ -23,6 +23,12 @@ from webhooks.signature import SIGNATURE_HEADER, is_valid, signed_url
 log = logging.getLogger(__name__)
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+# What a peer texting a pool number hears while the database is down: their text (to the
+# clinician, or ACCEPT, DONE) was not taken. Not the crisis line: that is for clinicians.
+PEER_TEXT_NOT_TAKEN = (
+    "The peer support line could not take your text just now. "
+    "Please send it again in a few minutes."
+)
 # /twilio/voice/...: nested, so the signature check and error handler below apply to it too.
 bp.register_blueprint(voice_webhooks.bp)
 
@@ -117,7 +123,10 @@ def database_unavailable(error: Exception) -> Response:
         answer = twiml.say_and_hang_up(sorry, crisis)
     else:
         status_url = services.callback_url("/twilio/status") or "/twilio/status"
-        answer = twiml.plain_reply(f"{sorry} {crisis}", status_url)
+        to_peers = request.form.get("To", "") in services.crisis_texts.peer_numbers
+        answer = twiml.plain_reply(
+            PEER_TEXT_NOT_TAKEN if to_peers else f"{sorry} {crisis}", status_url
+        )
     # No row can queue the record's deletion: Redis holds its SID (never a person), asked
     # once the answer is on its way, so a hung Redis cannot delay the crisis line.
     sid = request.form.get("MessageSid") or request.form.get("CallSid") or ""

@@ -612,6 +612,37 @@ def texted_while_the_database_is_down(app: Flask, services: Services, to: str) -
     return [m.text or "" for m in twiml(response).iter("Message")]
 
 
+def test_with_the_database_down_a_peer_writing_on_a_pool_number_is_told_to_send_it_again(
+    hotline: Hotline,
+) -> None:
+    """A pool number is texted by peers (clinicians write to the hotline number): a peer's text
+    to the clinician that could not be passed on gets "send it again", not the answer for a
+    clinician ("we can't connect you to a peer", the crisis line), which left peers unsure
+    whether the clinician had read them. The hotline number still answers with the crisis line
+    (also where it doubles as the pool number)."""
+    alice = "+15550108001"
+    hotline.add_supporter("Alice", alice)
+    hotline.sms(CLINICIAN, HOTLINE, "I need to talk")
+    hotline.sms(alice, POOL[0], "ACCEPT")
+    engine = hotline.services.sessions.kw["bind"]
+
+    def database_down(*_args: object) -> None:
+        raise OperationalError("SELECT", None, Exception("connection refused"))
+
+    event.listen(engine, "before_cursor_execute", database_down)
+    try:
+        from_peer = twiml(hotline.sms(alice, POOL[0], "I'm here, take your time"))
+        from_clinician = twiml(hotline.sms(CLINICIAN, HOTLINE, "thank you"))
+    finally:
+        event.remove(engine, "before_cursor_execute", database_down)
+    peer_words = "".join(from_peer.itertext())
+    assert "send it again" in peer_words
+    assert "connect you to a peer" not in peer_words
+    assert hotline.settings.crisis_text not in peer_words
+    clinician_words = "".join(from_clinician.itertext())
+    assert hotline.settings.crisis_text in clinician_words
+
+
 def test_a_web_process_knows_each_numbers_crisis_sentence_from_its_start(
     hotline: Hotline,
 ) -> None:
