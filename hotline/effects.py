@@ -46,9 +46,12 @@ class Effects:
         *,
         owed_by: int | None = None,
         closing: bool = False,
+        alerting: int | None = None,
     ) -> None:
         if to:  # a forgotten clinician has no number left to text
-            self.texts.append(OutboundText(to, from_, body, owed_by=owed_by, closing=closing))
+            self.texts.append(
+                OutboundText(to, from_, body, owed_by=owed_by, closing=closing, alerting=alerting)
+            )
 
     def wake(self, task: Task, ident: int, at: datetime | None = None) -> None:
         self.wakeups.append((task, ident, at))
@@ -76,6 +79,8 @@ def send(services: Services, effects: Effects) -> None:
     waiting: set[int] = set()
     closed: set[int] = set()
     for text in effects.texts:
+        if text.alerting is not None and text.alerting in waiting:
+            continue  # its clinician's text is owed again: the sweeper sends both, once
         sid = send_one(services, text, callback)
         if isinstance(sid, str):
             sent.append(sid)

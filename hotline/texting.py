@@ -28,6 +28,9 @@ class OutboundText:
     body: str
     owed_by: int | None = None
     closing: bool = False  # with owed_by: it tells them their request closed unanswered
+    # The coordinator's alert about that conversation: it goes with the clinician's text, so
+    # when that one is owed again (``owed_by``) the alert waits for it rather than go twice.
+    alerting: int | None = None
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,10 @@ from sqlalchemy.pool import NullPool
 from hotline import app as app_module
 from hotline import db, tasks
 from hotline.app import build_services, create_app
+from hotline.db import transaction
 from hotline.effects import RETRY_DELAYS, owe_again
-from hotline.models import CheckIn, CheckInState, Conversation, Offer, OfferState
+from hotline.models import CheckIn, CheckInState, Conversation, Offer, OfferState, Programme
+from hotline.people import set_alert_phone
 from hotline.settings import load_settings
 from hotline.wakeups import Task
 from tests.kit.databases import Tiers, empty_tables, postgres_server
@@ -57,6 +59,7 @@ from workers import main as worker_main
 from workers.queue import connect
 
 CLINICIAN, SECOND, THIRD = "+15550109001", "+15550109002", "+15550109003"
+COORDINATOR = "+15550106000"
 ALICE, BOB = "+15550108001", "+15550108002"
 OFFER = "Reply ACCEPT"
 FAST = 2.0  # seconds: what a webhook may take whatever is down
@@ -434,6 +437,30 @@ def test_a_nobody_is_free_text_twilio_refused_is_owed_and_the_sweeper_sends_it(
     line.sweep()
     (told,) = rest_texts(line, CLINICIAN)
     assert "No peer supporter is free" in told and "988" in told
+
+
+@pytest.mark.sqlite_only
+def test_a_coordinator_is_alerted_once_when_the_nobody_is_free_text_is_owed_again(
+    line: Hotline,
+) -> None:
+    """Twilio refuses the clinician's "nobody is free" text and takes the coordinator's alert
+    (a brief outage ending between the two): the text is owed again and goes with the next
+    sweep, but the alert phone is not alerted a second time about the same request."""
+    line.add_supporter("Alice", ALICE)
+    with transaction(line.services.sessions) as session:
+        programme = session.get_one(Programme, line.programme_id)
+        set_alert_phone(line.services.vault, programme, COORDINATOR)
+    texted(line, CLINICIAN, HOTLINE, "hello")
+    line.fake.fail_next(n=len(RETRY_DELAYS) + 1, status=503, code=None)
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    assert tasks.expire_offer(line.services, pending_offer(line).id)
+    assert sent_to(line, CLINICIAN) == []
+    line.sweep()
+    line.sweep()
+    (told,) = sent_to(line, CLINICIAN)
+    assert "No peer supporter is free" in told
+    (alert,) = sent_to(line, COORDINATOR)
+    assert "nobody available" in alert
 
 
 @pytest.mark.sqlite_only
