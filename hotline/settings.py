@@ -296,8 +296,15 @@ def _base_url(environ: Mapping[str, str], name: str, example: str) -> str | None
     except ValueError:
         parts = parts._replace(netloc="")
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
-        raise SettingsError(f"{name}: {url!r} is not a base URL like {example} (no query)")
+        # Repeated so the operator sees what was read, but never a password in it.
+        shown = without_password(url)
+        raise SettingsError(f"{name}: {shown!r} is not a base URL like {example} (no query)")
     return url.rstrip("/")
+
+
+def without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part as ``***``, to show or log."""
+    return re.sub(r"//([^/@]*?):[^/@]*@", r"//\1:***@", url)
 
 
 def _default_database_url(instance: Path) -> str:

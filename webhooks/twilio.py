@@ -13,6 +13,7 @@ from hotline.db import Retry
 from hotline.programmes import remember_crisis_texts
 from hotline.retention import CALL_DELETE_DELAY, INBOUND_DELETE_DELAY
 from hotline.services import Services
+from hotline.settings import without_password
 from hotline.telephony import is_record_sid
 from hotline.texting import InboundText, StatusReport
 from webhooks import twiml
@@ -50,7 +51,7 @@ def require_signature() -> None:
         log.warning(
             "rejected a Twilio webhook with a missing or wrong signature, checked for %s "
             "(HOTLINE_PUBLIC_URL must be the base of the URL set at Twilio)",
-            url,
+            without_password(url),
         )
         abort(403)
 

@@ -217,6 +217,9 @@ def test_a_missing_or_malformed_setting_is_an_error_naming_it(
     [
         ("REDIS_URL", "redis.internal:6379?password=hunter2-secret"),
         ("DATABASE_URL", "hotline:hunter2-secret@db.internal"),
+        # Twilio can call webhooks with HTTP basic auth in their URL; a query makes this one bad.
+        ("HOTLINE_PUBLIC_URL", "https://twilio:hunter2-secret@hotline.example.org/?x=1"),
+        ("TWILIO_API_BASE_URL", "ftp://AC1:hunter2-secret@api.example.org"),
     ],
 )
 def test_a_malformed_url_is_one_line_naming_it_and_never_repeats_its_password(

@@ -174,6 +174,29 @@ def test_a_refused_signature_logs_the_url_it_was_checked_against(
     assert CLINICIAN not in caplog.text and params["Body"] not in caplog.text
 
 
+def test_a_refused_signature_never_logs_a_password_in_the_public_url(
+    database_url: str,
+    redis_conn: Redis,
+    fake_twilio: FakeTwilio,
+    tmp_path: Path,
+    sessions: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Twilio can call webhooks with HTTP basic auth in their URL; the operator who puts it in
+    HOTLINE_PUBLIC_URL sees the URL in the refusal's line, without the password."""
+    public = "https://twilio:hunter2-secret@hotline.example.org"
+    line = make_hotline(database_url, redis_conn, fake_twilio, tmp_path, HOTLINE_PUBLIC_URL=public)
+    try:
+        with caplog.at_level("WARNING", logger="webhooks.twilio"):
+            response = line.client.post(SMS, data=inbound_sms(), base_url=PUBLIC_URL)
+    finally:
+        line.clock.stop()
+        line.services.sessions.kw["bind"].dispose()
+    assert response.status_code == 403
+    assert "https://twilio:***@hotline.example.org/twilio/sms" in caplog.text
+    assert "hunter2" not in caplog.text
+
+
 def test_forwarded_headers_cannot_move_the_signed_url(hotline: Hotline) -> None:
     """Behind a proxy anyone can send X-Forwarded-*: the configured public URL is what counts."""
     evil = "https://attacker.example.com"
