@@ -7,11 +7,14 @@ here re-reads state, claims its row with a conditional update, and is safe to ru
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import exists, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from hotline import checkins, notices, retention, ringing, routing, voiceline, wording
@@ -40,6 +43,8 @@ from hotline.telephony import TelephonyError
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # The sweeper leaves work this late to its wake-up: only what Redis lost is the sweeper's.
 SWEEP_GRACE = timedelta(seconds=15)
@@ -153,7 +158,10 @@ def sweep(services: Services) -> SweepReport:
             voiceline.ask_whether_over(services, call_sid)
     except TelephonyError as error:  # the rest are asked about by a later sweep
         log.warning("could not ask Twilio about calls with no final status: %s", error)
-    expired = sum(expire_offer(services, offer_id) for offer_id in overdue_offers)
+    expired = sum(
+        bool(_on_its_own(f"offer {offer_id}", expire_offer, services, offer_id))
+        for offer_id in overdue_offers
+    )
     sent = checkins.send_due(services).sent if checkins_late else 0
     deleted = retention.delete_due(services) if deletions_late else 0
     closed = offered = 0
@@ -161,7 +169,9 @@ def sweep(services: Services) -> SweepReport:
         # A deadlock with a webhook or a job that took these rows in another order (PostgreSQL
         # picks one to abort) is retried whole rather than losing the rest of the sweep.
         work = partial(_sweep_programme, services, programme_id, now)
-        done = run_in_transaction(services.sessions, work)
+        done = _on_its_own(f"programme {programme_id}", run_in_transaction, services.sessions, work)
+        if done is None:
+            continue
         closed, offered = closed + done.closed, offered + done.offered
         send(services, done.effects)
         schedule(services, done.effects)
@@ -175,6 +185,20 @@ def sweep(services: Services) -> SweepReport:
     if report != SweepReport():
         log.info("sweep: %s", report)
     return report
+
+
+def _on_its_own(what: str, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:
+    """``work``'s result, or None when it fails on something of its own (a number no data key
+    opens, a bug that one row brings out), logged, so the rest of the sweep still runs: it
+    would fail there again every sweep, and every later step with it. The database down or
+    timing out is everyone's: raised, and the sweep stops as a whole."""
+    try:
+        return work(*args, **kwargs)
+    except OperationalError:
+        raise
+    except Exception:
+        log.exception("sweep: %s failed; the rest of the sweep goes on", what)
+        return None
 
 
 def calls_not_followed_up(session: Session, programme_id: int, ended_by: datetime) -> list[int]:

@@ -44,7 +44,15 @@ from hotline import db, tasks
 from hotline.app import build_services, create_app
 from hotline.db import transaction
 from hotline.effects import RETRY_DELAYS, owe_again
-from hotline.models import CheckIn, CheckInState, Conversation, Offer, OfferState, Programme
+from hotline.models import (
+    CheckIn,
+    CheckInState,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    Programme,
+)
 from hotline.people import set_alert_phone
 from hotline.settings import load_settings
 from hotline.wakeups import Task
@@ -785,3 +793,40 @@ def test_worker_restarts_are_logged_once_a_minute_and_a_new_outage_at_once(
     lines = [r.getMessage() for r in caplog.records if "Redis failed" in r.getMessage()]
     assert lines[3] == "Redis failed; starting it again"
     assert len(lines) == 4
+
+
+def test_one_programmes_fault_does_not_stop_the_sweep_of_the_others(
+    hotline: Hotline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clinician's number that no data key opens any more (a key removed too soon) makes
+    telling them of a lapsed offer, and closing their request, fail every sweep. The next
+    programme's request, waiting as long, still closes and its clinician is told: the faults
+    stay the first programme's, logged."""
+    from hotline.models import Clinician
+    from hotline.people import CLINICIAN_CONTEXT
+    from hotline.privacy import Vault
+    from hotline.programmes import ensure_programme
+
+    with transaction(hotline.services.sessions) as session:
+        ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        )
+    first, second = "+15550109001", "+15550109002"
+    hotline.add_supporter("Alice", "+15550108001")  # on call for the first programme only
+    assert hotline.sms(first, HOTLINE, "hello").status_code == 200  # offered to Alice
+    assert hotline.sms(second, "+15550200000", "hello").status_code == 200
+    with transaction(hotline.services.sessions) as session:
+        clinician = session.scalars(select(Clinician).order_by(Clinician.id)).first()
+        assert clinician is not None
+        clinician.phone_sealed = Vault((b"r" * 32,)).seal(first, CLINICIAN_CONTEXT)
+    hotline.clock.advance(seconds=49 * 3600)  # both requests idle past their 48 hours
+    told = len(hotline.fake.sent)
+    with caplog.at_level(logging.ERROR, logger="hotline.tasks"):
+        hotline.sweep()
+    assert f"sweep: programme {hotline.programme_id} failed" in caplog.text
+    assert "sweep: offer " in caplog.text  # Alice's, lapsed: telling the clinician failed
+    with hotline.session() as session:
+        states = session.scalars(select(Conversation.state).order_by(Conversation.id)).all()
+    assert states == [ConversationState.QUEUED, ConversationState.ENDED]
+    closed = [m["body"] for m in hotline.fake.sent[told:] if m["to"] == second]
+    assert len(closed) == 1 and "has closed" in closed[0]
