@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from hotline import accounts, migrate, numbercheck, roster, rota, signin
+from hotline import accounts, audit, migrate, numbercheck, roster, rota, signin
 from hotline import keys as keys_core
 from hotline.db import make_engine, make_sessionmaker, transaction
 from hotline.models import ApiToken, Coordinator, Programme, Supporter, utcnow
@@ -255,6 +255,8 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
     if timezone is not None and not is_timezone(timezone):
         raise click.ClickException(f"not an IANA time zone: {timezone!r}")
     with _session() as session:
+        existing = session.scalar(select(Programme).where(Programme.slug == slug))
+        before = _programme_view(existing) if existing else {}
         try:
             programme = ensure_programme(
                 session,
@@ -269,7 +271,29 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
             raise click.ClickException(str(error)) from None
         session.flush()
         follow_programme_zones(session, _settings().timezone, programme.id)
+        old, new = audit.changed(before, _programme_view(programme))
+        if new:
+            audit.record(
+                session,
+                programme_id=programme.id,
+                actor=CLI_ACTOR,
+                action="programme.edit" if existing else "programme.add",
+                target=f"programme:{programme.id}",
+                old=old or None,
+                new=new,
+                at=utcnow(),
+            )
     click.echo(f"programme {slug} serves {hotline}")
+
+
+def _programme_view(programme: Programme) -> dict[str, object]:
+    """What ``programme add`` sets, as the audit log shows it (numbers redacted there)."""
+    return {
+        "name": programme.name,
+        "hotline_number": programme.hotline_number,
+        "pool_numbers": [p.number for p in programme.pool_numbers],
+        "timezone": programme.timezone,
+    }
 
 
 @programme.command("alerts")

@@ -225,6 +225,27 @@ def test_programme_add_renames_a_programme_and_keeps_its_pool(run) -> None:  # t
         assert pool == ["+15550100001", "+15550100002"]
 
 
+def test_programme_add_is_in_the_audit_log(run) -> None:  # type: ignore[no-untyped-def]
+    """A programme added or renamed from the command line is audited as console changes are:
+    who (the command line), what, old and new, numbers redacted; running it again unchanged
+    adds nothing."""
+    run("programme", "add", "north", "--name", "North", "--number", "+15550200000")
+    run("programme", "add", "north", "--name", "North Hospital", "--number", "+15550200000")
+    run("programme", "add", "north", "--name", "North Hospital", "--number", "+15550200000")
+    with run.sessions() as session:
+        entries = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.action.startswith("programme."))
+            .order_by(AuditEntry.id)
+        ).all()
+    assert [(e.action, e.actor) for e in entries] == [
+        ("programme.add", "command line"),
+        ("programme.edit", "command line"),
+    ]
+    assert entries[0].new["name"] == "North" and "5550200000" not in str(entries[0].new)
+    assert (entries[1].old, entries[1].new) == ({"name": "North"}, {"name": "North Hospital"})
+
+
 def test_programme_add_refuses_to_drop_a_pool_number_carrying_a_conversation(run) -> None:  # type: ignore[no-untyped-def]
     """As the Settings page does: the supporter's replies to a number no programme owns would
     be ignored, mid-conversation."""
