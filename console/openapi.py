@@ -12,7 +12,7 @@ from console.openapi_schemas import ID, INSTANT, SCHEMAS, Schema, ref
 
 ERRORS = {
     "400": "The request is malformed (not JSON, not a JSON object, or a programme must be named).",
-    "401": "No bearer token, or an unknown or revoked one.",
+    "401": "No bearer token, or an unknown, revoked or expired one.",
     "404": "Nothing with that id among the caller's programmes.",
     "409": "The change conflicts with existing data.",
     "410": "The verification code has expired.",

@@ -216,7 +216,7 @@ def api_token_list(slug: str | None) -> None:
 @api_token.command("revoke")
 @click.argument("token_id", type=int)
 def api_token_revoke(token_id: int) -> None:
-    """Revoke token TOKEN_ID (see ``list``): it stops working at once."""
+    """Revoke token TOKEN_ID (see `hotline api-token list`): it stops working at once."""
     with _session() as session:
         token = session.get(ApiToken, token_id)
         if token is None:
@@ -249,7 +249,8 @@ def programme() -> None:
 @click.option("--timezone", default=None, help="IANA time zone, e.g. America/Chicago.")
 def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | None) -> None:
     """Add (or update: rename, renumber) a programme with its own number, pool, roster and
-    schedule. A pool number carrying a conversation or an offer now is not removed."""
+    schedule. Refused, changing nothing, when a number is another programme's or someone's
+    phone, or when the new pool would drop a number carrying a conversation or an offer now."""
     hotline = _number(number)
     pool_numbers = tuple(_number(n) for n in pool.split(",") if n.strip())
     if timezone is not None and not is_timezone(timezone):
