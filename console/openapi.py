@@ -97,7 +97,7 @@ def _roster_paths() -> Schema:
                 requestBody=json_body("SupporterUpdate"),
             ),
             "delete": operation(
-                "Deactivate: off every schedule; the record stays.", "204", None, "404"
+                "Deactivate: off every schedule; the record stays.", "204", None, "404", "409"
             ),
         },
         "/supporters/{supporter_id}/verification": {
@@ -145,6 +145,7 @@ def _schedule_paths() -> Schema:
                 ref("Shift"),
                 "400",
                 "404",
+                "409",
                 "415",
                 "422",
                 requestBody=json_body("ShiftCreate"),
@@ -171,6 +172,7 @@ def _schedule_paths() -> Schema:
                 ref("Override"),
                 "400",
                 "404",
+                "409",
                 "415",
                 "422",
                 requestBody=json_body("OverrideCreate"),
@@ -192,6 +194,7 @@ def _schedule_paths() -> Schema:
                 ref("Rotation"),
                 "400",
                 "404",
+                "409",
                 "415",
                 "422",
                 requestBody=json_body("RotationCreate"),
@@ -206,6 +209,7 @@ def _schedule_paths() -> Schema:
                 ref("Rotation"),
                 "400",
                 "404",
+                "409",
                 "415",
                 "422",
                 requestBody=json_body("RotationUpdate"),
