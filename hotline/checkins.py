@@ -66,8 +66,9 @@ PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
 CANCELLABLE = (CheckInState.SCHEDULED, CheckInState.CLAIMED)  # not yet handed to Twilio
 WHILE_WAITING = timedelta(hours=1)  # a check-in due while the clinician's request waits
 MIN_GAP = timedelta(hours=1)  # check-ins closer than this (the window moved one onto another): one
-# A clinician's text this soon after a check-in is its reply: it counts in the reports, it goes
-# to the peer who last supported them, and the purge keeps their number until it has passed.
+# A clinician's text or call this soon after a check-in is its reply: it counts in the reports,
+# it goes to the peer who last supported them, and the purge keeps their number until it has
+# passed.
 REPLY_WINDOW = timedelta(days=7)
 
 # Twilio's message states in the order they can happen; callbacks arrive out of order and twice.
@@ -544,9 +545,9 @@ def recover_stuck(session: Session, now: datetime) -> int:
 
 
 def note_reply(session: Session, clinician_id: int, now: datetime) -> bool:
-    """A clinician wrote in after a check-in (within REPLY_WINDOW), before the line heard from
-    them otherwise: record it; True if so. One they did not answer before another conversation
-    began is not answered by a later one."""
+    """A clinician wrote in or called after a check-in (within REPLY_WINDOW), before the line
+    heard from them otherwise: record it; True if so. One they did not answer before another
+    conversation began is not answered by a later one."""
     since = exists().where(
         Conversation.clinician_id == clinician_id, Conversation.created_at > CheckIn.sent_at
     )

@@ -25,7 +25,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import events, masking, peercall, retention, ringing, routing, speech
+from hotline import checkins, events, masking, peercall, retention, ringing, routing, speech
 from hotline.calling import (
     DialResult,
     Gather,
@@ -156,6 +156,8 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
         if _fresh(session, call) != CallState.GREETING:  # a hang-up's status ended it meanwhile
             return replay(ctx, call)
         peer_rung = call.conversation_id  # the live conversation whose peer did not pick up
+        if call.clinician_id is not None:  # "reply any time to talk": a call answers a check-in
+            checkins.note_reply(session, call.clinician_id, ctx.now)
         conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
         ringing.replace_waiting_call_backs(ctx, call.clinician_id, conv.id)
         if peer_rung is not None:

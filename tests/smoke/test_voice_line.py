@@ -945,3 +945,29 @@ def test_every_voice_step_refuses_an_unsigned_request(hotline: Hotline, step: st
     response = hotline.client.post(f"/twilio/voice/{step}", data=params, base_url=PUBLIC_URL)
     assert response.status_code == 403
     assert conversations(hotline) == [] and offers(hotline) == []
+
+
+def test_a_call_answering_a_checkin_counts_as_its_reply(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The check-in says "Reply any time to talk"; a clinician who calls the line instead of
+    texting back has answered it too: the reports count it, as they count a text."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    hotline.clock.advance(days=1, minutes=1)
+    hotline.sweep()  # the 1-day check-in
+    clinician.expect_text("how are you doing", from_=HOTLINE)
+
+    hotline.clock.advance(hours=3)
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}))
+    assert call.bridged_with == ALICE
+
+    with hotline.session() as session:
+        replied = session.scalars(select(CheckIn.replied_at).order_by(CheckIn.id)).all()
+    assert replied[0] == hotline.clock.now, "a call after a check-in was not counted as a reply"
+    hotline.run_jobs()
+    alice.expect_text("reply DONE")
+    phones.assert_no_unexpected()
