@@ -71,6 +71,14 @@ _ANSWERS = frozenset({"accept", "yes", "y", "pass", "no", "n", "done", "resource
 # Emoji (with their skin tones and joiners), punctuation and spaces around a word; not "?".
 _DECORATION = re.compile(r"^[^\w?]+|[^\w?]+$")
 _BREAK = re.compile(r"^break(?:\s+(\d{1,3})\s*(m|min|mins|h|hr|hrs|hour|hours)?)?$")
+# Declining check-ins in a few words: the check-in asks for NOCHECKIN, but a keyboard splits it
+# ("No checkin") and people write "No more check-ins, thanks" or "Stop check-ins". As a message
+# it opened a request, woke a peer, and the peer's DONE began a fresh cadence. Narrow on
+# purpose: "no more" alone, or a question, stays a message to a peer.
+_NO_CHECKINS = re.compile(
+    r"^(?:please,? )?(?:no (?:more )?|stop (?:the )?)check[ -]?ins?"
+    r"(?:,? (?:please|thanks|thank you))?$"
+)
 DEFAULT_BREAK = timedelta(hours=1)
 MAX_BREAK = timedelta(hours=24)
 
@@ -102,6 +110,8 @@ def parse(body: str) -> Command | None:
     word = _undecorated(text)
     if word in _ALIASES:
         return Command(_ALIASES[word], opt_in=text == "yes", everyday=word in _EVERYDAY)
+    if _NO_CHECKINS.match(text):
+        return Command(Word.NOCHECKIN)
     if word in DISCIPLINES:
         return Command(Word.DISCIPLINE, discipline=DISCIPLINES[word])
     match = _BREAK.match(word)

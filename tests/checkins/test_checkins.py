@@ -402,6 +402,31 @@ def test_nocheckin_cancels_checkins_and_keeps_the_line_open(
     phones.assert_no_unexpected()
 
 
+def test_no_more_check_ins_in_words_declines_them_and_wakes_no_peer(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A clinician answers a check-in with "No more check-ins, thanks" rather than the one word
+    NOCHECKIN: it declines them. It used to open a request: a peer was offered it, and when
+    that peer closed it with DONE, a fresh 1d/7d/30d cadence began."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    hotline.clock.advance(days=1, minutes=1)
+    hotline.sweep()
+    clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
+
+    clinician.texts("No more check-ins, thanks")
+    clinician.expect_text("no more check-in texts", from_=HOTLINE)
+    alice.expect_nothing()
+    with hotline.session() as session:
+        assert session.scalar(select(Clinician.checkins_declined)) is True
+        assert len(session.scalars(select(Conversation.id)).all()) == 1
+    assert states(hotline) == [CheckInState.SENT] + [CheckInState.CANCELLED] * 2
+    phones.assert_no_unexpected()
+
+
 def test_a_checkin_due_during_a_live_conversation_is_skipped(
     make_line: Callable[..., Hotline],
 ) -> None:

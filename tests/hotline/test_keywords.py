@@ -74,6 +74,31 @@ def test_a_supporter_s_answer_may_carry_an_emoji_or_a_comma(body: str, word: Wor
     assert (command.word if command else None) is word
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "NOCHECKIN",
+        "No checkin",  # a keyboard's autocorrect splits the word the check-in asks for
+        "No check-in",
+        "no check ins",
+        "No more check-ins",
+        "No more check-ins, thanks",
+        "Stop check-ins.",
+        "stop the checkins please",
+        "Please, no more check ins!",
+    ],
+)
+def test_declining_check_ins_in_a_few_words_is_nocheckin(body: str) -> None:
+    assert parse(body) == Command(Word.NOCHECKIN)
+
+
+@pytest.mark.parametrize(
+    "body", ["no more", "check in on me please", "can we check in?", "no more check-ins?"]
+)
+def test_other_words_about_check_ins_are_messages(body: str) -> None:
+    assert parse(body) is None
+
+
 def test_yes_with_an_emoji_is_not_twilio_s_opt_in_word() -> None:
     decorated, plain = parse("Yes 👍"), parse("yes")
     assert decorated is not None and plain is not None
