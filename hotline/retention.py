@@ -332,18 +332,26 @@ def any_overdue(session: Session, now: datetime, grace: timedelta) -> bool:
 
 
 def forget(session: Session, clinician: Clinician) -> None:
-    """Erase a clinician's identifiers now (FORGET): their number, its hash, their opt-outs.
+    """Erase a clinician's identifiers now (FORGET, or the purge): their number, its hash,
+    their opt-outs.
 
     Conversation rows stay as anonymous counts; pending check-ins are cancelled by the caller.
+    A STOP they never undid stays counted in the reports ("check-ins opted out") as declining
+    check-ins: the opt-out row goes, and with it the only other record of it; the row, with no
+    number, can never be sent anything again.
     """
     if clinician.phone_hash is not None:
-        session.execute(
-            delete(OptOut).where(
+        stopped = session.execute(
+            delete(OptOut)
+            .where(
                 OptOut.programme_id == clinician.programme_id,
                 OptOut.phone_hash == clinician.phone_hash,
                 _to_the_hotline(),
             )
-        )
+            .returning(OptOut.id)
+        ).first()
+        if stopped is not None:
+            clinician.checkins_declined = True
     clinician.phone_sealed = None
     clinician.phone_hash = None
 

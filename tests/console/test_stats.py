@@ -19,6 +19,7 @@ from hotline.models import (
 )
 from tests.console.conftest import answered
 from tests.kit.harness import Hotline
+from tests.kit.phones import Phones
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 
@@ -213,3 +214,33 @@ def test_the_running_week_cannot_be_read_twice_down_to_one_response_time(
             START + timedelta(days=7, hours=8),
         )
     assert timing() == {"median": 240, "p90": 9 * 3600}  # the week is whole: it counts
+
+
+def test_a_stop_after_a_checkin_stays_counted_once_the_number_is_purged(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A clinician answers the 1-day check-in with STOP. The week's report counts the opt-out;
+    read again after the retention purge has erased their number (and the opt-out row with
+    it), the same week must say the same, not lose every STOP older than a month."""
+    hotline.add_supporter("Alice", "+15550108001")
+    clinician, alice = phones.talking("+15550109001", "+15550108001")
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    hotline.clock.advance(days=1, minutes=1)
+    hotline.sweep()
+    clinician.expect_text("how are you doing")
+    clinician.texts("STOP")
+
+    def opted_out() -> int:
+        with hotline.session() as session:
+            day = START + timedelta(days=1)
+            week = stats.report(session, hotline.programme_id, START, day, hotline.clock.now)
+        assert week.checkins_sent == 1
+        return week.checkins_opted_out
+
+    assert opted_out() == 1
+    hotline.clock.advance(days=40)
+    assert hotline.sweep().clinicians_purged == 1
+    assert opted_out() == 1, "the purge took a STOP out of a past week's report"
+    phones.assert_no_unexpected()
