@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from hotline import drains, records
+from hotline import drains, records, wording
 from hotline.db import transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -292,7 +292,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
             unreadable.append(row.id)
             continue
         if to is not None and not clinician.checkins_declined and clinician.id not in talking:
-            wanted.append((p.id, _Target(row.id, to, p.hotline_number, p.checkin_text)))
+            wanted.append((p.id, _Target(row.id, to, p.hotline_number, wording.checkin(p))))
     # Two of one clinician's check-ins due together (held back by the window or an outage): the
     # latest goes, the rest are cancelled with the skipped below.
     ordered = sorted(wanted, key=lambda w: w[1].checkin_id)

@@ -163,6 +163,18 @@ def stopped() -> str:
     return "Done: no more texts from this number. Text START to undo that."
 
 
+HOW_TO_STOP_CHECKINS = "Reply NOCHECKIN to stop check-ins, STOP to stop all texts."
+
+
+def checkin(p: ProgrammeConfig) -> str:
+    """The programme's check-in text, ending with how to stop them when it does not say so
+    itself (a programme's own text may leave it out; a clinician who cannot tell how writes
+    "please stop" to a peer, and the peer's DONE brings more check-ins)."""
+    if "NOCHECKIN" in p.checkin_text.upper():
+        return p.checkin_text
+    return f"{p.checkin_text} {HOW_TO_STOP_CHECKINS}"
+
+
 def checkins_declined() -> str:
     return "Done: no more check-in texts. This line stays open to you any time."
 

@@ -427,6 +427,36 @@ def test_no_more_check_ins_in_words_declines_them_and_wakes_no_peer(
     phones.assert_no_unexpected()
 
 
+def test_a_programme_s_own_checkin_text_still_says_how_to_stop_them(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The coordinator writes the programme's own check-in text and leaves out how to stop
+    them: the check-in still ends by saying so (as a greeting always carries the crisis line).
+    One that says it already is sent as written."""
+    own = "Hi from the forYOU team. Thinking of you: how are you doing? Reply any time."
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Programme, hotline.programme_id).checkin_text = own
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    hotline.clock.advance(days=1, minutes=1)
+    hotline.sweep()
+    text = clinician.expect_text(own, from_=HOTLINE)
+    assert text.body.endswith("Reply NOCHECKIN to stop check-ins, STOP to stop all texts."), (
+        text.body
+    )
+
+    said = f"{own} Text NOCHECKIN and they stop."
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Programme, hotline.programme_id).checkin_text = said
+    hotline.clock.advance(days=6)
+    hotline.sweep()
+    assert clinician.expect_text(own, from_=HOTLINE).body == said
+    phones.assert_no_unexpected()
+
+
 def test_a_checkin_due_during_a_live_conversation_is_skipped(
     make_line: Callable[..., Hotline],
 ) -> None:

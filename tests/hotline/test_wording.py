@@ -44,6 +44,7 @@ TODAY = NOON - timedelta(hours=20)  # the next peer comes on call within the wee
 WEEKS_BEFORE = NOON - timedelta(days=12)  # a schedule empty for a while: dated
 DISCIPLINE = max(keywords.DISCIPLINES.values(), key=len)
 CODE_MINUTES = int(verification.CODE_TTL.total_seconds() // 60)
+OWN_CHECKIN = replace(DEFAULT, checkin_text="Thinking of you: how are you doing? Reply any time.")
 
 # (text function, its arguments, at most this many segments)
 Row = tuple[Callable[..., str], tuple[object, ...], int]
@@ -112,6 +113,10 @@ ROWS: dict[str, Row] = {
     "shift reminder, open-ended": (wording.shift_reminder, (NAMED, NOON, None), 1),
     "coverage gap": (wording.coverage_gap, (NAMED, NOON, EVENING), 1),
     "coverage gap, open-ended": (wording.coverage_gap, (NAMED, NOON, None), 1),
+    # A check-in as sent: the default as written; a programme's own text that does not say how
+    # to stop them with that said after it, still one segment for a short one.
+    "check-in as sent": (wording.checkin, (DEFAULT,), 1),
+    "check-in as sent, own text": (wording.checkin, (OWN_CHECKIN,), 1),
 }
 # The programme's own texts, sent as they are: a check-in is one segment (issue 5).
 PROGRAMME_TEXTS = {
