@@ -37,7 +37,7 @@ from hotline.ringing import (
     SCREEN_SECONDS,
     CallStep,
     answer_in_transaction,
-    replace_waiting_call_backs,
+    replace_waiting_requests,
     step,
 )
 from hotline.services import Services
@@ -158,7 +158,7 @@ def pick_up(services: Services, call_id: int, digits: str) -> VoiceReply:
         ctx = step(services, session, call.programme_id, effects)
         conv = session.get_one(Conversation, call.conversation_id)
         conv.last_activity_at = ctx.now
-        replace_waiting_call_backs(ctx, call.clinician_id, conv.id)
+        replace_waiting_requests(ctx, call.clinician_id, conv.id)
         return reply()
 
     return answer_in_transaction(services, work)

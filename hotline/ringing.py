@@ -86,11 +86,13 @@ def step(services: Services, session: Session, programme_id: int, effects: Effec
     )
 
 
-def replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None, successor_id: int) -> None:
-    """A new call from someone waiting for a call-back supersedes it (one request, not two):
-    what they texted while waiting goes on to ``successor_id``, the new call's conversation.
-    Only a call-back: a conversation another call of theirs is still on (a second line, a
-    switchboard's shared number) goes on ringing for that caller."""
+def replace_waiting_requests(ctx: CallStep, clinician_id: int | None, successor_id: int) -> None:
+    """A new call from someone waiting for a peer supersedes what waits (one request, not
+    two): a call-back, or a text request nobody has accepted yet (left waiting, it would be
+    offered on, and a second peer would join someone who has just talked to one). What they
+    texted for it goes on to ``successor_id``, the new call's conversation, and its pending
+    offer is withdrawn. Not a conversation another call of theirs is still on (a second line,
+    a switchboard's shared number): it goes on ringing for that caller."""
     if clinician_id is None:
         return
     live_call = (
@@ -101,7 +103,6 @@ def replace_waiting_call_backs(ctx: CallStep, clinician_id: int | None, successo
     waiting = ctx.session.scalars(
         select(Conversation).where(
             Conversation.clinician_id == clinician_id,
-            Conversation.channel == Channel.VOICE,
             Conversation.state == ConversationState.QUEUED,
             Conversation.id != successor_id,
             ~live_call,

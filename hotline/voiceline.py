@@ -159,7 +159,7 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
         if call.clinician_id is not None:  # "reply any time to talk": a call answers a check-in
             checkins.note_reply(session, call.clinician_id, ctx.now)
         conv = ringing.new_conversation(ctx, call.clinician_id, discipline)
-        ringing.replace_waiting_call_backs(ctx, call.clinician_id, conv.id)
+        ringing.replace_waiting_requests(ctx, call.clinician_id, conv.id)
         if peer_rung is not None:
             peercall.not_again(ctx, peer_rung, conv)
             call.followed_up_at = None  # a supporter who takes it now is owed the follow-up
@@ -221,7 +221,7 @@ def peer_result(services: Services, result: DialResult) -> VoiceReply:
         if call.state == CallState.BRIDGED:  # our record of a press of 1
             # If the press of 1 did not (its conversation: the live one the peer is on).
             assert call.conversation_id is not None
-            ringing.replace_waiting_call_backs(ctx, call.clinician_id, call.conversation_id)
+            ringing.replace_waiting_requests(ctx, call.clinician_id, call.conversation_id)
             waiting_still = not result.bridged and not _caller_gone(call, result)
             answer = peercall.talked(ctx, call)
             if waiting_still:

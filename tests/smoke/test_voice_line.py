@@ -497,6 +497,37 @@ def test_a_call_back_redis_lost_still_tells_the_caller_and_the_coordinator_once(
     phones.assert_no_unexpected()
 
 
+def test_a_call_while_a_text_request_waits_replaces_it_and_its_texts_go_with_the_call(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The clinician texts, and calls before anyone accepts: one request, not two. Bob takes
+    the call and gets what they texted; Alice's offer of the text request is withdrawn, and
+    nobody is offered it afterwards (a second peer for someone who has just talked to one)."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}))
+
+    assert call.dialled == [BOB] and call.bridged_with == BOB
+    texted, called = conversations(hotline)
+    assert (texted.state, texted.end_reason) == (ConversationState.ENDED, "replaced")
+    assert called.state == ConversationState.ACTIVE and called.supporter_id is not None
+    assert [o.state for o in offers(hotline)] == [OfferState.WITHDRAWN, OfferState.ACCEPTED]
+    hotline.run_jobs()
+    bob.expect_text("I had a bad night", from_=POOL[0])
+    bob.expect_text("Thank you for taking that call", from_=POOL[0])
+    hotline.clock.advance(minutes=31)  # past the offer's timeout and the ask-again delay
+    hotline.sweep()
+    hotline.run_jobs()
+    clinician.texts("thank you")
+    bob.expect_text("thank you", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
 def test_a_call_while_texting_with_a_peer_leaves_the_texts_with_that_peer(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
