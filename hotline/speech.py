@@ -61,9 +61,16 @@ def thanks() -> str:
     return "Thank you for calling the peer support line. Take care. Goodbye."
 
 
-def not_connected(p: ProgrammeConfig) -> str:
+def not_connected(p: ProgrammeConfig, hidden: bool = False) -> str:
     """A peer pressed 1 but the call was never joined (their phone dropped): the caller, still
-    on the line, has talked to nobody."""
+    on the line, has talked to nobody. ``hidden``: their number is hidden or not vouched for,
+    so the peer cannot call them back (they are texted so): no promise of a call."""
+    if hidden:
+        return (
+            "The peer supporter who picked up could not be connected just now, and your number "
+            "is hidden or could not be verified, so they can't call you back. Please call "
+            f"again, or send a text message to this number. {p.crisis_text} Goodbye."
+        )
     return (
         "The peer supporter who picked up could not be connected just now. They will call you "
         f"back shortly from this same number. {p.crisis_text} Goodbye."

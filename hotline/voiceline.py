@@ -192,7 +192,8 @@ def dial_result(services: Services, result: DialResult) -> VoiceReply:
             waiting_still = not result.bridged and not _caller_gone(call, result)
             answer = ringing.after_pick_up(ctx, call, offer)
             if waiting_still:  # the caller talked to nobody: what happens next, and the crisis line
-                return reply(Say(speech.not_connected(ctx.programme)), Hangup())
+                hidden = call.clinician_id is None
+                return reply(Say(speech.not_connected(ctx.programme, hidden)), Hangup())
             return answer
         if _caller_gone(call, result):
             end_call(ctx, call)

@@ -327,6 +327,39 @@ def test_a_press_of_1_never_joined_tells_the_caller_still_there_what_next_and_th
     assert "call you back" in words, words
 
 
+def test_a_press_of_1_never_joined_for_a_hidden_caller_promises_no_call_back(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """As above, but the caller's number is hidden: nobody can call them back (Alice is told
+    so by text), so the caller, still on the line, is not promised a call-back: they hear
+    to call again or text, and the crisis sentence."""
+    hotline.add_supporter("Alice", ALICE)
+    call, ring_leg = sid(0xB01), sid(0xB02)
+    hidden = {"CallSid": call, "From": "anonymous", "To": HOTLINE, "CallStatus": "in-progress"}
+    doc(hotline, "/twilio/voice", **hidden)
+    dial = doc(hotline, "/twilio/voice/start", **hidden).find("Dial")
+    assert dial is not None
+    ring = int(parse_qs(urlparse(dial.get("action", "")).query)["ring"][0])
+    alice_leg = leg(ring_leg, call, ALICE, POOL[0])
+    doc(hotline, f"/twilio/voice/screen?ring={ring}", **alice_leg)
+    doc(hotline, f"/twilio/voice/pickup?ring={ring}", **alice_leg, Digits="1")
+    after = doc(
+        hotline,
+        f"/twilio/voice/next?ring={ring}",
+        **hidden,
+        DialCallStatus="completed",
+        DialBridged="false",
+        DialCallSid=ring_leg,
+        DialCallDuration="0",
+    )
+    words = said(after)
+    assert "will call you back" not in words, words
+    assert "number is hidden" in words and hotline.settings.crisis_text in words, words
+    hotline.run_jobs()
+    phones.phone(ALICE).expect_text("number was hidden", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
 def test_a_hang_up_as_the_menu_ends_withdraws_the_request(
     hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
 ) -> None:
