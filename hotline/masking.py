@@ -12,7 +12,16 @@ from sqlalchemy.orm import Session
 
 from hotline import speech
 from hotline.calling import Dial, Hangup, Say, VoiceReply, reply, route
-from hotline.models import Clinician, Conversation, ConversationState, Supporter
+from hotline.models import (
+    Call,
+    CallState,
+    Clinician,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    Supporter,
+)
 from hotline.people import clinician_phone
 from hotline.ringing import CallStep
 
@@ -32,6 +41,25 @@ def live_conversation(session: Session, supporter: Supporter, number: str) -> Co
         .order_by(Conversation.id.desc())
         .limit(1)
     )
+
+
+def offered_here(session: Session, supporter: Supporter, number: str) -> bool:
+    """Whether the supporter has an offer waiting for their ACCEPT on pool number ``number``
+    (a call-back, a text request): calling that number is not how it is taken, and the call
+    would otherwise hear that nothing is open there. Not a ring: that is answered by picking
+    up, and it moves on by itself in seconds."""
+    ringing = (
+        select(Call.id)
+        .where(Call.conversation_id == Offer.conversation_id, Call.state == CallState.RINGING)
+        .exists()
+    )
+    offer = select(Offer.id).where(
+        Offer.supporter_id == supporter.id,
+        Offer.pool_number == number,
+        Offer.state == OfferState.PENDING,
+        ~ringing,
+    )
+    return bool(session.scalar(select(offer.exists())))
 
 
 def call_through(ctx: CallStep, conv: Conversation) -> VoiceReply:

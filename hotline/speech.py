@@ -126,6 +126,14 @@ def caller_not_vouched() -> str:
     )
 
 
+def accept_by_text() -> str:
+    """A supporter calls the pool number of a request offered them by text, not yet taken."""
+    return (
+        "A peer support request is waiting for you on this number. To take it, reply ACCEPT "
+        "to this number by text, then call this number again to reach your caller. Goodbye."
+    )
+
+
 def no_live_conversation() -> str:
     return "There is no open conversation on this number. Goodbye."
 

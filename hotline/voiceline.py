@@ -67,8 +67,9 @@ def answer_call(services: Services, call: InboundCall) -> VoiceReply:
 
     Hotline number: the greeting and menu (a repeated CallSid hears it again, nothing more is
     stored). A supporter calling the pool number of their live conversation is connected to
-    its clinician; anyone else calling a pool number hears a short message. A caller ID the
-    carrier does not vouch for (``calling.vouched_for``) is taken as hidden.
+    its clinician (one calling the number of an offer waiting for their ACCEPT is told to
+    reply ACCEPT by text first); anyone else calling a pool number hears a short message. A
+    caller ID the carrier does not vouch for (``calling.vouched_for``) is taken as hidden.
     """
 
     def work(session: Session, effects: Effects) -> VoiceReply:
@@ -89,6 +90,8 @@ def answer_call(services: Services, call: InboundCall) -> VoiceReply:
             return masking.call_through(ctx, live)
         if match.is_hotline:
             return _greet(ctx, call.sid, caller)
+        if supporter is not None and masking.offered_here(session, supporter, call.to):
+            return reply(Say(speech.accept_by_text()), Hangup())
         if supporter is not None:
             return reply(Say(speech.no_live_conversation()), Hangup())
         return reply(Say(speech.not_a_line(ctx.programme.hotline_number)), Hangup())

@@ -406,6 +406,31 @@ def test_a_supporter_calling_a_pool_number_with_no_live_conversation_hears_so(
     phones.assert_no_unexpected()
 
 
+def test_a_supporter_calling_the_number_of_a_call_back_offered_them_is_told_to_accept_it(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Alice missed the call and is offered the call-back by text; she calls that number
+    straight back instead of replying ACCEPT. She hears how to take it (not that nothing is
+    open there), nobody is rung, and once she has accepted, her call reaches the caller."""
+    hotline.add_supporter("Alice", ALICE)
+    calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER}))
+    hotline.run_jobs()
+    alice, clinician = phones.phone(ALICE), phones.phone(CLINICIAN)
+    offered = alice.expect_text(OFFER)
+
+    early = calls.place(ALICE, offered.from_)
+
+    assert early.dialled == [] and not early.hears("no open conversation")
+    assert early.hears("reply ACCEPT") and early.hears("by text")
+    assert conversations(hotline)[-1].state == ConversationState.QUEUED
+    alice.texts("ACCEPT", to=offered.from_)
+    alice.expect_text("Call this number to reach your caller", from_=offered.from_)
+    clinician.expect_text("will call you back shortly", from_=HOTLINE)
+    through = calls.place(ALICE, offered.from_, Script(phones={CLINICIAN: ANSWER}))
+    assert through.dialled == [CLINICIAN] and through.bridged_with == CLINICIAN
+    phones.assert_no_unexpected()
+
+
 def test_a_hidden_number_is_rung_through_but_cannot_be_called_back(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
