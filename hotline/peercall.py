@@ -7,8 +7,9 @@ follow-up text (the peer knows how to close it). If they don't (busy, no answer,
 screen), the caller hears so and goes on to the usual greeting and ringing, where the peer is
 not rung a second time (their ring is recorded as an unanswered offer of the new conversation).
 
-A peer is rung only while they are on call and not on a break: out of their hours the
-conversation goes on by text, and the call goes to whoever is on call, as any call does.
+A peer is rung only while they are on call, not on a break and not on the phone with another
+caller: otherwise the conversation goes on by text, and the call goes to whoever is on call,
+as any call does.
 Nothing about this step is recorded beyond the call row (state ``peer``, the conversation).
 """
 
@@ -37,6 +38,7 @@ from hotline.ringing import (
     SCREEN_SECONDS,
     CallStep,
     answer_in_transaction,
+    on_the_phone,
     replace_waiting_requests,
     step,
 )
@@ -45,7 +47,8 @@ from hotline.services import Services
 
 def peer_conversation(ctx: CallStep, clinician_id: int) -> Conversation | None:
     """The clinician's live conversation whose peer can be rung now: active, with a pool
-    number, the peer active, on call and not on a break (a text one first)."""
+    number, the peer active, on call, not on a break and not on the phone with another
+    caller (``ringing.on_the_phone``), a text one first."""
     conv = ctx.session.scalar(
         select(Conversation)
         .where(
@@ -64,6 +67,8 @@ def peer_conversation(ctx: CallStep, clinician_id: int) -> Conversation | None:
     if not peer.active or on_break:
         return None
     if peer.id not in schedule.on_call(ctx.session, ctx.programme.id, ctx.now):
+        return None
+    if peer.phone_hash in on_the_phone(ctx.session):
         return None
     return conv
 

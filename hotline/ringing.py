@@ -124,11 +124,32 @@ def ring_next(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
     offer = None
     if _rings(ctx, conv.id) < MAX_RINGS:
         expires_at = ctx.now + timedelta(seconds=RING_SECONDS) + RING_GRACE
-        vault, p = ctx.services.vault, ctx.programme
-        offer = routing.reserve(ctx.session, vault, p, conv, ctx.now, expires_at)
+        vault, p, busy = ctx.services.vault, ctx.programme, on_the_phone(ctx.session)
+        offer = routing.reserve(ctx.session, vault, p, conv, ctx.now, expires_at, busy)
     if offer is None:
         return fall_to_call_back(ctx, call, conv)
     return dial(ctx, offer)
+
+
+def on_the_phone(session: Session) -> set[str]:
+    """Blind indexes of the supporters the line has on the phone now: talking with a caller,
+    or their phone ringing for one (a ring, or a clinician's call to their peer). Another
+    caller does not ring them: call waiting would beep through a hard conversation, and the
+    caller would wait on a ring nobody can take. A call-back by text still reaches them."""
+    talking = (
+        select(Conversation.supporter_id)
+        .join(Call, Call.conversation_id == Conversation.id)
+        .where(Call.state.in_((CallState.BRIDGED, CallState.PEER)))
+    )
+    ringing = (
+        select(Offer.supporter_id)
+        .join(Call, Call.conversation_id == Offer.conversation_id)
+        .where(Call.state == CallState.RINGING, Offer.state == OfferState.PENDING)
+    )
+    busy = select(Supporter.phone_hash).where(
+        Supporter.id.in_(talking.union(ringing).scalar_subquery())
+    )
+    return {phone_hash for phone_hash in session.scalars(busy) if phone_hash}
 
 
 def _rings(ctx: CallStep, conversation_id: int) -> int:

@@ -12,7 +12,7 @@ serializes writers with ``BEGIN IMMEDIATE``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -218,10 +218,12 @@ def reserve(
     conv: Conversation,
     now: datetime,
     expires_at: datetime,
+    skip_phones: Collection[str] = (),
 ) -> Offer | None:
     """Record an offer of ``conv`` to the best eligible supporter and move the round-robin
     pointer, under the programme lock; None when nobody is left. Sends nothing: the caller
-    decides how the offer reaches the supporter (a text, or a ringing phone).
+    decides how the offer reaches the supporter (a text, or a ringing phone). ``skip_phones``:
+    blind indexes of phones not to offer it to now (a ring skips phones already on a call).
 
     Callers look at ``conv`` before the lock; what they saw is checked again under it, so two
     that race (a clinician's next text, the sweeper, a supporter's BACK, the call-back job)
@@ -229,7 +231,11 @@ def reserve(
     lock_programme(session, p.id)
     if not still_waiting(session, conv):
         return None
-    found = candidates(session, vault, p, conv, now)
+    found = [
+        c
+        for c in candidates(session, vault, p, conv, now)
+        if c.supporter.phone_hash not in skip_phones
+    ]
     if not found:
         return None
     best = found[0]

@@ -51,6 +51,7 @@ from tests.kit.phones import Phones
 
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
 CLINICIAN = "+15550109001"
+SECOND_CALLER = "+15550109002"
 COORDINATOR = "+15550107777"
 OFFER = "Reply ACCEPT to take it or PASS"
 
@@ -157,6 +158,86 @@ def test_a_voicemail_answers_the_first_supporter_and_the_second_takes_the_call(
     phones.phone(BOB).expect_text("reply DONE", from_=POOL[0])
     assert len(call.legs) == 2  # the voicemail's leg is a call record too
     assert_call_records_deleted(hotline, call)
+    phones.assert_no_unexpected()
+
+
+def test_a_supporter_talking_with_one_caller_is_not_rung_for_another(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Alice, the only peer on call, is talking with a first caller when a second calls: her
+    phone is not rung mid-call (call waiting beeping through a hard conversation, and the
+    second caller waiting on a ring nobody can take). The second caller hears the call-back
+    promise at once, and Alice is offered it by text, for after her call."""
+    hotline.add_supporter("Alice", ALICE)
+    second: list[SimulatedCall] = []
+
+    def second_caller() -> None:
+        second.append(calls.place(SECOND_CALLER, HOTLINE, Script(phones={ALICE: PRESS_1})))
+
+    script = Script(phones={ALICE: PRESS_1}, on_bridge=second_caller)
+    first = calls.place(CLINICIAN, HOTLINE, script)
+
+    assert first.bridged_with == ALICE
+    (call,) = second
+    assert call.dialled == [] and call.hears("call you back")
+    assert hotline.settings.crisis_text in call.heard[-1]
+    hotline.run_jobs()
+    alice = phones.phone(ALICE)
+    alice.expect_text("call-back request")
+    alice.expect_text("Thank you for taking that call")
+    phones.assert_no_unexpected()
+
+
+def test_a_supporter_whose_phone_rings_for_one_caller_is_not_rung_for_another_at_once(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """A second call comes in while Alice's phone rings for the first: she is not rung a
+    second time over her ringing phone; the second caller is promised the call-back."""
+    hotline.add_supporter("Alice", ALICE)
+    second: list[SimulatedCall] = []
+
+    def second_caller() -> None:
+        second.append(calls.place(SECOND_CALLER, HOTLINE, Script(phones={ALICE: PRESS_1})))
+
+    script = Script(phones={ALICE: PRESS_1}, before_answer={ALICE: second_caller})
+    first = calls.place(CLINICIAN, HOTLINE, script)
+
+    (call,) = second
+    assert call.dialled == [] and call.hears("call you back")
+    assert first.dialled == [ALICE] and first.bridged_with == ALICE
+    hotline.run_jobs()
+    alice = phones.phone(ALICE)
+    alice.expect_text("call-back request")
+    alice.expect_text("Thank you for taking that call")
+    phones.assert_no_unexpected()
+
+
+def test_a_peer_talking_with_one_caller_is_not_rung_by_the_clinician_they_text_with(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Alice texts with one clinician and is on the phone with another caller when the first
+    calls: her phone is not rung over the call; the call goes to whoever else is on call."""
+    hotline.add_supporter("Alice", ALICE, max_conversations=3)
+    texting, alice = phones.talking(SECOND_CALLER, ALICE)
+    hotline.add_supporter("Bob", BOB)
+    second: list[SimulatedCall] = []
+
+    def peer_call() -> None:
+        second.append(
+            calls.place(SECOND_CALLER, HOTLINE, Script(phones={ALICE: PRESS_1, BOB: PRESS_1}))
+        )
+
+    script = Script(phones={BOB: NO_ANSWER, ALICE: PRESS_1}, on_bridge=peer_call)
+    first = calls.place(CLINICIAN, HOTLINE, script)
+    assert first.dialled == [BOB, ALICE] and first.bridged_with == ALICE
+
+    (call,) = second
+    assert not call.hears("peer supporter you've been talking with")
+    assert call.dialled == [BOB] and call.bridged_with == BOB
+    hotline.run_jobs()
+    alice.expect_text("Thank you for taking that call")
+    phones.phone(BOB).expect_text("Thank you for taking that call")
+    del texting
     phones.assert_no_unexpected()
 
 
