@@ -65,6 +65,7 @@ DRAIN_BATCH = 50  # check-ins claimed (and committed) together, then sent one by
 PENDING = (CheckInState.SCHEDULED, CheckInState.CLAIMED, CheckInState.SENDING)
 CANCELLABLE = (CheckInState.SCHEDULED, CheckInState.CLAIMED)  # not yet handed to Twilio
 WHILE_WAITING = timedelta(hours=1)  # a check-in due while the clinician's request waits
+WINDOW_SLACK = timedelta(minutes=2)  # due inside the window, claimed this soon after it shut
 MIN_GAP = timedelta(hours=1)  # check-ins closer than this (the window moved one onto another): one
 # A clinician's text or call this soon after a check-in is its reply: it counts in the reports,
 # it goes to the peer who last supported them, and the purge keeps their number until it has
@@ -213,6 +214,16 @@ def send_checkin(services: Services, checkin_id: int) -> CheckInState | None:
     return outcomes[0] if outcomes else None
 
 
+def _due_in_window(row: Any, programmes: dict[int, ProgrammeConfig], now: datetime) -> bool:
+    """A row due inside its window, claimed just after the window shut: its wake-up comes at
+    the end of its minute (``drains.wake_up_for``), so one due at 19:59:30 is claimed at 20:00
+    at the earliest. It goes now, not the next morning; one later than that (a retry, a run
+    after an outage) waits for the window as before."""
+    p = programmes[row.programme_id]
+    due: datetime = row.due_at
+    return now - due <= WINDOW_SLACK and in_window(due, p.checkin_hours, p.zone) == due
+
+
 def _due_rows(now: datetime) -> list[Any]:
     return [CheckIn.state == CheckInState.SCHEDULED, CheckIn.due_at <= now]
 
@@ -239,7 +250,7 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
         update(CheckIn)
         .where(CheckIn.id.in_(pick), *_due_rows(now))
         .values(state=CheckInState.CLAIMED, claimed_at=now, attempts=CheckIn.attempts + 1)
-        .returning(CheckIn.id, CheckIn.clinician_id, CheckIn.programme_id)
+        .returning(CheckIn.id, CheckIn.clinician_id, CheckIn.programme_id, CheckIn.due_at)
         .execution_options(synchronize_session=False)
     ).all()
     if not rows:
@@ -260,7 +271,11 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
         ).unique()
     }
     opens = {pid: in_window(now, p.checkin_hours, p.zone) for pid, p in programmes.items()}
-    shut = [row for row in rows if opens[row.programme_id] > now]
+    shut = [
+        row
+        for row in rows
+        if opens[row.programme_id] > now and not _due_in_window(row, programmes, now)
+    ]
     for pid in {row.programme_id for row in shut}:
         ids = [row.id for row in shut if row.programme_id == pid]
         session.execute(_unclaim(CheckIn.id.in_(ids)).values(due_at=opens[pid]))

@@ -1275,6 +1275,21 @@ def test_a_checkin_retried_past_the_window_waits_for_the_next_morning(
     assert sent.sent_at.astimezone(NY).hour == 9
 
 
+def test_a_checkin_due_in_the_windows_last_minute_goes_that_evening(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Due 19:59:30, inside the window (09:00-20:00 New York): its wake-up comes at the end of
+    its minute, 20:00, when the window has just shut. It goes then, not 13 hours later."""
+    done_at = local(2026, 3, 2, 19, 59) + timedelta(seconds=30)
+    hotline = line_with_alice(make_line, done_at)
+    talk_then_done(hotline, Phones(hotline), done_at)
+    due = rows(hotline)[0].due_at
+    assert utc(due) == utc(local(2026, 3, 3, 19, 59) + timedelta(seconds=30))
+    work(hotline, end_of_minute(due))
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+    assert rows(hotline)[0].state == CheckInState.SENT
+
+
 def test_a_checkin_overdue_after_an_outage_is_not_sent_at_night(
     make_line: Callable[..., Hotline],
 ) -> None:
