@@ -559,8 +559,12 @@ class Call(Base):
     state: Mapped[CallState] = mapped_column(String(10), default=CallState.GREETING)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
-    # When the supporter who took the call was texted how to close it (at most once).
+    # When the follow-up to the supporter who took the call (how to reach the caller, how to
+    # close it) was claimed; NULL while it is owed.
     followed_up_at: Mapped[datetime | None]
+    # While set, a run is sending that follow-up since then: a lease (routing.RELAY_LEASE),
+    # cleared once Twilio took the text. A stale one is a run killed mid-send: owed again.
+    following_up_since: Mapped[datetime | None]
     # When the sweeper last asked Twilio whether a call with no final status is over (its
     # status callback may have been lost: it came while the database was down).
     status_asked_at: Mapped[datetime | None]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline import routing, speech, wording
@@ -320,14 +320,17 @@ def follow_up_call(services: Services, call_id: int) -> bool:
     after whatever the clinician texted while the phone rang (held until someone took the call,
     as a text request's texts are until someone accepts it).
 
-    Claimed before sending, so a second run sends nothing (at most once, never twice); a text
-    Twilio did not take is owed again: the held texts stay held (``held.send_held``), and the
-    claim is undone for the sweeper to follow the call up on its next round.
+    Claimed before sending, with a lease (``Call.following_up_since``) cleared once Twilio has
+    taken the text, so a second run sends nothing. A text Twilio did not take is owed again:
+    the held texts stay held (``held.send_held``), and the claim is undone for the sweeper to
+    follow the call up on its next round; so is a run killed mid-send, once its lease lapses
+    (routing.RELAY_LEASE). Killed after Twilio took it, the text may go twice, never not at all.
     """
     effects = Effects()
     follow: OutboundText | None = None
     with transaction(services.sessions) as session:
-        conv = _claim_follow_up(session, call_id, services.clock())
+        claimed_at = services.clock()
+        conv = _claim_follow_up(session, call_id, claimed_at)
         if conv is None or conv.supporter_id is None or conv.pool_number is None:
             return False
         supporter = session.get_one(Supporter, conv.supporter_id)
@@ -345,29 +348,46 @@ def follow_up_call(services: Services, call_id: int) -> bool:
         sid = LOST
         if send_held(services, conversation_id):
             sid = send_one(services, follow, services.callback_url("/twilio/status"))
-        if sid is LOST:
-            _unclaim_follow_up(services, call_id)
-        elif isinstance(sid, str):
+        _end_claim(services, call_id, claimed_at, sent=sid is not LOST)
+        if isinstance(sid, str):
             remember_sent(services, [sid])
     send(services, effects)
     schedule(services, effects)
     return True
 
 
-def _unclaim_follow_up(services: Services, call_id: int) -> None:
+def _end_claim(services: Services, call_id: int, claimed_at: datetime, *, sent: bool) -> None:
+    """The run's follow-up went (or must not be tried again), or it is owed again (``sent``
+    False: the claim is undone). Only this run's claim: a lapsed one is another run's now."""
+    owed = {"followed_up_at": None} if not sent else {}
     with transaction(services.sessions) as session:
-        session.execute(update(Call).where(Call.id == call_id).values(followed_up_at=None))
+        session.execute(
+            update(Call)
+            .where(Call.id == call_id, Call.following_up_since == claimed_at)
+            .values(following_up_since=None, **owed)
+        )
 
 
 def _claim_follow_up(session: Session, call_id: int, now: datetime) -> Conversation | None:
-    """The call's conversation, still live, if this run is the first to claim its follow-up."""
+    """The call's conversation, still live, if this run is the first to claim its follow-up,
+    or the first since a run that claimed it died before the text went (its lease lapsed)."""
     claimed = session.execute(
         update(Call)
-        .where(Call.id == call_id, Call.followed_up_at.is_(None))
-        .values(followed_up_at=now)
+        .where(Call.id == call_id, follow_up_owed(now))
+        .values(followed_up_at=now, following_up_since=now)
     )
     if not claimed.rowcount:  # type: ignore[attr-defined]
         return None
     call = session.get_one(Call, call_id)
     conv = session.get(Conversation, call.conversation_id) if call.conversation_id else None
+    if conv is None or conv.state != ConversationState.ACTIVE or conv.clinician_id is None:
+        call.following_up_since = None  # nothing to send, or only once (a hidden number's)
     return conv if conv is not None and conv.state == ConversationState.ACTIVE else None
+
+
+def follow_up_owed(now: datetime) -> ColumnElement[bool]:
+    """The call's follow-up is owed: never claimed, or claimed by a run that died sending it."""
+    return or_(
+        Call.followed_up_at.is_(None),
+        Call.following_up_since <= now - routing.RELAY_LEASE,
+    )

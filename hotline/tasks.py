@@ -203,7 +203,8 @@ def _on_its_own(what: str, work: Callable[P, R], *args: P.args, **kwargs: P.kwar
 
 def calls_not_followed_up(session: Session, programme_id: int, ended_by: datetime) -> list[int]:
     """Calls a supporter took, over by ``ended_by``, whose follow-up text has not gone out
-    (its wake-up lost with Redis). From the programme's live conversations, which are few."""
+    (its wake-up lost with Redis, or the run sending it killed). From the programme's live
+    conversations, which are few."""
     return list(
         session.scalars(
             select(Call.id)
@@ -212,7 +213,7 @@ def calls_not_followed_up(session: Session, programme_id: int, ended_by: datetim
                 Conversation.programme_id == programme_id,
                 Conversation.state == ConversationState.ACTIVE,
                 Call.state == CallState.ENDED,
-                Call.followed_up_at.is_(None),
+                ringing.follow_up_owed(ended_by),
                 Call.ended_at <= ended_by,
             )
         )

@@ -354,6 +354,33 @@ def test_held_texts_of_a_job_killed_at_its_timeout_are_sent_later_in_order(
     assert _held(hotline) == 0
 
 
+def test_a_follow_up_job_killed_mid_send_is_sent_by_the_sweeper_once(
+    hotline: Hotline, phones: Phones, calls: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ kills the follow-up job at its timeout (2 s here) while Twilio hangs on the
+    supporter's text and then refuses it: the follow-up was claimed, but never sent. Once the
+    claim's lease lapses the sweeper sends it, once; a later sweep sends nothing again."""
+    monkeypatch.setattr(workers.queue, "JOB_TIMEOUT", 2)
+    words = _taken_with_a_text_as_it_rang(hotline, phones, calls)
+    hotline.fake.hang_next(0.1)  # the held text goes
+    hotline.fake.fail_next(1, status=503, code=20503, hang=3)  # the follow-up hangs: killed
+    hotline.run_jobs()
+    assert _sent_to(hotline, ALICE) == [words]
+    hotline.clock.advance(seconds=30)
+    hotline.sweep()  # within the lease: the run may be sending still
+    assert _sent_to(hotline, ALICE) == [words]
+    hotline.clock.advance(minutes=3)
+    hotline.sweep()
+    hotline.run_jobs()
+    sent = _sent_to(hotline, ALICE)
+    assert len(sent) == 2 and sent[0] == words
+    assert "Thank you for taking that call" in sent[1]
+    hotline.clock.advance(minutes=3)
+    hotline.sweep()
+    hotline.run_jobs()
+    assert len(_sent_to(hotline, ALICE)) == 2  # once each
+
+
 def test_texts_during_a_call_are_relayed_as_they_come_not_behind_those_held_as_it_rang(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
