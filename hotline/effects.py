@@ -16,17 +16,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hotline import records
 from hotline.db import transaction
-from hotline.models import Conversation, ConversationState
+from hotline.models import Conversation, ConversationState, Offer, OfferState
 from hotline.services import Services
-from hotline.telephony import OptedOutError, RetryableError, TelephonyError
+from hotline.telephony import OptedOutError, PermanentError, RetryableError, TelephonyError
 from hotline.texting import OutboundText
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
 
 # Pauses between attempts at a text Twilio refused for now (429, 5xx). Short: a job waits them
-# out. What still fails is not lost for good: an unanswered offer times out to the next peer,
-# and a clinician's "nobody is free" is owed again (the sweeper tells them).
+# out. What still fails is not lost for good: an offer is passed on to the next peer at once
+# (nobody was asked), and a clinician's "nobody is free" is owed again (the sweeper tells them).
 RETRY_DELAYS = (0.25, 1.0)
 _ATTEMPTS = len(RETRY_DELAYS) + 1
 UNANSWERED = "unanswered"  # the end reason of a request nobody took (tasks.close_idle)
@@ -47,10 +47,19 @@ class Effects:
         owed_by: int | None = None,
         closing: bool = False,
         alerting: int | None = None,
+        offering: int | None = None,
     ) -> None:
         if to:  # a forgotten clinician has no number left to text
             self.texts.append(
-                OutboundText(to, from_, body, owed_by=owed_by, closing=closing, alerting=alerting)
+                OutboundText(
+                    to,
+                    from_,
+                    body,
+                    owed_by=owed_by,
+                    closing=closing,
+                    alerting=alerting,
+                    offering=offering,
+                )
             )
 
     def wake(self, task: Task, ident: int, at: datetime | None = None) -> None:
@@ -72,12 +81,14 @@ def send(services: Services, effects: Effects) -> None:
     """Send the texts through the provider (from jobs, never from a webhook).
 
     Each asks for a status callback: that is what deletes its record at the provider once it
-    is delivered (retention.after_status), as for relays and check-ins.
+    is delivered (retention.after_status), as for relays and check-ins. An offer Twilio does
+    not take is passed on: its wake-up in ``effects`` moves to now (schedule them after this).
     """
     callback = services.callback_url("/twilio/status")
     sent: list[str] = []
     waiting: set[int] = set()
     closed: set[int] = set()
+    unasked: set[int] = set()
     for text in effects.texts:
         if text.alerting is not None and text.alerting in waiting:
             continue  # its clinician's text is owed again: the sweeper sends both, once
@@ -86,10 +97,41 @@ def send(services: Services, effects: Effects) -> None:
             sent.append(sid)
         elif sid is LOST and text.owed_by is not None:
             (closed if text.closing else waiting).add(text.owed_by)
+        if text.offering is not None and (sid is LOST or sid is REFUSED):
+            unasked.add(text.offering)
     if sent:
         remember_sent(services, sent)
     if waiting or closed:
         owe_again(services, waiting, closed)
+    if unasked:
+        pass_on_unasked(services, effects, unasked)
+
+
+def pass_on_unasked(services: Services, effects: Effects, offer_ids: set[int]) -> None:
+    """Twilio did not take these offers' texts (an outage outlasting the retries), or never
+    will (the supporter texted STOP to the pool number, a number that is not a mobile one):
+    nobody was asked. Each still pending lapses now, and its wake-up is brought forward, so
+    ``tasks.expire_offer`` offers the request to the next peer at once, not after the offer
+    timeout (the sweeper's grace later, if Redis loses the wake-up)."""
+    try:
+        with transaction(services.sessions) as session:
+            session.execute(
+                update(Offer)
+                .where(Offer.id.in_(offer_ids), Offer.state == OfferState.PENDING)
+                .values(expires_at=services.clock())
+                .execution_options(synchronize_session=False)
+            )
+    except SQLAlchemyError as error:  # it times out as any offer does
+        log.error("an offer not delivered is not passed on: %s", type(error).__name__)
+        return
+    effects.wakeups = [
+        (task, ident, at)
+        for task, ident, at in effects.wakeups
+        if task != Task.EXPIRE_OFFER or ident not in offer_ids
+    ]
+    for offer_id in offer_ids:
+        effects.wake(Task.EXPIRE_OFFER, offer_id)
+    log.warning("%d offers not taken by the provider: passed on", len(offer_ids))
 
 
 def owe_again(services: Services, waiting: set[int], closed: set[int]) -> None:
@@ -135,13 +177,14 @@ def remember_sent(services: Services, sids: list[str]) -> None:
 
 
 LOST = object()  # Twilio did not take it, though it might have later (429, 5xx, unreachable)
+REFUSED = object()  # Twilio will never take it (opted out, not a mobile number, invalid)
 
 
 def send_one(services: Services, text: OutboundText, callback: str | None) -> str | object:
     """One text, tried again shortly while Twilio says it did not take it (429, 5xx, no
     connection: a retry cannot duplicate it); never after a timeout (it may have gone out).
-    Its message SID when Twilio took it; ``LOST`` when it never did; None when it must not
-    be tried again (opted out, refused for good, or perhaps sent)."""
+    Its message SID when Twilio took it; ``LOST`` when it never did; ``REFUSED`` when it never
+    will (opted out, refused for good); None when it must not be tried again (perhaps sent)."""
     for delay in (*RETRY_DELAYS, None):
         try:
             return services.telephony.send_text(
@@ -149,7 +192,7 @@ def send_one(services: Services, text: OutboundText, callback: str | None) -> st
             ).sid
         except OptedOutError:
             log.info("text not sent: recipient opted out of %s", text.from_)
-            return None
+            return REFUSED
         except RetryableError as error:
             if delay is None:
                 log.warning("text not sent after %d attempts (code %s)", _ATTEMPTS, error.code)
@@ -157,5 +200,5 @@ def send_one(services: Services, text: OutboundText, callback: str | None) -> st
             time.sleep(delay)
         except TelephonyError as error:
             log.warning("text not sent: %s (code %s)", type(error).__name__, error.code)
-            return None
+            return REFUSED if isinstance(error, PermanentError) else None
     return None

@@ -206,6 +206,7 @@ def offer_next(
         supporter_phone(vault, supporter),
         offer.pool_number,
         wording.offer(conv.discipline_wanted, call_back=by_call),
+        offering=offer.id,
     )
     effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
     return offer

@@ -68,7 +68,7 @@ from workers.queue import connect
 
 CLINICIAN, SECOND, THIRD = "+15550109001", "+15550109002", "+15550109003"
 COORDINATOR = "+15550106000"
-ALICE, BOB = "+15550108001", "+15550108002"
+ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
 OFFER = "Reply ACCEPT"
 FAST = 2.0  # seconds: what a webhook may take whatever is down
 CRISIS = "988"
@@ -404,7 +404,8 @@ def test_a_refused_text_from_a_job_is_retried_briefly_then_given_up(
     line: Hotline, status: int, code: int | None
 ) -> None:
     """An offer after a time-out goes out through the API: a refusal is retried, a bounded
-    number of times; if Twilio still refuses, the offer times out to the next peer in turn."""
+    number of times; if Twilio still refuses, nobody was asked: the offer is passed on at
+    once, not after the whole offer timeout (up to an hour) with the clinician waiting."""
     line.add_supporter("Alice", ALICE)
     line.add_supporter("Bob", BOB)
     texted(line, CLINICIAN, HOTLINE, "hello")
@@ -415,15 +416,35 @@ def test_a_refused_text_from_a_job_is_retried_briefly_then_given_up(
 
     texted(line, BOB, POOL[0], "ACCEPT")
     texted(line, SECOND, HOTLINE, "hello")  # Alice is offered this one
-    line.fake.fail_next(n=len(RETRY_DELAYS) + 5, status=status, code=code)
+    line.fake.fail_next(n=len(RETRY_DELAYS) + 1, status=status, code=code)
     line.clock.advance(seconds=line.settings.offer_timeout + 1)
     _, seconds = timed(lambda: tasks.expire_offer(line.services, pending_offer(line).id))
     assert seconds < sum(RETRY_DELAYS) + 1.5, "bounded"
     assert len(rest_texts(line, BOB, OFFER)) == 1, "given up: Bob's second offer never went"
-    line.fake.clear_faults()
-    line.clock.advance(seconds=line.settings.offer_timeout + tasks.SWEEP_GRACE.seconds + 1)
-    assert line.sweep().offers_expired == 1  # nobody else is left: SECOND is told so
-    assert len(rest_texts(line, SECOND)) == 1
+    line.run_jobs()  # no time passes
+    with line.session() as session:
+        assert session.scalar(select(Offer).where(Offer.state == OfferState.PENDING)) is None
+    assert len(rest_texts(line, SECOND)) == 1  # nobody else is left: SECOND is told so
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("code", [21610, 21614, 21211])
+def test_an_offer_twilio_refuses_for_good_goes_to_the_next_peer_at_once(
+    line: Hotline, code: int
+) -> None:
+    """Bob texted STOP to the pool number, or his number is not a mobile one, or not valid:
+    Twilio will never deliver his offer, so the request goes on to Carol at once."""
+    line.add_supporter("Alice", ALICE)
+    line.add_supporter("Bob", BOB)
+    line.add_supporter("Carol", CAROL)
+    texted(line, CLINICIAN, HOTLINE, "hello")  # Alice is offered it
+    line.fake.fail_for(BOB, code=code, status=400)
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    assert tasks.expire_offer(line.services, pending_offer(line).id)
+    assert rest_texts(line, BOB) == []
+    line.run_jobs()  # no time passes
+    assert len(rest_texts(line, CAROL, OFFER)) == 1
+    assert rest_texts(line, CLINICIAN) == []  # not told nobody is free: Carol is asked
 
 
 @pytest.mark.sqlite_only
