@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from hotline import records
 from hotline.db import transaction
@@ -92,7 +93,7 @@ def send(services: Services, effects: Effects) -> None:
     for text in effects.texts:
         if text.alerting is not None and text.alerting in waiting:
             continue  # its clinician's text is owed again: the sweeper sends both, once
-        sid = send_one(services, text, callback)
+        sid = send_one(services, text, text.status_callback(callback))
         if isinstance(sid, str):
             sent.append(sid)
         elif sid is LOST and text.owed_by is not None:
@@ -115,12 +116,7 @@ def pass_on_unasked(services: Services, effects: Effects, offer_ids: set[int]) -
     timeout (the sweeper's grace later, if Redis loses the wake-up)."""
     try:
         with transaction(services.sessions) as session:
-            session.execute(
-                update(Offer)
-                .where(Offer.id.in_(offer_ids), Offer.state == OfferState.PENDING)
-                .values(expires_at=services.clock())
-                .execution_options(synchronize_session=False)
-            )
+            lapse_unasked(session, offer_ids, services.clock())
     except SQLAlchemyError as error:  # it times out as any offer does
         log.error("an offer not delivered is not passed on: %s", type(error).__name__)
         return
@@ -132,6 +128,18 @@ def pass_on_unasked(services: Services, effects: Effects, offer_ids: set[int]) -
     for offer_id in offer_ids:
         effects.wake(Task.EXPIRE_OFFER, offer_id)
     log.warning("%d offers not taken by the provider: passed on", len(offer_ids))
+
+
+def lapse_unasked(session: Session, offer_ids: set[int], now: datetime) -> bool:
+    """Offers whose text never reached the supporter lapse now, those still pending; whether
+    any did. The caller wakes ``Task.EXPIRE_OFFER`` for them now."""
+    lapsed = session.execute(
+        update(Offer)
+        .where(Offer.id.in_(offer_ids), Offer.state == OfferState.PENDING)
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(lapsed.rowcount)  # type: ignore[attr-defined]
 
 
 def owe_again(services: Services, waiting: set[int], closed: set[int]) -> None:

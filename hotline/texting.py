@@ -35,6 +35,13 @@ class OutboundText:
     # is passed on at once rather than left to time out (``effects.pass_on_unasked``).
     offering: int | None = None
 
+    def status_callback(self, url: str | None) -> str | None:
+        """``url`` for this text's status callbacks; an offer's names the offer, so one the
+        carrier could not deliver is passed on at once too (``textline.handle_status``)."""
+        if url and self.offering is not None:
+            return f"{url}?offer={self.offering}"
+        return url
+
 
 @dataclass(frozen=True)
 class TextReply:
@@ -48,3 +55,4 @@ class StatusReport:
     sid: str
     status: str
     error_code: int | None = None
+    offer: int | None = None  # the offer the text made (named in its callback URL)

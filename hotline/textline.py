@@ -21,7 +21,7 @@ from hotline.conversations import (
     touch_live,
 )
 from hotline.db import is_sqlite, run_in_transaction, transaction
-from hotline.effects import Effects, schedule
+from hotline.effects import Effects, lapse_unasked, schedule
 from hotline.inbound import Inbound
 from hotline.keywords import Word, read
 from hotline.models import (
@@ -50,6 +50,7 @@ from hotline.texting import InboundText, OutboundText, StatusReport, TextReply
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
+NOT_DELIVERED = frozenset({"undelivered", "failed"})  # final: the text never reached the phone
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
 # A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
@@ -328,10 +329,15 @@ def _clinician_forget(ctx: Inbound) -> None:
 
 
 def handle_status(services: Services, report: StatusReport) -> None:
-    """Status callbacks: check-ins record delivery; final messages are deleted at Twilio."""
+    """Status callbacks: check-ins record delivery; final messages are deleted at Twilio; an
+    offer that never reached the supporter (their phone off, a landline) goes to the next peer
+    at once, not after the offer timeout: nobody was asked."""
     effects = Effects()
     with transaction(services.sessions) as session:
         checkins.record_status(session, report)
         if report.sid.startswith(("SM", "MM")):
             retention.after_status(session, report.sid, report.status, services.clock(), effects)
+        offer = report.offer if report.status in NOT_DELIVERED else None
+        if offer is not None and lapse_unasked(session, {offer}, services.clock()):
+            effects.wake(Task.EXPIRE_OFFER, offer)
     schedule(services, effects)

@@ -94,7 +94,8 @@ def status() -> Response:
         raise BadRequest("a status callback needs MessageSid/CallSid and MessageStatus/CallStatus")
     checked_sid(sid, "MessageSid" if request.form.get("MessageSid") else "CallSid")
     code = request.form.get("ErrorCode", "")
-    report = StatusReport(sid=sid, status=state, error_code=_count(code))
+    offer = _count(request.args.get("offer", ""))  # an offer's text (OutboundText.offering)
+    report = StatusReport(sid=sid, status=state, error_code=_count(code), offer=offer)
     if request.form.get("MessageSid"):
         textline.handle_status(_services(), report)
     else:

@@ -25,7 +25,8 @@ def messages(reply: TextReply, status_url: str) -> Response:
     for text in reply.texts:
         body = body_text(text.body)
         if body.strip():
-            response.message(body, to=text.to, from_=text.from_, action=status_url)
+            action = text.status_callback(status_url)
+            response.message(body, to=text.to, from_=text.from_, action=action)
     return xml(str(response))
 
 

@@ -133,7 +133,7 @@ def test_a_failed_deletion_is_retried_with_backoff(hotline: Hotline) -> None:
 def test_twiml_relays_ask_for_status_callbacks(hotline: Hotline) -> None:
     hotline.add_supporter("Alice", ALICE)
     body = hotline.sms(CLINICIAN, HOTLINE, "hello").get_data(as_text=True)
-    assert body.count('action="https://hotline.example.org/twilio/status"') == 2
+    assert body.count('action="https://hotline.example.org/twilio/status') == 2  # ?offer= too
 
 
 def _deletions(hotline: Hotline) -> list[tuple[str, int]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from typing import Any
 
@@ -25,8 +26,9 @@ from hotline.models import (
     Supporter,
 )
 from hotline.programme_settings import TEXT_LIMITS
-from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
 from tests.kit.phones import Phones
+from tests.kit.signing import deliver_to
 from tests.kit.sms import segments
 
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
@@ -74,6 +76,29 @@ def test_pass_and_timeout_escalate_to_the_next_supporter(hotline: Hotline, phone
     carol.expect_text("rough night")
     clinician.expect_text("peer supporter has joined")
     phones.assert_no_unexpected()
+
+
+def test_an_offer_the_carrier_could_not_deliver_goes_to_the_next_peer_at_once(
+    hotline: Hotline,
+) -> None:
+    """Twilio took the offer, in the reply or from a job, and its status callback then says it
+    never reached the phone (Alice's is off: 30003; Bob's is a landline now: 30006): nobody
+    was asked, so the next peer is, at once, not after the offer timeout."""
+    for name, number in (("Alice", ALICE), ("Bob", BOB), ("Carol", CAROL)):
+        hotline.add_supporter(name, number)
+    reply = ET.fromstring(hotline.sms(CLINICIANS[0], HOTLINE, "rough night").get_data())  # noqa: S314
+    (to_alice,) = [m for m in reply.iter("Message") if m.get("to") == ALICE]
+    callback = to_alice.get("action", "").removeprefix(PUBLIC_URL)
+    undelivered = {"MessageSid": f"SM{'a1' * 16}", "MessageStatus": "undelivered"}
+    assert hotline.post(callback, **undelivered, ErrorCode="30003").status_code == 204
+    hotline.run_jobs()  # no time passes
+    (to_bob,) = [m for m in hotline.fake.sent if m["to"] == BOB]
+    assert OFFER in to_bob["body"]
+    failed = hotline.fake.post_status(to_bob["sid"], "failed", 30006, deliver_to(hotline.client))
+    assert failed == 204
+    hotline.run_jobs()
+    assert [OFFER in m["body"] for m in hotline.fake.sent if m["to"] == CAROL] == [True]
+    assert [m for m in hotline.fake.sent if m["to"] == CLINICIANS[0]] == []  # Carol is asked
 
 
 def test_the_sweeper_expires_offers_whose_wake_up_redis_lost(
