@@ -163,6 +163,8 @@ def parse_offsets(text: str, name: str = "offsets") -> tuple[timedelta, ...]:
         if not match:
             raise SettingsError(f"{name}: {part.strip()!r} is not a duration like 30m, 2h or 7d")
         seconds = int(match[1]) * _UNITS[match[2]]
+        if not seconds:  # a check-in as the conversation ends, beside the peer's goodbye
+            raise SettingsError(f"{name}: {part.strip()!r} is no time after the conversation")
         if seconds > MAX_OFFSET.total_seconds():
             raise SettingsError(f"{name}: {part.strip()!r} is more than a year (366d at most)")
         offsets.append(timedelta(seconds=seconds))

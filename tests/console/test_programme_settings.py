@@ -24,6 +24,7 @@ BAD = [
     ({"timezone": "../../etc/passwd"}, "timezone", "IANA"),
     ({"checkin_offsets": "1 week"}, "checkin_offsets", "duration"),
     ({"checkin_offsets": "400d"}, "checkin_offsets", "more than a year"),
+    ({"checkin_offsets": "0m, 1d"}, "checkin_offsets", "no time after"),
     ({"checkin_offsets": "99999999999d"}, "checkin_offsets", "more than a year"),
     ({"checkin_offsets": "\u0663d"}, "checkin_offsets", "duration"),  # an Arabic-Indic 3
     ({"checkin_hours": "9-5pm"}, "checkin_hours", "window"),
