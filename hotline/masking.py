@@ -1,8 +1,13 @@
 """Calling through the mask: a supporter calls the pool number of their live conversation.
 
 The clinician is dialled with the programme's hotline number as caller ID, so their phone
-shows the line, never the supporter; the supporter only ever saw the pool number. Nothing is
-screened on this leg (the clinician asked for the call) and nothing is recorded.
+shows the line, never the supporter; the supporter only ever saw the pool number. The
+clinician's leg is screened as a supporter's is (a press of 1 bridges; ``ringing.press_1``):
+unscreened, a voicemail greeting that answered would be bridged to the supporter and could
+read out the clinician's own number or name. Someone else may answer that phone, so the
+screen names nothing (no line, no hospital, no peer support), and it reads no database: the
+answer to a database error speaks of peers and the crisis line. Nothing is recorded, here or
+at the press of 1.
 """
 
 from __future__ import annotations
@@ -23,10 +28,9 @@ from hotline.models import (
     Supporter,
 )
 from hotline.people import clinician_phone
-from hotline.ringing import CallStep
+from hotline.ringing import CallStep, press_1, pressed_1
 
 THROUGH_RING_SECONDS = 30
-UNREACHED = frozenset({"busy", "no-answer", "failed"})
 
 
 def live_conversation(session: Session, supporter: Supporter, number: str) -> Conversation | None:
@@ -76,12 +80,26 @@ def call_through(ctx: CallStep, conv: Conversation) -> VoiceReply:
             caller_id=ctx.programme.hotline_number,
             timeout=THROUGH_RING_SECONDS,
             action=route("through"),
+            screen=route("throughscreen"),
         ),
     )
 
 
-def through_result(dial_status: str) -> VoiceReply:
-    """After a call through the mask: a word to the supporter if the clinician didn't answer."""
-    if dial_status in UNREACHED:
-        return reply(Say(speech.caller_unavailable()), Hangup())
-    return reply(Hangup())
+def screen() -> VoiceReply:
+    """The clinician's answered leg: a discreet "press 1"; no key (a voicemail, someone else
+    who hangs up) is hung up on without a word, and the supporter is never connected."""
+    return press_1(route("throughpickup"), speech.whisper_through())
+
+
+def pick_up(digits: str) -> VoiceReply:
+    """A keypress on the clinician's screen: 1 connects them (the empty answer bridges)."""
+    return reply() if pressed_1(digits) else reply(Hangup())
+
+
+def through_result(dial_status: str, bridged: bool) -> VoiceReply:
+    """After a call through the mask: a word to the supporter unless the two were connected.
+    ``DialCallStatus`` reads ``completed`` when a voicemail answered and the screen hung up
+    on it, so whether the clinician took the call is ``DialBridged`` (``bridged``)."""
+    if bridged or dial_status == "canceled":  # talked, or the supporter hung up first
+        return reply(Hangup())
+    return reply(Say(speech.caller_unavailable()), Hangup())

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hotline import routing, schedule, speech
-from hotline.calling import Dial, Gather, Hangup, Say, VoiceReply, reply, route
+from hotline.calling import Dial, Hangup, Say, VoiceReply, reply, route
 from hotline.db import transaction
 from hotline.effects import Effects
 from hotline.models import (
@@ -35,10 +35,11 @@ from hotline.models import (
 from hotline.people import supporter_phone
 from hotline.ringing import (
     RING_SECONDS,
-    SCREEN_SECONDS,
     CallStep,
     answer_in_transaction,
     on_the_phone,
+    press_1,
+    pressed_1,
     replace_waiting_requests,
     step,
 )
@@ -108,16 +109,7 @@ def screen(services: Services, call_id: int) -> VoiceReply:
         ringing = call is not None and call.state == CallState.PEER and _live(session, call)
     if not ringing:
         return reply(Say(speech.call_gone()), Hangup())
-    return reply(
-        Gather(
-            route("peerpickup", call=call_id),
-            (Say(speech.whisper_peer()),),
-            num_digits=1,
-            timeout=SCREEN_SECONDS,
-        ),
-        Say(speech.peer_passed()),
-        Hangup(),
-    )
+    return press_1(route("peerpickup", call=call_id), speech.whisper_peer(), speech.peer_passed())
 
 
 def _live(session: Session, call: Call) -> bool:
@@ -136,7 +128,7 @@ def pick_up(services: Services, call_id: int, digits: str) -> VoiceReply:
     call-back still waiting for this clinician is withdrawn at once: nobody else may take it,
     or text the clinician about it, while the two talk, whatever order Twilio's callbacks
     about this call come in."""
-    if digits.strip() != "1":
+    if not pressed_1(digits):
         return reply(Say(speech.peer_passed()), Hangup())
 
     def work(session: Session, effects: Effects) -> VoiceReply:

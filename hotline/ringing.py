@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline import routing, speech, wording
-from hotline.calling import Dial, Gather, Hangup, Say, VoiceReply, reply, route
+from hotline.calling import Dial, Gather, Hangup, Route, Say, VoiceReply, reply, route
 from hotline.conversations import end_conversation
 from hotline.db import run_in_transaction, transaction
 from hotline.effects import LOST, Effects, remember_sent, schedule, send, send_one
@@ -261,18 +261,28 @@ def screen(services: Services, ring: int) -> VoiceReply:
         ringing = offer is not None and offer.state == OfferState.PENDING
     if not ringing:
         return reply(Say(speech.call_gone()), Hangup())
-    whisper = (Say(speech.whisper()),)
-    return reply(
-        Gather(route("pickup", ring=ring), whisper, num_digits=1, timeout=SCREEN_SECONDS),
-        Say(speech.screen_passed()),
-        Hangup(),
-    )
+    return press_1(route("pickup", ring=ring), speech.whisper(), speech.screen_passed())
+
+
+def press_1(pickup: Route, whisper: str, passed: str | None = None) -> VoiceReply:
+    """The screen on an answered leg (a ``<Number url>``): ``whisper``, and one key posted to
+    ``pickup``, whose empty answer bridges the legs. No key within ``SCREEN_SECONDS`` (a
+    voicemail greeting cannot press one) hears ``passed``, if anything, and is hung up on:
+    Twilio never bridges it, and the dial action reads ``DialBridged=false``."""
+    gather = Gather(pickup, (Say(whisper),), num_digits=1, timeout=SCREEN_SECONDS)
+    after = (Say(passed),) if passed else ()
+    return reply(gather, *after, Hangup())
+
+
+def pressed_1(digits: str) -> bool:
+    """Whether a screen's keypress takes the call (any other key declines it)."""
+    return digits.strip() == "1"
 
 
 def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
     """A keypress on the screen. 1 takes the call here, in our database, and the empty answer
     lets Twilio bridge the two legs; a repeated press bridges again; anything else declines."""
-    if digits.strip() != "1":
+    if not pressed_1(digits):
         return reply(Say(speech.screen_passed()), Hangup())
 
     def work(session: Session, effects: Effects) -> VoiceReply:

@@ -109,6 +109,12 @@ def connecting() -> str:
     return "Connecting you to your caller."
 
 
+def whisper_through() -> str:
+    """The screen on a clinician's phone when their peer calls through the mask: whoever
+    answers may not be the clinician, so it names no line, programme or hospital."""
+    return "You have a call. Press 1 to connect."
+
+
 def caller_unavailable() -> str:
     return "Your caller didn't answer. You can text them on this number, or try again later."
 

@@ -354,5 +354,13 @@ def peer_pick_up(services: Services, call_id: int, digits: str) -> VoiceReply:
     return peercall.pick_up(services, call_id, digits)
 
 
-def through_result(dial_status: str) -> VoiceReply:
-    return masking.through_result(dial_status)
+def through_screen() -> VoiceReply:
+    return masking.screen()
+
+
+def through_pick_up(digits: str) -> VoiceReply:
+    return masking.pick_up(digits)
+
+
+def through_result(dial_status: str, bridged: bool) -> VoiceReply:
+    return masking.through_result(dial_status, bridged)

@@ -100,7 +100,18 @@ def peer_pick_up() -> Response:
 
 @bp.post("/through")
 def through() -> Response:
-    return render(voiceline.through_result(request.form.get("DialCallStatus", "")))
+    dial_status = request.form.get("DialCallStatus", "")
+    return render(voiceline.through_result(dial_status, _bridged()))
+
+
+@bp.post("/throughscreen")
+def through_screen() -> Response:
+    return render(voiceline.through_screen())
+
+
+@bp.post("/throughpickup")
+def through_pick_up() -> Response:
+    return render(voiceline.through_pick_up(request.form.get("Digits", "")))
 
 
 def render(answer: VoiceReply) -> Response:
@@ -174,9 +185,14 @@ def _dial_result(ring: int) -> DialResult:
         ring=ring,
         call_status=request.form.get("CallStatus", ""),
         dial_status=request.form.get("DialCallStatus", ""),
-        bridged=request.form.get("DialBridged", "").lower() == "true",
+        bridged=_bridged(),
         dial_call_sid=optional_sid("DialCallSid"),
     )
+
+
+def _bridged() -> bool:
+    """A dial action's ``DialBridged``: whether the dialled leg was connected to the caller."""
+    return request.form.get("DialBridged", "").lower() == "true"
 
 
 def _ring() -> int:

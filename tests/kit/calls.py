@@ -51,7 +51,7 @@ class Pickup(StrEnum):
     PRESS_1 = "answer_and_press_1"  # answers, listens to the screen, presses 1
     PRESS_9 = "answer_and_press_9"  # answers and presses something else (declines)
     VOICEMAIL = "voicemail"  # answers, never presses: the screen times out and hangs up
-    ANSWER = "answer"  # answers (an unscreened leg is bridged at once)
+    ANSWER = "answer"  # answers, presses nothing (an unscreened leg is bridged at once)
     BUSY = "busy"
     NO_ANSWER = "no-answer"
     FAILED = "failed"

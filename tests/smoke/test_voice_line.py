@@ -33,7 +33,6 @@ from hotline.people import ALERT_CONTEXT
 from hotline.programmes import ensure_programme
 from hotline.retention import CALL_DELETE_DELAY
 from tests.kit.calls import (
-    ANSWER,
     BUSY,
     NO_ANSWER,
     PRESS_1,
@@ -286,16 +285,72 @@ def test_nobody_picks_up_so_a_peer_calls_back_through_the_pool_number(
     alice.expect_text("Call this number to reach your caller", from_=POOL[0])
     clinician.expect_text("will call you back shortly from this number", from_=HOTLINE)
 
-    through = calls.place(ALICE, POOL[0], Script(phones={CLINICIAN: ANSWER}))
+    through = calls.place(ALICE, POOL[0], Script(phones={CLINICIAN: PRESS_1}))
     assert through.dialled == [CLINICIAN] and through.bridged_with == CLINICIAN
     assert through.dials[0].caller_id == HOTLINE
-    assert through.hears("Connecting you to your caller")
+    assert through.heard == ["Connecting you to your caller."]  # then the clinician, as before
 
     alice.texts("DONE")
     alice.expect_text("Conversation closed")
     clinician.expect_text("not alone", from_=HOTLINE)
     assert checkins(hotline) == 3
     assert_call_records_deleted(hotline, call, through)  # through: Alice's and the clinician's
+    phones.assert_no_unexpected()
+
+
+# What the clinician's phone may say when their peer calls through the mask: whoever answers
+# it (a voicemail, a family member) must not learn what the call is about, nor from whom.
+INDISCREET = ("peer", "support", "hospital", "clinician", "adverse", "event", "line", "alice")
+
+
+@pytest.mark.parametrize("pickup", [VOICEMAIL, PRESS_9])
+def test_a_voicemail_answering_a_call_through_the_mask_never_reaches_the_supporter(
+    hotline: Hotline, phones: Phones, calls: Calls, pickup: Pickup
+) -> None:
+    """Alice calls the clinician she texts with. Their voicemail picks up (or someone presses
+    another key): its greeting, which may read out the clinician's own number or name, is
+    never put through to Alice; she hears that they didn't answer and can text them."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    pool = conversations(hotline)[-1].pool_number
+    assert pool is not None
+
+    through = calls.place(ALICE, pool, Script(phones={CLINICIAN: pickup}))
+
+    assert through.dialled == [CLINICIAN] and through.dials[0].caller_id == HOTLINE
+    assert through.bridged_with is None, "the clinician's voicemail was put through"
+    assert through.dials[0].heard == ["You have a call. Press 1 to connect."]
+    assert through.heard == [
+        "Connecting you to your caller.",
+        "Your caller didn't answer. You can text them on this number, or try again later.",
+    ]
+    assert conversations(hotline)[-1].state == ConversationState.ACTIVE
+    alice.texts("Sorry I missed you, call me any time", to=pool)
+    clinician.expect_text("call me any time", from_=HOTLINE)
+    assert_call_records_deleted(hotline, through)  # Alice's leg and the clinician's
+    phones.assert_no_unexpected()
+
+
+def test_a_clinician_pressing_1_is_connected_and_their_screen_names_nothing(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(CLINICIAN, ALICE)
+    pool = conversations(hotline)[-1].pool_number
+    assert pool is not None
+
+    through = calls.place(ALICE, pool, Script(phones={CLINICIAN: PRESS_1}))
+
+    assert through.bridged_with == CLINICIAN and through.dials[0].caller_id == HOTLINE
+    assert through.heard == ["Connecting you to your caller."]
+    screen = " ".join(through.dials[0].heard)
+    assert screen == "You have a call. Press 1 to connect."
+    with hotline.session() as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        named = (programme.name.lower(), programme.slug.lower())
+    assert not [word for word in (*INDISCREET, *named) if word in screen.lower()]
+    assert not [number for number in (ALICE, pool, *POOL) if number in screen]
+    assert_call_records_deleted(hotline, through)
     phones.assert_no_unexpected()
 
 
@@ -507,7 +562,7 @@ def test_a_supporter_calling_the_number_of_a_call_back_offered_them_is_told_to_a
     alice.texts("ACCEPT", to=offered.from_)
     alice.expect_text("Call this number to reach your caller", from_=offered.from_)
     clinician.expect_text("will call you back shortly", from_=HOTLINE)
-    through = calls.place(ALICE, offered.from_, Script(phones={CLINICIAN: ANSWER}))
+    through = calls.place(ALICE, offered.from_, Script(phones={CLINICIAN: PRESS_1}))
     assert through.dialled == [CLINICIAN] and through.bridged_with == CLINICIAN
     phones.assert_no_unexpected()
 
@@ -978,7 +1033,7 @@ def test_with_a_pool_of_one_the_supporter_calls_back_on_the_hotline_number(
     missed = calls.place(ALICE, HOTLINE, Script(phones={CLINICIAN: NO_ANSWER}))
     assert missed.dialled == [CLINICIAN] and missed.dials[0].caller_id == HOTLINE
     assert missed.hears("Your caller didn't answer")
-    through = calls.place(ALICE, HOTLINE, Script(phones={CLINICIAN: ANSWER}))
+    through = calls.place(ALICE, HOTLINE, Script(phones={CLINICIAN: PRESS_1}))
     assert through.bridged_with == CLINICIAN and through.dials[0].caller_id == HOTLINE
     assert_call_records_deleted(hotline, *calls.placed)
     phones.assert_no_unexpected()
@@ -1076,7 +1131,9 @@ def set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:
 STEPS = ["start", "next?ring=1", "screen?ring=1", "pickup?ring=1", "peer?call=1"]
 
 
-@pytest.mark.parametrize("step", [*STEPS, "peerscreen?call=1", "peerpickup?call=1"])
+@pytest.mark.parametrize(
+    "step", [*STEPS, "peerscreen?call=1", "peerpickup?call=1", "throughscreen", "throughpickup"]
+)
 def test_every_voice_step_refuses_an_unsigned_request(hotline: Hotline, step: str) -> None:
     params = {"CallSid": "CA" + "12" * 16, "From": CLINICIAN, "To": HOTLINE, "Digits": "1"}
     response = hotline.client.post(f"/twilio/voice/{step}", data=params, base_url=PUBLIC_URL)

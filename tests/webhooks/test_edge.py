@@ -225,7 +225,8 @@ TWILIO_PATHS = [
     "/twilio/sms",
     "/twilio/voice",
     "/twilio/status",
-    # The design's own: the menu, each ring, the screen, the pick-up, the peer's call.
+    # The design's own: the menu, each ring, the screen, the pick-up, the peer's call, and a
+    # call through the mask (its screen on the clinician's phone, the press of 1, its result).
     "/twilio/voice/start",
     "/twilio/voice/next?ring=1",
     "/twilio/voice/screen?ring=1",
@@ -234,6 +235,8 @@ TWILIO_PATHS = [
     "/twilio/voice/peerscreen?call=1",
     "/twilio/voice/peerpickup?call=1",
     "/twilio/voice/through",
+    "/twilio/voice/throughscreen",
+    "/twilio/voice/throughpickup",
 ]
 
 
