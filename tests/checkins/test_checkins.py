@@ -409,14 +409,7 @@ def test_no_more_check_ins_in_words_declines_them_and_wakes_no_peer(
     NOCHECKIN: it declines them. It used to open a request: a peer was offered it, and when
     that peer closed it with DONE, a fresh 1d/7d/30d cadence began."""
     hotline.add_supporter("Alice", ALICE)
-    clinician, alice = phones.talking(CLINICIAN, ALICE)
-    alice.texts("DONE")
-    alice.expect_text("Conversation closed")
-    clinician.expect_text("not alone")
-    hotline.clock.advance(days=1, minutes=1)
-    hotline.sweep()
-    clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
-
+    clinician, alice, _ = phones.checked_in(CLINICIAN, ALICE)
     clinician.texts("No more check-ins, thanks")
     clinician.expect_text("no more check-in texts", from_=HOTLINE)
     alice.expect_nothing()
@@ -437,13 +430,7 @@ def test_a_programme_s_own_checkin_text_still_says_how_to_stop_them(
     with transaction(hotline.services.sessions) as session:
         session.get_one(Programme, hotline.programme_id).checkin_text = own
     hotline.add_supporter("Alice", ALICE)
-    clinician, alice = phones.talking(CLINICIAN, ALICE)
-    alice.texts("DONE")
-    alice.expect_text("Conversation closed")
-    clinician.expect_text("not alone")
-    hotline.clock.advance(days=1, minutes=1)
-    hotline.sweep()
-    text = clinician.expect_text(own, from_=HOTLINE)
+    clinician, _, text = phones.checked_in(CLINICIAN, ALICE, own)
     assert text.body.endswith("Reply NOCHECKIN to stop check-ins, STOP to stop all texts."), (
         text.body
     )

@@ -85,6 +85,20 @@ class Phones:
         by.expect_text("joined")
         return by, peer
 
+    def checked_in(
+        self, clinician: str, supporter: str, text: str = "how are you doing"
+    ) -> tuple[Phone, Phone, Received]:
+        """As ``talking``, then the supporter closes with DONE and, a day on, the clinician gets
+        the first check-in (reading ``text``): the two phones and the check-in."""
+        by, peer = self.talking(clinician, supporter)
+        peer.texts("DONE")
+        peer.expect_text("Conversation closed")
+        by.expect_text("not alone")
+        self.hotline.clock.advance(days=1, minutes=1)
+        self.hotline.sweep()  # the 1-day check-in
+        checkin = by.expect_text(text, from_=self.hotline.settings.hotline_number)
+        return by, peer, checkin
+
     def deliver_twiml(self, sender: str, to: str, xml: str) -> None:
         root = ET.fromstring(xml)  # noqa: S314 - our own TwiML, in a test
         assert root.tag == "Response"

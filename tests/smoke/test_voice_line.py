@@ -1147,13 +1147,7 @@ def test_a_call_answering_a_checkin_counts_as_its_reply(
     """The check-in says "Reply any time to talk"; a clinician who calls the line instead of
     texting back has answered it too: the reports count it, as they count a text."""
     hotline.add_supporter("Alice", ALICE)
-    clinician, alice = phones.talking(CLINICIAN, ALICE)
-    alice.texts("DONE")
-    alice.expect_text("Conversation closed")
-    clinician.expect_text("not alone")
-    hotline.clock.advance(days=1, minutes=1)
-    hotline.sweep()  # the 1-day check-in
-    clinician.expect_text("how are you doing", from_=HOTLINE)
+    _, alice, _ = phones.checked_in(CLINICIAN, ALICE)
 
     hotline.clock.advance(hours=3)
     call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}))
