@@ -32,6 +32,7 @@ from hotline.models import (
     ConversationState,
     Offer,
     OfferState,
+    PendingText,
     Programme,
     Supporter,
 )
@@ -200,6 +201,31 @@ def fall_to_call_back(ctx: CallStep, call: Call, conv: Conversation) -> VoiceRep
         call.conversation_id = conv.id
     ctx.effects.wake(Task.OFFER_CALL_BACK, conv.id)
     return call_back_message(ctx, call)
+
+
+def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
+    """The caller hung up while phones rang for ``conv``: the call is withdrawn (they chose to
+    hang up), but not what they texted for it, for a text request the call replaced
+    (``replace_waiting_requests``) or as it rang. Deleted with the call, that request would
+    be gone with nobody ever offered it and the clinician never told. It goes on waiting for a
+    peer as a text request, offered by text (the call-back's job offers any queued request)."""
+    if conv.clinician_id is None:  # a hidden number: nobody to text back
+        return
+    held = select(PendingText.id).where(PendingText.conversation_id == conv.id).exists()
+    if not ctx.session.scalar(select(held)):
+        return
+    texted = Conversation(
+        programme_id=ctx.programme.id,
+        clinician_id=conv.clinician_id,
+        channel=Channel.SMS,
+        discipline_wanted=conv.discipline_wanted,
+        created_at=ctx.now,
+        last_activity_at=ctx.now,
+    )
+    ctx.session.add(texted)
+    ctx.session.flush()
+    routing.move_held(ctx.session, conv.id, texted.id)
+    ctx.effects.wake(Task.OFFER_CALL_BACK, texted.id)
 
 
 def call_back_message(ctx: CallStep, call: Call) -> VoiceReply:

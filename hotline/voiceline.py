@@ -252,11 +252,13 @@ def _caller_gone(call: Call, result: DialResult) -> bool:
 
 
 def end_call(ctx: CallStep, call: Call) -> None:
-    """The caller's leg is over. Ringing stops: a conversation nobody took ends ("hangup");
-    one a supporter took stays theirs, and a queued call-back stays queued."""
+    """The caller's leg is over. Ringing stops: a conversation nobody took ends ("hangup"),
+    though what the clinician texted for it still waits for a peer, by text; one a supporter
+    took stays theirs, and a queued call-back stays queued."""
     if call.state in (CallState.GREETING, CallState.RINGING) and call.conversation_id:
         conv = ctx.session.get_one(Conversation, call.conversation_id)
         if routing.still_queued(ctx.session, conv):  # not a press of 1 committed meanwhile
+            ringing.keep_texts_waiting(ctx, conv)  # what they texted still waits for a peer
             end_conversation(ctx.session, ctx.programme, conv, "hangup", ctx.now, ctx.effects)
     if call.state == CallState.CALLBACK and call.followed_up_at is None:
         call.followed_up_at = ctx.now  # nobody took the call itself: no follow-up is owed

@@ -689,6 +689,37 @@ def test_a_call_while_a_text_request_waits_replaces_it_and_its_texts_go_with_the
     phones.assert_no_unexpected()
 
 
+def test_a_hang_up_after_a_text_request_was_replaced_leaves_that_request_waiting(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The clinician texts, calls before anyone accepts, and hangs up while Bob's phone rings:
+    the call is withdrawn, but what they texted was not. It goes on waiting for a peer, as a
+    text request: Alice is offered it by text and gets the text when she accepts."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}, hang_up_during_dial=1))
+
+    assert call.caller_hung_up and call.dialled == [BOB]
+    hotline.run_jobs()
+    offer = alice.expect_text(OFFER, from_=POOL[0])
+    assert "call-back" not in offer.body  # they asked by text: a peer texts them back
+    alice.texts("ACCEPT")
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    assert [c.state for c in conversations(hotline)] == [
+        ConversationState.ENDED,  # the text request, replaced by the call
+        ConversationState.ENDED,  # the call, withdrawn by the hang-up
+        ConversationState.ACTIVE,  # what they texted, still waiting for a peer until Alice
+    ]
+    phones.assert_no_unexpected()
+
+
 def test_a_call_while_texting_with_a_peer_leaves_the_texts_with_that_peer(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
