@@ -175,10 +175,13 @@ def sweep(services: Services) -> SweepReport:
         closed, offered = closed + done.closed, offered + done.offered
         send(services, done.effects)
         schedule(services, done.effects)
+        # Each on its own too: a supporter's number or a held text no data key opens would
+        # fail here every sweep, and every later programme's pass with it.
         for call_id in done.taken_calls:
-            ringing.follow_up_call(services, call_id)
+            _on_its_own(f"follow-up of call {call_id}", ringing.follow_up_call, services, call_id)
         for conversation_id in done.held:
-            send_held(services, conversation_id)
+            what = f"held texts of conversation {conversation_id}"
+            _on_its_own(what, send_held, services, conversation_id)
     notices.sweep(services)  # verification codes, shift reminders, coverage-gap warnings
     reconciled = retention.reconcile(services)  # last: it waits on the provider's lists
     report = SweepReport(expired, offered, closed, sent, unknown, deleted, purged, reconciled)

@@ -70,6 +70,7 @@ CLINICIAN, SECOND, THIRD = "+15550109001", "+15550109002", "+15550109003"
 COORDINATOR = "+15550106000"
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
 OFFER = "Reply ACCEPT"
+DAY = timedelta(days=1)
 FAST = 2.0  # seconds: what a webhook may take whatever is down
 CRISIS = "988"
 
@@ -851,3 +852,42 @@ def test_one_programmes_fault_does_not_stop_the_sweep_of_the_others(
     assert states == [ConversationState.QUEUED, ConversationState.ENDED]
     closed = [m["body"] for m in hotline.fake.sent[told:] if m["to"] == second]
     assert len(closed) == 1 and "has closed" in closed[0]
+
+
+def test_held_texts_no_key_opens_do_not_stop_the_sweep_of_the_others(
+    hotline: Hotline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A held text that no data key opens (a key removed too soon) makes sending it fail on
+    every sweep, after its programme's pass. The next programme's waiting request is still
+    offered to the supporter who has come on call: the fault stays that conversation's."""
+    from hotline.models import PendingText, Shift
+    from hotline.people import new_supporter
+    from hotline.privacy import Vault
+    from hotline.programmes import ensure_programme
+    from hotline.routing import PENDING_TEXT_CONTEXT
+
+    with transaction(hotline.services.sessions) as session:
+        north = ensure_programme(
+            session, slug="north", name="North", hotline_number="+15550200000", pool_numbers=()
+        ).id
+    hotline.add_supporter("Alice", ALICE)
+    Phones(hotline).talking(CLINICIAN, ALICE)
+    assert hotline.sms(SECOND, "+15550200000", "hello").status_code == 200  # nobody on call
+    now = hotline.clock.now
+    with transaction(hotline.services.sessions) as session:
+        bob = new_supporter(hotline.services.vault, north, "Bob", BOB)
+        session.add(bob)
+        session.flush()
+        session.add(
+            Shift(programme_id=north, supporter_id=bob.id, starts_at=now, ends_at=now + DAY)
+        )
+        conv = session.scalars(
+            select(Conversation).where(Conversation.programme_id == hotline.programme_id)
+        ).one()
+        sealed = Vault((b"r" * 32,)).seal("written as a key was removed", PENDING_TEXT_CONTEXT)
+        session.add(PendingText(conversation_id=conv.id, sealed=sealed))
+    hotline.clock.advance(minutes=1)  # past the sweeper's grace: its wake-up taken as lost
+    with caplog.at_level(logging.ERROR, logger="hotline.tasks"):
+        hotline.sweep()
+    assert f"held texts of conversation {conv.id} failed" in caplog.text
+    assert [OFFER in m["body"] for m in hotline.fake.sent if m["to"] == BOB] == [True]
