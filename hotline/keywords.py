@@ -94,6 +94,9 @@ class Command:
     # The word alone, as Twilio matches its opt-out words: "Stop." is understood here, but
     # Twilio may not have blocked the pair or answered it, so the line confirms it itself.
     bare: bool = True
+    # Said in a few words ("No more check-ins"), not the keyword: inside a live conversation
+    # it is the clinician answering their peer, and is relayed (textline._clinician_text).
+    phrase: bool = False
 
 
 def parse(body: str) -> Command | None:
@@ -111,7 +114,7 @@ def parse(body: str) -> Command | None:
     if word in _ALIASES:
         return Command(_ALIASES[word], opt_in=text == "yes", everyday=word in _EVERYDAY)
     if _NO_CHECKINS.match(text):
-        return Command(Word.NOCHECKIN)
+        return Command(Word.NOCHECKIN, phrase=True)
     if word in DISCIPLINES:
         return Command(Word.DISCIPLINE, discipline=DISCIPLINES[word])
     match = _BREAK.match(word)

@@ -153,7 +153,7 @@ def _clinician_text(ctx: Inbound) -> None:
     clinician = get_or_create_clinician(ctx.session, vault, pid, ctx.sender)
     if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
         lift_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
-    if word is Word.NOCHECKIN:
+    if word is Word.NOCHECKIN and not _answering_the_peer(ctx, clinician):
         clinician.last_contact_at = ctx.now
         clinician.checkins_declined = True
         checkins.cancel_pending(ctx.session, clinician.id, ctx.effects)
@@ -183,6 +183,16 @@ def _clinician_text(ctx: Inbound) -> None:
         _offer_to_field(ctx, conv)
     else:
         _queue_text(ctx, conv, clinician)
+
+
+def _answering_the_peer(ctx: Inbound, clinician: Clinician) -> bool:
+    """A phrase ("No check-in.") written to a peer the clinician is talking with: an answer to
+    them ("Did anyone check in on you?"), relayed as a field's word is there; the one word
+    NOCHECKIN is not. Taken by the line, it never reached the peer, who waited for it."""
+    if ctx.command is None or not ctx.command.phrase:
+        return False
+    conv = open_conversation(ctx.session, clinician)
+    return conv is not None and conv.state == ConversationState.ACTIVE
 
 
 def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:

@@ -444,6 +444,26 @@ def test_a_programme_s_own_checkin_text_still_says_how_to_stop_them(
     phones.assert_no_unexpected()
 
 
+def test_no_check_in_in_words_while_talking_with_a_peer_is_said_to_the_peer(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Inside a live conversation a phrase is the clinician answering their peer ("Did anyone
+    check in on you?" "No check-in."), as a field's word is there: relayed, not taken by the
+    line (the peer would wait for an answer that never came). The one word NOCHECKIN still
+    declines; the peer's DONE schedules check-ins as usual."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIAN, ALICE)
+    clinician.texts("No check-in.")
+    alice.expect_text("No check-in.", from_=POOL[0])
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    with hotline.session() as session:
+        assert session.scalar(select(Clinician.checkins_declined)) is False
+    assert states(hotline) == [CheckInState.SCHEDULED] * 3
+    phones.assert_no_unexpected()
+
+
 def test_a_checkin_due_during_a_live_conversation_is_skipped(
     make_line: Callable[..., Hotline],
 ) -> None:

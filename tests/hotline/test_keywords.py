@@ -89,7 +89,9 @@ def test_a_supporter_s_answer_may_carry_an_emoji_or_a_comma(body: str, word: Wor
     ],
 )
 def test_declining_check_ins_in_a_few_words_is_nocheckin(body: str) -> None:
-    assert parse(body) == Command(Word.NOCHECKIN)
+    command = parse(body)
+    assert command is not None and command.word is Word.NOCHECKIN
+    assert command.phrase is (body != "NOCHECKIN")  # a phrase, relayed to a peer talking
 
 
 @pytest.mark.parametrize(
