@@ -83,7 +83,8 @@ def send(services: Services, effects: Effects) -> None:
 
     Each asks for a status callback: that is what deletes its record at the provider once it
     is delivered (retention.after_status), as for relays and check-ins. An offer Twilio does
-    not take is passed on: its wake-up in ``effects`` moves to now (schedule them after this).
+    refuses for good is passed on: its wake-up in ``effects`` moves to now (schedule them after
+    this).
     """
     callback = services.callback_url("/twilio/status")
     sent: list[str] = []
@@ -98,7 +99,10 @@ def send(services: Services, effects: Effects) -> None:
             sent.append(sid)
         elif sid is LOST and text.owed_by is not None:
             (closed if text.closing else waiting).add(text.owed_by)
-        if text.offering is not None and (sid is LOST or sid is REFUSED):
+        if text.offering is not None and sid is REFUSED:
+            # Not when LOST: an outage of a few seconds would run through every peer on call
+            # in as many seconds, tell the clinician nobody is free and use up each peer's
+            # asks; that offer times out as any other, and Twilio may be back by then.
             unasked.add(text.offering)
     if sent:
         remember_sent(services, sent)
@@ -109,11 +113,11 @@ def send(services: Services, effects: Effects) -> None:
 
 
 def pass_on_unasked(services: Services, effects: Effects, offer_ids: set[int]) -> None:
-    """Twilio did not take these offers' texts (an outage outlasting the retries), or never
-    will (the supporter texted STOP to the pool number, a number that is not a mobile one):
-    nobody was asked. Each still pending lapses now, and its wake-up is brought forward, so
-    ``tasks.expire_offer`` offers the request to the next peer at once, not after the offer
-    timeout (the sweeper's grace later, if Redis loses the wake-up)."""
+    """Twilio will never take these offers' texts (the supporter texted STOP to the pool
+    number, a number that is not a mobile one): nobody was asked. Each still pending lapses
+    now, and its wake-up is brought forward, so ``tasks.expire_offer`` offers the request to
+    the next peer at once, not after the offer timeout (the sweeper's grace later, if Redis
+    loses the wake-up)."""
     try:
         with transaction(services.sessions) as session:
             lapse_unasked(session, offer_ids, services.clock())
