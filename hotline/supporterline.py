@@ -155,8 +155,8 @@ def _take_a_break(ctx: Inbound, supporter: Supporter) -> None:
     supporter.break_until = ctx.now + ctx.command.duration
     waiting = [offer for offer in _pending_offers(ctx, supporter) if not _ringing(ctx, offer)]
     passed = [o for o in waiting if routing.pass_on(ctx.session, ctx.programme, o, ctx.now)]
-    if passed:
-        ctx.reply(wording.passed())
+    for offer in passed:
+        _answer_on(ctx, offer, wording.passed())
     ctx.reply(wording.on_break(supporter.break_until, ctx.programme.zone))
     for offer in passed:
         ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
@@ -296,24 +296,32 @@ def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
 
 
 def _answer_offer(ctx: Inbound, offer: Offer, word: Word | None) -> None:
-    """ACCEPT or PASS an offer on this number. A supporter taken off the roster since the
-    offer cannot take it: their ACCEPT passes it on, and they are told it has gone."""
+    """ACCEPT or PASS an offer (typed on its number, or elsewhere: see _answer_elsewhere). A
+    supporter taken off the roster since the offer cannot take it: their ACCEPT passes it on,
+    and they are told it has gone."""
     active = ctx.session.get_one(Supporter, offer.supporter_id).active
     if word is Word.ACCEPT and active:
         vault = ctx.services.vault
         if not routing.accept(ctx.session, vault, ctx.programme, offer, ctx.now, ctx.effects):
-            ctx.reply(wording.offer_gone())
+            _answer_on(ctx, offer, wording.offer_gone())
     elif word in (Word.ACCEPT, Word.PASS):
         passed = routing.pass_on(ctx.session, ctx.programme, offer, ctx.now)
         if word is Word.ACCEPT:
-            ctx.reply(wording.offer_gone())
+            _answer_on(ctx, offer, wording.offer_gone())
         elif passed:
-            ctx.reply(wording.passed())
+            _answer_on(ctx, offer, wording.passed())
         if passed:
             ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
             _route_onwards(ctx, offer)
     else:
-        ctx.reply(wording.offer_reminder())
+        _answer_on(ctx, offer, wording.offer_reminder())
+
+
+def _answer_on(ctx: Inbound, offer: Offer, body: str) -> None:
+    """Tell the supporter about ``offer`` from its own number, as an ACCEPT's "You're connected"
+    is: typed in a live conversation's thread, "Passed on" or "That request is no longer open
+    ... or it ended" read there as news of that conversation, which goes on."""
+    ctx.effects.text(ctx.sender, offer.pool_number, body)
 
 
 def _route_onwards(ctx: Inbound, offer: Offer) -> None:

@@ -243,6 +243,30 @@ def test_an_accept_in_a_live_conversation_s_thread_takes_the_offer_on_the_other_
     phones.assert_no_unexpected()
 
 
+def test_a_pass_or_break_typed_in_a_live_conversation_s_thread_is_answered_on_the_offer_s(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice talks with one on the first pool number; a request comes on the second. Her PASS
+    (or BREAK) typed in the thread she was writing in passes the request on; "Passed on" in
+    that thread read as if her conversation with one had been handed to someone else."""
+    hotline.add_supporter("Alice", ALICE, max_conversations=3)
+    hotline.add_supporter("Bob", BOB, on_call=False)
+    one, alice = phones.talking(CLINICIANS[0], ALICE, "from one")
+    for i, answer in enumerate(("PASS", "BREAK 30m")):
+        clinician = phones.phone(CLINICIANS[1 + i])
+        clinician.texts("hi")
+        clinician.expect_text("confidential")
+        alice.expect_text(OFFER, from_=POOL[1])
+        alice.texts(answer, to=POOL[0])
+        alice.expect_text("Passed on", from_=POOL[1])  # was from POOL[0], one's thread
+        if answer.startswith("BREAK"):
+            alice.expect_text("On a break until", from_=POOL[0])
+        clinician.expect_text("No peer supporter is free")  # nobody else on call
+    alice.texts("still with you", to=POOL[0])
+    assert one.expect_text(from_=HOTLINE).body == "still with you"
+    phones.assert_no_unexpected()
+
+
 def test_a_full_supporter_is_skipped_pool_of_one(hotline: Hotline, phones: Phones) -> None:
     _set_pool(hotline, (HOTLINE,))
     hotline.add_supporter("Alice", ALICE, max_conversations=3)
