@@ -32,7 +32,7 @@ from hotline.models import (
 )
 from hotline.people import opted_out, supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
-from hotline.routing import alert_phone
+from hotline.routing import alert_phone, pools_in_use
 from hotline.services import Services
 from hotline.telephony import DeliveryUnknownError, RetryableError, TelephonyError
 from hotline.texting import OutboundText
@@ -111,22 +111,29 @@ def compose(services: Services, session: Session, notice: Notice) -> OutboundTex
         code = verification.code_of(session, services.vault, supporter.id) or ""
         minutes = int(verification.CODE_TTL.total_seconds() // 60)
         body = wording.verification_code(p, code, minutes)
-        return OutboundText(to, _sender_for(services, session, p, to), body)
+        return OutboundText(to, _sender_for(services, session, p, supporter), body)
     assert notice.starts_at is not None
     if not supporter.active or supporter.id not in schedule.on_call(
         session, p.id, notice.starts_at
     ):
         return None
     body = wording.shift_reminder(p, notice.starts_at, notice.ends_at)
-    return OutboundText(to, _sender_for(services, session, p, to), body)
+    return OutboundText(to, _sender_for(services, session, p, supporter), body)
 
 
-def _sender_for(services: Services, session: Session, p: ProgrammeConfig, to: str) -> str:
+def _sender_for(
+    services: Services, session: Session, p: ProgrammeConfig, supporter: Supporter
+) -> str:
     """The programme's first pool number the supporter has not texted STOP to (Twilio would
-    refuse it: 21610), as routing keeps off those; the first if every one is blocked."""
+    refuse it: 21610), as routing keeps off those; the first if every one is blocked. Of those,
+    one with no conversation or offer of theirs on it: in a live conversation's thread the
+    notice reads as part of it, and a "Thanks!" to it is relayed to the clinician."""
+    to = supporter_phone(services.vault, supporter)
     wanted = [(p.id, to, number) for number in p.pool_numbers]
     blocked = opted_out(session, services.vault, wanted)
-    return next((n for pid, _, n in wanted if (pid, to, n) not in blocked), p.pool_numbers[0])
+    open_ = [n for pid, _, n in wanted if (pid, to, n) not in blocked]
+    in_use = pools_in_use(session, [supporter.id])[supporter.id]
+    return next((n for n in open_ if n not in in_use), next(iter(open_), p.pool_numbers[0]))
 
 
 def _gap_text(

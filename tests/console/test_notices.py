@@ -12,8 +12,10 @@ from hotline.models import Notice, NoticeKind, NoticeState, Programme, ScheduleS
 from hotline.people import ALERT_CONTEXT, is_opted_out
 from tests.console.conftest import ACTOR, add_verified
 from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.phones import Phones
 
 ALICE = "+15550108001"
+CLINICIAN = "+15550109001"
 COORDINATOR = "+15550106000"
 
 
@@ -150,3 +152,27 @@ def test_a_shift_reminder_avoids_a_pool_number_the_supporter_stopped(
     assert all(m["from_"] != POOL[0] for m in reminders), (
         "reminder sent from the pool number Alice opted out of (Twilio answers 21610)"
     )
+
+
+def test_a_shift_reminder_does_not_land_in_a_live_conversation_s_thread(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice's shift ended with a conversation still going on the first pool number (they run
+    on past shifts). Her next shift's reminder came in that thread, from the clinician's
+    number on her phone, and her "Thanks!" to it was relayed to the clinician. It comes from a
+    pool number she is not using now."""
+    configure(hotline, reminder=30, warning=None)
+    alice = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice, minutes=-30, hours=1)
+    clinician, peer = phones.talking(CLINICIAN, ALICE)
+    hotline.clock.advance(hours=2)  # her shift is over; the conversation goes on
+    shift_in(hotline, alice, minutes=20, hours=8)
+    hotline.sweep()
+    reminder = peer.expect_text("reminder, you are on call")
+    assert reminder.from_ != POOL[0], "the reminder came in the live conversation's thread"
+    peer.texts("Thanks!")
+    clinician.expect_nothing()
+    peer.texts("still here for you", to=POOL[0])
+    assert clinician.expect_text(from_=HOTLINE).body == "still here for you"
+    peer.expect_text("Nothing was passed on", from_=reminder.from_)  # the "Thanks!"
+    phones.assert_no_unexpected()
