@@ -109,6 +109,12 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
     elif (conv := _live_conversation(ctx, supporter)) is not None:
         if _answers_an_offer(ctx) and (elsewhere := _pending_offers(ctx, supporter)):
             _answer_elsewhere(ctx, elsewhere, word)  # typed in this thread, meant for the offer
+        elif (
+            word is Word.ACCEPT
+            and _answers_an_offer(ctx)
+            and _lapsed_waiting(ctx, supporter, anywhere=True)
+        ):
+            _accept_late(ctx, supporter, anywhere=True)  # that offer lapsed; it still waits
         else:
             _in_conversation(ctx, conv, word)
     elif word in (Word.ACCEPT, Word.PASS) and (elsewhere := _offers_elsewhere(ctx, supporter)):
@@ -119,7 +125,7 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
         else:
             ctx.reply(wording.answer_where_talking())
     elif word is Word.ACCEPT:
-        _accept_late(ctx, supporter)
+        _accept_late(ctx, supporter, anywhere=ctx.text.to == ctx.programme.hotline_number)
     elif word in (None, Word.PASS) and _lapsed_waiting(ctx, supporter, anywhere=False):
         # Their offer on this number lapsed, and the request still waits with nobody.
         ctx.reply(wording.passed() if word is Word.PASS else wording.offer_reminder())
@@ -200,8 +206,9 @@ def _talking_elsewhere(ctx: Inbound, supporter: Supporter) -> list[Conversation]
 def _lapsed_waiting(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> list[Offer]:
     """The supporter's lapsed or passed offers whose text request still waits, with nobody
     else offered it, newest first, one per request: those on the number texted, or with
-    ``anywhere`` (a text to the hotline number) those on any number of theirs that is free
-    again (no conversation or pending offer of theirs on it)."""
+    ``anywhere`` (a text to the hotline number or in a live conversation's thread) those on
+    any number of theirs that is free again (no conversation or pending offer of theirs on
+    it)."""
     other = aliased(Offer)
     offered_now = (
         select(other.id)
@@ -242,12 +249,12 @@ def _lapsed_waiting(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> li
     return list(newest.values())
 
 
-def _accept_late(ctx: Inbound, supporter: Supporter) -> None:
+def _accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
     """ACCEPT on a number whose offer lapsed or was passed on: if that text request still
     waits and is with nobody else, it is theirs (the clinician was told a peer will text).
-    Sent to the hotline number, it takes the one such request (two: they are asked to answer
-    on the number each came from)."""
-    anywhere = ctx.text.to == ctx.programme.hotline_number
+    ``anywhere`` (sent to the hotline number, or in a live conversation's thread), it takes the
+    one such request on a number free on their phone (two: they are asked to answer on the
+    number each came from)."""
     waiting = _lapsed_waiting(ctx, supporter, anywhere=anywhere)
     if len(waiting) > 1:
         ctx.reply(wording.answer_where_offered())

@@ -267,6 +267,31 @@ def test_a_pass_or_break_typed_in_a_live_conversation_s_thread_is_answered_on_th
     phones.assert_no_unexpected()
 
 
+def test_an_accept_in_a_live_conversation_s_thread_takes_a_lapsed_request_still_waiting(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice, with a patient, let the offer on the second number lapse; the request still waits
+    with nobody else on call. Back at her phone she types ACCEPT in the thread she was writing
+    in: she was told she was "already connected on this number", and the request went on
+    waiting though she meant to take it."""
+    hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    alice = phones.talking(CLINICIANS[0], ALICE, "from one")[1]
+    two = phones.phone(CLINICIANS[1])
+    two.texts("from two")
+    two.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[1])
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    two.expect_text("No peer supporter is free")
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("connected", from_=POOL[1])  # was "already connected on this number"
+    alice.expect_text("from two", from_=POOL[1])
+    two.expect_text("joined")
+    alice.texts("ACCEPT", to=POOL[0])  # nothing left to take: she is told where she is
+    alice.expect_text("already connected on this number", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
 def test_a_full_supporter_is_skipped_pool_of_one(hotline: Hotline, phones: Phones) -> None:
     _set_pool(hotline, (HOTLINE,))
     hotline.add_supporter("Alice", ALICE, max_conversations=3)
