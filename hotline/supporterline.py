@@ -89,6 +89,9 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
             ctx.reply(wording.stopped())
     elif word is Word.START:
         return  # Twilio answers the opt-in words itself
+    elif word in (Word.BREAK, Word.BACK) and not supporter.active:
+        # Taken off the roster: no shift will bring requests (BACK promised the next one's).
+        ctx.reply(wording.off_the_roster())
     elif word is Word.BREAK:
         _take_a_break(ctx, supporter)
     elif word is Word.BACK:

@@ -257,6 +257,15 @@ def back(on_call: bool = True) -> str:
     return "Welcome back. New peer support requests will come to you."
 
 
+def off_the_roster() -> str:
+    """BREAK or BACK from a supporter the coordinator has deactivated (they may still be
+    finishing a conversation)."""
+    return (
+        "You're off the roster now, so no new requests will come to you. A conversation you're "
+        "in goes on: reply DONE there to close it."
+    )
+
+
 def supporter_help() -> str:
     return (
         "Peer line: ACCEPT or PASS a request. In a conversation: RESOURCES sends support options,"

@@ -104,6 +104,7 @@ ROWS: dict[str, Row] = {
     "on a break": (wording.on_break, (NOON, DEFAULT.zone), 1),
     "back": (wording.back, (), 1),
     "back, off call": (wording.back, (False,), 1),
+    "break or back, off the roster": (wording.off_the_roster, (), 1),
     "supporter help": (wording.supporter_help, (), 1),
     # Coordinators and supporters being enrolled.
     "coordinator alert": (wording.coordinator_alert, (NAMED,), 1),

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, update
 
-from hotline import textline
+from hotline import roster, textline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -984,6 +984,30 @@ def test_a_supporter_taken_off_the_roster_cannot_accept_an_offer_already_sent(
     alice.texts("ACCEPT")
     alice.expect_text("no longer open")
     phones.phone(BOB).expect_text(OFFER)  # passed on at once
+    phones.assert_no_unexpected()
+
+
+def test_a_supporter_deactivated_mid_conversation_is_not_promised_requests(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The coordinator takes Alice off the roster while she talks with a clinician: she
+    finishes that conversation, but BACK told her requests would come on her next shift."""
+    alice_id = hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.talking(CLINICIANS[0], ALICE)
+    with transaction(hotline.services.sessions) as session:
+        supporter = session.get_one(Supporter, alice_id)
+        roster.deactivate(
+            session, hotline.services.vault, supporter, "coordinator", hotline.clock.now
+        )
+    for word in ("BACK", "BREAK 1h"):
+        alice.texts(word)
+        told = alice.expect_text("off the roster", from_=POOL[0])
+        assert "next shift" not in told.body and "Reply BACK" not in told.body
+    alice.texts("take care")
+    assert clinician.expect_text(from_=HOTLINE).body == "take care"
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
     phones.assert_no_unexpected()
 
 
