@@ -238,7 +238,9 @@ def resources_sent() -> str:
 
 
 def conversation_ended() -> str:
-    return "This conversation has ended. Nothing was passed on."
+    """A supporter's text on a pool number with nothing open on it for them: a conversation
+    that ended, or none ever (an "ok" to a shift reminder sent from that number)."""
+    return "Nothing is open on this number now, so your text was not passed on."
 
 
 def ended_by_clinician() -> str:

@@ -174,5 +174,5 @@ def test_a_shift_reminder_does_not_land_in_a_live_conversation_s_thread(
     clinician.expect_nothing()
     peer.texts("still here for you", to=POOL[0])
     assert clinician.expect_text(from_=HOTLINE).body == "still here for you"
-    peer.expect_text("Nothing was passed on", from_=reminder.from_)  # the "Thanks!"
+    peer.expect_text("not passed on", from_=reminder.from_)  # the "Thanks!"
     phones.assert_no_unexpected()

@@ -334,7 +334,7 @@ def test_stop_mid_conversation_ends_it(hotline: Hotline, phones: Phones) -> None
     clinician.texts("STOP")  # Twilio itself answers the opt-out word
     alice.expect_text("ended the conversation")
     alice.texts("are you there?")
-    alice.expect_text("This conversation has ended")
+    alice.expect_text("Nothing is open on this number now")
     with hotline.session() as session:
         assert session.scalar(select(Conversation.state)) == ConversationState.ENDED
     clinician.texts("START")
