@@ -264,8 +264,8 @@ def ensure_programme(
     ``replace_pools=False`` the given pool numbers are only added, never removed, so pool
     numbers a coordinator added in the console survive ``hotline db upgrade``; a pool that is
     still the hotline number alone (HOTLINE_POOL_NUMBERS' default) is replaced, not added to:
-    routing takes a supporter's first free number, so the number clinicians text would carry
-    every supporter's first offer.
+    routing takes a supporter's free number used longest ago (never, first), so the number
+    clinicians text would carry every supporter's first offer.
 
     With ``vault``, a number that is a supporter's or clinician's phone is refused too
     (NumberTakenError), as the console's Settings refuse it: texts and calls from the line's own

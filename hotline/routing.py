@@ -103,6 +103,7 @@ def candidates(
         s.id: _indexes(vault, s.phone_hash, partial(supporter_phone, vault, s)) for s in supporters
     }
     blocked = _blocked_pools(session, p.id, [h for found in indexes.values() for h in found])
+    last_used = _last_used(session, [s.id for s in supporters])
     found = []
     for s in supporters:
         used = load[s.id]
@@ -114,6 +115,10 @@ def candidates(
             if n not in used and not any((h, n) in blocked for h in indexes[s.id])
         ]
         if free:
+            # The number she used longest ago (or never): a thread just closed on her phone
+            # does not carry the next clinician at once, where a late "take care" meant for
+            # the last one would reach the new one.
+            free.sort(key=partial(_used_at, last_used, s.id))
             found.append(Candidate(s, free[0]))
     preferred = clinician.last_supporter_id if clinician else None
     found.sort(key=lambda c: _rank(c.supporter, preferred, conv.discipline_wanted))
@@ -177,6 +182,28 @@ def pools_in_use(session: Session, ids: list[int]) -> dict[int, list[str]]:
     for supporter_id, number in [*session.execute(active), *session.execute(pending)]:
         used[supporter_id].append(number)
     return used
+
+
+def _used_at(
+    last_used: dict[tuple[int, str], datetime], supporter_id: int, number: str
+) -> datetime:
+    return last_used.get((supporter_id, number), NEVER)
+
+
+def _last_used(session: Session, ids: list[int]) -> dict[tuple[int, str], datetime]:
+    """When each supporter last had a conversation on each pool number (its last activity)."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(
+            Conversation.supporter_id,
+            Conversation.pool_number,
+            func.max(Conversation.last_activity_at),
+        )
+        .where(Conversation.supporter_id.in_(ids), Conversation.pool_number.is_not(None))
+        .group_by(Conversation.supporter_id, Conversation.pool_number)
+    )
+    return {(sid, number): at for sid, number, at in rows if sid is not None and number}
 
 
 def _blocked_pools(session: Session, programme_id: int, hashes: list[str]) -> set[tuple[str, str]]:

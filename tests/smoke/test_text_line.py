@@ -329,6 +329,33 @@ def test_pool_of_three_lets_one_supporter_hold_three(hotline: Hotline, phones: P
     phones.assert_no_unexpected()
 
 
+def test_a_closed_thread_does_not_carry_the_next_request_at_once(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice closes a conversation with DONE on the first pool number; the next request comes
+    from a number she has not used: a late "take care" typed in the old thread is not
+    relayed to the new clinician once she accepts."""
+    clinician, alice = _connected(hotline, phones)
+    assert alice.last_from == POOL[0]
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    hotline.clock.advance(minutes=5)
+    second = phones.phone(CLINICIANS[1])
+    second.texts("hello")
+    second.expect_text("confidential")
+    assert alice.expect_text(OFFER).from_ == POOL[1]
+    alice.texts("ACCEPT")
+    alice.expect_text("connected")
+    alice.expect_text("hello")
+    second.expect_text("joined")
+    alice.texts("Take care of yourself", to=POOL[0])  # meant for the first clinician
+    alice.expect_text("not passed on")
+    second.expect_nothing()
+    clinician.expect_nothing()
+    phones.assert_no_unexpected()
+
+
 def test_stop_mid_conversation_ends_it(hotline: Hotline, phones: Phones) -> None:
     clinician, alice = _connected(hotline, phones)
     clinician.texts("STOP")  # Twilio itself answers the opt-out word
