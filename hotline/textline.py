@@ -150,7 +150,14 @@ def _clinician_text(ctx: Inbound) -> None:
     if word is Word.FORGET:
         _clinician_forget(ctx)
         return
-    clinician = get_or_create_clinician(ctx.session, vault, pid, ctx.sender)
+    clinician = find_clinician(ctx.session, vault, pid, ctx.sender)
+    if clinician is None:
+        # A first text: the programme's lock before the new row, so the rest of a burst sent
+        # with it queue behind it on that lock in the order they came. Waiting on the new row's
+        # unique key instead, they were all woken at once as it committed, and were held for
+        # the peer in whatever order they then ran.
+        routing.lock_programme(ctx.session, pid)
+        clinician = get_or_create_clinician(ctx.session, vault, pid, ctx.sender)
     if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
         lift_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
     if word is Word.NOCHECKIN and not _answering_the_peer(ctx, clinician):

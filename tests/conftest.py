@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.kit.harness",
     "tests.kit.phones",
     "tests.kit.calls",
+    "tests.kit.crowd",
 ]

@@ -1,0 +1,191 @@
+"""A crowd of webhooks at once, on PostgreSQL: many people texting the line in the same second.
+
+    crowd = Crowd(hotline)
+    answers = crowd.together([Post(CLINICIAN, HOTLINE, "hello"), ...])   # all at one instant
+    answers = crowd.in_order(posts, hold_at=PROGRAMME_LOCK)              # a queue, in order
+
+Each post runs in its own thread through the app (signed, as Twilio sends it). ``together``
+starts them at one barrier. ``in_order`` makes the queue a burst makes when the line is busy:
+the first post stops inside its transaction at its first statement starting with ``hold_at``,
+each next one starts only once the one before is waiting on a lock in the database (so they
+reach it in order), and then the first goes on (``Crowd.released``). ``Crowd.errors`` names
+every database error a webhook met, caught or not (a deadlock retried, a duplicate key a
+savepoint caught); ``Crowd.hooks`` runs a function of a post's thread (``post-N``) after each
+of its statements, to slow one down.
+
+SQLite serialises writers: tests using this skip there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.pool import NullPool
+
+from tests.kit.harness import Hotline
+
+# The programme's row lock (routing.lock_programme): offer-making's mutex.
+PROGRAMME_LOCK = (
+    "SELECT programmes.id \nFROM programmes \nWHERE programmes.id = %(id_1)s::INTEGER "
+    "FOR NO KEY UPDATE"
+)
+QUEUED_WITHIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class Post:
+    """One inbound text as Twilio posts it; ``sid`` repeats a delivery when given."""
+
+    from_: str
+    to: str
+    body: str
+    sid: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    post: Post
+    status: int
+    texts: tuple[tuple[str, str, str], ...]  # (to, from, body) of each <Message>
+
+
+class Crowd:
+    def __init__(self, hotline: Hotline) -> None:
+        self.hotline = hotline
+        self.engine: Engine = hotline.services.sessions.kw["bind"]
+        if self.engine.dialect.name == "sqlite":
+            pytest.skip("SQLite serialises writers: a crowd needs PostgreSQL")
+        self.errors: list[str] = []
+        self.released = threading.Event()  # in_order: the first post has gone on
+        # Statement hooks by thread name: (statement, failed) -> None.
+        self.hooks: dict[str, Callable[[str, bool], None]] = {}
+
+    def together(self, posts: Sequence[Post]) -> list[Answer]:
+        """Every post at once, from a barrier; the answers in the order of ``posts``."""
+        barrier = threading.Barrier(len(posts))
+        return self._run(posts, lambda _i: barrier.wait(10), lambda _i, _t: None)
+
+    def in_order(self, posts: Sequence[Post], hold_at: str = PROGRAMME_LOCK) -> list[Answer]:
+        """The first post held at its first ``hold_at`` statement until every other one,
+        started one after the other, waits on a lock in the database behind it."""
+        held, go = threading.Event(), self.released
+
+        def hold(statement: str, _failed: bool) -> None:
+            if statement.startswith(hold_at) and not go.is_set():
+                held.set()
+                go.wait(10)
+
+        self.hooks.setdefault("post-0", hold)
+
+        def queue_up(i: int, thread: threading.Thread) -> None:
+            if i == 0:
+                deadline = time.monotonic() + QUEUED_WITHIN_S
+                while thread.is_alive() and not held.wait(0.01) and not _late(deadline):
+                    pass
+            else:
+                self._wait_for_queue(i)
+            if i == len(posts) - 1:
+                go.set()
+
+        try:
+            return self._run(posts, lambda _i: None, queue_up)
+        finally:
+            go.set()
+
+    def queued(self) -> int:
+        """Backends of this database waiting on a lock."""
+        with self._watcher().connect() as connection:
+            found = connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+        return int(found or 0)
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        def executed(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+            self._hook(statement, failed=False)
+
+        def failed(context: Any) -> None:
+            self.errors.append(type(context.original_exception).__name__)
+            self._hook(context.statement or "", failed=True)
+
+        event.listen(self.engine, "after_cursor_execute", executed)
+        event.listen(self.engine, "handle_error", failed)
+        try:
+            yield
+        finally:
+            event.remove(self.engine, "after_cursor_execute", executed)
+            event.remove(self.engine, "handle_error", failed)
+
+    def _hook(self, statement: str, *, failed: bool) -> None:
+        hook = self.hooks.get(threading.current_thread().name)
+        if hook is not None:
+            hook(statement, failed)
+
+    def _run(
+        self,
+        posts: Sequence[Post],
+        before: Callable[[int], object],
+        after_start: Callable[[int, threading.Thread], None],
+    ) -> list[Answer]:
+        answers: dict[int, Answer] = {}
+
+        def send(i: int, post: Post) -> None:
+            before(i)
+            extra = {"MessageSid": post.sid} if post.sid else {}
+            response = self.hotline.sms(post.from_, post.to, post.body, **extra)
+            answers[i] = Answer(
+                post, response.status_code, messages(response.get_data(as_text=True))
+            )
+
+        threads = [
+            threading.Thread(target=send, args=(i, post), name=f"post-{i}")
+            for i, post in enumerate(posts)
+        ]
+        with self.watching():
+            for i, thread in enumerate(threads):
+                thread.start()
+                after_start(i, thread)
+            for thread in threads:
+                thread.join(30)
+        assert len(answers) == len(posts), "a webhook did not answer within 30 s"
+        return [answers[i] for i in range(len(posts))]
+
+    def _wait_for_queue(self, waiting: int) -> None:
+        deadline = time.monotonic() + QUEUED_WITHIN_S
+        while self.queued() < waiting and not _late(deadline):
+            time.sleep(0.01)
+
+    def _watcher(self) -> Engine:
+        if not hasattr(self, "_watching_engine"):
+            self._watching_engine = create_engine(self.engine.url, poolclass=NullPool)
+        return self._watching_engine
+
+
+def _late(deadline: float) -> bool:
+    return time.monotonic() > deadline
+
+
+def messages(xml: str) -> tuple[tuple[str, str, str], ...]:
+    """(to, from, body) of each <Message> in a TwiML answer."""
+    root = ET.fromstring(xml)  # noqa: S314 - our own TwiML, in a test
+    return tuple(
+        (m.get("to") or "", m.get("from") or "", m.findtext("Body") or m.text or "")
+        for m in root.iter("Message")
+    )
+
+
+@pytest.fixture
+def crowd(hotline: Hotline) -> Crowd:
+    return Crowd(hotline)
