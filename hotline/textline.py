@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, fastrelay, retention, routing, supporterline, wording
@@ -233,17 +232,15 @@ def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
     nobody is free, or this), the clinician hears again, with the crisis line, that a peer is
     still being reached, or that nobody can take it yet: never silence.
 
-    The conversation is read again under its row lock first (after the programme's, the order
-    offer-making takes them): a peer's ACCEPT committing meanwhile has relayed what was held,
-    and a text held now would never reach them."""
+    The conversation is read again, whole, under its row lock first (after the programme's,
+    the order offer-making takes them): a peer's ACCEPT committing meanwhile has relayed what
+    was held, and a text held now would never reach them; a text of the same burst that took
+    the lock first has told the clinician (``reminded_at``), and this one must not again."""
     routing.lock_programme(ctx.session, ctx.programme.id)
-    state = ctx.session.scalar(
-        select(Conversation.state).where(Conversation.id == conv.id).with_for_update(key_share=True)
-    )
+    ctx.session.refresh(conv, with_for_update={"key_share": True})
     clinician.last_contact_at = ctx.now
-    if state != ConversationState.QUEUED:
-        ctx.session.refresh(conv)
-        if state == ConversationState.ACTIVE:
+    if conv.state != ConversationState.QUEUED:
+        if conv.state == ConversationState.ACTIVE:
             _clinician_relay(ctx, conv)
         else:  # closed meanwhile: a new request
             _start_conversation(ctx, clinician)
