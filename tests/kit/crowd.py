@@ -3,15 +3,16 @@
     crowd = Crowd(hotline)
     answers = crowd.together([Post(CLINICIAN, HOTLINE, "hello"), ...])   # all at one instant
     answers = crowd.in_order(posts, hold_at=PROGRAMME_LOCK)              # a queue, in order
+    placed = crowd.at_once([lambda: calls.place(CALLER, HOTLINE, script), ...])
 
-Each post runs in its own thread through the app (signed, as Twilio sends it). ``together``
-starts them at one barrier. ``in_order`` makes the queue a burst makes when the line is busy:
-the first post stops inside its transaction at its first statement starting with ``hold_at``,
-each next one starts only once the one before is waiting on a lock in the database (so they
-reach it in order), and then the first goes on (``Crowd.released``). ``Crowd.errors`` names
-every database error a webhook met, caught or not (a deadlock retried, a duplicate key a
-savepoint caught); ``Crowd.hooks`` runs a function of a post's thread (``post-N``) after each
-of its statements, to slow one down.
+Each post (or call) runs in its own thread through the app (signed, as Twilio sends it).
+``together`` and ``at_once`` start them at one barrier. ``in_order`` makes the queue a burst
+makes when the line is busy: the first post stops inside its transaction at its first
+statement starting with ``hold_at``, each next one starts only once the one before is waiting
+on a lock in the database (so they reach it in order), and then the first goes on
+(``Crowd.released``). ``Crowd.errors`` names every database error a webhook met, caught or not
+(a deadlock retried, a duplicate key a savepoint caught); ``Crowd.hooks`` runs a function of a
+post's thread (``post-N``) after each of its statements, to slow one down.
 
 SQLite serialises writers: tests using this skip there.
 """
@@ -24,7 +25,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine, create_engine, event, text
@@ -38,6 +40,7 @@ PROGRAMME_LOCK = (
     "FOR NO KEY UPDATE"
 )
 QUEUED_WITHIN_S = 5.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,17 @@ class Crowd:
 
     def together(self, posts: Sequence[Post]) -> list[Answer]:
         """Every post at once, from a barrier; the answers in the order of ``posts``."""
-        barrier = threading.Barrier(len(posts))
-        return self._run(posts, lambda _i: barrier.wait(10), lambda _i, _t: None)
+        return self.at_once([partial(self.post, post) for post in posts])
+
+    def at_once(self, actions: Sequence[Callable[[], T]]) -> list[T]:
+        """Every action (a post, a call placed) at once, from a barrier; their results."""
+        barrier = threading.Barrier(len(actions))
+        return self._run(actions, lambda: barrier.wait(10), lambda _i, _t: None)
+
+    def post(self, post: Post) -> Answer:
+        extra = {"MessageSid": post.sid} if post.sid else {}
+        response = self.hotline.sms(post.from_, post.to, post.body, **extra)
+        return Answer(post, response.status_code, messages(response.get_data(as_text=True)))
 
     def in_order(self, posts: Sequence[Post], hold_at: str = PROGRAMME_LOCK) -> list[Answer]:
         """The first post held at its first ``hold_at`` statement until every other one,
@@ -96,7 +108,8 @@ class Crowd:
                 go.set()
 
         try:
-            return self._run(posts, lambda _i: None, queue_up)
+            actions = [partial(self.post, post) for post in posts]
+            return self._run(actions, lambda: None, queue_up)
         finally:
             go.set()
 
@@ -135,23 +148,23 @@ class Crowd:
 
     def _run(
         self,
-        posts: Sequence[Post],
-        before: Callable[[int], object],
+        actions: Sequence[Callable[[], T]],
+        before: Callable[[], object],
         after_start: Callable[[int, threading.Thread], None],
-    ) -> list[Answer]:
-        answers: dict[int, Answer] = {}
+    ) -> list[T]:
+        results: dict[int, T] = {}
+        raised: list[BaseException] = []
 
-        def send(i: int, post: Post) -> None:
-            before(i)
-            extra = {"MessageSid": post.sid} if post.sid else {}
-            response = self.hotline.sms(post.from_, post.to, post.body, **extra)
-            answers[i] = Answer(
-                post, response.status_code, messages(response.get_data(as_text=True))
-            )
+        def run(i: int, action: Callable[[], T]) -> None:
+            before()
+            try:
+                results[i] = action()
+            except BaseException as error:
+                raised.append(error)
 
         threads = [
-            threading.Thread(target=send, args=(i, post), name=f"post-{i}")
-            for i, post in enumerate(posts)
+            threading.Thread(target=run, args=(i, action), name=f"post-{i}")
+            for i, action in enumerate(actions)
         ]
         with self.watching():
             for i, thread in enumerate(threads):
@@ -159,8 +172,10 @@ class Crowd:
                 after_start(i, thread)
             for thread in threads:
                 thread.join(30)
-        assert len(answers) == len(posts), "a webhook did not answer within 30 s"
-        return [answers[i] for i in range(len(posts))]
+        if raised:
+            raise raised[0]
+        assert len(results) == len(actions), "a webhook did not answer within 30 s"
+        return [results[i] for i in range(len(actions))]
 
     def _wait_for_queue(self, waiting: int) -> None:
         deadline = time.monotonic() + QUEUED_WITHIN_S

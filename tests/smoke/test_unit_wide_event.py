@@ -9,12 +9,25 @@ own thread through the app (tests/kit/crowd.py), so the database sees them all a
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy import func, select
 
 from hotline.db import transaction
-from hotline.models import PendingText, Programme
-from hotline.people import set_alert_phone
+from hotline.models import (
+    Clinician,
+    Conversation,
+    ConversationState,
+    Offer,
+    OfferState,
+    PendingText,
+    Programme,
+)
+from hotline.people import clinician_phone, set_alert_phone
+from hotline.routing import pools_in_use
+from tests.kit.calls import NO_ANSWER, PRESS_1, VOICEMAIL, Calls, Script, SimulatedCall
 from tests.kit.crowd import Answer, Crowd, Post
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
@@ -116,3 +129,145 @@ def test_a_burst_while_nobody_is_free_is_told_so_once(
     assert texts_to(answers, COORDINATOR) == []
     with hotline.session() as session:
         assert session.scalar(select(func.count()).select_from(PendingText)) == 5
+
+
+BOB, CAROL = "+15550108002", "+15550108003"
+PEERS = (ALICE, BOB, CAROL)
+WARD = [f"+155501091{n:02d}" for n in range(12)]  # twelve clinicians of one unit
+
+
+def unit_wide_event(hotline: Hotline, crowd: Crowd) -> tuple[list[Answer], dict[int, str]]:
+    """Three peers on call (two conversations each at most) and the coordinator's alert
+    phone; twelve clinicians text three times each at once, two of those texts delivered twice
+    by Twilio. The answers, and the peers' numbers by supporter id."""
+    peers = {
+        hotline.add_supporter(name, number): number
+        for name, number in zip(("Alice", "Bob", "Carol"), PEERS, strict=True)
+    }
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        set_alert_phone(hotline.services.vault, programme, COORDINATOR)
+    posts = [
+        Post(clinician, HOTLINE, f"{clinician[-2:]}: text {n}", sid=f"SM{clinician[1:]}{n:021d}")
+        for clinician in WARD
+        for n in range(1, 4)
+    ]
+    return crowd.together([*posts, posts[0], posts[4]]), peers  # two deliveries repeated
+
+
+def test_a_unit_wide_event_greets_each_clinician_once_and_offers_each_request_once(
+    hotline: Hotline, crowd: Crowd
+) -> None:
+    answers, _ = unit_wide_event(hotline, crowd)
+    assert {a.status for a in answers} == {200} and crowd.errors == []
+    crisis = hotline.settings.crisis_text
+    nobody_free = 0
+    for clinician in WARD:  # one answer each, never silence, never two greetings
+        told = texts_to(answers, clinician)
+        assert len(told) == 1 and "confidential" in told[0] and crisis in told[0], told
+        nobody_free += "No peer is free" in told[0]
+    offers = [(to, from_) for a in answers for to, from_, body in a.texts if OFFER in body]
+    # Round-robin: two each (their most at once), each on a pool number of its own.
+    assert sorted(to for to, _ in offers) == sorted(PEERS * 2)
+    assert len(set(offers)) == len(offers)
+    assert nobody_free == len(WARD) - len(offers)  # the rest were told, with the crisis line
+    # The coordinator hears once per request nobody could take, not once per text.
+    assert len(texts_to(answers, COORDINATOR)) == nobody_free
+    with hotline.session() as session:
+        requests = session.scalars(select(Conversation)).all()
+        pending = session.scalars(select(Offer).where(Offer.state == OfferState.PENDING)).all()
+        held = Counter(session.scalars(select(PendingText.conversation_id)))
+    assert len(requests) == len(WARD)  # one request per clinician, however many texts
+    assert {r.state for r in requests} == {ConversationState.QUEUED}
+    assert len(pending) == len(offers)
+    assert len({o.conversation_id for o in pending}) == len(pending)  # none offered twice
+    assert sorted(held.values()) == [3] * len(WARD)  # a repeated delivery is held once
+
+
+def test_peers_accept_at_once_while_their_clinicians_keep_writing(
+    hotline: Hotline, crowd: Crowd
+) -> None:
+    """The three peers accept both their offers at once while every clinician writes again:
+    every text reaches its peer once, whichever came first, and every clinician taken hears
+    a peer joined, once."""
+    answers, peers = unit_wide_event(hotline, crowd)
+    offers = [(to, from_) for a in answers for to, from_, body in a.texts if OFFER in body]
+    accepts = [Post(peer, pool, "ACCEPT") for peer, pool in offers]
+    again = [Post(clinician, HOTLINE, f"{clinician[-2:]}: text 4") for clinician in WARD]
+    later = crowd.together([*accepts, *again])
+    assert {a.status for a in later} == {200} and crowd.errors == []
+    hotline.run_jobs()  # held texts past what an ACCEPT's reply carries, if any
+    received = Counter(
+        [(to, body) for a in later for to, _from, body in a.texts]
+        + [(m["to"], m["body"]) for m in hotline.fake.sent]
+    )
+    with hotline.session() as session:
+        taken = {
+            clinician_phone(hotline.services.vault, session.get_one(Clinician, c.clinician_id)): c
+            for c in session.scalars(select(Conversation))
+            if c.state == ConversationState.ACTIVE and c.clinician_id is not None
+        }
+    assert len(taken) == len(offers)
+    for clinician in WARD:
+        conv = taken.get(clinician)
+        told = [body for (to, body), n in received.items() if to == clinician for _ in range(n)]
+        if conv is None:  # still waiting: held, and nothing to say within ten minutes
+            assert told == []
+            continue
+        assert len(told) == 1 and "joined" in told[0]
+        assert conv.supporter_id is not None
+        peer = peers[conv.supporter_id]
+        for n in range(1, 5):
+            assert received[(peer, f"{clinician[-2:]}: text {n}")] == 1, (clinician, n)
+
+
+def test_callers_and_texters_at_once_each_reach_one_peer_or_hear_what_comes_next(
+    hotline: Hotline, crowd: Crowd, calls: Calls
+) -> None:
+    """Four clinicians call while three text, at the same moment. Alice takes a call (press 1),
+    Bob's voicemail answers, Carol does not pick up. Nobody's phone rings for two callers at
+    once, every caller hears the greeting and then either a peer or what happens next."""
+    ids = [
+        hotline.add_supporter(n, p) for n, p in zip(("Alice", "Bob", "Carol"), PEERS, strict=True)
+    ]
+    rung_twice: list[str] = []
+
+    def one_ring_only(peer: str) -> Callable[[], None]:
+        def check() -> None:
+            legs = [
+                leg
+                for leg in hotline.fake.carried
+                if leg["to"] == peer
+                and leg["direction"] == "outbound-dial"
+                and leg["status"] == "in-progress"
+            ]
+            if len(legs) > 1:
+                rung_twice.append(peer)
+
+        return check
+
+    script = Script(
+        phones={ALICE: PRESS_1, BOB: VOICEMAIL, CAROL: NO_ANSWER},
+        before_answer={peer: one_ring_only(peer) for peer in PEERS},
+        on_bridge=one_ring_only(ALICE),
+    )
+    callers, texters = WARD[:4], WARD[4:7]
+    placed = crowd.at_once(
+        [partial(calls.place, caller, HOTLINE, script) for caller in callers]
+        + [partial(crowd.post, Post(texter, HOTLINE, "it happened again")) for texter in texters]
+    )
+    assert crowd.errors == [] and rung_twice == []
+    crisis = hotline.settings.crisis_text
+    for call in placed[: len(callers)]:
+        assert isinstance(call, SimulatedCall)
+        assert call.hears(crisis)
+        assert call.bridged_with == ALICE or call.hears("call you back"), call.heard
+    for answer in placed[len(callers) :]:
+        assert isinstance(answer, Answer) and answer.status == 200
+        told = texts_to([answer], answer.post.from_)
+        assert len(told) == 1 and crisis in told[0]
+    with hotline.session() as session:
+        pending = session.scalars(select(Offer).where(Offer.state == OfferState.PENDING)).all()
+        load = pools_in_use(session, ids)
+    assert len({o.conversation_id for o in pending}) == len(pending)
+    assert all(len(numbers) <= 2 for numbers in load.values()), load  # their most at once
