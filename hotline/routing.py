@@ -104,6 +104,7 @@ def candidates(
     }
     blocked = _blocked_pools(session, p.id, [h for found in indexes.values() for h in found])
     last_used = _last_used(session, [s.id for s in supporters])
+    theirs = _their_threads(session, clinician.id) if clinician is not None else {}
     found = []
     for s in supporters:
         used = load[s.id]
@@ -115,11 +116,13 @@ def candidates(
             if n not in used and not any((h, n) in blocked for h in indexes[s.id])
         ]
         if free:
-            # The number she used longest ago (or never): a thread just closed on her phone
-            # does not carry the next clinician at once, where a late "take care" meant for
-            # the last one would reach the new one.
+            # The thread she last had with this clinician (a reply to a check-in, a return):
+            # she knows them by it. Else the number she used longest ago (or never): a thread
+            # just closed on her phone does not carry the next clinician at once, where a
+            # late "take care" meant for the last one would reach the new one.
             free.sort(key=partial(_used_at, last_used, s.id))
-            found.append(Candidate(s, free[0]))
+            same = theirs.get(s.id)
+            found.append(Candidate(s, same if same in free else free[0]))
     preferred = clinician.last_supporter_id if clinician else None
     found.sort(key=lambda c: _rank(c.supporter, preferred, conv.discipline_wanted))
     return found
@@ -188,6 +191,20 @@ def _used_at(
     last_used: dict[tuple[int, str], datetime], supporter_id: int, number: str
 ) -> datetime:
     return last_used.get((supporter_id, number), NEVER)
+
+
+def _their_threads(session: Session, clinician_id: int) -> dict[int, str]:
+    """The pool number of each supporter's latest conversation with this clinician."""
+    rows = session.execute(
+        select(Conversation.supporter_id, Conversation.pool_number)
+        .where(
+            Conversation.clinician_id == clinician_id,
+            Conversation.supporter_id.is_not(None),
+            Conversation.pool_number.is_not(None),
+        )
+        .order_by(Conversation.id)
+    )
+    return {sid: number for sid, number in rows if sid is not None and number}
 
 
 def _last_used(session: Session, ids: list[int]) -> dict[tuple[int, str], datetime]:
