@@ -264,15 +264,22 @@ def _accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
         return
     lapsed = waiting[0] if waiting else None
     vault, p = ctx.services.vault, ctx.programme
+    # STOP on that number: Twilio would deliver nothing of the conversation there
+    stopped = lapsed is not None and is_opted_out(
+        ctx.session, vault, p.id, ctx.sender, lapsed.pool_number
+    )
     taken = (
         lapsed is not None
         and supporter.active
-        # STOP on that number: Twilio would deliver nothing of the conversation there
-        and not is_opted_out(ctx.session, vault, p.id, ctx.sender, lapsed.pool_number)
+        and not stopped
         and routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True)
     )
-    if not taken:
+    if taken:
+        return
+    if lapsed is None or stopped:
         ctx.reply(wording.offer_gone())
+    else:  # from the offer's number: in a live conversation's thread it read as that one's end
+        _answer_on(ctx, lapsed, wording.offer_gone())
 
 
 def _ringing(ctx: Inbound, offer: Offer) -> bool:

@@ -292,6 +292,35 @@ def test_an_accept_in_a_live_conversation_s_thread_takes_a_lapsed_request_still_
     phones.assert_no_unexpected()
 
 
+def test_a_late_accept_in_a_live_thread_that_cannot_take_the_request_is_answered_on_its_number(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice let the offer on the second number lapse, then was taken off the roster while
+    still talking on the first. Her ACCEPT typed in that conversation's thread cannot take the
+    request: "That request is no longer open ... or it ended" came back in the thread of the
+    clinician she is talking with, as if that conversation had ended. It comes from the
+    offer's number, as every answer about an offer does; her conversation goes on."""
+    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    one, alice = phones.talking(CLINICIANS[0], ALICE, "from one")
+    two = phones.phone(CLINICIANS[1])
+    two.texts("from two")
+    two.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[1])
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    two.expect_text("No peer supporter is free")
+    with transaction(hotline.services.sessions) as session:
+        supporter = session.get_one(Supporter, alice_id)
+        roster.deactivate(
+            session, hotline.services.vault, supporter, "coordinator", hotline.clock.now
+        )
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("no longer open", from_=POOL[1])  # was from POOL[0], one's thread
+    alice.texts("still with you", to=POOL[0])
+    assert one.expect_text(from_=HOTLINE).body == "still with you"
+    phones.assert_no_unexpected()
+
+
 def test_a_full_supporter_is_skipped_pool_of_one(hotline: Hotline, phones: Phones) -> None:
     _set_pool(hotline, (HOTLINE,))
     hotline.add_supporter("Alice", ALICE, max_conversations=3)
