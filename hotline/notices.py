@@ -224,18 +224,17 @@ def create(session: Session, programme_id: int, planned: Planned, now: datetime)
         return False  # another sweeper created it
 
 
-def sweep(services: Services) -> int:
-    """Plan due reminders and warnings, tidy stale and stuck rows, send what is due.
-
-    Returns how many notices were sent. Safe to run from any number of processes at once.
-    """
+def plan_due(services: Services) -> list[int]:
+    """Plan due reminders and warnings, tidy stale and stuck rows: the notices due now, for
+    the sweeper to send each on its own (``send_notice``), so that one that cannot be sent (a
+    number no data key opens) holds up no other. Safe to run from any number of processes at
+    once."""
     now = services.clock()
     with transaction(services.sessions) as session:
         for options in session.scalars(select(ScheduleSettings)):
             for planned in plan(session, options, now):
                 create(session, options.programme_id, planned, now)
-        due = _tidy_and_list_due(session, now)
-    return sum(send_notice(services, ident) == NoticeState.SENT for ident in due)
+        return _tidy_and_list_due(session, now)
 
 
 def _tidy_and_list_due(session: Session, now: datetime) -> list[int]:

@@ -182,7 +182,9 @@ def sweep(services: Services) -> SweepReport:
         for conversation_id in done.held:
             what = f"held texts of conversation {conversation_id}"
             _on_its_own(what, send_held, services, conversation_id)
-    notices.sweep(services)  # verification codes, shift reminders, coverage-gap warnings
+    # Verification codes, shift reminders, coverage-gap warnings: each on its own as well.
+    for notice_id in _on_its_own("notice planning", notices.plan_due, services) or []:
+        _on_its_own(f"notice {notice_id}", notices.send_notice, services, notice_id)
     reconciled = retention.reconcile(services)  # last: it waits on the provider's lists
     report = SweepReport(expired, offered, closed, sent, unknown, deleted, purged, reconciled)
     if report != SweepReport():

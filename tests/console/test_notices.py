@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from hotline import rota
 from hotline.db import transaction
-from hotline.models import Notice, NoticeKind, NoticeState, Programme, ScheduleSettings
-from hotline.people import ALERT_CONTEXT, is_opted_out
+from hotline.models import (
+    Notice,
+    NoticeKind,
+    NoticeState,
+    Programme,
+    ScheduleSettings,
+    Supporter,
+)
+from hotline.people import ALERT_CONTEXT, SUPPORTER_CONTEXT, is_opted_out
+from hotline.privacy import Vault
 from tests.console.conftest import ACTOR, add_verified
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
-ALICE = "+15550108001"
+ALICE, BOB = "+15550108001", "+15550108002"
 CLINICIAN = "+15550109001"
 COORDINATOR = "+15550106000"
 
@@ -176,3 +186,30 @@ def test_a_shift_reminder_does_not_land_in_a_live_conversation_s_thread(
     assert clinician.expect_text(from_=HOTLINE).body == "still here for you"
     peer.expect_text("not passed on", from_=reminder.from_)  # the "Thanks!"
     phones.assert_no_unexpected()
+
+
+def test_a_reminder_to_a_number_no_key_opens_does_not_stop_the_others(
+    hotline: Hotline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alice's number was sealed under a data key removed too soon: composing her reminder
+    fails on every sweep until it is an hour stale. Bob's reminder, listed after hers, did
+    not go out in that hour, and the rest of the sweep (the hourly clean-up at Twilio) stopped
+    with it. Each notice fails on its own, logged, as the sweep's other items do."""
+    configure(hotline, reminder=30, warning=None)
+    alice = add_verified(hotline, "Alice", ALICE)
+    bob = add_verified(hotline, "Bob", BOB)
+    shift_in(hotline, alice, minutes=20, hours=8)
+    shift_in(hotline, bob, minutes=20, hours=8)
+    with transaction(hotline.services.sessions) as session:
+        lost_key = Vault((b"r" * 32,))
+        session.get_one(Supporter, alice).phone_sealed = lost_key.seal(ALICE, SUPPORTER_CONTEXT)
+    with caplog.at_level(logging.ERROR, logger="hotline"):
+        hotline.sweep()
+    assert "reminder, you are on call" in str(texts_to(hotline, BOB)[0]["body"])
+    assert "failed; the rest of the sweep goes on" in caplog.text
+    with hotline.session() as session:
+        reminders = select(Notice.supporter_id, Notice.state).where(
+            Notice.kind == NoticeKind.REMINDER
+        )
+        states = {supporter: state for supporter, state in session.execute(reminders)}
+    assert states == {alice: NoticeState.PENDING, bob: NoticeState.SENT}
