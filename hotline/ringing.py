@@ -48,6 +48,7 @@ SCREEN_SECONDS = 8  # time to press 1 after the whisper
 # that may the sweeper treat it as lost (it then offers the conversation by text).
 RING_GRACE = timedelta(seconds=60)
 MAX_RINGS = 4  # then a call-back: a caller should not wait on the line for minutes
+REPLACED = "replaced"  # the end reason of a request a later call superseded
 LIVE_CALL = (CallState.GREETING, CallState.PEER, CallState.RINGING, CallState.BRIDGED)
 T = TypeVar("T")
 
@@ -111,7 +112,7 @@ def replace_waiting_requests(ctx: CallStep, clinician_id: int | None, successor_
     ).all()
     for conv in waiting:
         routing.move_held(ctx.session, conv.id, successor_id)
-        end_conversation(ctx.session, ctx.programme, conv, "replaced", ctx.now, ctx.effects)
+        end_conversation(ctx.session, ctx.programme, conv, REPLACED, ctx.now, ctx.effects)
 
 
 def ring_next(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
@@ -212,7 +213,20 @@ def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
     if conv.clinician_id is None:  # a hidden number: nobody to text back
         return
     held = select(PendingText.id).where(PendingText.conversation_id == conv.id).exists()
-    if not ctx.session.scalar(select(held)):
+    # One with nothing held too (its first text a field's word, or only a photo): the
+    # clinician was told a peer would text back all the same. Replaced as this call's
+    # conversation was made (the menu's step), not by another call of theirs.
+    replaced = (
+        select(Conversation.id)
+        .where(
+            Conversation.clinician_id == conv.clinician_id,
+            Conversation.channel == Channel.SMS,
+            Conversation.end_reason == REPLACED,
+            Conversation.ended_at == conv.created_at,
+        )
+        .exists()
+    )
+    if not ctx.session.scalar(select(held | replaced)):
         return
     texted = Conversation(
         programme_id=ctx.programme.id,

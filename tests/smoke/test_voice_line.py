@@ -720,6 +720,33 @@ def test_a_hang_up_after_a_text_request_was_replaced_leaves_that_request_waiting
     phones.assert_no_unexpected()
 
 
+def test_a_hang_up_after_a_text_request_with_nothing_held_was_replaced_leaves_it_waiting(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The clinician's text request held nothing (their first text was their field's word, as
+    the greeting invites, or only a photo), then they called and hung up while Bob's phone
+    rang: with no held text to keep, the request they texted was gone, nobody was offered it,
+    and they had been told a peer would text back. It waits for a peer as a text request."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.texts("NURSE")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}, hang_up_during_dial=1))
+
+    assert call.caller_hung_up and call.dialled == [BOB]
+    hotline.run_jobs()
+    offer = alice.expect_text(OFFER, from_=POOL[0])
+    assert "call-back" not in offer.body  # they asked by text: a peer texts them back
+    alice.texts("ACCEPT")
+    alice.expect_text("connected", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    assert [c.state for c in conversations(hotline)][-1] == ConversationState.ACTIVE
+    phones.assert_no_unexpected()
+
+
 def test_a_call_while_texting_with_a_peer_leaves_the_texts_with_that_peer(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
