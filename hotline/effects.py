@@ -26,8 +26,9 @@ from hotline.wakeups import Task
 log = logging.getLogger(__name__)
 
 # Pauses between attempts at a text Twilio refused for now (429, 5xx). Short: a job waits them
-# out. What still fails is not lost for good: an offer is passed on to the next peer at once
-# (nobody was asked), and a clinician's "nobody is free" is owed again (the sweeper tells them).
+# out. What still fails is not lost for good: an offer times out to the next peer as any does
+# (passed on at once, a few seconds' outage would run through every peer on call), and a
+# clinician's "nobody is free" is owed again (the sweeper tells them).
 RETRY_DELAYS = (0.25, 1.0)
 _ATTEMPTS = len(RETRY_DELAYS) + 1
 UNANSWERED = "unanswered"  # the end reason of a request nobody took (tasks.close_idle)
@@ -82,7 +83,7 @@ def send(services: Services, effects: Effects) -> None:
     """Send the texts through the provider (from jobs, never from a webhook).
 
     Each asks for a status callback: that is what deletes its record at the provider once it
-    is delivered (retention.after_status), as for relays and check-ins. An offer Twilio does
+    is delivered (retention.after_status), as for relays and check-ins. An offer Twilio
     refuses for good is passed on: its wake-up in ``effects`` moves to now (schedule them after
     this).
     """

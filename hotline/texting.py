@@ -31,8 +31,9 @@ class OutboundText:
     # The coordinator's alert about that conversation: it goes with the clinician's text, so
     # when that one is owed again (``owed_by``) the alert waits for it rather than go twice.
     alerting: int | None = None
-    # The offer this text makes: when Twilio will not take it, nobody was asked, and the offer
-    # is passed on at once rather than left to time out (``effects.pass_on_unasked``).
+    # The offer this text makes: when Twilio refuses it for good, nobody was asked, and the
+    # offer is passed on at once rather than left to time out (``effects.pass_on_unasked``);
+    # one lost to an outage times out as any other.
     offering: int | None = None
 
     def status_callback(self, url: str | None) -> str | None:
