@@ -5,8 +5,9 @@ then a job (``Task.SEND_NOTICE``) or the sweeper sends it. A sender claims the r
 sending) before calling the provider, so it goes out once; a row left in ``sending`` by a dead
 worker is marked failed, never resent. Whether a reminder or warning is still true is checked
 again just before sending. Verification codes and shift reminders go to the supporter from the
-programme's first pool number they have not texted STOP to; gap warnings go to the programme's
-alert phone from its hotline number. Both are
+programme's first pool number they have not texted STOP to and are not using for a
+conversation or an offer (``_sender_for``); gap warnings go to the programme's alert phone from
+its hotline number. Both are
 opt-in per programme (``ScheduleSettings``); without them the console still shows the gaps.
 """
 
