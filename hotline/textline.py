@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, fastrelay, retention, routing, supporterline, wording
@@ -28,6 +29,9 @@ from hotline.models import (
     Clinician,
     Conversation,
     ConversationState,
+    Notice,
+    NoticeKind,
+    NoticeState,
     OfferState,
     Programme,
     Supporter,
@@ -53,6 +57,7 @@ NOT_DELIVERED = frozenset({"undelivered", "failed"})  # final: the text never re
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
 # A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
+NOTICE_REPLIES_FOR = timedelta(hours=1)  # a supporter's text this soon after a notice answers it
 PEER_WORDS = frozenset({Word.ACCEPT, Word.PASS, Word.DONE, Word.RESOURCES, Word.BACK, Word.BREAK})
 
 
@@ -101,6 +106,8 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
             lift_opt_out(session, services.vault, p.id, sender, p.hotline_number)
         ctx.reply(wording.alert_phone_answer(p))
+    elif match.is_hotline and supporter is not None and _answering_a_notice(ctx, supporter):
+        ctx.reply(wording.notice_answer(p))
     elif match.is_hotline:
         _clinician_text(ctx)
     else:
@@ -118,6 +125,28 @@ def _answering_an_alert(ctx: Inbound, programme: Programme) -> bool:
     if ctx.services.vault.open(sealed, ALERT_CONTEXT) != ctx.sender:
         return False
     clinician = find_clinician(ctx.session, ctx.services.vault, programme.id, ctx.sender)
+    return clinician is None or open_conversation(ctx.session, clinician) is None
+
+
+def _answering_a_notice(ctx: Inbound, supporter: Supporter) -> bool:
+    """A supporter's "Thanks!" to a shift reminder or a code the line texted them from the
+    hotline number in the last hour (a pool that includes it, the default of one number): not
+    a request for support, which they ask for by texting SUPPORT, and no peer is offered it.
+    Commands, and a conversation of their own already open, go on as anyone's."""
+    p = ctx.programme
+    if p.hotline_number not in p.pool_numbers:
+        return False  # notices come from pool numbers: a text here is not a reply to one
+    if ctx.command is not None and ctx.command.word not in PEER_WORDS:
+        return False
+    noticed = select(Notice.id).where(
+        Notice.supporter_id == supporter.id,
+        Notice.kind.in_((NoticeKind.REMINDER, NoticeKind.VERIFICATION)),
+        Notice.state == NoticeState.SENT,
+        Notice.sent_at >= ctx.now - NOTICE_REPLIES_FOR,
+    )
+    if ctx.session.scalar(select(noticed.exists())) is not True:
+        return False
+    clinician = find_clinician(ctx.session, ctx.services.vault, p.id, ctx.sender)
     return clinician is None or open_conversation(ctx.session, clinician) is None
 
 

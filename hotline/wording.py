@@ -152,6 +152,14 @@ def alert_phone_answer(p: ProgrammeConfig) -> str:
     )
 
 
+def notice_answer(p: ProgrammeConfig) -> str:
+    """A supporter answered a shift reminder or a code texted from the hotline number."""
+    return (
+        f"{p.name}: no reply is needed to reminders and codes. "
+        "To ask for peer support yourself, text SUPPORT."
+    )
+
+
 def forgotten() -> str:
     return (
         "Done: your number and anything linking you to this line have been erased. "

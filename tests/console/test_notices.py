@@ -14,6 +14,7 @@ from hotline.models import (
     Notice,
     NoticeKind,
     NoticeState,
+    PoolNumber,
     Programme,
     ScheduleSettings,
     Supporter,
@@ -213,3 +214,36 @@ def test_a_reminder_to_a_number_no_key_opens_does_not_stop_the_others(
         )
         states = {supporter: state for supporter, state in session.execute(reminders)}
     assert states == {alice: NoticeState.PENDING, bob: NoticeState.SENT}
+
+
+def test_a_thanks_to_a_reminder_from_the_hotline_number_opens_no_request(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """With the pool the hotline number alone (HOTLINE_POOL_NUMBERS unset), reminders come
+    from the number clinicians text. Alice's "Thanks!" to hers opened a support request: the
+    greeting came back and Bob, on call, was offered it. It is answered as a notice's reply,
+    with how to ask for support; SUPPORT still asks for it."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.pool_numbers.clear()
+        session.flush()
+        programme.pool_numbers.append(PoolNumber(number=HOTLINE))
+    configure(hotline, reminder=30, warning=None)
+    alice = add_verified(hotline, "Alice", ALICE)
+    bob_phone = phones.phone(BOB)
+    add_verified(hotline, "Bob", BOB)
+    with transaction(hotline.services.sessions) as session:
+        bob = session.scalars(select(Supporter).where(Supporter.name == "Bob")).one()
+    shift_in(hotline, bob.id, minutes=-60, hours=8)  # Bob is on call now
+    shift_in(hotline, alice, minutes=20, hours=8)
+    hotline.sweep()
+    peer = phones.phone(ALICE)
+    reminder = peer.expect_text("reminder, you are on call")
+    assert reminder.from_ == HOTLINE
+    peer.texts("Thanks!")
+    peer.expect_text("no reply is needed", from_=HOTLINE)
+    bob_phone.expect_nothing()
+    peer.texts("SUPPORT")  # support for herself is one word away
+    peer.expect_text("confidential", from_=HOTLINE)
+    bob_phone.expect_text("Reply ACCEPT")
+    phones.assert_no_unexpected()

@@ -109,6 +109,7 @@ ROWS: dict[str, Row] = {
     # Coordinators and supporters being enrolled.
     "coordinator alert": (wording.coordinator_alert, (NAMED,), 1),
     "alert phone answered": (wording.alert_phone_answer, (NAMED,), 1),
+    "notice answered": (wording.notice_answer, (NAMED,), 1),
     "verification code": (wording.verification_code, (NAMED, "482913", CODE_MINUTES), 1),
     "shift reminder": (wording.shift_reminder, (NAMED, NOON, EVENING), 1),
     "shift reminder, open-ended": (wording.shift_reminder, (NAMED, NOON, None), 1),
