@@ -27,7 +27,7 @@ from hotline.models import (
 )
 from hotline.programme_settings import TEXT_LIMITS
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
-from tests.kit.phones import Phones
+from tests.kit.phones import Phone, Phones
 from tests.kit.signing import deliver_to
 from tests.kit.sms import segments
 
@@ -275,14 +275,7 @@ def test_an_accept_in_a_live_conversation_s_thread_takes_a_lapsed_request_still_
     in: she was told she was "already connected on this number", and the request went on
     waiting though she meant to take it."""
     hotline.add_supporter("Alice", ALICE, max_conversations=2)
-    alice = phones.talking(CLINICIANS[0], ALICE, "from one")[1]
-    two = phones.phone(CLINICIANS[1])
-    two.texts("from two")
-    two.expect_text("confidential")
-    alice.expect_text(OFFER, from_=POOL[1])
-    hotline.clock.advance(seconds=181)
-    hotline.run_jobs()
-    two.expect_text("No peer supporter is free")
+    _, alice, two = _second_offer_lapsed(hotline, phones)
     alice.texts("ACCEPT", to=POOL[0])
     alice.expect_text("connected", from_=POOL[1])  # was "already connected on this number"
     alice.expect_text("from two", from_=POOL[1])
@@ -301,14 +294,7 @@ def test_a_late_accept_in_a_live_thread_that_cannot_take_the_request_is_answered
     clinician she is talking with, as if that conversation had ended. It comes from the
     offer's number, as every answer about an offer does; her conversation goes on."""
     alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
-    one, alice = phones.talking(CLINICIANS[0], ALICE, "from one")
-    two = phones.phone(CLINICIANS[1])
-    two.texts("from two")
-    two.expect_text("confidential")
-    alice.expect_text(OFFER, from_=POOL[1])
-    hotline.clock.advance(seconds=181)
-    hotline.run_jobs()
-    two.expect_text("No peer supporter is free")
+    one, alice, _ = _second_offer_lapsed(hotline, phones)
     with transaction(hotline.services.sessions) as session:
         supporter = session.get_one(Supporter, alice_id)
         roster.deactivate(
@@ -1301,6 +1287,20 @@ def test_a_conversation_on_the_hotline_number_goes_on_when_db_upgrade_sets_the_p
     phones.phone(CLINICIANS[1]).expect_text("confidential")
     assert alice.expect_text(OFFER).from_ == POOL[0]  # new offers: the pool the env gives
     phones.assert_no_unexpected()
+
+
+def _second_offer_lapsed(hotline: Hotline, phones: Phones) -> tuple[Phone, Phone, Phone]:
+    """Alice talks with the first clinician on the first pool number; the second's request is
+    offered to her on the second and lapses, with nobody else on call: the three phones."""
+    one, alice = phones.talking(CLINICIANS[0], ALICE, "from one")
+    two = phones.phone(CLINICIANS[1])
+    two.texts("from two")
+    two.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[1])
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    two.expect_text("No peer supporter is free")
+    return one, alice, two
 
 
 def _connected(hotline: Hotline, phones: Phones, add_alice: bool = True) -> tuple:  # type: ignore[type-arg]

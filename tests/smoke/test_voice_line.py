@@ -689,16 +689,20 @@ def test_a_call_while_a_text_request_waits_replaces_it_and_its_texts_go_with_the
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("first", ["I had a bad night", "NURSE"], ids=["held", "nothing-held"])
 def test_a_hang_up_after_a_text_request_was_replaced_leaves_that_request_waiting(
-    hotline: Hotline, phones: Phones, calls: Calls
+    hotline: Hotline, phones: Phones, calls: Calls, first: str
 ) -> None:
     """The clinician texts, calls before anyone accepts, and hangs up while Bob's phone rings:
     the call is withdrawn, but what they texted was not. It goes on waiting for a peer, as a
-    text request: Alice is offered it by text and gets the text when she accepts."""
+    text request: Alice is offered it by text and gets the text when she accepts. So too when
+    the request held nothing (its first text was their field's word, as the greeting invites,
+    or only a photo): it was gone, nobody was offered it, and they had been told a peer would
+    text back."""
     hotline.add_supporter("Alice", ALICE)
     hotline.add_supporter("Bob", BOB)
     clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
-    clinician.texts("I had a bad night")
+    clinician.texts(first)
     clinician.expect_text("confidential", from_=HOTLINE)
     alice.expect_text(OFFER, from_=POOL[0])
 
@@ -710,40 +714,14 @@ def test_a_hang_up_after_a_text_request_was_replaced_leaves_that_request_waiting
     assert "call-back" not in offer.body  # they asked by text: a peer texts them back
     alice.texts("ACCEPT")
     alice.expect_text("connected", from_=POOL[0])
-    alice.expect_text("I had a bad night", from_=POOL[0])
+    if first != "NURSE":
+        alice.expect_text(first, from_=POOL[0])
     clinician.expect_text("joined", from_=HOTLINE)
     assert [c.state for c in conversations(hotline)] == [
         ConversationState.ENDED,  # the text request, replaced by the call
         ConversationState.ENDED,  # the call, withdrawn by the hang-up
         ConversationState.ACTIVE,  # what they texted, still waiting for a peer until Alice
     ]
-    phones.assert_no_unexpected()
-
-
-def test_a_hang_up_after_a_text_request_with_nothing_held_was_replaced_leaves_it_waiting(
-    hotline: Hotline, phones: Phones, calls: Calls
-) -> None:
-    """The clinician's text request held nothing (their first text was their field's word, as
-    the greeting invites, or only a photo), then they called and hung up while Bob's phone
-    rang: with no held text to keep, the request they texted was gone, nobody was offered it,
-    and they had been told a peer would text back. It waits for a peer as a text request."""
-    hotline.add_supporter("Alice", ALICE)
-    hotline.add_supporter("Bob", BOB)
-    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
-    clinician.texts("NURSE")
-    clinician.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER, from_=POOL[0])
-
-    call = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}, hang_up_during_dial=1))
-
-    assert call.caller_hung_up and call.dialled == [BOB]
-    hotline.run_jobs()
-    offer = alice.expect_text(OFFER, from_=POOL[0])
-    assert "call-back" not in offer.body  # they asked by text: a peer texts them back
-    alice.texts("ACCEPT")
-    alice.expect_text("connected", from_=POOL[0])
-    clinician.expect_text("joined", from_=HOTLINE)
-    assert [c.state for c in conversations(hotline)][-1] == ConversationState.ACTIVE
     phones.assert_no_unexpected()
 
 
