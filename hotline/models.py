@@ -225,6 +225,7 @@ class Conversation(Base):
         Index("ix_conversations_open", "programme_id", "state"),
         Index("ix_conversations_clinician", "clinician_id", "state"),
         Index("ix_conversations_supporter", "supporter_id", "state"),
+        Index("ix_conversations_supporter_ended", "supporter_id", "ended_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

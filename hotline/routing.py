@@ -42,6 +42,7 @@ from hotline.wakeups import Task
 
 PENDING_TEXT_CONTEXT = b"pending-text"
 NEVER = datetime.min.replace(tzinfo=UTC)
+RECENT_THREADS = timedelta(days=7)  # a thread closed this recently is not the next one's
 PENDING_ONLY = (OfferState.PENDING,)
 LAPSED = (OfferState.EXPIRED, OfferState.PASSED)  # still acceptable while the request waits
 # Twilio sends at most 10 <Message>s in reply to one inbound text (warning 14109) and refuses a
@@ -103,7 +104,7 @@ def candidates(
         s.id: _indexes(vault, s.phone_hash, partial(supporter_phone, vault, s)) for s in supporters
     }
     blocked = _blocked_pools(session, p.id, [h for found in indexes.values() for h in found])
-    last_used = _last_used(session, [s.id for s in supporters])
+    last_used = _last_used(session, [s.id for s in supporters], now)
     theirs = _their_threads(session, clinician.id) if clinician is not None else {}
     found = []
     for s in supporters:
@@ -207,20 +208,26 @@ def _their_threads(session: Session, clinician_id: int) -> dict[int, str]:
     return {sid: number for sid, number in rows if sid is not None and number}
 
 
-def _last_used(session: Session, ids: list[int]) -> dict[tuple[int, str], datetime]:
-    """When each supporter last had a conversation on each pool number (its last activity)."""
+def _last_used(session: Session, ids: list[int], now: datetime) -> dict[tuple[int, str], datetime]:
+    """When each supporter's conversation on each pool number ended, for those that ended in
+    the past RECENT_THREADS (by an index on when they ended: a first text's cost must not grow
+    with years of history); a number used before that counts as never used."""
     if not ids:
         return {}
     rows = session.execute(
         select(
             Conversation.supporter_id,
             Conversation.pool_number,
-            func.max(Conversation.last_activity_at),
+            func.max(Conversation.ended_at),
         )
-        .where(Conversation.supporter_id.in_(ids), Conversation.pool_number.is_not(None))
+        .where(
+            Conversation.supporter_id.in_(ids),
+            Conversation.ended_at > now - RECENT_THREADS,
+            Conversation.pool_number.is_not(None),
+        )
         .group_by(Conversation.supporter_id, Conversation.pool_number)
     )
-    return {(sid, number): at for sid, number, at in rows if sid is not None and number}
+    return {(sid, number): at for sid, number, at in rows if sid is not None and number and at}
 
 
 def _blocked_pools(session: Session, programme_id: int, hashes: list[str]) -> set[tuple[str, str]]:
