@@ -118,12 +118,16 @@ def candidates(
         ]
         if free:
             # The thread she last had with this clinician (a reply to a check-in, a return):
-            # she knows them by it. Else the number she used longest ago (or never): a thread
-            # just closed on her phone does not carry the next clinician at once, where a
-            # late "take care" meant for the last one would reach the new one.
+            # she knows them by it, unless another clinician's thread has closed on it since.
+            # Else the number she used longest ago (or never): a thread just closed on her
+            # phone does not carry the next clinician at once, where a late "take care" meant
+            # for the last one would reach the new one.
             free.sort(key=partial(_used_at, last_used, s.id))
-            same = theirs.get(s.id)
-            found.append(Candidate(s, same if same in free else free[0]))
+            same, ended = theirs.get(s.id, (None, None))
+            if same in free and (ended is None or _used_at(last_used, s.id, same) <= ended):
+                found.append(Candidate(s, same))
+            else:
+                found.append(Candidate(s, free[0]))
     preferred = clinician.last_supporter_id if clinician else None
     found.sort(key=lambda c: _rank(c.supporter, preferred, conv.discipline_wanted))
     return found
@@ -194,10 +198,11 @@ def _used_at(
     return last_used.get((supporter_id, number), NEVER)
 
 
-def _their_threads(session: Session, clinician_id: int) -> dict[int, str]:
-    """The pool number of each supporter's latest conversation with this clinician."""
+def _their_threads(session: Session, clinician_id: int) -> dict[int, tuple[str, datetime | None]]:
+    """The pool number of each supporter's latest conversation with this clinician, and when
+    it ended (None: it has not)."""
     rows = session.execute(
-        select(Conversation.supporter_id, Conversation.pool_number)
+        select(Conversation.supporter_id, Conversation.pool_number, Conversation.ended_at)
         .where(
             Conversation.clinician_id == clinician_id,
             Conversation.supporter_id.is_not(None),
@@ -205,7 +210,7 @@ def _their_threads(session: Session, clinician_id: int) -> dict[int, str]:
         )
         .order_by(Conversation.id)
     )
-    return {sid: number for sid, number in rows if sid is not None and number}
+    return {sid: (number, ended) for sid, number, ended in rows if sid is not None and number}
 
 
 def _last_used(session: Session, ids: list[int], now: datetime) -> dict[tuple[int, str], datetime]:

@@ -371,6 +371,49 @@ def test_a_closed_thread_does_not_carry_the_next_request_at_once(
     phones.assert_no_unexpected()
 
 
+def test_a_returning_clinician_s_thread_closed_since_for_another_is_not_theirs_at_once(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice talked with the first clinician on the first pool number, then with two others
+    (a pool of two): the third's thread, on that same number, has just closed when the first
+    comes back. Their request came to her on it, so a late "take care" typed there for the
+    third reached the first once she accepted. It comes from the number she used longest ago;
+    their own thread is theirs again once nobody else's has closed there since."""
+    _set_pool(hotline, POOL[:2])
+    first, alice = _connected(hotline, phones)
+    assert alice.last_from == POOL[0]
+    for n, at in ((1, POOL[1]), (2, POOL[0])):  # the second on the other number, the third on it
+        alice.texts("DONE", to=alice.last_from)
+        alice.expect_text("Conversation closed")
+        hotline.clock.advance(minutes=5)
+        phones.phone(CLINICIANS[n - 1]).expect_text("not alone")
+        other = phones.phone(CLINICIANS[n])
+        other.texts("hello")
+        other.expect_text("confidential")
+        assert alice.expect_text(OFFER).from_ == at
+        alice.texts("ACCEPT", to=at)
+        alice.expect_text("connected", from_=at)
+        alice.expect_text("hello", from_=at)
+        other.expect_text("joined")
+    alice.texts("DONE", to=POOL[0])
+    alice.expect_text("Conversation closed")
+    third = phones.phone(CLINICIANS[2])
+    third.expect_text("not alone")
+    hotline.clock.advance(minutes=5)
+    first.texts("I'm back")
+    first.expect_text("confidential")
+    assert alice.expect_text(OFFER).from_ == POOL[1]  # not the thread just closed
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("connected", from_=POOL[1])
+    alice.expect_text("I'm back", from_=POOL[1])
+    first.expect_text("joined")
+    alice.texts("Take care of yourself", to=POOL[0])  # meant for the third
+    alice.expect_text("not passed on")
+    first.expect_nothing()
+    third.expect_nothing()
+    phones.assert_no_unexpected()
+
+
 def test_stop_mid_conversation_ends_it(hotline: Hotline, phones: Phones) -> None:
     clinician, alice = _connected(hotline, phones)
     clinician.texts("STOP")  # Twilio itself answers the opt-out word
