@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, fastrelay, retention, routing, supporterline, wording
@@ -26,6 +26,7 @@ from hotline.inbound import Inbound
 from hotline.keywords import Word, read
 from hotline.models import (
     Channel,
+    CheckIn,
     Clinician,
     Conversation,
     ConversationState,
@@ -132,22 +133,33 @@ def _answering_a_notice(ctx: Inbound, supporter: Supporter) -> bool:
     """A supporter's "Thanks!" to a shift reminder or a code the line texted them from the
     hotline number in the last hour (a pool that includes it, the default of one number): not
     a request for support, which they ask for by texting SUPPORT, and no peer is offered it.
-    Commands, and a conversation of their own already open, go on as anyone's."""
+    Commands, and a conversation of their own already open, go on as anyone's; so does an
+    answer to a check-in sent them since (supported here themselves): the text they got last
+    is the one they answer, and its reply reaches their peer."""
     p = ctx.programme
     if p.hotline_number not in p.pool_numbers:
         return False  # notices come from pool numbers: a text here is not a reply to one
     if ctx.command is not None and ctx.command.word not in PEER_WORDS:
         return False
-    noticed = select(Notice.id).where(
-        Notice.supporter_id == supporter.id,
-        Notice.kind.in_((NoticeKind.REMINDER, NoticeKind.VERIFICATION)),
-        Notice.state == NoticeState.SENT,
-        Notice.sent_at >= ctx.now - NOTICE_REPLIES_FOR,
+    noticed_at = ctx.session.scalar(
+        select(func.max(Notice.sent_at)).where(
+            Notice.supporter_id == supporter.id,
+            Notice.kind.in_((NoticeKind.REMINDER, NoticeKind.VERIFICATION)),
+            Notice.state == NoticeState.SENT,
+            Notice.sent_at >= ctx.now - NOTICE_REPLIES_FOR,
+        )
     )
-    if ctx.session.scalar(select(noticed.exists())) is not True:
+    if noticed_at is None:
         return False
     clinician = find_clinician(ctx.session, ctx.services.vault, p.id, ctx.sender)
-    return clinician is None or open_conversation(ctx.session, clinician) is None
+    if clinician is None:
+        return True
+    checked_in = select(CheckIn.id).where(
+        CheckIn.clinician_id == clinician.id, CheckIn.sent_at >= noticed_at
+    )
+    if ctx.session.scalar(select(checked_in.exists())) is True:
+        return False
+    return open_conversation(ctx.session, clinician) is None
 
 
 def _safe_number(raw: str) -> str | None:

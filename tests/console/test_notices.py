@@ -247,3 +247,37 @@ def test_a_thanks_to_a_reminder_from_the_hotline_number_opens_no_request(
     peer.expect_text("confidential", from_=HOTLINE)
     bob_phone.expect_text("Reply ACCEPT")
     phones.assert_no_unexpected()
+
+
+def test_a_supporter_s_reply_to_her_check_in_after_a_reminder_reaches_her_peer(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice, a supporter, was supported by Bob on the line. With the pool the hotline number
+    alone, her shift reminder and, minutes later, her check-in both come from the number she
+    texts. Her answer to the check-in was taken for a "Thanks!" to the reminder: "no reply is
+    needed", and Bob, whom the check-in promises it reaches, never heard. The text she was
+    sent last is the one she answers: Bob is offered it."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.pool_numbers.clear()
+        session.flush()
+        programme.pool_numbers.append(PoolNumber(number=HOTLINE))
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    bob_id = add_verified(hotline, "Bob", BOB)
+    shift_in(hotline, bob_id, minutes=-60, hours=48)  # Bob is on call throughout
+    alice, bob = phones.talking(ALICE, BOB, "I had a bad night")
+    bob.texts("DONE")
+    bob.expect_text("Conversation closed")
+    alice.expect_text("not alone")
+    shift_in(hotline, alice_id, minutes=24 * 60 + 20, hours=8)
+    hotline.clock.advance(hours=23, minutes=55)
+    hotline.sweep()
+    alice.expect_text("reminder, you are on call", from_=HOTLINE)
+    hotline.clock.advance(minutes=6)
+    hotline.sweep()  # the 1-day check-in
+    alice.expect_text("NOCHECKIN", from_=HOTLINE)
+    alice.texts("Still a rough week, honestly")
+    alice.expect_text("confidential", from_=HOTLINE)
+    bob.expect_text("Reply ACCEPT", from_=HOTLINE)
+    phones.assert_no_unexpected()
