@@ -153,10 +153,11 @@ def alert_phone_answer(p: ProgrammeConfig) -> str:
 
 
 def notice_answer(p: ProgrammeConfig) -> str:
-    """A supporter answered a shift reminder or a code texted from the hotline number."""
+    """A supporter answered a shift reminder or a code texted from the hotline number; or
+    wrote to the line for herself: how to ask for support, and the crisis line."""
     return (
         f"{p.name}: no reply is needed to reminders and codes. "
-        "To ask for peer support yourself, text SUPPORT."
+        f"To ask for peer support yourself, text SUPPORT. {p.crisis_text}"
     )
 
 

@@ -241,7 +241,8 @@ def test_a_thanks_to_a_reminder_from_the_hotline_number_opens_no_request(
     reminder = peer.expect_text("reminder, you are on call")
     assert reminder.from_ == HOTLINE
     peer.texts("Thanks!")
-    peer.expect_text("no reply is needed", from_=HOTLINE)
+    answer = peer.expect_text("no reply is needed", from_=HOTLINE)
+    assert hotline.settings.crisis_text in answer.body  # she may be writing for herself
     bob_phone.expect_nothing()
     peer.texts("SUPPORT")  # support for herself is one word away
     peer.expect_text("confidential", from_=HOTLINE)
