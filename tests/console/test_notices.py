@@ -216,6 +216,15 @@ def test_a_reminder_to_a_number_no_key_opens_does_not_stop_the_others(
     assert states == {alice: NoticeState.PENDING, bob: NoticeState.SENT}
 
 
+def pool_of_the_hotline_number_alone(hotline: Hotline) -> None:
+    """As HOTLINE_POOL_NUMBERS unset leaves it: notices come from the number clinicians text."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.pool_numbers.clear()
+        session.flush()
+        programme.pool_numbers.append(PoolNumber(number=HOTLINE))
+
+
 def test_a_thanks_to_a_reminder_from_the_hotline_number_opens_no_request(
     hotline: Hotline, phones: Phones
 ) -> None:
@@ -223,11 +232,7 @@ def test_a_thanks_to_a_reminder_from_the_hotline_number_opens_no_request(
     from the number clinicians text. Alice's "Thanks!" to hers opened a support request: the
     greeting came back and Bob, on call, was offered it. It is answered as a notice's reply,
     with how to ask for support; SUPPORT still asks for it."""
-    with transaction(hotline.services.sessions) as session:
-        programme = session.get_one(Programme, hotline.programme_id)
-        programme.pool_numbers.clear()
-        session.flush()
-        programme.pool_numbers.append(PoolNumber(number=HOTLINE))
+    pool_of_the_hotline_number_alone(hotline)
     configure(hotline, reminder=30, warning=None)
     alice = add_verified(hotline, "Alice", ALICE)
     bob_phone = phones.phone(BOB)
@@ -258,11 +263,7 @@ def test_a_supporter_s_reply_to_her_check_in_after_a_reminder_reaches_her_peer(
     texts. Her answer to the check-in was taken for a "Thanks!" to the reminder: "no reply is
     needed", and Bob, whom the check-in promises it reaches, never heard. The text she was
     sent last is the one she answers: Bob is offered it."""
-    with transaction(hotline.services.sessions) as session:
-        programme = session.get_one(Programme, hotline.programme_id)
-        programme.pool_numbers.clear()
-        session.flush()
-        programme.pool_numbers.append(PoolNumber(number=HOTLINE))
+    pool_of_the_hotline_number_alone(hotline)
     configure(hotline, reminder=30, warning=None)
     alice_id = add_verified(hotline, "Alice", ALICE)
     bob_id = add_verified(hotline, "Bob", BOB)
