@@ -146,6 +146,24 @@ def read(body: str, opt_out_type: str = "") -> Command | None:
     return twilio
 
 
+# What a supporter answers a reminder or a code with ("Thanks!", "ok 👍", "Got it, thank you"):
+# every word one of these. Anything else they write to the line is theirs to say.
+_ACKNOWLEDGING = frozenset(
+    {
+        "thanks", "thank", "you", "u", "thx", "ty", "tks", "ok", "okay", "k", "kk", "got",
+        "it", "will", "do", "noted", "sure", "great", "cool", "perfect", "sounds", "good",
+        "yes", "yep", "yeah", "y", "done", "confirmed", "received", "see", "np", "all", "set",
+    }
+)  # fmt: skip
+
+
+def is_acknowledgement(body: str) -> bool:
+    """Whether ``body`` only acknowledges (emoji alone too): "Thanks!", "ok 👍", "Got it".
+    "I'm not OK" is not one: it has words of its own."""
+    words = re.sub(r"[^\w\s]|_", " ", body.lower()).split()
+    return all(word in _ACKNOWLEDGING for word in words)
+
+
 def _undecorated(text: str) -> str:
     """A supporter's answer without the emoji, punctuation and spaces around it ("done 👍",
     "accept,", "break 2h 👍"). Other words are read whole: Twilio reads its own (opt-out,

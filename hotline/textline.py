@@ -23,7 +23,7 @@ from hotline.conversations import (
 from hotline.db import is_sqlite, run_in_transaction, transaction
 from hotline.effects import Effects, lapse_unasked, schedule
 from hotline.inbound import Inbound
-from hotline.keywords import Word, read
+from hotline.keywords import Word, is_acknowledgement, read
 from hotline.models import (
     Channel,
     CheckIn,
@@ -141,6 +141,8 @@ def _answering_a_notice(ctx: Inbound, supporter: Supporter) -> bool:
         return False  # notices come from pool numbers: a text here is not a reply to one
     if ctx.command is not None and ctx.command.word not in PEER_WORDS:
         return False
+    if ctx.command is None and not is_acknowledgement(ctx.text.body):
+        return False  # "I'm not OK": a supporter writing for herself is answered as anyone
     noticed_at = ctx.session.scalar(
         select(func.max(Notice.sent_at)).where(
             Notice.supporter_id == supporter.id,

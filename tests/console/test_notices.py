@@ -255,6 +255,31 @@ def test_a_thanks_to_a_reminder_from_the_hotline_number_opens_no_request(
     phones.assert_no_unexpected()
 
 
+def test_a_supporter_writing_for_herself_after_a_reminder_reaches_a_peer(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """In the hour after her reminder came from the hotline number, Alice writes "I'm not OK
+    tonight": words of her own, not a "Thanks!". She is greeted as anyone is, Bob is offered
+    it, and her words reach him when he accepts."""
+    pool_of_the_hotline_number_alone(hotline)
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    bob_id = add_verified(hotline, "Bob", BOB)
+    shift_in(hotline, bob_id, minutes=-60, hours=8)
+    shift_in(hotline, alice_id, minutes=20, hours=8)
+    hotline.sweep()
+    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    assert alice.expect_text("reminder, you are on call").from_ == HOTLINE
+    alice.texts("I'm not OK tonight")
+    alice.expect_text("confidential", from_=HOTLINE)
+    bob.expect_text("Reply ACCEPT")
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I'm not OK tonight")
+    alice.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_a_supporter_s_reply_to_her_check_in_after_a_reminder_reaches_her_peer(
     hotline: Hotline, phones: Phones
 ) -> None:

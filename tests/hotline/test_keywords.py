@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from hotline.keywords import Command, Word, parse, read
+from hotline.keywords import Command, Word, is_acknowledgement, parse, read
 
 KEYWORDS = [
     # Clinician: STOP and Twilio's other opt-out words; START undoes it; HELP.
@@ -133,3 +133,21 @@ def test_twilios_opt_out_type_decides_words_only_it_knows(
     body: str, opt_out_type: str, expected: Command | None
 ) -> None:
     assert read(body, opt_out_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "acknowledges"),
+    [
+        ("Thanks!", True),
+        ("ok 👍", True),
+        ("Got it, thank you", True),
+        ("👍", True),
+        ("I'm not OK", False),
+        ("not ok", False),
+        ("Can't make it tonight", False),
+        ("help", False),
+    ],
+)
+def test_an_acknowledgement_has_no_words_of_its_own(body: str, acknowledges: bool) -> None:
+    """A supporter's answer to a reminder from the hotline number; anything else is hers."""
+    assert is_acknowledgement(body) is acknowledges
