@@ -380,15 +380,23 @@ def still_waiting(session: Session, conv: Conversation) -> bool:
     return state == ConversationState.QUEUED and pending_offer(session, conv) is None
 
 
+def one_or_apart(together: str, *apart: str) -> list[str]:
+    """``together`` as one text if Twilio takes it (wording.MAX_TEXT); else ``apart``: a
+    programme's own texts may be so long that joined they would be refused, and lose what
+    comes last."""
+    return [together] if len(together) <= wording.MAX_TEXT else list(apart)
+
+
 def _first_replies_nobody_free(
     p: ProgrammeConfig, next_on: datetime | None, now: datetime
 ) -> list[str]:
     """One text if it fits; the greeting and the fallback apart if the programme's own texts
     are so long that together they would pass Twilio's limit (and lose the crisis line)."""
-    together = wording.greeting_nobody_free(p, next_on, now)
-    if len(together) <= wording.MAX_TEXT:
-        return [together]
-    return [wording.greeting(p), wording.fallback(p, next_on, now)]
+    return one_or_apart(
+        wording.greeting_nobody_free(p, next_on, now),
+        wording.greeting(p),
+        wording.fallback(p, next_on, now),
+    )
 
 
 def alert_phone(session: Session, vault: Vault, programme_id: int) -> str | None:

@@ -373,7 +373,6 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
 def _closing_texts(p: ProgrammeConfig) -> list[str]:
     """One text if it fits; the closing and the resources apart if the programme's resources
     are so long that together they would pass Twilio's limit and lose the next step."""
-    together = wording.closing(p)
-    if len(together) <= wording.MAX_TEXT:
-        return [together]
-    return [wording.closing(p, with_resources=False), p.resources_text]
+    return routing.one_or_apart(
+        wording.closing(p), wording.closing(p, with_resources=False), p.resources_text
+    )
