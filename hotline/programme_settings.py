@@ -21,6 +21,7 @@ from hotline.people import ALERT_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
 from hotline.programmes import (
+    SOMEONES_PHONE,
     NumberInUseError,
     ProgrammeConfig,
     numbers_in_use,
@@ -309,9 +310,7 @@ def _apply_pool(
     if someones_phone(session, vault, wanted):
         # Texts and calls from the line's own numbers are ignored (the loop guard), in every
         # programme: that person would be cut off from every line of the deployment.
-        raise SettingsChangeError(
-            "a number there is a supporter's or clinician's phone, not one of the line's", name
-        )
+        raise SettingsChangeError(SOMEONES_PHONE, name)
     dropped = [p.number for p in programme.pool_numbers if p.number not in wanted]
     if dropped and numbers_in_use(session, programme.id, dropped):
         raise SettingsChangeError(NumberInUseError.MESSAGE, name)

@@ -213,6 +213,9 @@ def numbers_of_others(session: Session, programme_id: int | None, numbers: list[
     return set(session.scalars(others))
 
 
+SOMEONES_PHONE = "a number there is a supporter's or clinician's phone, not one of the line's"
+
+
 def someones_phone(session: Session, vault: Vault, numbers: list[str]) -> bool:
     """Whether any of ``numbers`` is a known person's, in any programme, under any data key."""
     indexes = [h for n in numbers for h in vault.blind_indexes(n)]
@@ -281,9 +284,7 @@ def ensure_programme(
             "serves one programme)"
         )
     if vault is not None and someones_phone(session, vault, [hotline_number, *pool_numbers]):
-        raise NumberTakenError(
-            "a number there is a supporter's or clinician's phone, not one of the line's"
-        )
+        raise NumberTakenError(SOMEONES_PHONE)
     created = programme is None
     if programme is None:
         programme = Programme(slug=slug, name=name or DEFAULT_NAME, hotline_number=hotline_number)

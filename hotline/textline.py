@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 NOT_DELIVERED = frozenset({"undelivered", "failed"})  # final: the text never reached the phone
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
-# A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
 NOTICE_REPLIES_FOR = timedelta(hours=1)  # a supporter's text this soon after a notice answers it
+# A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
 PEER_WORDS = frozenset({Word.ACCEPT, Word.PASS, Word.DONE, Word.RESOURCES, Word.BACK, Word.BREAK})
 
 
@@ -240,8 +240,13 @@ def _answering_the_peer(ctx: Inbound, clinician: Clinician) -> bool:
     NOCHECKIN is not. Taken by the line, it never reached the peer, who waited for it."""
     if ctx.command is None or not ctx.command.phrase:
         return False
+    return _talking(ctx, clinician) is not None
+
+
+def _talking(ctx: Inbound, clinician: Clinician) -> Conversation | None:
+    """The clinician's live conversation with a peer, if they are in one now."""
     conv = open_conversation(ctx.session, clinician)
-    return conv is not None and conv.state == ConversationState.ACTIVE
+    return conv if conv is not None and conv.state == ConversationState.ACTIVE else None
 
 
 def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
@@ -340,8 +345,7 @@ def _help_to_the_peer(ctx: Inbound) -> None:
     clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
     if clinician is None:
         return
-    conv = open_conversation(ctx.session, clinician)
-    if conv is not None and conv.state == ConversationState.ACTIVE:
+    if (conv := _talking(ctx, clinician)) is not None:
         clinician.last_contact_at = ctx.now
         _clinician_relay(ctx, conv)
 
