@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, update
 
-from hotline import roster, textline
+from hotline import roster
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -26,6 +26,7 @@ from hotline.models import (
     Supporter,
 )
 from hotline.programme_settings import TEXT_LIMITS
+from tests.kit.crowd import Crowd, Post
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
 from tests.kit.phones import Phone, Phones
 from tests.kit.signing import deliver_to
@@ -879,46 +880,40 @@ def test_a_text_racing_the_peers_accept_reaches_the_peer(hotline: Hotline, phone
 
 
 def test_two_texts_at_once_from_a_returning_clinician_open_one_request(
-    hotline: Hotline, phones: Phones, monkeypatch: pytest.MonkeyPatch
+    hotline: Hotline, phones: Phones
 ) -> None:
     """Twilio posts two quick texts at once; both look for an open request before either has
     written anything. One request opens, offered once, and holds both texts."""
-    engine = hotline.services.sessions.kw["bind"]
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    crowd = Crowd(hotline)
     hotline.add_supporter("Alice", ALICE)
     hotline.add_supporter("Bob", BOB)
     clinician, alice = phones.talking(CLINICIANS[0], ALICE)
     alice.texts("DONE")
     alice.expect_text("Conversation closed")
     clinician.expect_text("not alone")
-    barrier, first_look = threading.Barrier(2), threading.local()
-    real = textline.open_conversation
+    barrier, looked = threading.Barrier(2), set()
 
-    def looked(session: Any, row: Any) -> Any:
-        found = real(session, row)
-        if not getattr(first_look, "done", False):  # both first lookups, side by side
-            first_look.done = True
+    def after_the_first_look(statement: str, _failed: bool) -> None:
+        post = threading.current_thread().name
+        if (
+            post not in looked
+            and statement.startswith("SELECT conversations.")
+            and ("conversations.clinician_id" in statement)
+        ):  # each post's look for the clinician's open request, side by side
+            looked.add(post)
             barrier.wait(timeout=10)
-        return found
 
-    monkeypatch.setattr(textline, "open_conversation", looked)
-    answers: list[str] = []
-
-    def send(sid: str, body: str) -> None:
-        response = hotline.sms(CLINICIANS[0], HOTLINE, body, MessageSid=sid)
-        answers.append(f"{response.status_code} {response.get_data(as_text=True)}")
-
-    threads = [
-        threading.Thread(target=send, args=("SM" + "7" * 32, "hi, me again")),
-        threading.Thread(target=send, args=("SM" + "8" * 32, "it happened again tonight")),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert [a[:3] for a in answers] == ["200", "200"]
-    assert sum("confidential" in a for a in answers) == 1  # greeted once
+    crowd.hooks.update({"post-0": after_the_first_look, "post-1": after_the_first_look})
+    answers = crowd.together(
+        [
+            Post(CLINICIANS[0], HOTLINE, "hi, me again", sid="SM" + "7" * 32),
+            Post(CLINICIANS[0], HOTLINE, "it happened again tonight", sid="SM" + "8" * 32),
+        ]
+    )
+    assert [a.status for a in answers] == [200, 200]
+    assert looked == {"post-0", "post-1"} and not barrier.broken  # both looked, then wrote
+    greetings = [body for a in answers for _to, _from, body in a.texts if "confidential" in body]
+    assert len(greetings) == 1  # greeted once
     with hotline.session() as session:
         waiting = session.scalars(
             select(Conversation.id).where(Conversation.state == ConversationState.QUEUED)
