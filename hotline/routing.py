@@ -58,6 +58,7 @@ RELAY_LEASE = timedelta(minutes=2)
 # long ago, once (two offers each at most): see asked_enough.
 ASK_AGAIN_AFTER = timedelta(minutes=30)
 ASKED_AT_MOST = 2
+TURN_AFTER = timedelta(microseconds=1)  # the least a database timestamp can tell apart
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ def reserve(
     if not found:
         return None
     best = found[0]
-    best.supporter.last_offered_at = now
+    best.supporter.last_offered_at = _turn_taken(found, now)
     asked_before = Offer.conversation_id == conv.id, Offer.supporter_id == best.supporter.id
     offer = session.scalar(select(Offer).where(*asked_before))
     if offer is None:
@@ -307,6 +308,16 @@ def reserve(
     offer.pool_number, offer.offered_at, offer.expires_at = best.pool_number, now, expires_at
     session.flush()
     return offer
+
+
+def _turn_taken(found: list[Candidate], now: datetime) -> datetime:
+    """The round-robin stamp of an offer made now: after every other candidate's. In a rush a
+    webhook that arrived first can make its offer after one that arrived later (it waited on
+    the programme's lock); stamped with its own earlier arrival, its supporter would rank as
+    asked before the other and be asked again next, out of turn."""
+    stamps = [c.supporter.last_offered_at for c in found if c.supporter.last_offered_at]
+    latest = max(stamps, default=now)
+    return now if now > latest else latest + TURN_AFTER
 
 
 def offer_or_fall_back(

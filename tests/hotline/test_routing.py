@@ -240,3 +240,23 @@ def test_a_number_changed_as_a_request_is_offered_to_them_keeps_the_offer_on_tha
     assert offered == []
     phones.phone("+15550109001").expect_text("No peer")
     phones.assert_no_unexpected()
+
+
+def test_round_robin_keeps_its_turns_when_a_webhook_that_arrived_first_offers_second(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """In a rush a webhook that arrived first can wait on the programme's lock behind one that
+    arrived later: its offer is made second, stamped with its earlier arrival. The turn order
+    must follow the offers as made: Bob, Carol, then Bob again (not Carol twice in a row)."""
+    hotline.add_supporter("Bob", BOB, max_conversations=3)
+    hotline.add_supporter("Carol", CAROL, max_conversations=3)
+    arrived_first = hotline.clock.now
+    hotline.clock.advance(seconds=1)
+    phones.phone("+15550109001").texts("hello")  # arrived second, offered first: Bob
+    hotline.clock.now = arrived_first
+    phones.phone("+15550109002").texts("hello")  # arrived first, offered second: Carol
+    hotline.clock.advance(seconds=5)
+    phones.phone("+15550109003").texts("hello")  # the next turn: Bob's
+    with hotline.session() as session:
+        order = session.scalars(select(Supporter.name).join(Offer).order_by(Offer.id)).all()
+    assert order == ["Bob", "Carol", "Bob"]
