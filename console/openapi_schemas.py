@@ -79,7 +79,7 @@ SETTINGS_FIELDS: Schema = {
     "resources_text": nullable("string", maxLength=1500),
     "checkin_text": nullable("string", maxLength=500),
     "timezone": nullable("string", description="IANA time zone, e.g. America/Chicago."),
-    "checkin_offsets": nullable("string", description="e.g. 1d,7d,30d"),
+    "checkin_offsets": nullable("string", description="e.g. 1d,7d,30d, or none (no check-ins)"),
     "checkin_hours": nullable("string", description="e.g. 09:00-20:00, or 'any'."),
     "offer_timeout": nullable("integer", minimum=30, maximum=3600),
     "pool_numbers": {"type": "array", "items": {"type": "string", "pattern": E164}},

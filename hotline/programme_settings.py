@@ -29,7 +29,13 @@ from hotline.programmes import (
     someones_phone,
 )
 from hotline.rotation import follow_programme_zones
-from hotline.settings import SettingsError, is_timezone, parse_hours, parse_offsets
+from hotline.settings import (
+    NO_CHECKINS,
+    SettingsError,
+    is_timezone,
+    parse_hours,
+    parse_offsets,
+)
 
 TEXT_LIMITS = {
     "greeting": 1000,
@@ -100,7 +106,8 @@ def effective(p: ProgrammeConfig) -> dict[str, Any]:
         "resources_text": p.resources_text,
         "checkin_text": p.checkin_text,
         "timezone": p.zone.key,
-        "checkin_offsets": ",".join(_duration(o.total_seconds()) for o in p.checkin_offsets),
+        "checkin_offsets": ",".join(_duration(o.total_seconds()) for o in p.checkin_offsets)
+        or NO_CHECKINS,
         "checkin_hours": hours,
         "offer_timeout": int(p.offer_timeout.total_seconds()),
     }

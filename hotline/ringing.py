@@ -385,12 +385,12 @@ def follow_up_call(services: Services, call_id: int) -> bool:
             return False
         supporter = session.get_one(Supporter, conv.supporter_id)
         to = supporter_phone(services.vault, supporter)
+        p = config_of(session.get_one(Programme, conv.programme_id), services.settings)
         if conv.clinician_id is None:  # a hidden number: the line cannot reach them again
-            p = config_of(session.get_one(Programme, conv.programme_id), services.settings)
             end_conversation(session, p, conv, "hidden", services.clock(), effects)
             effects.text(to, conv.pool_number, wording.after_hidden_call())
         else:
-            follow = OutboundText(to, conv.pool_number, wording.after_call())
+            follow = OutboundText(to, conv.pool_number, wording.after_call(bool(p.checkin_offsets)))
             conversation_id = conv.id
     if follow is not None:
         # First what the clinician wrote as it rang; if some of it waits still (Twilio did not

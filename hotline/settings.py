@@ -35,6 +35,7 @@ PRODUCTION_REQUIRED = (
     "HOTLINE_PUBLIC_URL",
 )
 _OFFSET = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.ASCII)
+NO_CHECKINS = "none"  # the check-in cadence of a programme that sends none
 MAX_OFFSET = timedelta(days=366)  # a check-in on the event's anniversary, no later
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DATABASE_BACKENDS = ("sqlite", "postgresql")
@@ -156,7 +157,10 @@ def process_environ() -> dict[str, str]:
 
 def parse_offsets(text: str, name: str = "offsets") -> tuple[timedelta, ...]:
     """``"1d,7d,30d"`` -> timedeltas, soonest first whatever the order written (``7d,1d``
-    means the same; check-ins are scheduled and numbered in time order); units s, m, h, d."""
+    means the same; check-ins are scheduled and numbered in time order); units s, m, h, d.
+    ``"none"``: no check-ins (a programme whose peers follow up by phone themselves)."""
+    if text.strip().lower() == NO_CHECKINS:
+        return ()
     offsets = []
     for part in text.split(","):
         match = _OFFSET.match(part)

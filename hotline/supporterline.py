@@ -359,7 +359,7 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
         )
         for body in _closing_texts(ctx.programme):
             ctx.effects.text(to, hotline, body)
-        ctx.reply(wording.done_for_supporter())
+        ctx.reply(wording.done_for_supporter(bool(ctx.programme.checkin_offsets)))
     elif word is Word.RESOURCES:
         ctx.effects.text(to, hotline, ctx.programme.resources_text)
         ctx.reply(wording.resources_sent())

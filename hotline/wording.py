@@ -74,10 +74,12 @@ def accepted_texts_stopped() -> str:
     )
 
 
-def after_call() -> str:
+def after_call(checkins: bool = True) -> str:
+    """checkins: the programme sends check-ins (its cadence is not none)."""
+    follow = " (check-ins will follow)" if checkins else ""
     return (
         "Thank you for taking that call. Call this number to reach your caller again, or reply "
-        "DONE to close the conversation (check-ins will follow)."
+        f"DONE to close the conversation{follow}."
     )
 
 
@@ -234,8 +236,10 @@ def peer_left(p: ProgrammeConfig) -> str:
     )
 
 
-def done_for_supporter() -> str:
-    return "Conversation closed. Thank you. Follow-up check-ins will go out from the line."
+def done_for_supporter(checkins: bool = True) -> str:
+    """checkins: the programme sends check-ins (its cadence is not none)."""
+    follow = " Follow-up check-ins will go out from the line." if checkins else ""
+    return f"Conversation closed. Thank you.{follow}"
 
 
 def closed_idle() -> str:

@@ -34,7 +34,7 @@ from rq.job import Job
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from hotline import checkins, drains
+from hotline import checkins, drains, programme_settings
 from hotline.db import make_engine, transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -248,8 +248,9 @@ def sweep(hotline: Hotline, when: datetime) -> int:
         return hotline.sweep().checkins_sent
 
 
-def talk_then_done(hotline: Hotline, phones: Phones, when: datetime, peer: str = ALICE) -> None:
-    """A clinician texts, ``peer`` accepts, they talk, the peer texts DONE: all at ``when``."""
+def talk_then_done(hotline: Hotline, phones: Phones, when: datetime, peer: str = ALICE) -> str:
+    """A clinician texts, ``peer`` accepts, they talk, the peer texts DONE: all at ``when``.
+    The peer's answer to DONE."""
     clinician, supporter = phones.phone(CLINICIAN), phones.phone(peer)
     with at(hotline, when):
         clinician.texts(FIRST_WORDS)
@@ -260,8 +261,9 @@ def talk_then_done(hotline: Hotline, phones: Phones, when: datetime, peer: str =
         supporter.expect_text(FIRST_WORDS)
         clinician.expect_text("peer supporter has joined", from_=HOTLINE)
         supporter.texts("DONE")
-        supporter.expect_text("Conversation closed")
+        closed = supporter.expect_text("Conversation closed")
         clinician.expect_text("not alone", from_=HOTLINE)
+    return closed.body
 
 
 def line_with_alice(make_line: Callable[..., Hotline], when: datetime = T0, **env: str) -> Hotline:
@@ -1429,3 +1431,29 @@ def test_a_cadence_written_out_of_order_schedules_every_checkin(
         (2, utc(local(2026, 3, 9, 15, 0))),
         (3, utc(local(2026, 4, 1, 15, 0))),
     ]
+
+
+def test_a_programme_that_sends_no_checkins_schedules_none_and_promises_none(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A programme whose peers follow up by phone themselves sets its cadence to ``none`` in
+    the console: a conversation's end schedules no check-in, the peer's DONE is not told that
+    check-ins will follow, and the settings page shows the cadence as none."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme_settings.update_settings(
+            session,
+            hotline.services.vault,
+            programme,
+            {"checkin_offsets": "None"},
+            "coordinator@example.org",
+            hotline.clock.now,
+            "UTC",
+        )
+    hotline.add_supporter("Alice", ALICE)
+    closed = talk_then_done(hotline, phones, hotline.clock.now)
+    assert rows(hotline) == []
+    assert closed == "Conversation closed. Thank you."
+    with hotline.session() as session:
+        p = config_of(session.get_one(Programme, hotline.programme_id), hotline.services.settings)
+    assert programme_settings.effective(p)["checkin_offsets"] == "none"

@@ -87,6 +87,7 @@ PARSED = [
     ("HOTLINE_CHECKIN_OFFSETS", "30m, 2h,7d", "checkin_offsets",
      (timedelta(minutes=30), timedelta(hours=2), timedelta(days=7))),
     ("HOTLINE_CHECKIN_OFFSETS", "90s", "checkin_offsets", (timedelta(seconds=90),)),
+    ("HOTLINE_CHECKIN_OFFSETS", "none", "checkin_offsets", ()),
     ("HOTLINE_CHECKIN_HOURS", "08:30-21:15", "checkin_hours", (time(8, 30), time(21, 15))),
     ("HOTLINE_CHECKIN_HOURS", "", "checkin_hours", None),
     ("HOTLINE_CHECKIN_HOURS", "   ", "checkin_hours", None),
