@@ -7,7 +7,8 @@ unscreened, a voicemail greeting that answered would be bridged to the supporter
 read out the clinician's own number or name. Someone else may answer that phone, so the
 screen names nothing (no line, no hospital, no peer support), and it reads no database: the
 answer to a database error speaks of peers and the crisis line. Nothing is recorded, here or
-at the press of 1.
+at the press of 1: the call's row (state ``through``) says only that the supporter is on the
+phone, until the call is over.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from hotline import speech
 from hotline.calling import Dial, Hangup, Say, VoiceReply, reply, route
+from hotline.events import insert_new
 from hotline.models import (
     Call,
     CallState,
@@ -66,13 +68,27 @@ def offered_here(session: Session, supporter: Supporter, number: str) -> bool:
     return bool(session.scalar(select(offer.exists())))
 
 
-def call_through(ctx: CallStep, conv: Conversation) -> VoiceReply:
-    """Connect the supporter to ``conv``'s clinician, who sees the hotline number."""
+def call_through(ctx: CallStep, conv: Conversation, call_sid: str) -> VoiceReply:
+    """Connect the supporter to ``conv``'s clinician, who sees the hotline number. The call
+    (``call_sid``, the supporter's leg) is noted as ``through`` until its final status
+    (``voiceline.handle_call_status``, or the sweeper asking Twilio when that is lost): the
+    supporter is on the phone meanwhile (``ringing.on_the_phone``), not to be rung for another
+    caller over it. It owes no follow-up text. A repeated webhook notes nothing more."""
     conv.last_activity_at = ctx.now
     clinician = ctx.session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
     phone = clinician_phone(ctx.services.vault, clinician) if clinician is not None else None
     if phone is None:  # the clinician asked to be forgotten
         return reply(Say(speech.caller_forgotten()), Hangup())
+    insert_new(
+        ctx.session,
+        Call,
+        programme_id=ctx.programme.id,
+        call_sid=call_sid,
+        conversation_id=conv.id,
+        state=CallState.THROUGH,
+        created_at=ctx.now,
+        followed_up_at=ctx.now,  # owes no follow-up: held texts wait on none (awaiting_follow_up)
+    )
     return reply(
         Say(speech.connecting()),
         Dial(

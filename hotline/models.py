@@ -538,15 +538,18 @@ class CallState(StrEnum):
     RINGING = "ringing"  # supporters are being rung, one at a time (the pending offer)
     BRIDGED = "bridged"  # a supporter pressed 1: the two are talking
     CALLBACK = "callback"  # nobody took it: a call-back conversation is offered by text
+    THROUGH = "through"  # a supporter calling their caller through the mask (masking.py)
     ENDED = "ended"  # the caller hung up, or the call is over
 
 
 class Call(Base):
-    """One inbound call to a hotline number, from the greeting to the hang-up.
+    """One inbound call to a hotline number, from the greeting to the hang-up; or a supporter's
+    call through the mask (state ``through``, from the dial to the hang-up), kept only so the
+    line knows they are on the phone.
 
     Holds no number and no recording: the caller is the clinician row (NULL for a hidden
-    number), ``call_sid`` is Twilio's id of the caller's leg, and each supporter rung is an
-    Offer of ``conversation_id``.
+    number, and for a supporter's call through the mask), ``call_sid`` is Twilio's id of the
+    caller's leg, and each supporter rung is an Offer of ``conversation_id``.
     """
 
     __tablename__ = "calls"

@@ -134,14 +134,15 @@ def ring_next(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
 
 
 def on_the_phone(session: Session) -> set[str]:
-    """Blind indexes of the supporters the line has on the phone now: talking with a caller,
-    or their phone ringing for one (a ring, or a clinician's call to their peer). Another
-    caller does not ring them: call waiting would beep through a hard conversation, and the
-    caller would wait on a ring nobody can take. A call-back by text still reaches them."""
+    """Blind indexes of the supporters the line has on the phone now: talking with a caller
+    (a call the line put through, or theirs through the mask), or their phone ringing for one
+    (a ring, or a clinician's call to their peer). Another caller does not ring them: call
+    waiting would beep through a hard conversation, and the caller would wait on a ring nobody
+    can take. A call-back by text still reaches them."""
     talking = (
         select(Conversation.supporter_id)
         .join(Call, Call.conversation_id == Conversation.id)
-        .where(Call.state.in_((CallState.BRIDGED, CallState.PEER)))
+        .where(Call.state.in_((CallState.BRIDGED, CallState.PEER, CallState.THROUGH)))
     )
     ringing = (
         select(Offer.supporter_id)

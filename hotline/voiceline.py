@@ -87,7 +87,7 @@ def answer_call(services: Services, call: InboundCall) -> VoiceReply:
         supporter = find_supporter(session, vault, pid, caller) if caller else None
         live = masking.live_conversation(session, supporter, call.to) if supporter else None
         if live is not None:
-            return masking.call_through(ctx, live)
+            return masking.call_through(ctx, live, call.sid)
         if match.is_hotline:
             return _greet(ctx, call.sid, caller)
         if supporter is not None and masking.offered_here(session, supporter, call.to):

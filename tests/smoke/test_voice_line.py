@@ -354,6 +354,77 @@ def test_a_clinician_pressing_1_is_connected_and_their_screen_names_nothing(
     phones.assert_no_unexpected()
 
 
+THIRD_CALLER = "+15550109003"
+
+
+def _bob_texting_the_clinician_and_alice_on_call(hotline: Hotline, phones: Phones) -> str:
+    """Bob (a pharmacist: rung first for menu 3) texts with the clinician; Alice is on call too.
+    The conversation's pool number."""
+    hotline.add_supporter("Bob", BOB, discipline="pharmacist")
+    phones.talking(CLINICIAN, BOB)
+    hotline.add_supporter("Alice", ALICE)
+    pool = conversations(hotline)[-1].pool_number
+    assert pool is not None
+    return pool
+
+
+def _a_pharmacist_wanted(calls: Calls, caller: str) -> SimulatedCall:
+    return calls.place(caller, HOTLINE, Script(menu="3", phones={ALICE: PRESS_1, BOB: PRESS_1}))
+
+
+@pytest.mark.parametrize("through", [True, False], ids=["bob-through-the-mask", "clinician-back"])
+def test_a_supporter_on_the_phone_with_their_caller_is_not_rung_for_another_until_it_ends(
+    hotline: Hotline, phones: Phones, calls: Calls, through: bool
+) -> None:
+    """Bob talks on the phone with the clinician he texts with: he called them through the
+    mask, or they called the hotline back and reached him. A second clinician calls for a
+    pharmacist, Bob's discipline: Bob's phone does not ring mid-conversation, Alice's does.
+    Once Bob's call is over, the next caller rings Bob first again."""
+    pool = _bob_texting_the_clinician_and_alice_on_call(hotline, phones)
+    second: list[SimulatedCall] = []
+
+    def second_caller() -> None:
+        second.append(_a_pharmacist_wanted(calls, SECOND_CALLER))
+
+    caller, to, callee = (BOB, pool, CLINICIAN) if through else (CLINICIAN, HOTLINE, BOB)
+    talk = calls.place(caller, to, Script(phones={callee: PRESS_1}, on_bridge=second_caller))
+    assert talk.dialled == [callee] and talk.bridged_with == callee
+
+    (call,) = second
+    assert call.dialled == [ALICE] and call.bridged_with == ALICE
+    after = _a_pharmacist_wanted(calls, THIRD_CALLER)
+    assert after.dialled == [BOB] and after.bridged_with == BOB
+    hotline.run_jobs()
+    phones.phone(ALICE).expect_text("Thank you for taking that call")
+    phones.phone(BOB).expect_text("Thank you for taking that call")
+    assert_call_records_deleted(hotline, talk, call, after)
+    phones.assert_no_unexpected()
+
+
+def test_a_call_through_the_mask_whose_end_is_lost_keeps_the_supporter_busy_only_minutes(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Nothing saying Bob's call through the mask has ended reaches the line (it came while
+    the database was down). Until the line can tell, Bob is not rung; within minutes the
+    sweeper asks Twilio, which says it is over, and Bob is rung for the next caller again."""
+    pool = _bob_texting_the_clinician_and_alice_on_call(hotline, phones)
+    through = calls.place(BOB, pool, Script(phones={CLINICIAN: PRESS_1}, end_lost=True))
+    assert through.bridged_with == CLINICIAN
+
+    hotline.clock.advance(minutes=4)
+    hotline.sweep()  # the call may be going on still: not asked yet
+    meanwhile = _a_pharmacist_wanted(calls, SECOND_CALLER)
+    assert meanwhile.dialled == [ALICE]
+    hotline.clock.advance(minutes=2)
+    hotline.sweep()  # asks Twilio: over, so ended as its lost callbacks would have
+    after = _a_pharmacist_wanted(calls, THIRD_CALLER)
+    assert after.dialled == [BOB] and after.bridged_with == BOB
+    hotline.run_jobs()
+    phones.phone(ALICE).expect_text("Thank you for taking that call")
+    phones.phone(BOB).expect_text("Thank you for taking that call")
+    phones.assert_no_unexpected()
+
+
 def test_nobody_on_call_the_caller_is_told_a_peer_will_call_and_texted_the_same(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
