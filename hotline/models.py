@@ -503,6 +503,8 @@ class Notice(Base):
     due_at: Mapped[datetime]
     state: Mapped[NoticeState] = mapped_column(String(10), default=NoticeState.PENDING)
     sent_at: Mapped[datetime | None]
+    # Our number it went out from: only a text to that number is a reply to it.
+    from_number: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 GRACE = timedelta(seconds=15)  # a verification's own wake-up goes first; the sweeper after
 STALE = timedelta(hours=1)  # a reminder or warning this late is no use: skipped
 STUCK_AFTER = timedelta(minutes=5)
+REPLIES_FOR = timedelta(hours=1)  # a supporter's text this soon after a notice may answer it
 LOOKBACK = timedelta(days=1)  # so a period's real start is seen, not the window's edge
 # How far past the notice window a period is followed to find its real end; one still going on
 # there is told as lasting more than that ("for more than two weeks"), never as ending at it.
@@ -73,10 +74,31 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
         session.execute(
             update(Notice)
             .where(Notice.id == notice_id)
-            .values(state=state, sent_at=now if state == NoticeState.SENT else None)
+            .values(
+                state=state,
+                sent_at=now if state == NoticeState.SENT else None,
+                from_number=message.from_ if message else None,
+            )
         )
         records.backstop(session, [sid] if sid else [], now)
     return state
+
+
+def last_sent_from(
+    session: Session, supporter_id: int, number: str, now: datetime
+) -> datetime | None:
+    """When the supporter's latest shift reminder or code went out from ``number``, if within
+    REPLIES_FOR: their text to that number may answer it. One from another number may not (a
+    pool with the hotline number in it: a reminder from a pool number, then a text to the line)."""
+    return session.scalar(
+        select(func.max(Notice.sent_at)).where(
+            Notice.supporter_id == supporter_id,
+            Notice.kind.in_((NoticeKind.REMINDER, NoticeKind.VERIFICATION)),
+            Notice.state == NoticeState.SENT,
+            Notice.from_number == number,
+            Notice.sent_at >= now - REPLIES_FOR,
+        )
+    )
 
 
 def _deliver(services: Services, text: OutboundText) -> tuple[NoticeState, str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline import checkins, events, fastrelay, retention, routing, supporterline, wording
@@ -30,13 +30,11 @@ from hotline.models import (
     Clinician,
     Conversation,
     ConversationState,
-    Notice,
-    NoticeKind,
-    NoticeState,
     OfferState,
     Programme,
     Supporter,
 )
+from hotline.notices import last_sent_from
 from hotline.people import (
     ALERT_CONTEXT,
     find_clinician,
@@ -57,7 +55,6 @@ log = logging.getLogger(__name__)
 NOT_DELIVERED = frozenset({"undelivered", "failed"})  # final: the text never reached the phone
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
-NOTICE_REPLIES_FOR = timedelta(hours=1)  # a supporter's text this soon after a notice answers it
 # A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
 PEER_WORDS = frozenset({Word.ACCEPT, Word.PASS, Word.DONE, Word.RESOURCES, Word.BACK, Word.BREAK})
 
@@ -131,29 +128,20 @@ def _answering_an_alert(ctx: Inbound, programme: Programme) -> bool:
 
 def _answering_a_notice(ctx: Inbound, supporter: Supporter) -> bool:
     """A supporter's "Thanks!" to a shift reminder or a code the line texted them from the
-    hotline number in the last hour (a pool that includes it, the default of one number): not
-    a request for support, which they ask for by texting SUPPORT, and no peer is offered it.
-    Commands, and a conversation of their own already open, go on as anyone's; so does an
-    answer to a check-in sent them since (supported here themselves): the text they got last
-    is the one they answer, and its reply reaches their peer."""
-    p = ctx.programme
-    if p.hotline_number not in p.pool_numbers:
-        return False  # notices come from pool numbers: a text here is not a reply to one
+    hotline number in the last hour (a pool that includes it, the default of one number), sent
+    to that number (one from another pool number is not answered here): not a request for
+    support, which they ask for by texting SUPPORT, and no peer is offered it. Commands, and a
+    conversation of their own already open, go on as anyone's; so does an answer to a check-in
+    sent them since (supported here themselves): the text they got last is the one they
+    answer, and its reply reaches their peer."""
     if ctx.command is not None and ctx.command.word not in PEER_WORDS:
         return False
     if ctx.command is None and not is_acknowledgement(ctx.text.body):
         return False  # "I'm not OK": a supporter writing for herself is answered as anyone
-    noticed_at = ctx.session.scalar(
-        select(func.max(Notice.sent_at)).where(
-            Notice.supporter_id == supporter.id,
-            Notice.kind.in_((NoticeKind.REMINDER, NoticeKind.VERIFICATION)),
-            Notice.state == NoticeState.SENT,
-            Notice.sent_at >= ctx.now - NOTICE_REPLIES_FOR,
-        )
-    )
+    noticed_at = last_sent_from(ctx.session, supporter.id, ctx.text.to, ctx.now)
     if noticed_at is None:
         return False
-    clinician = find_clinician(ctx.session, ctx.services.vault, p.id, ctx.sender)
+    clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
     if clinician is None:
         return True
     checked_in = select(CheckIn.id).where(

@@ -216,13 +216,18 @@ def test_a_reminder_to_a_number_no_key_opens_does_not_stop_the_others(
     assert states == {alice: NoticeState.PENDING, bob: NoticeState.SENT}
 
 
-def pool_of_the_hotline_number_alone(hotline: Hotline) -> None:
-    """As HOTLINE_POOL_NUMBERS unset leaves it: notices come from the number clinicians text."""
+def pool_of(hotline: Hotline, *numbers: str) -> None:
+    """The programme's pool is ``numbers``, in that order."""
     with transaction(hotline.services.sessions) as session:
         programme = session.get_one(Programme, hotline.programme_id)
         programme.pool_numbers.clear()
         session.flush()
-        programme.pool_numbers.append(PoolNumber(number=HOTLINE))
+        programme.pool_numbers.extend(PoolNumber(number=number) for number in numbers)
+
+
+def pool_of_the_hotline_number_alone(hotline: Hotline) -> None:
+    """As HOTLINE_POOL_NUMBERS unset leaves it: notices come from the number clinicians text."""
+    pool_of(hotline, HOTLINE)
 
 
 def test_a_thanks_to_a_reminder_from_the_hotline_number_opens_no_request(
@@ -307,4 +312,27 @@ def test_a_supporter_s_reply_to_her_check_in_after_a_reminder_reaches_her_peer(
     alice.texts("Still a rough week, honestly")
     alice.expect_text("confidential", from_=HOTLINE)
     bob.expect_text("Reply ACCEPT", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_an_ok_to_the_hotline_number_after_a_reminder_from_a_pool_number_reaches_a_peer(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The pool is a pool number and the hotline number; Alice's reminder comes from the pool
+    number. Her "ok" to the hotline number in the hour after it was taken for a reply to that
+    reminder ("no reply is needed") and reached nobody, though she never wrote in its thread.
+    Only a text to the number a notice came from answers it: hers is anyone's, and Bob is
+    offered it."""
+    pool_of(hotline, POOL[0], HOTLINE)
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    bob_id = add_verified(hotline, "Bob", BOB)
+    shift_in(hotline, bob_id, minutes=-60, hours=8)
+    shift_in(hotline, alice_id, minutes=20, hours=8)
+    hotline.sweep()
+    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    assert alice.expect_text("reminder, you are on call").from_ == POOL[0]
+    alice.texts("ok", to=HOTLINE)
+    alice.expect_text("confidential", from_=HOTLINE)
+    bob.expect_text("Reply ACCEPT")
     phones.assert_no_unexpected()
