@@ -24,6 +24,7 @@ from hotline.models import (
     OfferState,
     Supporter,
 )
+from hotline.notices import last_sent_from
 from hotline.people import (
     clinician_phone,
     find_clinician,
@@ -49,6 +50,8 @@ def is_supporter_text(ctx: Inbound, supporter: Supporter, to_hotline: bool) -> b
         return True
     if ctx.command is None or ctx.command.word not in SUPPORTER_WORDS:
         return False
+    if _yes_to_a_notice(ctx, supporter):
+        return False  # the line answers it as a "Thanks!" (textline._answering_a_notice)
     # A supporter being supported themselves: their YES, NO, HELP or DONE on the hotline is
     # for their own peer; only BREAK and BACK, which no clinician text means, stay commands.
     return ctx.command.word in (Word.BREAK, Word.BACK) or not _supported_here(ctx)
@@ -79,10 +82,32 @@ def _pending_offer(ctx: Inbound, supporter: Supporter) -> Offer | None:
     )
 
 
+def _yes_to_a_notice(ctx: Inbound, supporter: Supporter) -> bool:
+    """A "Yes" (or "Y") to a shift reminder or a code from this number in the last hour ("You
+    are on call from 7 PM"): the "ok" it means, not an ACCEPT of a request never offered to
+    them, or offered before it and lapsed unseen. An offer it may answer keeps it an ACCEPT: one
+    pending (on this number, or written to the hotline number on any: _offers_elsewhere), or
+    one made on this number since the notice, the text they got last."""
+    command = ctx.command
+    if command is None or command.word is not Word.ACCEPT or not command.everyday:
+        return False
+    noticed_at = last_sent_from(ctx.session, supporter.id, ctx.text.to, ctx.now)
+    if noticed_at is None or _pending_offer(ctx, supporter) or _offers_elsewhere(ctx, supporter):
+        return False
+    offered_since = select(Offer.id).where(
+        Offer.supporter_id == supporter.id,
+        Offer.pool_number == ctx.text.to,
+        Offer.offered_at >= noticed_at,
+    )
+    return ctx.session.scalar(select(offered_since.exists())) is False
+
+
 def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
     word = ctx.command.word if ctx.command else None
     if ctx.command is not None and ctx.command.opt_in:  # START, UNSTOP, YES: Twilio unblocked
         lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+    if _yes_to_a_notice(ctx, supporter):
+        word = None  # answered as an "ok" to the notice is on this number
     if word is Word.STOP:
         _supporter_stop(ctx, supporter)
         if ctx.command is not None and not ctx.command.bare:  # as for clinicians: textline

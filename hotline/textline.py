@@ -101,15 +101,20 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     if supporter is not None and supporterline.is_supporter_text(ctx, supporter, match.is_hotline):
         supporterline.supporter_text(ctx, supporter)
     elif match.is_hotline and _answering_an_alert(ctx, match.programme):
-        if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
-            lift_opt_out(session, services.vault, p.id, sender, p.hotline_number)
+        _lift_if_opted_in(ctx)
         ctx.reply(wording.alert_phone_answer(p))
     elif match.is_hotline and supporter is not None and _answering_a_notice(ctx, supporter):
+        _lift_if_opted_in(ctx)
         ctx.reply(wording.notice_answer(p))
     elif match.is_hotline:
         _clinician_text(ctx)
     else:
         ctx.reply(wording.not_a_line(p.hotline_number))
+
+
+def _lift_if_opted_in(ctx: Inbound) -> None:
+    if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
+        lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
 
 
 def _answering_an_alert(ctx: Inbound, programme: Programme) -> bool:
@@ -130,10 +135,11 @@ def _answering_a_notice(ctx: Inbound, supporter: Supporter) -> bool:
     """A supporter's "Thanks!" to a shift reminder or a code the line texted them from the
     hotline number in the last hour (a pool that includes it, the default of one number), sent
     to that number (one from another pool number is not answered here): not a request for
-    support, which they ask for by texting SUPPORT, and no peer is offered it. Commands, and a
-    conversation of their own already open, go on as anyone's; so does an answer to a check-in
-    sent them since (supported here themselves): the text they got last is the one they
-    answer, and its reply reaches their peer."""
+    support, which they ask for by texting SUPPORT, and no peer is offered it; nor is their
+    "Yes" to it (supporterline._yes_to_a_notice). Other commands, and a conversation of their
+    own already open, go on as anyone's; so does an answer to a check-in sent them since
+    (supported here themselves): the text they got last is the one they answer, and its reply
+    reaches their peer."""
     if ctx.command is not None and ctx.command.word not in PEER_WORDS:
         return False
     if ctx.command is None and not is_acknowledgement(ctx.text.body):

@@ -23,7 +23,7 @@ from hotline.people import ALERT_CONTEXT, SUPPORTER_CONTEXT, is_opted_out
 from hotline.privacy import Vault
 from tests.console.conftest import ACTOR, add_verified
 from tests.kit.harness import HOTLINE, POOL, Hotline
-from tests.kit.phones import Phones
+from tests.kit.phones import Phone, Phones
 
 ALICE, BOB = "+15550108001", "+15550108002"
 CLINICIAN = "+15550109001"
@@ -335,4 +335,138 @@ def test_an_ok_to_the_hotline_number_after_a_reminder_from_a_pool_number_reaches
     alice.texts("ok", to=HOTLINE)
     alice.expect_text("confidential", from_=HOTLINE)
     bob.expect_text("Reply ACCEPT")
+    phones.assert_no_unexpected()
+
+
+def test_a_yes_to_a_reminder_from_a_pool_number_is_answered_as_an_ok(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """YES is a synonym of ACCEPT. Alice's "Yes" to her shift reminder was answered "That
+    request is no longer open: another peer took it", about a request she never had. With no
+    offer waiting for her answer, it is the "ok" it means, answered as one is there."""
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice_id, minutes=20, hours=8)
+    hotline.sweep()
+    alice = phones.phone(ALICE)
+    alice.expect_text("reminder, you are on call", from_=POOL[0])
+    alice.texts("Yes")
+    alice.expect_text("not passed on", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
+def test_a_yes_to_a_reminder_from_the_hotline_number_is_answered_as_an_ok(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """With the pool the hotline number alone, Alice's "Yes" to her reminder was answered "That
+    request is no longer open". It is answered as her "Thanks!" is: no reply is needed."""
+    pool_of_the_hotline_number_alone(hotline)
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice_id, minutes=20, hours=8)
+    hotline.sweep()
+    alice = phones.phone(ALICE)
+    alice.expect_text("reminder, you are on call", from_=HOTLINE)
+    alice.texts("Yes")
+    alice.expect_text("no reply is needed", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_yes_to_a_reminder_does_not_take_a_request_whose_offer_lapsed_before_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice, on call, slept through an offer; the request still waits with nobody. Her next
+    shift's reminder then comes from the offer's number. Her "Yes" to the reminder connected
+    her to that clinician, who was told a peer had joined. She is told a request waits and
+    that ACCEPT takes it; her ACCEPT does."""
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    now = hotline.clock.now
+    hotline.add_shift(alice_id, now - timedelta(hours=1), now + timedelta(minutes=10))
+    shift_in(hotline, alice_id, minutes=20, hours=8)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.texts("I need to talk")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    offer = alice.expect_text("Reply ACCEPT")
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    clinician.expect_text("No peer supporter is free")
+    phones.phone(COORDINATOR).expect_text("waiting with nobody")
+    hotline.sweep()
+    assert alice.expect_text("reminder, you are on call").from_ == offer.from_
+    alice.texts("Yes")
+    alice.expect_text("Reply ACCEPT to take this peer support request", from_=offer.from_)
+    clinician.expect_nothing()
+    alice.texts("ACCEPT")
+    alice.expect_text("You're connected")
+    alice.expect_text("I need to talk")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
+def reminded_then_offered(hotline: Hotline, phones: Phones) -> tuple[Phone, Phone]:
+    """With the pool the hotline number alone, Alice, on call for ten more minutes, gets her
+    next shift's reminder; then a clinician's request is offered to her, from the same number.
+    The clinician's phone and hers."""
+    pool_of_the_hotline_number_alone(hotline)
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    now = hotline.clock.now
+    hotline.add_shift(alice_id, now - timedelta(hours=1), now + timedelta(minutes=10))
+    shift_in(hotline, alice_id, minutes=20, hours=8)
+    hotline.sweep()
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    alice.expect_text("reminder, you are on call", from_=HOTLINE)
+    clinician.texts("I need to talk")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text("Reply ACCEPT", from_=HOTLINE)
+    return clinician, alice
+
+
+def test_a_yes_to_an_offer_that_came_after_a_reminder_takes_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The offer is the text she got last, and waits for her answer: her "Yes" takes it."""
+    clinician, alice = reminded_then_offered(hotline, phones)
+    alice.texts("Yes")
+    alice.expect_text("You're connected")
+    alice.expect_text("I need to talk")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
+def test_a_yes_after_a_reminder_and_a_lapsed_offer_takes_the_waiting_request(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The offer came after the reminder and lapsed; its request still waits with nobody. Her
+    "Yes" answers the offer, the text she got last, as a late ACCEPT does."""
+    clinician, alice = reminded_then_offered(hotline, phones)
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    clinician.expect_text("No peer supporter is free")
+    phones.phone(COORDINATOR).expect_text("waiting with nobody")
+    alice.texts("Yes")
+    alice.expect_text("You're connected")
+    alice.expect_text("I need to talk")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
+def test_a_yes_to_a_reminder_lifts_a_stop_as_twilio_does(hotline: Hotline, phones: Phones) -> None:
+    """Twilio takes YES as an opt-in word: after Alice's STOP to the hotline number, her "Yes"
+    to the reminder it sent has Twilio deliver there again, and the line keeps off the number
+    no longer (answered as a reminder's "ok", it was still recorded as stopped)."""
+    pool_of_the_hotline_number_alone(hotline)
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice_id, minutes=20, hours=8)
+    hotline.sweep()
+    alice = phones.phone(ALICE)
+    alice.expect_text("reminder, you are on call", from_=HOTLINE)
+    alice.texts("STOP")
+    alice.texts("Yes")
+    alice.expect_text("no reply is needed", from_=HOTLINE)
+    with transaction(hotline.services.sessions) as session:
+        vault = hotline.services.vault
+        assert not is_opted_out(session, vault, hotline.programme_id, ALICE, HOTLINE)
     phones.assert_no_unexpected()
