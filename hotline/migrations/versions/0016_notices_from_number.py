@@ -1,8 +1,8 @@
 """Which of our numbers a notice went out from.
 
-Revision ID: 0018
+Revision ID: 0016
 Revises: 0015
-Create Date: 2026-12-09
+Create Date: 2026-12-07
 
 A supporter's text is a reply to a shift reminder or a code only on the number it came from:
 with the hotline number in the pool, a text to it after a reminder from another pool number
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
+revision: str = "0016"
 down_revision: str | Sequence[str] | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
