@@ -134,6 +134,12 @@ def candidates(
     return found
 
 
+def at_limit(session: Session, supporter: Supporter) -> bool:
+    """``supporter`` has as many open conversations and pending offers as their
+    ``max_conversations``: ``candidates`` leaves them out, and a late ACCEPT takes nothing."""
+    return len(pools_in_use(session, [supporter.id])[supporter.id]) >= supporter.max_conversations
+
+
 def asked_enough(session: Session, conversation_id: int, now: datetime) -> set[int]:
     """Supporters not to offer this request now: one whose offer is pending or ended (passed,
     lapsed) under ASK_AGAIN_AFTER ago, and one offered it ASKED_AT_MOST times already. A peer on

@@ -279,7 +279,9 @@ def _lapsed_waiting(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> li
 
 def _accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
     """ACCEPT on a number whose offer lapsed or was passed on: if that text request still
-    waits and is with nobody else, it is theirs (the clinician was told a peer will text).
+    waits and is with nobody else, it is theirs (the clinician was told a peer will text),
+    unless they are at their ``max_conversations``: then it stays for the next peer, and they
+    are told how to make room.
     ``anywhere`` (sent to the hotline number, or in a live conversation's thread), it takes the
     one such request on a number free on their phone (two: they are asked to answer on the
     number each came from)."""
@@ -293,14 +295,13 @@ def _accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
     stopped = lapsed is not None and is_opted_out(
         ctx.session, vault, p.id, ctx.sender, lapsed.pool_number
     )
-    taken = (
-        lapsed is not None
-        and supporter.active
-        and not stopped
-        and routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True)
-    )
-    if taken:
-        return
+    if lapsed is not None and supporter.active and not stopped:
+        routing.lock_programme(ctx.session, p.id)  # her load as offer-making reads it
+        if routing.at_limit(ctx.session, supporter):  # routing would not offer it to her now
+            _answer_on(ctx, lapsed, wording.at_limit(supporter.max_conversations))
+            return
+        if routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True):
+            return
     if lapsed is None or stopped:
         ctx.reply(wording.offer_gone())
     else:  # from the offer's number: in a live conversation's thread it read as that one's end

@@ -198,6 +198,15 @@ def offer_gone() -> str:
     return "That request is no longer open: another peer took it, or it ended. Thank you!"
 
 
+def at_limit(limit: int) -> str:
+    """A late ACCEPT from a supporter with as many conversations as their limit allows."""
+    conversations = "1 conversation" if limit == 1 else f"{limit} conversations"
+    return (
+        f"You're at your limit of {conversations}, so this request stays open for the next "
+        "peer. To take it, close one with DONE first."
+    )
+
+
 def answer_where_offered() -> str:
     return "You have more than one request waiting: reply on the number each one came from."
 

@@ -88,6 +88,7 @@ ROWS: dict[str, Row] = {
     "offer reminder": (wording.offer_reminder, (), 1),
     "ringing now": (wording.ringing_now, (), 1),
     "offer gone": (wording.offer_gone, (), 1),
+    "at the limit": (wording.at_limit, (10,), 1),
     "answer where offered": (wording.answer_where_offered, (), 1),
     "answer where talking": (wording.answer_where_talking, (), 1),
     "passed": (wording.passed, (), 1),

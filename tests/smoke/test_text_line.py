@@ -308,6 +308,38 @@ def test_a_late_accept_in_a_live_thread_that_cannot_take_the_request_is_answered
     phones.assert_no_unexpected()
 
 
+def test_a_late_accept_at_the_supporter_s_limit_leaves_the_request_for_the_next_peer(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice talks with one; the second request's offer lapsed, and her coordinator has since
+    set her limit to one conversation. Her late ACCEPT (on that offer's number, or typed in
+    one's thread) took the request all the same: two conversations at a limit of one, which
+    routing never offers her. She is told she is at her limit and how to make room; the request
+    stays waiting, and once she closes one with DONE her ACCEPT takes it."""
+    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    one, alice, two = _second_offer_lapsed(hotline, phones)
+    with hotline.session() as session:
+        session.execute(
+            update(Supporter).where(Supporter.id == alice_id).values(max_conversations=1)
+        )
+        session.commit()
+    for where in (POOL[1], POOL[0]):  # the lapsed offer's number, one's thread
+        alice.texts("ACCEPT", to=where)
+        told = alice.expect_text("limit of 1 conversation", from_=POOL[1])
+        assert "DONE" in told.body
+    with hotline.session() as session:
+        waiting = session.scalars(select(Conversation).where(Conversation.pool_number.is_(None)))
+        assert [c.state for c in waiting] == [ConversationState.QUEUED]
+    alice.texts("DONE", to=POOL[0])
+    alice.expect_text("Conversation closed", from_=POOL[0])
+    one.expect_text("not alone")
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("You're connected", from_=POOL[1])
+    alice.expect_text("from two", from_=POOL[1])
+    two.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_a_full_supporter_is_skipped_pool_of_one(hotline: Hotline, phones: Phones) -> None:
     _set_pool(hotline, (HOTLINE,))
     hotline.add_supporter("Alice", ALICE, max_conversations=3)
