@@ -353,11 +353,23 @@ def _answer_offer(ctx: Inbound, offer: Offer, word: Word | None) -> None:
             _answer_on(ctx, offer, wording.offer_gone())
         elif passed:
             _answer_on(ctx, offer, wording.passed())
+        else:  # answered a moment before: nothing of it waits for them now
+            _answer_on(ctx, offer, _passed_meanwhile(offer))
         if passed:
             ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
             _route_onwards(ctx, offer)
     else:
         _answer_on(ctx, offer, wording.offer_reminder())
+
+
+def _passed_meanwhile(offer: Offer) -> str:
+    """The answer to a PASS whose offer was answered between its reading the offer as pending
+    and its passing it on (the time-out, the clinician's STOP, their own ACCEPT just before)."""
+    if offer.state == OfferState.ACCEPTED:  # their own ACCEPT, sent just before
+        return wording.already_connected()
+    if offer.state in routing.LAPSED:  # it timed out to the next peer: gone on all the same
+        return wording.passed()
+    return wording.offer_gone()  # taken by someone else, or the request ended
 
 
 def _answer_on(ctx: Inbound, offer: Offer, body: str) -> None:

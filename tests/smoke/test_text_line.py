@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, update
 
-from hotline import roster
+from hotline import roster, tasks
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -76,6 +76,68 @@ def test_pass_and_timeout_escalate_to_the_next_supporter(hotline: Hotline, phone
     carol.expect_text("You're connected")
     carol.expect_text("rough night")
     clinician.expect_text("peer supporter has joined")
+    phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "told"),
+    [
+        ("the offer lapses", "Passed on"),  # and Bob is offered it, once
+        ("the clinician stops", "no longer open"),
+        ("her own ACCEPT", "already connected"),  # a double reply: both sent at once
+    ],
+)
+def test_a_pass_that_finds_its_offer_answered_a_moment_before_is_still_answered(
+    hotline: Hotline, phones: Phones, meanwhile: str, told: str
+) -> None:
+    """Alice's PASS has found her offer pending when something answers it first (its time-out,
+    the clinician's STOP, her own ACCEPT sent just before): her PASS passed nothing, and she
+    got no answer at all, left to wonder whether it reached the line. She is told what it
+    came to, from the offer's number."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("rough night")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[0])
+    with hotline.session() as session:
+        offer_id = session.scalars(select(Offer.id)).one()
+    raced: list[threading.Thread] = []
+
+    def first() -> None:
+        if meanwhile == "the offer lapses":
+            hotline.clock.advance(seconds=181)
+            tasks.expire_offer(hotline.services, offer_id)
+        elif meanwhile == "the clinician stops":
+            clinician.texts("STOP")
+        else:
+            phones.deliver_twiml(
+                ALICE, POOL[0], hotline.sms(ALICE, POOL[0], "ACCEPT").get_data(as_text=True)
+            )
+
+    def answered_meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        ringing = "FROM calls" in statement  # her PASS has read the offer as pending
+        if ringing and not raced and threading.current_thread() is threading.main_thread():
+            raced.append(threading.Thread(target=first))
+            raced[0].start()
+            raced[0].join(20)
+
+    event.listen(engine, "after_cursor_execute", answered_meanwhile)
+    try:
+        alice.texts("PASS", to=POOL[0])
+    finally:
+        event.remove(engine, "after_cursor_execute", answered_meanwhile)
+    assert len(raced) == 1
+    if meanwhile == "the offer lapses":
+        bob.expect_text(OFFER)
+    elif meanwhile == "her own ACCEPT":
+        alice.expect_text("You're connected", from_=POOL[0])
+        alice.expect_text("rough night", from_=POOL[0])
+        clinician.expect_text("joined")
+    alice.expect_text(told, from_=POOL[0])  # was nothing
     phones.assert_no_unexpected()
 
 
