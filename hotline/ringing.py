@@ -350,7 +350,9 @@ def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
 
 def offer_call_back(services: Services, conversation_id: int) -> bool:
     """Offer a queued call-back by text (the next supporters by ``HOTLINE_OFFER_TIMEOUT``, as the
-    text line does). Safe to run twice: a conversation already offered or taken is left alone."""
+    text line does); the job offers a text request on too (passed on by a BREAK whose reply had
+    no room for its next offer). Safe to run twice: a conversation already offered or taken is
+    left alone."""
     effects = Effects()
     with transaction(services.sessions) as session:
         conv = session.get(Conversation, conversation_id)

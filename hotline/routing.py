@@ -45,11 +45,15 @@ NEVER = datetime.min.replace(tzinfo=UTC)
 RECENT_THREADS = timedelta(days=7)  # a thread closed this recently is not the next one's
 PENDING_ONLY = (OfferState.PENDING,)
 LAPSED = (OfferState.EXPIRED, OfferState.PASSED)  # still acceptable while the request waits
-# Twilio sends at most 10 <Message>s in reply to one inbound text (warning 14109) and refuses a
-# reply over 64 kB (error 11750): an ACCEPT's reply carries the supporter's and the clinician's
-# texts and at most this many of the held ones (joined, up to 1,600 characters each); a job
-# relays the rest through the REST API.
+# Twilio sends at most this many <Message>s in reply to one inbound text (warning 14109) and
+# refuses a reply over 64 kB (error 11750): an ACCEPT's reply carries the supporter's and the
+# clinician's texts and at most HELD_IN_REPLY of the held ones (joined, up to 1,600 characters
+# each); a job relays the rest through the REST API.
+TEXTS_IN_A_REPLY = 10
 HELD_IN_REPLY = 6
+# The most texts offer_or_fall_back sends for one request: the next peer's offer, or the
+# clinician's "nobody is free" and the coordinator's alert.
+ONWARD_TEXTS = 2
 HELD_JOINER = "\n\n"
 # How long held texts on their way through the REST API (hotline/held.py) hold a clinician's
 # new texts behind them: past this the run is taken to have died, and the sweeper resumes.

@@ -182,19 +182,23 @@ def _answer_elsewhere(ctx: Inbound, offers: list[Offer], word: Word | None) -> N
 def _take_a_break(ctx: Inbound, supporter: Supporter) -> None:
     """No new offers until the break ends; a request offered to them by text and not yet
     answered goes on to the next peer now, not when its offer times out (a ring moves on by
-    itself in seconds)."""
+    itself in seconds). One text tells them how many went on, however many there were: each
+    passed on brings texts of its own (the next peer's offer, or the clinician's "nobody is
+    free" and the coordinator's alert), and what does not fit in the reply (Twilio sends at
+    most routing.TEXTS_IN_A_REPLY) is offered on by a job, through the API, a moment later."""
     assert ctx.command is not None and ctx.command.duration is not None
     # The programme's lock before the supporter's row, as offer-making takes them.
     routing.lock_programme(ctx.session, ctx.programme.id)
     supporter.break_until = ctx.now + ctx.command.duration
     waiting = [offer for offer in _pending_offers(ctx, supporter) if not _ringing(ctx, offer)]
     passed = [o for o in waiting if routing.pass_on(ctx.session, ctx.programme, o, ctx.now)]
-    for offer in passed:
-        _answer_on(ctx, offer, wording.passed())
-    ctx.reply(wording.on_break(supporter.break_until, ctx.programme.zone))
+    ctx.reply(wording.on_break(supporter.break_until, ctx.programme.zone, len(passed)))
     for offer in passed:
         ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
-        _route_onwards(ctx, offer)
+        if len(ctx.effects.texts) + routing.ONWARD_TEXTS <= routing.TEXTS_IN_A_REPLY:
+            _route_onwards(ctx, offer)
+        else:
+            ctx.effects.wake(Task.OFFER_CALL_BACK, offer.conversation_id)
 
 
 def _pending_offers(ctx: Inbound, supporter: Supporter) -> list[Offer]:

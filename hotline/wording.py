@@ -269,9 +269,17 @@ def ended_by_clinician() -> str:
     return "Your peer has ended the conversation. Nothing more will be passed on."
 
 
-def on_break(until: datetime, zone: ZoneInfo) -> str:
+def on_break(until: datetime, zone: ZoneInfo, passed: int = 0) -> str:
+    """BREAK: with how many requests offered to them went on to the next peer (one text for
+    all, however many: see supporterline)."""
+    went = ""
+    if passed == 1:
+        went = "Passed on the request waiting for you. "
+    elif passed > 1:
+        went = f"Passed on the {passed} requests waiting for you. "
     return (
-        f"On a break until {_local(until, zone)}: no new requests. Reply BACK to take them again."
+        f"{went}On a break until {_local(until, zone)}: no new requests. "
+        "Reply BACK to take them again."
     )
 
 

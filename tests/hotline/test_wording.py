@@ -105,6 +105,7 @@ ROWS: dict[str, Row] = {
     "resources sent": (wording.resources_sent, (), 1),
     "conversation ended": (wording.conversation_ended, (), 1),
     "on a break": (wording.on_break, (NOON, DEFAULT.zone), 1),
+    "on a break, requests passed on": (wording.on_break, (NOON, DEFAULT.zone, 10), 1),
     "back": (wording.back, (), 1),
     "back, off call": (wording.back, (False,), 1),
     "break or back, off the roster": (wording.off_the_roster, (), 1),

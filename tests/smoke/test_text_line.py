@@ -311,7 +311,8 @@ def test_a_pass_or_break_typed_in_a_live_conversation_s_thread_is_answered_on_th
 ) -> None:
     """Alice talks with one on the first pool number; a request comes on the second. Her PASS
     (or BREAK) typed in the thread she was writing in passes the request on; "Passed on" in
-    that thread read as if her conversation with one had been handed to someone else."""
+    that thread read as if her conversation with one had been handed to someone else. PASS is
+    answered on the offer's number; BREAK's one text says it was the request waiting for her."""
     hotline.add_supporter("Alice", ALICE, max_conversations=3)
     hotline.add_supporter("Bob", BOB, on_call=False)
     one, alice = phones.talking(CLINICIANS[0], ALICE, "from one")
@@ -321,9 +322,11 @@ def test_a_pass_or_break_typed_in_a_live_conversation_s_thread_is_answered_on_th
         clinician.expect_text("confidential")
         alice.expect_text(OFFER, from_=POOL[1])
         alice.texts(answer, to=POOL[0])
-        alice.expect_text("Passed on", from_=POOL[1])  # was from POOL[0], one's thread
-        if answer.startswith("BREAK"):
-            alice.expect_text("On a break until", from_=POOL[0])
+        if answer == "PASS":
+            alice.expect_text("Passed on", from_=POOL[1])  # was from POOL[0], one's thread
+        else:
+            went = "Passed on the request waiting for you. On a break until"
+            alice.expect_text(went, from_=POOL[0])
         clinician.expect_text("No peer supporter is free")  # nobody else on call
     alice.texts("still with you", to=POOL[0])
     assert one.expect_text(from_=HOTLINE).body == "still with you"
@@ -1272,13 +1275,45 @@ def test_a_break_taken_with_a_request_waiting_passes_it_on_at_once(
     clinician.expect_text("confidential")
     alice.expect_text(OFFER)
     alice.texts("BREAK 1h")  # between patients: her answer to the offer as much as a PASS
-    alice.expect_text("Passed on")
-    alice.expect_text("On a break until")
+    alice.expect_text("Passed on the request waiting for you. On a break until")
     bob.expect_text(OFFER)  # now, not after the offer's time-out
     bob.texts("ACCEPT")
     bob.expect_text("connected")
     bob.expect_text("hi")
     clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
+def test_a_break_with_many_requests_waiting_passes_each_on_within_one_reply(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Five requests wait for Alice, the only peer on call, when she types BREAK. Each passed on
+    added its own "Passed on" and its clinician's "nobody is free" and the coordinator's alert
+    to the webhook's reply: 16 messages, where Twilio sends at most 10 of one reply (warning
+    14109), so some clinicians were never told. Alice gets one text saying how many went on;
+    every request is passed on, and every clinician and alert is told: in the reply, or what
+    does not fit a moment later through the API."""
+    _set_pool(hotline, (*POOL, "+15550100004", "+15550100005"))
+    _set_alert_phone(hotline, COORDINATOR)
+    hotline.add_supporter("Alice", ALICE, max_conversations=5)
+    alice, coordinator = phones.phone(ALICE), phones.phone(COORDINATOR)
+    clinicians = [phones.phone(number) for number in CLINICIANS[:5]]
+    for clinician in clinicians:
+        clinician.texts("hi")
+        clinician.expect_text("confidential")
+        alice.expect_text(OFFER)
+    reply = hotline.sms(ALICE, POOL[0], "BREAK 1h").get_data(as_text=True)
+    assert len(ET.fromstring(reply).findall("Message")) <= 10  # noqa: S314
+    phones.deliver_twiml(ALICE, POOL[0], reply)
+    hotline.run_jobs()
+    told = alice.expect_text("Passed on the 5 requests waiting for you", from_=POOL[0])
+    assert "On a break until" in told.body
+    for clinician in clinicians:
+        clinician.expect_text("No peer supporter is free", from_=HOTLINE)
+    for _ in clinicians:
+        coordinator.expect_text("waiting with nobody available", from_=HOTLINE)
+    with hotline.session() as session:
+        assert set(session.scalars(select(Offer.state))) == {OfferState.PASSED}
     phones.assert_no_unexpected()
 
 
