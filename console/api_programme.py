@@ -12,7 +12,7 @@ from console.api import body, caller, fail, writing
 from console.api_schedule import instant
 from console.context import now, services
 from console.present import report_json
-from hotline import programme_settings, stats
+from hotline import numbercheck, programme_settings, stats
 from hotline.db import transaction
 from hotline.models import Programme
 from hotline.programmes import config_of
@@ -53,8 +53,10 @@ def get_programme() -> Response:
 
 @bp.patch("/programme")
 def update_programme() -> Response:
-    """Change settings; an empty string or null puts a setting back to its default."""
+    """Change settings; an empty string or null puts a setting back to its default. A pool
+    number Twilio could not be asked about is a 503: the same request may pass later."""
     data = body()
+    gate = numbercheck.gate(services().telephony, services().settings.public_url)
     with writing() as session:
         programme = session.get_one(Programme, caller().programme_id())
         try:
@@ -66,8 +68,9 @@ def update_programme() -> Response:
                 caller().actor,
                 now(),
                 services().settings.timezone,
+                gate=gate,
             )
         except programme_settings.SettingsChangeError as error:
-            fail(422, str(error), error.field)
+            fail(503 if error.later else 422, str(error), error.field)
         shown = settings_json(session, programme)
     return jsonify(shown)

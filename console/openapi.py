@@ -19,6 +19,7 @@ ERRORS = {
     "415": "The body is not JSON.",
     "422": "A field is invalid; `field` names it.",
     "429": "Too many wrong codes.",
+    "503": "Twilio could not be asked (whether a new pool number sends here); try again later.",
 }
 
 
@@ -266,13 +267,16 @@ def _report_paths() -> Schema:
                 "404",
             ),
             "patch": operation(
-                "Change settings; null or an empty string restores the default.",
+                "Change settings; null or an empty string restores the default. A number "
+                "joins `pool_numbers` only once Twilio sends its texts, calls and call "
+                "statuses here (422 otherwise, saying what IT must set up).",
                 "200",
                 ref("Programme"),
                 "400",
                 "404",
                 "415",
                 "422",
+                "503",
                 requestBody=json_body("ProgrammeUpdate"),
             ),
         },

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from console import auth
 from console.context import now, services
 from console.forms import ActionForm, SettingsForm
-from hotline import feeds, programme_settings
+from hotline import feeds, numbercheck, programme_settings
 from hotline.db import transaction
 from hotline.models import Programme
 from hotline.programmes import config_of
@@ -79,6 +79,7 @@ def save() -> ResponseReturnValue:
                 auth.user().email,
                 now(),
                 services().settings.timezone,
+                gate=numbercheck.gate(services().telephony, services().settings.public_url),
             )
     except programme_settings.SettingsChangeError as error:
         getattr(form, error.field).errors = [str(error)]

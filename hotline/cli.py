@@ -33,6 +33,12 @@ from hotline.telephony import TelephonyError
 from hotline.telephony.twilio_adapter import TwilioTelephony
 
 CLI_ACTOR = "command line"  # who the audit log names for changes made here
+# Why `programme add` and `db upgrade` refuse a programme's numbers, changing nothing.
+REFUSED = (
+    NumberTakenError,
+    NumberInUseError,
+    numbercheck.NotSetUpHereError,
+)
 
 
 def _settings() -> Settings:
@@ -40,6 +46,22 @@ def _settings() -> Settings:
         return load_settings()
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
+
+
+def _twilio(settings: Settings) -> TwilioTelephony | None:
+    """The Twilio account of the deployment, None without its credentials (the simulator)."""
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        return None
+    return TwilioTelephony(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        base_url=settings.twilio_api_base_url,
+    )
+
+
+def _gate(settings: Settings) -> numbercheck.Gate | None:
+    """A number becomes the line's only once Twilio sends it here, as in the console."""
+    return numbercheck.gate(_twilio(settings), settings.public_url)
 
 
 def _programme(session: Session, slug: str) -> Programme:
@@ -66,7 +88,8 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply migrations, then create or update the programme HOTLINE_NUMBER defines."""
+    """Apply migrations, then create or update the programme HOTLINE_NUMBER defines (a number
+    new to the line must already send here at Twilio, when the Twilio credentials are set)."""
     settings = _settings()
     try:
         migrate.upgrade(settings.database_url)
@@ -77,8 +100,8 @@ def db_upgrade() -> None:
     engine = make_engine(settings.database_url)
     with transaction(make_sessionmaker(engine)) as session:
         try:
-            ensure_default_programme(session, settings, Vault(settings.data_keys))
-        except (NumberTakenError, NumberInUseError) as error:
+            ensure_default_programme(session, settings, Vault(settings.data_keys), _gate(settings))
+        except REFUSED as error:
             raise click.ClickException(f"HOTLINE_NUMBER or HOTLINE_POOL_NUMBERS: {error}") from None
         session.flush()
         follow_programme_zones(session, settings.timezone)  # HOTLINE_TIMEZONE may have changed
@@ -250,7 +273,8 @@ def programme() -> None:
 def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | None) -> None:
     """Add (or update: rename, renumber) a programme with its own number, pool, roster and
     schedule. Refused, changing nothing, when a number is another programme's or someone's
-    phone, or when the new pool would drop a number carrying a conversation or an offer now."""
+    phone, when a new number does not send here at Twilio yet, or when the new pool would drop
+    a number carrying a conversation or an offer now."""
     hotline = _number(number)
     pool_numbers = tuple(_number(n) for n in pool.split(",") if n.strip())
     if timezone is not None and not is_timezone(timezone):
@@ -267,8 +291,9 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
                 pool_numbers=pool_numbers,
                 timezone=timezone,
                 vault=Vault(_settings().data_keys),
+                gate=_gate(_settings()),
             )
-        except (NumberTakenError, NumberInUseError) as error:
+        except REFUSED as error:
             raise click.ClickException(str(error)) from None
         session.flush()
         follow_programme_zones(session, _settings().timezone, programme.id)
@@ -323,17 +348,13 @@ def numbers_check(configure: bool) -> None:
     """Check that every programme's numbers are this Twilio account's and send their texts,
     calls and call statuses to HOTLINE_PUBLIC_URL; exit status 1 if any is not."""
     settings = _settings()
-    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+    twilio = _twilio(settings)
+    if twilio is None:
         raise click.ClickException(
             "needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (the simulator has no numbers to check)"
         )
     if not settings.public_url:
         raise click.ClickException("needs HOTLINE_PUBLIC_URL, the base URL Twilio reaches")
-    twilio = TwilioTelephony(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        base_url=settings.twilio_api_base_url,
-    )
     wanted = numbercheck.Webhooks.at(settings.public_url)
     with _session() as session:
         ours = numbercheck.our_numbers(session)

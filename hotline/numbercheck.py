@@ -5,17 +5,24 @@ A number set up wrongly fails silently where it hurts: a text to a pool number w
 "A message comes in" points elsewhere never reaches the clinician, a number missing from the
 account cannot send, and a call whose "Call status changes" is not ours keeps its record (both
 numbers) at Twilio. Nothing here touches a person's number: only the programmes' own.
+
+And whether a number may become the line's at all (``Gate``): every record of the line's numbers
+is deleted at Twilio each hour, and their texts and calls are answered here, so a number of the
+account that another service uses must never join. One whose webhooks already point here is
+the line's beyond doubt; anything else waits until IT sets it up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from hotline.models import Programme
-from hotline.telephony import NumberSetup
+from hotline.phone import redact
+from hotline.telephony import NumberSetup, NumberSetups, TelephonyError
 
 SMS_PATH, VOICE_PATH, STATUS_PATH = "/twilio/sms", "/twilio/voice", "/twilio/status"
 
@@ -93,3 +100,53 @@ def can_configure(setup: NumberSetup | None) -> bool:
 
 def _shown(url: str, method: str) -> str:
     return f"{method.upper() or 'POST'} {url}" if url else "not set"
+
+
+class NotSetUpHereError(ValueError):
+    """A number new to the line that Twilio does not send here; ``later``: Twilio could not be
+    asked, and the same change may pass in a few minutes."""
+
+    def __init__(self, message: str, later: bool = False) -> None:
+        super().__init__(message)
+        self.later = later
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Lets a number become one of the line's (a hotline or pool number) only when the Twilio
+    account says it sends its texts, calls and call statuses here, as the README's table says."""
+
+    setups: NumberSetups
+    public_url: str | None
+
+    def admit(self, numbers: Iterable[str]) -> None:
+        """Refuse (NotSetUpHereError) the first of ``numbers`` not set up here; each is asked
+        about at Twilio, so call it before writing anything (a row held locked meanwhile would
+        hold up the texts that need it)."""
+        for number in numbers:
+            if not self.public_url:
+                raise NotSetUpHereError(
+                    f"{redact(number)} cannot join the line: without HOTLINE_PUBLIC_URL this "
+                    "line cannot check at Twilio that the number sends here"
+                )
+            try:
+                setup = self.setups.number_setup(number)
+            except TelephonyError:
+                raise NotSetUpHereError(
+                    f"{redact(number)} could not be checked at Twilio: try again in a few minutes",
+                    later=True,
+                ) from None
+            found = problems(setup, Webhooks.at(self.public_url))
+            if found:
+                raise NotSetUpHereError(
+                    f"{redact(number)} cannot join the line yet: {'; '.join(found)}. Before it "
+                    "can, IT must set it up at Twilio to send its texts, calls and call "
+                    "statuses here (README: Twilio console set-up). The line deletes its "
+                    "numbers' records at Twilio: a number another service uses must never join"
+                )
+
+
+def gate(telephony: object, public_url: str | None) -> Gate | None:
+    """The gate of a deployment talking to phones through ``telephony``; None for the
+    simulator, which has no account to check (nor another service's records to lose)."""
+    return Gate(telephony, public_url) if isinstance(telephony, NumberSetups) else None

@@ -5,6 +5,7 @@ row (reminders, warnings); an empty value means "use the environment's default" 
 programmes.config_of). ``checkin_hours`` is the one exception: ``any`` stores an empty window,
 meaning check-ins may go out at any hour. Numbers are never shown back in full: ``view`` gives
 them through ``phone.redact``. Every change is audited (numbers redacted by the audit log).
+A number joins the pool only once Twilio sends it here (``numbercheck.Gate``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from hotline import audit
 from hotline.models import PoolNumber, Programme, ScheduleSettings
+from hotline.numbercheck import Gate, NotSetUpHereError
 from hotline.people import ALERT_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize, redact
 from hotline.privacy import Vault
@@ -24,6 +26,7 @@ from hotline.programmes import (
     SOMEONES_PHONE,
     NumberInUseError,
     ProgrammeConfig,
+    admit_new,
     numbers_in_use,
     numbers_of_others,
     someones_phone,
@@ -63,9 +66,13 @@ FIELDS = (
 
 
 class SettingsChangeError(ValueError):
-    def __init__(self, message: str, field: str) -> None:
+    """A change refused, naming the field; ``later``: nothing is wrong with it, but Twilio
+    could not be asked about a number, and the same change may pass in a few minutes."""
+
+    def __init__(self, message: str, field: str, later: bool = False) -> None:
         super().__init__(message)
         self.field = field
+        self.later = later
 
 
 def options_row(session: Session, programme_id: int) -> ScheduleSettings:
@@ -128,16 +135,32 @@ def update_settings(
     actor: str,
     now: datetime,
     default_zone: str,
+    *,
+    gate: Gate | None,
 ) -> None:
     """Apply ``changes`` (keys from FIELDS); raises SettingsChangeError naming the field.
 
-    ``default_zone`` is the environment's time zone, which applies when none is set."""
+    ``default_zone`` is the environment's time zone, which applies when none is set. ``gate``
+    (numbercheck.gate: None for the simulator) admits numbers new to the line to the pool."""
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise SettingsChangeError(f"unknown setting {unknown[0]!r}", unknown[0])
+    pool = None
+    if "pool_numbers" in changes:
+        pool = _pool(session, vault, programme, changes["pool_numbers"])
+        try:
+            # Before anything is written: a programme row held locked while Twilio answers
+            # would hold up the texts routed in that programme.
+            admit_new(session, gate, pool)
+        except NotSetUpHereError as error:
+            raise SettingsChangeError(str(error), "pool_numbers", error.later) from None
     before = view(session, vault, programme)
     for name, value in changes.items():
-        APPLY.get(name, _apply_text)(session, vault, programme, name, value)
+        if name != "pool_numbers":
+            APPLY.get(name, _apply_text)(session, vault, programme, name, value)
+    if pool is not None:
+        current = {p.number: p for p in programme.pool_numbers}
+        programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in pool]
     if "timezone" in changes:
         _sync_rotations(session, programme, default_zone)
     session.flush()
@@ -303,9 +326,10 @@ def _apply_alert(
     )
 
 
-def _apply_pool(
-    session: Session, vault: Vault, programme: Programme, name: str, value: object
-) -> None:
+def _pool(session: Session, vault: Vault, programme: Programme, value: object) -> list[str]:
+    """The pool ``value`` asks for, refused (SettingsChangeError) as a whole if a number in it
+    is another programme's or a person's, or if it drops one carrying a conversation."""
+    name = "pool_numbers"
     raw = value.split(",") if isinstance(value, str) else value
     if not isinstance(raw, list | tuple):
         raise SettingsChangeError("a list of phone numbers", name)
@@ -321,15 +345,13 @@ def _apply_pool(
     dropped = [p.number for p in programme.pool_numbers if p.number not in wanted]
     if dropped and numbers_in_use(session, programme.id, dropped):
         raise SettingsChangeError(NumberInUseError.MESSAGE, name)
-    current = {p.number: p for p in programme.pool_numbers}
-    programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
+    return wanted
 
 
 APPLY: dict[str, Callable[[Session, Vault, Programme, str, object], None]] = {
     "timezone": _apply_timezone,
     "checkin_offsets": _apply_offsets,
     "checkin_hours": _apply_hours,
-    "pool_numbers": _apply_pool,
     "alert_phone": _apply_alert,
     **{name: _number(name) for name in NUMBER_LIMITS},
 }

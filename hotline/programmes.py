@@ -30,6 +30,7 @@ from hotline.models import (
 from hotline.settings import Settings, SettingsError, parse_hours, parse_offsets
 
 if TYPE_CHECKING:
+    from hotline.numbercheck import Gate
     from hotline.privacy import Vault
     from hotline.services import Services
 
@@ -257,6 +258,7 @@ def ensure_programme(
     timezone: str | None = None,
     replace_pools: bool = True,
     vault: Vault | None = None,
+    gate: Gate | None = None,
 ) -> Programme:
     """Create the programme ``slug`` or bring it up to date (idempotent); refused
     (NumberTakenError) when a number is another programme's, and (NumberInUseError) when a
@@ -273,6 +275,8 @@ def ensure_programme(
     With ``vault``, a number that is a supporter's or clinician's phone is refused too
     (NumberTakenError), as the console's Settings refuse it: texts and calls from the line's own
     numbers are ignored, so that person would be cut off from every line of the deployment.
+    With ``gate``, a number not yet the deployment's is refused (numbercheck.NotSetUpHereError)
+    unless Twilio sends it here; it is asked before anything is written.
     """
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
     taken = numbers_of_others(
@@ -285,22 +289,23 @@ def ensure_programme(
         )
     if vault is not None and someones_phone(session, vault, [hotline_number, *pool_numbers]):
         raise NumberTakenError(SOMEONES_PHONE)
-    created = programme is None
+    wanted = _pool(programme, hotline_number, pool_numbers, replace_pools)
+    if programme is not None:
+        # The hotline number stays the programme's even when it leaves the pool.
+        dropped = [
+            p.number
+            for p in programme.pool_numbers
+            if p.number not in wanted and p.number != hotline_number
+        ]
+        if dropped and numbers_in_use(session, programme.id, dropped):
+            raise NumberInUseError(NumberInUseError.MESSAGE)
+    admit_new(session, gate, [hotline_number, *wanted])  # before anything is written
     if programme is None:
         programme = Programme(slug=slug, name=name or DEFAULT_NAME, hotline_number=hotline_number)
         session.add(programme)
     elif name is not None:
         programme.name = name
     current = {p.number: p for p in programme.pool_numbers}
-    wanted = [n for n in pool_numbers if n != hotline_number] or [hotline_number]
-    if not pool_numbers and not created:
-        wanted = list(current)
-    elif not (replace_pools or created or list(current) == [hotline_number]):
-        wanted = list(current) + [n for n in wanted if n not in current]
-    # The hotline number stays the programme's even when it leaves the pool.
-    dropped = [n for n in current if n not in wanted and n != hotline_number]
-    if dropped and numbers_in_use(session, programme.id, dropped):
-        raise NumberInUseError(NumberInUseError.MESSAGE)
     programme.hotline_number = hotline_number
     if timezone is not None:
         programme.timezone = timezone
@@ -309,10 +314,38 @@ def ensure_programme(
     return programme
 
 
+def _pool(
+    programme: Programme | None,
+    hotline_number: str,
+    pool_numbers: tuple[str, ...],
+    replace_pools: bool,
+) -> list[str]:
+    """The pool ``ensure_programme`` leaves (see there)."""
+    wanted = [n for n in pool_numbers if n != hotline_number] or [hotline_number]
+    if programme is None:
+        return wanted
+    current = [p.number for p in programme.pool_numbers]
+    if not pool_numbers:
+        wanted = current
+    elif not (replace_pools or current == [hotline_number]):
+        wanted = current + [n for n in wanted if n not in current]
+    return wanted
+
+
+def admit_new(session: Session, gate: Gate | None, numbers: list[str]) -> None:
+    """Ask ``gate`` (numbercheck.Gate) about those of ``numbers`` that are not yet the
+    deployment's; none without a gate (the simulator). A change that keeps the line's numbers
+    needs no answer from Twilio."""
+    if gate is not None:
+        known = own_numbers(session)
+        gate.admit([n for n in dict.fromkeys(numbers) if n not in known])
+
+
 def ensure_default_programme(
-    session: Session, settings: Settings, vault: Vault | None = None
+    session: Session, settings: Settings, vault: Vault | None = None, gate: Gate | None = None
 ) -> Programme:
-    """The first programme, as the environment defines it (``vault``: see ensure_programme)."""
+    """The first programme, as the environment defines it (``vault``, ``gate``: see
+    ensure_programme)."""
     return ensure_programme(
         session,
         slug=DEFAULT_SLUG,
@@ -321,4 +354,5 @@ def ensure_default_programme(
         pool_numbers=settings.pool_numbers,
         replace_pools=False,
         vault=vault,
+        gate=gate,
     )

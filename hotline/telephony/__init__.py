@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class TelephonyError(Exception):
@@ -97,6 +97,16 @@ class NumberSetup:
     voice_application_sid: str = ""
     status_callback: str = ""
     status_callback_method: str = "POST"
+
+
+@runtime_checkable
+class NumberSetups(Protocol):
+    """How the provider account's numbers are set up (the Twilio adapter; the simulator has no
+    account, and nothing there another service could lose)."""
+
+    def number_setup(self, number: str) -> NumberSetup | None:
+        """How ``number`` is set up on the account; None if it is not one of its numbers."""
+        ...
 
 
 class Telephony(Protocol):

@@ -129,7 +129,8 @@ class TwilioTelephony:
                         sids.append(str(call.sid))
         return list(dict.fromkeys(sids))  # a text between two of our numbers is listed twice
 
-    # Not part of the port: only `hotline numbers check` reads or sets a number's webhooks.
+    # Not part of the port: `hotline numbers check` reads and sets a number's webhooks; a number
+    # joins the line only once they point here (numbercheck.Gate, the NumberSetups protocol).
 
     def number_setup(self, number: str) -> NumberSetup | None:
         """How ``number`` is set up on this account; None if it is not one of its numbers."""

@@ -1331,7 +1331,14 @@ def test_checkins_follow_a_time_zone_set_after_they_were_scheduled(
         programme = session.scalars(select(Programme)).one()
         changes = {"timezone": "America/New_York"}
         update_settings(
-            session, hotline.services.vault, programme, changes, "c@x.org", done_at, "UTC"
+            session,
+            hotline.services.vault,
+            programme,
+            changes,
+            "c@x.org",
+            done_at,
+            "UTC",
+            gate=None,  # no number changes
         )
     work(hotline, end_of_minute(first.due_at))
     assert texts_to(hotline, CLINICIAN) == []

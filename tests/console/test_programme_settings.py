@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from hotline import audit, programme_settings, wording
+from hotline import accounts, audit, numbercheck, programme_settings, wording
 from hotline.db import transaction
 from hotline.models import Programme
 from hotline.programmes import config_of, ensure_programme
-from tests.console.conftest import ACTOR
+from tests.console.conftest import ACTOR, Console
 from tests.kit import sms
 from tests.kit.calls import PRESS_1, Calls, Script
-from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.harness import HOTLINE, POOL, SET_UP_HERE, Hotline
 from tests.kit.phones import Phones
 
 ALICE, CLINICIAN = "+15550108001", "+15550109001"
@@ -42,12 +44,24 @@ BAD = [
 ]
 
 
+def gate(hotline: Hotline) -> numbercheck.Gate | None:
+    """The console's: the fake Twilio account of the harness, asked over its REST API."""
+    return numbercheck.gate(hotline.services.telephony, hotline.settings.public_url)
+
+
 def update(hotline: Hotline, changes: dict[str, object]) -> None:
     services = hotline.services
     with transaction(services.sessions) as session:
         programme = session.get_one(Programme, hotline.programme_id)
         programme_settings.update_settings(
-            session, services.vault, programme, changes, ACTOR, hotline.clock.now, "UTC"
+            session,
+            services.vault,
+            programme,
+            changes,
+            ACTOR,
+            hotline.clock.now,
+            "UTC",
+            gate=gate(hotline),
         )
 
 
@@ -62,6 +76,8 @@ def test_bad_settings_are_refused(
 
 
 def test_settings_apply_with_defaults_and_are_audited_redacted(hotline: Hotline) -> None:
+    for number in ("+15550100005", "+15550100006"):
+        hotline.fake.own_number(number, **SET_UP_HERE)
     update(
         hotline,
         {
@@ -195,6 +211,7 @@ def test_a_pool_number_that_is_a_persons_phone_is_refused_in_every_programme(
                     ACTOR,
                     hotline.clock.now,
                     "UTC",
+                    gate=gate(hotline),
                 )
             assert caught.value.field == "pool_numbers"
     phones.phone(CLINICIAN).texts("still here")  # reaches the line still
@@ -204,6 +221,133 @@ def test_a_pool_number_that_is_a_persons_phone_is_refused_in_every_programme(
     phones.phone(ALICE).expect_text("still here")
     phones.phone(CLINICIAN).expect_text("joined")
     phones.assert_no_unexpected()
+
+
+# --- which numbers may join a pool ------------------------------------------------------------
+
+NEW = "+15550100005"  # a number the IT team bought for the pool
+CRM = {"sms_url": "https://crm.example.org/sms", "voice_url": "https://crm.example.org/voice"}
+NOT_SET_UP_HERE = [
+    pytest.param(CRM, "A message comes in&#34; is POST https://crm.example.org/sms", id="crm"),
+    pytest.param(None, "not a number of this Twilio account", id="not-the-accounts"),
+    pytest.param(
+        {**SET_UP_HERE, "sms_application_sid": "AP" + "2" * 32}, "AP" + "2" * 32, id="application"
+    ),
+    pytest.param(
+        {"sms_url": SET_UP_HERE["sms_url"]}, "A call comes in&#34; is not set", id="texts-only"
+    ),
+]
+
+
+def pool_of(hotline: Hotline) -> list[str]:
+    with hotline.session() as session:
+        return [p.number for p in session.get_one(Programme, hotline.programme_id).pool_numbers]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(("setup", "problem"), NOT_SET_UP_HERE)
+def test_a_number_twilio_does_not_send_here_cannot_join_the_pool(
+    console: Console, setup: dict[str, str] | None, problem: str
+) -> None:
+    """The coordinator is told what IT must do first, and the pool stays as it was."""
+    hotline = console.hotline
+    if setup is not None:
+        hotline.fake.own_number(NEW, **setup)
+    page = console.post("/console/settings", {"pool_numbers": ",".join([*POOL, NEW])})
+    assert page.status_code == 422  # type: ignore[attr-defined]
+    shown = page.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert "+1•••••••005 cannot join the line yet" in shown and problem in shown
+    assert "IT must set it up at Twilio" in shown
+    assert pool_of(hotline) == list(POOL)
+
+
+def test_another_services_number_keeps_its_records_and_a_number_set_up_here_joins(
+    hotline: Hotline,
+) -> None:
+    """The hourly clean-up deletes every record of the line's numbers at Twilio: a number of the
+    same account that another service uses (an appointment-reminder system) would lose its
+    records. It is refused; one IT has pointed at this line joins."""
+    reminders, patient = "+15550177001", "+15550177002"
+    hotline.fake.own_number(reminders, **CRM)
+    theirs = hotline.fake.keep_message(
+        reminders, patient, "Your appointment is at 9", hotline.clock.now - timedelta(hours=2)
+    )
+    with pytest.raises(programme_settings.SettingsChangeError, match="cannot join") as caught:
+        update(hotline, {"pool_numbers": [*POOL, reminders]})
+    assert caught.value.field == "pool_numbers"
+    hotline.sweep()
+    hotline.clock.advance(seconds=25)
+    hotline.sweep()
+    assert theirs not in hotline.fake.deleted
+    hotline.fake.own_number(NEW, **SET_UP_HERE)
+    update(hotline, {"pool_numbers": [*POOL, NEW]})
+    assert pool_of(hotline) == [*POOL, NEW]
+
+
+def test_a_number_another_programme_has_cannot_join_the_pool(hotline: Hotline) -> None:
+    """Set up here at Twilio, but north's: a number has one programme."""
+    hotline.fake.own_number("+15550200001", **SET_UP_HERE)
+    with transaction(hotline.services.sessions) as session:
+        ensure_programme(
+            session,
+            slug="north",
+            name="North",
+            hotline_number="+15550200000",
+            pool_numbers=("+15550200001",),
+        )
+    for theirs in ("+15550200000", "+15550200001"):
+        with pytest.raises(programme_settings.SettingsChangeError, match="another programme"):
+            update(hotline, {"pool_numbers": [*POOL, theirs]})
+    assert pool_of(hotline) == list(POOL)
+
+
+def api_call(hotline: Hotline, token: str, changes: dict[str, Any]) -> Any:
+    headers = {"Authorization": f"Bearer {token}"}
+    return hotline.client.patch("/api/v1/programme", json=changes, headers=headers)
+
+
+def test_the_api_says_why_a_pool_number_cannot_join_and_when_to_try_again(
+    hotline: Hotline,
+) -> None:
+    """A number Twilio does not send here is a 422 on ``pool_numbers``; Twilio not answering
+    is a 503 (nothing wrong with the request: the same one may pass later), as documented."""
+    with transaction(hotline.services.sessions) as session:
+        token = accounts.create_api_token(session, "directory sync", hotline.programme_id)
+    changes = {"pool_numbers": [*POOL, NEW], "greeting": "Hello from the forYOU team."}
+    refused = api_call(hotline, token, changes)
+    assert refused.status_code == 422
+    error = refused.get_json()["error"]
+    assert (
+        error["field"] == "pool_numbers"
+        and "not a number of this Twilio account" in (error["message"])
+    )
+    hotline.fake.own_number(NEW, **SET_UP_HERE)
+    hotline.fake.fail_next_list(1, status=503, code=20503)
+    later = api_call(hotline, token, changes)
+    assert later.status_code == 503
+    error = later.get_json()["error"]
+    assert error == {
+        "status": 503,
+        "message": "+1•••••••005 could not be checked at Twilio: try again in a few minutes",
+        "field": "pool_numbers",
+    }
+    document = hotline.client.get("/api/v1/openapi.json").get_json()
+    assert "503" in document["paths"]["/programme"]["patch"]["responses"]
+    with hotline.session() as session:
+        assert session.get_one(Programme, hotline.programme_id).greeting is None
+    assert pool_of(hotline) == list(POOL)
+    done = api_call(hotline, token, changes)
+    assert done.status_code == 200
+    assert done.get_json()["stored"]["pool_numbers"][-1] == "+1•••••••005"
+    assert pool_of(hotline) == [*POOL, NEW]
+
+
+def test_numbers_already_the_lines_are_not_asked_about_at_twilio(hotline: Hotline) -> None:
+    """Taking a number out of the pool, or putting the hotline number in, needs no answer from
+    Twilio (the pool's numbers here are not even on the fake account)."""
+    hotline.fake.fail_next_list(1, status=503, code=20503)
+    update(hotline, {"pool_numbers": [*POOL[:2], HOTLINE]})
+    assert pool_of(hotline) == [*POOL[:2], HOTLINE]
 
 
 def test_a_control_character_in_a_spoken_text_does_not_break_every_call(hotline: Hotline) -> None:

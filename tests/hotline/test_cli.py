@@ -360,6 +360,46 @@ def test_numbers_check_says_what_it_needs_and_when_twilio_cannot_be_read(
     assert refused.exit_code == 1 and "could not read the numbers at Twilio" in refused.output
 
 
+# --- which numbers may become the line's -------------------------------------------------------
+
+CRM = {"sms_url": "https://crm.example.org/sms", "voice_url": "https://crm.example.org/voice"}
+
+
+def test_programme_add_and_db_upgrade_take_a_number_only_once_twilio_sends_it_here(
+    run,  # type: ignore[no-untyped-def]
+    fake_twilio: FakeTwilio,
+) -> None:
+    """Every record of the line's numbers is deleted at Twilio every hour: a number another
+    service on the account uses (its webhooks point there), or a mistyped one, is refused with
+    what to set up first; numbers already the line's are not asked about again."""
+    env = twilio_env(fake_twilio)
+    fake_twilio.own_number("+15550200000", **RIGHT)
+    fake_twilio.own_number("+15550200001", **CRM)
+    add = ["programme", "add", "north", "--name", "North", "--number", "+15550200000"]
+    refused = run.runner.invoke(main, [*add, "--pool", "+15550200001"], env=env)
+    assert refused.exit_code == 1
+    assert "+1•••••••001 cannot join the line yet" in refused.output
+    assert '"A message comes in" is POST https://crm.example.org/sms' in refused.output
+    assert "IT must set it up at Twilio" in refused.output
+    mistyped = run.runner.invoke(main, [*add[:-1], "+15550200009"], env=env)
+    assert mistyped.exit_code == 1 and "not a number of this Twilio account" in mistyped.output
+    fake_twilio.fail_next_list(1, status=503, code=20503)
+    down = run.runner.invoke(main, add, env=env)
+    assert down.exit_code == 1 and "could not be checked at Twilio: try again" in down.output
+    with run.sessions() as session:
+        assert session.scalar(select(Programme).where(Programme.slug == "north")) is None
+    assert run.runner.invoke(main, add, env=env).exit_code == 0
+
+    assert run.runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0  # nothing new
+    pooled = env | {"HOTLINE_POOL_NUMBERS": "+15550100001,+15550100002,+15550200001"}
+    upgrade = run.runner.invoke(main, ["db", "upgrade"], env=pooled)
+    assert upgrade.exit_code == 1
+    assert upgrade.output.startswith("Error: HOTLINE_NUMBER or HOTLINE_POOL_NUMBERS: +1•••••••001")
+    with run.sessions() as session:
+        pool = set(session.scalars(select(PoolNumber.number)))
+    assert pool == {"+15550100001", "+15550100002", "+15550200000"}
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -41,6 +41,13 @@ PUBLIC_URL = "https://hotline.example.org"
 HOTLINE = "+15550100000"
 POOL = ("+15550100001", "+15550100002", "+15550100003")
 START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday afternoon
+# A number of the account set up for this line as the README's table says (IT's part, at
+# Twilio): ``fake.own_number(number, **SET_UP_HERE)``.
+SET_UP_HERE = {
+    "sms_url": f"{PUBLIC_URL}/twilio/sms",
+    "voice_url": f"{PUBLIC_URL}/twilio/voice",
+    "status_callback": f"{PUBLIC_URL}/twilio/status",
+}
 _sids = itertools.count(1)
 
 
