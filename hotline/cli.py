@@ -24,6 +24,7 @@ from hotline.programmes import (
     DEFAULT_SLUG,
     NumberInUseError,
     NumberTakenError,
+    OldNumberLeavingError,
     ensure_default_programme,
     ensure_programme,
 )
@@ -37,6 +38,7 @@ CLI_ACTOR = "command line"  # who the audit log names for changes made here
 REFUSED = (
     NumberTakenError,
     NumberInUseError,
+    OldNumberLeavingError,
     numbercheck.NotSetUpHereError,
 )
 
@@ -274,7 +276,8 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
     """Add (or update: rename, renumber) a programme with its own number, pool, roster and
     schedule. Refused, changing nothing, when a number is another programme's or someone's
     phone, when a new number does not send here at Twilio yet, or when the new pool would drop
-    a number carrying a conversation or an offer now."""
+    a number carrying a conversation or an offer now, or the old number of a renumbering (it
+    stays in the pool, where clinicians who text it are told the new one)."""
     hotline = _number(number)
     pool_numbers = tuple(_number(n) for n in pool.split(",") if n.strip())
     if timezone is not None and not is_timezone(timezone):
@@ -282,6 +285,7 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
     with _session() as session:
         existing = session.scalar(select(Programme).where(Programme.slug == slug))
         before = _programme_view(existing) if existing else {}
+        renumbered_from = existing.hotline_number if existing else hotline
         try:
             programme = ensure_programme(
                 session,
@@ -310,6 +314,11 @@ def programme_add(slug: str, name: str, number: str, pool: str, timezone: str | 
                 at=utcnow(),
             )
     click.echo(f"programme {slug} serves {hotline}")
+    if renumbered_from != hotline:
+        click.echo(
+            f"{renumbered_from} stays in its pool: a clinician who texts or calls it is told "
+            f"{hotline}; take it out with --pool once Twilio no longer sends it here"
+        )
 
 
 def _programme_view(programme: Programme) -> dict[str, object]:

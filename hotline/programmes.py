@@ -27,6 +27,7 @@ from hotline.models import (
     Programme,
     Supporter,
 )
+from hotline.phone import redact
 from hotline.settings import Settings, SettingsError, parse_hours, parse_offsets
 
 if TYPE_CHECKING:
@@ -272,11 +273,12 @@ def ensure_programme(
     routing takes a supporter's free number used longest ago (never, first), so the number
     clinicians text would carry every supporter's first offer.
 
-    With ``vault``, a number that is a supporter's or clinician's phone is refused too
-    (NumberTakenError), as the console's Settings refuse it: texts and calls from the line's own
-    numbers are ignored, so that person would be cut off from every line of the deployment.
-    With ``gate``, a number not yet the deployment's is refused (numbercheck.NotSetUpHereError)
-    unless Twilio sends it here; it is asked before anything is written.
+    A new ``hotline_number`` keeps the old one in the pool (see ``_pool``). With ``vault``, a
+    number that is a supporter's or clinician's phone is refused too (NumberTakenError), as the
+    console's Settings refuse it: texts and calls from the line's own numbers are ignored, so
+    that person would be cut off from every line of the deployment. With ``gate``, a number
+    not yet the deployment's is refused (numbercheck.NotSetUpHereError) unless Twilio sends it
+    here; it is asked before anything is written.
     """
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
     taken = numbers_of_others(
@@ -314,13 +316,25 @@ def ensure_programme(
     return programme
 
 
+class OldNumberLeavingError(ValueError):
+    """A new hotline number given with a pool that leaves the old one out."""
+
+
 def _pool(
     programme: Programme | None,
     hotline_number: str,
     pool_numbers: tuple[str, ...],
     replace_pools: bool,
 ) -> list[str]:
-    """The pool ``ensure_programme`` leaves (see there)."""
+    """The pool ``ensure_programme`` leaves (see there).
+
+    A renumbered programme keeps its old hotline number in its pool: clinicians text the number
+    they saved, and a text or call to a pool number from anyone but a supporter is answered
+    with the hotline number, the new one; off the line, it would go unanswered. Its records
+    go on being deleted at Twilio. A pool given to replace the old one must keep it
+    (OldNumberLeavingError); taking it out later, once Twilio no longer sends it here, is a
+    change of its own.
+    """
     wanted = [n for n in pool_numbers if n != hotline_number] or [hotline_number]
     if programme is None:
         return wanted
@@ -329,7 +343,17 @@ def _pool(
         wanted = current
     elif not (replace_pools or current == [hotline_number]):
         wanted = current + [n for n in wanted if n not in current]
-    return wanted
+    old = programme.hotline_number
+    if old == hotline_number or old in wanted:
+        return wanted
+    if pool_numbers and replace_pools:
+        raise OldNumberLeavingError(
+            f"{redact(old)}, the number clinicians have saved, would leave the line and their "
+            "texts to it go unanswered: keep it in the pool (--pool), where a clinician who "
+            "texts or calls it is told the new number; take it out once Twilio no longer "
+            "sends it here"
+        )
+    return [*wanted, old]
 
 
 def admit_new(session: Session, gate: Gate | None, numbers: list[str]) -> None:

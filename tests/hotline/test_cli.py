@@ -26,7 +26,11 @@ from hotline.models import (
     Supporter,
     utcnow,
 )
+from tests.kit.calls import Calls
 from tests.kit.fake_twilio import FakeTwilio
+from tests.kit.harness import HOTLINE, POOL, SET_UP_HERE, Hotline
+from tests.kit.harness import test_env as environment_for
+from tests.kit.phones import Phones
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -398,6 +402,47 @@ def test_programme_add_and_db_upgrade_take_a_number_only_once_twilio_sends_it_he
     with run.sessions() as session:
         pool = set(session.scalars(select(PoolNumber.number)))
     assert pool == {"+15550100001", "+15550100002", "+15550200000"}
+
+
+def test_db_upgrade_with_a_new_hotline_number_keeps_the_old_one_in_the_pool(run) -> None:  # type: ignore[no-untyped-def]
+    """Clinicians keep texting the number they saved: taken off the line, their texts would be
+    ignored; in the pool, they are answered with the new number."""
+    renumbered = {**run.runner.env, "HOTLINE_NUMBER": "+15550100009"}
+    assert CliRunner(env=renumbered).invoke(main, ["db", "upgrade"]).exit_code == 0
+    with run.sessions() as session:
+        assert session.scalar(select(Programme.hotline_number)) == "+15550100009"
+        pool = session.scalars(select(PoolNumber.number).order_by(PoolNumber.id)).all()
+    assert pool == ["+15550100001", "+15550100002", "+15550100000"]
+
+
+def test_a_renumbered_programme_keeps_its_old_number_so_clinicians_learn_the_new_one(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """`programme add` with a new --number: a clinician who texts or calls the old one (the
+    number they saved) is told the new one, not met with silence. A --pool that would drop the
+    old number is refused; leaving it out later, once it is released, is a choice of its own."""
+    new = "+15550100009"
+    hotline.fake.own_number(new, **SET_UP_HERE)
+    runner = CliRunner(env=environment_for(hotline.settings.database_url, hotline.fake))
+    add = ["programme", "add", "default", "--name", "Peer support", "--number", new]
+    dropping = runner.invoke(main, [*add, "--pool", ",".join(POOL)])
+    assert dropping.exit_code == 1
+    assert "+1•••••••000, the number clinicians have saved, would leave the line" in (
+        dropping.output
+    )
+    kept = runner.invoke(main, add)
+    assert kept.exit_code == 0, kept.output
+    assert "+15550100000 stays in its pool" in kept.output
+    clinician = phones.phone("+15550109001")
+    clinician.texts("is anyone there?", to=HOTLINE)
+    clinician.expect_text(f"For peer support, text {new}.", from_=HOTLINE)
+    call = calls.place("+15550109002", HOTLINE)
+    assert call.hears("call 5 5 5, 0 1 0, 0 0 0 9")
+    again = runner.invoke(main, [*add, "--pool", ",".join([*POOL, HOTLINE])])
+    assert again.exit_code == 0, again.output
+    released = runner.invoke(main, [*add, "--pool", ",".join(POOL)])  # a choice, later
+    assert released.exit_code == 0, released.output
+    phones.assert_no_unexpected()
 
 
 @pytest.mark.parametrize(
