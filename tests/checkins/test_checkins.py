@@ -1456,6 +1456,7 @@ def test_a_programme_that_sends_no_checkins_schedules_none_and_promises_none(
             "coordinator@example.org",
             hotline.clock.now,
             "UTC",
+            gate=None,
         )
     hotline.add_supporter("Alice", ALICE)
     closed = talk_then_done(hotline, phones, hotline.clock.now)
