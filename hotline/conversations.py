@@ -23,6 +23,7 @@ from hotline.models import (
 )
 from hotline.programmes import ProgrammeConfig
 from hotline.services import Services
+from hotline.wakeups import Task
 
 FOLLOWED_UP = ("done", "inactive", "peer_stop")  # the conversation took place
 
@@ -89,11 +90,19 @@ def end_conversation(
 
 
 def offer_waiting(
-    services: Services, session: Session, p: ProgrammeConfig, now: datetime, effects: Effects
+    services: Services,
+    session: Session,
+    p: ProgrammeConfig,
+    now: datetime,
+    effects: Effects,
+    *,
+    in_a_reply: bool = False,
 ) -> int:
     """Offer every queued conversation that has no pending offer (someone may be free now);
     one whose clinician was never told that nobody is free is told now (a call-back whose
-    job Redis lost)."""
+    job Redis lost). ``in_a_reply``: the texts go in a webhook's reply, which Twilio sends
+    at most routing.TEXTS_IN_A_REPLY of; a request whose texts would not fit is offered by a
+    job a moment later, through the API."""
     waiting = session.scalars(
         select(Conversation)
         .where(
@@ -105,6 +114,10 @@ def offer_waiting(
         )
         .order_by(Conversation.created_at)
     ).all()
-    vault = services.vault
-    offers = [routing.offer_or_fall_back(session, vault, p, c, now, effects) for c in waiting]
-    return sum(1 for o in offers if o is not None)
+    offered = 0
+    for conv in waiting:
+        if in_a_reply and len(effects.texts) + routing.ONWARD_TEXTS > routing.TEXTS_IN_A_REPLY:
+            effects.wake(Task.OFFER_CALL_BACK, conv.id)
+        elif routing.offer_or_fall_back(session, services.vault, p, conv, now, effects):
+            offered += 1
+    return offered

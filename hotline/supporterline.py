@@ -126,7 +126,9 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
         supporter.break_until = None
         on_call = supporter.id in schedule.on_call(ctx.session, ctx.programme.id, ctx.now)
         ctx.reply(wording.back(on_call))
-        conversations.offer_waiting(ctx.services, ctx.session, ctx.programme, ctx.now, ctx.effects)
+        conversations.offer_waiting(
+            ctx.services, ctx.session, ctx.programme, ctx.now, ctx.effects, in_a_reply=True
+        )
     elif word is Word.HELP:
         ctx.reply(wording.supporter_help())
     elif (offer := _pending_offer(ctx, supporter)) is not None:

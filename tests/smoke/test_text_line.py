@@ -1317,6 +1317,34 @@ def test_a_break_with_many_requests_waiting_passes_each_on_within_one_reply(
     phones.assert_no_unexpected()
 
 
+def test_back_with_many_requests_waiting_offers_each_within_one_reply(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Eleven requests came in while Alice, the only peer on call, was on a break; each
+    clinician was told nobody is free. Her BACK offered them all in the webhook's reply: 12
+    messages, where Twilio sends at most 10 of one reply (warning 14109), so offers were never
+    sent. The reply keeps within 10; what does not fit is offered a moment later by a job."""
+    clinicians = [f"+155501091{i:02d}" for i in range(11)]
+    _set_pool(hotline, tuple(f"+155501000{i:02d}" for i in range(1, 12)))
+    hotline.add_supporter("Alice", ALICE, max_conversations=11)
+    alice = phones.phone(ALICE)
+    alice.texts("BREAK 1h", to=HOTLINE)
+    alice.expect_text("On a break until")
+    for number in clinicians:
+        phones.phone(number).texts("hi")
+        phones.phone(number).expect_text("No peer is free right now")
+    reply = hotline.sms(ALICE, HOTLINE, "BACK").get_data(as_text=True)
+    assert len(ET.fromstring(reply).findall("Message")) <= 10  # noqa: S314
+    phones.deliver_twiml(ALICE, HOTLINE, reply)
+    hotline.run_jobs()
+    alice.expect_text("Welcome back")
+    offered_on = {alice.expect_text(OFFER).from_ for _ in clinicians}
+    assert len(offered_on) == len(clinicians)  # each request on a number of its own
+    with hotline.session() as session:
+        assert session.scalar(select(func.count()).select_from(Offer)) == len(clinicians)
+    phones.assert_no_unexpected()
+
+
 def test_back_off_call_is_not_promised_requests_until_the_next_shift(
     hotline: Hotline, phones: Phones
 ) -> None:
