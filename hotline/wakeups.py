@@ -16,8 +16,8 @@ class Task(StrEnum):
     # The check-ins due by the end of a minute (ident: minute since the epoch x 10 + lane).
     SEND_DUE_CHECKINS = "send_due_checkins"
     SEND_CHECKIN = "send_checkin"  # one check-in by id: wake-ups queued by an older release
-    # A call nobody took, offered by text; or a text request a BREAK passed on, offered on
-    # when the reply had no room for it.
+    # A call nobody took, offered by text; or a text request a BREAK passed on (or a BACK
+    # found waiting), offered when the reply had no room for it.
     OFFER_CALL_BACK = "offer_call_back"
     FOLLOW_UP_CALL = "follow_up_call"  # tell the supporter who took a call how to close it
     # The provider records (messages' and calls') due for deletion by the end of a minute
