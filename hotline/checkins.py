@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from hotline import drains, records, wording
 from hotline.db import transaction
-from hotline.effects import Effects, schedule
+from hotline.effects import Effects, schedule, sender_refused
 from hotline.models import (
     OPEN_CONVERSATION,
     CheckIn,
@@ -51,6 +51,7 @@ from hotline.telephony import (
     OptedOutError,
     PermanentError,
     RetryableError,
+    SenderError,
 )
 from hotline.texting import StatusReport
 from hotline.wakeups import Task
@@ -58,6 +59,10 @@ from hotline.wakeups import Task
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# Twilio refuses the hotline number itself as a sender (released, not registered): the
+# clinician is not at fault, and fixing it can take days; the check-in waits this long at a
+# time, using up none of its attempts.
+SENDER_WAIT = timedelta(hours=1)
 STUCK_AFTER = timedelta(minutes=5)  # well past the job timeout: the worker is gone
 # Safe even if a run outlives its lease: only one run can move a row on to ``sending``.
 CLAIM_LEASE = drains.LEASE
@@ -460,6 +465,9 @@ def _deliver(services: Services, target: _Target, now: datetime) -> str | CheckI
         return _finish(services, target.checkin_id, CheckInState.UNKNOWN)
     except PermanentError as error:
         return _finish(services, target.checkin_id, CheckInState.FAILED, error_code=error.code)
+    except SenderError as error:
+        sender_refused(services, target.from_, error.code)
+        return _retry(services, target.checkin_id, now, counted=False)
     except RetryableError:
         return _retry(services, target.checkin_id, now)
     return sent.sid
@@ -509,16 +517,22 @@ def _finish(
     return state
 
 
-def _retry(services: Services, checkin_id: int, now: datetime) -> CheckInState:
-    """Twilio did not accept it (5xx, 429, unreachable): try again later, a bounded number."""
+def _retry(
+    services: Services, checkin_id: int, now: datetime, *, counted: bool = True
+) -> CheckInState:
+    """Twilio did not accept it (5xx, 429, unreachable): try again later, a bounded number.
+    Not ``counted``: our sending number was refused, and it waits SENDER_WAIT for as long."""
     effects = Effects()
     with transaction(services.sessions) as session:
         checkin = session.get_one(CheckIn, checkin_id)
+        if not counted:
+            checkin.attempts -= 1
         if checkin.attempts >= MAX_ATTEMPTS:
             checkin.state = CheckInState.FAILED
         else:
             checkin.state = CheckInState.SCHEDULED
-            checkin.due_at = now + timedelta(minutes=2 ** (checkin.attempts + 1))
+            wait = timedelta(minutes=2 ** (checkin.attempts + 1)) if counted else SENDER_WAIT
+            checkin.due_at = now + wait
             effects.wake(Task.SEND_DUE_CHECKINS, *drains.wake_up_for(checkin.due_at))
         state = checkin.state
     schedule(services, effects)

@@ -18,8 +18,15 @@ from sqlalchemy.orm import Session
 from hotline import records
 from hotline.db import transaction
 from hotline.models import Conversation, ConversationState, Offer, OfferState
+from hotline.programmes import number_role
 from hotline.services import Services
-from hotline.telephony import OptedOutError, PermanentError, RetryableError, TelephonyError
+from hotline.telephony import (
+    OptedOutError,
+    PermanentError,
+    RetryableError,
+    SenderError,
+    TelephonyError,
+)
 from hotline.texting import OutboundText
 from hotline.wakeups import Task
 
@@ -85,7 +92,7 @@ def send(services: Services, effects: Effects) -> None:
     Each asks for a status callback: that is what deletes its record at the provider once it
     is delivered (retention.after_status), as for relays and check-ins. An offer Twilio
     refuses for good is passed on: its wake-up in ``effects`` moves to now (schedule them after
-    this).
+    this). One refused for our own number's fault (``SenderError``) is lost as in an outage.
     """
     callback = services.callback_url("/twilio/status")
     sent: list[str] = []
@@ -189,14 +196,16 @@ def remember_sent(services: Services, sids: list[str]) -> None:
         log.warning("sent texts' records not queued for deletion: %s", type(error).__name__)
 
 
-LOST = object()  # Twilio did not take it, though it might have later (429, 5xx, unreachable)
+# Twilio did not take it, though it might later (429, 5xx, unreachable, our number refused)
+LOST = object()
 REFUSED = object()  # Twilio will never take it (opted out, not a mobile number, invalid)
 
 
 def send_one(services: Services, text: OutboundText, callback: str | None) -> str | object:
     """One text, tried again shortly while Twilio says it did not take it (429, 5xx, no
     connection: a retry cannot duplicate it); never after a timeout (it may have gone out).
-    Its message SID when Twilio took it; ``LOST`` when it never did; ``REFUSED`` when it never
+    Its message SID when Twilio took it; ``LOST`` when it never did (our sending number
+    refused too: not tried again now, it fails alike until fixed); ``REFUSED`` when it never
     will (opted out, refused for good); None when it must not be tried again (perhaps sent)."""
     for delay in (*RETRY_DELAYS, None):
         try:
@@ -206,6 +215,9 @@ def send_one(services: Services, text: OutboundText, callback: str | None) -> st
         except OptedOutError:
             log.info("text not sent: recipient opted out of %s", text.from_)
             return REFUSED
+        except SenderError as error:
+            sender_refused(services, text.from_, error.code)
+            return LOST
         except RetryableError as error:
             if delay is None:
                 log.warning("text not sent after %d attempts (code %s)", _ATTEMPTS, error.code)
@@ -215,3 +227,15 @@ def send_one(services: Services, text: OutboundText, callback: str | None) -> st
             log.warning("text not sent: %s (code %s)", type(error).__name__, error.code)
             return REFUSED if isinstance(error, PermanentError) else None
     return None
+
+
+def sender_refused(services: Services, number: str, code: int | None) -> None:
+    """Twilio refuses ``number``, one of ours, as a sender (``SenderError``): every text from
+    it fails alike until it is fixed at Twilio or in Settings. An error for whoever looks after
+    the numbers, naming the number by its place in a programme (logs name no number)."""
+    try:
+        with services.sessions() as session:
+            role = number_role(session, number)
+    except SQLAlchemyError:
+        role = "one of the line's numbers"
+    log.error("Twilio refuses %s as a sender (code %s): check it at Twilio", role, code)

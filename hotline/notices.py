@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from hotline import records, schedule, verification, wording
 from hotline.db import transaction
+from hotline.effects import sender_refused
 from hotline.models import (
     Notice,
     NoticeKind,
@@ -35,7 +36,7 @@ from hotline.people import opted_out, supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.routing import alert_phone, pools_in_use
 from hotline.services import Services
-from hotline.telephony import DeliveryUnknownError, RetryableError, TelephonyError
+from hotline.telephony import DeliveryUnknownError, RetryableError, SenderError, TelephonyError
 from hotline.texting import OutboundText
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ def _deliver(services: Services, text: OutboundText) -> tuple[NoticeState, str |
         sent = services.telephony.send_text(
             text.to, text.from_, text.body, status_callback=callback
         )
+    except SenderError as error:  # our number's fault: it waits, as in an outage
+        sender_refused(services, text.from_, error.code)
+        return NoticeState.PENDING, None
     except RetryableError:
         return NoticeState.PENDING, None  # the sweeper tries again while it is not stale
     except DeliveryUnknownError:

@@ -144,6 +144,19 @@ def find_by_number(session: Session, number: str) -> NumberMatch | None:
     return NumberMatch(found[0], is_hotline=False) if found else None
 
 
+def number_role(session: Session, number: str) -> str:
+    """How a log names one of our numbers without writing it out: its programme and its place
+    there ("programme 'main': pool number 2 of 3"), as the Settings page lists them."""
+    match = find_by_number(session, number)
+    if match is None:
+        return "a number no programme has"
+    programme = match.programme
+    if match.is_hotline:
+        return f"programme {programme.slug!r}: hotline number"
+    pool = [n.number for n in programme.pool_numbers]
+    return f"programme {programme.slug!r}: pool number {pool.index(number) + 1} of {len(pool)}"
+
+
 def crisis_texts(session: Session, settings: Settings) -> dict[str, str]:
     """Every one of our numbers with its programme's crisis sentence (``Services.crisis_texts``:
     what an outage answers with)."""

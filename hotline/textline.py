@@ -21,7 +21,7 @@ from hotline.conversations import (
     touch_live,
 )
 from hotline.db import is_sqlite, run_in_transaction, transaction
-from hotline.effects import Effects, lapse_unasked, schedule
+from hotline.effects import Effects, lapse_unasked, schedule, sender_refused
 from hotline.inbound import Inbound
 from hotline.keywords import Word, is_acknowledgement, read
 from hotline.models import (
@@ -30,6 +30,7 @@ from hotline.models import (
     Clinician,
     Conversation,
     ConversationState,
+    Offer,
     OfferState,
     Programme,
     Supporter,
@@ -48,6 +49,7 @@ from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import config_of, find_by_number, own_numbers
 from hotline.schedule import next_coverage
 from hotline.services import Services
+from hotline.telephony import sender_at_fault
 from hotline.texting import InboundText, OutboundText, StatusReport, TextReply
 from hotline.wakeups import Task
 
@@ -386,13 +388,19 @@ def _clinician_forget(ctx: Inbound) -> None:
 def handle_status(services: Services, report: StatusReport) -> None:
     """Status callbacks: check-ins record delivery; final messages are deleted at Twilio; an
     offer that never reached the supporter (their phone off, a landline) goes to the next peer
-    at once, not after the offer timeout: nobody was asked."""
+    at once, not after the offer timeout: nobody was asked. Not one our pool number was refused
+    for (unregistered): every peer's would fail alike, so it times out as in an outage."""
     effects = Effects()
+    blamed = None  # our number Twilio refused as the offer's sender
     with transaction(services.sessions) as session:
         checkins.record_status(session, report)
         if report.sid.startswith(("SM", "MM")):
             retention.after_status(session, report.sid, report.status, services.clock(), effects)
         offer = report.offer if report.status in NOT_DELIVERED else None
-        if offer is not None and lapse_unasked(session, {offer}, services.clock()):
+        if offer is not None and sender_at_fault(report.error_code):
+            blamed = session.scalar(select(Offer.pool_number).where(Offer.id == offer))
+        elif offer is not None and lapse_unasked(session, {offer}, services.clock()):
             effects.wake(Task.EXPIRE_OFFER, offer)
+    if blamed is not None:
+        sender_refused(services, blamed, report.error_code)
     schedule(services, effects)

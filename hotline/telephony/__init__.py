@@ -26,8 +26,16 @@ class RetryableError(TelephonyError):
     """Not accepted by the provider (5xx, 429, a connection failure): safe to try again later."""
 
 
+class SenderError(RetryableError):
+    """The provider refused our own sending number (not one it sends from for this account,
+    not valid, not registered): it fails alike for every recipient, so it is no verdict on
+    the recipient. Callers treat it as an outage (the text waits, an offer times out as any
+    other) and log it as an error, for whoever looks after the numbers, until it is fixed."""
+
+
 class PermanentError(TelephonyError):
-    """The provider refused this request for good (bad number, bad sender): never retry."""
+    """The provider refused this request for good (a bad recipient number, a body too long):
+    never retry."""
 
 
 class OptedOutError(PermanentError):
@@ -43,8 +51,11 @@ class DeliveryUnknownError(TelephonyError):
 ERROR_TABLE: dict[int, type[TelephonyError]] = {
     21610: OptedOutError,  # Attempt to send to unsubscribed recipient
     21211: PermanentError,  # Invalid 'To' phone number
-    21212: PermanentError,  # Invalid 'From' phone number
-    21606: PermanentError,  # 'From' is not a valid message-capable number for this account
+    # Our sending number's fault, not the recipient's: every text from it fails alike.
+    21212: SenderError,  # Invalid 'From' phone number
+    21606: SenderError,  # 'From' is not a valid message-capable number for this account
+    30032: SenderError,  # Toll-free number has not been verified (in a status callback)
+    30034: SenderError,  # US A2P 10DLC: message from an unregistered number (status callback)
     21408: PermanentError,  # Permission to send to this region is not enabled
     21612: PermanentError,  # The 'To' number is not currently reachable via SMS
     21614: PermanentError,  # 'To' number is not a valid mobile number
@@ -66,6 +77,11 @@ ERROR_TABLE: dict[int, type[TelephonyError]] = {
 
 
 NOT_FOUND = 20404  # the provider has no such record (deleted, or never there)
+
+
+def sender_at_fault(code: int | None) -> bool:
+    """Whether a status callback's error code blames our sending number (``SenderError``)."""
+    return ERROR_TABLE.get(code or 0) is SenderError
 
 
 def classify(message: str, code: int | None, status: int | None) -> TelephonyError:

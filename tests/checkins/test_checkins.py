@@ -723,6 +723,33 @@ def test_a_refused_send_is_retried_later_with_backoff_then_sent_once(
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("code", [21606, 21212])
+def test_a_checkin_from_a_hotline_number_twilio_will_not_send_from_waits_until_it_is_fixed(
+    make_line: Callable[..., Hotline], code: int
+) -> None:
+    """The hotline number is not one Twilio sends from for this account (21606: released, or
+    moved to another account) or not a valid one (21212): our number's fault, not the
+    clinician's. The check-in was marked failed at once, for good, and never went. It waits an
+    hour at a time, using up none of its attempts, while the number is refused, and goes
+    once it is fixed."""
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    hotline.fake.fail_from(HOTLINE, code=code)
+    when = rows(hotline)[0].due_at + timedelta(seconds=30)
+    for _ in range(checkins.MAX_ATTEMPTS + 1):
+        work(hotline, when)
+        row = rows(hotline)[0]
+        assert (row.state, row.attempts) == (CheckInState.SCHEDULED, 0)
+        assert row.due_at == when + checkins.SENDER_WAIT
+        when = end_of_minute(row.due_at)
+    hotline.fake.clear_faults()  # fixed in Twilio's console
+    work(hotline, when)
+    assert rows(hotline)[0].state == CheckInState.SENT
+    phones.phone(CLINICIAN).expect_text(CHECKIN_WORDS)
+    phones.assert_no_unexpected()
+
+
 def test_retries_stop_after_max_attempts(make_line: Callable[..., Hotline]) -> None:
     hotline = line_with_alice(make_line)
     talk_then_done(hotline, Phones(hotline), T0)

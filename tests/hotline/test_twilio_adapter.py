@@ -17,6 +17,7 @@ from hotline.telephony import (
     OptedOutError,
     PermanentError,
     RetryableError,
+    SenderError,
     TelephonyError,
     classify,
     delete_record,
@@ -299,6 +300,9 @@ def test_no_body_or_number_reaches_the_logs(
     [
         (21610, 400, OptedOutError),
         (21211, 400, PermanentError),
+        (21212, 400, SenderError),  # our number's fault: like an outage, not the recipient's
+        (21606, 400, SenderError),
+        (30034, 400, SenderError),
         (20003, 401, RetryableError),
         (20404, 404, PermanentError),
         (20009, 400, RetryableError),

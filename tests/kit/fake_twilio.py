@@ -66,8 +66,10 @@ ERROR_MESSAGES = {
     20500: "Internal Server Error",
     20503: "Service Unavailable",
     21211: "The 'To' number is not a valid phone number.",
+    21212: "The 'From' number is not a valid phone number, shortcode, or alphanumeric sender ID.",
     21602: "Message body is required.",
     21604: "A 'To' phone number is required.",
+    21606: "The 'From' phone number provided is not a valid message-capable Twilio phone number",
     21610: "Attempt to send to unsubscribed recipient",
     21617: "The concatenated message body exceeds the 1600 character limit.",
     30003: "Unreachable destination handset",
@@ -130,6 +132,7 @@ class FakeTwilio:
         self._numbers: list[dict[str, str]] = []  # the account's own phone numbers
         self._faults: deque[Fault] = deque()
         self._faults_for: dict[str, Fault] = {}
+        self._faults_from: dict[str, Fault] = {}
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._endpoints: dict[str, Callable[..., Response]] = {
@@ -331,6 +334,12 @@ class FakeTwilio:
         with self._lock:
             self._faults_for[to] = Fault(status, code)
 
+    def fail_from(self, from_: str, code: int | None = 21606, status: int = 400) -> None:
+        """Refuse every text or call from ``from_`` (one of our numbers, misconfigured) with
+        this error until ``clear_faults()``."""
+        with self._lock:
+            self._faults_from[from_] = Fault(status, code)
+
     def fail_next_list(self, n: int = 1, status: int = 503, code: int | None = 20503) -> None:
         """Answer the next ``n`` list requests (Messages or Calls) with this error. Lists take
         no ``fail_next`` fault: those are meant for the texts, calls and deletions under test."""
@@ -338,10 +347,11 @@ class FakeTwilio:
             self._list_faults.extend([Fault(status, code)] * n)
 
     def clear_faults(self) -> None:
-        """Drop every pending ``fail_next``/``hang_next`` and every ``fail_for``."""
+        """Drop every pending ``fail_next``/``hang_next`` and every ``fail_for``/``fail_from``."""
         with self._lock:
             self._faults.clear()
             self._faults_for.clear()
+            self._faults_from.clear()
             self._list_faults.clear()
 
     # Status callbacks
@@ -415,7 +425,8 @@ class FakeTwilio:
             with self._lock:
                 fault = self._list_faults.popleft() if self._list_faults else Fault(None)
         else:
-            fault = self._take_fault(request.form.get("To")) or Fault(None)
+            form = request.form
+            fault = self._take_fault(form.get("To"), form.get("From")) or Fault(None)
         if fault.status is None:
             response = self._endpoints[endpoint](request, **params)
         else:
@@ -431,11 +442,11 @@ class FakeTwilio:
         user_ok = hmac.compare_digest(auth.username or "", self.account_sid)
         return hmac.compare_digest(auth.password or "", self.auth_token) and user_ok
 
-    def _take_fault(self, to: str | None) -> Fault | None:
+    def _take_fault(self, to: str | None, from_: str | None) -> Fault | None:
         with self._lock:
             if self._faults:
                 return self._faults.popleft()
-            return self._faults_for.get(to) if to else None
+            return self._faults_for.get(to or "") or self._faults_from.get(from_ or "")
 
     def _create_message(self, request: Request) -> Response:
         form = request.form.to_dict()

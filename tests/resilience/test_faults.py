@@ -452,6 +452,40 @@ def test_an_offer_twilio_refuses_for_good_goes_to_the_next_peer_at_once(
 
 
 @pytest.mark.sqlite_only
+@pytest.mark.parametrize("code", [21606, 21212])
+def test_an_offer_from_a_pool_number_twilio_will_not_send_from_times_out_as_in_an_outage(
+    line: Hotline, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool numbers are not ones Twilio sends from for this account (21606: released, or
+    moved to another account) or not valid ones (21212). That is our numbers' fault, the same
+    for every peer, and says nothing of Bob: his offer was passed on at once, so the request
+    ran through every peer on call in seconds and the clinician was told nobody is free. It
+    times out as an offer lost to an outage does, and IT reads an error naming the code and
+    which of the line's numbers it is (never a number)."""
+    line.add_supporter("Alice", ALICE)
+    bob = line.add_supporter("Bob", BOB)
+    line.add_supporter("Carol", CAROL)
+    texted(line, CLINICIAN, HOTLINE, "hello")  # Alice is offered it in the reply
+    for number in POOL:
+        line.fake.fail_from(number, code=code)
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    with caplog.at_level(logging.ERROR, logger="hotline"):
+        assert tasks.expire_offer(line.services, pending_offer(line).id)
+        line.run_jobs()  # no time passes
+    assert sent_to(line, BOB) == sent_to(line, CAROL) == []
+    assert sent_to(line, CLINICIAN) == [], "told nobody is free before the offer timeout"
+    assert pending_offer(line).supporter_id == bob
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert str(code) in error and "pool number" in error
+    assert not any(n in caplog.text for n in (*POOL, HOTLINE, BOB, CLINICIAN))
+
+    line.fake.clear_faults()  # fixed in Twilio's console
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    assert tasks.expire_offer(line.services, pending_offer(line).id)
+    assert len(sent_to(line, CAROL)) == 1
+
+
+@pytest.mark.sqlite_only
 def test_a_nobody_is_free_text_twilio_refused_is_owed_and_the_sweeper_sends_it(
     line: Hotline,
 ) -> None:

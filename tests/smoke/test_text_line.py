@@ -5,6 +5,7 @@ Each scenario ends by asserting that no phone got a text the script did not expe
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -162,6 +163,30 @@ def test_an_offer_the_carrier_could_not_deliver_goes_to_the_next_peer_at_once(
     hotline.run_jobs()
     assert [OFFER in m["body"] for m in hotline.fake.sent if m["to"] == CAROL] == [True]
     assert [m for m in hotline.fake.sent if m["to"] == CLINICIANS[0]] == []  # Carol is asked
+
+
+def test_an_offer_undelivered_for_our_pool_number_s_fault_waits_for_its_timeout(
+    hotline: Hotline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The offer's status callback says the pool number is not registered to send (US A2P
+    10DLC: 30034), the same for every peer: it was passed on at once, and the request ran
+    through every peer on call in seconds. It times out as in an outage, and the error log
+    names the code and which of the line's numbers it is."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    reply = ET.fromstring(hotline.sms(CLINICIANS[0], HOTLINE, "rough night").get_data())  # noqa: S314
+    (to_alice,) = [m for m in reply.iter("Message") if m.get("to") == ALICE]
+    callback = to_alice.get("action", "").removeprefix(PUBLIC_URL)
+    undelivered = {"MessageSid": f"SM{'a2' * 16}", "MessageStatus": "undelivered"}
+    with caplog.at_level(logging.ERROR, logger="hotline"):
+        assert hotline.post(callback, **undelivered, ErrorCode="30034").status_code == 204
+        hotline.run_jobs()  # no time passes
+    assert [m for m in hotline.fake.sent if m["to"] in (BOB, CLINICIANS[0])] == []
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "30034" in error and "pool number" in error
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    assert [OFFER in m["body"] for m in hotline.fake.sent if m["to"] == BOB] == [True]
 
 
 def test_the_sweeper_expires_offers_whose_wake_up_redis_lost(
