@@ -18,7 +18,7 @@ from flask import Blueprint, Response, jsonify
 from console.api import body, caller, fail, only, writing
 from console.context import now, services, wake
 from console.present import supporter_json
-from hotline import roster, verification
+from hotline import reach, roster, verification
 from hotline.db import transaction
 from hotline.models import Supporter
 from hotline.phone import is_e164
@@ -65,11 +65,13 @@ def find(session: Any, supporter_id: int) -> Supporter:
 def list_supporters() -> Response:
     vault = services().vault
     with transaction(services().sessions) as session:
-        people = [
-            supporter_json(vault, s)
+        listed = [
+            s
             for programme_id in sorted(caller().programme_ids)
             for s in roster.listing(session, programme_id)
         ]
+        refusals = reach.refusals(session, listed)
+        people = [supporter_json(vault, s, refusals) for s in listed]
     return jsonify(people)
 
 

@@ -24,7 +24,7 @@ from console.present import (
     shift_json,
     supporter_json,
 )
-from hotline import rota, rotation, schedule
+from hotline import reach, rota, rotation, schedule
 from hotline.db import transaction
 from hotline.models import Override, Programme, Rotation, Shift, Supporter
 from hotline.programmes import config_of
@@ -231,7 +231,9 @@ def on_call() -> Response:
     vault = services().vault
     with transaction(services().sessions) as session:
         ids = set().union(*(schedule.on_call(session, p, at) for p in caller().programme_ids))
-        people = [supporter_json(vault, session.get_one(Supporter, i)) for i in sorted(ids)]
+        listed = [session.get_one(Supporter, i) for i in sorted(ids)]
+        refusals = reach.refusals(session, listed)
+        people = [supporter_json(vault, s, refusals) for s in listed]
     return jsonify(at=iso(at), supporters=people)
 
 

@@ -118,6 +118,23 @@ SCHEMAS: Schema = {
                 "string", description="Secret iCalendar feed of their shifts."
             ),
             "created_at": INSTANT,
+            "texts_refused": {
+                "oneOf": [
+                    {"type": "null"},
+                    obj(
+                        {
+                            "code": {"type": "integer", "description": "Twilio's error code."},
+                            "at": nullable("string", format="date-time"),
+                            "advice": {"type": "string"},
+                        },
+                        ["code", "at", "advice"],
+                    ),
+                ],
+                "description": "null, or: Twilio refuses texts to their phone for good (they "
+                "replied STOP to a line number: 21610; not a mobile number; a landline), so "
+                "offers pass them over; advice says what to do. Cleared once a text to them "
+                "goes through, they text START, or their number changes.",
+            },
         },
         [
             "id",
@@ -131,6 +148,7 @@ SCHEMAS: Schema = {
             "phone_verified",
             "calendar_path",
             "created_at",
+            "texts_refused",
         ],
     ),
     "SupporterCreate": obj({**SUPPORTER_FIELDS, "verify": VERIFY_FLAG}, ["name", "phone"]),

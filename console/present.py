@@ -5,12 +5,13 @@ A supporter's phone number is only ever shown through ``phone.redact`` (``+1â€¢â
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import object_session
 
-from hotline import schedule, stats
+from hotline import reach, schedule, stats
 from hotline.models import Override, Programme, Rotation, Shift, Supporter
 from hotline.people import supporter_phone
 from hotline.phone import redact
@@ -26,9 +27,14 @@ def masked_phone(vault: Vault, supporter: Supporter) -> str:
     return redact(supporter_phone(vault, supporter))
 
 
-def supporter_json(vault: Vault, s: Supporter) -> dict[str, Any]:
+def supporter_json(
+    vault: Vault, s: Supporter, refusals: Mapping[int, reach.Refusal] | None = None
+) -> dict[str, Any]:
+    """``refusals``: ``reach.refusals`` of a list the supporter is in (else read for them)."""
     session = object_session(s)
     assert session is not None, "shown while its session is open"
+    if refusals is None:
+        refusals = reach.refusals(session, [s])
     # The session's identity map: one read per programme per request, however many supporters.
     programme = session.get_one(Programme, s.programme_id)
     return {
@@ -45,7 +51,54 @@ def supporter_json(vault: Vault, s: Supporter) -> dict[str, Any]:
         if s.calendar_token
         else None,
         "created_at": iso(s.created_at),
+        "texts_refused": refusal_json(refusals.get(s.id)),
     }
+
+
+def refusal_json(refusal: reach.Refusal | None) -> dict[str, Any] | None:
+    if refusal is None:
+        return None
+    return {"code": refusal.code, "at": iso(refusal.at), "advice": advice(refusal)}
+
+
+# What Twilio's refusal says of the phone, by its error code (reach.py).
+PHONE_FAULTS = {
+    21211: "it is not a mobile number",
+    21614: "it is not a mobile number",
+    21612: "it cannot take texts (a landline, or a carrier Twilio cannot reach)",
+    30006: "it cannot take texts (a landline, or a carrier Twilio cannot reach)",
+    30005: "the phone company does not know the number",
+}
+
+
+def advice(refusal: reach.Refusal) -> str:
+    """What the coordinator reads of a supporter's phone refusing the line's texts, and what
+    to do about it."""
+    if refusal.code == reach.STOPPED:
+        return _stopped(refusal)
+    fault = PHONE_FAULTS.get(refusal.code, "Twilio will not deliver to it")
+    return (
+        f"Texts to this phone are refused: {fault} (Twilio error {refusal.code}). Check the "
+        "number with them, and correct it."
+    )
+
+
+def _stopped(refusal: reach.Refusal) -> str:
+    first = "No offer can reach them. " if refusal.unreachable else ""
+    if not refusal.stopped:  # Twilio said so, though the line never saw their STOP
+        return (
+            f"{first}Texts to this phone are refused: they replied STOP to one of the line's "
+            "numbers. Ask them to text START to the number the line's texts come from."
+        )
+    which = (
+        "the line's number"
+        if refusal.numbers == 1
+        else f"{len(refusal.stopped)} of the line's {refusal.numbers} numbers"
+    )
+    return (
+        f"{first}Texts to this phone are refused: they replied STOP to {which}. Ask them to "
+        f"text START to {' and to '.join(refusal.stopped)}."
+    )
 
 
 def shift_json(shift: Shift) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from console import auth
 from console.context import now, services, wake
 from console.forms import ActionForm, CodeForm, ImportForm, SupporterForm
-from console.present import masked_phone
-from hotline import feeds, onboarding, roster, verification
+from console.present import advice, masked_phone
+from hotline import feeds, onboarding, reach, roster, verification
 from hotline.db import transaction
 from hotline.models import Supporter
 
@@ -28,10 +28,22 @@ def _supporter(db: Session, supporter_id: int) -> Supporter:
 
 def _rows(db: Session) -> list[dict[str, Any]]:
     vault = services().vault
+    listed = roster.listing(db, auth.programme_id())
+    refusals = reach.refusals(db, listed)
     return [
-        {"supporter": s, "phone": masked_phone(vault, s), "pending": verification.pending(db, s.id)}
-        for s in roster.listing(db, auth.programme_id())
+        {
+            "supporter": s,
+            "phone": masked_phone(vault, s),
+            "pending": verification.pending(db, s.id),
+            "refused": _refused(refusals.get(s.id)),
+        }
+        for s in listed
     ]
+
+
+def _refused(refusal: reach.Refusal | None) -> str | None:
+    """The roster's word on a phone that refuses the line's texts (None: it takes them)."""
+    return advice(refusal) if refusal is not None else None
 
 
 @bp.get("")
@@ -94,6 +106,7 @@ def _detail_page(supporter_id: int, form: SupporterForm | None = None) -> str:
         pending = verification.pending(db, supporter.id)
         code = verification.code_state(db, pending, now()) if pending else None
         phone = masked_phone(services().vault, supporter)
+        refused = _refused(reach.refusals(db, [supporter]).get(supporter.id))
     if form is None:
         form = SupporterForm(obj=supporter, phone="")
     form.phone.validators = []
@@ -103,6 +116,7 @@ def _detail_page(supporter_id: int, form: SupporterForm | None = None) -> str:
         phone=phone,
         pending=pending,
         code=code,
+        refused=refused,
         form=form,
         code_form=CodeForm(),
     )

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hotline import records
+from hotline import reach, records
 from hotline.db import transaction
 from hotline.models import Conversation, ConversationState, Offer, OfferState
 from hotline.programmes import number_role
@@ -23,6 +24,7 @@ from hotline.services import Services
 from hotline.telephony import (
     OptedOutError,
     PermanentError,
+    RecipientError,
     RetryableError,
     SenderError,
     TelephonyError,
@@ -93,42 +95,51 @@ def send(services: Services, effects: Effects) -> None:
     is delivered (retention.after_status), as for relays and check-ins. An offer Twilio
     refuses for good is passed on: its wake-up in ``effects`` moves to now (schedule them after
     this). One refused for our own number's fault (``SenderError``) is lost as in an outage.
+    The roster learns whether an offer reached the supporter's phone (reach.py).
     """
     callback = services.callback_url("/twilio/status")
     sent: list[str] = []
     waiting: set[int] = set()
     closed: set[int] = set()
-    unasked: set[int] = set()
+    unasked: dict[int, int | None] = {}  # offer -> the code, when their phone is at fault
+    reached: list[int] = []
     for text in effects.texts:
         if text.alerting is not None and text.alerting in waiting:
             continue  # its clinician's text is owed again: the sweeper sends both, once
         sid = send_one(services, text, text.status_callback(callback))
         if isinstance(sid, str):
             sent.append(sid)
+            reached += [text.offering] if text.offering is not None else []
         elif sid is LOST and text.owed_by is not None:
             (closed if text.closing else waiting).add(text.owed_by)
-        if text.offering is not None and sid is REFUSED:
+        if text.offering is not None and isinstance(sid, Refused):
             # Not when LOST: an outage of a few seconds would run through every peer on call
             # in as many seconds, tell the clinician nobody is free and use up each peer's
             # asks; that offer times out as any other, and Twilio may be back by then.
-            unasked.add(text.offering)
+            unasked[text.offering] = sid.code if sid.phone else None
     if sent:
-        remember_sent(services, sent)
+        remember_sent(services, sent, offers=reached)
     if waiting or closed:
         owe_again(services, waiting, closed)
     if unasked:
         pass_on_unasked(services, effects, unasked)
 
 
-def pass_on_unasked(services: Services, effects: Effects, offer_ids: set[int]) -> None:
+def pass_on_unasked(services: Services, effects: Effects, offers: dict[int, int | None]) -> None:
     """Twilio will never take these offers' texts (the supporter texted STOP to the pool
     number, a number that is not a mobile one): nobody was asked. Each still pending lapses
     now, and its wake-up is brought forward, so ``tasks.expire_offer`` offers the request to
     the next peer at once, not after the offer timeout (the sweeper's grace later, if Redis
-    loses the wake-up)."""
+    loses the wake-up). ``offers`` maps each to the error code when the supporter's phone is
+    at fault, which the roster then shows (reach.py)."""
+    offer_ids = set(offers)
     try:
         with transaction(services.sessions) as session:
             lapse_unasked(session, offer_ids, services.clock())
+            for offer_id, code in offers.items():
+                if code is not None:
+                    whose = select(Offer.supporter_id).where(Offer.id == offer_id)
+                    reach.refused(session, whose, code, services.clock())
     except SQLAlchemyError as error:  # it times out as any offer does
         log.error("an offer not delivered is not passed on: %s", type(error).__name__)
         return
@@ -187,34 +198,45 @@ def owe_again(services: Services, waiting: set[int], closed: set[int]) -> None:
     log.warning("%d texts to waiting clinicians not taken: owed again", len(waiting | closed))
 
 
-def remember_sent(services: Services, sids: list[str]) -> None:
-    """Queue the sent texts' records for deletion even if their status callbacks are lost."""
+def remember_sent(services: Services, sids: list[str], offers: Sequence[int] = ()) -> None:
+    """Queue the sent texts' records for deletion even if their status callbacks are lost.
+    ``offers``: those the texts made, whose supporters' phones took a text (reach.py)."""
     try:
         with transaction(services.sessions) as session:
             records.backstop(session, sids, services.clock())
+            if offers:
+                reach.reached(session, select(Offer.supporter_id).where(Offer.id.in_(offers)))
     except SQLAlchemyError as error:  # the texts are out; the callbacks may still delete them
         log.warning("sent texts' records not queued for deletion: %s", type(error).__name__)
 
 
 # Twilio did not take it, though it might later (429, 5xx, unreachable, our number refused)
 LOST = object()
-REFUSED = object()  # Twilio will never take it (opted out, not a mobile number, invalid)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Twilio will never take it (opted out, not a mobile number, too long): its error
+    ``code``; ``phone``: the recipient's phone is at fault (``RecipientError``)."""
+
+    code: int | None
+    phone: bool
 
 
 def send_one(services: Services, text: OutboundText, callback: str | None) -> str | object:
     """One text, tried again shortly while Twilio says it did not take it (429, 5xx, no
     connection: a retry cannot duplicate it); never after a timeout (it may have gone out).
     Its message SID when Twilio took it; ``LOST`` when it never did (our sending number
-    refused too: not tried again now, it fails alike until fixed); ``REFUSED`` when it never
+    refused too: not tried again now, it fails alike until fixed); ``Refused`` when it never
     will (opted out, refused for good); None when it must not be tried again (perhaps sent)."""
     for delay in (*RETRY_DELAYS, None):
         try:
             return services.telephony.send_text(
                 text.to, text.from_, text.body, status_callback=callback
             ).sid
-        except OptedOutError:
+        except OptedOutError as error:
             log.info("text not sent: recipient opted out of %s", text.from_)
-            return REFUSED
+            return Refused(error.code, phone=True)
         except SenderError as error:
             sender_refused(services, text.from_, error.code)
             return LOST
@@ -225,7 +247,9 @@ def send_one(services: Services, text: OutboundText, callback: str | None) -> st
             time.sleep(delay)
         except TelephonyError as error:
             log.warning("text not sent: %s (code %s)", type(error).__name__, error.code)
-            return REFUSED if isinstance(error, PermanentError) else None
+            if isinstance(error, PermanentError):
+                return Refused(error.code, phone=isinstance(error, RecipientError))
+            return None
     return None
 
 

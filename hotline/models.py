@@ -168,6 +168,10 @@ class Supporter(Base):
     # The round-robin pointer: the least recently offered eligible supporter goes first.
     last_offered_at: Mapped[datetime | None]
     calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Twilio refused a text to their phone for good, the phone's fault (reach.py): its error
+    # code and when, never the text; cleared once a text to them goes through.
+    texts_refused_code: Mapped[int | None] = mapped_column(Integer)
+    texts_refused_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hotline import records, schedule, verification, wording
+from hotline import reach, records, schedule, verification, wording
 from hotline.db import transaction
 from hotline.effects import sender_refused
 from hotline.models import (
@@ -36,7 +36,13 @@ from hotline.people import opted_out, supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.routing import alert_phone, pools_in_use
 from hotline.services import Services
-from hotline.telephony import DeliveryUnknownError, RetryableError, SenderError, TelephonyError
+from hotline.telephony import (
+    DeliveryUnknownError,
+    RecipientError,
+    RetryableError,
+    SenderError,
+    TelephonyError,
+)
 from hotline.texting import OutboundText
 
 log = logging.getLogger(__name__)
@@ -70,7 +76,8 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
         if not claimed.rowcount:  # type: ignore[attr-defined]
             return None
         message = compose(services, session, session.get_one(Notice, notice_id))
-    state, sid = (NoticeState.SKIPPED, None) if message is None else _deliver(services, message)
+    skipped = (NoticeState.SKIPPED, None, None)
+    state, sid, refused = skipped if message is None else _deliver(services, message)
     with transaction(services.sessions) as session:
         session.execute(
             update(Notice)
@@ -82,6 +89,11 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
             )
         )
         records.backstop(session, [sid] if sid else [], now)
+        whose = select(Notice.supporter_id).where(Notice.id == notice_id)  # the roster's
+        if sid:
+            reach.reached(session, whose)
+        elif refused is not None:
+            reach.refused(session, whose, refused, now)
     return state
 
 
@@ -102,8 +114,9 @@ def last_sent_from(
     )
 
 
-def _deliver(services: Services, text: OutboundText) -> tuple[NoticeState, str | None]:
-    """The notice's new state, and the SID of the message Twilio took (None if none)."""
+def _deliver(services: Services, text: OutboundText) -> tuple[NoticeState, str | None, int | None]:
+    """The notice's new state, the SID of the message Twilio took (None if none), and the
+    error code when Twilio refused it for good for the phone's fault (``RecipientError``)."""
     try:
         callback = services.callback_url("/twilio/status")  # deletes the record once delivered
         sent = services.telephony.send_text(
@@ -111,15 +124,16 @@ def _deliver(services: Services, text: OutboundText) -> tuple[NoticeState, str |
         )
     except SenderError as error:  # our number's fault: it waits, as in an outage
         sender_refused(services, text.from_, error.code)
-        return NoticeState.PENDING, None
+        return NoticeState.PENDING, None, None
     except RetryableError:
-        return NoticeState.PENDING, None  # the sweeper tries again while it is not stale
+        return NoticeState.PENDING, None, None  # the sweeper tries again while not stale
     except DeliveryUnknownError:
-        return NoticeState.SENT, None  # it may have gone out: a duplicate is worse than a gap
+        return NoticeState.SENT, None, None  # it may have gone out: a duplicate is worse
     except TelephonyError as error:
         log.warning("notice not sent: %s (code %s)", type(error).__name__, error.code)
-        return NoticeState.FAILED, None
-    return NoticeState.SENT, sent.sid
+        theirs = isinstance(error, RecipientError)
+        return NoticeState.FAILED, None, error.code if theirs else None
+    return NoticeState.SENT, sent.sid, None
 
 
 def compose(services: Services, session: Session, notice: Notice) -> OutboundText | None:

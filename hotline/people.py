@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotline.models import Clinician, OptOut, Programme, Supporter
 from hotline.privacy import Vault
+from hotline.reach import STOPPED
 
 P = TypeVar("P", Supporter, Clinician)
 CLINICIAN_CONTEXT = b"clinician-phone"
@@ -77,8 +78,10 @@ def new_supporter(
 
 
 def set_supporter_phone(vault: Vault, supporter: Supporter, phone: str) -> None:
+    """A new number: whatever Twilio refused of the old one is no longer theirs (reach.py)."""
     supporter.phone_sealed = vault.seal(phone, SUPPORTER_CONTEXT)
     supporter.phone_hash = vault.blind_index(phone)
+    supporter.texts_refused_code = supporter.texts_refused_at = None
 
 
 def supporter_phone(vault: Vault, supporter: Supporter) -> str:
@@ -142,14 +145,27 @@ def record_opt_out(
 def lift_opt_out(
     session: Session, vault: Vault, programme_id: int, phone: str, sender: str
 ) -> None:
+    """Twilio unblocked the pair (START): a supporter with ``phone`` is reached again, so the
+    refusal their STOP left on the roster goes (reach.py)."""
+    hashes = vault.blind_indexes(phone)
     for row in session.scalars(
         select(OptOut).where(
             OptOut.programme_id == programme_id,
-            OptOut.phone_hash.in_(vault.blind_indexes(phone)),
+            OptOut.phone_hash.in_(hashes),
             OptOut.sender == sender,
         )
     ):
         session.delete(row)
+    session.execute(
+        update(Supporter)
+        .where(
+            Supporter.programme_id == programme_id,
+            Supporter.phone_hash.in_(hashes),
+            Supporter.texts_refused_code == STOPPED,
+        )
+        .values(texts_refused_code=None, texts_refused_at=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def set_alert_phone(vault: Vault, programme: Programme, phone: str | None) -> None:

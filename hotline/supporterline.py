@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from hotline import conversations, routing, schedule, wording
+from hotline import conversations, reach, routing, schedule, wording
 from hotline.conversations import open_conversation
 from hotline.inbound import Inbound
 from hotline.keywords import Word
@@ -325,8 +325,10 @@ def _ringing(ctx: Inbound, offer: Offer) -> bool:
 def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
     """Twilio now blocks this pool number to the supporter: pass on anything waiting there,
     and end a conversation on it (nothing relayed there would reach them any more); its
-    clinician is told, with the next step and the crisis line."""
+    clinician is told, with the next step and the crisis line. The roster shows it until a
+    text to them goes through (reach.py)."""
     record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+    supporter.texts_refused_code, supporter.texts_refused_at = reach.STOPPED, ctx.now
     offer = _pending_offer(ctx, supporter)
     if (
         offer is not None

@@ -8,12 +8,21 @@ returned TextReply); only follow-ups that happen later (time-outs, check-ins) us
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import checkins, events, fastrelay, retention, routing, supporterline, wording
+from hotline import (
+    checkins,
+    events,
+    fastrelay,
+    reach,
+    retention,
+    routing,
+    supporterline,
+    wording,
+)
 from hotline.conversations import (
     end_conversation,
     open_conversation,
@@ -49,12 +58,13 @@ from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import config_of, find_by_number, own_numbers
 from hotline.schedule import next_coverage
 from hotline.services import Services
-from hotline.telephony import sender_at_fault
+from hotline.telephony import recipient_at_fault, sender_at_fault
 from hotline.texting import InboundText, OutboundText, StatusReport, TextReply
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
 NOT_DELIVERED = frozenset({"undelivered", "failed"})  # final: the text never reached the phone
+DELIVERED = "delivered"
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
 # A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
@@ -389,18 +399,35 @@ def handle_status(services: Services, report: StatusReport) -> None:
     """Status callbacks: check-ins record delivery; final messages are deleted at Twilio; an
     offer that never reached the supporter (their phone off, a landline) goes to the next peer
     at once, not after the offer timeout: nobody was asked. Not one our pool number was refused
-    for (unregistered): every peer's would fail alike, so it times out as in an outage."""
+    for (unregistered): every peer's would fail alike, so it times out as in an outage. The
+    roster learns whether the offer reached the supporter's phone (reach.py)."""
     effects = Effects()
     blamed = None  # our number Twilio refused as the offer's sender
     with transaction(services.sessions) as session:
         checkins.record_status(session, report)
         if report.sid.startswith(("SM", "MM")):
             retention.after_status(session, report.sid, report.status, services.clock(), effects)
-        offer = report.offer if report.status in NOT_DELIVERED else None
-        if offer is not None and sender_at_fault(report.error_code):
-            blamed = session.scalar(select(Offer.pool_number).where(Offer.id == offer))
-        elif offer is not None and lapse_unasked(session, {offer}, services.clock()):
-            effects.wake(Task.EXPIRE_OFFER, offer)
+        if report.offer is not None:
+            blamed = _offer_status(session, report, report.offer, services.clock(), effects)
     if blamed is not None:
         sender_refused(services, blamed, report.error_code)
     schedule(services, effects)
+
+
+def _offer_status(
+    session: Session, report: StatusReport, offer: int, now: datetime, effects: Effects
+) -> str | None:
+    """What an offer's status says: reached, or not (passed on, and the supporter's phone
+    marked when it is at fault); our pool number when it is the one at fault."""
+    whose = select(Offer.supporter_id).where(Offer.id == offer)
+    if report.status == DELIVERED:
+        reach.reached(session, whose)
+    if report.status not in NOT_DELIVERED:
+        return None
+    if sender_at_fault(report.error_code):
+        return session.scalar(select(Offer.pool_number).where(Offer.id == offer))
+    if report.error_code is not None and recipient_at_fault(report.error_code):
+        reach.refused(session, whose, report.error_code, now)
+    if lapse_unasked(session, {offer}, now):
+        effects.wake(Task.EXPIRE_OFFER, offer)
+    return None

@@ -38,7 +38,13 @@ class PermanentError(TelephonyError):
     never retry."""
 
 
-class OptedOutError(PermanentError):
+class RecipientError(PermanentError):
+    """The recipient's phone refuses texts for good (opted out, not a mobile number, unknown to
+    its carrier, a landline): a verdict on that phone, which a supporter's roster entry shows
+    until a text to it goes through."""
+
+
+class OptedOutError(RecipientError):
     """The recipient texted STOP to this sender (Twilio 21610): never send to the pair again."""
 
 
@@ -50,15 +56,15 @@ class DeliveryUnknownError(TelephonyError):
 # status (5xx and 429 retry, other 4xx are permanent).
 ERROR_TABLE: dict[int, type[TelephonyError]] = {
     21610: OptedOutError,  # Attempt to send to unsubscribed recipient
-    21211: PermanentError,  # Invalid 'To' phone number
+    21211: RecipientError,  # Invalid 'To' phone number
     # Our sending number's fault, not the recipient's: every text from it fails alike.
     21212: SenderError,  # Invalid 'From' phone number
     21606: SenderError,  # 'From' is not a valid message-capable number for this account
     30032: SenderError,  # Toll-free number has not been verified (in a status callback)
     30034: SenderError,  # US A2P 10DLC: message from an unregistered number (status callback)
     21408: PermanentError,  # Permission to send to this region is not enabled
-    21612: PermanentError,  # The 'To' number is not currently reachable via SMS
-    21614: PermanentError,  # 'To' number is not a valid mobile number
+    21612: RecipientError,  # The 'To' number is not currently reachable via SMS
+    21614: RecipientError,  # 'To' number is not a valid mobile number
     21617: PermanentError,  # Concatenated message body exceeds the 1600 character limit
     # Authentication failed: the deployment's credentials are wrong or mid-rotation. Work waits
     # (bounded retries with backoff) so that fixing the setting loses no check-in.
@@ -70,8 +76,8 @@ ERROR_TABLE: dict[int, type[TelephonyError]] = {
     20429: RetryableError,  # Too many requests
     30001: RetryableError,  # Queue overflow
     30003: RetryableError,  # Unreachable destination handset (phone off): later may work
-    30005: PermanentError,  # Unknown destination handset
-    30006: PermanentError,  # Landline or unreachable carrier
+    30005: RecipientError,  # Unknown destination handset
+    30006: RecipientError,  # Landline or unreachable carrier
     30007: PermanentError,  # Message filtered by the carrier
 }
 
@@ -82,6 +88,12 @@ NOT_FOUND = 20404  # the provider has no such record (deleted, or never there)
 def sender_at_fault(code: int | None) -> bool:
     """Whether a status callback's error code blames our sending number (``SenderError``)."""
     return ERROR_TABLE.get(code or 0) is SenderError
+
+
+def recipient_at_fault(code: int | None) -> bool:
+    """Whether a status callback's error code blames the recipient's phone (``RecipientError``)."""
+    kind = ERROR_TABLE.get(code or 0)
+    return kind is not None and issubclass(kind, RecipientError)
 
 
 def classify(message: str, code: int | None, status: int | None) -> TelephonyError:

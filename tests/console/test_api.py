@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,10 +15,10 @@ from werkzeug.test import TestResponse
 
 from hotline import accounts, verification
 from hotline.db import transaction
-from hotline.models import AuditEntry, Channel, Conversation
+from hotline.models import AuditEntry, Channel, Conversation, PoolNumber, Programme
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, answered, sign_in
-from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
 from tests.kit.phones import Phones
 
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
@@ -554,3 +555,80 @@ def test_an_offer_to_a_supporter_taken_off_the_roster_goes_on_at_once(
     phones.phone(BOB).expect_text("hello")
     clinician.expect_text("joined")
     phones.assert_no_unexpected()
+
+
+def signed_in(hotline: Hotline) -> Console:
+    add_coordinator(hotline)
+    console = Console(hotline, hotline.app.test_client())
+    assert sign_in(console.client) == 302
+    return console
+
+
+@pytest.mark.parametrize("until", ["delivered", "START"])
+def test_a_supporter_who_texted_stop_to_a_line_number_shows_as_unreachable_until_reached(
+    hotline: Hotline, api: Api, until: str
+) -> None:
+    """Alice texted STOP to a pool number: Twilio refuses the line's texts to her from it, and
+    routing passed her over there, but the coordinator never learned why. The roster page and
+    the API say so, with what to ask of her, until a text to her is delivered or she texts
+    START."""
+    alice = api.verified("Alice", ALICE)
+    hotline.add_shift(alice, hotline.clock.now, hotline.clock.now + timedelta(days=1))
+    console = signed_in(hotline)
+    assert api.ok("GET", f"/supporters/{alice}")["texts_refused"] is None
+    assert hotline.sms(ALICE, POOL[0], "STOP").status_code == 200
+
+    refused = api.ok("GET", f"/supporters/{alice}")["texts_refused"]
+    assert refused["code"] == 21610 and refused["at"] is not None
+    assert "replied STOP to 1 of the line's 3 numbers" in refused["advice"]
+    assert f"text START to {POOL[0]}" in refused["advice"]
+    for page in (console.get("/console/roster"), console.get(f"/console/roster/{alice}")):
+        assert "Texts refused" in page and f"text START to {POOL[0]}" in page
+    if until == "START":
+        assert hotline.sms(ALICE, POOL[0], "START").status_code == 200
+    else:
+        reply = ET.fromstring(hotline.sms("+15550109001", HOTLINE, "hello").get_data())  # noqa: S314
+        (offer,) = [m for m in reply.iter("Message") if m.get("to") == ALICE]
+        assert offer.get("from") != POOL[0]
+        callback = offer.get("action", "").removeprefix(PUBLIC_URL)
+        delivered = {"MessageSid": "SM" + "d1" * 16, "MessageStatus": "delivered"}
+        assert hotline.post(callback, **delivered).status_code == 204
+    assert api.ok("GET", f"/supporters/{alice}")["texts_refused"] is None
+    assert "Texts refused" not in console.get("/console/roster")
+
+
+def test_a_supporter_who_stopped_every_line_number_shows_as_unreachable(
+    hotline: Hotline, api: Api
+) -> None:
+    """With the pool the hotline number alone (HOTLINE_POOL_NUMBERS unset), Alice's STOP to it
+    blocks every number an offer could come from: routing never offered her anything again,
+    and nothing told the coordinator."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programme.pool_numbers.clear()
+        session.flush()
+        programme.pool_numbers.append(PoolNumber(number=HOTLINE))
+    alice = api.verified("Alice", ALICE)
+    assert hotline.sms(ALICE, HOTLINE, "STOP").status_code == 200
+    refused = api.ok("GET", f"/supporters/{alice}")["texts_refused"]
+    assert refused["code"] == 21610
+    assert "No offer can reach them" in refused["advice"]
+    assert f"text START to {HOTLINE}" in refused["advice"]
+    assert "Texts refused" in signed_in(hotline).get("/console/roster")
+
+
+def test_a_number_that_cannot_take_texts_shows_until_it_is_corrected(
+    hotline: Hotline, api: Api
+) -> None:
+    """The code texted to a number that is not a mobile one was refused (21614): the API and
+    the roster say so with what to do, and a corrected number clears it."""
+    hotline.fake.fail_for(TYPO, code=21614)
+    created = api.ok("POST", "/supporters", {"name": "Alice", "phone": TYPO, "verify": True}, 201)
+    path = f"/supporters/{created['id']}"
+    hotline.run_jobs()
+    refused = api.ok("GET", path)["texts_refused"]
+    assert refused["code"] == 21614 and "not a mobile number" in refused["advice"]
+    assert TYPO not in str(refused)
+    assert "Texts refused" in signed_in(hotline).get("/console/roster")
+    api.ok("PATCH", path, {"phone": ALICE, "verify": True})
+    assert api.ok("GET", path)["texts_refused"] is None

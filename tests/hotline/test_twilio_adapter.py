@@ -16,6 +16,7 @@ from hotline.telephony import (
     DeliveryUnknownError,
     OptedOutError,
     PermanentError,
+    RecipientError,
     RetryableError,
     SenderError,
     TelephonyError,
@@ -207,7 +208,7 @@ def test_a_wrong_auth_token_is_retryable_so_fixing_it_loses_nothing(fake: FakeTw
     ("status", "code", "kind"),
     [
         (400, 21610, OptedOutError),
-        (400, 21211, PermanentError),
+        (400, 21211, RecipientError),
         (400, 30003, RetryableError),
         (503, 20503, RetryableError),
         (503, None, RetryableError),
@@ -299,7 +300,8 @@ def test_no_body_or_number_reaches_the_logs(
     ("code", "status", "kind"),
     [
         (21610, 400, OptedOutError),
-        (21211, 400, PermanentError),
+        (21211, 400, RecipientError),  # the phone's fault: shown on a supporter's roster entry
+        (30006, 400, RecipientError),
         (21212, 400, SenderError),  # our number's fault: like an outage, not the recipient's
         (21606, 400, SenderError),
         (30034, 400, SenderError),

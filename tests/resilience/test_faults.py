@@ -52,6 +52,7 @@ from hotline.models import (
     Offer,
     OfferState,
     Programme,
+    Supporter,
 )
 from hotline.people import set_alert_phone
 from hotline.settings import load_settings
@@ -449,6 +450,37 @@ def test_an_offer_twilio_refuses_for_good_goes_to_the_next_peer_at_once(
     line.run_jobs()  # no time passes
     assert len(rest_texts(line, CAROL, OFFER)) == 1
     assert rest_texts(line, CLINICIAN) == []  # not told nobody is free: Carol is asked
+
+
+def refusal_of(hotline: Hotline, supporter_id: int) -> tuple[int | None, datetime | None]:
+    """What the roster shows of texts to the supporter's phone refused: code and time."""
+    with hotline.session() as session:
+        s = session.get_one(Supporter, supporter_id)
+        return s.texts_refused_code, s.texts_refused_at
+
+
+@pytest.mark.sqlite_only
+def test_a_supporter_whose_phone_twilio_refuses_is_marked_until_a_text_to_them_is_taken(
+    line: Hotline,
+) -> None:
+    """Bob's number is not a mobile one (21614): his offer goes on at once, and he was passed
+    over, offer after offer, with nothing to tell the coordinator. The refusal is kept on him
+    (the code and when, no text) for the roster, until a later text to him is taken."""
+    line.add_supporter("Alice", ALICE)
+    bob = line.add_supporter("Bob", BOB)
+    texted(line, CLINICIAN, HOTLINE, "hello")  # Alice is offered it
+    line.fake.fail_for(BOB, code=21614)
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    assert tasks.expire_offer(line.services, pending_offer(line).id)
+    assert refusal_of(line, bob) == (21614, line.clock.now)
+    line.run_jobs()
+
+    line.fake.clear_faults()  # his carrier put it right
+    texted(line, SECOND, HOTLINE, "hello")  # Alice is offered this one
+    line.clock.advance(seconds=line.settings.offer_timeout + 1)
+    assert tasks.expire_offer(line.services, pending_offer(line).id)
+    assert len(rest_texts(line, BOB, OFFER)) == 1
+    assert refusal_of(line, bob) == (None, None)
 
 
 @pytest.mark.sqlite_only

@@ -163,6 +163,9 @@ def test_an_offer_the_carrier_could_not_deliver_goes_to_the_next_peer_at_once(
     hotline.run_jobs()
     assert [OFFER in m["body"] for m in hotline.fake.sent if m["to"] == CAROL] == [True]
     assert [m for m in hotline.fake.sent if m["to"] == CLINICIANS[0]] == []  # Carol is asked
+    with hotline.session() as session:  # what the roster shows: Bob's phone takes no texts
+        refused = {s.name: s.texts_refused_code for s in session.scalars(select(Supporter))}
+    assert refused == {"Alice": None, "Bob": 30006, "Carol": None}  # Alice's is only off
 
 
 def test_an_offer_undelivered_for_our_pool_number_s_fault_waits_for_its_timeout(

@@ -1,0 +1,93 @@
+"""Whether the line's texts reach a supporter's phone, for the coordinator's roster.
+
+Twilio refuses some texts to a supporter for good, for a fault of their phone
+(``telephony.RecipientError``): they texted STOP to the number it came from (21610), the number
+is not a mobile one (21211, 21614), cannot take texts (21612, 30006: a landline) or is unknown
+to its carrier (30005). Routing passes them over then, as it should for the clinician; the
+coordinator must learn of it to put it right. So the refusal is kept on the supporter, its code
+and when (never a text): from an offer's or a notice's send, an offer's status callback, and
+their own STOP to a pool number. A later text to them that goes through, an opt-in from their
+phone (START) or a new number clears it (``people``). A supporter who has texted STOP to every
+number an offer can come from is shown so too, whatever is kept: no offer can reach them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hotline.models import OptOut, Programme, Supporter
+
+STOPPED = 21610  # Twilio: the recipient texted STOP to this sender
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Texts to a supporter's phone are refused: Twilio's ``code``, since ``at``; the line's
+    numbers (of ``numbers`` an offer can come from) they texted STOP to."""
+
+    code: int
+    at: datetime | None
+    stopped: tuple[str, ...]
+    numbers: int
+
+    @property
+    def unreachable(self) -> bool:
+        """Every number an offer can come from is one they stopped."""
+        return len(self.stopped) == self.numbers
+
+
+def refused(session: Session, supporters: Any, code: int, now: datetime) -> None:
+    """Texts to ``supporters`` (ids, or a select of them) were refused for good with ``code``."""
+    session.execute(
+        update(Supporter)
+        .where(Supporter.id.in_(supporters))
+        .values(texts_refused_code=code, texts_refused_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reached(session: Session, supporters: Any) -> None:
+    """A text to ``supporters`` (ids, or a select of them) went through: no refusal stands."""
+    session.execute(
+        update(Supporter)
+        .where(Supporter.id.in_(supporters), Supporter.texts_refused_code.is_not(None))
+        .values(texts_refused_code=None, texts_refused_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def refusals(session: Session, supporters: Sequence[Supporter]) -> dict[int, Refusal]:
+    """The refusal to show for each of ``supporters`` (by id) whose phone has one, in one query
+    of opt-outs for them all."""
+    if not supporters:
+        return {}
+    programmes = {s.programme_id: session.get_one(Programme, s.programme_id) for s in supporters}
+    numbers = {
+        pid: [n.number for n in p.pool_numbers] or [p.hotline_number]
+        for pid, p in programmes.items()
+    }
+    rows = select(OptOut.programme_id, OptOut.phone_hash, OptOut.sender, OptOut.created_at).where(
+        OptOut.programme_id.in_(programmes),
+        OptOut.phone_hash.in_({s.phone_hash for s in supporters}),
+    )
+    stops: dict[tuple[int, str], dict[str, datetime]] = defaultdict(dict)
+    for pid, phone_hash, sender, at in session.execute(rows):
+        stops[pid, phone_hash][sender] = at
+    found = {}
+    for s in supporters:
+        theirs = stops.get((s.programme_id, s.phone_hash), {})
+        ours = numbers[s.programme_id]
+        stopped = tuple(n for n in ours if n in theirs)
+        if s.texts_refused_code is not None:
+            found[s.id] = Refusal(s.texts_refused_code, s.texts_refused_at, stopped, len(ours))
+        elif len(stopped) == len(ours):
+            at = max(theirs[n] for n in stopped)
+            found[s.id] = Refusal(STOPPED, at, stopped, len(ours))
+    return found
