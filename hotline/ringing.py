@@ -351,8 +351,8 @@ def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
 def offer_call_back(services: Services, conversation_id: int) -> bool:
     """Offer a queued call-back by text (the next supporters by ``HOTLINE_OFFER_TIMEOUT``, as the
     text line does); the job offers a text request on too (one a BREAK passed on, or a BACK
-    found waiting, when the reply had no room for its offer). Safe to run twice: a conversation already offered or taken is
-    left alone."""
+    found waiting, when the reply had no room for its offer). Safe to run twice: a conversation
+    already offered or taken is left alone."""
     effects = Effects()
     with transaction(services.sessions) as session:
         conv = session.get(Conversation, conversation_id)
