@@ -140,6 +140,8 @@ def pass_on_unasked(services: Services, effects: Effects, offers: dict[int, int 
                 if code is not None:
                     whose = select(Offer.supporter_id).where(Offer.id == offer_id)
                     reach.refused(session, whose, code, services.clock())
+                if code == reach.STOPPED:
+                    reach.stopped(session, offer_id)
     except SQLAlchemyError as error:  # it times out as any offer does
         log.error("an offer not delivered is not passed on: %s", type(error).__name__)
         return

@@ -20,9 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hotline.models import OptOut, Programme, Supporter
+from hotline.models import Offer, OptOut, Programme, Supporter
 
 STOPPED = 21610  # Twilio: the recipient texted STOP to this sender
 
@@ -51,6 +52,37 @@ def refused(session: Session, supporters: Any, code: int, now: datetime) -> None
         .values(texts_refused_code=code, texts_refused_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+def stopped(session: Session, offer_id: int) -> None:
+    """The offer's text was refused for the supporter's STOP to its number (21610) that the
+    line never heard (texted while it was down): the pair is blocked here as their STOP would
+    have blocked it, so routing offers them requests from the line's other numbers."""
+    found = session.execute(
+        select(Offer.pool_number, Supporter.programme_id, Supporter.phone_hash)
+        .join(Supporter, Supporter.id == Offer.supporter_id)
+        .where(Offer.id == offer_id)
+    ).one_or_none()
+    if found is None or not found.phone_hash:
+        return
+    blocked = select(OptOut.id).where(
+        OptOut.programme_id == found.programme_id,
+        OptOut.phone_hash == found.phone_hash,
+        OptOut.sender == found.pool_number,
+    )
+    if session.scalar(select(blocked.exists())):
+        return
+    try:
+        with session.begin_nested():
+            session.add(
+                OptOut(
+                    programme_id=found.programme_id,
+                    phone_hash=found.phone_hash,
+                    sender=found.pool_number,
+                )
+            )
+    except IntegrityError:
+        pass  # their STOP, heard at last, recorded it meanwhile
 
 
 def reached(session: Session, supporters: Any) -> None:

@@ -428,6 +428,8 @@ def _offer_status(
         return session.scalar(select(Offer.pool_number).where(Offer.id == offer))
     if report.error_code is not None and recipient_at_fault(report.error_code):
         reach.refused(session, whose, report.error_code, now)
+    if report.error_code == reach.STOPPED:
+        reach.stopped(session, offer)
     if lapse_unasked(session, {offer}, now):
         effects.wake(Task.EXPIRE_OFFER, offer)
     return None

@@ -51,6 +51,7 @@ from hotline.models import (
     ConversationState,
     Offer,
     OfferState,
+    OptOut,
     Programme,
     Supporter,
 )
@@ -450,6 +451,14 @@ def test_an_offer_twilio_refuses_for_good_goes_to_the_next_peer_at_once(
     line.run_jobs()  # no time passes
     assert len(rest_texts(line, CAROL, OFFER)) == 1
     assert rest_texts(line, CLINICIAN) == []  # not told nobody is free: Carol is asked
+    with line.session() as session:  # his STOP, missed by the line, is kept as if heard
+        blocked = session.execute(
+            select(OptOut.sender, Offer.pool_number)
+            .join(Offer, Offer.pool_number == OptOut.sender)
+            .join(Supporter, Supporter.id == Offer.supporter_id)
+            .where(Supporter.name == "Bob")
+        )
+        assert len(blocked.all()) == (1 if code == 21610 else 0)
 
 
 def refusal_of(hotline: Hotline, supporter_id: int) -> tuple[int | None, datetime | None]:

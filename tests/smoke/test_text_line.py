@@ -168,6 +168,29 @@ def test_an_offer_the_carrier_could_not_deliver_goes_to_the_next_peer_at_once(
     assert refused == {"Alice": None, "Bob": 30006, "Carol": None}  # Alice's is only off
 
 
+def test_an_offer_refused_for_a_stop_the_line_missed_is_never_sent_on_that_number_again(
+    hotline: Hotline,
+) -> None:
+    """Alice texted STOP to a pool number while the line could not hear it (the database
+    down): Twilio blocks the pair and the line did not know. Her offer from that number fails
+    (21610, in its status callback or when a job sends it) and goes on at once; the block is
+    kept as her STOP would have kept it, so her next offers come from another of the line's
+    numbers, not from the one that can never reach her."""
+    hotline.add_supporter("Alice", ALICE, max_conversations=3)
+    reply = ET.fromstring(hotline.sms(CLINICIANS[0], HOTLINE, "rough night").get_data())  # noqa: S314
+    (to_alice,) = [m for m in reply.iter("Message") if m.get("to") == ALICE]
+    stopped = to_alice.get("from")
+    callback = to_alice.get("action", "").removeprefix(PUBLIC_URL)
+    failed = {"MessageSid": f"SM{'a3' * 16}", "MessageStatus": "failed"}
+    assert hotline.post(callback, **failed, ErrorCode="21610").status_code == 204
+    hotline.run_jobs()
+    offers_from = []
+    for clinician in CLINICIANS[1:3]:
+        reply = ET.fromstring(hotline.sms(clinician, HOTLINE, "hello").get_data())  # noqa: S314
+        offers_from += [m.get("from") for m in reply.iter("Message") if m.get("to") == ALICE]
+    assert len(offers_from) == 2 and stopped not in offers_from
+
+
 def test_an_offer_undelivered_for_our_pool_number_s_fault_waits_for_its_timeout(
     hotline: Hotline, caplog: pytest.LogCaptureFixture
 ) -> None:
