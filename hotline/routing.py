@@ -307,7 +307,7 @@ def reserve(
     if not found:
         return None
     best = found[0]
-    best.supporter.last_offered_at = _turn_taken(found, now)
+    best.supporter.last_offered_at = _turn_taken(session, p.id, now)
     asked_before = Offer.conversation_id == conv.id, Offer.supporter_id == best.supporter.id
     offer = session.scalar(select(Offer).where(*asked_before))
     if offer is None:
@@ -320,14 +320,17 @@ def reserve(
     return offer
 
 
-def _turn_taken(found: list[Candidate], now: datetime) -> datetime:
-    """The round-robin stamp of an offer made now: after every other candidate's. In a rush a
-    webhook that arrived first can make its offer after one that arrived later (it waited on
-    the programme's lock); stamped with its own earlier arrival, its supporter would rank as
-    asked before the other and be asked again next, out of turn."""
-    stamps = [c.supporter.last_offered_at for c in found if c.supporter.last_offered_at]
-    latest = max(stamps, default=now)
-    return now if now > latest else latest + TURN_AFTER
+def _turn_taken(session: Session, programme_id: int, now: datetime) -> datetime:
+    """The round-robin stamp of an offer made now: after every other one of the programme's. In
+    a rush a webhook that arrived first can make its offer after one that arrived later (it
+    waited on the programme's lock); stamped with its own earlier arrival, its supporter would
+    rank as asked before the other and be asked again next, out of turn. After every
+    supporter's, not only the candidates': the one just asked may be left out now (at her
+    limit, say), and her turn still came first."""
+    latest = session.scalar(
+        select(func.max(Supporter.last_offered_at)).where(Supporter.programme_id == programme_id)
+    )
+    return now if latest is None or now > latest else latest + TURN_AFTER
 
 
 def offer_or_fall_back(
