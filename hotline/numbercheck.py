@@ -120,30 +120,41 @@ class Gate:
     public_url: str | None
 
     def admit(self, numbers: Iterable[str]) -> None:
-        """Refuse (NotSetUpHereError) the first of ``numbers`` not set up here; each is asked
-        about at Twilio, so call it before writing anything (a row held locked meanwhile would
-        hold up the texts that need it)."""
+        """Refuse (NotSetUpHereError) ``numbers`` unless each is set up here, naming every one
+        that is not (IT sets them all up at once, not one a refusal). Each is asked about at
+        Twilio, so call it before writing anything (a row held locked meanwhile would hold up
+        the texts that need it)."""
+        numbers = list(numbers)
+        if numbers and not self.public_url:
+            raise NotSetUpHereError(
+                f"{redact(numbers[0])} cannot join the line: without HOTLINE_PUBLIC_URL this "
+                "line cannot check at Twilio that the number sends here"
+            )
+        wrong: list[str] = []
+        unchecked: list[str] = []
         for number in numbers:
-            if not self.public_url:
-                raise NotSetUpHereError(
-                    f"{redact(number)} cannot join the line: without HOTLINE_PUBLIC_URL this "
-                    "line cannot check at Twilio that the number sends here"
-                )
             try:
                 setup = self.setups.number_setup(number)
-            except TelephonyError:
-                raise NotSetUpHereError(
-                    f"{redact(number)} could not be checked at Twilio: try again in a few minutes",
-                    later=True,
-                ) from None
-            found = problems(setup, Webhooks.at(self.public_url))
+            except TelephonyError:  # Twilio down: asking on could hold the change 13 s a number
+                unchecked.append(number)
+                break
+            found = problems(setup, Webhooks.at(self.public_url or ""))
             if found:
-                raise NotSetUpHereError(
-                    f"{redact(number)} cannot join the line yet: {'; '.join(found)}. Before it "
-                    "can, IT must set it up at Twilio to send its texts, calls and call "
-                    "statuses here (README: Twilio console set-up). The line deletes its "
-                    "numbers' records at Twilio: a number another service uses must never join"
-                )
+                wrong.append(f"{redact(number)} cannot join the line yet: {'; '.join(found)}")
+        if wrong:
+            they, them = ("it", "it") if len(wrong) == 1 else ("they", "each")
+            raise NotSetUpHereError(
+                f"{'. '.join(wrong)}. Before {they} can, IT must set {them} up at Twilio to send "
+                "its texts, calls and call statuses here (README: Twilio console set-up). The "
+                "line deletes its numbers' records at Twilio: a number another service uses "
+                "must never join"
+            )
+        if unchecked:
+            raise NotSetUpHereError(
+                f"{redact(unchecked[0])} could not be checked at Twilio: try again in a few "
+                "minutes",
+                later=True,
+            )
 
 
 def gate(telephony: object, public_url: str | None) -> Gate | None:

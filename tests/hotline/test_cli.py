@@ -26,6 +26,7 @@ from hotline.models import (
     Supporter,
     utcnow,
 )
+from hotline.telephony.twilio_adapter import TwilioTelephony
 from tests.kit.calls import Calls
 from tests.kit.fake_twilio import FakeTwilio
 from tests.kit.harness import HOTLINE, POOL, SET_UP_HERE, Hotline
@@ -443,6 +444,40 @@ def test_a_renumbered_programme_keeps_its_old_number_so_clinicians_learn_the_new
     released = runner.invoke(main, [*add, "--pool", ",".join(POOL)])  # a choice, later
     assert released.exit_code == 0, released.output
     phones.assert_no_unexpected()
+
+
+def test_a_first_deploy_names_every_number_twilio_does_not_send_here_yet(
+    tmp_path: Path, fake_twilio: FakeTwilio
+) -> None:
+    """The release of a first deploy (`hotline db upgrade`, a brand-new HOTLINE_NUMBER and pool
+    bought at Twilio, still on Twilio's own demo URLs) stops naming every number IT must set
+    up, not one a deploy: IT sets them all up, and the next release creates the programme."""
+    hotline, pool = "+15550300000", ("+15550300001", "+15550300002")
+    demo = {"sms_url": "https://demo.twilio.com/welcome/sms/reply"}
+    sids = [fake_twilio.own_number(number, **demo) for number in (hotline, *pool)]
+    env = twilio_env(fake_twilio) | {
+        "HOTLINE_NUMBER": hotline,
+        "HOTLINE_POOL_NUMBERS": ",".join(pool),
+        "HOTLINE_INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'first.sqlite3'}",
+    }
+    refused = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert refused.exit_code == 1
+    for shown in ("+1•••••••000", "+1•••••••001", "+1•••••••002"):
+        assert f"{shown} cannot join the line yet" in refused.output
+    assert "demo.twilio.com" in refused.output and "IT must set" in refused.output
+    twilio = TwilioTelephony(
+        fake_twilio.account_sid, fake_twilio.auth_token, base_url=fake_twilio.base_url
+    )
+    for sid in sids:  # IT, in the Twilio console
+        twilio.point_webhooks(sid, RIGHT["sms_url"], RIGHT["voice_url"], RIGHT["status_callback"])
+    done = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert done.exit_code == 0, done.output
+    engine = make_engine(env["DATABASE_URL"])
+    with make_sessionmaker(engine)() as session:
+        assert session.scalar(select(Programme.hotline_number)) == hotline
+        assert set(session.scalars(select(PoolNumber.number))) == set(pool)
+    engine.dispose()
 
 
 @pytest.mark.parametrize(
