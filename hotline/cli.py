@@ -355,7 +355,9 @@ def numbers() -> None:
 )
 def numbers_check(configure: bool) -> None:
     """Check that every programme's numbers are this Twilio account's and send their texts,
-    calls and call statuses to HOTLINE_PUBLIC_URL; exit status 1 if any is not."""
+    calls and call statuses to HOTLINE_PUBLIC_URL, and those HOTLINE_NUMBER and
+    HOTLINE_POOL_NUMBERS name that are not the line's yet (read only); exit status 1 if any is
+    not."""
     settings = _settings()
     twilio = _twilio(settings)
     if twilio is None:
@@ -367,6 +369,7 @@ def numbers_check(configure: bool) -> None:
     wanted = numbercheck.Webhooks.at(settings.public_url)
     with _session() as session:
         ours = numbercheck.our_numbers(session)
+    coming = numbercheck.coming_numbers(settings, ours)
     wrong = 0
     try:
         for it in ours:
@@ -379,11 +382,18 @@ def numbers_check(configure: bool) -> None:
             wrong += bool(found)
             state = "; ".join(found) or "ok"
             click.echo(f"{it.number} ({it.programme}, {it.role}): {done}{state}")
+        for number, setting in coming:  # never repointed: perhaps another service's, mistyped
+            found = numbercheck.problems(twilio.number_setup(number), wanted)
+            wrong += bool(found)
+            state = "; ".join(found) or "ok"
+            click.echo(f"{number} ({setting}, not yet the line's): {state}")
     except TelephonyError as error:
         raise click.ClickException(f"could not read the numbers at Twilio: {error}") from None
     if wrong:
         hint = "" if configure else " (`hotline numbers check --configure` sets the URLs)"
-        click.echo(f"{wrong} of {len(ours)} numbers need attention{hint}", err=True)
+        if coming:  # --configure repoints only the line's own
+            hint += "; set up those not yet the line's in the Twilio console"
+        click.echo(f"{wrong} of {len(ours) + len(coming)} numbers need attention{hint}", err=True)
         sys.exit(1)
 
 

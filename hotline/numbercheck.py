@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from hotline.models import Programme
 from hotline.phone import redact
+from hotline.settings import Settings
 from hotline.telephony import NumberSetup, NumberSetups, TelephonyError
 
 SMS_PATH, VOICE_PATH, STATUS_PATH = "/twilio/sms", "/twilio/voice", "/twilio/status"
@@ -61,6 +62,17 @@ def our_numbers(session: Session) -> list[OurNumber]:
         for number, role in roles.items():
             found.setdefault(number, OurNumber(programme.slug, number, role))
     return list(found.values())
+
+
+def coming_numbers(settings: Settings, ours: list[OurNumber]) -> list[tuple[str, str]]:
+    """The numbers HOTLINE_NUMBER and HOTLINE_POOL_NUMBERS name that are not the line's yet
+    (before a first release, or one that brings them, got past the Gate), with the setting that
+    names each: IT checks them at Twilio before that release."""
+    known = {it.number for it in ours}
+    named = {settings.hotline_number: "HOTLINE_NUMBER"}
+    for number in settings.pool_numbers:
+        named.setdefault(number, "HOTLINE_POOL_NUMBERS")
+    return [(number, setting) for number, setting in named.items() if number not in known]
 
 
 def problems(setup: NumberSetup | None, wanted: Webhooks) -> list[str]:

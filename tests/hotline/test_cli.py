@@ -480,6 +480,41 @@ def test_a_first_deploy_names_every_number_twilio_does_not_send_here_yet(
     engine.dispose()
 
 
+def test_numbers_check_before_the_first_release_checks_the_environments_numbers(
+    tmp_path: Path, fake_twilio: FakeTwilio
+) -> None:
+    """The first release stopped (its numbers do not send here yet), so there is no programme:
+    IT's `hotline numbers check` reads HOTLINE_NUMBER and HOTLINE_POOL_NUMBERS at Twilio and
+    says what to set up, never a silent pass; --configure leaves numbers not yet the line's
+    alone (a mistyped one may be another service's)."""
+    hotline, pool = "+15550300000", ("+15550300001",)
+    demo = {"sms_url": "https://demo.twilio.com/welcome/sms/reply"}
+    fake_twilio.own_number(hotline, **RIGHT)
+    sid = fake_twilio.own_number(pool[0], **demo)
+    env = twilio_env(fake_twilio) | {
+        "HOTLINE_NUMBER": hotline,
+        "HOTLINE_POOL_NUMBERS": ",".join(pool),
+        "HOTLINE_INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'first.sqlite3'}",
+    }
+    assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 1
+    wrong_token = CliRunner().invoke(
+        main, ["numbers", "check"], env=env | {"TWILIO_AUTH_TOKEN": "not-the-token"}
+    )
+    assert wrong_token.exit_code == 1 and "could not read the numbers at Twilio" in (
+        wrong_token.output
+    )
+    checked = CliRunner().invoke(main, ["numbers", "check", "--configure"], env=env)
+    assert checked.exit_code == 1, checked.output
+    assert line_of(checked.output, hotline).endswith("(HOTLINE_NUMBER, not yet the line's): ok")
+    waiting = line_of(checked.output, pool[0])
+    assert "(HOTLINE_POOL_NUMBERS, not yet the line's)" in waiting
+    assert "demo.twilio.com" in waiting and "webhooks set" not in waiting
+    assert "1 of 2 numbers need attention" in checked.output
+    numbers = {n["sid"]: n for n in fake_twilio.numbers}
+    assert numbers[sid]["sms_url"] == demo["sms_url"]  # not the line's yet: never repointed
+
+
 @pytest.mark.parametrize(
     "args",
     [
