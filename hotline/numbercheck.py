@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 from hotline.models import Programme
 from hotline.phone import redact
 from hotline.settings import Settings
-from hotline.telephony import NumberSetup, NumberSetups, TelephonyError
+from hotline.telephony import NumberSetup, NumberSetups, PermanentError, TelephonyError
 
 SMS_PATH, VOICE_PATH, STATUS_PATH = "/twilio/sms", "/twilio/voice", "/twilio/status"
 
@@ -116,7 +116,8 @@ def _shown(url: str, method: str) -> str:
 
 class NotSetUpHereError(ValueError):
     """A number new to the line that Twilio does not send here; ``later``: Twilio could not be
-    asked, and the same change may pass in a few minutes."""
+    asked, and the same change may pass later (in a few minutes, or once IT has fixed the
+    deployment's Twilio credentials)."""
 
     def __init__(self, message: str, later: bool = False) -> None:
         super().__init__(message)
@@ -143,12 +144,12 @@ class Gate:
                 "line cannot check at Twilio that the number sends here"
             )
         wrong: list[str] = []
-        unchecked: list[str] = []
+        unchecked: tuple[str, TelephonyError] | None = None
         for number in numbers:
             try:
                 setup = self.setups.number_setup(number)
-            except TelephonyError:  # Twilio down: asking on could hold the change 13 s a number
-                unchecked.append(number)
+            except TelephonyError as refused:  # asking on could hold the change 13 s a number
+                unchecked = number, refused
                 break
             found = problems(setup, Webhooks.at(self.public_url or ""))
             if found:
@@ -161,11 +162,13 @@ class Gate:
                 "line deletes its numbers' records at Twilio: a number another service uses "
                 "must never join"
             )
-        if unchecked:
+        if unchecked is not None:
+            number, cause = unchecked
+            then = "try again in a few minutes"
+            if isinstance(cause, PermanentError):  # a 401 (a wrong token): waiting won't help
+                then = f"{cause}; IT must check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
             raise NotSetUpHereError(
-                f"{redact(unchecked[0])} could not be checked at Twilio: try again in a few "
-                "minutes",
-                later=True,
+                f"{redact(number)} could not be checked at Twilio: {then}", later=True
             )
 
 

@@ -515,6 +515,26 @@ def test_numbers_check_before_the_first_release_checks_the_environments_numbers(
     assert numbers[sid]["sms_url"] == demo["sms_url"]  # not the line's yet: never repointed
 
 
+def test_a_first_release_with_a_wrong_twilio_token_says_so(
+    tmp_path: Path, fake_twilio: FakeTwilio
+) -> None:
+    """A mistyped TWILIO_AUTH_TOKEN at the first deploy: the release cannot ask Twilio about
+    the new number, and says why and what to check, not to try again in a few minutes (which
+    would fail the same way for ever)."""
+    fake_twilio.own_number("+15550300000", **RIGHT)
+    env = twilio_env(fake_twilio) | {
+        "TWILIO_AUTH_TOKEN": "not-the-token",
+        "HOTLINE_NUMBER": "+15550300000",
+        "HOTLINE_INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'first.sqlite3'}",
+    }
+    refused = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert refused.exit_code == 1
+    assert "+1•••••••000 could not be checked at Twilio" in refused.output
+    assert "(401)" in refused.output and "TWILIO_AUTH_TOKEN" in refused.output
+    assert "try again" not in refused.output
+
+
 @pytest.mark.parametrize(
     "args",
     [
