@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from console.api import body, caller, fail, writing
 from console.api_schedule import instant
 from console.context import now, services
-from console.present import report_json
+from console.present import iso, report_json
 from hotline import numbercheck, programme_settings, stats
 from hotline.db import transaction
 from hotline.models import Programme
@@ -39,6 +39,7 @@ def settings_json(session: Session, programme: Programme) -> dict[str, Any]:
     return {
         "slug": programme.slug,
         "name": programme.name,
+        "retired_at": iso(programme.retired_at),
         "stored": programme_settings.view(session, services().vault, programme),
         "effective": programme_settings.effective(p),
     }

@@ -71,13 +71,18 @@ def user() -> ConsoleUser:
 
 
 def programme_choices() -> list[tuple[int, str]]:
-    """The programmes the signed-in coordinator may work in: (id, name), read once a request."""
+    """The programmes the signed-in coordinator may work in: (id, name), read once a request;
+    a retired one's name says so (``hotline programme retire``)."""
     if "console_programmes" not in g:
         with services().sessions() as db:
-            query = select(Programme.id, Programme.name).order_by(Programme.id)
+            query = select(Programme.id, Programme.name, Programme.retired_at)
+            query = query.order_by(Programme.id)
             if not user().is_admin:
                 query = query.where(Programme.id == user().programme_id)
-            g.console_programmes = [(pid, name) for pid, name in db.execute(query)]
+            g.console_programmes = [
+                (pid, f"{name} (retired)" if retired_at else name)
+                for pid, name, retired_at in db.execute(query)
+            ]
     found: list[tuple[int, str]] = g.console_programmes
     return found
 

@@ -258,10 +258,16 @@ SCHEMAS: Schema = {
         {
             "slug": {"type": "string"},
             "name": {"type": "string"},
+            "retired_at": nullable(
+                "string",
+                format="date-time",
+                description="when `hotline programme retire` retired it: its numbers answer "
+                "that the line has closed",
+            ),
             "stored": {"type": "object"},
             "effective": {"type": "object"},
         },
-        ["slug", "name", "stored", "effective"],
+        ["slug", "name", "retired_at", "stored", "effective"],
     ),
     "ProgrammeUpdate": obj(SETTINGS_FIELDS),
 }

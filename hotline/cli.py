@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from hotline import accounts, audit, migrate, numbercheck, roster, rota, signin
+from hotline import accounts, audit, migrate, numbercheck, retirement, roster, rota, signin
 from hotline import keys as keys_core
 from hotline.db import make_engine, make_sessionmaker, transaction
 from hotline.models import ApiToken, Coordinator, Programme, Supporter, utcnow
@@ -329,6 +329,50 @@ def _programme_view(programme: Programme) -> dict[str, object]:
         "pool_numbers": [p.number for p in programme.pool_numbers],
         "timezone": programme.timezone,
     }
+
+
+@programme.command("retire")
+@click.argument("slug")
+def programme_retire(slug: str) -> None:
+    """Retire a programme the health system stops running: every text and call to its numbers
+    is answered that the line has closed, with its resources and crisis sentence (set them
+    first to say where to turn now); pending check-ins and reminders are cancelled. Refused
+    while a conversation or a call is open on it. Release its numbers at Twilio afterwards."""
+    with _session() as session:
+        programme = _programme(session, slug)
+        try:
+            done = retirement.retire(session, programme, utcnow())
+        except retirement.StillOpenError as error:
+            raise click.ClickException(str(error)) from None
+        _audit_retirement(session, programme, "programme.retire")
+    click.echo(
+        f"programme {slug} retired: its numbers answer that the line has closed; "
+        f"{done.checkins_cancelled} check-ins and {done.notices_cancelled} reminders cancelled"
+    )
+
+
+@programme.command("restore")
+@click.argument("slug")
+def programme_restore(slug: str) -> None:
+    """Run a retired programme again: texts and calls to its numbers reach peers."""
+    with _session() as session:
+        programme = _programme(session, slug)
+        if retirement.restore(programme):
+            _audit_retirement(session, programme, "programme.restore")
+    click.echo(f"programme {slug} runs: texts and calls to {programme.hotline_number} reach peers")
+
+
+def _audit_retirement(session: Session, programme: Programme, action: str) -> None:
+    audit.record(
+        session,
+        programme_id=programme.id,
+        actor=CLI_ACTOR,
+        action=action,
+        target=f"programme:{programme.id}",
+        old=None,
+        new={"retired": programme.retired_at is not None},
+        at=utcnow(),
+    )
 
 
 @programme.command("alerts")

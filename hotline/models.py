@@ -132,6 +132,9 @@ class Programme(Base):
     # Where "nobody is available" alerts go by text (the coordinator's phone), sealed.
     alert_phone_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Retired (retirement.py): its numbers answer that the line has closed, with the
+    # programme's resources and crisis sentence; nothing is offered, reminded or checked in.
+    retired_at: Mapped[datetime | None]
 
     pool_numbers: Mapped[list[PoolNumber]] = relationship(
         back_populates="programme", order_by="PoolNumber.id", cascade="all, delete-orphan"

@@ -272,7 +272,10 @@ def plan_due(services: Services) -> list[int]:
     once."""
     now = services.clock()
     with transaction(services.sessions) as session:
-        for options in session.scalars(select(ScheduleSettings)):
+        running = select(Programme.id).where(Programme.retired_at.is_(None))
+        for options in session.scalars(
+            select(ScheduleSettings).where(ScheduleSettings.programme_id.in_(running))
+        ):
             for planned in plan(session, options, now):
                 create(session, options.programme_id, planned, now)
         return _tidy_and_list_due(session, now)

@@ -75,6 +75,7 @@ class ProgrammeConfig:
     checkin_offsets: tuple[timedelta, ...]
     checkin_hours: tuple[time, time] | None
     checkin_text: str
+    retired: bool = False  # retirement.py: its numbers answer that the line has closed
 
 
 def config_of(programme: Programme, settings: Settings) -> ProgrammeConfig:
@@ -100,6 +101,7 @@ def config_of(programme: Programme, settings: Settings) -> ProgrammeConfig:
         checkin_offsets=offsets,
         checkin_hours=hours,
         checkin_text=programme.checkin_text or DEFAULT_CHECKIN_TEXT,
+        retired=programme.retired_at is not None,
     )
 
 

@@ -151,6 +151,11 @@ def not_a_line(hotline_number: str) -> str:
     )
 
 
+def line_closed(p: ProgrammeConfig) -> str:
+    """Any call to a retired programme's numbers (retirement.py)."""
+    return f"This peer support line has closed, and no longer reaches a peer. {p.crisis_text}"
+
+
 def unknown_number() -> str:
     return "This number does not take calls. Goodbye."
 

@@ -151,7 +151,9 @@ def sweep(services: Services) -> SweepReport:
         purged = retention.purge_expired(
             session, now, timedelta(days=services.settings.retention_days)
         )
-        programme_ids = list(session.scalars(select(Programme.id)))
+        programme_ids = list(
+            session.scalars(select(Programme.id).where(Programme.retired_at.is_(None)))
+        )
     schedule(services, stale_calls)
     try:
         for call_sid in calls_to_ask_about:  # their final status may have been lost

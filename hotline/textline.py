@@ -109,6 +109,9 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     services.crisis_texts[text.to] = p.crisis_text
     command = read(text.body, text.opt_out_type)
     ctx = Inbound(services, session, p, sender, text, command, now, effects)
+    if p.retired:
+        _line_closed(ctx)
+        return
     supporter = find_supporter(session, services.vault, p.id, sender)
     if supporter is not None and supporterline.is_supporter_text(ctx, supporter, match.is_hotline):
         supporterline.supporter_text(ctx, supporter)
@@ -122,6 +125,18 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         _clinician_text(ctx)
     else:
         ctx.reply(wording.not_a_line(p.hotline_number))
+
+
+def _line_closed(ctx: Inbound) -> None:
+    """A text to a retired programme's number, from anyone: the line has closed, where to turn
+    instead. STOP and START are kept as ever (Twilio answers them itself)."""
+    word = ctx.command.word if ctx.command is not None else None
+    if word is Word.STOP:
+        record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+    elif ctx.command is not None and ctx.command.opt_in:
+        _lift_if_opted_in(ctx)
+    else:
+        ctx.reply(wording.line_closed(ctx.programme))
 
 
 def _lift_if_opted_in(ctx: Inbound) -> None:

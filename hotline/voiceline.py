@@ -79,6 +79,8 @@ def answer_call(services: Services, call: InboundCall) -> VoiceReply:
             return reply(Say(speech.unknown_number()), Hangup())
         ctx = step(services, session, match.programme.id, effects)
         services.crisis_texts[call.to] = ctx.programme.crisis_text
+        if ctx.programme.retired:
+            return reply(Say(speech.line_closed(ctx.programme)), Hangup())
         if not call.vouched:  # a caller ID the carrier does not vouch for names nobody
             if match.is_hotline:
                 return _greet(ctx, call.sid, None)

@@ -309,6 +309,14 @@ def media_not_relayed() -> str:
     return "Pictures and other media aren't passed on here. Please put it in words."
 
 
+def line_closed(p: ProgrammeConfig) -> str:
+    """Any text to a retired programme's numbers (retirement.py)."""
+    return (
+        "This peer support line has closed: texts and calls to it no longer reach a peer. "
+        f"{p.resources_text} {p.crisis_text}"
+    )
+
+
 def not_a_line(hotline_number: str) -> str:
     return f"This number doesn't take messages. For peer support, text {hotline_number}."
 

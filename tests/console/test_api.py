@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from hotline import accounts, verification
+from hotline import accounts, retirement, verification
 from hotline.db import transaction
 from hotline.models import AuditEntry, Channel, Conversation, PoolNumber, Programme
 from hotline.programmes import ensure_programme
@@ -632,3 +632,17 @@ def test_a_number_that_cannot_take_texts_shows_until_it_is_corrected(
     assert "Texts refused" in signed_in(hotline).get("/console/roster")
     api.ok("PATCH", path, {"phone": ALICE, "verify": True})
     assert api.ok("GET", path)["texts_refused"] is None
+
+
+def test_a_retired_programme_says_so_in_the_api_and_the_console(api: Api) -> None:
+    """After `hotline programme retire`, the programme resource gives when, and the console's
+    header names the programme as retired; a running one gives null."""
+    assert api.ok("GET", "/programme")["retired_at"] is None
+    with transaction(api.hotline.services.sessions) as session:
+        programme = session.get_one(Programme, api.hotline.programme_id)
+        retirement.retire(session, programme, api.hotline.clock.now)
+    assert api.ok("GET", "/programme")["retired_at"] is not None
+    add_coordinator(api.hotline, "coordinator@example.org")
+    console = api.hotline.app.test_client()
+    assert sign_in(console, "coordinator@example.org") == 302
+    assert "(retired)" in console.get("/console/live").get_data(as_text=True)

@@ -7,21 +7,24 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hotline import signin
 from hotline.accounts import check_password, find_api_token
 from hotline.cli import main
-from hotline.db import make_engine, make_sessionmaker
+from hotline.db import make_engine, make_sessionmaker, transaction
 from hotline.models import (
     ApiToken,
     AuditEntry,
     Channel,
+    CheckIn,
+    CheckInState,
     Conversation,
     ConversationState,
     Coordinator,
     PoolNumber,
     Programme,
+    ScheduleSettings,
     Shift,
     Supporter,
     utcnow,
@@ -675,3 +678,47 @@ def test_a_coordinator_who_forgot_their_password_gets_a_new_one(run) -> None:  #
             select(AuditEntry).where(AuditEntry.action == "coordinator.password")
         )
         assert entry is not None and "phrase" not in str(entry.new) + str(entry.old)
+
+
+def test_a_retired_programme_answers_that_its_line_has_closed_and_sends_nothing_more(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """A health system stops running a programme: `hotline programme retire` is refused while
+    a conversation is open on it; once it has ended, texts and calls to its numbers (from a
+    clinician or a supporter) are told the line has closed, with the resources and the crisis
+    sentence, no request opens, and the check-ins the conversation left are cancelled. `restore`
+    runs it again."""
+    hotline.add_supporter("Alice", "+15550108001")
+    clinician, alice = phones.talking("+15550109001", "+15550108001")
+    bob = hotline.add_supporter("Bob", "+15550108002", on_call=False)
+    now = hotline.clock.now
+    hotline.add_shift(bob, now + timedelta(minutes=20), now + timedelta(hours=8))
+    with transaction(hotline.services.sessions) as session:  # reminders 30 minutes before
+        session.add(ScheduleSettings(programme_id=hotline.programme_id, reminder_minutes=30))
+    runner = CliRunner(env=environment_for(hotline.settings.database_url, hotline.fake))
+    refused = runner.invoke(main, ["programme", "retire", "default"])
+    assert refused.exit_code == 1 and "1 conversations and 0 calls are still open" in refused.output
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    retired = runner.invoke(main, ["programme", "retire", "default"])
+    assert retired.exit_code == 0, retired.output
+    assert "3 check-ins and 0 reminders cancelled" in retired.output
+    clinician.texts("it happened again tonight", to=HOTLINE)
+    closed = clinician.expect_text("This peer support line has closed", from_=HOTLINE)
+    assert "988" in closed.body and "Employee Assistance Program" in closed.body
+    alice.texts("BACK", to=POOL[0])
+    alice.expect_text("This peer support line has closed", from_=POOL[0])
+    assert calls.place("+15550109002", HOTLINE).hears("This peer support line has closed")
+    with hotline.session() as session:
+        states = set(session.scalars(select(CheckIn.state)))
+        assert states == {CheckInState.CANCELLED}
+        assert session.scalar(select(func.count()).select_from(Conversation)) == 1  # no new one
+    hotline.sweep()  # Bob's shift starts in 20 minutes: no reminder from a closed line
+    phones.assert_no_unexpected()
+    restored = runner.invoke(main, ["programme", "restore", "default"])
+    assert restored.exit_code == 0, restored.output
+    clinician.texts("are you there?", to=HOTLINE)
+    alice.expect_text("Reply ACCEPT")
+    hotline.sweep()
+    phones.phone("+15550108002").expect_text("reminder, you are on call")

@@ -81,6 +81,8 @@ ROWS: dict[str, Row] = {
     "request closed, call-back": (wording.request_closed, (DEFAULT, True), 2),
     "media not relayed": (wording.media_not_relayed, (), 1),
     "not a line": (wording.not_a_line, (HOTLINE,), 1),
+    # A retired programme: the closing, the resources and the crisis sentence, as the greeting.
+    "line closed": (wording.line_closed, (NAMED,), 3),
     # The supporter, between patients: one segment each, the reply words in capitals.
     "offer": (wording.offer, (None,), 1),
     "offer, a discipline": (wording.offer, (DISCIPLINE,), 1),
