@@ -230,6 +230,20 @@ def pool_of_the_hotline_number_alone(hotline: Hotline) -> None:
     pool_of(hotline, HOTLINE)
 
 
+def reminded(hotline: Hotline, phones: Phones, from_: str, with_bob: bool = False) -> Phone:
+    """Alice (and Bob on call, ``with_bob``) on the roster; her shift starts in 20 minutes and
+    its reminder comes, from ``from_``. Her phone."""
+    configure(hotline, reminder=30, warning=None)
+    alice_id = add_verified(hotline, "Alice", ALICE)
+    if with_bob:
+        shift_in(hotline, add_verified(hotline, "Bob", BOB), minutes=-60, hours=8)
+    shift_in(hotline, alice_id, minutes=20, hours=8)
+    hotline.sweep()
+    alice = phones.phone(ALICE)
+    alice.expect_text("reminder, you are on call", from_=from_)
+    return alice
+
+
 def test_a_thanks_to_a_reminder_from_the_hotline_number_opens_no_request(
     hotline: Hotline, phones: Phones
 ) -> None:
@@ -267,14 +281,7 @@ def test_a_supporter_writing_for_herself_after_a_reminder_reaches_a_peer(
     tonight": words of her own, not a "Thanks!". She is greeted as anyone is, Bob is offered
     it, and her words reach him when he accepts."""
     pool_of_the_hotline_number_alone(hotline)
-    configure(hotline, reminder=30, warning=None)
-    alice_id = add_verified(hotline, "Alice", ALICE)
-    bob_id = add_verified(hotline, "Bob", BOB)
-    shift_in(hotline, bob_id, minutes=-60, hours=8)
-    shift_in(hotline, alice_id, minutes=20, hours=8)
-    hotline.sweep()
-    alice, bob = phones.phone(ALICE), phones.phone(BOB)
-    assert alice.expect_text("reminder, you are on call").from_ == HOTLINE
+    alice, bob = reminded(hotline, phones, HOTLINE, with_bob=True), phones.phone(BOB)
     alice.texts("I'm not OK tonight")
     alice.expect_text("confidential", from_=HOTLINE)
     bob.expect_text("Reply ACCEPT")
@@ -324,14 +331,7 @@ def test_an_ok_to_the_hotline_number_after_a_reminder_from_a_pool_number_reaches
     Only a text to the number a notice came from answers it: hers is anyone's, and Bob is
     offered it."""
     pool_of(hotline, POOL[0], HOTLINE)
-    configure(hotline, reminder=30, warning=None)
-    alice_id = add_verified(hotline, "Alice", ALICE)
-    bob_id = add_verified(hotline, "Bob", BOB)
-    shift_in(hotline, bob_id, minutes=-60, hours=8)
-    shift_in(hotline, alice_id, minutes=20, hours=8)
-    hotline.sweep()
-    alice, bob = phones.phone(ALICE), phones.phone(BOB)
-    assert alice.expect_text("reminder, you are on call").from_ == POOL[0]
+    alice, bob = reminded(hotline, phones, POOL[0], with_bob=True), phones.phone(BOB)
     alice.texts("ok", to=HOTLINE)
     alice.expect_text("confidential", from_=HOTLINE)
     bob.expect_text("Reply ACCEPT")
@@ -344,12 +344,7 @@ def test_a_yes_to_a_reminder_from_a_pool_number_is_answered_as_an_ok(
     """YES is a synonym of ACCEPT. Alice's "Yes" to her shift reminder was answered "That
     request is no longer open: another peer took it", about a request she never had. With no
     offer waiting for her answer, it is the "ok" it means, answered as one is there."""
-    configure(hotline, reminder=30, warning=None)
-    alice_id = add_verified(hotline, "Alice", ALICE)
-    shift_in(hotline, alice_id, minutes=20, hours=8)
-    hotline.sweep()
-    alice = phones.phone(ALICE)
-    alice.expect_text("reminder, you are on call", from_=POOL[0])
+    alice = reminded(hotline, phones, POOL[0])
     alice.texts("Yes")
     alice.expect_text("not passed on", from_=POOL[0])
     phones.assert_no_unexpected()
@@ -361,12 +356,7 @@ def test_a_yes_to_a_reminder_from_the_hotline_number_is_answered_as_an_ok(
     """With the pool the hotline number alone, Alice's "Yes" to her reminder was answered "That
     request is no longer open". It is answered as her "Thanks!" is: no reply is needed."""
     pool_of_the_hotline_number_alone(hotline)
-    configure(hotline, reminder=30, warning=None)
-    alice_id = add_verified(hotline, "Alice", ALICE)
-    shift_in(hotline, alice_id, minutes=20, hours=8)
-    hotline.sweep()
-    alice = phones.phone(ALICE)
-    alice.expect_text("reminder, you are on call", from_=HOTLINE)
+    alice = reminded(hotline, phones, HOTLINE)
     alice.texts("Yes")
     alice.expect_text("no reply is needed", from_=HOTLINE)
     phones.assert_no_unexpected()
@@ -457,12 +447,7 @@ def test_a_yes_to_a_reminder_lifts_a_stop_as_twilio_does(hotline: Hotline, phone
     to the reminder it sent has Twilio deliver there again, and the line keeps off the number
     no longer (answered as a reminder's "ok", it was still recorded as stopped)."""
     pool_of_the_hotline_number_alone(hotline)
-    configure(hotline, reminder=30, warning=None)
-    alice_id = add_verified(hotline, "Alice", ALICE)
-    shift_in(hotline, alice_id, minutes=20, hours=8)
-    hotline.sweep()
-    alice = phones.phone(ALICE)
-    alice.expect_text("reminder, you are on call", from_=HOTLINE)
+    alice = reminded(hotline, phones, HOTLINE)
     alice.texts("STOP")
     alice.texts("Yes")
     alice.expect_text("no reply is needed", from_=HOTLINE)
