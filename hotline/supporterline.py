@@ -304,7 +304,8 @@ def _accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
     if lapsed is not None and supporter.active and not stopped:
         routing.lock_programme(ctx.session, p.id)  # her load as offer-making reads it
         if routing.at_limit(ctx.session, supporter):  # routing would not offer it to her now
-            _answer_on(ctx, lapsed, wording.at_limit(supporter.max_conversations))
+            offered = bool(_pending_offers(ctx, supporter))  # DONE would not free that one
+            _answer_on(ctx, lapsed, wording.at_limit(supporter.max_conversations, offered))
             return
         if routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True):
             return

@@ -198,9 +198,15 @@ def offer_gone() -> str:
     return "That request is no longer open: another peer took it, or it ended. Thank you!"
 
 
-def at_limit(limit: int) -> str:
-    """A late ACCEPT from a supporter with as many conversations as their limit allows."""
+def at_limit(limit: int, offered: bool = False) -> str:
+    """A late ACCEPT from a supporter with as many conversations as their limit allows;
+    offered: a request offered to them and waiting for their answer counts towards it."""
     conversations = "1 conversation" if limit == 1 else f"{limit} conversations"
+    if offered:
+        return (
+            f"You're at your limit of {conversations}, counting a request waiting for your "
+            "answer, so this one stays open for the next peer. PASS that one to take this."
+        )
     return (
         f"You're at your limit of {conversations}, so this request stays open for the next "
         "peer. To take it, close one with DONE first."

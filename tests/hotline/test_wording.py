@@ -91,6 +91,7 @@ ROWS: dict[str, Row] = {
     "ringing now": (wording.ringing_now, (), 1),
     "offer gone": (wording.offer_gone, (), 1),
     "at the limit": (wording.at_limit, (10,), 1),
+    "at the limit, with an offer waiting": (wording.at_limit, (10, True), 1),
     "answer where offered": (wording.answer_where_offered, (), 1),
     "answer where talking": (wording.answer_where_talking, (), 1),
     "passed": (wording.passed, (), 1),

@@ -456,6 +456,43 @@ def test_a_late_accept_at_the_supporter_s_limit_leaves_the_request_for_the_next_
     phones.assert_no_unexpected()
 
 
+def test_a_late_accept_at_the_limit_with_an_offer_waiting_says_to_pass_that_one(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice let one request's offer lapse while another's waits for her answer, and her
+    coordinator has set her limit to one conversation. Her late ACCEPT of the first is refused
+    for her limit, which the waiting offer fills: told to close one with DONE, she had none to
+    close. She is told to PASS the waiting one, and once she has, her ACCEPT takes the first."""
+    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    one, two, alice = phones.phone(CLINICIANS[0]), phones.phone(CLINICIANS[1]), phones.phone(ALICE)
+    one.texts("from one")
+    one.expect_text("confidential")
+    first = alice.expect_text(OFFER).from_
+    hotline.clock.advance(seconds=100)
+    two.texts("from two")
+    two.expect_text("confidential")
+    second = alice.expect_text(OFFER).from_
+    hotline.clock.advance(seconds=81)
+    hotline.run_jobs()
+    one.expect_text("No peer supporter is free")  # the first offer lapsed; the second waits
+    with hotline.session() as session:
+        session.execute(
+            update(Supporter).where(Supporter.id == alice_id).values(max_conversations=1)
+        )
+        session.commit()
+    alice.texts("ACCEPT", to=first)
+    told = alice.expect_text("limit of 1 conversation, counting a request waiting", from_=first)
+    assert "PASS that one" in told.body and "DONE" not in told.body
+    alice.texts("PASS", to=second)
+    alice.expect_text("Passed on", from_=second)
+    two.expect_text("No peer supporter is free")
+    alice.texts("ACCEPT", to=first)
+    alice.expect_text("You're connected", from_=first)
+    alice.expect_text("from one", from_=first)
+    one.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_a_full_supporter_is_skipped_pool_of_one(hotline: Hotline, phones: Phones) -> None:
     _set_pool(hotline, (HOTLINE,))
     hotline.add_supporter("Alice", ALICE, max_conversations=3)
