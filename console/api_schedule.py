@@ -239,7 +239,8 @@ def on_call() -> Response:
 
 @bp.get("/coverage-gaps")
 def coverage_gaps() -> Response:
-    """Stretches of the window during which nobody is on call (one programme)."""
+    """Stretches of the window during which nobody the line can text is on call (one
+    programme): each names who is on call in it, all supporters the line cannot text."""
     start, end = window()
     with transaction(services().sessions) as session:
         gaps = schedule.coverage_gaps(session, caller().programme_id(), start, end)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -11,15 +12,17 @@ from hotline.schedule import Segment, local_instant
 
 @dataclass(frozen=True)
 class Block:
-    """Part of a local day with the same people on call (none: a gap)."""
+    """Part of a local day with the same people on call (none, or only people the line cannot
+    text: a gap)."""
 
     starts: str
     ends: str
     names: tuple[str, ...]
+    untextable: bool = False  # all of ``names`` are people the line cannot text
 
     @property
     def gap(self) -> bool:
-        return not self.names
+        return not self.names or self.untextable
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,10 @@ def days(
     last: date,
     names: dict[int, str],
     month: int | None = None,
+    untextable: Collection[int] = frozenset(),
 ) -> list[Day]:
-    """One Day per local date in ``[first, last)``, each with its clipped blocks."""
+    """One Day per local date in ``[first, last)``, each with its clipped blocks;
+    ``untextable``: the ids of supporters the line cannot text (``reach.untextable``)."""
     found = []
     day = first
     while day < last:
@@ -76,6 +81,7 @@ def days(
                 _clock(max(s.starts_at, start), zone),
                 "24:00" if s.ends_at >= end else _clock(s.ends_at, zone),
                 tuple(sorted(names.get(i, "?") for i in s.supporter_ids)),
+                s.supporter_ids.issubset(untextable),
             )
             for s in segments
             if s.starts_at < end and s.ends_at > start

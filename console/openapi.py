@@ -239,7 +239,14 @@ def _report_paths() -> Schema:
         "/coverage-gaps": {
             "parameters": [PROGRAMME, *WINDOW],
             "get": operation(
-                "When nobody is on call in the window.", "200", ref("Gaps"), "400", "404", "422"
+                "When nobody the line can text is on call in the window: a gap's "
+                "`supporter_ids` are who is on call in it, all of them supporters whose phones "
+                "refuse the line's texts (empty: nobody is on call).",
+                "200",
+                ref("Gaps"),
+                "400",
+                "404",
+                "422",
             ),
         },
         "/stats": {

@@ -27,7 +27,7 @@ from console.forms import (
     ShiftForm,
     options,
 )
-from hotline import roster, rota, rotation, schedule, status
+from hotline import reach, roster, rota, rotation, schedule, status
 from hotline.db import transaction
 from hotline.models import Override, Rotation, Shift
 
@@ -97,6 +97,7 @@ def _page(forms: dict[str, Any] | None = None) -> str:
         start, end = grid.bounds(first, last, zone)
         found = schedule.timeline(db, pid, start, end)
         names = {s.id: s.name for s in roster.listing(db, pid)}
+        refused = reach.untextable(db, pid).keys()
         at = _asked_at(zone)
         context = {
             "view": view,
@@ -104,14 +105,17 @@ def _page(forms: dict[str, Any] | None = None) -> str:
             "earlier": anchor - timedelta(days=7 if view == "week" else 31),
             "later": anchor + timedelta(days=7 if view == "week" else 31),
             "days": grid.days(
-                found, zone, first, last, names, anchor.month if view == "month" else None
+                found, zone, first, last, names, anchor.month if view == "month" else None, refused
             ),
             "load": sorted(
                 ((names.get(i, "?"), h) for i, h in schedule.load_of(found).items()),
                 key=lambda x: -x[1],
             ),
             "asked_at": at.astimezone(zone),
-            "answer": sorted(names.get(i, "?") for i in schedule.on_call(db, pid, at)),
+            "answer": sorted(
+                names.get(i, "?") + (" (texts refused)" if i in refused else "")
+                for i in schedule.on_call(db, pid, at)
+            ),
             "gaps": status.gaps_ahead(db, pid, now(), status.warning_horizon(db, pid)),
             "rotations": rotation.rotations(db, pid),
             "shifts": rota.shifts(db, pid, start, end),

@@ -7,8 +7,9 @@ worker is marked failed, never resent. Whether a reminder or warning is still tr
 again just before sending. Verification codes and shift reminders go to the supporter from the
 programme's first pool number they have not texted STOP to and are not using for a
 conversation or an offer (``_sender_for``); gap warnings go to the programme's alert phone from
-its hotline number. Both are
-opt-in per programme (``ScheduleSettings``); without them the console still shows the gaps.
+its hotline number; a gap is a stretch nobody the line can text is on call (``schedule``), so
+one only supporters whose phones refuse its texts cover is warned of too. Both are opt-in per
+programme (``ScheduleSettings``); without them the console still shows the gaps.
 """
 
 from __future__ import annotations
@@ -182,12 +183,13 @@ def _gap_text(
 ) -> OutboundText | None:
     assert notice.starts_at is not None
     to = alert_phone(session, services.vault, p.id)
-    still = schedule.on_call(session, p.id, max(notice.starts_at, services.clock()))
-    if to is None or still:
-        return None
-    return OutboundText(
-        to, p.hotline_number, wording.coverage_gap(p, notice.starts_at, notice.ends_at)
-    )
+    at = max(notice.starts_at, services.clock())
+    found = schedule.coverage_gaps(session, p.id, at, notice.ends_at or at + FOLLOW)
+    if to is None or not found or found[0].starts_at != at:
+        return None  # someone the line can text is on call by now
+    refused = bool(found[0].supporter_ids)  # on call in it: only those it cannot text
+    body = wording.coverage_gap(p, notice.starts_at, notice.ends_at, texts_refused=refused)
+    return OutboundText(to, p.hotline_number, body)
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,7 @@ def plan(session: Session, options: ScheduleSettings, now: datetime) -> list[Pla
 
     planned = [
         Planned(NoticeKind.GAP, f"gap:{pid}:{_gap_key(g, now)}", start(g.starts_at), end(g.ends_at))
-        for g in schedule.gaps_of(found)
+        for g in schedule.gaps_of(found, reach.untextable(session, pid).keys())
         if horizon and g.ends_at > now and g.starts_at < now + horizon
     ]
     for supporter_id in {s for segment in found for s in segment.supporter_ids} if lead else ():

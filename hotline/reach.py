@@ -9,6 +9,10 @@ and when (never a text): from an offer's or a notice's send, an offer's status c
 their own STOP to a pool number. A later text to them that goes through, an opt-in from their
 phone (START) or a new number clears it (``people``). A supporter who has texted STOP to every
 number an offer can come from is shown so too, whatever is kept: no offer can reach them.
+
+Coverage counts on it (``untextable``): a stretch when only supporters no text of the line
+reaches are on call is a gap (``schedule.coverage_gaps``), as a clinician texting then is told
+nobody is free.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +46,20 @@ class Refusal:
     def unreachable(self) -> bool:
         """Every number an offer can come from is one they stopped."""
         return len(self.stopped) == self.numbers
+
+    @property
+    def untextable(self) -> bool:
+        """No text of the line reaches them: their phone refuses texts from every sender, or
+        they stopped every number. A STOP to some numbers only (21610 is per sender) is not
+        so: offers come from the others."""
+        return self.unreachable or self.code != STOPPED
+
+    @property
+    def rung(self) -> bool:
+        """A call still rings them. A phone's refusal is of texts only (a landline takes calls)
+        and calls come from the same pool numbers; but routing keeps off every number they
+        stopped, for a ring as for a text."""
+        return not self.unreachable
 
 
 def refused(session: Session, supporters: Any, code: int, now: datetime) -> None:
@@ -93,6 +111,19 @@ def reached(session: Session, supporters: Any) -> None:
         .values(texts_refused_code=None, texts_refused_at=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def untextable(session: Session, programme_id: int) -> dict[int, Refusal]:
+    """The programme's active supporters no text of the line reaches, by id, with why."""
+    stops = select(OptOut.phone_hash).where(OptOut.programme_id == programme_id)
+    people = session.scalars(
+        select(Supporter).where(
+            Supporter.programme_id == programme_id,
+            Supporter.active.is_(True),
+            or_(Supporter.texts_refused_code.is_not(None), Supporter.phone_hash.in_(stops)),
+        )
+    ).all()
+    return {i: r for i, r in refusals(session, people).items() if r.untextable}
 
 
 def refusals(session: Session, supporters: Sequence[Supporter]) -> dict[int, Refusal]:

@@ -4,6 +4,9 @@ Three layers answer together. One-off shifts and weekly rotation turns put peopl
 overrides then take a supporter off (``replaces``) and put their cover on. Supporters who are
 inactive, or whose phone number still awaits its texted code, are never on call. Every caller
 (text-line routing, the console, the API, the calendar feeds) asks this module the same way.
+A coverage gap is a stretch when nobody the line can text is on call: nobody, or only
+supporters whose phones refuse its texts (``reach.untextable``), as a clinician texting then is
+told nobody is free.
 
 Rotations hand off at a local wall-clock time in their programme's time zone, so a Monday 09:00
 hand-off stays at 09:00 across DST (that turn is 167 or 169 hours long). A hand-off time that
@@ -15,7 +18,7 @@ is 03:30 new time); one that happens twice (fall back) happens the first time (P
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
@@ -24,6 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from hotline import reach
 from hotline.models import Override, PhoneVerification, Rotation, Shift, Supporter
 
 LOOKAHEAD = timedelta(days=35)  # how far next_coverage looks for someone coming on call
@@ -151,8 +155,19 @@ def segments(layers: Layers, start: datetime, end: datetime) -> list[Segment]:
     return found
 
 
-def gaps_of(found: Iterable[Segment]) -> list[Segment]:
-    return [s for s in found if not s.supporter_ids]
+def gaps_of(found: Iterable[Segment], untextable: Collection[int] = frozenset()) -> list[Segment]:
+    """The stretches of consecutive ``found`` during which nobody is on call but supporters in
+    ``untextable``, neighbours merged; a gap's ``supporter_ids`` are those on call in it."""
+    merged: list[Segment] = []
+    for s in found:
+        if not s.supporter_ids.issubset(untextable):
+            continue
+        if merged and merged[-1].ends_at == s.starts_at:
+            last = merged[-1]
+            merged[-1] = Segment(last.starts_at, s.ends_at, last.supporter_ids | s.supporter_ids)
+        else:
+            merged.append(s)
+    return merged
 
 
 def load_of(found: Iterable[Segment]) -> dict[int, timedelta]:
@@ -243,8 +258,9 @@ def timeline(session: Session, programme_id: int, start: datetime, end: datetime
 def coverage_gaps(
     session: Session, programme_id: int, start: datetime, end: datetime
 ) -> list[Segment]:
-    """The stretches of ``[start, end)`` during which nobody is on call."""
-    return gaps_of(timeline(session, programme_id, start, end))
+    """The stretches of ``[start, end)`` during which nobody the line can text is on call."""
+    found = timeline(session, programme_id, start, end)
+    return gaps_of(found, reach.untextable(session, programme_id).keys())
 
 
 def load(

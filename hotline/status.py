@@ -1,19 +1,22 @@
 """Live status for the console: who is on call, what is waiting, who is busy. Counts only.
 
 Nothing here can name or point at a clinician: conversations and offers are counted, per
-supporter at most. Upcoming coverage gaps come with it, so the coordinator is warned ahead.
+supporter at most. Upcoming coverage gaps come with it, so the coordinator is warned ahead: a
+stretch when only supporters whose phones refuse the line's texts are on call is one too
+(``schedule``), naming them, and those on call now are marked so.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from hotline import schedule
+from hotline import reach, schedule
 from hotline.models import (
     Conversation,
     ConversationState,
@@ -30,12 +33,22 @@ FOLLOW = timedelta(days=14)
 
 
 @dataclass(frozen=True)
+class Untextable:
+    """A supporter on call whom no text of the line reaches; ``rung``: a call still rings
+    them (``reach.Refusal.rung``)."""
+
+    name: str
+    rung: bool
+
+
+@dataclass(frozen=True)
 class Gap:
-    """Nobody on call from ``starts_at`` to ``ends_at`` (None: still so FOLLOW past the
-    warning horizon)."""
+    """Nobody the line can text on call from ``starts_at`` to ``ends_at`` (None: still so
+    FOLLOW past the warning horizon); ``on_call``: who is, in it (none: nobody at all)."""
 
     starts_at: datetime
     ends_at: datetime | None
+    on_call: tuple[Untextable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class SupporterNow:
     open_conversations: int
     on_break_until: datetime | None
     active: bool = True
+    cannot_text: Untextable | None = None  # on call, but no text of the line reaches them
 
 
 @dataclass(frozen=True)
@@ -75,17 +89,30 @@ def gaps_ahead(
     """The gaps that begin between ``now`` and the horizon, each to its real end: cut at the
     horizon, a gap would read as ending there, as if cover came then."""
     edge = now + horizon + FOLLOW
+    refused = reach.untextable(session, programme_id)
+    found = schedule.gaps_of(schedule.timeline(session, programme_id, now, edge), refused.keys())
     return tuple(
-        Gap(g.starts_at, None if g.ends_at >= edge else g.ends_at)
-        for g in schedule.coverage_gaps(session, programme_id, now, edge)
+        Gap(
+            g.starts_at,
+            None if g.ends_at >= edge else g.ends_at,
+            tuple(sorted(_untextable(session, g.supporter_ids, refused), key=lambda u: u.name)),
+        )
+        for g in found
         if g.starts_at < now + horizon
     )
+
+
+def _untextable(
+    session: Session, ids: Iterable[int], refused: Mapping[int, reach.Refusal]
+) -> list[Untextable]:
+    return [Untextable(session.get_one(Supporter, i).name, refused[i].rung) for i in ids]
 
 
 def live(session: Session, programme_id: int, now: datetime) -> LiveStatus:
     """The programme right now."""
     horizon = warning_horizon(session, programme_id)
     on_call = schedule.on_call(session, programme_id, now)
+    refused = reach.untextable(session, programme_id)
     open_counts = _open_counts(session, programme_id)
     people = [
         SupporterNow(
@@ -95,6 +122,7 @@ def live(session: Session, programme_id: int, now: datetime) -> LiveStatus:
             open_counts[s.id],
             s.break_until if s.break_until and s.break_until > now else None,
             s.active,
+            Untextable(s.name, refused[s.id].rung) if s.id in refused else None,
         )
         for s in session.scalars(
             select(Supporter)

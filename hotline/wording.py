@@ -368,7 +368,17 @@ def shift_reminder(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime | 
     )
 
 
-def coverage_gap(p: ProgrammeConfig, starts_at: datetime, ends_at: datetime | None) -> str:
+def coverage_gap(
+    p: ProgrammeConfig, starts_at: datetime, ends_at: datetime | None, texts_refused: bool = False
+) -> str:
+    """With texts_refused, someone is on call in it, but only supporters whose phones refuse
+    the line's texts."""
+    if texts_refused:
+        return (
+            f"{p.name}: nobody the line can text is on call {_period(starts_at, ends_at, p.zone)}"
+            " (their phones refuse its texts). Please arrange cover in the console (no reply "
+            "needed)."
+        )
     return (
         f"{p.name}: nobody is on call {_period(starts_at, ends_at, p.zone)}. "
         "Please arrange cover in the console (no reply needed)."

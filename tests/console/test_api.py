@@ -617,6 +617,27 @@ def test_a_supporter_who_stopped_every_line_number_shows_as_unreachable(
     assert "Texts refused" in signed_in(hotline).get("/console/roster")
 
 
+def test_a_stretch_only_a_supporter_the_line_cannot_text_covers_is_a_coverage_gap(
+    hotline: Hotline, api: Api
+) -> None:
+    """Bob texted STOP to every number of the line: routing offers him nothing, so a clinician
+    texting during his shift is told nobody is free, yet coverage-gaps listed no gap then. It
+    lists his shift, run on into the plain gap after it, with him as who is on call in it."""
+    alice, bob = api.verified("Alice", ALICE), api.verified("Bob", BOB)
+    for who, starts, ends in ((alice, "09:00", "13:00"), (bob, "13:00", "17:00")):
+        period = {"starts_at": f"2026-03-03T{starts}:00Z", "ends_at": f"2026-03-03T{ends}:00Z"}
+        api.ok("POST", "/shifts", {"supporter_id": who, **period}, 201)
+    window = "/coverage-gaps?from=2026-03-03T00:00:00Z&to=2026-03-04T00:00:00Z"
+    assert len(api.ok("GET", window)["gaps"]) == 2
+    for number in POOL:
+        assert hotline.sms(BOB, number, "STOP").status_code == 200
+    gaps = api.ok("GET", window)["gaps"]
+    assert [(g["starts_at"], g["ends_at"], g["supporter_ids"]) for g in gaps] == [
+        ("2026-03-03T00:00:00+00:00", "2026-03-03T09:00:00+00:00", []),
+        ("2026-03-03T13:00:00+00:00", "2026-03-04T00:00:00+00:00", [bob]),
+    ]
+
+
 def test_a_number_that_cannot_take_texts_shows_until_it_is_corrected(
     hotline: Hotline, api: Api
 ) -> None:

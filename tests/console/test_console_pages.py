@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from typing import Any
 
@@ -15,11 +16,11 @@ from hotline.db import transaction
 from hotline.models import ApiToken, Programme, Shift, Supporter
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, csrf_of, sign_in
-from tests.kit.harness import Hotline
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
 from tests.kit.phones import Phones
 
 pytestmark = pytest.mark.sqlite_only  # the pages; the database side runs on both tiers elsewhere
-ALICE, BOB = "+15550108001", "+15550108002"
+ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
 XSS = "<script>alert('x')</script>"
 
 
@@ -186,6 +187,53 @@ def test_a_gap_ahead_is_shown_to_its_real_end_not_cut_at_the_warning_horizon(
         session.execute(delete(Shift).where(Shift.supporter_id == bob))
     page = console.get("/console/live")
     assert "Wed 04 Mar 07:00 onwards, for more than two weeks" in page
+
+
+def test_a_stretch_only_supporters_the_line_cannot_text_cover_shows_as_a_gap(
+    console: Console,
+) -> None:
+    """Carol's phone is a landline (the offer texted to her was refused, 21612), and Bob texted
+    STOP to every number of the line: a clinician who texts while only they are on call is told
+    nobody is free, yet Live and Schedule showed them on call and no gap. Now the stretch is a
+    gap naming them, with how far the line reaches each: Carol by calls only, Bob not at all."""
+    hotline = console.hotline
+    now = hotline.clock.now  # Monday 2 March 15:00 UTC
+    alice = hotline.add_supporter("Alice", ALICE, on_call=False)
+    bob = hotline.add_supporter("Bob", BOB, on_call=False)
+    carol = hotline.add_supporter("Carol", CAROL, on_call=False)
+    hotline.add_shift(carol, now - timedelta(hours=1), now + timedelta(hours=4))
+    hotline.add_shift(bob, now + timedelta(hours=4), now + timedelta(hours=10))
+    hotline.add_shift(alice, now + timedelta(hours=10), now + timedelta(days=60))
+    for number in POOL:
+        assert hotline.sms(BOB, number, "STOP").status_code == 200
+    clinician = "+15550109001"
+    reply = ET.fromstring(hotline.sms(clinician, HOTLINE, "hello").get_data())  # noqa: S314
+    (offer,) = [m for m in reply.iter("Message") if m.get("to") == CAROL]
+    failed = {"MessageSid": f"SM{'c1' * 16}", "MessageStatus": "failed", "ErrorCode": "21612"}
+    callback = offer.get("action", "").removeprefix(PUBLIC_URL)
+    assert hotline.post(callback, **failed).status_code == 204
+    hotline.run_jobs()
+    assert [m for m in hotline.fake.sent if m["to"] == clinician]  # told nobody is free
+
+    carol_note = (
+        '<span class="tag bad">Texts refused</span> <small>calls only: the line still rings '
+        "them</small>"
+    )
+    bob_note = (
+        '<span class="tag bad">Texts refused</span> <small>replied STOP to every line number: '
+        "the line neither texts nor rings them</small>"
+    )
+    live = console.get("/console/live")
+    assert "No coverage gaps" not in live
+    gap = re.search(r"<li>Mon 02 Mar 15:00 – Tue 03 Mar 01:00: (.*?)</li>", live, re.S)
+    assert gap and f"Bob {bob_note}" in gap[1] and f"Carol {carol_note}" in gap[1], live
+    assert f"<li>Carol {carol_note}</li>" in live  # on call now
+    assert "The line can text nobody on call now" in live
+    week = console.get("/console/schedule?view=week&date=2026-03-02&at=2026-03-02T20:00")
+    assert re.search(r"Nobody the line can text on call Mon 02 Mar 15:00 – Tue 03 Mar 01:00", week)
+    assert "Gap: the line cannot text Carol" in week and "Gap: the line cannot text Bob" in week
+    assert re.search(r"on-call-answer.*?<strong>Bob \(texts refused\)</strong>", week, re.S)
+    assert ALICE not in live + week and BOB not in live + week and clinician not in live + week
 
 
 def test_a_rotation_and_an_override_change_the_on_call_answer(console: Console) -> None:

@@ -89,6 +89,35 @@ def test_a_gap_warning_goes_to_the_alert_phone_once(hotline: Hotline) -> None:
     assert texts_to(hotline, ALICE) == []
 
 
+@pytest.mark.parametrize("why", ["STOP to every line number", "a landline"])
+def test_a_stretch_only_a_supporter_the_line_cannot_text_covers_is_warned_of(
+    hotline: Hotline, why: str
+) -> None:
+    """Bob is on call after Alice, but no text of the line reaches him: he texted STOP to each
+    of its numbers, or his number is a landline (his shift reminder was refused, 21612). A
+    clinician texting then is told nobody is free, and the coordinator was warned of nothing."""
+    configure(hotline, reminder=30, warning=24)
+    now = hotline.clock.now  # Monday 2 March 15:00 UTC
+    alice, bob = add_verified(hotline, "Alice", ALICE), add_verified(hotline, "Bob", BOB)
+    hotline.add_shift(alice, now - timedelta(hours=1), now + timedelta(minutes=20))
+    hotline.add_shift(bob, now + timedelta(minutes=20), now + timedelta(hours=10, minutes=20))
+    hotline.add_shift(alice, now + timedelta(hours=10, minutes=20), now + timedelta(days=60))
+    if why == "a landline":
+        hotline.fake.fail_for(BOB, code=21612)
+    else:
+        for number in POOL:
+            assert hotline.sms(BOB, number, "STOP").status_code == 200
+    hotline.sweep()  # Bob's reminder goes (or is refused)
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    hotline.sweep()
+    (warning,) = texts_to(hotline, COORDINATOR)
+    assert warning["from_"] == HOTLINE
+    assert "nobody the line can text is on call from Mon 2 Mar 3:20 PM to Tue 3 Mar 1:20 AM" in str(
+        warning["body"]
+    )
+
+
 def test_reminders_and_warnings_name_the_real_end_of_the_period(hotline: Hotline) -> None:
     """Not the end of the sweeper's look-ahead: that would tell a supporter starting an eight-hour
     shift it lasts minutes, and a coordinator that a four-hour gap lasts one."""

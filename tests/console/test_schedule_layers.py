@@ -180,5 +180,24 @@ def test_segments_cut_where_the_answer_changes_and_merge_equal_neighbours() -> N
     assert spans_of(found, A) == [Span(hours(0), hours(1), A), Span(hours(2), hours(8), A)]
 
 
+def test_a_stretch_only_supporters_the_line_cannot_text_cover_is_a_gap() -> None:
+    """B is on call but no text of the line reaches B: a clinician texting is told nobody is
+    free, as if nobody were on call. Such a stretch is a gap, naming who is on call in it, and
+    runs on into a plain gap next to it (one stretch, to its real end)."""
+    found = [
+        Segment(hours(0), hours(1), frozenset({A})),
+        Segment(hours(1), hours(2), frozenset({A, B})),
+        Segment(hours(2), hours(4), frozenset({B})),
+        Segment(hours(4), hours(5), frozenset()),
+        Segment(hours(5), hours(6), frozenset({A})),
+        Segment(hours(6), hours(7), frozenset({B, C})),
+    ]
+    assert gaps_of(found, untextable=frozenset({B, C})) == [
+        Segment(hours(2), hours(5), frozenset({B})),
+        Segment(hours(6), hours(7), frozenset({B, C})),
+    ]
+    assert gaps_of(found) == [Segment(hours(4), hours(5), frozenset())]
+
+
 def test_an_empty_window_has_no_segments() -> None:
     assert segments(Layers(), hours(1), hours(1)) == []

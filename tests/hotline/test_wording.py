@@ -123,6 +123,7 @@ ROWS: dict[str, Row] = {
     "shift reminder, open-ended": (wording.shift_reminder, (NAMED, NOON, None), 1),
     "coverage gap": (wording.coverage_gap, (NAMED, NOON, EVENING), 1),
     "coverage gap, open-ended": (wording.coverage_gap, (NAMED, NOON, None), 1),
+    "coverage gap, texts refused": (wording.coverage_gap, (NAMED, NOON, EVENING, True), 2),
     # A check-in as sent: the default as written; a programme's own text that does not say how
     # to stop them with that said after it, still one segment for a short one.
     "check-in as sent": (wording.checkin, (DEFAULT,), 1),
