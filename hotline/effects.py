@@ -59,6 +59,7 @@ class Effects:
         closing: bool = False,
         alerting: int | None = None,
         offering: int | None = None,
+        asking: int | None = None,
     ) -> None:
         if to:  # a forgotten clinician has no number left to text
             self.texts.append(
@@ -70,6 +71,7 @@ class Effects:
                     closing=closing,
                     alerting=alerting,
                     offering=offering,
+                    asking=asking,
                 )
             )
 

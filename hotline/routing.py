@@ -274,6 +274,7 @@ def offer_next(
         offer.pool_number,
         wording.offer(conv.discipline_wanted, call_back=by_call),
         offering=offer.id,
+        asking=offer.asked,
     )
     effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
     return offer

@@ -35,12 +35,15 @@ class OutboundText:
     # offer is passed on at once rather than left to time out (``effects.pass_on_unasked``);
     # one lost to an outage times out as any other.
     offering: int | None = None
+    # Which time the offer asks its supporter (``Offer.asked``): a request still waiting asks
+    # her again on the same offer row, and a late report on the first text is not this one's.
+    asking: int | None = None
 
     def status_callback(self, url: str | None) -> str | None:
-        """``url`` for this text's status callbacks; an offer's names the offer, so one the
-        carrier could not deliver is passed on at once too (``textline.handle_status``)."""
+        """``url`` for this text's status callbacks; an offer's names the offer and the ask, so
+        one the carrier could not deliver is passed on at once too (``textline.handle_status``)."""
         if url and self.offering is not None:
-            return f"{url}?offer={self.offering}"
+            return f"{url}?offer={self.offering}&ask={self.asking}"
         return url
 
 
@@ -57,3 +60,4 @@ class StatusReport:
     status: str
     error_code: int | None = None
     offer: int | None = None  # the offer the text made (named in its callback URL)
+    ask: int | None = None  # and which ask of it (None in the URLs of texts sent before asks)

@@ -433,7 +433,14 @@ def _offer_status(
     session: Session, report: StatusReport, offer: int, now: datetime, effects: Effects
 ) -> str | None:
     """What an offer's status says: reached, or not (passed on, and the supporter's phone
-    marked when it is at fault); our pool number when it is the one at fault."""
+    marked when it is at fault); our pool number when it is the one at fault. Nothing when it
+    is about an earlier ask of the offer (Twilio can report one half an hour late): the
+    supporter has been asked again since, maybe from another number, and that text, which may
+    have reached her, has its own report. A URL naming no ask (a text sent before asks were
+    named) is taken as about the ask pending, as it always was."""
+    asked = session.scalar(select(Offer.asked).where(Offer.id == offer))
+    if report.ask is not None and report.ask != asked:
+        return None
     whose = select(Offer.supporter_id).where(Offer.id == offer)
     if report.status == DELIVERED:
         reach.reached(session, whose)

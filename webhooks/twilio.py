@@ -95,7 +95,8 @@ def status() -> Response:
     checked_sid(sid, "MessageSid" if request.form.get("MessageSid") else "CallSid")
     code = request.form.get("ErrorCode", "")
     offer = _count(request.args.get("offer", ""))  # an offer's text (OutboundText.offering)
-    report = StatusReport(sid=sid, status=state, error_code=_count(code), offer=offer)
+    ask = _count(request.args.get("ask", ""))  # which ask of it (OutboundText.asking)
+    report = StatusReport(sid=sid, status=state, error_code=_count(code), offer=offer, ask=ask)
     if request.form.get("MessageSid"):
         textline.handle_status(_services(), report)
     else:

@@ -142,17 +142,22 @@ def test_a_pass_that_finds_its_offer_answered_a_moment_before_is_still_answered(
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("sent", ["now", "before asks were named"])
 def test_an_offer_the_carrier_could_not_deliver_goes_to_the_next_peer_at_once(
-    hotline: Hotline,
+    hotline: Hotline, sent: str
 ) -> None:
     """Twilio took the offer, in the reply or from a job, and its status callback then says it
     never reached the phone (Alice's is off: 30003; Bob's is a landline now: 30006): nobody
-    was asked, so the next peer is, at once, not after the offer timeout."""
+    was asked, so the next peer is, at once, not after the offer timeout. So too for an offer
+    sent before its callback named which ask it was (its URL names the offer alone)."""
     for name, number in (("Alice", ALICE), ("Bob", BOB), ("Carol", CAROL)):
         hotline.add_supporter(name, number)
     reply = ET.fromstring(hotline.sms(CLINICIANS[0], HOTLINE, "rough night").get_data())  # noqa: S314
     (to_alice,) = [m for m in reply.iter("Message") if m.get("to") == ALICE]
     callback = to_alice.get("action", "").removeprefix(PUBLIC_URL)
+    assert callback.endswith("&ask=1")
+    if sent == "before asks were named":
+        callback = callback.removesuffix("&ask=1")
     undelivered = {"MessageSid": f"SM{'a1' * 16}", "MessageStatus": "undelivered"}
     assert hotline.post(callback, **undelivered, ErrorCode="30003").status_code == 204
     hotline.run_jobs()  # no time passes
@@ -189,6 +194,43 @@ def test_an_offer_refused_for_a_stop_the_line_missed_is_never_sent_on_that_numbe
         reply = ET.fromstring(hotline.sms(clinician, HOTLINE, "hello").get_data())  # noqa: S314
         offers_from += [m.get("from") for m in reply.iter("Message") if m.get("to") == ALICE]
     assert len(offers_from) == 2 and stopped not in offers_from
+
+
+def test_a_late_report_on_a_first_offer_leaves_the_second_one_to_the_same_peer_standing(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice's phone was off for the first offer, which lapsed; Bob passed; half an hour on she
+    is asked again. Twilio's report that the first offer never reached her phone comes only
+    now (it can come 30 minutes late): it passed on her second offer at once, though that one
+    may well have reached her, and Bob was asked again a minute after he passed. Her second
+    offer now waits for her answer, as any."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
+    answer = hotline.sms(CLINICIANS[0], HOTLINE, "rough night").get_data(as_text=True)
+    (to_alice,) = [m for m in ET.fromstring(answer).iter("Message") if m.get("to") == ALICE]  # noqa: S314
+    first_offer = to_alice.get("action", "").removeprefix(PUBLIC_URL)
+    phones.deliver_twiml(CLINICIANS[0], HOTLINE, answer)
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    bob.expect_text(OFFER)
+    bob.texts("PASS")
+    bob.expect_text("Passed on")
+    clinician.expect_text("No peer supporter is free")
+    hotline.clock.advance(minutes=31)
+    hotline.sweep()
+    alice.expect_text(OFFER)
+    undelivered = {"MessageSid": f"SM{'a4' * 16}", "MessageStatus": "undelivered"}
+    assert hotline.post(first_offer, **undelivered, ErrorCode="30003").status_code == 204
+    hotline.run_jobs()  # no time passes
+    phones.assert_no_unexpected()  # Bob was offered it again here
+    alice.texts("ACCEPT")
+    alice.expect_text("You're connected")
+    alice.expect_text("rough night")
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
 
 
 def test_an_offer_undelivered_for_our_pool_number_s_fault_waits_for_its_timeout(
