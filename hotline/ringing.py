@@ -210,24 +210,33 @@ def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
     hang up), but not what they texted for it, for a text request the call replaced
     (``replace_waiting_requests``) or as it rang. Deleted with the call, that request would
     be gone with nobody ever offered it and the clinician never told. It goes on waiting for a
-    peer as a text request, offered by text (the call-back's job offers any queued request)."""
+    peer as a text request, offered by text (the call-back's job offers any queued request).
+
+    A text request the call replaced goes on where it was (``_reopen``). Not as a new one: that
+    would ask again at once the peers who passed it a moment ago, tell a clinician already told
+    that nobody is free again, and count in the reports as a second request, waiting only
+    since the hang-up."""
     if conv.clinician_id is None:  # a hidden number: nobody to text back
         return
-    held = select(PendingText.id).where(PendingText.conversation_id == conv.id).exists()
     # One with nothing held too (its first text a field's word, or only a photo): the
     # clinician was told a peer would text back all the same. Replaced as this call's
     # conversation was made (the menu's step), not by another call of theirs.
-    replaced = (
-        select(Conversation.id)
+    replaced = ctx.session.scalar(
+        select(Conversation)
         .where(
             Conversation.clinician_id == conv.clinician_id,
             Conversation.channel == Channel.SMS,
             Conversation.end_reason == REPLACED,
             Conversation.ended_at == conv.created_at,
         )
-        .exists()
+        .order_by(Conversation.id.desc())
+        .limit(1)
     )
-    if not ctx.session.scalar(select(held | replaced)):
+    if replaced is not None:
+        _reopen(ctx, replaced, conv)
+        return
+    held = select(PendingText.id).where(PendingText.conversation_id == conv.id).exists()
+    if not ctx.session.scalar(select(held)):
         return
     texted = Conversation(
         programme_id=ctx.programme.id,
@@ -241,6 +250,35 @@ def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
     ctx.session.flush()
     routing.move_held(ctx.session, conv.id, texted.id)
     ctx.effects.wake(Task.OFFER_CALL_BACK, texted.id)
+
+
+def _reopen(ctx: CallStep, texted: Conversation, conv: Conversation) -> None:
+    """The text request ``conv``'s call replaced waits again, as it was: the peers who passed
+    it or let it lapse, when the clinician was told nobody is free, when it began. The offer
+    the call withdrew was nobody's refusal, and its text is still on the peer's phone: it is
+    pending again until its own time is up, or lapsed if that has passed meanwhile (or if a
+    request offered her since has that number on her phone: an ACCEPT there is for that one).
+    A field chosen in the call's menu is the one wanted now."""
+    withdrawn_at = texted.ended_at
+    texted.state, texted.ended_at, texted.end_reason = ConversationState.QUEUED, None, None
+    texted.last_activity_at = ctx.now
+    texted.discipline_wanted = conv.discipline_wanted or texted.discipline_wanted
+    routing.move_held(ctx.session, conv.id, texted.id)
+    offer = ctx.session.scalar(
+        select(Offer).where(
+            Offer.conversation_id == texted.id,
+            Offer.state == OfferState.WITHDRAWN,
+            Offer.answered_at == withdrawn_at,
+        )
+    )
+    if offer is not None:
+        in_use = routing.pools_in_use(ctx.session, [offer.supporter_id])[offer.supporter_id]
+        if offer.expires_at > ctx.now and offer.pool_number not in in_use:
+            offer.state, offer.answered_at = OfferState.PENDING, None
+            ctx.effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
+        else:
+            offer.state, offer.answered_at = OfferState.EXPIRED, min(offer.expires_at, ctx.now)
+    ctx.effects.wake(Task.OFFER_CALL_BACK, texted.id)  # when no offer is pending
 
 
 def call_back_message(ctx: CallStep, call: Call) -> VoiceReply:

@@ -765,33 +765,109 @@ def test_a_hang_up_after_a_text_request_was_replaced_leaves_that_request_waiting
     hotline: Hotline, phones: Phones, calls: Calls, first: str
 ) -> None:
     """The clinician texts, calls before anyone accepts, and hangs up while Bob's phone rings:
-    the call is withdrawn, but what they texted was not. It goes on waiting for a peer, as a
-    text request: Alice is offered it by text and gets the text when she accepts. So too when
-    the request held nothing (its first text was their field's word, as the greeting invites,
-    or only a photo): it was gone, nobody was offered it, and they had been told a peer would
-    text back."""
+    the call is withdrawn, but what they texted was not. It goes on waiting for a peer, as the
+    text request it was: Alice's offer of it, withdrawn by the call, stands again (she was
+    texted it a second time), and she gets the text when she accepts. So too when the request
+    held nothing (its first text was their field's word, as the greeting invites, or only a
+    photo): it was gone, nobody was offered it, and they had been told a peer would text
+    back."""
     hotline.add_supporter("Alice", ALICE)
     hotline.add_supporter("Bob", BOB)
     clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
     clinician.texts(first)
     clinician.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER, from_=POOL[0])
+    offer = alice.expect_text(OFFER, from_=POOL[0])
+    assert "call-back" not in offer.body  # they asked by text: a peer texts them back
 
     call = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}, hang_up_during_dial=1))
 
     assert call.caller_hung_up and call.dialled == [BOB]
     hotline.run_jobs()
-    offer = alice.expect_text(OFFER, from_=POOL[0])
-    assert "call-back" not in offer.body  # they asked by text: a peer texts them back
+    phones.assert_no_unexpected()
     alice.texts("ACCEPT")
     alice.expect_text("connected", from_=POOL[0])
     if first != "NURSE":
         alice.expect_text(first, from_=POOL[0])
     clinician.expect_text("joined", from_=HOTLINE)
     assert [c.state for c in conversations(hotline)] == [
-        ConversationState.ENDED,  # the text request, replaced by the call
+        ConversationState.ACTIVE,  # the text request, waiting again after the hang-up
         ConversationState.ENDED,  # the call, withdrawn by the hang-up
-        ConversationState.ACTIVE,  # what they texted, still waiting for a peer until Alice
+    ]
+    phones.assert_no_unexpected()
+
+
+def test_an_offer_whose_time_ran_out_while_the_call_rang_lapses_as_it_would_have(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Alice's offer of the text request ran out while the clinician's call rang (its wake-up
+    not yet run): once they hang up, the request goes on to the next peer, as it would have
+    without the call, and she can still take it with a late ACCEPT, as a lapsed offer."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    hotline.clock.advance(seconds=181)
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}, hang_up_during_dial=1))
+
+    assert call.caller_hung_up and call.dialled == [BOB]
+    hotline.run_jobs()
+    bob.expect_text(OFFER)
+    bob.texts("PASS")
+    bob.expect_text("Passed on")
+    clinician.expect_text("No peer supporter is free", from_=HOTLINE)
+    alice.texts("ACCEPT")
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_hang_up_after_a_text_request_was_replaced_goes_on_with_it_rather_than_anew(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """The clinician texts; Alice and Bob both pass it, and the clinician is told no peer is
+    free. They call, and hang up while a phone rings. What they texted waits on as the request
+    it was, not a new one: Alice and Bob, who passed it a moment ago, were asked again at once,
+    and passing again, the clinician was told a second time that nobody is free. Now it is
+    offered again as any waiting request is, half an hour after they passed, and reaches
+    whoever accepts it; it counts as the one text request it is."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER)
+    alice.texts("PASS")
+    alice.expect_text("Passed on")
+    bob.expect_text(OFFER)
+    bob.texts("PASS")
+    bob.expect_text("Passed on")
+    clinician.expect_text("No peer supporter is free", from_=HOTLINE)
+
+    rings = Script(phones={ALICE: NO_ANSWER, BOB: NO_ANSWER}, hang_up_during_dial=1)
+    call = calls.place(CLINICIAN, HOTLINE, rings)
+
+    assert call.caller_hung_up and call.dialled == [ALICE]
+    hotline.run_jobs()
+    phones.assert_no_unexpected()  # was: the peer first in turn offered it again at once
+    hotline.clock.advance(minutes=29)
+    hotline.sweep()
+    hotline.run_jobs()
+    phones.assert_no_unexpected()
+    hotline.clock.advance(minutes=2)
+    hotline.sweep()
+    hotline.run_jobs()
+    bob.expect_text(OFFER)  # next in turn: Alice's phone rang for the call since
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I had a bad night")
+    clinician.expect_text("joined", from_=HOTLINE)
+    assert [(c.channel, c.state) for c in conversations(hotline)] == [
+        ("sms", ConversationState.ACTIVE),  # what they texted, taken by Bob at last
+        ("voice", ConversationState.ENDED),  # the call, withdrawn by the hang-up
     ]
     phones.assert_no_unexpected()
 
