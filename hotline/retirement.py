@@ -82,6 +82,14 @@ def retire(session: Session, programme: Programme, now: datetime) -> Retired:
     return Retired(int(checkins.rowcount), int(notices.rowcount))  # type: ignore[attr-defined]
 
 
+def retired_now(session: Session, programme_id: int) -> bool:
+    """Whether the programme is retired as committed now. Read under its lock
+    (``routing.lock_programme``) where a request would open: a text or call that read the
+    programme running, then waited on that lock while ``retire`` held it, must not open one."""
+    retired_at = select(Programme.retired_at).where(Programme.id == programme_id)
+    return session.scalar(retired_at) is not None
+
+
 def restore(programme: Programme) -> bool:
     """Run ``programme`` again (its texts and calls reach peers); whether it was retired.
     Check-ins cancelled by its retirement stay cancelled."""

@@ -19,6 +19,7 @@ from hotline import (
     fastrelay,
     reach,
     retention,
+    retirement,
     routing,
     supporterline,
     wording,
@@ -271,6 +272,10 @@ def _talking(ctx: Inbound, clinician: Clinician) -> Conversation | None:
 
 
 def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
+    """A new request, under the programme's lock (the caller's)."""
+    if retirement.retired_now(ctx.session, ctx.programme.id):  # as this text waited on the lock
+        ctx.reply(wording.line_closed(ctx.programme))
+        return
     discipline = ctx.command.discipline if ctx.command else None
     checkins.note_reply(ctx.session, clinician.id, ctx.now)
     conv = Conversation(

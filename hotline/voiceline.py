@@ -25,7 +25,17 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import checkins, events, masking, peercall, retention, ringing, routing, speech
+from hotline import (
+    checkins,
+    events,
+    masking,
+    peercall,
+    retention,
+    retirement,
+    ringing,
+    routing,
+    speech,
+)
 from hotline.calling import (
     DialResult,
     Gather,
@@ -160,6 +170,8 @@ def start(services: Services, call_sid: str, digits: str) -> VoiceReply:
         routing.lock_programme(session, call.programme_id)  # before ending conversations
         if _fresh(session, call) != CallState.GREETING:  # a hang-up's status ended it meanwhile
             return replay(ctx, call)
+        if retirement.retired_now(session, call.programme_id):  # since the greeting
+            return reply(Say(speech.line_closed(ctx.programme)), Hangup())
         peer_rung = call.conversation_id  # the live conversation whose peer did not pick up
         if call.clinician_id is not None:  # "reply any time to talk": a call answers a check-in
             checkins.note_reply(session, call.clinician_id, ctx.now)

@@ -13,10 +13,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
-from hotline import tasks
-from hotline.models import Conversation, ConversationState, Offer, OfferState
+from hotline import retirement, tasks
+from hotline.db import transaction
+from hotline.models import Conversation, ConversationState, Offer, OfferState, Programme
 from tests.kit.harness import HOTLINE, POOL, Hotline
 
 CLINICIAN, ALICE = "+15550109001", "+15550108001"
@@ -117,3 +118,47 @@ def test_back_after_a_lapsed_break_while_the_sweeper_offers_her_the_waiting_requ
     assert failures == [] and answers == [200]
     with hotline.session() as session:  # offered once, by whichever came first
         assert session.scalars(select(Offer.state)).all() == [OfferState.PENDING]
+
+
+def test_a_first_text_as_the_programme_retires_is_told_the_line_has_closed(
+    hotline: Hotline,
+) -> None:
+    """`hotline programme retire` holds the programme's lock, found nothing open and has not
+    committed yet, as a clinician's first text reads the programme (still running) and waits
+    on that lock to open its request. Once the retirement commits, the text is answered that
+    the line has closed: no request opens on a closed line, and no peer is offered one."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: these interleavings need PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    answers: list[str] = []
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        retirement.retire(session, programme, hotline.clock.now)
+        session.flush()
+        sent = threading.Thread(
+            target=lambda: answers.append(
+                hotline.sms(CLINICIAN, HOTLINE, "hello").get_data(as_text=True)
+            )
+        )
+        sent.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _waiting_on_a_lock(engine):
+            time.sleep(0.05)
+        assert _waiting_on_a_lock(engine), "the text did not reach the programme's lock"
+    sent.join(20)
+    assert "This peer support line has closed" in answers[0], answers
+    assert ALICE not in answers[0]  # no offer
+    with hotline.session() as session:
+        assert session.scalars(select(Conversation.state)).all() == []
+
+
+def _waiting_on_a_lock(engine: Any) -> bool:
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import select
 
-from hotline import routing, voiceline
+from hotline import retirement, routing, voiceline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -412,3 +412,28 @@ def test_a_hang_up_as_the_menu_ends_withdraws_the_request(
     texted = {n: [t.body for t in phones.phone(n).inbox] for n in (ALICE, BOB, CLINICIAN)}
     assert all(state == ConversationState.ENDED for _, state, _ in convs), (convs, texted)
     assert not any(texted.values()), texted
+
+
+def test_a_call_greeted_as_the_programme_retires_is_told_the_line_has_closed(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """`hotline programme retire` found no call open and has not committed yet as a call is
+    greeted (its row commits after the count: greeting takes no programme lock). After the
+    menu, once the retirement has committed, the caller hears that the line has closed, with
+    the crisis sentence, and no peer is rung or offered a call-back on a closed line."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: these interleavings need PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        retirement.retire(session, programme, hotline.clock.now)
+        session.flush()
+        assert "press 1" in said(doc(hotline, "/twilio/voice", **caller(sid(1))))
+    after_menu = doc(hotline, "/twilio/voice/start", **caller(sid(1)))
+    assert after_menu.find("Dial") is None
+    assert "This peer support line has closed" in said(after_menu)
+    assert "988" in said(after_menu)
+    hotline.run_jobs()
+    assert conversations(hotline) == []
+    phones.assert_no_unexpected()
