@@ -111,7 +111,7 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     command = read(text.body, text.opt_out_type)
     ctx = Inbound(services, session, p, sender, text, command, now, effects)
     if p.retired:
-        _line_closed(ctx)
+        _line_closed(ctx, match.is_hotline)
         return
     supporter = find_supporter(session, services.vault, p.id, sender)
     if supporter is not None and supporterline.is_supporter_text(ctx, supporter, match.is_hotline):
@@ -128,11 +128,14 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         ctx.reply(wording.not_a_line(p.hotline_number))
 
 
-def _line_closed(ctx: Inbound) -> None:
+def _line_closed(ctx: Inbound, to_hotline: bool) -> None:
     """A text to a retired programme's number, from anyone: the line has closed, where to turn
-    instead. STOP and START are kept as ever (Twilio answers them itself)."""
+    instead. STOP and START are kept as ever (Twilio answers them itself), and FORGET to its
+    hotline number erases the number as ever."""
     word = ctx.command.word if ctx.command is not None else None
-    if word is Word.STOP:
+    if word is Word.FORGET and to_hotline:
+        _clinician_forget(ctx)
+    elif word is Word.STOP:
         record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
     elif ctx.command is not None and ctx.command.opt_in:
         _lift_if_opted_in(ctx)
@@ -412,7 +415,7 @@ def _clinician_forget(ctx: Inbound) -> None:
         retention.forget(ctx.session, clinician)
     # Under every data key, and with no clinician row (a STOP from someone who never wrote).
     retention.forget_opt_outs(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
-    ctx.reply(wording.forgotten())
+    ctx.reply(wording.forgotten(ctx.programme.retired))
 
 
 def handle_status(services: Services, report: StatusReport) -> None:

@@ -163,11 +163,12 @@ def notice_answer(p: ProgrammeConfig) -> str:
     )
 
 
-def forgotten() -> str:
-    return (
-        "Done: your number and anything linking you to this line have been erased. "
-        "Text here again any time to start fresh."
-    )
+def forgotten(closed: bool = False) -> str:
+    """FORGET's confirmation; closed: the programme has been retired (retirement.py)."""
+    erased = "Done: your number and anything linking you to this line have been erased."
+    if closed:
+        return f"{erased} This line has closed."
+    return f"{erased} Text here again any time to start fresh."
 
 
 def stopped() -> str:

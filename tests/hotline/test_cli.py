@@ -19,6 +19,7 @@ from hotline.models import (
     Channel,
     CheckIn,
     CheckInState,
+    Clinician,
     Conversation,
     ConversationState,
     Coordinator,
@@ -722,3 +723,24 @@ def test_a_retired_programme_answers_that_its_line_has_closed_and_sends_nothing_
     alice.expect_text("Reply ACCEPT")
     hotline.sweep()
     phones.phone("+15550108002").expect_text("reminder, you are on call")
+
+
+def test_forget_to_a_retired_programme_still_erases_the_number(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """A clinician of a programme retired since they were supported texts FORGET to its
+    number: their number is erased at once, as ever, and they are told so (not that the line
+    has closed, with their number kept until the purge)."""
+    hotline.add_supporter("Alice", "+15550108001")
+    clinician, alice = phones.talking("+15550109001", "+15550108001")
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    runner = CliRunner(env=environment_for(hotline.settings.database_url, hotline.fake))
+    assert runner.invoke(main, ["programme", "retire", "default"]).exit_code == 0
+    clinician.texts("FORGET", to=HOTLINE)
+    done = clinician.expect_text("your number and anything linking you to this line have been")
+    assert "Text here again" not in done.body  # the line has closed
+    with hotline.session() as session:
+        assert session.scalars(select(Clinician.phone_sealed)).all() == [None]
+    phones.assert_no_unexpected()

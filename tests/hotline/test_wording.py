@@ -71,6 +71,7 @@ ROWS: dict[str, Row] = {
     "closing": (wording.closing, (DEFAULT,), 2),
     "closing, resources apart": (wording.closing, (DEFAULT, False), 1),
     "forgotten": (wording.forgotten, (), 1),
+    "forgotten, line closed": (wording.forgotten, (True,), 1),
     "check-ins declined": (wording.checkins_declined, (), 1),
     "stopped (punctuated STOP)": (wording.stopped, (), 1),
     "ended by clinician": (wording.ended_by_clinician, (), 1),
