@@ -243,10 +243,11 @@ class _Batch:
 
 def _claim(services: Services, session: Session, where: list[Any], now: datetime) -> _Batch:
     """Move up to DRAIN_BATCH rows matching ``where`` to ``claimed``; cancel those no longer
-    wanted (declined, opted out, forgotten, or in a live conversation); put those whose
-    programme's delivery window is shut now back to ``scheduled`` for its next opening (a retry
-    or a run late after an outage must not text anyone at night, and the window or time zone
-    may have changed since the row was scheduled); the rest to send.
+    wanted (declined, opted out, forgotten, in a live conversation, or their programme
+    retired); put those whose programme's delivery window is shut now back to ``scheduled``
+    for its next opening (a retry or a run late after an outage must not text anyone at
+    night, and the window or time zone may have changed since the row was scheduled); the
+    rest to send.
 
     Rows another worker holds are skipped and the outer condition is checked again on the
     locked row, so a row is claimed once (``drains.picked``)."""
@@ -310,6 +311,9 @@ def _claim(services: Services, session: Session, where: list[Any], now: datetime
             to = clinician_phone(services.vault, clinician)
         except DecryptionError:  # a retired data key: this row fails, the batch goes on
             unreadable.append(row.id)
+            continue
+        # Retired: one Twilio did not take as its programme retired is not retried from it.
+        if p.retired:
             continue
         if to is not None and not clinician.checkins_declined and clinician.id not in talking:
             wanted.append((p.id, _Target(row.id, to, p.hotline_number, wording.checkin(p))))

@@ -34,7 +34,7 @@ from rq.job import Job
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from hotline import checkins, drains, programme_settings
+from hotline import checkins, drains, programme_settings, retirement
 from hotline.db import make_engine, transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -1492,3 +1492,31 @@ def test_a_programme_that_sends_no_checkins_schedules_none_and_promises_none(
     with hotline.session() as session:
         p = config_of(session.get_one(Programme, hotline.programme_id), hotline.services.settings)
     assert programme_settings.effective(p)["checkin_offsets"] == "none"
+
+
+def test_a_checkin_in_flight_as_its_programme_retires_is_not_retried_from_the_closed_line(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """`hotline programme retire` cancels the check-ins not yet handed to Twilio. One being
+    handed over at that very moment, which Twilio does not take (a 503), was retried minutes
+    later from a line that now answers every text that it has closed: it is not sent again."""
+    hotline, (clinician,), due = due_an_hour_after(make_line, 1)
+    real = hotline.services.telephony
+
+    class RetiredMidSend:
+        def send_text(
+            self, to: str, from_: str, body: str, status_callback: str | None = None
+        ) -> SentText:
+            with transaction(hotline.services.sessions) as session:  # the operator, meanwhile
+                programme = session.get_one(Programme, hotline.programme_id)
+                retirement.retire(session, programme, hotline.clock.now)
+            hotline.fake.fail_next(status=503, code=None)
+            return real.send_text(to, from_, body, status_callback=status_callback)
+
+    use_telephony(hotline, RetiredMidSend())
+    work(hotline, due + timedelta(seconds=30))
+    assert states(hotline) == [CheckInState.SCHEDULED]  # to be retried, as in any outage
+    use_telephony(hotline, real)
+    work(hotline, due + timedelta(minutes=10))
+    assert texts_to(hotline, clinician) == []
+    assert states(hotline) == [CheckInState.CANCELLED]
