@@ -33,7 +33,7 @@ from hotline.models import (
     ScheduleSettings,
     Supporter,
 )
-from hotline.people import opted_out, supporter_phone
+from hotline.people import opted_out, record_opt_out, supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.routing import alert_phone, pools_in_use
 from hotline.services import Services
@@ -76,7 +76,9 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
         )
         if not claimed.rowcount:  # type: ignore[attr-defined]
             return None
-        message = compose(services, session, session.get_one(Notice, notice_id))
+        notice = session.get_one(Notice, notice_id)
+        programme_id = notice.programme_id
+        message = compose(services, session, notice)
     skipped = (NoticeState.SKIPPED, None, None)
     state, sid, refused = skipped if message is None else _deliver(services, message)
     with transaction(services.sessions) as session:
@@ -95,6 +97,11 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
             reach.reached(session, whose)
         elif refused is not None:
             reach.refused(session, whose, refused, now)
+        if refused == reach.STOPPED and message is not None:
+            # Their STOP to that number, which the line never heard (texted while it was
+            # down): kept, as for an offer (reach.stopped), so the next notice goes from
+            # another of its numbers (_sender_for).
+            record_opt_out(session, services.vault, programme_id, message.to, message.from_)
     return state
 
 

@@ -198,6 +198,32 @@ def test_a_shift_reminder_avoids_a_pool_number_the_supporter_stopped(
     )
 
 
+def test_a_reminder_refused_for_a_stop_the_line_missed_comes_from_another_number_next(
+    hotline: Hotline,
+) -> None:
+    """Alice texted STOP to the first pool number while the line could not hear it (the
+    database down): Twilio blocks the pair and the line did not know. Her shift reminder from
+    that number is refused (21610); the block is kept as her STOP would have kept it, so her
+    next reminder comes from another of the line's numbers, not from one that cannot reach
+    her (as her offers do)."""
+    configure(hotline, reminder=30, warning=None)
+    alice = add_verified(hotline, "Alice", ALICE)
+    shift_in(hotline, alice, minutes=20, hours=8)
+    shift_in(hotline, alice, minutes=24 * 60 + 20, hours=8)
+    hotline.fake.fail_next(status=400, code=21610)
+    hotline.sweep()
+    with hotline.session() as session:
+        first = session.scalar(select(Notice).where(Notice.kind == NoticeKind.REMINDER))
+        assert first is not None and first.state == NoticeState.FAILED
+        assert first.from_number == POOL[0]
+    hotline.clock.advance(hours=24)
+    hotline.sweep()
+    (reminder,) = [m for m in texts_to(hotline, ALICE) if "reminder" in str(m["body"])]
+    assert reminder["from_"] != POOL[0]
+    with transaction(hotline.services.sessions) as session:
+        assert is_opted_out(session, hotline.services.vault, hotline.programme_id, ALICE, POOL[0])
+
+
 def test_a_shift_reminder_does_not_land_in_a_live_conversation_s_thread(
     hotline: Hotline, phones: Phones
 ) -> None:
