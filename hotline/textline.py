@@ -137,6 +137,8 @@ def _line_closed(ctx: Inbound, to_hotline: bool) -> None:
         _clinician_forget(ctx)
     elif word is Word.STOP:
         record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+        if ctx.command is not None and not ctx.command.bare:  # as _clinician_text says why
+            ctx.reply(wording.stopped())
     elif ctx.command is not None and ctx.command.opt_in:
         _lift_if_opted_in(ctx)
     else:

@@ -30,6 +30,7 @@ from hotline.models import (
     Supporter,
     utcnow,
 )
+from hotline.people import is_opted_out
 from hotline.telephony.twilio_adapter import TwilioTelephony
 from tests.kit.calls import Calls
 from tests.kit.fake_twilio import FakeTwilio
@@ -743,4 +744,20 @@ def test_forget_to_a_retired_programme_still_erases_the_number(
     assert "Text here again" not in done.body  # the line has closed
     with hotline.session() as session:
         assert session.scalars(select(Clinician.phone_sealed)).all() == [None]
+    phones.assert_no_unexpected()
+
+
+def test_a_punctuated_stop_to_a_retired_programme_is_confirmed(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """`Stop.`, which Twilio may take for an ordinary text, is confirmed by the line itself
+    (README), on a retired programme too: not met with silence, and the block is kept."""
+    runner = CliRunner(env=environment_for(hotline.settings.database_url, hotline.fake))
+    assert runner.invoke(main, ["programme", "retire", "default"]).exit_code == 0
+    clinician = phones.phone("+15550109001")
+    clinician.texts("Stop.", to=HOTLINE)
+    clinician.expect_text("no more texts from this number", from_=HOTLINE)
+    with transaction(hotline.services.sessions) as session:
+        vault, pid = hotline.services.vault, hotline.programme_id
+        assert is_opted_out(session, vault, pid, "+15550109001", HOTLINE)
     phones.assert_no_unexpected()
