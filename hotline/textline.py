@@ -142,7 +142,18 @@ def _line_closed(ctx: Inbound, to_hotline: bool) -> None:
     elif ctx.command is not None and ctx.command.opt_in:
         _lift_if_opted_in(ctx)
     else:
-        ctx.reply(wording.line_closed(ctx.programme))
+        _say_closed(ctx)
+
+
+def _say_closed(ctx: Inbound) -> None:
+    """The line has closed, where to turn instead: one text if it fits, else the programme's
+    long resources apart (joined, they would pass Twilio's limit and lose the crisis sentence
+    at the end)."""
+    p = ctx.programme
+    for body in routing.one_or_apart(
+        wording.line_closed(p), wording.line_closed(p, False), p.resources_text
+    ):
+        ctx.reply(body)
 
 
 def _lift_if_opted_in(ctx: Inbound) -> None:
@@ -279,7 +290,7 @@ def _talking(ctx: Inbound, clinician: Clinician) -> Conversation | None:
 def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
     """A new request, under the programme's lock (the caller's)."""
     if retirement.retired_now(ctx.session, ctx.programme.id):  # as this text waited on the lock
-        ctx.reply(wording.line_closed(ctx.programme))
+        _say_closed(ctx)
         return
     discipline = ctx.command.discipline if ctx.command else None
     checkins.note_reply(ctx.session, clinician.id, ctx.now)

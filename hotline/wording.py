@@ -316,11 +316,13 @@ def media_not_relayed() -> str:
     return "Pictures and other media aren't passed on here. Please put it in words."
 
 
-def line_closed(p: ProgrammeConfig) -> str:
-    """Any text to a retired programme's numbers (retirement.py)."""
+def line_closed(p: ProgrammeConfig, with_resources: bool = True) -> str:
+    """Any text to a retired programme's numbers (retirement.py), with the programme's
+    resources unless they go apart (too long to share one text: see textline)."""
+    resources = f"{p.resources_text} " if with_resources else ""
     return (
         "This peer support line has closed: texts and calls to it no longer reach a peer. "
-        f"{p.resources_text} {p.crisis_text}"
+        f"{resources}{p.crisis_text}"
     )
 
 

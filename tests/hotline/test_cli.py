@@ -31,7 +31,9 @@ from hotline.models import (
     utcnow,
 )
 from hotline.people import is_opted_out
+from hotline.programme_settings import TEXT_LIMITS
 from hotline.telephony.twilio_adapter import TwilioTelephony
+from hotline.wording import MAX_TEXT
 from tests.kit.calls import Calls
 from tests.kit.fake_twilio import FakeTwilio
 from tests.kit.harness import HOTLINE, POOL, SET_UP_HERE, Hotline
@@ -760,4 +762,26 @@ def test_a_punctuated_stop_to_a_retired_programme_is_confirmed(
     with transaction(hotline.services.sessions) as session:
         vault, pid = hotline.services.vault, hotline.programme_id
         assert is_opted_out(session, vault, pid, "+15550109001", HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_retired_programme_with_the_longest_resources_still_says_so_whole(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Retiring, the coordinator writes where its clinicians turn now into the resources (the
+    console allows 1,500 characters): with the closing's own words and the crisis sentence
+    that passed Twilio's 1,600, and the crisis sentence, last, was lost. The closing and the
+    crisis sentence go as one text, the resources as another."""
+    resources = ("Mercy's clinicians: call the EAP at 555-0100, any hour. " * 40)[
+        : TEXT_LIMITS["resources_text"]
+    ].strip()
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Programme, hotline.programme_id).resources_text = resources
+    runner = CliRunner(env=environment_for(hotline.settings.database_url, hotline.fake))
+    assert runner.invoke(main, ["programme", "retire", "default"]).exit_code == 0
+    clinician = phones.phone("+15550109001")
+    clinician.texts("is anyone there", to=HOTLINE)
+    closed = clinician.expect_text("This peer support line has closed", from_=HOTLINE)
+    assert len(closed.body) <= MAX_TEXT and "call or text 988" in closed.body
+    assert clinician.expect_text(from_=HOTLINE).body == resources
     phones.assert_no_unexpected()

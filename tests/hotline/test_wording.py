@@ -84,6 +84,7 @@ ROWS: dict[str, Row] = {
     "not a line": (wording.not_a_line, (HOTLINE,), 1),
     # A retired programme: the closing, the resources and the crisis sentence, as the greeting.
     "line closed": (wording.line_closed, (NAMED,), 3),
+    "line closed, resources apart": (wording.line_closed, (NAMED, False), 2),
     # The supporter, between patients: one segment each, the reply words in capitals.
     "offer": (wording.offer, (None,), 1),
     "offer, a discipline": (wording.offer, (DISCIPLINE,), 1),
