@@ -8,7 +8,6 @@ Worker crashes and cross-process races use real subprocesses on real time.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -34,7 +33,7 @@ from rq.job import Job
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from hotline import checkins, drains, programme_settings, retirement
+from hotline import checkins, drains, programme_settings
 from hotline.db import make_engine, transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -55,11 +54,10 @@ from hotline.wakeups import Task
 from tests.kit import harness
 from tests.kit.databases import Tiers, empty_tables
 from tests.kit.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, num_segments
-from tests.kit.harness import HOTLINE, POOL, Hotline, make_hotline
+from tests.kit.harness import HOTLINE, POOL, Hotline, RetiredMidSend, make_hotline, use_telephony
 from tests.kit.phones import Phones
 from tests.kit.servers import RedisServer
 from tests.kit.signing import deliver_to
-from workers import context
 from workers.queue import make_queue
 
 NY = ZoneInfo("America/New_York")
@@ -291,12 +289,6 @@ def wake_ups(hotline: Hotline) -> dict[str, datetime]:
     registry = make_queue(hotline.redis).scheduled_job_registry
     ids = [i for i in registry.get_job_ids() if i.startswith("send_due_checkins-")]
     return {ident: registry.get_scheduled_time(ident) for ident in ids}
-
-
-def use_telephony(hotline: Hotline, telephony: Any) -> None:
-    """Swap the Twilio adapter (the edge) for the core and the in-process workers."""
-    hotline.services = dataclasses.replace(hotline.services, telephony=telephony)
-    context.install(hotline.services)
 
 
 # --- DONE schedules; a real worker sends each once, at the right local time -------------------
@@ -1502,18 +1494,7 @@ def test_a_checkin_in_flight_as_its_programme_retires_is_not_retried_from_the_cl
     later from a line that now answers every text that it has closed: it is not sent again."""
     hotline, (clinician,), due = due_an_hour_after(make_line, 1)
     real = hotline.services.telephony
-
-    class RetiredMidSend:
-        def send_text(
-            self, to: str, from_: str, body: str, status_callback: str | None = None
-        ) -> SentText:
-            with transaction(hotline.services.sessions) as session:  # the operator, meanwhile
-                programme = session.get_one(Programme, hotline.programme_id)
-                retirement.retire(session, programme, hotline.clock.now)
-            hotline.fake.fail_next(status=503, code=None)
-            return real.send_text(to, from_, body, status_callback=status_callback)
-
-    use_telephony(hotline, RetiredMidSend())
+    use_telephony(hotline, RetiredMidSend(hotline, real))
     work(hotline, due + timedelta(seconds=30))
     assert states(hotline) == [CheckInState.SCHEDULED]  # to be retried, as in any outage
     use_telephony(hotline, real)

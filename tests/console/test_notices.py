@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from hotline import retirement, rota
+from hotline import rota
 from hotline.db import transaction
 from hotline.models import (
     Notice,
@@ -23,11 +21,9 @@ from hotline.models import (
 )
 from hotline.people import ALERT_CONTEXT, SUPPORTER_CONTEXT, is_opted_out
 from hotline.privacy import Vault
-from hotline.telephony import SentText
 from tests.console.conftest import ACTOR, add_verified
-from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.harness import HOTLINE, POOL, Hotline, RetiredMidSend, use_telephony
 from tests.kit.phones import Phone, Phones
-from workers import context
 
 ALICE, BOB = "+15550108001", "+15550108002"
 CLINICIAN = "+15550109001"
@@ -526,18 +522,7 @@ def test_a_reminder_in_flight_as_its_programme_retires_is_not_retried_from_the_c
     alice = add_verified(hotline, "Alice", ALICE)
     shift_in(hotline, alice, minutes=25, hours=8)
     real = hotline.services.telephony
-
-    class RetiredMidSend:
-        def send_text(
-            self, to: str, from_: str, body: str, status_callback: str | None = None
-        ) -> SentText:
-            with transaction(hotline.services.sessions) as session:  # the operator, meanwhile
-                programme = session.get_one(Programme, hotline.programme_id)
-                retirement.retire(session, programme, hotline.clock.now)
-            hotline.fake.fail_next(status=503, code=None)
-            return real.send_text(to, from_, body, status_callback=status_callback)
-
-    use_telephony(hotline, RetiredMidSend())
+    use_telephony(hotline, RetiredMidSend(hotline, real))
     hotline.sweep()
     use_telephony(hotline, real)
     hotline.clock.advance(minutes=1)
@@ -546,9 +531,3 @@ def test_a_reminder_in_flight_as_its_programme_retires_is_not_retried_from_the_c
     with hotline.session() as session:
         reminders = select(Notice.state).where(Notice.kind == NoticeKind.REMINDER)
         assert session.scalars(reminders).all() == [NoticeState.SKIPPED]
-
-
-def use_telephony(hotline: Hotline, telephony: Any) -> None:
-    """Swap the Twilio adapter (the edge) for the core and the in-process workers."""
-    hotline.services = dataclasses.replace(hotline.services, telephony=telephony)
-    context.install(hotline.services)

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn
 
 import pytest
-from sqlalchemy import URL, Connection, Engine, create_engine, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -229,3 +231,32 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
+
+
+def waiting_on_a_lock(engine: Engine) -> bool:
+    """Whether a session of this database waits on a lock (a new transaction each time: the
+    activity view is a snapshot taken once per transaction). PostgreSQL only."""
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)
+
+
+def sent_behind_a_lock(
+    engine: Engine, send: Callable[[], str], what: str
+) -> tuple[threading.Thread, list[str]]:
+    """``send`` (a webhook, answering its body) started in a thread of its own, once it waits
+    on a lock the caller holds (asserted, naming ``what``): the thread, to join once the
+    caller lets go, and the list its answer lands in."""
+    answers: list[str] = []
+    sent = threading.Thread(target=lambda: answers.append(send()))
+    sent.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not waiting_on_a_lock(engine):
+        time.sleep(0.05)
+    assert waiting_on_a_lock(engine), f"{what} did not reach the lock"
+    return sent, answers

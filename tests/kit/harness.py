@@ -6,6 +6,7 @@ makes). The core's clock is a controllable ``Clock`` so offers can time out on d
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from rq import SimpleWorker
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from hotline import tasks
+from hotline import retirement, tasks
 from hotline.app import build_services, create_app
 from hotline.db import transaction
 from hotline.models import Programme, Shift
@@ -230,3 +231,26 @@ def hotline(
     yield harness
     harness.clock.stop()
     harness.services.sessions.kw["bind"].dispose()
+
+
+def use_telephony(hotline: Hotline, telephony: Any) -> None:
+    """Swap the Twilio adapter (the edge) for the core and the in-process workers."""
+    hotline.services = dataclasses.replace(hotline.services, telephony=telephony)
+    context.install(hotline.services)
+
+
+@dataclass
+class RetiredMidSend:
+    """The Twilio adapter, whose next text finds the programme retired meanwhile (the operator
+    ran ``hotline programme retire`` as it went out) and is not taken (a 503)."""
+
+    hotline: Hotline
+    real: Any
+
+    def send_text(self, to: str, from_: str, body: str, status_callback: str | None = None) -> Any:
+        hotline = self.hotline
+        with transaction(hotline.services.sessions) as session:
+            programme = session.get_one(Programme, hotline.programme_id)
+            retirement.retire(session, programme, hotline.clock.now)
+        hotline.fake.fail_next(status=503, code=None)
+        return self.real.send_text(to, from_, body, status_callback=status_callback)

@@ -13,11 +13,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select
 
 from hotline import retirement, tasks
 from hotline.db import transaction
 from hotline.models import Conversation, ConversationState, Offer, OfferState, Programme
+from tests.kit.databases import sent_behind_a_lock
 from tests.kit.harness import HOTLINE, POOL, Hotline
 
 CLINICIAN, ALICE = "+15550109001", "+15550108001"
@@ -131,34 +132,17 @@ def test_a_first_text_as_the_programme_retires_is_told_the_line_has_closed(
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite serialises writers: these interleavings need PostgreSQL")
     hotline.add_supporter("Alice", ALICE)
-    answers: list[str] = []
     with transaction(hotline.services.sessions) as session:
         programme = session.get_one(Programme, hotline.programme_id)
         retirement.retire(session, programme, hotline.clock.now)
         session.flush()
-        sent = threading.Thread(
-            target=lambda: answers.append(
-                hotline.sms(CLINICIAN, HOTLINE, "hello").get_data(as_text=True)
-            )
+        sent, answers = sent_behind_a_lock(
+            engine,
+            lambda: hotline.sms(CLINICIAN, HOTLINE, "hello").get_data(as_text=True),
+            "the text",
         )
-        sent.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not _waiting_on_a_lock(engine):
-            time.sleep(0.05)
-        assert _waiting_on_a_lock(engine), "the text did not reach the programme's lock"
     sent.join(20)
     assert "This peer support line has closed" in answers[0], answers
     assert ALICE not in answers[0]  # no offer
     with hotline.session() as session:
         assert session.scalars(select(Conversation.state)).all() == []
-
-
-def _waiting_on_a_lock(engine: Any) -> bool:
-    with engine.connect() as conn:
-        waiting = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-        ).scalar_one()
-    return bool(waiting)

@@ -7,8 +7,6 @@ share; on SQLite they check the full path, on PostgreSQL the fast one.
 
 from __future__ import annotations
 
-import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, event, select, text, update
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session
 
 from hotline import fastrelay, textline
@@ -29,6 +27,7 @@ from hotline.models import (
     PoolNumber,
     WebhookEvent,
 )
+from tests.kit.databases import sent_behind_a_lock
 from tests.kit.harness import HOTLINE, POOL, Hotline
 from tests.kit.phones import Phones
 
@@ -158,19 +157,13 @@ def test_a_text_to_a_conversation_ending_meanwhile_is_not_relayed(
     clinician, alice = phones.talking(CLINICIAN, ALICE)
     hotline.clock.advance(minutes=1)
     by, to = (ALICE, POOL[0]) if sender == "supporter" else (CLINICIAN, HOTLINE)
-    answers: list[str] = []
     with engine.connect() as other:  # the webhook ending it, holding the row until it commits
         other.execute(update(Conversation).values(state=ConversationState.ENDED, end_reason="done"))
-        sent = threading.Thread(
-            target=lambda: answers.append(
-                hotline.sms(by, to, "one more thing").get_data(as_text=True)
-            )
+        sent, answers = sent_behind_a_lock(
+            engine,
+            lambda: hotline.sms(by, to, "one more thing").get_data(as_text=True),
+            "the relay",
         )
-        sent.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not _waiting_on_a_lock(engine):
-            time.sleep(0.05)
-        assert _waiting_on_a_lock(engine), "the relay did not reach the conversation's row"
         other.commit()
     sent.join(20)
     assert "one more thing" not in answers[0]
@@ -183,19 +176,6 @@ def test_a_text_to_a_conversation_ending_meanwhile_is_not_relayed(
             states = sorted(session.scalars(select(Conversation.state)))
         assert states == sorted([ConversationState.ENDED, ConversationState.QUEUED])
     del alice
-
-
-def _waiting_on_a_lock(engine: Engine) -> bool:
-    """Whether a session of this database waits on a lock (a new transaction each time: the
-    activity view is a snapshot taken once per transaction)."""
-    with engine.connect() as conn:
-        waiting = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-        ).scalar_one()
-    return bool(waiting)
 
 
 def test_a_connection_lost_in_the_relays_commit_answers_with_the_crisis_line(
