@@ -271,9 +271,12 @@ def load(
 
 
 def next_coverage(session: Session, programme_id: int, after: datetime) -> datetime | None:
-    """When someone next comes on call after ``after`` (within LOOKAHEAD), or None."""
+    """When someone the line can text next comes on call after ``after`` (within LOOKAHEAD),
+    or None: the time a clinician told nobody is free is given. Not a supporter whose phone
+    refuses its texts (``reach.untextable``), who could take no request."""
     found = timeline(session, programme_id, after, after + LOOKAHEAD)
+    untextable = reach.untextable(session, programme_id).keys()
     for before, current in pairwise(found):
-        if current.supporter_ids - before.supporter_ids:
+        if current.supporter_ids - before.supporter_ids - untextable:
             return current.starts_at
     return None

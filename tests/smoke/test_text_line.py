@@ -274,6 +274,31 @@ def test_the_sweeper_expires_offers_whose_wake_up_redis_lost(
     phones.assert_no_unexpected()
 
 
+def test_the_next_peer_promised_at_3am_is_one_the_line_can_text(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Nobody is on call at 8 a.m. (the programme's time zone, UTC); Bob, whose phone refuses
+    the line's texts (a landline: 30006, kept on the roster), comes on call at 10, Alice at
+    noon. The clinician was told the next peer comes on call at 10, when nobody the line can
+    text does: Alice's noon is the time."""
+    now = hotline.clock.now = hotline.clock.now.replace(hour=8, minute=0)
+    alice = hotline.add_supporter("Alice", ALICE, on_call=False)
+    bob = hotline.add_supporter("Bob", BOB, on_call=False)
+    hotline.add_shift(bob, now + timedelta(hours=2), now + timedelta(hours=12))
+    hotline.add_shift(alice, now + timedelta(hours=4), now + timedelta(hours=12))
+    with hotline.session() as session:
+        session.execute(
+            update(Supporter)
+            .where(Supporter.id == bob)
+            .values(texts_refused_code=30006, texts_refused_at=now)
+        )
+        session.commit()
+    clinician = phones.phone(CLINICIANS[0])
+    clinician.texts("I can't sleep after what happened")
+    fallback = clinician.expect_text("No peer is free right now", from_=HOTLINE)
+    assert "The next peer comes on call at Mon 12:00 PM" in fallback.body, fallback.body
+
+
 def test_nobody_on_call_at_3am_gets_the_fallback_and_a_later_shift_picks_it_up(
     hotline: Hotline, phones: Phones
 ) -> None:
