@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from hotline.models import Clinician, OptOut, Programme, Supporter
 from hotline.privacy import Vault
-from hotline.reach import STOPPED
+from hotline.reach import STOPPED, block
 
 P = TypeVar("P", Supporter, Clinician)
 CLINICIAN_CONTEXT = b"clinician-phone"
@@ -129,17 +129,8 @@ def opted_out(
 def record_opt_out(
     session: Session, vault: Vault, programme_id: int, phone: str, sender: str
 ) -> None:
-    if is_opted_out(session, vault, programme_id, phone, sender):
-        return
-    try:
-        with session.begin_nested():
-            session.add(
-                OptOut(
-                    programme_id=programme_id, phone_hash=vault.blind_index(phone), sender=sender
-                )
-            )
-    except IntegrityError:
-        pass  # a concurrent STOP recorded it
+    if not is_opted_out(session, vault, programme_id, phone, sender):
+        block(session, programme_id, vault.blind_index(phone), sender)
 
 
 def lift_opt_out(

@@ -88,19 +88,18 @@ def stopped(session: Session, offer_id: int) -> None:
         OptOut.phone_hash == found.phone_hash,
         OptOut.sender == found.pool_number,
     )
-    if session.scalar(select(blocked.exists())):
-        return
+    if not session.scalar(select(blocked.exists())):
+        block(session, found.programme_id, found.phone_hash, found.pool_number)
+
+
+def block(session: Session, programme_id: int, phone_hash: str, sender: str) -> None:
+    """Keep the pair (the phone by its blind index, one of the line's numbers) blocked, as
+    Twilio does after a STOP; a row a concurrent STOP wrote meanwhile is left as it is."""
     try:
         with session.begin_nested():
-            session.add(
-                OptOut(
-                    programme_id=found.programme_id,
-                    phone_hash=found.phone_hash,
-                    sender=found.pool_number,
-                )
-            )
+            session.add(OptOut(programme_id=programme_id, phone_hash=phone_hash, sender=sender))
     except IntegrityError:
-        pass  # their STOP, heard at last, recorded it meanwhile
+        pass
 
 
 def reached(session: Session, supporters: Any) -> None:
