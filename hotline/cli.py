@@ -344,6 +344,10 @@ def programme_retire(slug: str) -> None:
             done = retirement.retire(session, programme, utcnow())
         except retirement.StillOpenError as error:
             raise click.ClickException(str(error)) from None
+        if done is None:
+            since = _when(programme.retired_at)
+            click.echo(f"programme {slug} is already retired (since {since}): nothing changed")
+            return
         _audit_retirement(session, programme, "programme.retire")
     click.echo(
         f"programme {slug} retired: its numbers answer that the line has closed; "
@@ -357,8 +361,10 @@ def programme_restore(slug: str) -> None:
     """Run a retired programme again: texts and calls to its numbers reach peers."""
     with _session() as session:
         programme = _programme(session, slug)
-        if retirement.restore(programme):
-            _audit_retirement(session, programme, "programme.restore")
+        if not retirement.restore(programme):
+            click.echo(f"programme {slug} is not retired: nothing changed")
+            return
+        _audit_retirement(session, programme, "programme.restore")
     click.echo(f"programme {slug} runs: texts and calls to {programme.hotline_number} reach peers")
 
 

@@ -43,10 +43,15 @@ class Retired:
     notices_cancelled: int
 
 
-def retire(session: Session, programme: Programme, now: datetime) -> Retired:
+def retire(session: Session, programme: Programme, now: datetime) -> Retired | None:
     """Retire ``programme`` now (StillOpenError while anything is open on it); what it
-    cancelled. Under the programme's lock, as offer-making, so no request opens meanwhile."""
+    cancelled, or None when it was retired already (nothing changes: ``retired_at`` stays
+    when it first retired). Under the programme's lock, as offer-making, so no request opens
+    meanwhile."""
     routing.lock_programme(session, programme.id)
+    session.refresh(programme)  # as committed now: a retirement that held the lock is seen
+    if programme.retired_at is not None:
+        return None
     open_conversations = session.scalar(
         select(func.count())
         .select_from(Conversation)
@@ -77,8 +82,7 @@ def retire(session: Session, programme: Programme, now: datetime) -> Retired:
         .values(state=NoticeState.SKIPPED)
         .execution_options(synchronize_session=False)
     )
-    if programme.retired_at is None:
-        programme.retired_at = now
+    programme.retired_at = now
     return Retired(int(checkins.rowcount), int(notices.rowcount))  # type: ignore[attr-defined]
 
 

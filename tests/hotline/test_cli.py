@@ -785,3 +785,26 @@ def test_a_retired_programme_with_the_longest_resources_still_says_so_whole(
     assert len(closed.body) <= MAX_TEXT and "call or text 988" in closed.body
     assert clinician.expect_text(from_=HOTLINE).body == resources
     phones.assert_no_unexpected()
+
+
+def test_retiring_or_restoring_twice_says_so_and_is_audited_once(run) -> None:  # type: ignore[no-untyped-def]
+    """`hotline programme retire` run again on a retired programme wrote a second audit entry,
+    and `restore` on a running one said it runs as if it had just been restored: each says
+    nothing changed, and the audit log holds one entry per real change."""
+    assert "programme default retired" in run("programme", "retire", "default")
+    with run.sessions() as session:
+        retired_at = session.scalar(select(Programme.retired_at))
+    again = run("programme", "retire", "default")
+    assert "programme default is already retired" in again and "nothing changed" in again
+    assert f"{retired_at:%Y-%m-%d %H:%M}" in again
+    assert "programme default runs" in run("programme", "restore", "default")
+    live = run("programme", "restore", "default")
+    assert "programme default is not retired: nothing changed" in live
+    with run.sessions() as session:
+        assert session.scalar(select(Programme.retired_at)) is None
+        actions = session.scalars(
+            select(AuditEntry.action)
+            .where(AuditEntry.action.startswith("programme.r"))
+            .order_by(AuditEntry.id)
+        ).all()
+    assert actions == ["programme.retire", "programme.restore"]
