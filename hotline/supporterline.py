@@ -323,13 +323,20 @@ def _ringing(ctx: Inbound, offer: Offer) -> bool:
     return bool(ctx.session.scalar(select(ringing.exists())))
 
 
+def record_stop(ctx: Inbound, supporter: Supporter) -> None:
+    """Their STOP to this number: the pair is kept blocked, as Twilio blocks it, and the
+    roster shows it until a text to them goes through (reach.py); on a retired programme's
+    number too (textline), for when it runs again."""
+    record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+    supporter.texts_refused_code, supporter.texts_refused_at = reach.STOPPED, ctx.now
+
+
 def _supporter_stop(ctx: Inbound, supporter: Supporter) -> None:
     """Twilio now blocks this pool number to the supporter: pass on anything waiting there,
     and end a conversation on it (nothing relayed there would reach them any more); its
     clinician is told, with the next step and the crisis line. The roster shows it until a
     text to them goes through (reach.py)."""
-    record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
-    supporter.texts_refused_code, supporter.texts_refused_at = reach.STOPPED, ctx.now
+    record_stop(ctx, supporter)
     offer = _pending_offer(ctx, supporter)
     if (
         offer is not None

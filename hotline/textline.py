@@ -136,13 +136,23 @@ def _line_closed(ctx: Inbound, to_hotline: bool) -> None:
     if word is Word.FORGET and to_hotline:
         _clinician_forget(ctx)
     elif word is Word.STOP:
-        record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+        _stop_to_a_closed_line(ctx, to_hotline)
         if ctx.command is not None and not ctx.command.bare:  # as _clinician_text says why
             ctx.reply(wording.stopped())
     elif ctx.command is not None and ctx.command.opt_in:
         _lift_if_opted_in(ctx)
     else:
         _say_closed(ctx)
+
+
+def _stop_to_a_closed_line(ctx: Inbound, to_hotline: bool) -> None:
+    """Kept as on a running line: a supporter's STOP there (to a pool number) shows on the
+    roster too (supporterline.record_stop), anyone else's is the pair blocked."""
+    supporter = find_supporter(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
+    if supporter is not None and supporterline.is_supporter_text(ctx, supporter, to_hotline):
+        supporterline.record_stop(ctx, supporter)
+    else:
+        record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
 
 
 def _say_closed(ctx: Inbound) -> None:

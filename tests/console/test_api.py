@@ -597,6 +597,25 @@ def test_a_supporter_who_texted_stop_to_a_line_number_shows_as_unreachable_until
     assert "Texts refused" not in console.get("/console/roster")
 
 
+def test_a_supporters_stop_to_a_retired_programme_shows_on_the_roster(
+    hotline: Hotline, api: Api
+) -> None:
+    """Alice texts STOP to a pool number of a retired programme: the block was kept (as for a
+    clinician) but the roster said nothing, where on a running line it shows her STOP with
+    what to ask of her; restored, the coordinator would not know why no offer came from it."""
+    alice = api.verified("Alice", ALICE)
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        retirement.retire(session, programme, hotline.clock.now)
+    assert hotline.sms(ALICE, POOL[0], "STOP").status_code == 200
+    refused = api.ok("GET", f"/supporters/{alice}")["texts_refused"]
+    assert refused is not None and refused["code"] == 21610 and refused["at"] is not None
+    assert f"text START to {POOL[0]}" in refused["advice"]
+    assert "Texts refused" in signed_in(hotline).get(f"/console/roster/{alice}")
+    assert hotline.sms(ALICE, POOL[0], "START").status_code == 200
+    assert api.ok("GET", f"/supporters/{alice}")["texts_refused"] is None
+
+
 def test_a_supporter_who_stopped_every_line_number_shows_as_unreachable(
     hotline: Hotline, api: Api
 ) -> None:
