@@ -145,7 +145,10 @@ def send_code(supporter_id: int) -> tuple[Response, int]:
     """Text a fresh code to the supporter's number (it replaces any earlier code)."""
     with writing() as session:
         supporter = find(session, supporter_id)
-        change = roster.resend_code(session, services().vault, supporter, caller().actor, now())
+        try:
+            change = roster.resend_code(session, services().vault, supporter, caller().actor, now())
+        except roster.RosterError as error:
+            _refuse(error)
     wake(change.notices)
     return jsonify(
         status="code sent", expires_in_seconds=int(verification.CODE_TTL.total_seconds())

@@ -104,7 +104,12 @@ def _roster_paths() -> Schema:
         "/supporters/{supporter_id}/verification": {
             "parameters": [sid, PROGRAMME],
             "post": operation(
-                "Text a fresh verification code to the supporter.", "202", ref("CodeSent"), "404"
+                "Text a fresh verification code to the supporter (409: the programme is "
+                "retired, and its line texts no codes).",
+                "202",
+                ref("CodeSent"),
+                "404",
+                "409",
             ),
         },
         "/supporters/{supporter_id}/verification/confirm": {

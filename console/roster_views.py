@@ -168,11 +168,17 @@ def confirm(supporter_id: int) -> ResponseReturnValue:
 @bp.post("/<int:supporter_id>/resend")
 def resend(supporter_id: int) -> ResponseReturnValue:
     if ActionForm().validate_on_submit():
-        with transaction(services().sessions) as db:
-            supporter = _supporter(db, supporter_id)
-            change = roster.resend_code(db, services().vault, supporter, auth.user().email, now())
-        wake(change.notices)
-        flash("A new code was texted.", "success")
+        try:
+            with transaction(services().sessions) as db:
+                supporter = _supporter(db, supporter_id)
+                change = roster.resend_code(
+                    db, services().vault, supporter, auth.user().email, now()
+                )
+        except roster.RosterError as error:
+            flash(str(error), "error")
+        else:
+            wake(change.notices)
+            flash("A new code was texted.", "success")
     return redirect(url_for("console.roster.detail", supporter_id=supporter_id))
 
 

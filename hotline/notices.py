@@ -146,10 +146,10 @@ def _deliver(services: Services, text: OutboundText) -> tuple[NoticeState, str |
 
 def compose(services: Services, session: Session, notice: Notice) -> OutboundText | None:
     """The text for ``notice``, or None when it no longer applies or has nobody to go to.
-    A retired programme (retirement.py) reminds and warns nobody: a notice planned or in
-    flight as it retired is not sent; a code the coordinator asks for since still is."""
+    A retired programme (retirement.py) texts nobody: a notice planned or in flight as it
+    retired is not sent, a code included (the roster asks for none since: roster.py)."""
     p = config_of(session.get_one(Programme, notice.programme_id), services.settings)
-    if p.retired and notice.kind != NoticeKind.VERIFICATION:
+    if p.retired:
         return None
     if notice.kind == NoticeKind.GAP:
         return _gap_text(services, session, p, notice)

@@ -5,9 +5,10 @@ loop guard still knows them) until IT releases them at Twilio, but nobody is off
 through them again: every text and call to them, from anyone, is answered that the line has
 closed, with the programme's resources and crisis sentence (set them first to say where to
 turn now). Nothing more is offered, reminded or checked in: pending check-ins and notices are
-cancelled. A programme with a conversation still open, or a call on its numbers, is not
-retired: those end first (DONE, or the 48-hour idle close). Its roster, schedule, reports and
-audit log stay for the console until the programme is restored (``programme restore``).
+cancelled, and the roster asks for no verification code (roster.py). A programme with a
+conversation still open, or a call on its numbers, is not retired: those end first (DONE, or
+the 48-hour idle close). Its roster, schedule, reports and audit log stay for the console
+until the programme is restored (``programme restore``).
 """
 
 from __future__ import annotations

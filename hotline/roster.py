@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hotline import audit, routing, verification
 from hotline.keywords import DISCIPLINES
-from hotline.models import Call, CallState, Notice, Offer, OfferState, Supporter
+from hotline.models import Call, CallState, Notice, Offer, OfferState, Programme, Supporter
 from hotline.people import find_supporter, new_supporter, set_supporter_phone, supporter_phone
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.privacy import Vault
@@ -193,9 +193,20 @@ def _verification(
 ) -> tuple[Notice, ...]:
     """Start the texted-code check of the supporter's number, or record it as vouched for."""
     if verify:
+        _codes_texted(session, supporter.programme_id)
         return (verification.start(session, vault, supporter, now),)
     verification.vouch(session, supporter, now)
     return ()
+
+
+def _codes_texted(session: Session, programme_id: int) -> None:
+    """A retired programme's line texts nobody (retirement.py): a code from it would come
+    from a number that answers the supporter's reply that the line has closed."""
+    if session.get_one(Programme, programme_id).retired_at is not None:
+        raise RosterConflict(
+            "this programme is retired, so the line texts no verification codes; "
+            "restore it first (hotline programme restore)"
+        )
 
 
 def _check_label(verify: bool) -> str:
@@ -325,7 +336,9 @@ def deactivate(
 def resend_code(
     session: Session, vault: Vault, supporter: Supporter, actor: str, now: datetime
 ) -> Change:
-    """Issue a fresh verification code for the supporter's current number."""
+    """Issue a fresh verification code for the supporter's current number (RosterConflict
+    when its programme is retired)."""
+    _codes_texted(session, supporter.programme_id)
     notice = verification.start(session, vault, supporter, now)
     audit.record(
         session,

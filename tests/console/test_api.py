@@ -597,6 +597,35 @@ def test_a_supporter_who_texted_stop_to_a_line_number_shows_as_unreachable_until
     assert "Texts refused" not in console.get("/console/roster")
 
 
+def test_a_retired_programme_texts_no_verification_code_and_the_api_says_why(
+    hotline: Hotline, api: Api
+) -> None:
+    """After `hotline programme retire` a code asked for (a fresh one, a new supporter's, a
+    new number's) was texted from the closed line, which answers the supporter's reply that
+    it has closed: the API refuses it, saying the programme is retired, and nothing is sent.
+    A number the token vouches for needs no code, and is still written."""
+    alice = api.verified("Alice", ALICE)
+    hotline.run_jobs()
+    before = len(hotline.fake.messages)
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        retirement.retire(session, programme, hotline.clock.now)
+    for method, path, json in (
+        ("POST", f"/supporters/{alice}/verification", None),
+        ("POST", "/supporters", {"name": "Bob", "phone": BOB, "verify": True}),
+        ("PATCH", f"/supporters/{alice}", {"phone": CAROL, "verify": True}),
+    ):
+        response = api.call(method, path, json)
+        assert response.status_code == 409, (path, response.get_json())
+        assert "programme is retired" in response.get_json()["error"]["message"]
+    hotline.run_jobs()
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    assert len(hotline.fake.messages) == before
+    assert api.ok("GET", f"/supporters/{alice}")["phone_verified"] is True
+    api.ok("POST", "/supporters", {"name": "Bob", "phone": BOB}, 201)  # vouched for
+
+
 def test_a_supporters_stop_to_a_retired_programme_shows_on_the_roster(
     hotline: Hotline, api: Api
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from hotline import accounts, roster, verification
+from hotline import accounts, retirement, roster, verification
 from hotline.db import transaction
 from hotline.models import ApiToken, Programme, Shift, Supporter
 from hotline.programmes import ensure_programme
@@ -105,6 +105,30 @@ def test_a_code_the_phone_company_refused_or_that_expired_is_not_shown_as_waitin
     hotline.clock.advance(minutes=11)
     page = console.get(detail)
     assert "A code was texted" not in page and "has expired" in page
+
+
+def test_a_retired_programme_texts_no_code_and_the_console_says_why(console: Console) -> None:
+    """A coordinator asks for a fresh code, or adds a supporter, after the programme retired:
+    the code was texted from the closed line. The console says the programme is retired and
+    nothing is sent."""
+    hotline = console.hotline
+    alice = add_verified(hotline, "Alice", ALICE)
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        retirement.retire(session, programme, hotline.clock.now)
+    detail = f"/console/roster/{alice}"
+    console.post(f"{detail}/resend", {}, form_page=detail)
+    page = console.get(detail)
+    assert "programme is retired" in page and "A new code was texted" not in page
+    added = console.post(
+        "/console/roster", {"name": "Bob", "phone": BOB, "max_conversations": 2, "active": "y"}
+    )
+    assert added.status_code == 422  # type: ignore[attr-defined]
+    assert "programme is retired" in added.get_data(as_text=True)  # type: ignore[attr-defined]
+    hotline.run_jobs()
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    assert hotline.fake.messages == []
 
 
 def test_bad_input_is_shown_next_to_the_field(console: Console) -> None:

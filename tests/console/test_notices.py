@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from hotline import rota
+from hotline import roster, rota, verification
 from hotline.db import transaction
 from hotline.models import (
     Notice,
@@ -531,3 +531,35 @@ def test_a_reminder_in_flight_as_its_programme_retires_is_not_retried_from_the_c
     with hotline.session() as session:
         reminders = select(Notice.state).where(Notice.kind == NoticeKind.REMINDER)
         assert session.scalars(reminders).all() == [NoticeState.SKIPPED]
+
+
+def test_a_code_in_flight_as_its_programme_retires_is_not_retried_from_the_closed_line(
+    hotline: Hotline,
+) -> None:
+    """A code asked for just before `hotline programme retire`, being sent at that very moment
+    and not taken by Twilio (a 503), was sent by the next sweep from the closed line (which
+    answers the supporter's reply that it has closed): it is not sent again, and the console
+    says it was not texted."""
+    real = hotline.services.telephony
+    with transaction(hotline.services.sessions) as session:
+        supporter = roster.add(
+            session,
+            hotline.services.vault,
+            hotline.programme_id,
+            roster.SupporterInput(name="Alice", phone=ALICE),
+            ACTOR,
+            hotline.clock.now,
+        ).supporter
+        supporter_id = supporter.id
+    use_telephony(hotline, RetiredMidSend(hotline, real))
+    hotline.clock.advance(seconds=20)
+    hotline.sweep()  # past its own wake-up's grace: the sweeper sends it
+    use_telephony(hotline, real)
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    assert texts_to(hotline, ALICE) == []
+    with hotline.session() as session:
+        pending = verification.pending(session, supporter_id)
+        assert pending is not None
+        state = verification.code_state(session, pending, hotline.clock.now)
+        assert state == verification.CodeState.NOT_TEXTED
