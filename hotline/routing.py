@@ -412,6 +412,13 @@ def one_or_apart(together: str, *apart: str) -> list[str]:
     return [together] if len(together) <= wording.MAX_TEXT else list(apart)
 
 
+def line_closed(p: ProgrammeConfig) -> list[str]:
+    """What a retired programme's line says to anyone (retirement.py): that it has closed,
+    with the programme's resources and the crisis sentence; the resources apart when too long
+    to share one text."""
+    return one_or_apart(wording.line_closed(p), wording.line_closed(p, False), p.resources_text)
+
+
 def _first_replies_nobody_free(
     p: ProgrammeConfig, next_on: datetime | None, now: datetime
 ) -> list[str]:

@@ -108,6 +108,9 @@ def _sweep_programme(
     # offer-making, of a clinician's text, of answering an offer.
     routing.lock_programme(session, programme_id)
     p = config_of(session.get_one(Programme, programme_id), services.settings)
+    if p.retired:  # nothing opens or waits there (retirement.py): only what it still owes
+        tell_closed(services, session, p, now, effects)
+        return _ProgrammeSweep(effects, 0, 0, [], [])
     closed = close_idle(services, session, p, now, effects)
     tell_closed(services, session, p, now, effects)
     offered = offer_waiting(services, session, p, now, effects)
@@ -151,8 +154,11 @@ def sweep(services: Services) -> SweepReport:
         purged = retention.purge_expired(
             session, now, timedelta(days=services.settings.retention_days)
         )
+        # A programme retired in the last day may still owe a clinician the text that their
+        # request closed, from before (tell_closed); it retired with nothing open.
+        owing = Programme.retired_at > now - CLOSE_OWED_FOR
         programme_ids = list(
-            session.scalars(select(Programme.id).where(Programme.retired_at.is_(None)))
+            session.scalars(select(Programme.id).where(or_(Programme.retired_at.is_(None), owing)))
         )
     schedule(services, stale_calls)
     try:
@@ -290,7 +296,9 @@ def tell_closed(
     services: Services, session: Session, p: ProgrammeConfig, now: datetime, effects: Effects
 ) -> int:
     """Tell again the clinicians whose "your request has closed" text Twilio did not take
-    (``effects.owe_again``), for a day after it closed; claimed, so each is told once a round."""
+    (``effects.owe_again``), for a day after it closed; claimed, so each is told once a round.
+    Once the programme has retired meanwhile, "text here any time to try again" is no longer
+    true: they are told the line has closed instead, with where to turn, as a text to it is."""
     owed = session.scalars(
         select(Conversation).where(
             Conversation.programme_id == p.id,
@@ -310,9 +318,11 @@ def tell_closed(
             continue
         if open_conversation(session, clinician) is not None:
             continue  # they wrote again since: a new request has them, and its own answers
-        body = wording.request_closed(p, conv.channel == Channel.VOICE)
         to = clinician_phone(services.vault, clinician)
-        effects.text(to, p.hotline_number, body, owed_by=conv.id, closing=True)
+        call_back = conv.channel == Channel.VOICE
+        told = routing.line_closed(p) if p.retired else [wording.request_closed(p, call_back)]
+        for body in told:
+            effects.text(to, p.hotline_number, body, owed_by=conv.id, closing=True)
     return len(owed)
 
 

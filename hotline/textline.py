@@ -159,10 +159,7 @@ def _say_closed(ctx: Inbound) -> None:
     """The line has closed, where to turn instead: one text if it fits, else the programme's
     long resources apart (joined, they would pass Twilio's limit and lose the crisis sentence
     at the end)."""
-    p = ctx.programme
-    for body in routing.one_or_apart(
-        wording.line_closed(p), wording.line_closed(p, False), p.resources_text
-    ):
+    for body in routing.line_closed(ctx.programme):
         ctx.reply(body)
 
 

@@ -808,3 +808,32 @@ def test_retiring_or_restoring_twice_says_so_and_is_audited_once(run) -> None:  
             .order_by(AuditEntry.id)
         ).all()
     assert actions == ["programme.retire", "programme.restore"]
+
+
+def test_a_request_closed_text_owed_as_the_programme_retires_is_sent_as_the_line_closing(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Nobody took a clinician's request in two days and Twilio did not take the text telling
+    them it closed (a 503): the sweeper owes it for a day. The programme retired meanwhile,
+    and the sweeper, which passes retired programmes by, never told them: the line's last word
+    to them was that their request waits. It tells them now that the line has closed, with
+    where to turn (not "text here any time to try again"), once."""
+    clinician = phones.phone("+15550109001")
+    clinician.texts("rough week", to=HOTLINE)
+    clinician.expect_text("No peer is free right now; your request is waiting", from_=HOTLINE)
+    hotline.clock.advance(hours=48, seconds=1)
+    hotline.fake.fail_for("+15550109001", code=None, status=503)
+    assert hotline.sweep().conversations_closed == 1
+    hotline.fake.clear_faults()
+    runner = CliRunner(env=environment_for(hotline.settings.database_url, hotline.fake))
+    retired = runner.invoke(main, ["programme", "retire", "default"])
+    assert retired.exit_code == 0, retired.output
+    hotline.clock.advance(seconds=30)
+    hotline.sweep()
+    hotline.sweep()
+    closed = clinician.expect_text("This peer support line has closed", from_=HOTLINE)
+    assert "988" in closed.body and "Employee Assistance Program" in closed.body
+    assert "try again" not in closed.body
+    with hotline.session() as session:
+        assert session.scalar(select(Conversation.close_owed_at)) is None
+    phones.assert_no_unexpected()
