@@ -2,6 +2,9 @@
 
 Twilio answers the opt-out words and the opt-in words START, YES and UNSTOP itself, and still
 forwards them to us. That is why a supporter accepts with ACCEPT, not YES (though YES works).
+Twilio matches them only as the whole text, any case, whitespace around it trimmed: "Yes!" or
+"Start." lifts no block of Twilio's, so none of ours either (``Command.opt_in``). An opt-out
+is kept in any form ("Stop." too: ``Command.bare``), the line's own record being stricter.
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ class Command:
     word: Word
     duration: timedelta | None = None  # BREAK
     discipline: str | None = None  # a discipline word, e.g. NURSE
-    opt_in: bool = False  # START/UNSTOP/YES (Twilio lifted its block for this pair)
+    # START/UNSTOP/YES alone (Twilio lifted its block for this pair); "Yes!" is not.
+    opt_in: bool = False
     # YES/Y/NO/N: a reply to an offer, but inside a conversation an answer to the clinician.
     everyday: bool = False
     # The word alone, as Twilio matches its opt-out words: "Stop." is understood here, but
@@ -108,11 +112,11 @@ def parse(body: str) -> Command | None:
     text = spaced.strip(".!")
     if text in OPT_OUT_WORDS:
         return Command(Word.STOP, bare=text == spaced)
-    if text in ("start", "unstop"):
+    if spaced in ("start", "unstop"):
         return Command(Word.START, opt_in=True)
     word = _undecorated(text)
     if word in _ALIASES:
-        return Command(_ALIASES[word], opt_in=text == "yes", everyday=word in _EVERYDAY)
+        return Command(_ALIASES[word], opt_in=spaced == "yes", everyday=word in _EVERYDAY)
     if _NO_CHECKINS.match(text):
         return Command(Word.NOCHECKIN, phrase=True)
     if word in DISCIPLINES:

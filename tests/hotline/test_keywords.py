@@ -151,3 +151,44 @@ def test_twilios_opt_out_type_decides_words_only_it_knows(
 def test_an_acknowledgement_has_no_words_of_its_own(body: str, acknowledges: bool) -> None:
     """A supporter's answer to a reminder from the hotline number; anything else is hers."""
     assert is_acknowledgement(body) is acknowledges
+
+
+OPT_INS = [
+    # (body, Twilio lifts its block): its opt-in words alone, in any case, with whitespace
+    # around them, and nothing else; the line must read them just so (textline lifts its own
+    # record of a STOP only then, and Twilio goes on refusing texts to the pair otherwise).
+    ("YES", True),
+    ("yes", True),
+    ("Yes", True),
+    ("  yes \n", True),
+    ("\tSTART ", True),
+    ("start", True),
+    ("UNSTOP", True),
+    ("Unstop\r\n", True),
+    ("yes!", False),
+    ("Yes.", False),
+    ("YES!!", False),
+    ("yes,", False),
+    ("Yes 👍", False),
+    ("start!", False),
+    ("Start.", False),
+    ("unstop!", False),
+    ("yes please", False),
+    ("yes yes", False),
+    ("y", False),
+    ("yeah", False),
+    ("STOP", False),
+]
+
+
+@pytest.mark.parametrize(("body", "lifted"), OPT_INS, ids=[repr(b) for b, _ in OPT_INS])
+def test_an_opt_in_is_twilio_s_word_alone_and_nothing_else(body: str, lifted: bool) -> None:
+    command = read(body)
+    assert (command is not None and command.opt_in) is lifted
+
+
+@pytest.mark.parametrize("body", ["start!", "Start.", "UNSTOP!"])
+def test_start_with_punctuation_is_an_ordinary_text_as_twilio_reads_it(body: str) -> None:
+    """Twilio forwards "Start!" as an ordinary text and lifts nothing: the line reads it so too
+    (unlike "Stop.", which the line honours itself: an opt-out is kept in any form)."""
+    assert parse(body) is None

@@ -1360,6 +1360,42 @@ def test_a_supporter_opting_back_in_with_yes_gets_that_number_again(
     phones.assert_no_unexpected()
 
 
+def test_a_supporter_s_yes_with_punctuation_after_stop_leaves_that_number_avoided(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Twilio lifts its block on YES alone: "Yes!" after STOP on a pool number is an ordinary
+    text to it, and it goes on refusing texts there, so routing must keep offering on another
+    number (it offered on the blocked one, which Twilio refused, and the clinician waited)."""
+    hotline.add_supporter("Alice", ALICE)
+    alice = phones.phone(ALICE)
+    alice.texts("STOP", to=POOL[0])
+    alice.texts("Yes!", to=POOL[0])
+    alice.expect_text("no longer open")  # read as ACCEPT, with nothing offered there
+    clinician = phones.phone(CLINICIANS[0])
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    assert alice.expect_text(OFFER).from_ != POOL[0]
+    phones.assert_no_unexpected()
+
+
+def test_a_clinician_s_start_with_punctuation_after_stop_leaves_the_opt_out_standing(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Twilio takes no "Start!" for an opt-in and still blocks the line's texts to the
+    clinician: it is an ordinary text, and the peer who takes it is told to call (it was read
+    as START, the line's record of the STOP was lifted, and a peer texted into the block)."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("STOP")
+    clinician.texts("Start!")
+    clinician.expect_text("confidential")  # the greeting, which Twilio will not deliver
+    alice.expect_text(OFFER)
+    alice.texts("ACCEPT")
+    alice.expect_text("stopped texts from this line")
+    alice.expect_text("Start!")
+    phones.assert_no_unexpected()
+
+
 def test_discipline_is_preferred_and_falls_back_to_anyone(hotline: Hotline, phones: Phones) -> None:
     hotline.add_supporter("Alice", ALICE, discipline="physician")
     hotline.add_supporter("Bob", BOB, discipline="nurse")
