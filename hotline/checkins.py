@@ -93,17 +93,38 @@ DELIVERY_ORDER = {
 def in_window(at: datetime, hours: tuple[time, time] | None, zone: ZoneInfo) -> datetime:
     """The first instant at or after ``at`` inside the local delivery window ``hours``.
 
-    Works on wall-clock time in ``zone``: a window start that does not exist that day (spring
-    forward) resolves after the gap (PEP 495 fold=0); a repeated one (fall back) is the first.
+    Works on the clock in ``zone``: inside whenever the clock reads a time inside ``hours``. A
+    start the spring-forward gap skips opens the window as the clock jumps past it (a window
+    the gap skips whole opens the next day); in the repeated hour of a fall back the clock
+    reads each time twice, and both readings count.
     """
     if hours is None:
         return at
     start, end = hours
-    local = at.astimezone(zone)
-    if _inside(local.time().replace(tzinfo=None), start, end):
-        return at
-    day = local.date() if local.time() < start else local.date() + timedelta(days=1)
-    return datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
+    while True:  # a change of offset on the way: count again from there (a day or more apart)
+        local = at.astimezone(zone)
+        if _inside(local.time(), start, end):
+            return at
+        wall = datetime.combine(local.date(), local.time())
+        ahead = (datetime.combine(local.date(), start) - wall) % timedelta(days=1)
+        reading = at.astimezone(UTC) + ahead  # the instant the clock reads ``start`` next
+        if reading.astimezone(zone).utcoffset() == local.utcoffset():
+            return reading
+        at = _offset_change(at, reading, zone)  # the clock jumps before it reads ``start``
+
+
+def _offset_change(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The instant ``zone``'s offset changes between ``before`` and ``after`` (one change; on a
+    whole second, as every change in the tz database is)."""
+    offset = before.astimezone(zone).utcoffset()
+    low, high = int(before.timestamp()), int(after.timestamp()) + 1
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, UTC).astimezone(zone).utcoffset() == offset:
+            low = middle
+        else:
+            high = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 def due_after(ended: datetime, offset: timedelta, zone: ZoneInfo) -> datetime:

@@ -104,10 +104,10 @@ IN_WINDOW = [
         datetime(2026, 11, 1, 5, 30, tzinfo=UTC),  # 01:30 EDT, not 01:30 EST
     ),
     (
-        "a start in the spring-forward gap resolves after it (fold=0)",
+        "a start in the spring-forward gap opens as the clock jumps past it",
         local(2026, 3, 7, 23),
         (clock_time(2, 30), clock_time(6)),
-        datetime(2026, 3, 8, 7, 30, tzinfo=UTC),  # 03:30 EDT
+        datetime(2026, 3, 8, 7, 0, tzinfo=UTC),  # 03:00 EDT, the first reading past 02:30
     ),
 ]
 
@@ -153,6 +153,100 @@ DUE_AFTER = [
 def test_due_after(ended: datetime, offset: str, expected: datetime) -> None:
     hours = {"h": 1, "d": 24}[offset[-1]] * int(offset[:-1])
     assert utc(checkins.due_after(utc(ended), timedelta(hours=hours), NY)) == utc(expected)
+
+
+CHICAGO = ZoneInfo("America/Chicago")  # 2026: 02:00 -> 03:00 on March 8, 02:00 -> 01:00 Nov 1
+
+
+def chicago(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, fold: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=CHICAGO, fold=fold)
+
+
+EDGES_IN_A_CHANGE = [
+    # Windows whose edges fall in the spring-forward gap or the repeated hour: the answer is
+    # the first instant the clock reads a time inside the window, never one before ``at``.
+    (
+        "a start in the gap opens as the clock jumps past it",
+        chicago(2026, 3, 7, 23),
+        (clock_time(2, 30), clock_time(3, 30)),
+        chicago(2026, 3, 8, 3, 0),  # 03:30 CDT, a fold=0 reading, is the window's end
+    ),
+    (
+        "a window the gap skips opens the next day",
+        chicago(2026, 3, 7, 23),
+        (clock_time(2), clock_time(2, 30)),
+        chicago(2026, 3, 9, 2, 0),  # the clock never reads 02:00-02:30 on March 8
+    ),
+    (
+        "an end in the gap: shut after the jump until the evening",
+        chicago(2026, 3, 8, 3, 10),
+        (clock_time(20), clock_time(2, 30)),
+        chicago(2026, 3, 8, 20, 0),
+    ),
+    (
+        "a start in the repeated hour, from its second pass: its second reading",
+        chicago(2026, 11, 1, 1, 10, fold=1),
+        (clock_time(1, 30), clock_time(5)),
+        chicago(2026, 11, 1, 1, 30, fold=1),  # not 01:30 CDT, an hour before ``at``
+    ),
+    (
+        "an end in the repeated hour: open again when the clock goes back into it",
+        chicago(2026, 11, 1, 1, 40),
+        (clock_time(20), clock_time(1, 30)),
+        chicago(2026, 11, 1, 1, 0, fold=1),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("at", "hours", "expected"),
+    [case[1:] for case in EDGES_IN_A_CHANGE],
+    ids=[c[0] for c in EDGES_IN_A_CHANGE],
+)
+def test_in_window_with_an_edge_in_a_dst_change(
+    at: datetime, hours: tuple[clock_time, clock_time], expected: datetime
+) -> None:
+    assert checkins.in_window(utc(at), hours, CHICAGO) == utc(expected)
+
+
+def _first_reading_inside(at: datetime, hours: tuple[clock_time, clock_time]) -> datetime:
+    """By brute force, a minute at a time: Chicago changes on the hour, these edges are on
+    whole minutes, so the first minute at or after ``at`` (on the minute) read inside."""
+    moment = at
+    while not checkins._inside(moment.astimezone(CHICAGO).time(), *hours):
+        moment += timedelta(minutes=1)
+    return moment
+
+
+@pytest.mark.parametrize("change", [chicago(2026, 3, 8, 1), chicago(2026, 11, 1, 1)])
+@pytest.mark.parametrize(
+    "hours",
+    [
+        (clock_time(h1, m1), clock_time(h2, m2))
+        for (h1, m1), (h2, m2) in [
+            ((9, 0), (20, 0)),
+            ((2, 30), (20, 0)),
+            ((2, 0), (3, 0)),
+            ((1, 30), (2, 30)),
+            ((1, 30), (5, 0)),
+            ((20, 0), (1, 30)),
+            ((20, 0), (2, 30)),
+            ((0, 0), (2, 0)),
+        ]
+    ],
+    ids=lambda hours: f"{hours[0]:%H:%M}-{hours[1]:%H:%M}",
+)
+def test_in_window_is_the_first_reading_inside_across_both_changes(
+    change: datetime, hours: tuple[clock_time, clock_time]
+) -> None:
+    """Every 20 minutes from six hours before a change to six after: never before ``at``, never
+    a reading outside the window, never a later day than the clock allows (a skipped day)."""
+    start = utc(change) - timedelta(hours=6)
+    for step in range(0, 12 * 60, 20):
+        at = start + timedelta(minutes=step)
+        assert checkins.in_window(at, hours, CHICAGO) == _first_reading_inside(at, hours), at
 
 
 # --- the harness: both clocks, real workers ---------------------------------------------------
@@ -1316,6 +1410,71 @@ def test_a_checkin_due_in_the_windows_last_minute_goes_that_evening(
     work(hotline, end_of_minute(due))
     assert len(texts_to(hotline, CLINICIAN)) == 1
     assert rows(hotline)[0].state == CheckInState.SENT
+
+
+def chicago_line(make_line: Callable[..., Hotline], done_at: datetime, **env: str) -> Hotline:
+    return line_with_alice(make_line, done_at, HOTLINE_TIMEZONE="America/Chicago", **env)
+
+
+def test_a_window_opening_in_the_spring_forward_gap_sends_once_as_the_clock_jumps(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Chicago, window 02:30-06:00: on March 8 the clock goes from 01:59 to 03:00, so the
+    window opens at 03:00. The check-in due at 01:00 goes then, once (it waited for 03:30,
+    a reading past 02:30 taken as if the clock had not jumped)."""
+    done_at = chicago(2026, 3, 7, 1, 0)
+    hotline = chicago_line(
+        make_line, done_at, HOTLINE_CHECKIN_HOURS="02:30-06:00", HOTLINE_CHECKIN_OFFSETS="1d"
+    )
+    talk_then_done(hotline, Phones(hotline), done_at)
+    assert utc(rows(hotline)[0].due_at) == utc(chicago(2026, 3, 8, 3, 0))
+    work(hotline, utc(chicago(2026, 3, 8, 1, 59)))
+    assert texts_to(hotline, CLINICIAN) == []
+    work(hotline, utc(chicago(2026, 3, 8, 3, 0)))
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+    assert sweep(hotline, utc(chicago(2026, 3, 8, 5, 0))) == 0
+    assert [(r.state, r.attempts) for r in rows(hotline)] == [(CheckInState.SENT, 1)]
+
+
+def test_a_checkin_due_in_the_repeated_hour_before_its_window_waits_for_the_second_opening(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Chicago, window 01:30-05:00, "2h" after a DONE at 00:10 on the night clocks go back:
+    due at 01:10 on the clock's second pass, before the window by that clock. It goes at the
+    second 01:30, once; it went at the first, 80 minutes after DONE, before it was due."""
+    done_at = chicago(2026, 11, 1, 0, 10)
+    hotline = chicago_line(
+        make_line, done_at, HOTLINE_CHECKIN_HOURS="01:30-05:00", HOTLINE_CHECKIN_OFFSETS="2h"
+    )
+    talk_then_done(hotline, Phones(hotline), done_at)
+    second = chicago(2026, 11, 1, 1, 30, fold=1)
+    assert [utc(r.due_at) for r in rows(hotline)] == [utc(second)]
+    work(hotline, utc(chicago(2026, 11, 1, 1, 30)))  # the first 01:30, an hour earlier
+    assert texts_to(hotline, CLINICIAN) == []
+    work(hotline, utc(second))
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+    assert sweep(hotline, utc(chicago(2026, 11, 1, 4, 0))) == 0
+    assert [(r.state, r.attempts) for r in rows(hotline)] == [(CheckInState.SENT, 1)]
+
+
+def test_a_checkin_due_in_the_repeated_hour_goes_at_its_first_reading_and_only_then(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Chicago, window 20:00-08:00, "1d" after a DONE at 01:30 the night before clocks go
+    back: due at the first 01:30 (24 hours on the clock, 25 elapsed would be the second). It
+    goes then; the clock reading 01:30 again an hour later sends nothing more."""
+    done_at = chicago(2026, 10, 31, 1, 30)
+    hotline = chicago_line(
+        make_line, done_at, HOTLINE_CHECKIN_HOURS="20:00-08:00", HOTLINE_CHECKIN_OFFSETS="1d"
+    )
+    talk_then_done(hotline, Phones(hotline), done_at)
+    first, second = chicago(2026, 11, 1, 1, 30), chicago(2026, 11, 1, 1, 30, fold=1)
+    assert [utc(r.due_at) for r in rows(hotline)] == [utc(first)]
+    work(hotline, utc(first))
+    assert len(texts_to(hotline, CLINICIAN)) == 1
+    work(hotline, utc(second))
+    assert sweep(hotline, utc(second) + timedelta(minutes=1)) == 0
+    assert [(r.state, r.attempts) for r in rows(hotline)] == [(CheckInState.SENT, 1)]
 
 
 def test_a_checkin_overdue_after_an_outage_is_not_sent_at_night(
