@@ -1,7 +1,10 @@
-"""run_in_transaction: which failures run the work again, and which must not."""
+"""run_in_transaction: which failures run the work again, and which must not; SQLite's
+writers queue rather than fail."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from hotline.db import make_engine, make_sessionmaker, run_in_transaction
+from hotline.db import make_engine, make_sessionmaker, run_in_transaction, transaction
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -59,3 +62,40 @@ def test_a_connection_dropped_during_commit_is_not_run_again(engine: Engine) -> 
     with pytest.raises(OperationalError):
         run_in_transaction(make_sessionmaker(engine), work)
     assert len(runs) == 1
+
+
+def test_a_second_sqlite_writer_waits_for_the_first_instead_of_failing(tmp_path: Path) -> None:
+    """The web process and an RQ worker on one SQLite file (``hotline dev``, the first tier):
+    each its own engine and connection. While one holds a write transaction, the other's
+    write waits on the busy timeout and goes through once the first commits; it does not fail
+    at once with 'database is locked'."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    web, worker = make_engine(url), make_engine(url)
+    with transaction(make_sessionmaker(web)) as session:
+        session.execute(text("CREATE TABLE texts (id INTEGER PRIMARY KEY, side TEXT)"))
+    holding, errors = threading.Event(), []
+
+    def write_slowly() -> None:
+        try:
+            with transaction(make_sessionmaker(worker)) as session:
+                session.execute(text("INSERT INTO texts (side) VALUES ('worker')"))
+                holding.set()
+                time.sleep(0.5)
+        except Exception as error:  # reported below, where the test can fail on it
+            errors.append(error)
+
+    first = threading.Thread(target=write_slowly)
+    first.start()
+    try:
+        assert holding.wait(5)
+        with transaction(make_sessionmaker(web)) as session:
+            session.execute(text("INSERT INTO texts (side) VALUES ('web')"))
+    finally:
+        first.join()
+    assert errors == []
+    # Queued behind the worker's transaction (BEGIN IMMEDIATE): its row came second.
+    with web.connect() as conn:
+        sides = conn.execute(text("SELECT side FROM texts ORDER BY id")).scalars().all()
+    assert sides == ["worker", "web"]
+    web.dispose()
+    worker.dispose()
