@@ -6,10 +6,13 @@ sending) before calling the provider, so it goes out once; a row left in ``sendi
 worker is marked failed, never resent. Whether a reminder or warning is still true is checked
 again just before sending. Verification codes and shift reminders go to the supporter from the
 programme's first pool number they have not texted STOP to and are not using for a
-conversation or an offer (``_sender_for``); gap warnings go to the programme's alert phone from
-its hotline number; a gap is a stretch nobody the line can text is on call (``schedule``), so
-one only supporters whose phones refuse its texts cover is warned of too. Both are opt-in per
-programme (``ScheduleSettings``); without them the console still shows the gaps.
+conversation or an offer (``_sender_for``); a reminder to a supporter no text of the line
+reaches (``reach.untextable``: a landline, a STOP to every number) is skipped, as Twilio would
+refuse it again, and the roster goes on showing why. Gap warnings go to the programme's alert
+phone from its hotline number; a gap is a stretch nobody the line can text is on call
+(``schedule``), so one only supporters whose phones refuse its texts cover is warned of too.
+Both are opt-in per programme (``ScheduleSettings``); without them the console still shows the
+gaps.
 """
 
 from __future__ import annotations
@@ -170,8 +173,17 @@ def compose(services: Services, session: Session, notice: Notice) -> OutboundTex
         session, p.id, notice.starts_at
     ):
         return None
+    if _untextable(session, supporter):
+        return None  # Twilio would refuse it again; the roster shows the coordinator why
     body = wording.shift_reminder(p, notice.starts_at, notice.ends_at)
     return OutboundText(to, _sender_for(services, session, p, supporter), body)
+
+
+def _untextable(session: Session, supporter: Supporter) -> bool:
+    """No text of the line reaches the supporter (``reach.Refusal.untextable``): their phone
+    refuses its texts, or they texted STOP to every number a reminder could come from."""
+    refusal = reach.refusals(session, [supporter]).get(supporter.id)
+    return refusal is not None and refusal.untextable
 
 
 def _sender_for(

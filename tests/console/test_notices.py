@@ -21,7 +21,7 @@ from hotline.models import (
 )
 from hotline.people import ALERT_CONTEXT, SUPPORTER_CONTEXT, is_opted_out
 from hotline.privacy import Vault
-from tests.console.conftest import ACTOR, add_verified
+from tests.console.conftest import ACTOR, Console, add_verified, sign_in
 from tests.kit.harness import HOTLINE, POOL, Hotline, RetiredMidSend, use_telephony
 from tests.kit.phones import Phone, Phones
 
@@ -116,6 +116,39 @@ def test_a_stretch_only_a_supporter_the_line_cannot_text_covers_is_warned_of(
     assert "nobody the line can text is on call from Mon 2 Mar 3:20 PM to Tue 3 Mar 1:20 AM" in str(
         warning["body"]
     )
+
+
+@pytest.mark.parametrize("why", ["a landline", "STOP to every line number"])
+def test_no_shift_reminder_goes_to_a_supporter_the_line_cannot_text(
+    hotline: Hotline, console: Console, why: str
+) -> None:
+    """Bob's phone refuses the line's texts: it is a landline (his first reminder was refused,
+    21612), or he texted STOP to every number of the line. Each of his reminders was sent all
+    the same and refused again. They are skipped now; the roster still says his texts are
+    refused, for the coordinator to put it right."""
+    configure(hotline, reminder=30, warning=None)
+    bob = add_verified(hotline, "Bob", BOB)
+    shift_in(hotline, bob, minutes=20, hours=8)
+    shift_in(hotline, bob, minutes=24 * 60 + 20, hours=8)
+    if why == "a landline":
+        hotline.fake.fail_for(BOB, code=21612)
+    else:
+        for number in POOL:
+            assert hotline.sms(BOB, number, "STOP").status_code == 200
+    hotline.sweep()
+    hotline.clock.advance(hours=24)
+    hotline.sweep()
+    with hotline.session() as session:
+        reminders = select(Notice.state, Notice.from_number).where(
+            Notice.kind == NoticeKind.REMINDER
+        )
+        tried = session.execute(reminders.order_by(Notice.id)).all()
+    skipped = (NoticeState.SKIPPED, None)
+    first = (NoticeState.FAILED, POOL[0]) if why == "a landline" else skipped
+    assert tried == [first, skipped]
+    assert texts_to(hotline, BOB) == []
+    assert sign_in(console.client) == 302  # a day on: signed in again
+    assert "Texts refused" in console.get("/console/roster")
 
 
 def test_reminders_and_warnings_name_the_real_end_of_the_period(hotline: Hotline) -> None:
