@@ -28,6 +28,7 @@ from hotline.models import (
     PendingText,
     Programme,
     Shift,
+    Supporter,
 )
 from hotline.people import ALERT_CONTEXT
 from hotline.programmes import ensure_programme
@@ -1128,6 +1129,31 @@ def test_a_peer_off_call_is_not_rung_and_the_call_goes_to_whoever_is_on_call(
     assert call.hears("confidential") and call.dialled == [BOB]
     assert call.bridged_with == BOB
     del clinician, alice
+
+
+def test_a_call_rings_a_peer_on_a_landline_but_not_one_who_stopped_every_line_number(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """No text of the line reaches Alice (she texted STOP to each of its numbers) nor Bob (a
+    landline: 30006, on the roster), so coverage counts neither as on call. A call still
+    rings Bob, whose phone takes calls; never Alice: routing keeps off every number she
+    stopped, for a ring as for a text, as the console's coverage gaps say."""
+    hotline.add_supporter("Alice", ALICE)
+    bob = hotline.add_supporter("Bob", BOB)
+    for number in POOL:
+        assert hotline.sms(ALICE, number, "STOP").status_code == 200
+    with hotline.session() as session:
+        session.execute(
+            update(Supporter)
+            .where(Supporter.id == bob)
+            .values(texts_refused_code=30006, texts_refused_at=hotline.clock.now)
+        )
+        session.commit()
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1, BOB: PRESS_1}))
+
+    assert call.dialled == [BOB] and call.bridged_with == BOB
+    phones.assert_no_unexpected()
 
 
 def test_the_caller_hanging_up_while_their_peer_rings_ends_the_call_and_nothing_else(
