@@ -59,6 +59,8 @@ LOOKBACK = timedelta(days=1)  # so a period's real start is seen, not the window
 # How far past the notice window a period is followed to find its real end; one still going on
 # there is told as lasting more than that ("for more than two weeks"), never as ending at it.
 FOLLOW = timedelta(days=14)
+PAST = timedelta(microseconds=1)  # a gap's warning looks this far past the end it tells
+TOLD = (NoticeState.PENDING, NoticeState.SENDING, NoticeState.SENT)  # sent, or to be
 
 
 def options_of(session: Session, programme_id: int) -> ScheduleSettings:
@@ -207,9 +209,12 @@ def _gap_text(
     assert notice.starts_at is not None
     to = alert_phone(session, services.vault, p.id)
     at = max(notice.starts_at, services.clock())
-    found = schedule.coverage_gaps(session, p.id, at, notice.ends_at or at + FOLLOW)
+    end = notice.ends_at + PAST if notice.ends_at else at + FOLLOW
+    found = schedule.coverage_gaps(session, p.id, at, end)
     if to is None or not found or found[0].starts_at != at:
         return None  # someone the line can text is on call by now
+    if notice.ends_at is not None and found[0].ends_at > notice.ends_at:
+        return None  # it runs on past its end now: a warning keyed by its new end tells it
     refused = bool(found[0].supporter_ids)  # on call in it: only those it cannot text
     body = wording.coverage_gap(p, notice.starts_at, notice.ends_at, texts_refused=refused)
     return OutboundText(to, p.hotline_number, body)
@@ -241,7 +246,12 @@ def plan(session: Session, options: ScheduleSettings, now: datetime) -> list[Pla
         return now if at <= now - LOOKBACK else at
 
     planned = [
-        Planned(NoticeKind.GAP, f"gap:{pid}:{_gap_key(g, now)}", start(g.starts_at), end(g.ends_at))
+        Planned(
+            NoticeKind.GAP,
+            _gap_key(session, pid, g, now, end(g.ends_at)),
+            start(g.starts_at),
+            end(g.ends_at),
+        )
         for g in schedule.gaps_of(found, reach.untextable(session, pid).keys())
         if horizon and g.ends_at > now and g.starts_at < now + horizon
     ]
@@ -260,11 +270,45 @@ def plan(session: Session, options: ScheduleSettings, now: datetime) -> list[Pla
     return planned
 
 
-def _gap_key(gap: schedule.Segment, now: datetime) -> str:
+def _gap_key(
+    session: Session,
+    programme_id: int,
+    gap: schedule.Segment,
+    now: datetime,
+    ends_at: datetime | None,
+) -> str:
+    """The key of a warning of ``gap``, which ends at ``ends_at`` (None: past the window). One
+    per gap, by its start; and one more each time it runs on past every end a warning of it
+    told or will tell (a supporter's texts refused since, a shift after it deleted): the
+    coordinator, who may have found cover up to that end only, is told the new one. A gap
+    that ends sooner than told is not warned of again."""
     # A gap that began before the window was cut at its edge, which moves: one warning a day.
     if gap.starts_at <= now - LOOKBACK:
-        return f"ongoing:{now:%Y%m%d}"
-    return f"{gap.starts_at:%Y%m%dT%H%M%S}"
+        key = f"gap:{programme_id}:ongoing:{now:%Y%m%d}"
+    else:
+        key = f"gap:{programme_id}:{gap.starts_at:%Y%m%dT%H%M%S}"
+    told = _told_ends(session, programme_id, key, gap.starts_at)
+    if not told or None in told:  # none told (yet, or skipped), or told it runs on past all
+        return key
+    if ends_at is not None and ends_at <= max(e for e in told if e is not None):
+        return key
+    return f"{key}:to:{ends_at:%Y%m%dT%H%M%S}" if ends_at else f"{key}:to:later"
+
+
+def _told_ends(
+    session: Session, programme_id: int, key: str, starts_at: datetime
+) -> list[datetime | None]:
+    """The ends told, or to be told, by the warnings of the gap ``key`` names, which starts at
+    ``starts_at`` (only warnings that end after it can be its own)."""
+    rows = session.execute(
+        select(Notice.key, Notice.ends_at).where(
+            Notice.programme_id == programme_id,
+            Notice.kind == NoticeKind.GAP,
+            Notice.state.in_(TOLD),
+            or_(Notice.ends_at.is_(None), Notice.ends_at > starts_at),
+        )
+    )
+    return [ends for k, ends in rows if k == key or k.startswith(f"{key}:to:")]
 
 
 def create(session: Session, programme_id: int, planned: Planned, now: datetime) -> bool:

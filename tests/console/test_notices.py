@@ -118,6 +118,60 @@ def test_a_stretch_only_a_supporter_the_line_cannot_text_covers_is_warned_of(
     )
 
 
+def test_a_gap_warned_of_that_a_refusal_extends_is_warned_of_again(hotline: Hotline) -> None:
+    """The coordinator was warned that nobody is on call from 3:20 to 5 PM, when Bob comes on
+    until 8. Then Bob texted STOP to every number of the line: nobody the line can text is on
+    call until 8 PM now, and the coordinator, who may have found cover until 5 only, was told
+    nothing more (the warning's key is the gap's start). The longer gap is warned of, with its
+    new end; once it is back to what was told (Bob's START), nothing more is sent."""
+    configure(hotline, reminder=None, warning=24)
+    now = hotline.clock.now  # Monday 2 March 15:00 UTC
+    alice, bob = add_verified(hotline, "Alice", ALICE), add_verified(hotline, "Bob", BOB)
+    hotline.add_shift(alice, now - timedelta(hours=1), now + timedelta(minutes=20))
+    hotline.add_shift(bob, now + timedelta(hours=2), now + timedelta(hours=5))
+    hotline.add_shift(alice, now + timedelta(hours=5), now + timedelta(days=60))
+    hotline.sweep()
+    (plain,) = [str(m["body"]) for m in texts_to(hotline, COORDINATOR)]
+    assert "nobody is on call from Mon 2 Mar 3:20 PM to Mon 2 Mar 5:00 PM" in plain
+    for number in POOL:
+        assert hotline.sms(BOB, number, "STOP").status_code == 200
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    hotline.sweep()
+    warned = [str(m["body"]) for m in texts_to(hotline, COORDINATOR)]
+    assert len(warned) == 2, warned
+    assert "the line can text is on call from Mon 2 Mar 3:20 PM to Mon 2 Mar 8:00 PM" in warned[1]
+    for number in POOL:
+        assert hotline.sms(BOB, number, "START").status_code == 200
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    assert len(texts_to(hotline, COORDINATOR)) == 2
+
+
+def test_a_gap_warning_still_to_send_when_the_gap_grows_is_not_sent_with_its_old_end(
+    hotline: Hotline,
+) -> None:
+    """Twilio did not take the first warning (a 503): it waits for the next sweep. Meanwhile
+    Bob's STOP to every line number runs the gap on to 8 PM: the coordinator gets the one
+    warning with that end, not the old one (to 5 PM) and then the new."""
+    configure(hotline, reminder=None, warning=24)
+    now = hotline.clock.now
+    alice, bob = add_verified(hotline, "Alice", ALICE), add_verified(hotline, "Bob", BOB)
+    hotline.add_shift(alice, now - timedelta(hours=1), now + timedelta(minutes=20))
+    hotline.add_shift(bob, now + timedelta(hours=2), now + timedelta(hours=5))
+    hotline.add_shift(alice, now + timedelta(hours=5), now + timedelta(days=60))
+    hotline.fake.fail_next(status=503, code=None)
+    hotline.sweep()
+    assert texts_to(hotline, COORDINATOR) == []
+    for number in POOL:
+        assert hotline.sms(BOB, number, "STOP").status_code == 200
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    hotline.sweep()
+    (warning,) = [str(m["body"]) for m in texts_to(hotline, COORDINATOR)]
+    assert "the line can text is on call from Mon 2 Mar 3:20 PM to Mon 2 Mar 8:00 PM" in warning
+
+
 @pytest.mark.parametrize("why", ["a landline", "STOP to every line number"])
 def test_no_shift_reminder_goes_to_a_supporter_the_line_cannot_text(
     hotline: Hotline, console: Console, why: str
