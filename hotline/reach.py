@@ -72,24 +72,28 @@ def refused(session: Session, supporters: Any, code: int, now: datetime) -> None
     )
 
 
-def stopped(session: Session, offer_id: int) -> None:
-    """The offer's text was refused for the supporter's STOP to its number (21610) that the
-    line never heard (texted while it was down): the pair is blocked here as their STOP would
-    have blocked it, so routing offers them requests from the line's other numbers."""
+def stopped(session: Session, offer_id: int, phone_hash: str | None = None) -> None:
+    """The offer's text was refused for a STOP to its number (21610) that the line never heard
+    (texted while it was down): the pair is blocked here as that STOP would have blocked it, so
+    routing offers the supporter requests from the line's other numbers. ``phone_hash``: the
+    blind index of the phone the text went to, as Twilio's report names it; by default the
+    supporter's as it is now, which is that phone unless their number changed since (a report
+    can come half an hour late, and the STOP was the old phone's)."""
     found = session.execute(
         select(Offer.pool_number, Supporter.programme_id, Supporter.phone_hash)
         .join(Supporter, Supporter.id == Offer.supporter_id)
         .where(Offer.id == offer_id)
     ).one_or_none()
-    if found is None or not found.phone_hash:
+    phone_hash = phone_hash or (found.phone_hash if found is not None else None)
+    if found is None or not phone_hash:
         return
     blocked = select(OptOut.id).where(
         OptOut.programme_id == found.programme_id,
-        OptOut.phone_hash == found.phone_hash,
+        OptOut.phone_hash == phone_hash,
         OptOut.sender == found.pool_number,
     )
     if not session.scalar(select(blocked.exists())):
-        block(session, found.programme_id, found.phone_hash, found.pool_number)
+        block(session, found.programme_id, phone_hash, found.pool_number)
 
 
 def block(session: Session, programme_id: int, phone_hash: str, sender: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,5 @@ class StatusReport:
     error_code: int | None = None
     offer: int | None = None  # the offer the text made (named in its callback URL)
     ask: int | None = None  # and which ask of it (None in the URLs of texts sent before asks)
+    # The number a message went to, as Twilio reports it (``To``); never in a repr or a log.
+    to: str | None = field(default=None, repr=False)

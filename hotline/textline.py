@@ -451,25 +451,37 @@ def handle_status(services: Services, report: StatusReport) -> None:
         if report.sid.startswith(("SM", "MM")):
             retention.after_status(session, report.sid, report.status, services.clock(), effects)
         if report.offer is not None:
-            blamed = _offer_status(session, report, report.offer, services.clock(), effects)
+            to = services.vault.blind_indexes(report.to) if report.to else None
+            blamed = _offer_status(session, report, report.offer, to, services.clock(), effects)
     if blamed is not None:
         sender_refused(services, blamed, report.error_code)
     schedule(services, effects)
 
 
 def _offer_status(
-    session: Session, report: StatusReport, offer: int, now: datetime, effects: Effects
+    session: Session,
+    report: StatusReport,
+    offer: int,
+    to: list[str] | None,
+    now: datetime,
+    effects: Effects,
 ) -> str | None:
     """What an offer's status says: reached, or not (passed on, and the supporter's phone
     marked when it is at fault); our pool number when it is the one at fault. Nothing when it
     is about an earlier ask of the offer (Twilio can report one half an hour late): the
     supporter has been asked again since, maybe from another number, and that text, which may
     have reached her, has its own report. A URL naming no ask (a text sent before asks were
-    named) is taken as about the ask pending, as it always was."""
+    named) is taken as about the ask pending, as it always was. ``to``: the blind indexes of
+    the phone the text went to (None: not reported); a phone the supporter no longer has (her
+    number changed since) is not hers to mark, and a STOP it made is kept for it, not her."""
     asked = session.scalar(select(Offer.asked).where(Offer.id == offer))
     if report.ask is not None and report.ask != asked:
         return None
     whose = select(Offer.supporter_id).where(Offer.id == offer)
+    if to is not None:
+        whose = whose.join(Supporter, Supporter.id == Offer.supporter_id).where(
+            Supporter.phone_hash.in_(to)
+        )
     if report.status == DELIVERED:
         reach.reached(session, whose)
     if report.status not in NOT_DELIVERED:
@@ -479,7 +491,7 @@ def _offer_status(
     if report.error_code is not None and recipient_at_fault(report.error_code):
         reach.refused(session, whose, report.error_code, now)
     if report.error_code == reach.STOPPED:
-        reach.stopped(session, offer)
+        reach.stopped(session, offer, to[0] if to else None)
     if lapse_unasked(session, {offer}, now):
         effects.wake(Task.EXPIRE_OFFER, offer)
     return None

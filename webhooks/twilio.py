@@ -96,8 +96,10 @@ def status() -> Response:
     code = request.form.get("ErrorCode", "")
     offer = _count(request.args.get("offer", ""))  # an offer's text (OutboundText.offering)
     ask = _count(request.args.get("ask", ""))  # which ask of it (OutboundText.asking)
-    report = StatusReport(sid=sid, status=state, error_code=_count(code), offer=offer, ask=ask)
-    if request.form.get("MessageSid"):
+    message = bool(request.form.get("MessageSid"))
+    to = (request.form.get("To") or None) if message else None  # whose phone: numbers change
+    report = StatusReport(sid, state, _count(code), offer=offer, ask=ask, to=to)
+    if message:
         textline.handle_status(_services(), report)
     else:
         voiceline.handle_call_status(_services(), report)

@@ -16,6 +16,7 @@ from werkzeug.test import TestResponse
 from hotline import accounts, retirement, verification
 from hotline.db import transaction
 from hotline.models import AuditEntry, Channel, Conversation, PoolNumber, Programme
+from hotline.people import is_opted_out
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, answered, sign_in
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
@@ -701,6 +702,37 @@ def test_a_number_that_cannot_take_texts_shows_until_it_is_corrected(
     assert "Texts refused" in signed_in(hotline).get("/console/roster")
     api.ok("PATCH", path, {"phone": ALICE, "verify": True})
     assert api.ok("GET", path)["texts_refused"] is None
+
+
+def test_a_late_report_of_a_stop_to_an_old_number_is_not_held_against_the_new_one(
+    hotline: Hotline, api: Api
+) -> None:
+    """An offer went to Alice's old phone from the first pool number; it lapsed unanswered and
+    the coordinator put her new number in. Twilio's report on that text came only then
+    (it can come half an hour late): refused, the old phone had texted STOP to that number
+    (21610). Her new phone was taken to have done so: the roster said her texts are refused,
+    and her offers kept off that pool number. The block is the old phone's, as the report
+    names it; her new number is clear."""
+    alice = api.verified("Alice", TYPO)
+    hotline.add_shift(alice, hotline.clock.now, hotline.clock.now + timedelta(days=1))
+    reply = ET.fromstring(hotline.sms("+15550109001", HOTLINE, "hello").get_data())  # noqa: S314
+    (offer,) = [m for m in reply.iter("Message") if m.get("to") == TYPO]
+    assert offer.get("from") == POOL[0]
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    api.ok("PATCH", f"/supporters/{alice}", {"phone": ALICE})
+    callback = offer.get("action", "").removeprefix(PUBLIC_URL)
+    failed = {"MessageSid": "SM" + "e1" * 16, "MessageStatus": "failed", "ErrorCode": "21610"}
+    assert hotline.post(callback, **failed, To=TYPO, From=POOL[0]).status_code == 204
+    hotline.run_jobs()
+    assert api.ok("GET", f"/supporters/{alice}")["texts_refused"] is None
+    with transaction(hotline.services.sessions) as session:
+        vault, programme = hotline.services.vault, hotline.programme_id
+        assert is_opted_out(session, vault, programme, TYPO, POOL[0])
+        assert not is_opted_out(session, vault, programme, ALICE, POOL[0])
+    reply = ET.fromstring(hotline.sms("+15550109002", HOTLINE, "hello").get_data())  # noqa: S314
+    (offer,) = [m for m in reply.iter("Message") if m.get("to") == ALICE]
+    assert offer.get("from") == POOL[0]
 
 
 def test_a_retired_programme_says_so_in_the_api_and_the_console(api: Api) -> None:
