@@ -159,6 +159,8 @@ def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
     elif word in (None, Word.PASS) and _lapsed_waiting(ctx, supporter, anywhere=False):
         # Their offer on this number lapsed, and the request still waits with nobody.
         ctx.reply(wording.passed() if word is Word.PASS else wording.offer_reminder())
+    elif word is Word.PASS:
+        ctx.reply(_pass_too_late(ctx, supporter))
     else:
         ctx.reply(wording.conversation_ended())
 
@@ -313,6 +315,30 @@ def _accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
         ctx.reply(wording.offer_gone())
     else:  # from the offer's number: in a live conversation's thread it read as that one's end
         _answer_on(ctx, lapsed, wording.offer_gone())
+
+
+def _pass_too_late(ctx: Inbound, supporter: Supporter) -> str:
+    """A PASS (or NO) on a number where nothing waits for it: what became of the request last
+    offered to them there, as a PASS a moment sooner is told (_passed_meanwhile): gone on to
+    another peer, or no longer open; nothing needs them. Else (their own conversation there
+    ended, none was offered there, or an offer waits for them on another number, which this
+    did not answer) an everyday "No", maybe meant for a clinician, is told nothing was passed
+    on, and a PASS that nothing here waits for their answer."""
+    last = None if _pending_offers(ctx, supporter) else _last_offer_here(ctx, supporter)
+    conv = ctx.session.get_one(Conversation, last.conversation_id) if last is not None else None
+    if last is not None and conv is not None and conv.supporter_id != supporter.id:
+        return wording.passed() if conv.state == ConversationState.QUEUED else wording.offer_gone()
+    everyday = ctx.command is not None and ctx.command.everyday
+    return wording.conversation_ended() if everyday else wording.nothing_to_answer()
+
+
+def _last_offer_here(ctx: Inbound, supporter: Supporter) -> Offer | None:
+    return ctx.session.scalar(
+        select(Offer)
+        .where(Offer.supporter_id == supporter.id, Offer.pool_number == ctx.text.to)
+        .order_by(Offer.offered_at.desc(), Offer.id.desc())
+        .limit(1)
+    )
 
 
 def _ringing(ctx: Inbound, offer: Offer) -> bool:

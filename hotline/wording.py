@@ -272,6 +272,12 @@ def conversation_ended() -> str:
     return "Nothing is open on this number now, so your text was not passed on."
 
 
+def nothing_to_answer() -> str:
+    """A supporter's PASS on a number where no request of theirs is or was waiting: nothing
+    there needs them ("your text was not passed on" read as their PASS having failed)."""
+    return "Nothing on this number is waiting for your answer now. Thank you."
+
+
 def ended_by_clinician() -> str:
     return "Your peer has ended the conversation. Nothing more will be passed on."
 

@@ -109,6 +109,7 @@ ROWS: dict[str, Row] = {
     "closed when idle": (wording.closed_idle, (), 1),
     "resources sent": (wording.resources_sent, (), 1),
     "conversation ended": (wording.conversation_ended, (), 1),
+    "nothing to answer (a PASS)": (wording.nothing_to_answer, (), 1),
     "on a break": (wording.on_break, (NOON, DEFAULT.zone), 1),
     "on a break, requests passed on": (wording.on_break, (NOON, DEFAULT.zone, 10), 1),
     "back": (wording.back, (), 1),

@@ -142,6 +142,62 @@ def test_a_pass_that_finds_its_offer_answered_a_moment_before_is_still_answered(
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize(
+    ("then", "told"),
+    [
+        ("Bob is asked", "Passed on"),
+        ("Bob takes it", "no longer open"),
+        ("the clinician stops", "no longer open"),
+    ],
+)
+@pytest.mark.parametrize("answer", ["PASS", "No"])
+def test_a_pass_after_the_offer_went_on_says_nothing_needs_the_peer(
+    hotline: Hotline, phones: Phones, then: str, told: str, answer: str
+) -> None:
+    """Alice, with a patient, let her offer lapse; it went on to Bob (who may have taken it,
+    or the clinician stopped) before her PASS came. She was told "Nothing is open on this
+    number now, so your text was not passed on", as if her PASS had failed and the request
+    still waited for her. She is told what a PASS a moment sooner is told: it went on, or it
+    is no longer open; nothing needs her."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("rough night")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[0])
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    bob.expect_text(OFFER)
+    if then == "Bob takes it":
+        bob.texts("ACCEPT")
+        bob.expect_text("You're connected")
+        bob.expect_text("rough night")
+        clinician.expect_text("joined")
+    elif then == "the clinician stops":
+        clinician.texts("STOP")
+    alice.texts(answer, to=POOL[0])
+    alice.expect_text(told, from_=POOL[0])  # was "... your text was not passed on"
+    phones.assert_no_unexpected()
+
+
+def test_a_pass_on_a_number_with_no_request_of_hers_says_nothing_waits_for_her(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice closed her conversation with DONE, then PASS came on its number (a slow network,
+    a slip): "your text was not passed on" read as her PASS having failed. She is told nothing
+    there waits for her answer. A "No" there may be for the clinician she was talking with:
+    it is still told that nothing was passed on."""
+    clinician, alice = _connected(hotline, phones)
+    alice.texts("DONE")
+    alice.expect_text("Conversation closed")
+    clinician.expect_text("not alone")
+    alice.texts("PASS")
+    alice.expect_text("Nothing on this number is waiting for your answer", from_=POOL[0])
+    alice.texts("No")
+    alice.expect_text("not passed on", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
 @pytest.mark.parametrize("sent", ["now", "before asks were named"])
 def test_an_offer_the_carrier_could_not_deliver_goes_to_the_next_peer_at_once(
     hotline: Hotline, sent: str
