@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -116,14 +116,26 @@ def last_sent_from(
     """When the supporter's latest shift reminder or code went out from ``number``, if within
     REPLIES_FOR: their text to that number may answer it. One from another number may not (a
     pool with the hotline number in it: a reminder from a pool number, then a text to the line)."""
+    notice = last_notice_from(session, supporter_id, number, now)
+    return notice.sent_at if notice is not None else None
+
+
+def last_notice_from(
+    session: Session, supporter_id: int, number: str, now: datetime
+) -> Notice | None:
+    """The supporter's latest shift reminder or code sent from ``number`` within REPLIES_FOR
+    (see last_sent_from)."""
     return session.scalar(
-        select(func.max(Notice.sent_at)).where(
+        select(Notice)
+        .where(
             Notice.supporter_id == supporter_id,
             Notice.kind.in_((NoticeKind.REMINDER, NoticeKind.VERIFICATION)),
             Notice.state == NoticeState.SENT,
             Notice.from_number == number,
             Notice.sent_at >= now - REPLIES_FOR,
         )
+        .order_by(Notice.sent_at.desc(), Notice.id.desc())
+        .limit(1)
     )
 
 

@@ -20,11 +20,12 @@ from hotline.models import (
     Clinician,
     Conversation,
     ConversationState,
+    Notice,
     Offer,
     OfferState,
     Supporter,
 )
-from hotline.notices import last_sent_from
+from hotline.notices import last_notice_from
 from hotline.people import (
     clinician_phone,
     find_clinician,
@@ -40,17 +41,20 @@ SUPPORTER_WORDS = frozenset(
 )
 
 
-def is_supporter_text(ctx: Inbound, supporter: Supporter, to_hotline: bool) -> bool:
+def is_supporter_text(
+    ctx: Inbound, supporter: Supporter, to_hotline: bool, yes_to: Notice | None
+) -> bool:
     """On a pool number a supporter is always a supporter; on the hotline number only when it
     is also their conversation's number or the text is a supporter command (a supporter who
-    needs support themselves just texts in, like any clinician)."""
+    needs support themselves just texts in, like any clinician). ``yes_to``: the notice the
+    text is a "Yes" to (yes_to_a_notice)."""
     if not to_hotline:
         return True
     if _live_conversation(ctx, supporter) or _pending_offer(ctx, supporter):
         return True
     if ctx.command is None or ctx.command.word not in SUPPORTER_WORDS:
         return False
-    if _yes_to_a_notice(ctx, supporter):
+    if yes_to is not None:
         return False  # the line answers it as a "Thanks!" (textline._answering_a_notice)
     # A supporter being supported themselves: their YES, NO, HELP or DONE on the hotline is
     # for their own peer; only BREAK and BACK, which no clinician text means, stay commands.
@@ -82,31 +86,33 @@ def _pending_offer(ctx: Inbound, supporter: Supporter) -> Offer | None:
     )
 
 
-def _yes_to_a_notice(ctx: Inbound, supporter: Supporter) -> bool:
-    """A "Yes" (or "Y") to a shift reminder or a code from this number in the last hour ("You
-    are on call from 7 PM"): the "ok" it means, not an ACCEPT of a request never offered to
-    them, or offered before it and lapsed unseen. An offer it may answer keeps it an ACCEPT: one
-    pending (on this number, or written to the hotline number on any: _offers_elsewhere), or
-    one made on this number since the notice, the text they got last."""
+def yes_to_a_notice(ctx: Inbound, supporter: Supporter) -> Notice | None:
+    """The shift reminder or code from this number in the last hour ("You are on call from 7
+    PM") that a "Yes" (or "Y") answers: the "ok" it means, not an ACCEPT of a request never
+    offered to them, or offered before it and lapsed unseen. An offer it may answer keeps it an
+    ACCEPT: one pending (on this number, or written to the hotline number on any:
+    _offers_elsewhere), or one made on this number since the notice, the text they got last.
+    Decided once per text (textline._dispatch), before either side of the line reads it."""
     command = ctx.command
     if command is None or command.word is not Word.ACCEPT or not command.everyday:
-        return False
-    noticed_at = last_sent_from(ctx.session, supporter.id, ctx.text.to, ctx.now)
-    if noticed_at is None or _pending_offer(ctx, supporter) or _offers_elsewhere(ctx, supporter):
-        return False
+        return None
+    notice = last_notice_from(ctx.session, supporter.id, ctx.text.to, ctx.now)
+    if notice is None or _pending_offer(ctx, supporter) or _offers_elsewhere(ctx, supporter):
+        return None
     offered_since = select(Offer.id).where(
         Offer.supporter_id == supporter.id,
         Offer.pool_number == ctx.text.to,
-        Offer.offered_at >= noticed_at,
+        Offer.offered_at >= notice.sent_at,
     )
-    return ctx.session.scalar(select(offered_since.exists())) is False
+    return None if ctx.session.scalar(select(offered_since.exists())) else notice
 
 
-def supporter_text(ctx: Inbound, supporter: Supporter) -> None:
+def supporter_text(ctx: Inbound, supporter: Supporter, yes_to: Notice | None) -> None:
+    """``yes_to``: the notice the text is a "Yes" to (yes_to_a_notice)."""
     word = ctx.command.word if ctx.command else None
     if ctx.command is not None and ctx.command.opt_in:  # START, UNSTOP, YES: Twilio unblocked
         lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
-    if _yes_to_a_notice(ctx, supporter):
+    if yes_to is not None:
         word = None  # answered as an "ok" to the notice is on this number
     if word is Word.STOP:
         _supporter_stop(ctx, supporter)
