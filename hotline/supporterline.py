@@ -21,6 +21,7 @@ from hotline.models import (
     Conversation,
     ConversationState,
     Notice,
+    NoticeKind,
     Offer,
     OfferState,
     Supporter,
@@ -42,20 +43,20 @@ SUPPORTER_WORDS = frozenset(
 
 
 def is_supporter_text(
-    ctx: Inbound, supporter: Supporter, to_hotline: bool, yes_to: Notice | None
+    ctx: Inbound, supporter: Supporter, to_hotline: bool, answers: Notice | None
 ) -> bool:
     """On a pool number a supporter is always a supporter; on the hotline number only when it
     is also their conversation's number or the text is a supporter command (a supporter who
-    needs support themselves just texts in, like any clinician). ``yes_to``: the notice the
-    text is a "Yes" to (yes_to_a_notice)."""
+    needs support themselves just texts in, like any clinician). ``answers``: the notice the
+    text is a "Yes" or "No" to (notice_answered)."""
     if not to_hotline:
         return True
     if _live_conversation(ctx, supporter) or _pending_offer(ctx, supporter):
         return True
     if ctx.command is None or ctx.command.word not in SUPPORTER_WORDS:
         return False
-    if yes_to is not None:
-        return False  # the line answers it as a "Thanks!" (textline._answering_a_notice)
+    if answers is not None:
+        return False  # the line answers it as a "Thanks!" is (textline._answering_a_notice)
     # A supporter being supported themselves: their YES, NO, HELP or DONE on the hotline is
     # for their own peer; only BREAK and BACK, which no clinician text means, stay commands.
     return ctx.command.word in (Word.BREAK, Word.BACK) or not _supported_here(ctx)
@@ -86,15 +87,17 @@ def _pending_offer(ctx: Inbound, supporter: Supporter) -> Offer | None:
     )
 
 
-def yes_to_a_notice(ctx: Inbound, supporter: Supporter) -> Notice | None:
+def notice_answered(ctx: Inbound, supporter: Supporter) -> Notice | None:
     """The shift reminder or code from this number in the last hour ("You are on call from 7
-    PM") that a "Yes" (or "Y") answers: the "ok" it means, not an ACCEPT of a request never
-    offered to them, or offered before it and lapsed unseen. An offer it may answer keeps it an
-    ACCEPT: one pending (on this number, or written to the hotline number on any:
-    _offers_elsewhere), or one made on this number since the notice, the text they got last.
-    Decided once per text (textline._dispatch), before either side of the line reads it."""
+    PM") that a "Yes" or "No" (or "Y", "N") answers: a "Yes" is the "ok" it means, not an
+    ACCEPT of a request never offered to them, or offered before it and lapsed unseen; a "No"
+    to a reminder says they cannot take that shift (declines_a_shift), not a PASS. An offer it
+    may answer keeps it an ACCEPT or a PASS: one pending (on this number, or written to the
+    hotline number on any: _offers_elsewhere), or one made on this number since the notice,
+    the text they got last. Decided once per text (textline._dispatch), before either side of
+    the line reads it."""
     command = ctx.command
-    if command is None or command.word is not Word.ACCEPT or not command.everyday:
+    if command is None or command.word not in (Word.ACCEPT, Word.PASS) or not command.everyday:
         return None
     notice = last_notice_from(ctx.session, supporter.id, ctx.text.to, ctx.now)
     if notice is None or _pending_offer(ctx, supporter) or _offers_elsewhere(ctx, supporter):
@@ -107,13 +110,21 @@ def yes_to_a_notice(ctx: Inbound, supporter: Supporter) -> Notice | None:
     return None if ctx.session.scalar(select(offered_since.exists())) else notice
 
 
-def supporter_text(ctx: Inbound, supporter: Supporter, yes_to: Notice | None) -> None:
-    """``yes_to``: the notice the text is a "Yes" to (yes_to_a_notice)."""
+def declines_a_shift(ctx: Inbound, answers: Notice | None) -> bool:
+    """A "No" to a shift reminder (``answers``, from notice_answered): they cannot take it, and
+    are told how to get cover. A "No" to a code is answered as its "ok" is."""
+    word = ctx.command.word if ctx.command is not None else None
+    return answers is not None and answers.kind == NoticeKind.REMINDER and word is Word.PASS
+
+
+def supporter_text(ctx: Inbound, supporter: Supporter, answers: Notice | None) -> None:
+    """``answers``: the notice the text is a "Yes" or "No" to (notice_answered)."""
     word = ctx.command.word if ctx.command else None
     if ctx.command is not None and ctx.command.opt_in:  # START, UNSTOP, YES: Twilio unblocked
         lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
-    if yes_to is not None:
-        word = None  # answered as an "ok" to the notice is on this number
+    declined = declines_a_shift(ctx, answers)
+    if answers is not None:
+        word = None  # a reply to the notice (an "ok", or a shift declined): no offer's answer
     if word is Word.STOP:
         _supporter_stop(ctx, supporter)
         if ctx.command is not None and not ctx.command.bare:  # as for clinicians: textline
@@ -162,6 +173,8 @@ def supporter_text(ctx: Inbound, supporter: Supporter, yes_to: Notice | None) ->
             ctx.reply(wording.answer_where_talking())
     elif word is Word.ACCEPT:
         _accept_late(ctx, supporter, anywhere=ctx.text.to == ctx.programme.hotline_number)
+    elif declined:
+        ctx.reply(wording.shift_declined(ctx.programme))
     elif word in (None, Word.PASS) and _lapsed_waiting(ctx, supporter, anywhere=False):
         # Their offer on this number lapsed, and the request still waits with nobody.
         ctx.reply(wording.passed() if word is Word.PASS else wording.offer_reminder())

@@ -115,17 +115,20 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         _line_closed(ctx, match.is_hotline)
         return
     supporter = find_supporter(session, services.vault, p.id, sender)
-    yes_to = supporterline.yes_to_a_notice(ctx, supporter) if supporter is not None else None
+    answers = supporterline.notice_answered(ctx, supporter) if supporter is not None else None
     if supporter is not None and supporterline.is_supporter_text(
-        ctx, supporter, match.is_hotline, yes_to
+        ctx, supporter, match.is_hotline, answers
     ):
-        supporterline.supporter_text(ctx, supporter, yes_to)
+        supporterline.supporter_text(ctx, supporter, answers)
     elif match.is_hotline and _answering_an_alert(ctx, match.programme):
         _lift_if_opted_in(ctx)
         ctx.reply(wording.alert_phone_answer(p))
-    elif match.is_hotline and supporter is not None and _answering_a_notice(ctx, supporter, yes_to):
+    elif (
+        match.is_hotline and supporter is not None and _answering_a_notice(ctx, supporter, answers)
+    ):
         _lift_if_opted_in(ctx)
-        ctx.reply(wording.notice_answer(p))
+        declined = supporterline.declines_a_shift(ctx, answers)
+        ctx.reply(wording.shift_declined(p) if declined else wording.notice_answer(p))
     elif match.is_hotline:
         _clinician_text(ctx)
     else:
@@ -186,22 +189,23 @@ def _answering_an_alert(ctx: Inbound, programme: Programme) -> bool:
     return clinician is None or open_conversation(ctx.session, clinician) is None
 
 
-def _answering_a_notice(ctx: Inbound, supporter: Supporter, yes_to: Notice | None) -> bool:
+def _answering_a_notice(ctx: Inbound, supporter: Supporter, answers: Notice | None) -> bool:
     """A supporter's "Thanks!" to a shift reminder or a code the line texted them from the
     hotline number in the last hour (a pool that includes it, the default of one number), sent
     to that number (one from another pool number is not answered here): not a request for
     support, which they ask for by texting SUPPORT, and no peer is offered it; nor is their
-    "Yes" to it (``yes_to``: supporterline.yes_to_a_notice). Other commands, and a conversation
-    of their own already open, go on as anyone's; so does an answer to a check-in sent them
-    since (supported here themselves): the text they got last is the one they answer, and its
-    reply reaches their peer."""
+    "Yes" or "No" to it (``answers``: supporterline.notice_answered; a "No" to a reminder is
+    told how to get cover). Other commands, and a conversation of their own already open, go
+    on as anyone's; so does an answer to a check-in sent them since (supported here
+    themselves): the text they got last is the one they answer, and its reply reaches their
+    peer."""
     if ctx.command is not None and ctx.command.word not in PEER_WORDS:
         return False
     if ctx.command is None and not is_acknowledgement(ctx.text.body):
         return False  # "I'm not OK": a supporter writing for herself is answered as anyone
-    noticed_at = (  # a "Yes": its notice is read already
-        yes_to.sent_at
-        if yes_to is not None
+    noticed_at = (  # a "Yes" or "No": its notice is read already
+        answers.sent_at
+        if answers is not None
         else last_sent_from(ctx.session, supporter.id, ctx.text.to, ctx.now)
     )
     if noticed_at is None:

@@ -163,6 +163,14 @@ def notice_answer(p: ProgrammeConfig) -> str:
     )
 
 
+def shift_declined(p: ProgrammeConfig) -> str:
+    """A supporter's "No" to a shift reminder: it reaches nobody; how to get cover."""
+    return (
+        f"{p.name}: this reply reaches no one. Can't take this shift? Please tell your "
+        "coordinator; BREAK 2h pauses requests meanwhile."
+    )
+
+
 def forgotten(closed: bool = False) -> str:
     """FORGET's confirmation; closed: the programme has been retired (retirement.py)."""
     erased = "Done: your number and anything linking you to this line have been erased."

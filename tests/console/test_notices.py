@@ -21,6 +21,7 @@ from hotline.models import (
 )
 from hotline.people import ALERT_CONTEXT, SUPPORTER_CONTEXT, is_opted_out
 from hotline.privacy import Vault
+from hotline.wakeups import Task
 from tests.console.conftest import ACTOR, Console, add_verified, sign_in
 from tests.kit.harness import HOTLINE, POOL, Hotline, RetiredMidSend, use_telephony
 from tests.kit.phones import Phone, Phones
@@ -434,14 +435,16 @@ def test_a_supporter_writing_for_herself_after_a_reminder_reaches_a_peer(
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("reply", ["Still a rough week, honestly", "No"])
 def test_a_supporter_s_reply_to_her_check_in_after_a_reminder_reaches_her_peer(
-    hotline: Hotline, phones: Phones
+    hotline: Hotline, phones: Phones, reply: str
 ) -> None:
     """Alice, a supporter, was supported by Bob on the line. With the pool the hotline number
     alone, her shift reminder and, minutes later, her check-in both come from the number she
     texts. Her answer to the check-in was taken for a "Thanks!" to the reminder: "no reply is
     needed", and Bob, whom the check-in promises it reaches, never heard. The text she was
-    sent last is the one she answers: Bob is offered it."""
+    sent last is the one she answers: Bob is offered it; a "No" too, as her "Yes" would be
+    (not told how to get cover for her shift)."""
     pool_of_the_hotline_number_alone(hotline)
     configure(hotline, reminder=30, warning=None)
     alice_id = add_verified(hotline, "Alice", ALICE)
@@ -458,7 +461,7 @@ def test_a_supporter_s_reply_to_her_check_in_after_a_reminder_reaches_her_peer(
     hotline.clock.advance(minutes=6)
     hotline.sweep()  # the 1-day check-in
     alice.expect_text("NOCHECKIN", from_=HOTLINE)
-    alice.texts("Still a rough week, honestly")
+    alice.texts(reply)
     alice.expect_text("confidential", from_=HOTLINE)
     bob.expect_text("Reply ACCEPT", from_=HOTLINE)
     phones.assert_no_unexpected()
@@ -596,6 +599,61 @@ def test_a_yes_to_a_reminder_lifts_a_stop_as_twilio_does(hotline: Hotline, phone
     with transaction(hotline.services.sessions) as session:
         vault = hotline.services.vault
         assert not is_opted_out(session, vault, hotline.programme_id, ALICE, HOTLINE)
+    phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize("from_", [POOL[0], HOTLINE])
+def test_a_no_to_a_reminder_says_how_to_get_cover(
+    hotline: Hotline, phones: Phones, from_: str
+) -> None:
+    """NO is a synonym of PASS. Alice's "No" to her shift reminder (she cannot make it) was
+    taken for a PASS of a request she never had: "Nothing is open on this number now, so your
+    text was not passed on", and nothing about the shift. With no offer waiting for her answer,
+    it answers the reminder: she is told to tell her coordinator, and how BREAK pauses requests
+    meanwhile. From the hotline number it opens no request (Bob, on call, is offered nothing)."""
+    if from_ == HOTLINE:
+        pool_of_the_hotline_number_alone(hotline)
+    alice = reminded(hotline, phones, from_, with_bob=True)
+    alice.texts("No")
+    told = alice.expect_text("tell your coordinator", from_=from_)
+    assert "BREAK" in told.body
+    phones.phone(BOB).expect_nothing()
+    phones.assert_no_unexpected()
+
+
+def test_a_no_to_an_offer_that_came_after_a_reminder_passes_it_on(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The offer is the text she got last, and waits for her answer: her "No" passes it on."""
+    clinician, alice = reminded_then_offered(hotline, phones)
+    alice.texts("No")
+    alice.expect_text("Passed on", from_=HOTLINE)
+    clinician.expect_text("No peer supporter is free")
+    phones.phone(COORDINATOR).expect_text("waiting with nobody")
+    phones.assert_no_unexpected()
+
+
+def test_a_no_to_a_code_is_answered_as_an_ok(hotline: Hotline, phones: Phones) -> None:
+    """With the pool the hotline number alone, Alice's code comes from the number clinicians
+    text. Her "No" to it (not expecting it, or just not now) was answered "Nothing is open on
+    this number now", as a PASS of a request: it is answered as her "Thanks!" is."""
+    pool_of_the_hotline_number_alone(hotline)
+    with transaction(hotline.services.sessions) as session:
+        change = roster.add(
+            session,
+            hotline.services.vault,
+            hotline.programme_id,
+            roster.SupporterInput("Alice", ALICE),
+            ACTOR,
+            hotline.clock.now,
+        )
+        (notice,) = change.notices
+    hotline.services.wakeups.schedule(Task.SEND_NOTICE, notice.id)
+    hotline.run_jobs()
+    alice = phones.phone(ALICE)
+    alice.expect_text("verification code", from_=HOTLINE)
+    alice.texts("No")
+    alice.expect_text("no reply is needed", from_=HOTLINE)
     phones.assert_no_unexpected()
 
 

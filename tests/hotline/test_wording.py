@@ -121,6 +121,7 @@ ROWS: dict[str, Row] = {
     "alert phone answered": (wording.alert_phone_answer, (NAMED,), 1),
     # Her "Thanks!" most likely, but she may be writing for herself: the crisis line too.
     "notice answered": (wording.notice_answer, (NAMED,), 2),
+    "shift reminder declined (a No)": (wording.shift_declined, (NAMED,), 1),
     "verification code": (wording.verification_code, (NAMED, "482913", CODE_MINUTES), 1),
     "shift reminder": (wording.shift_reminder, (NAMED, NOON, EVENING), 1),
     "shift reminder, open-ended": (wording.shift_reminder, (NAMED, NOON, None), 1),
