@@ -485,7 +485,8 @@ def accept(
     """The supporter takes the conversation by text: held texts go to them, the clinician is
     told (a call-back: the supporter is told to call this number, the clinician to expect it).
     ``late``: the offer had lapsed or been passed on, and its conversation still waits (checked
-    under the programme's lock, so a new offer of it made meanwhile is not undercut)."""
+    under the programme's lock, so a new offer of it made meanwhile is not undercut). One on a
+    break (a late ACCEPT: BREAK passes on what is offered) is told the break goes on."""
     lock_programme(session, p.id)  # before the offer's row: the sweeper's order too
     if late and not still_waiting(session, session.get_one(Conversation, offer.conversation_id)):
         return False
@@ -502,6 +503,9 @@ def accept(
         session, vault, p.id, to_clinician, p.hotline_number
     )
     told = wording.accepted_texts_stopped() if stopped else wording.accepted_for_supporter(by_call)
+    until = supporter.break_until
+    if not stopped and not by_call and until is not None and until > now:  # a late ACCEPT
+        told = wording.accepted_on_break(until, p.zone)
     effects.text(to_supporter, offer.pool_number, told)
     if to_clinician is not None and not stopped:  # ahead of the held texts: it matters most
         effects.text(to_clinician, p.hotline_number, wording.joined(call_back=by_call))

@@ -308,7 +308,11 @@ def _accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
     """ACCEPT on a number whose offer lapsed or was passed on: if that text request still
     waits and is with nobody else, it is theirs (the clinician was told a peer will text),
     unless they are at their ``max_conversations``: then it stays for the next peer, and they
-    are told how to make room.
+    are told how to make room. A break, or a shift ended, since the offer does not refuse it:
+    their ACCEPT, sent since, is the surer word that they can take it now (BREAK and the
+    schedule say when the line may ask them, as a pending offer is taken after either); the
+    limit, the coordinator's cap on their load, and the roster do refuse it. On a break they
+    are told the break goes on (routing.accept).
     ``anywhere`` (sent to the hotline number, or in a live conversation's thread), it takes the
     one such request on a number free on their phone (two: they are asked to answer on the
     number each came from)."""

@@ -65,6 +65,15 @@ def accepted_for_supporter(call_back: bool = False) -> str:
     return "You're connected. Texts on this number go to your peer. Reply DONE when finished."
 
 
+def accepted_on_break(until: datetime, zone: ZoneInfo) -> str:
+    """A text request taken by a supporter on a break (a late ACCEPT): it is theirs, and the
+    break goes on for new requests."""
+    return (
+        f"{accepted_for_supporter()} Your break goes on: no new requests until "
+        f"{_local(until, zone)}."
+    )
+
+
 def accepted_texts_stopped() -> str:
     """The clinician texted STOP to the line and not START since: Twilio blocks its texts."""
     return (

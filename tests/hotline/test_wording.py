@@ -100,6 +100,7 @@ ROWS: dict[str, Row] = {
     "accepted": (wording.accepted_for_supporter, (), 1),
     "accepted, call-back": (wording.accepted_for_supporter, (True,), 1),
     "accepted, texts stopped": (wording.accepted_texts_stopped, (), 2),
+    "accepted, on a break": (wording.accepted_on_break, (NOON, DEFAULT.zone), 1),
     "already connected": (wording.already_connected, (), 1),
     "after a call": (wording.after_call, (), 1),
     "after a call, no check-ins": (wording.after_call, (False,), 1),

@@ -616,6 +616,55 @@ def test_a_late_accept_at_the_limit_with_an_offer_waiting_says_to_pass_that_one(
     phones.assert_no_unexpected()
 
 
+def test_a_late_accept_on_a_break_takes_the_request_and_says_the_break_goes_on(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice let the offer lapse, then took a break; the request still waits with nobody, its
+    clinician told a peer will text. Her ACCEPT, sent since, is the surest word that she can
+    take it now (her BREAK said only that the line should not ask): it is hers, as her limit
+    allows. The break goes on for new requests, and she is told so, with the accept: it said
+    only "You're connected", and a new request found nobody free, unexplained."""
+    clinician, alice = _nobody_took_it(hotline, phones)
+    alice.texts("BREAK 2h")
+    alice.expect_text("On a break until")
+    alice.texts("ACCEPT")
+    told = alice.expect_text("You're connected", from_=POOL[0])
+    assert "Your break goes on: no new requests until" in told.body
+    alice.expect_text("I need to talk", from_=POOL[0])
+    clinician.expect_text("joined")
+    second = phones.phone(CLINICIANS[1])
+    second.texts("hello")
+    second.expect_text("No peer is free")  # she is on a break: not offered it
+    phones.assert_no_unexpected()
+
+
+def test_a_late_accept_after_the_peer_s_shift_ended_takes_the_request(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice's shift ended as her offer lapsed; the request waits with nobody on call. Her
+    ACCEPT half an hour later takes it, as an ACCEPT of a pending offer after her shift does:
+    the schedule says when the line may ask her, not that she may not take what nobody else
+    can."""
+    alice_id = hotline.add_supporter("Alice", ALICE, on_call=False)
+    now = hotline.clock.now
+    hotline.add_shift(alice_id, now - timedelta(hours=1), now + timedelta(minutes=2))
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("I need to talk")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER)
+    hotline.clock.advance(seconds=181)
+    hotline.run_jobs()
+    clinician.expect_text("No peer supporter is free")
+    hotline.clock.advance(minutes=30)
+    hotline.sweep()
+    alice.texts("ACCEPT")
+    told = alice.expect_text("You're connected", from_=POOL[0])
+    assert "break" not in told.body
+    alice.expect_text("I need to talk", from_=POOL[0])
+    clinician.expect_text("joined")
+    phones.assert_no_unexpected()
+
+
 def test_a_full_supporter_is_skipped_pool_of_one(hotline: Hotline, phones: Phones) -> None:
     _set_pool(hotline, (HOTLINE,))
     hotline.add_supporter("Alice", ALICE, max_conversations=3)
