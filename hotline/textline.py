@@ -156,7 +156,8 @@ def _stop_to_a_closed_line(ctx: Inbound, to_hotline: bool) -> None:
     """Kept as on a running line: a supporter's STOP there (to a pool number) shows on the
     roster too (supporterline.record_stop), anyone else's is the pair blocked."""
     supporter = find_supporter(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
-    if supporter is not None and supporterline.is_supporter_text(ctx, supporter, to_hotline):
+    # A STOP answers no reminder or code (supporterline.notice_answered reads Yes and No only).
+    if supporter is not None and supporterline.is_supporter_text(ctx, supporter, to_hotline, None):
         supporterline.record_stop(ctx, supporter)
     else:
         record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
