@@ -207,12 +207,14 @@ def fall_to_call_back(ctx: CallStep, call: Call, conv: Conversation) -> VoiceRep
 
 def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
     """The caller hung up while phones rang for ``conv``: the call is withdrawn (they chose to
-    hang up), but not what they texted for it, for a text request the call replaced
-    (``replace_waiting_requests``) or as it rang. Deleted with the call, that request would
-    be gone with nobody ever offered it and the clinician never told. It goes on waiting for a
-    peer as a text request, offered by text (the call-back's job offers any queued request).
+    hang up), but not what they asked for before it, a text request or a call-back the call
+    replaced (``replace_waiting_requests``), nor what they texted as it rang. Deleted with the
+    call, a text request would be gone with nobody ever offered it and the clinician never
+    told, and a call-back promised them would never come. What they texted as it rang goes on
+    waiting for a peer as a text request, offered by text (the call-back's job offers any
+    queued request).
 
-    A text request the call replaced goes on where it was (``_reopen``). Not as a new one: that
+    A request the call replaced goes on where it was (``_reopen``). Not as a new one: that
     would ask again at once the peers who passed it a moment ago, tell a clinician already told
     that nobody is free again, and count in the reports as a second request, waiting only
     since the hang-up."""
@@ -225,7 +227,6 @@ def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
         select(Conversation)
         .where(
             Conversation.clinician_id == conv.clinician_id,
-            Conversation.channel == Channel.SMS,
             Conversation.end_reason == REPLACED,
             Conversation.ended_at == conv.created_at,
         )
@@ -252,21 +253,22 @@ def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
     ctx.effects.wake(Task.OFFER_CALL_BACK, texted.id)
 
 
-def _reopen(ctx: CallStep, texted: Conversation, conv: Conversation) -> None:
-    """The text request ``conv``'s call replaced waits again, as it was: the peers who passed
-    it or let it lapse, when the clinician was told nobody is free, when it began. The offer
-    the call withdrew was nobody's refusal, and its text is still on the peer's phone: it is
-    pending again until its own time is up, or lapsed if that has passed meanwhile (or if a
-    request offered her since has that number on her phone: an ACCEPT there is for that one).
-    A field chosen in the call's menu is the one wanted now."""
-    withdrawn_at = texted.ended_at
-    texted.state, texted.ended_at, texted.end_reason = ConversationState.QUEUED, None, None
-    texted.last_activity_at = ctx.now
-    texted.discipline_wanted = conv.discipline_wanted or texted.discipline_wanted
-    routing.move_held(ctx.session, conv.id, texted.id)
+def _reopen(ctx: CallStep, replaced: Conversation, conv: Conversation) -> None:
+    """The request ``conv``'s call replaced (a text request, or a call-back promised after an
+    earlier call) waits again, as it was: the peers who passed it or let it lapse, when the
+    clinician was told nobody is free, when it began. The offer the call withdrew was nobody's
+    refusal, and its text is still on the peer's phone: it is pending again until its own time
+    is up, or lapsed if that has passed meanwhile (or if a request offered her since has that
+    number on her phone: an ACCEPT there is for that one). A field chosen in the call's menu is
+    the one wanted now."""
+    withdrawn_at = replaced.ended_at
+    replaced.state, replaced.ended_at, replaced.end_reason = ConversationState.QUEUED, None, None
+    replaced.last_activity_at = ctx.now
+    replaced.discipline_wanted = conv.discipline_wanted or replaced.discipline_wanted
+    routing.move_held(ctx.session, conv.id, replaced.id)
     offer = ctx.session.scalar(
         select(Offer).where(
-            Offer.conversation_id == texted.id,
+            Offer.conversation_id == replaced.id,
             Offer.state == OfferState.WITHDRAWN,
             Offer.answered_at == withdrawn_at,
         )
@@ -278,7 +280,7 @@ def _reopen(ctx: CallStep, texted: Conversation, conv: Conversation) -> None:
             ctx.effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
         else:
             offer.state, offer.answered_at = OfferState.EXPIRED, min(offer.expires_at, ctx.now)
-    ctx.effects.wake(Task.OFFER_CALL_BACK, texted.id)  # when no offer is pending
+    ctx.effects.wake(Task.OFFER_CALL_BACK, replaced.id)  # when no offer is pending
 
 
 def call_back_message(ctx: CallStep, call: Call) -> VoiceReply:

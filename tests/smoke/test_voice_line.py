@@ -873,6 +873,39 @@ def test_a_hang_up_after_a_text_request_was_replaced_goes_on_with_it_rather_than
     phones.assert_no_unexpected()
 
 
+def test_a_hang_up_after_a_call_back_was_replaced_leaves_that_call_back_waiting(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Nobody picked up the clinician's first call: they were told a peer will call back, and
+    Alice is offered the call-back. They call again, and hang up while Bob's phone rings. The
+    promise stands, as it does for a text request the call replaced: the call-back waits again
+    with Alice's offer, and her ACCEPT takes it (it was withdrawn for good, and she was told it
+    was no longer open, though nobody would call them back)."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    missed = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER, BOB: NO_ANSWER}))
+    assert missed.hears("call you back shortly")
+    hotline.run_jobs()
+    offer = alice.expect_text(OFFER)
+    assert "call-back" in offer.body
+
+    again = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}, hang_up_during_dial=1))
+
+    assert again.caller_hung_up and again.dialled == [BOB]
+    hotline.run_jobs()
+    phones.assert_no_unexpected()
+    alice.texts("ACCEPT", to=offer.from_)
+    alice.expect_text("Call this number to reach your caller", from_=offer.from_)
+    clinician.expect_text("will call you back shortly", from_=HOTLINE)
+    assert [(c.channel, c.state, c.end_reason) for c in conversations(hotline)] == [
+        ("voice", ConversationState.ENDED, "missed"),  # the first call
+        ("voice", ConversationState.ACTIVE, None),  # its call-back, taken by Alice at last
+        ("voice", ConversationState.ENDED, "hangup"),  # the second call
+    ]
+    phones.assert_no_unexpected()
+
+
 def test_a_call_while_texting_with_a_peer_leaves_the_texts_with_that_peer(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
