@@ -345,14 +345,21 @@ def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
     The conversation is read again, whole, under its row lock first (after the programme's,
     the order offer-making takes them): a peer's ACCEPT committing meanwhile has relayed what
     was held, and a text held now would never reach them; a text of the same burst that took
-    the lock first has told the clinician (``reminded_at``), and this one must not again."""
+    the lock first has told the clinician (``reminded_at``), and this one must not again.
+    One that ended meanwhile may have left another open: a hang-up reopens the request its
+    call replaced, a call's menu replaces this one; the text goes on with that."""
     routing.lock_programme(ctx.session, ctx.programme.id)
     ctx.session.refresh(conv, with_for_update={"key_share": True})
     clinician.last_contact_at = ctx.now
+    if conv.state == ConversationState.ENDED and (
+        now_open := open_conversation(ctx.session, clinician)
+    ):
+        conv = now_open
+        ctx.session.refresh(conv, with_for_update={"key_share": True})
     if conv.state != ConversationState.QUEUED:
         if conv.state == ConversationState.ACTIVE:
             _clinician_relay(ctx, conv)
-        else:  # closed meanwhile: a new request
+        else:  # closed meanwhile, nothing open since: a new request
             _start_conversation(ctx, clinician)
         return
     _hold(ctx, conv)

@@ -233,8 +233,8 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
-def waiting_on_a_lock(engine: Engine) -> bool:
-    """Whether a session of this database waits on a lock (a new transaction each time: the
+def waiting_on_a_lock(engine: Engine) -> int:
+    """How many sessions of this database wait on a lock (a new transaction each time: the
     activity view is a snapshot taken once per transaction). PostgreSQL only."""
     with engine.connect() as conn:
         waiting = conn.execute(
@@ -243,20 +243,21 @@ def waiting_on_a_lock(engine: Engine) -> bool:
                 " AND wait_event_type = 'Lock'"
             )
         ).scalar_one()
-    return bool(waiting)
+    return int(waiting)
 
 
 def sent_behind_a_lock(
-    engine: Engine, send: Callable[[], str], what: str
+    engine: Engine, send: Callable[[], str], what: str, *, behind: int = 0
 ) -> tuple[threading.Thread, list[str]]:
     """``send`` (a webhook, answering its body) started in a thread of its own, once it waits
-    on a lock the caller holds (asserted, naming ``what``): the thread, to join once the
-    caller lets go, and the list its answer lands in."""
+    on a lock the caller holds (asserted, naming ``what``), ``behind`` others already waiting
+    there (a queue of webhooks, let through in the order they came): the thread, to join once
+    the caller lets go, and the list its answer lands in."""
     answers: list[str] = []
     sent = threading.Thread(target=lambda: answers.append(send()))
     sent.start()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not waiting_on_a_lock(engine):
+    while time.monotonic() < deadline and waiting_on_a_lock(engine) <= behind:
         time.sleep(0.05)
-    assert waiting_on_a_lock(engine), f"{what} did not reach the lock"
+    assert waiting_on_a_lock(engine) > behind, f"{what} did not reach the lock"
     return sent, answers

@@ -24,6 +24,7 @@ from hotline.models import (
     Programme,
 )
 from hotline.people import ALERT_CONTEXT
+from tests.kit.databases import sent_behind_a_lock
 from tests.kit.fake_twilio import AUTH_TOKEN
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
 from tests.kit.phones import Phones
@@ -184,6 +185,112 @@ def test_a_hang_up_after_the_sweeper_promised_a_call_back_keeps_the_promise(
     hotline.clock.advance(minutes=1)
     hotline.sweep()
     assert "call-back" in phones.phone(BOB).expect_text(OFFER).body
+    phones.assert_no_unexpected()
+
+
+def test_a_text_as_the_hang_up_reopens_the_text_request_goes_on_with_that_request(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The clinician texts, calls before Alice answers (one request, the call's), and as they
+    hang up with Bob's phone ringing, texts again. The text read the call's request as waiting
+    and queued on the programme's lock behind the hang-up, which reopened the text request and
+    ended the call's. Going on, the text found the call's request ended and opened a third, as
+    a first text: the clinician was greeted again and a peer offered it, while the reopened one
+    waited for Alice. Now it goes on with the request open once the hang-up has committed."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    call = sid(0xD01)
+    assert start_call(hotline, call)[0] == BOB
+
+    def hang_up() -> str:
+        params = {**caller(call, "completed"), "CallDuration": "30"}
+        client = hotline.app.test_client()
+        return str(
+            signed_post(client, PUBLIC_URL, "/twilio/status", params, AUTH_TOKEN).status_code
+        )
+
+    def text() -> str:
+        return hotline.sms(CLINICIAN, HOTLINE, "are you there?").get_data(as_text=True)
+
+    with transaction(hotline.services.sessions) as session:
+        routing.lock_programme(session, hotline.programme_id)  # the two queue behind it, in turn
+        status, hung_up = sent_behind_a_lock(engine, hang_up, "the hang-up")
+        texted, answers = sent_behind_a_lock(engine, text, "the text", behind=1)
+    status.join(20)
+    texted.join(20)
+    assert hung_up == ["204"]
+    phones.deliver_twiml(CLINICIAN, HOTLINE, answers[0])
+    hotline.run_jobs()
+    phones.assert_no_unexpected()  # was: the greeting again, and the offer to Bob
+    assert [(c.channel, c.state) for c in conversations(hotline)] == [
+        ("sms", ConversationState.QUEUED),  # reopened, and still offered to Alice
+        ("voice", ConversationState.ENDED),  # the call, withdrawn by the hang-up
+    ]
+    alice.texts("ACCEPT")
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    alice.expect_text("are you there?", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_text_as_the_call_replaces_the_text_request_goes_with_the_call(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """As above, the other way round: the clinician's text reads their text request as waiting
+    and queues behind the call's menu step, which replaces it. It goes with the call (held for
+    whoever takes it, or waiting on with the text request if they hang up), not into a new
+    request greeted and offered to a peer while the phones ring for the call."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    call = sid(0xD11)
+    doc(hotline, "/twilio/voice", **caller(call))  # the greeting and menu
+
+    def menu_over() -> str:
+        client = hotline.app.test_client()
+        path = "/twilio/voice/start"
+        return signed_post(client, PUBLIC_URL, path, caller(call), AUTH_TOKEN).get_data(
+            as_text=True
+        )
+
+    def text() -> str:
+        return hotline.sms(CLINICIAN, HOTLINE, "are you there?").get_data(as_text=True)
+
+    with transaction(hotline.services.sessions) as session:
+        routing.lock_programme(session, hotline.programme_id)  # the two queue behind it, in turn
+        started, rung = sent_behind_a_lock(engine, menu_over, "the menu's step")
+        texted, answers = sent_behind_a_lock(engine, text, "the text", behind=1)
+    started.join(20)
+    texted.join(20)
+    assert BOB in rung[0]
+    phones.deliver_twiml(CLINICIAN, HOTLINE, answers[0])
+    hotline.run_jobs()
+    phones.assert_no_unexpected()  # was: the greeting again, and an offer to Alice
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    alice.texts("ACCEPT")
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    alice.expect_text("are you there?", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    assert [(c.channel, c.state) for c in conversations(hotline)] == [
+        ("sms", ConversationState.ACTIVE),
+        ("voice", ConversationState.ENDED),
+    ]
     phones.assert_no_unexpected()
 
 
