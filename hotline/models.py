@@ -91,6 +91,9 @@ class OfferState(StrEnum):
     PASSED = "passed"
     EXPIRED = "expired"
     WITHDRAWN = "withdrawn"  # the conversation ended or was taken before an answer
+    # ACCEPT of an offer a call withdrew, as that call rang (the clinician called instead of
+    # waiting): the request is hers if they hang up first (ringing._reopen, routing.take_claimed).
+    CLAIMED = "claimed"
 
 
 class CheckInState(StrEnum):

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import ColumnElement, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from hotline import routing, speech, wording
 from hotline.calling import Dial, Gather, Hangup, Route, Say, VoiceReply, reply, route
@@ -113,6 +113,41 @@ def replace_waiting_requests(ctx: CallStep, clinician_id: int | None, successor_
     for conv in waiting:
         routing.move_held(ctx.session, conv.id, successor_id)
         end_conversation(ctx.session, ctx.programme, conv, REPLACED, ctx.now, ctx.effects)
+
+
+def withdrawn_for_a_call(
+    session: Session, supporter_id: int, pool_number: str | None
+) -> list[Offer]:
+    """The supporter's offers (on ``pool_number``, or on any number with None) that a call
+    withdrew by replacing their request (``replace_waiting_requests``), while that call still
+    rings: an answer to one now is for when it ends. Taken, it is the call's who took it; hung
+    up, the request waits again (``_reopen``)."""
+    call_conv = aliased(Conversation)
+    ringing_for_it = (
+        select(Call.id)
+        .join(call_conv, call_conv.id == Call.conversation_id)
+        .where(
+            Call.state == CallState.RINGING,
+            call_conv.state == ConversationState.QUEUED,
+            call_conv.clinician_id == Conversation.clinician_id,
+            call_conv.created_at == Conversation.ended_at,
+        )
+        .exists()
+    )
+    query = (
+        select(Offer)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(
+            Offer.supporter_id == supporter_id,
+            Offer.state == OfferState.WITHDRAWN,
+            Offer.answered_at == Conversation.ended_at,  # by the call, not before
+            Conversation.end_reason == REPLACED,
+            ringing_for_it,
+        )
+    )
+    if pool_number is not None:
+        query = query.where(Offer.pool_number == pool_number)
+    return list(session.scalars(query))
 
 
 def ring_next(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
@@ -259,8 +294,10 @@ def _reopen(ctx: CallStep, replaced: Conversation, conv: Conversation) -> None:
     clinician was told nobody is free, when it began. The offer the call withdrew was nobody's
     refusal, and its text is still on the peer's phone: it is pending again until its own time
     is up, or lapsed if that has passed meanwhile (or if a request offered her since has that
-    number on her phone: an ACCEPT there is for that one). A field chosen in the call's menu is
-    the one wanted now."""
+    number on her phone: an ACCEPT there is for that one). Her answer as the phones rang stands
+    (``withdrawn_for_a_call``): a PASS, or an ACCEPT (``CLAIMED``) that takes it now, by the
+    job woken here (``routing.take_claimed``). A field chosen in the call's menu is the one
+    wanted now."""
     withdrawn_at = replaced.ended_at
     replaced.state, replaced.ended_at, replaced.end_reason = ConversationState.QUEUED, None, None
     replaced.last_activity_at = ctx.now
@@ -280,7 +317,7 @@ def _reopen(ctx: CallStep, replaced: Conversation, conv: Conversation) -> None:
             ctx.effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
         else:
             offer.state, offer.answered_at = OfferState.EXPIRED, min(offer.expires_at, ctx.now)
-    ctx.effects.wake(Task.OFFER_CALL_BACK, replaced.id)  # when no offer is pending
+    ctx.effects.wake(Task.OFFER_CALL_BACK, replaced.id)  # when no offer is pending; or claimed
 
 
 def call_back_message(ctx: CallStep, call: Call) -> VoiceReply:

@@ -345,10 +345,15 @@ def offer_or_fall_back(
     first_text: bool = False,
 ) -> Offer | None:
     """Offer ``conv`` onwards; if nobody is left, tell the clinician (once) and the coordinator.
+    Claimed by a peer as a call replaced it, it is hers (``take_claimed``): the offer returned
+    is accepted, and the request taken.
 
     ``first_text``: the clinician's first text, not yet greeted; if nobody is free, the
     greeting and the fallback go as one text (the caller greets only when there is an offer).
     """
+    claimed = None if first_text else take_claimed(session, vault, p, conv, now, effects)
+    if claimed is not None:
+        return claimed
     offer = offer_next(session, vault, p, conv, now, effects)
     if offer is None and conv.fallback_at is None and _tell_once(session, conv, now):
         clinician = session.get(Clinician, conv.clinician_id) if conv.clinician_id else None
@@ -366,6 +371,41 @@ def offer_or_fall_back(
         if alert:
             effects.text(alert, p.hotline_number, wording.coordinator_alert(p), alerting=conv.id)
     return offer
+
+
+def take_claimed(
+    session: Session,
+    vault: Vault,
+    p: ProgrammeConfig,
+    conv: Conversation,
+    now: datetime,
+    effects: Effects,
+) -> Offer | None:
+    """A peer who answered ACCEPT while a call that replaced ``conv`` rang (``CLAIMED``) takes
+    it, now that the caller has hung up and it waits again (ringing._reopen), as her ACCEPT
+    would have: she is not asked again. Not if she can no longer (taken off the roster, at her
+    ``max_conversations``, its number on her phone taken since, or blocked by her STOP): her
+    answer then lapses, and the request goes on as any. Two texts, as many as an offer onwards
+    (ONWARD_TEXTS): what the clinician texted follows through the API (``Task.RELAY_HELD``)."""
+    claimed = session.scalar(
+        select(Offer).where(Offer.conversation_id == conv.id, Offer.state == OfferState.CLAIMED)
+    )
+    if claimed is None:
+        return None
+    lock_programme(session, p.id)  # her load as offer-making reads it
+    supporter = session.get_one(Supporter, claimed.supporter_id)
+    in_use = pools_in_use(session, [supporter.id])[supporter.id]
+    room = len(in_use) < supporter.max_conversations and claimed.pool_number not in in_use
+    to = supporter_phone(vault, supporter)
+    can = (
+        supporter.active
+        and room
+        and not is_opted_out(session, vault, p.id, to, claimed.pool_number)
+    )
+    if can and accept(session, vault, p, claimed, now, effects, claimed=True):
+        return claimed
+    answer(session, claimed, OfferState.EXPIRED, now, (OfferState.CLAIMED,))
+    return None
 
 
 def _tell_once(session: Session, conv: Conversation, now: datetime) -> bool:
@@ -481,16 +521,21 @@ def accept(
     effects: Effects,
     *,
     late: bool = False,
+    claimed: bool = False,
 ) -> bool:
     """The supporter takes the conversation by text: held texts go to them, the clinician is
     told (a call-back: the supporter is told to call this number, the clinician to expect it).
     ``late``: the offer had lapsed or been passed on, and its conversation still waits (checked
-    under the programme's lock, so a new offer of it made meanwhile is not undercut). One on a
-    break (a late ACCEPT: BREAK passes on what is offered) is told the break goes on."""
+    under the programme's lock, so a new offer of it made meanwhile is not undercut).
+    ``claimed``: accepted as a call replaced it, and taken now (``take_claimed``): likewise,
+    and the held texts all follow through the API. One on a break (a late ACCEPT: BREAK
+    passes on what is offered) is told the break goes on."""
     lock_programme(session, p.id)  # before the offer's row: the sweeper's order too
-    if late and not still_waiting(session, session.get_one(Conversation, offer.conversation_id)):
+    waited = late or claimed
+    if waited and not still_waiting(session, session.get_one(Conversation, offer.conversation_id)):
         return False
-    conv = assign(session, offer, now, effects, late=late)
+    was = (OfferState.CLAIMED,) if claimed else LAPSED if late else PENDING_ONLY
+    conv = assign(session, offer, now, effects, was=was)
     if conv is None:
         return False
     supporter = session.get_one(Supporter, offer.supporter_id)
@@ -509,8 +554,9 @@ def accept(
     effects.text(to_supporter, offer.pool_number, told)
     if to_clinician is not None and not stopped:  # ahead of the held texts: it matters most
         effects.text(to_clinician, p.hotline_number, wording.joined(call_back=by_call))
+    in_reply = 0 if claimed else HELD_IN_REPLY
     if relay_held(
-        session, vault, conv.id, to_supporter, offer.pool_number, effects, at_most=HELD_IN_REPLY
+        session, vault, conv.id, to_supporter, offer.pool_number, effects, at_most=in_reply
     ):
         effects.wake(Task.RELAY_HELD, conv.id)  # the rest through the REST API, in order
     effects.cancel(Task.EXPIRE_OFFER, offer.id)
@@ -563,13 +609,19 @@ def join_texts(bodies: list[str]) -> list[tuple[str, int]]:
 
 
 def assign(
-    session: Session, offer: Offer, now: datetime, effects: Effects, *, late: bool = False
+    session: Session,
+    offer: Offer,
+    now: datetime,
+    effects: Effects,
+    *,
+    was: tuple[OfferState, ...] = PENDING_ONLY,
 ) -> Conversation | None:
     """The offer's supporter takes its conversation: the offer ACCEPTED, the conversation ACTIVE
     on the offer's pool number, any other offer of it withdrawn, the clinician's preferred
-    supporter noted. None when the offer was no longer pending, or its conversation is no
-    longer waiting (taken or ended meanwhile; the offer is then withdrawn). Sends nothing."""
-    if not answer(session, offer, OfferState.ACCEPTED, now, LAPSED if late else PENDING_ONLY):
+    supporter noted. None when the offer is no longer in a state of ``was`` (pending, unless
+    told), or its conversation is no longer waiting (taken or ended meanwhile; the offer is
+    then withdrawn). Sends nothing."""
+    if not answer(session, offer, OfferState.ACCEPTED, now, was):
         return None
     # The clinician's row before the conversation's: a clinician's text takes them in that
     # order (its last_contact_at, then the conversation), and the reverse would deadlock.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from hotline import conversations, reach, routing, schedule, wording
+from hotline import conversations, reach, ringing, routing, schedule, wording
 from hotline.conversations import open_conversation
 from hotline.inbound import Inbound
 from hotline.keywords import Word
@@ -171,6 +171,8 @@ def supporter_text(ctx: Inbound, supporter: Supporter, answers: Notice | None) -
             _in_conversation(ctx, talking[0], word)
         else:
             ctx.reply(wording.answer_where_talking())
+    elif word in (Word.ACCEPT, Word.PASS) and (called := _withdrawn_for_a_call(ctx, supporter)):
+        _answer_during_call(ctx, called, word)
     elif word is Word.ACCEPT:
         _accept_late(ctx, supporter, anywhere=ctx.text.to == ctx.programme.hotline_number)
     elif declined:
@@ -362,6 +364,35 @@ def _last_offer_here(ctx: Inbound, supporter: Supporter) -> Offer | None:
         .order_by(Offer.offered_at.desc(), Offer.id.desc())
         .limit(1)
     )
+
+
+def _withdrawn_for_a_call(ctx: Inbound, supporter: Supporter) -> list[Offer]:
+    """The supporter's offers withdrawn by a call of their clinician's still ringing, on the
+    number texted (on any, texted to the hotline number). Read under the programme's lock,
+    which the call's steps hold to end the ringing: what is read stays so until this text's
+    answer commits."""
+    routing.lock_programme(ctx.session, ctx.programme.id)
+    anywhere = ctx.text.to == ctx.programme.hotline_number
+    return ringing.withdrawn_for_a_call(
+        ctx.session, supporter.id, None if anywhere else ctx.text.to
+    )
+
+
+def _answer_during_call(ctx: Inbound, offers: list[Offer], word: Word | None) -> None:
+    """ACCEPT or PASS of an offer withdrawn by its clinician's call, while it rings: it stands
+    for when the call ends. Passed, the request does not wait on her again if they hang up;
+    accepted (claimed), it is hers then (ringing._reopen), unless a peer answers the call."""
+    if len(offers) > 1:
+        ctx.reply(wording.answer_where_offered())
+        return
+    offer = offers[0]
+    claiming = word is Word.ACCEPT and ctx.session.get_one(Supporter, offer.supporter_id).active
+    state = OfferState.CLAIMED if claiming else OfferState.PASSED
+    routing.answer(ctx.session, offer, state, ctx.now, (OfferState.WITHDRAWN,))
+    if claiming:
+        _answer_on(ctx, offer, wording.accepted_during_call())
+    else:  # off the roster since, an ACCEPT passes it, as _answer_offer does
+        _answer_on(ctx, offer, wording.offer_gone() if word is Word.ACCEPT else wording.passed())
 
 
 def _ringing(ctx: Inbound, offer: Offer) -> bool:

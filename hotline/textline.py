@@ -370,6 +370,8 @@ def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
     offer = routing.pending_offer(ctx.session, conv) or routing.offer_or_fall_back(
         ctx.session, vault, p, conv, ctx.now, ctx.effects
     )
+    if offer is not None and offer.state == OfferState.ACCEPTED:
+        return  # taken by the peer who claimed it as a call replaced it (routing.take_claimed)
     if ctx.now - (told or conv.created_at) < STILL_WAITING_AFTER:
         return
     if offer is not None:  # a peer is being asked (offers go from one to the next meanwhile)

@@ -216,6 +216,15 @@ def offer_gone() -> str:
     return "That request is no longer open: another peer took it, or it ended. Thank you!"
 
 
+def accepted_during_call() -> str:
+    """ACCEPT of a request its clinician replaced by calling the line, as the call rings: the
+    call is theirs who answers it, the request hers if the caller hangs up first."""
+    return (
+        "They are calling the line now. If they hang up before a peer answers, the request "
+        "is yours and you'll be connected here. Thank you!"
+    )
+
+
 def at_limit(limit: int, offered: bool = False) -> str:
     """A late ACCEPT from a supporter with as many conversations as their limit allows;
     offered: a request offered to them and waiting for their answer counts towards it."""

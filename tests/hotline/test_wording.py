@@ -92,6 +92,7 @@ ROWS: dict[str, Row] = {
     "offer reminder": (wording.offer_reminder, (), 1),
     "ringing now": (wording.ringing_now, (), 1),
     "offer gone": (wording.offer_gone, (), 1),
+    "accepted as the clinician calls": (wording.accepted_during_call, (), 1),
     "at the limit": (wording.at_limit, (10,), 1),
     "at the limit, with an offer waiting": (wording.at_limit, (10, True), 1),
     "answer where offered": (wording.answer_where_offered, (), 1),

@@ -141,6 +141,116 @@ def test_a_text_to_a_ringing_pool_number_does_not_answer_the_call(
     phones.assert_no_unexpected()  # nothing to the clinician on the line, no offer to Bob
 
 
+def replaced_by_a_call(hotline: Hotline, phones: Phones, call: str) -> None:
+    """The clinician texts and Alice is offered it; before she answers, they call, and Bob's
+    phone rings (the call's request replaces the text request, and withdraws her offer)."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician = phones.phone(CLINICIAN)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    phones.phone(ALICE).expect_text(OFFER, from_=POOL[0])
+    assert start_call(hotline, call)[0] == BOB
+
+
+@pytest.mark.parametrize("woken_by", ["its job", "the sweeper", "their next text"])
+def test_an_accept_while_the_call_that_replaced_the_request_rings_takes_it_at_the_hang_up(
+    hotline: Hotline, phones: Phones, woken_by: str
+) -> None:
+    """Alice answers ACCEPT to the text request while the clinician's call, which replaced it,
+    rings Bob. She was told it was no longer open, and once the caller hung up, it waited again
+    with her offer standing, as if she had never answered. Now she is told it is theirs who
+    answers the call, and hers if they hang up first: they do, and she is connected (by the
+    sweeper, if Redis lost the wake-up, or by the clinician's next text, if it comes first)
+    without being asked again."""
+    call = sid(0x701)
+    replaced_by_a_call(hotline, phones, call)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    phones.assert_no_unexpected()
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+
+    if woken_by == "the sweeper":
+        hotline.redis.flushdb()
+        hotline.clock.advance(minutes=1)
+        hotline.sweep()
+    elif woken_by == "their next text":  # ten minutes on: not told a peer is still sought
+        hotline.clock.advance(minutes=11)
+        clinician.texts("are you there?")
+    hotline.run_jobs()
+    alice.expect_text("You're connected", from_=POOL[0])
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    if woken_by == "their next text":
+        alice.expect_text("are you there?", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    assert [(c.channel, c.state) for c in conversations(hotline)] == [
+        ("sms", ConversationState.ACTIVE),  # hers
+        ("voice", ConversationState.ENDED),  # the call, withdrawn by the hang-up
+    ]
+    clinician.texts("thank you")
+    alice.expect_text("thank you", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
+def test_an_accept_while_the_call_that_replaced_the_request_rings_gives_way_to_a_pick_up(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """As above, but Bob takes the call: it is his, with what the clinician texted, and
+    Alice's ACCEPT takes nothing (nor is she texted again)."""
+    call, ring_leg = sid(0x711), sid(0x712)
+    replaced_by_a_call(hotline, phones, call)
+    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    _, ring = start_call(hotline, call)  # a repeated /start replays the same dial
+    bob_leg = leg(ring_leg, call, BOB, POOL[0])
+    doc(hotline, f"/twilio/voice/screen?ring={ring}", **bob_leg)
+    assert list(doc(hotline, f"/twilio/voice/pickup?ring={ring}", **bob_leg, Digits="1")) == []
+    doc(
+        hotline,
+        f"/twilio/voice/next?ring={ring}",
+        **caller(call, "completed"),
+        DialCallStatus="completed",
+        DialBridged="true",
+        DialCallSid=ring_leg,
+        DialCallDuration="300",
+    )
+    hotline.run_jobs()
+    bob.expect_text("I had a bad night")
+    bob.expect_text("Thank you for taking that call")
+    hotline.clock.advance(minutes=31)  # Alice's offer's time, and half an hour, are up
+    hotline.sweep()
+    hotline.run_jobs()
+    assert [(c.channel, c.state) for c in conversations(hotline)] == [
+        ("sms", ConversationState.ENDED),
+        ("voice", ConversationState.ACTIVE),  # Bob's
+    ]
+    phones.assert_no_unexpected()
+
+
+def test_a_pass_while_the_call_that_replaced_the_request_rings_still_passes_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice answers PASS while the clinician's call, which replaced the request, rings: she
+    was told nothing was open, and after the hang-up the request waited on her offer again.
+    Now her PASS stands: it goes on to Bob once the caller has hung up."""
+    call = sid(0x721)
+    replaced_by_a_call(hotline, phones, call)
+    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    alice.texts("PASS")
+    alice.expect_text("Passed on", from_=POOL[0])
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    bob.expect_text(OFFER)
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I had a bad night")
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
 def test_a_dial_action_that_comes_late_keeps_the_one_call_back_promised(
     hotline: Hotline, phones: Phones
 ) -> None:
