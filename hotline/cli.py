@@ -90,8 +90,10 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply migrations, then create or update the programme HOTLINE_NUMBER defines (a number
-    new to the line must already send here at Twilio, when the Twilio credentials are set)."""
+    """Apply migrations, then create or update the programme HOTLINE_NUMBER defines (with the
+    Twilio credentials set, a number new to the line must already send here at Twilio: a
+    HOTLINE_NUMBER that does not stops the upgrade, a HOTLINE_POOL_NUMBERS one is left out
+    with a warning)."""
     settings = _settings()
     try:
         migrate.upgrade(settings.database_url)

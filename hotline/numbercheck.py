@@ -14,7 +14,7 @@ the line's beyond doubt; anything else waits until IT sets it up.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -132,18 +132,22 @@ class Gate:
     setups: NumberSetups
     public_url: str | None
 
-    def admit(self, numbers: Iterable[str]) -> None:
+    def admit(self, numbers: Iterable[str], may_wait: Collection[str] = ()) -> dict[str, list[str]]:
         """Refuse (NotSetUpHereError) ``numbers`` unless each is set up here, naming every one
         that is not (IT sets them all up at once, not one a refusal). Each is asked about at
         Twilio, so call it before writing anything (a row held locked meanwhile would hold up
-        the texts that need it)."""
+        the texts that need it).
+
+        Those of ``may_wait`` that are not set up are returned instead, each with what
+        differs, to be left out of the change, unless another number is refused: then the
+        refusal names them too."""
         numbers = list(numbers)
         if numbers and not self.public_url:
             raise NotSetUpHereError(
                 f"{redact(numbers[0])} cannot join the line: without HOTLINE_PUBLIC_URL this "
                 "line cannot check at Twilio that the number sends here"
             )
-        wrong: list[str] = []
+        wrong: dict[str, list[str]] = {}
         unchecked: tuple[str, TelephonyError] | None = None
         for number in numbers:
             try:
@@ -153,11 +157,15 @@ class Gate:
                 break
             found = problems(setup, Webhooks.at(self.public_url or ""))
             if found:
-                wrong.append(f"{redact(number)} cannot join the line yet: {'; '.join(found)}")
-        if wrong:
+                wrong[number] = found
+        if set(wrong) - set(may_wait):
             they, them = ("it", "it") if len(wrong) == 1 else ("they", "each")
+            named = ". ".join(
+                f"{redact(number)} cannot join the line yet: {'; '.join(found)}"
+                for number, found in wrong.items()
+            )
             raise NotSetUpHereError(
-                f"{'. '.join(wrong)}. Before {they} can, IT must set {them} up at Twilio to send "
+                f"{named}. Before {they} can, IT must set {them} up at Twilio to send "
                 "its texts, calls and call statuses here (README: Twilio console set-up). The "
                 "line deletes its numbers' records at Twilio: a number another service uses "
                 "must never join"
@@ -170,6 +178,7 @@ class Gate:
             raise NotSetUpHereError(
                 f"{redact(number)} could not be checked at Twilio: {then}", later=True
             )
+        return wrong
 
 
 def gate(telephony: object, public_url: str | None) -> Gate | None:

@@ -7,7 +7,7 @@ The environment defines the first programme (slug ``default``); more are added w
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import time, timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -275,6 +275,7 @@ def ensure_programme(
     replace_pools: bool = True,
     vault: Vault | None = None,
     gate: Gate | None = None,
+    pool_setting: str | None = None,
 ) -> Programme:
     """Create the programme ``slug`` or bring it up to date (idempotent); refused
     (NumberTakenError) when a number is another programme's, and (NumberInUseError) when a
@@ -293,7 +294,9 @@ def ensure_programme(
     console's Settings refuse it: texts and calls from the line's own numbers are ignored, so
     that person would be cut off from every line of the deployment. With ``gate``, a number
     not yet the deployment's is refused (numbercheck.NotSetUpHereError) unless Twilio sends it
-    here; it is asked before anything is written.
+    here; it is asked before anything is written. ``pool_setting`` names the setting
+    ``pool_numbers`` came from: a pool number Twilio does not send here is then left out, and
+    logged by its place there, rather than refusing the change (see _left_out).
     """
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
     taken = numbers_of_others(
@@ -316,7 +319,12 @@ def ensure_programme(
         ]
         if dropped and numbers_in_use(session, programme.id, dropped):
             raise NumberInUseError(NumberInUseError.MESSAGE)
-    admit_new(session, gate, [hotline_number, *wanted])  # before anything is written
+    may_wait = [n for n in pool_numbers if n != hotline_number] if pool_setting else []
+    waiting = admit_new(session, gate, [hotline_number, *wanted], may_wait)  # before writing
+    if waiting:
+        _left_out(slug, pool_setting or "", pool_numbers, waiting)
+        kept = [p.number for p in programme.pool_numbers] if programme else []
+        wanted = [n for n in wanted if n not in waiting] or kept or [hotline_number]
     if programme is None:
         programme = Programme(slug=slug, name=name or DEFAULT_NAME, hotline_number=hotline_number)
         session.add(programme)
@@ -371,13 +379,40 @@ def _pool(
     return [*wanted, old]
 
 
-def admit_new(session: Session, gate: Gate | None, numbers: list[str]) -> None:
+def admit_new(
+    session: Session, gate: Gate | None, numbers: list[str], may_wait: Collection[str] = ()
+) -> dict[str, list[str]]:
     """Ask ``gate`` (numbercheck.Gate) about those of ``numbers`` that are not yet the
     deployment's; none without a gate (the simulator). A change that keeps the line's numbers
-    needs no answer from Twilio."""
-    if gate is not None:
-        known = own_numbers(session)
-        gate.admit([n for n in dict.fromkeys(numbers) if n not in known])
+    needs no answer from Twilio. Those of ``may_wait`` not set up are returned, with what
+    differs, rather than refused (Gate.admit)."""
+    if gate is None:
+        return {}
+    known = own_numbers(session)
+    return gate.admit([n for n in dict.fromkeys(numbers) if n not in known], may_wait)
+
+
+def _left_out(
+    slug: str, setting: str, given: tuple[str, ...], waiting: dict[str, list[str]]
+) -> None:
+    """Say which numbers of ``setting`` stay out of the pool, and what IT changes. Left out,
+    not refused: a number a coordinator took out and IT released still listed there would
+    otherwise stop every release until the environment is edited, security fixes included;
+    leaving it out changes nothing the line does. By its place in the setting, not the number
+    (no phone numbers in logs)."""
+    for number, found in waiting.items():
+        log.warning(
+            "%s: its number %d of %d is left out of programme %r's pool until Twilio sends "
+            "it here: %s. If it was released or is not the line's, remove it from %s; if it "
+            "is, set it up at Twilio (README: Twilio console set-up) and it joins at the next "
+            "`hotline db upgrade` (`hotline numbers check` shows the number and what differs)",
+            setting,
+            given.index(number) + 1,
+            len(given),
+            slug,
+            "; ".join(found),
+            setting,
+        )
 
 
 def ensure_default_programme(
@@ -394,4 +429,5 @@ def ensure_default_programme(
         replace_pools=False,
         vault=vault,
         gate=gate,
+        pool_setting="HOTLINE_POOL_NUMBERS",
     )

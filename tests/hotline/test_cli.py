@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from hotline import signin
+from hotline import migrate, signin
 from hotline.accounts import check_password, find_api_token
 from hotline.cli import main
 from hotline.db import make_engine, make_sessionmaker, transaction
@@ -383,7 +383,9 @@ def test_programme_add_and_db_upgrade_take_a_number_only_once_twilio_sends_it_he
 ) -> None:
     """Every record of the line's numbers is deleted at Twilio every hour: a number another
     service on the account uses (its webhooks point there), or a mistyped one, is refused with
-    what to set up first; numbers already the line's are not asked about again."""
+    what to set up first; numbers already the line's are not asked about again. At a release,
+    such a HOTLINE_POOL_NUMBERS number is left out (the release goes on), a HOTLINE_NUMBER one
+    stops it."""
     env = twilio_env(fake_twilio)
     fake_twilio.own_number("+15550200000", **RIGHT)
     fake_twilio.own_number("+15550200001", **CRM)
@@ -405,11 +407,47 @@ def test_programme_add_and_db_upgrade_take_a_number_only_once_twilio_sends_it_he
     assert run.runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0  # nothing new
     pooled = env | {"HOTLINE_POOL_NUMBERS": "+15550100001,+15550100002,+15550200001"}
     upgrade = run.runner.invoke(main, ["db", "upgrade"], env=pooled)
-    assert upgrade.exit_code == 1
-    assert upgrade.output.startswith("Error: HOTLINE_NUMBER or HOTLINE_POOL_NUMBERS: +1•••••••001")
+    assert upgrade.exit_code == 0, upgrade.output  # the release goes on without it
+    hotline_number = env | {"HOTLINE_NUMBER": "+15550200001"}
+    renumbered = run.runner.invoke(main, ["db", "upgrade"], env=hotline_number)
+    assert renumbered.exit_code == 1
+    assert renumbered.output.startswith(
+        "Error: HOTLINE_NUMBER or HOTLINE_POOL_NUMBERS: +1•••••••001"
+    )
     with run.sessions() as session:
         pool = set(session.scalars(select(PoolNumber.number)))
     assert pool == {"+15550100001", "+15550100002", "+15550200000"}
+
+
+def test_a_pool_number_released_at_twilio_but_still_in_the_environment_stops_no_release(
+    run,  # type: ignore[no-untyped-def]
+    fake_twilio: FakeTwilio,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The coordinator took a pool number out in Settings and IT released it at Twilio, but
+    HOTLINE_POOL_NUMBERS still lists it: every release used to stop on it ("IT must set it up
+    at Twilio", which cannot be done) until the environment was edited. Now the release goes
+    on, brings what it brings (here a new pool number that is set up), leaves the released
+    number out, and says where it is listed and what to change."""
+    for number in ("+15550100000", "+15550100001", "+15550100003"):
+        fake_twilio.own_number(number, **RIGHT)  # +15550100002 is no longer the account's
+    with run.sessions() as session, session.begin():  # the coordinator, in Settings
+        programme = session.scalar(select(Programme))
+        programme.pool_numbers = [p for p in programme.pool_numbers if p.number != "+15550100002"]
+    env = twilio_env(fake_twilio) | {
+        "HOTLINE_POOL_NUMBERS": "+15550100001,+15550100002,+15550100003"
+    }
+    upgrade = run.runner.invoke(main, ["db", "upgrade"], env=env)
+    assert upgrade.exit_code == 0, upgrade.output
+    with run.sessions() as session:
+        pool = set(session.scalars(select(PoolNumber.number)))
+    assert pool == {"+15550100001", "+15550100003"}
+    left_out = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(left_out) == 1, left_out
+    assert left_out[0].startswith("HOTLINE_POOL_NUMBERS: its number 2 of 3 is left out")
+    assert "not a number of this Twilio account" in left_out[0]
+    assert "remove it from HOTLINE_POOL_NUMBERS" in left_out[0]
+    assert "0100002" not in caplog.text and "•••002" not in caplog.text  # its place, no number
 
 
 def test_db_upgrade_with_a_new_hotline_number_keeps_the_old_one_in_the_pool(run) -> None:  # type: ignore[no-untyped-def]
@@ -504,7 +542,7 @@ def test_numbers_check_before_the_first_release_checks_the_environments_numbers(
         "HOTLINE_INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'first.sqlite3'}",
     }
-    assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 1
+    migrate.upgrade(env["DATABASE_URL"])  # as a first release its HOTLINE_NUMBER stopped
     wrong_token = CliRunner().invoke(
         main, ["numbers", "check"], env=env | {"TWILIO_AUTH_TOKEN": "not-the-token"}
     )
@@ -570,8 +608,6 @@ def test_commands_before_db_upgrade_say_to_run_it(tmp_path: Path, args: list[str
 
 def test_commands_on_a_database_an_upgrade_behind_say_to_run_it(tmp_path: Path) -> None:
     """A release deployed without its `release: hotline db upgrade` step."""
-    from hotline import migrate
-
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     migrate.upgrade(url, "0009")
     runner = CliRunner(env={"HOTLINE_NUMBER": "+15550100000", "DATABASE_URL": url})
