@@ -18,9 +18,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from hotline.models import Programme
+from hotline.models import PoolNumber, Programme
 from hotline.phone import redact
 from hotline.settings import Settings
 from hotline.telephony import NumberSetup, NumberSetups, PermanentError, TelephonyError
@@ -50,17 +50,21 @@ class OurNumber:
 
 
 def our_numbers(session: Session) -> list[OurNumber]:
-    """Every programme's hotline and pool numbers, each once, by programme."""
+    """Every programme's hotline and pool numbers, each once, by programme. Only columns the
+    first revision has are read: IT checks numbers before a release that migrates."""
+    pools: dict[int, set[str]] = {}
+    for programme_id, number in session.execute(select(PoolNumber.programme_id, PoolNumber.number)):
+        pools.setdefault(programme_id, set()).add(number)
     found: dict[str, OurNumber] = {}
-    programmes = session.scalars(
-        select(Programme).options(selectinload(Programme.pool_numbers)).order_by(Programme.id)
+    programmes = session.execute(
+        select(Programme.id, Programme.slug, Programme.hotline_number).order_by(Programme.id)
     )
-    for programme in programmes:
-        hotline, pool = programme.hotline_number, {p.number for p in programme.pool_numbers}
+    for programme_id, slug, hotline in programmes:
+        pool = pools.get(programme_id, set())
         roles = {hotline: "hotline and pool" if hotline in pool else "hotline"}
         roles |= {number: "pool" for number in sorted(pool - {hotline})}
         for number, role in roles.items():
-            found.setdefault(number, OurNumber(programme.slug, number, role))
+            found.setdefault(number, OurNumber(slug, number, role))
     return list(found.values())
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -528,10 +529,11 @@ def test_a_first_deploy_names_every_number_twilio_does_not_send_here_yet(
 def test_numbers_check_before_the_first_release_checks_the_environments_numbers(
     tmp_path: Path, fake_twilio: FakeTwilio
 ) -> None:
-    """The first release stopped (its numbers do not send here yet), so there is no programme:
+    """Before the first release (an empty database: no tables yet), there is no programme:
     IT's `hotline numbers check` reads HOTLINE_NUMBER and HOTLINE_POOL_NUMBERS at Twilio and
-    says what to set up, never a silent pass; --configure leaves numbers not yet the line's
-    alone (a mistyped one may be another service's)."""
+    says what to set up, never a silent pass nor 'run `hotline db upgrade` first' (the release
+    that check is for); --configure leaves numbers not yet the line's alone (a mistyped one
+    may be another service's)."""
     hotline, pool = "+15550300000", ("+15550300001",)
     demo = {"sms_url": "https://demo.twilio.com/welcome/sms/reply"}
     fake_twilio.own_number(hotline, **RIGHT)
@@ -542,7 +544,6 @@ def test_numbers_check_before_the_first_release_checks_the_environments_numbers(
         "HOTLINE_INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'first.sqlite3'}",
     }
-    migrate.upgrade(env["DATABASE_URL"])  # as a first release its HOTLINE_NUMBER stopped
     wrong_token = CliRunner().invoke(
         main, ["numbers", "check"], env=env | {"TWILIO_AUTH_TOKEN": "not-the-token"}
     )
@@ -558,6 +559,28 @@ def test_numbers_check_before_the_first_release_checks_the_environments_numbers(
     assert "1 of 2 numbers need attention" in checked.output
     numbers = {n["sid"]: n for n in fake_twilio.numbers}
     assert numbers[sid]["sms_url"] == demo["sms_url"]  # not the line's yet: never repointed
+
+
+def test_numbers_check_before_a_release_that_migrates_reads_the_lines_numbers(
+    run,  # type: ignore[no-untyped-def]
+    fake_twilio: FakeTwilio,
+) -> None:
+    """IT checks a new pool number with this version before its release, which also migrates
+    the database: the line's numbers are still read from the database one revision behind,
+    not refused with 'run `hotline db upgrade` first' (the release being prepared)."""
+    for number in ("+15550100000", "+15550100001", "+15550100002", "+15550100003"):
+        fake_twilio.own_number(number, **RIGHT)
+    url = run.runner.env["DATABASE_URL"]
+    command.downgrade(migrate.alembic_config(url), "-1")
+    env = twilio_env(fake_twilio) | {
+        "HOTLINE_POOL_NUMBERS": "+15550100001,+15550100002,+15550100003"
+    }
+    checked = run.runner.invoke(main, ["numbers", "check"], env=env)
+    assert checked.exit_code == 0, checked.output
+    assert line_of(checked.output, "+15550100001").endswith("(default, pool): ok")
+    assert line_of(checked.output, "+15550100003").endswith(
+        "(HOTLINE_POOL_NUMBERS, not yet the line's): ok"
+    )
 
 
 def test_a_first_release_with_a_wrong_twilio_token_says_so(
