@@ -403,13 +403,14 @@ def numbers() -> None:
 @click.option(
     "--configure",
     is_flag=True,
-    help="Point the webhooks of every number found wrong at HOTLINE_PUBLIC_URL.",
+    help="Point the webhooks of every number found wrong at HOTLINE_PUBLIC_URL (of one not yet "
+    "the line's, only if its URLs send nowhere else).",
 )
 def numbers_check(configure: bool) -> None:
     """Check that every programme's numbers are this Twilio account's and send their texts,
     calls and call statuses to HOTLINE_PUBLIC_URL, and those HOTLINE_NUMBER and
-    HOTLINE_POOL_NUMBERS name that are not the line's yet (read only); exit status 1 if any is
-    not."""
+    HOTLINE_POOL_NUMBERS name that are not the line's yet (run it before the first release
+    too); exit status 1 if any is not."""
     settings = _settings()
     twilio = _twilio(settings)
     if twilio is None:
@@ -418,34 +419,48 @@ def numbers_check(configure: bool) -> None:
         )
     if not settings.public_url:
         raise click.ClickException("needs HOTLINE_PUBLIC_URL, the base URL Twilio reaches")
-    wanted = numbercheck.Webhooks.at(settings.public_url)
     ours = _line_numbers(settings.database_url)
     coming = numbercheck.coming_numbers(settings, ours)
-    wrong = 0
+    checked = [(it.number, f"{it.programme}, {it.role}", False) for it in ours]
+    checked += [(number, f"{setting}, not yet the line's", True) for number, setting in coming]
     try:
-        for it in ours:
-            setup = twilio.number_setup(it.number)
-            found, done = numbercheck.problems(setup, wanted), ""
-            if found and configure and setup is not None and numbercheck.can_configure(setup):
-                twilio.point_webhooks(setup.sid, wanted.sms, wanted.voice, wanted.status)
-                found = numbercheck.problems(twilio.number_setup(it.number), wanted)
-                done = "webhooks set; "
-            wrong += bool(found)
-            state = "; ".join(found) or "ok"
-            click.echo(f"{it.number} ({it.programme}, {it.role}): {done}{state}")
-        for number, setting in coming:  # never repointed: perhaps another service's, mistyped
-            found = numbercheck.problems(twilio.number_setup(number), wanted)
-            wrong += bool(found)
-            state = "; ".join(found) or "ok"
-            click.echo(f"{number} ({setting}, not yet the line's): {state}")
+        wrong = sum(
+            _check_number(twilio, settings.public_url, number, place, configure, new)
+            for number, place, new in checked
+        )
     except TelephonyError as error:
         raise click.ClickException(f"could not read the numbers at Twilio: {error}") from None
     if wrong:
-        hint = "" if configure else " (`hotline numbers check --configure` sets the URLs)"
-        if coming:  # --configure repoints only the line's own
-            hint += "; set up those not yet the line's in the Twilio console"
-        click.echo(f"{wrong} of {len(ours) + len(coming)} numbers need attention{hint}", err=True)
+        hint = " (`hotline numbers check --configure` sets the URLs where it may)"
+        if configure:
+            hint = (
+                ": set them up in the Twilio console (README: Twilio console set-up); one not "
+                "yet the line's that is not to be (released, mistyped) comes out of its setting"
+            )
+        click.echo(f"{wrong} of {len(checked)} numbers need attention{hint}", err=True)
         sys.exit(1)
+
+
+def _check_number(
+    twilio: TwilioTelephony, public_url: str, number: str, place: str, configure: bool, new: bool
+) -> bool:
+    """Print how ``number`` is set up, pointing it here first with ``configure`` where that
+    may be done; whether it still needs attention. A ``new`` number (one the environment
+    names, not yet the line's) may be another service's, mistyped: it is pointed here only
+    when its URLs send nowhere else (numbercheck.sends_elsewhere)."""
+    wanted = numbercheck.Webhooks.at(public_url)
+    setup = twilio.number_setup(number)
+    found, done = numbercheck.problems(setup, wanted), ""
+    if found and configure and setup is not None and numbercheck.can_configure(setup):
+        elsewhere = numbercheck.sends_elsewhere(setup, public_url) if new else None
+        if elsewhere:
+            done = f"left alone: it sends to {elsewhere} (perhaps another service's); "
+        else:
+            twilio.point_webhooks(setup.sid, wanted.sms, wanted.voice, wanted.status)
+            found = numbercheck.problems(twilio.number_setup(number), wanted)
+            done = "webhooks set; "
+    click.echo(f"{number} ({place}): {done}{'; '.join(found) or 'ok'}")
+    return bool(found)
 
 
 def _line_numbers(database_url: str) -> list[numbercheck.OurNumber]:

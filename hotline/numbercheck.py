@@ -1,5 +1,6 @@
 """Whether each of the line's numbers is set up at Twilio as the README's table says
-(``hotline numbers check``), and setting it so on request (``--configure``).
+(``hotline numbers check``), and setting it so on request (``--configure``: the line's
+numbers, and those the environment names for the line that nothing else answers).
 
 A number set up wrongly fails silently where it hurts: a text to a pool number whose
 "A message comes in" points elsewhere never reaches the clinician, a number missing from the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +28,7 @@ from hotline.settings import Settings
 from hotline.telephony import NumberSetup, NumberSetups, PermanentError, TelephonyError
 
 SMS_PATH, VOICE_PATH, STATUS_PATH = "/twilio/sms", "/twilio/voice", "/twilio/status"
+TWILIO_DEMO_HOST = "demo.twilio.com"  # Twilio's "welcome" TwiML: nobody's service
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,19 @@ def can_configure(setup: NumberSetup | None) -> bool:
     """Whether ``--configure`` may set the URLs: the number is the account's, and no
     application (perhaps another service's) overrides them."""
     return setup is not None and not (setup.sms_application_sid or setup.voice_application_sid)
+
+
+def sends_elsewhere(setup: NumberSetup, public_url: str) -> str | None:
+    """The host a number's URLs send its texts, calls or call statuses to other than this
+    line's or Twilio's own demo (the URLs a newly bought number may come with): another
+    service may use the number. None when nothing but this line could be answering it, so
+    ``--configure`` may point a number not yet the line's here."""
+    ours = urlsplit(public_url).hostname
+    for url in (setup.sms_url, setup.voice_url, setup.status_callback):
+        host = urlsplit(url).hostname if url else None
+        if host and host not in (ours, TWILIO_DEMO_HOST):
+            return host
+    return None
 
 
 def _shown(url: str, method: str) -> str:

@@ -532,8 +532,7 @@ def test_numbers_check_before_the_first_release_checks_the_environments_numbers(
     """Before the first release (an empty database: no tables yet), there is no programme:
     IT's `hotline numbers check` reads HOTLINE_NUMBER and HOTLINE_POOL_NUMBERS at Twilio and
     says what to set up, never a silent pass nor 'run `hotline db upgrade` first' (the release
-    that check is for); --configure leaves numbers not yet the line's alone (a mistyped one
-    may be another service's)."""
+    that check is for)."""
     hotline, pool = "+15550300000", ("+15550300001",)
     demo = {"sms_url": "https://demo.twilio.com/welcome/sms/reply"}
     fake_twilio.own_number(hotline, **RIGHT)
@@ -550,15 +549,58 @@ def test_numbers_check_before_the_first_release_checks_the_environments_numbers(
     assert wrong_token.exit_code == 1 and "could not read the numbers at Twilio" in (
         wrong_token.output
     )
-    checked = CliRunner().invoke(main, ["numbers", "check", "--configure"], env=env)
+    checked = CliRunner().invoke(main, ["numbers", "check"], env=env)
     assert checked.exit_code == 1, checked.output
     assert line_of(checked.output, hotline).endswith("(HOTLINE_NUMBER, not yet the line's): ok")
     waiting = line_of(checked.output, pool[0])
     assert "(HOTLINE_POOL_NUMBERS, not yet the line's)" in waiting
-    assert "demo.twilio.com" in waiting and "webhooks set" not in waiting
+    assert "demo.twilio.com" in waiting
     assert "1 of 2 numbers need attention" in checked.output
     numbers = {n["sid"]: n for n in fake_twilio.numbers}
-    assert numbers[sid]["sms_url"] == demo["sms_url"]  # not the line's yet: never repointed
+    assert numbers[sid]["sms_url"] == demo["sms_url"]  # read only
+
+
+def test_a_first_deploy_has_numbers_check_configure_set_up_its_numbers_before_its_release(
+    tmp_path: Path, fake_twilio: FakeTwilio
+) -> None:
+    """IT, with the production settings and an empty database, runs `hotline numbers check
+    --configure` before the first release: the numbers nothing else uses (bought through the
+    API with no URLs, or on Twilio's demo URLs) are pointed here, so the release takes them;
+    one whose URLs send elsewhere (a mistyped number that is another service's) is left alone,
+    and the release leaves it out."""
+    hotline, fresh, crm = "+15550300000", "+15550300001", "+15550300002"
+    demo = {
+        "sms_url": "https://demo.twilio.com/welcome/sms/reply",
+        "voice_url": "https://demo.twilio.com/welcome/voice/",
+    }
+    fake_twilio.own_number(hotline)
+    fake_twilio.own_number(fresh, **demo)
+    fake_twilio.own_number(crm, **CRM)
+    env = twilio_env(fake_twilio) | {
+        "HOTLINE_NUMBER": hotline,
+        "HOTLINE_POOL_NUMBERS": f"{fresh},{crm}",
+        "HOTLINE_INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'first.sqlite3'}",
+    }
+    configured = CliRunner().invoke(main, ["numbers", "check", "--configure"], env=env)
+    assert configured.exit_code == 1, configured.output
+    for number in (hotline, fresh):
+        assert line_of(configured.output, number).endswith("not yet the line's): webhooks set; ok")
+    left = line_of(configured.output, crm)
+    assert "left alone: it sends to crm.example.org (perhaps another service's)" in left
+    assert "1 of 3 numbers need attention" in configured.output
+    numbers = {n["phone_number"]: n for n in fake_twilio.numbers}
+    assert {k: numbers[hotline][k] for k in RIGHT} == RIGHT
+    assert {k: numbers[fresh][k] for k in RIGHT} == RIGHT
+    assert numbers[crm]["sms_url"] == CRM["sms_url"]  # another service's stays as it was
+
+    released = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert released.exit_code == 0, released.output
+    engine = make_engine(env["DATABASE_URL"])
+    with make_sessionmaker(engine)() as session:
+        assert session.scalar(select(Programme.hotline_number)) == hotline
+        assert set(session.scalars(select(PoolNumber.number))) == {fresh}
+    engine.dispose()
 
 
 def test_numbers_check_before_a_release_that_migrates_reads_the_lines_numbers(
