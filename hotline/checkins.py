@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from hotline import drains, records, wording
+from hotline import drains, reach, records, wording
 from hotline.db import transaction
 from hotline.effects import Effects, schedule, sender_refused
 from hotline.models import (
@@ -40,6 +40,7 @@ from hotline.models import (
     Clinician,
     Conversation,
     ConversationState,
+    OptOut,
     Programme,
 )
 from hotline.people import clinician_phone, opted_out, record_opt_out
@@ -623,8 +624,13 @@ def note_reply(session: Session, clinician_id: int, now: datetime) -> bool:
     return True
 
 
-def record_status(session: Session, report: StatusReport) -> bool:
-    """Move a check-in's delivery state forward; False when it is unknown or would go back."""
+def record_status(session: Session, report: StatusReport, effects: Effects) -> bool:
+    """Move a check-in's delivery state forward; False when it is unknown or would go back.
+
+    21610 (Twilio took the check-in, then found the clinician had texted STOP to the line's
+    number, which the line never heard: texted while it was down) is kept as a STOP the line
+    heard would be, as when the send itself is refused (``_opted_out``): the pair stays
+    blocked and the rest of the cadence is cancelled, not tried and refused one by one."""
     checkin = session.scalar(select(CheckIn).where(CheckIn.provider_sid == report.sid))
     rank = DELIVERY_ORDER.get(report.status)
     if checkin is None or rank is None:
@@ -634,6 +640,25 @@ def record_status(session: Session, report: StatusReport) -> bool:
     checkin.delivery_status = report.status
     if report.error_code is not None:
         checkin.error_code = report.error_code
-        if report.error_code == 21610:
+        if report.error_code == reach.STOPPED:
             checkin.state = CheckInState.FAILED
+            _stopped_unheard(session, checkin, effects)
     return True
+
+
+def _stopped_unheard(session: Session, checkin: CheckIn, effects: Effects) -> None:
+    """The clinician's STOP to the hotline number that the line never heard: kept (by their
+    blind index, as ``reach.stopped`` keeps a supporter's), and their check-ins cancelled."""
+    clinician = session.get(Clinician, checkin.clinician_id)
+    hotline = session.scalar(
+        select(Programme.hotline_number).where(Programme.id == checkin.programme_id)
+    )
+    if clinician is not None and clinician.phone_hash and hotline:
+        blocked = select(OptOut.id).where(
+            OptOut.programme_id == checkin.programme_id,
+            OptOut.phone_hash == clinician.phone_hash,
+            OptOut.sender == hotline,
+        )
+        if not session.scalar(select(blocked.exists())):
+            reach.block(session, checkin.programme_id, clinician.phone_hash, hotline)
+    cancel_pending(session, checkin.clinician_id, effects)

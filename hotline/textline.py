@@ -469,7 +469,7 @@ def handle_status(services: Services, report: StatusReport) -> None:
     effects = Effects()
     blamed = None  # our number Twilio refused as the offer's sender
     with transaction(services.sessions) as session:
-        checkins.record_status(session, report)
+        checkins.record_status(session, report, effects)
         if report.sid.startswith(("SM", "MM")):
             retention.after_status(session, report.sid, report.status, services.clock(), effects)
         if report.offer is not None:

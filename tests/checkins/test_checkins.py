@@ -778,6 +778,38 @@ def test_21610_marks_the_clinician_opted_out_and_cancels_the_rest(
     phones.assert_no_unexpected()
 
 
+def test_21610_in_a_status_callback_marks_the_clinician_opted_out_and_cancels_the_rest(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """Twilio took the first check-in, then reported it failed with 21610: the clinician had
+    texted STOP to the line's number while the line was down (it never heard it). As when
+    the send itself is refused, the pair is kept blocked and the rest of the cadence cancelled,
+    not tried (and refused) one by one over the next month."""
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    dues = [r.due_at for r in rows(hotline)]
+    work(hotline, dues[0] + timedelta(seconds=30))
+    sid = rows(hotline)[0].provider_sid
+    assert sid is not None
+    phones.phone(CLINICIAN).expect_text(CHECKIN_WORDS)  # Twilio took it; it never arrives
+    hotline.fake.fail_for(CLINICIAN, code=21610)  # Twilio blocks the pair from now on
+
+    answer = hotline.fake.post_status(sid, "failed", 21610, deliver=deliver_to(hotline.client))
+    assert answer == 204
+    first, *rest = rows(hotline)
+    assert (first.state, first.error_code) == (CheckInState.FAILED, 21610)
+    assert [r.state for r in rest] == [CheckInState.CANCELLED] * 2
+    with hotline.session() as session:
+        assert is_opted_out(
+            session, hotline.services.vault, hotline.programme_id, CLINICIAN, HOTLINE
+        )
+    for due in dues[1:]:
+        work(hotline, due + timedelta(minutes=1))
+    assert [r.error_code for r in rows(hotline)] == [21610, None, None]  # none tried again
+    phones.assert_no_unexpected()
+
+
 @pytest.mark.parametrize(("status", "code"), [(503, None), (429, 20429), (401, 20003)])
 def test_a_refused_send_is_retried_later_with_backoff_then_sent_once(
     make_line: Callable[..., Hotline], status: int, code: int | None
