@@ -18,7 +18,7 @@ from typing import TypeVar
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from hotline import routing, speech, wording
+from hotline import reach, routing, speech, wording
 from hotline.calling import Dial, Gather, Hangup, Route, Say, VoiceReply, reply, route
 from hotline.conversations import end_conversation
 from hotline.db import run_in_transaction, transaction
@@ -330,14 +330,21 @@ def call_back_message(ctx: CallStep, call: Call) -> VoiceReply:
 
 def _nobody_free(ctx: CallStep, call: Call) -> bool:
     """Nobody on call can be offered the call-back now (off hours, everyone busy or on a
-    break): the caller is not promised one "shortly"; the fallback text says when."""
+    break): the caller is not promised one "shortly"; the fallback text says when. It is
+    offered by text, so not to a supporter no text of the line reaches (``reach.untextable``:
+    a landline rings, but its offer is refused), as ``schedule.next_coverage`` leaves them out
+    of when the next peer comes on call."""
     conv = ctx.session.get(Conversation, call.conversation_id) if call.conversation_id else None
     if conv is None or conv.state != ConversationState.QUEUED:
         return False
     if routing.pending_offer(ctx.session, conv) is not None:
         return False
     vault, p = ctx.services.vault, ctx.programme
-    return not routing.candidates(ctx.session, vault, p, conv, ctx.now)
+    found = routing.candidates(ctx.session, vault, p, conv, ctx.now)
+    if not found:
+        return True
+    untextable = reach.untextable(ctx.session, p.id)
+    return all(c.supporter.id in untextable for c in found)
 
 
 def new_conversation(

@@ -463,6 +463,31 @@ def test_a_3am_caller_nobody_can_take_is_not_promised_a_call_back_shortly(
     phones.assert_no_unexpected()
 
 
+def test_a_caller_is_not_promised_a_call_back_shortly_by_a_peer_the_line_cannot_text(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Alice is on call, but her phone is a landline (Twilio refused the line's texts to it,
+    30006, kept on the roster): her phone rings for the caller, but the call-back is offered
+    by text, which can never reach her. Bob comes on call at noon. The caller hears that a
+    peer will call back as soon as one is free, not "shortly", and is texted when Bob comes
+    on call."""
+    now = hotline.clock.now = hotline.clock.now.replace(hour=8, minute=0)  # 3 a.m. in New York
+    hotline.add_supporter("Alice", ALICE, texts_refused_code=30006, texts_refused_at=now)
+    bob = hotline.add_supporter("Bob", BOB, on_call=False)
+    hotline.add_shift(bob, now + timedelta(hours=4), now + timedelta(hours=12))
+    hotline.fake.fail_for(ALICE, code=30006)  # her phone takes calls, never a text
+
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: NO_ANSWER}))
+
+    assert call.dialled == [ALICE]
+    assert not call.hears("shortly"), call.heard
+    assert call.hears("a peer will call you back from this same number as soon as one is free")
+    hotline.run_jobs()
+    told = phones.phone(CLINICIAN).expect_text("No peer supporter is free", from_=HOTLINE)
+    assert "The next peer comes on call at" in told.body and "12:00" in told.body, told.body
+    phones.assert_no_unexpected()
+
+
 def test_the_caller_hangs_up_mid_ring_and_nobody_else_is_rung(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
