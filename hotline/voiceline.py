@@ -15,12 +15,14 @@ Call status callbacks only move a call forward. Calls to a pool number go throug
 is over (``retention.after_call``): the caller's leg on its final status callback (the
 number's "call status changes" URL), each dialled leg on its own (``<Number statusCallback>``)
 and a ring's on the dial action's ``DialCallSid`` too (the action after a call through the
-mask stays database-free: that leg's own status callback covers it).
+mask stays database-free: that leg's own status callback covers it). A call whose end never
+reaches the line is asked about by the sweeper, which deletes the legs it rang with it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -62,7 +64,7 @@ from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import ProgrammeConfig, find_by_number, own_numbers
 from hotline.ringing import CallStep, answer_in_transaction, step
 from hotline.services import Services
-from hotline.telephony import NOT_FOUND, PermanentError
+from hotline.telephony import NOT_FOUND, PermanentError, TelephonyError
 from hotline.texting import StatusReport
 
 log = logging.getLogger(__name__)
@@ -304,16 +306,18 @@ def replay(ctx: CallStep, call: Call) -> VoiceReply:
     return reply(Hangup())
 
 
-def handle_call_status(services: Services, report: StatusReport) -> bool:
+def handle_call_status(services: Services, report: StatusReport, legs: Sequence[str] = ()) -> bool:
     """A call status callback. Any leg that is over (a caller's, a dialled supporter's or
     clinician's) has its record at the provider deleted; a caller's leg that is over also ends
-    its call (forward only), and only then is the answer True.
+    its call (forward only), and only then is the answer True. ``legs``: the legs the call
+    rang, whose own ends were lost with its own (``ask_whether_over``), deleted too.
     """
     if report.status not in CALLER_GONE:
         return False
 
     def work(session: Session, effects: Effects) -> bool:
-        retention.after_call(session, report.sid, services.clock(), effects)
+        for sid in (report.sid, *legs):
+            retention.after_call(session, sid, services.clock(), effects)
         call = _find_call(session, report.sid)
         if call is None or call.state == CallState.ENDED:
             return False
@@ -331,7 +335,12 @@ def ask_whether_over(services: Services, call_sid: str) -> bool:
     database was down): ask the provider, and if the call is over there, end it here
     exactly as that callback would have (follow-up, held texts, record deletion). True if it
     ended. A provider that cannot answer raises its TelephonyError: the sweep stops asking (a
-    provider that hangs would hold it 13 s a call), and later sweeps ask again."""
+    provider that hangs would hold it 13 s a call), and later sweeps ask again.
+
+    The legs it rang are over with it, and their own ends were most likely lost alike (no dial
+    action, no status of theirs: the line unreachable as the call ended): they are asked for
+    and deleted too, the clinician's number on a call through the mask (whose action the line
+    does not read) or a supporter's, not left at the provider until the hourly clean-up."""
     try:
         status = services.telephony.call_status(call_sid)
     except PermanentError as error:
@@ -340,7 +349,18 @@ def ask_whether_over(services: Services, call_sid: str) -> bool:
         status = "completed"  # a record is deleted only once its call is over
     if status is None:
         return False
-    return handle_call_status(services, StatusReport(sid=call_sid, status=status))
+    legs = _dialled_legs(services, call_sid) if status in CALLER_GONE else []
+    return handle_call_status(services, StatusReport(sid=call_sid, status=status), legs)
+
+
+def _dialled_legs(services: Services, call_sid: str) -> list[str]:
+    """The legs the call rang, as the provider lists them; none if it cannot say now (the
+    call still ends here: the hourly clean-up finds its legs)."""
+    try:
+        return services.telephony.dialled_legs(call_sid)
+    except TelephonyError as error:
+        log.warning("legs of a call that is over not listed (code %s)", error.code)
+        return []
 
 
 def _fresh(session: Session, call: Call) -> CallState:

@@ -165,6 +165,11 @@ class Telephony(Protocol):
         PermanentError with code 20404."""
         ...
 
+    def dialled_legs(self, sid: str) -> list[str]:
+        """SIDs of the legs call ``sid`` rang (each ``<Dial>``'s ``<Number>``: its child calls)
+        that the provider still keeps; [] when it cannot tell (the simulator)."""
+        ...
+
     def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:
         """SIDs of the message and call records the provider keeps to or from ``number`` that
         began before ``before`` and are over (a text delivered, received or failed, a call

@@ -76,6 +76,9 @@ class SimulatedTelephony:
     def call_status(self, sid: str) -> str | None:
         return None  # the simulator's calls are its web page's: it cannot tell
 
+    def dialled_legs(self, sid: str) -> list[str]:
+        return []  # its calls are its web page's, and keep no record here
+
     def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:
         """The simulated texts to or from ``number`` (calls keep no record here)."""
         with self.network._lock:

@@ -71,6 +71,8 @@ class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio is un
 # Statuses of records still moving: Twilio refuses to delete them (they are deleted later).
 MESSAGE_IN_FLIGHT = frozenset({"accepted", "scheduled", "queued", "sending", "receiving"})
 CALL_IN_FLIGHT = frozenset({"queued", "ringing", "in-progress"})
+# A call rings a peer, then up to ringing.MAX_RINGS supporters: far fewer legs than this.
+LEGS_LISTED = 50
 
 
 class TwilioTelephony:
@@ -113,6 +115,11 @@ class TwilioTelephony:
     def call_status(self, sid: str) -> str | None:
         with _mapped_errors():
             return str(self.client.calls(sid).fetch().status)
+
+    def dialled_legs(self, sid: str) -> list[str]:
+        with _mapped_errors():
+            legs = self.client.calls.list(parent_call_sid=sid, limit=LEGS_LISTED, page_size=50)
+        return [str(leg.sid) for leg in legs]
 
     def finished_records(self, number: str, before: datetime, limit: int) -> list[str]:
         # Filtered by time here: the API's DateSent< and StartTime< filters take whole days.

@@ -402,6 +402,25 @@ def test_finished_records_pages_through_the_lists_of_one_number() -> None:
         assert len(telephony.finished_records(POOL, before, limit=50)) == 49 + 3 + 1
 
 
+def test_dialled_legs_lists_the_legs_one_call_rang() -> None:
+    """What the sweeper asks of a call whose end was lost: the legs its <Dial>s rang, over or
+    not, and nothing of another call."""
+    with FakeTwilio() as fake, telephony_at(fake.base_url) as telephony:
+        caller, other = "CA" + "4" * 32, "CA" + "5" * 32
+        fake.carry_call(caller, CLINICIAN, POOL, "inbound")
+        fake.carry_call(other, CLINICIAN, POOL, "inbound")
+        legs = [f"CA{i:032x}" for i in range(1, 4)]
+        for leg in legs:
+            fake.carry_call(leg, POOL, "+15555550102", "outbound-dial", caller)
+        fake.end_call(legs[0], "no-answer")
+        fake.carry_call("CA" + "6" * 32, POOL, "+15555550102", "outbound-dial", other)
+        assert sorted(telephony.dialled_legs(caller)) == legs
+        assert telephony.dialled_legs(legs[0]) == []
+        fake.fail_next_list(1, status=503, code=20503)
+        with pytest.raises(RetryableError):
+            telephony.dialled_legs(caller)
+
+
 def test_a_refused_list_page_is_a_telephony_error() -> None:
     with FakeTwilio() as fake, telephony_at(fake.base_url) as telephony:
         fake.fail_next_list(1, status=503, code=20503)

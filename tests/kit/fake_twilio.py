@@ -563,12 +563,17 @@ class FakeTwilio:
         records: list[dict[str, Any]],
         render: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> Response:
-        """One page of ``records`` (newest first), filtered by ``To`` and ``From`` as Twilio's
-        list resources are; the caller holds the lock."""
+        """One page of ``records`` (newest first), filtered by ``To``, ``From`` and (calls)
+        ``ParentCallSid`` as Twilio's list resources are; the caller holds the lock."""
         to, from_ = request.args.get("To"), request.args.get("From")
+        parent = request.args.get("ParentCallSid")
         size, page = int(request.args.get("PageSize", "50")), int(request.args.get("Page", "0"))
         chosen = [
-            r for r in reversed(records) if to in (None, r["to"]) and from_ in (None, r["from_"])
+            r
+            for r in reversed(records)
+            if to in (None, r["to"])
+            and from_ in (None, r["from_"])
+            and parent in (None, r.get("parent"))
         ]
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/{kind}.json"
         following = None
@@ -604,7 +609,8 @@ class FakeTwilio:
     def _call_json(self, call: dict[str, Any]) -> dict[str, Any]:
         started = call.get("start_time")
         kept = {"start_time": format_datetime(started)} if started else {}
-        return self._resource_json("Calls", call) | _NULL_CALL_FIELDS | kept
+        parent = {"parent_call_sid": call.get("parent")}
+        return self._resource_json("Calls", call) | _NULL_CALL_FIELDS | kept | parent
 
     def _resource_json(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
         """The fields Messages and Calls share; ``from_`` goes out as Twilio's ``from``."""

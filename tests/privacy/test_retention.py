@@ -288,6 +288,26 @@ def test_a_call_whose_final_status_never_comes_is_asked_about_ended_and_deleted(
     assert sid in hotline.fake.deleted
 
 
+def test_a_call_over_whose_legs_twilio_will_not_list_still_ends_and_is_deleted(
+    hotline: Hotline,
+) -> None:
+    """The sweeper finds the call over at Twilio, but Twilio refuses the list of the legs it
+    rang: the call ends here all the same and its own record is deleted (its legs, if any,
+    are left to the hourly clean-up)."""
+    sid = "CA" + "c3" * 16
+    hotline.fake.carry_call(sid, CLINICIAN, HOTLINE, "inbound")
+    hotline.post("/twilio/voice", CallSid=sid, From=CLINICIAN, To=HOTLINE, CallStatus="ringing")
+    hotline.fake.end_call(sid, "completed")  # the caller hangs up; Twilio's callback is lost
+    hotline.clock.advance(minutes=6)
+    hotline.fake.fail_next_list(1, status=503, code=20503)
+    hotline.sweep()
+    with hotline.session() as session:
+        assert session.scalar(select(Call.state)) == CallState.ENDED
+    hotline.clock.advance(seconds=CALL_DELETE_DELAY.total_seconds() + 60)
+    hotline.run_jobs()
+    assert sid in hotline.fake.deleted
+
+
 def test_a_call_twilio_cannot_be_asked_about_is_given_up_after_six_hours(
     hotline: Hotline,
 ) -> None:

@@ -426,6 +426,26 @@ def test_a_call_through_the_mask_whose_end_is_lost_keeps_the_supporter_busy_only
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("through", [True, False], ids=["bob-through-the-mask", "clinician-back"])
+def test_a_call_whose_end_is_lost_leaves_no_leg_at_twilio_for_the_hourly_clean_up(
+    hotline: Hotline, phones: Phones, calls: Calls, through: bool
+) -> None:
+    """Bob and the clinician talk on the phone (he called them through the mask, or they
+    called the hotline back and reached him), and nothing saying the call has ended reaches
+    the line: no dial action, no final status of either leg. Within minutes the sweeper asks
+    Twilio about the caller's leg, which is over; the dialled leg (the clinician's number, or
+    Bob's) is deleted with it, not left at Twilio until the hourly clean-up finds it."""
+    pool = _bob_texting_the_clinician_and_alice_on_call(hotline, phones)
+    caller, to, callee = (BOB, pool, CLINICIAN) if through else (CLINICIAN, HOTLINE, BOB)
+    talk = calls.place(caller, to, Script(phones={callee: PRESS_1}, end_lost=True))
+    assert talk.bridged_with == callee
+
+    hotline.clock.advance(minutes=6)
+    hotline.sweep()  # asks Twilio: over, so ended as its lost callbacks would have
+    assert_call_records_deleted(hotline, talk)  # the caller's leg and the one dialled
+    phones.assert_no_unexpected()
+
+
 def test_nobody_on_call_the_caller_is_told_a_peer_will_call_and_texted_the_same(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
