@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -81,6 +81,17 @@ class Effects:
     def cancel(self, task: Task, ident: int) -> None:
         self.cancels.append((task, ident))
 
+    def expire_now(self, offer_ids: Collection[int]) -> None:
+        """Wake these offers' expiry now (``lapse_offers``), in place of any later wake-up
+        asked for them."""
+        self.wakeups = [
+            (task, ident, at)
+            for task, ident, at in self.wakeups
+            if task != Task.EXPIRE_OFFER or ident not in offer_ids
+        ]
+        for offer_id in offer_ids:
+            self.wake(Task.EXPIRE_OFFER, offer_id)
+
 
 def schedule(services: Services, effects: Effects) -> None:
     """Ask for the wake-ups (best effort: the sweeper covers what Redis loses)."""
@@ -137,7 +148,7 @@ def pass_on_unasked(services: Services, effects: Effects, offers: dict[int, int 
     offer_ids = set(offers)
     try:
         with transaction(services.sessions) as session:
-            lapse_unasked(session, offer_ids, services.clock())
+            lapse_offers(session, Offer.id.in_(offer_ids), services.clock())
             for offer_id, code in offers.items():
                 if code is not None:
                     whose = select(Offer.supporter_id).where(Offer.id == offer_id)
@@ -147,26 +158,23 @@ def pass_on_unasked(services: Services, effects: Effects, offers: dict[int, int 
     except SQLAlchemyError as error:  # it times out as any offer does
         log.error("an offer not delivered is not passed on: %s", type(error).__name__)
         return
-    effects.wakeups = [
-        (task, ident, at)
-        for task, ident, at in effects.wakeups
-        if task != Task.EXPIRE_OFFER or ident not in offer_ids
-    ]
-    for offer_id in offer_ids:
-        effects.wake(Task.EXPIRE_OFFER, offer_id)
+    effects.expire_now(offer_ids)  # answered meanwhile or not: expire_offer leaves those be
     log.warning("%d offers not taken by the provider: passed on", len(offer_ids))
 
 
-def lapse_unasked(session: Session, offer_ids: set[int], now: datetime) -> bool:
-    """Offers whose text never reached the supporter lapse now, those still pending; whether
-    any did. The caller wakes ``Task.EXPIRE_OFFER`` for them now."""
-    lapsed = session.execute(
+def lapse_offers(session: Session, which: ColumnElement[bool], now: datetime) -> list[int]:
+    """The offers ``which`` picks lapse now, those still pending: their ids. The caller wakes
+    ``Task.EXPIRE_OFFER`` for them once this commits (``Effects.expire_now``), so
+    ``tasks.expire_offer`` offers each request to the next peer at once, not after the offer
+    timeout (the sweeper's grace later, if Redis loses the wake-up)."""
+    lapsed = session.scalars(
         update(Offer)
-        .where(Offer.id.in_(offer_ids), Offer.state == OfferState.PENDING)
+        .where(which, Offer.state == OfferState.PENDING)
         .values(expires_at=now)
+        .returning(Offer.id)
         .execution_options(synchronize_session=False)
     )
-    return bool(lapsed.rowcount)  # type: ignore[attr-defined]
+    return list(lapsed)
 
 
 def owe_again(services: Services, waiting: set[int], closed: set[int]) -> None:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from hotline import audit, routing, verification
+from hotline.effects import lapse_offers
 from hotline.keywords import DISCIPLINES
-from hotline.models import Call, CallState, Notice, Offer, OfferState, Programme, Supporter
+from hotline.models import Call, CallState, Notice, Offer, Programme, Supporter
 from hotline.people import find_supporter, new_supporter, set_supporter_phone, supporter_phone
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.privacy import Vault
@@ -268,17 +269,8 @@ def _lapse_offers(session: Session, supporter: Supporter, now: datetime) -> tupl
     ringing = select(Call.conversation_id).where(
         Call.state == CallState.RINGING, Call.conversation_id.is_not(None)
     )
-    lapsed = session.scalars(
-        update(Offer)
-        .where(
-            Offer.supporter_id == supporter.id,
-            Offer.state == OfferState.PENDING,
-            Offer.conversation_id.not_in(ringing),
-        )
-        .values(expires_at=now)
-        .returning(Offer.id)
-    )
-    return tuple(lapsed)
+    texted = and_(Offer.supporter_id == supporter.id, Offer.conversation_id.not_in(ringing))
+    return tuple(lapse_offers(session, texted, now))
 
 
 def _phone_change(

@@ -31,7 +31,7 @@ from hotline.conversations import (
     touch_live,
 )
 from hotline.db import is_sqlite, run_in_transaction, transaction
-from hotline.effects import Effects, lapse_unasked, schedule, sender_refused
+from hotline.effects import Effects, lapse_offers, schedule, sender_refused
 from hotline.inbound import Inbound
 from hotline.keywords import Word, is_acknowledgement, read
 from hotline.models import (
@@ -514,6 +514,5 @@ def _offer_status(
         reach.refused(session, whose, report.error_code, now)
     if report.error_code == reach.STOPPED:
         reach.stopped(session, offer, to[0] if to else None)
-    if lapse_unasked(session, {offer}, now):
-        effects.wake(Task.EXPIRE_OFFER, offer)
+    effects.expire_now(lapse_offers(session, Offer.id == offer, now))
     return None
