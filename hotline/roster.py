@@ -263,7 +263,7 @@ def edit(
 
 
 def _lapse_offers(session: Session, supporter: Supporter, now: datetime) -> tuple[int, ...]:
-    """A supporter taken off the roster cannot accept (supporterline passes their ACCEPT on):
+    """A supporter taken off the roster cannot accept (offerreply passes their ACCEPT on):
     their waiting text offers lapse now, for the expiry job to offer onwards, instead of
     keeping the clinician waiting out the offer timeout. A ring goes on: its dial decides."""
     ringing = select(Call.conversation_id).where(

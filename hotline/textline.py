@@ -17,6 +17,7 @@ from hotline import (
     checkins,
     events,
     fastrelay,
+    noticereply,
     reach,
     retention,
     retirement,
@@ -115,7 +116,7 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         _line_closed(ctx, match.is_hotline)
         return
     supporter = find_supporter(session, services.vault, p.id, sender)
-    answers = supporterline.notice_answered(ctx, supporter) if supporter is not None else None
+    answers = noticereply.notice_answered(ctx, supporter) if supporter is not None else None
     if supporter is not None and supporterline.is_supporter_text(
         ctx, supporter, match.is_hotline, answers
     ):
@@ -127,7 +128,7 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         match.is_hotline and supporter is not None and _answering_a_notice(ctx, supporter, answers)
     ):
         _lift_if_opted_in(ctx)
-        declined = supporterline.declines_a_shift(ctx, answers)
+        declined = noticereply.declines_a_shift(ctx, answers)
         ctx.reply(wording.shift_declined(p) if declined else wording.notice_answer(p))
     elif match.is_hotline:
         _clinician_text(ctx)
@@ -156,7 +157,7 @@ def _stop_to_a_closed_line(ctx: Inbound, to_hotline: bool) -> None:
     """Kept as on a running line: a supporter's STOP there (to a pool number) shows on the
     roster too (supporterline.record_stop), anyone else's is the pair blocked."""
     supporter = find_supporter(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
-    # A STOP answers no reminder or code (supporterline.notice_answered reads Yes and No only).
+    # A STOP answers no reminder or code (noticereply.notice_answered reads Yes and No only).
     if supporter is not None and supporterline.is_supporter_text(ctx, supporter, to_hotline, None):
         supporterline.record_stop(ctx, supporter)
     else:
@@ -195,7 +196,7 @@ def _answering_a_notice(ctx: Inbound, supporter: Supporter, answers: Notice | No
     hotline number in the last hour (a pool that includes it, the default of one number), sent
     to that number (one from another pool number is not answered here): not a request for
     support, which they ask for by texting SUPPORT, and no peer is offered it; nor is their
-    "Yes" or "No" to it (``answers``: supporterline.notice_answered; a "No" to a reminder is
+    "Yes" or "No" to it (``answers``: noticereply.notice_answered; a "No" to a reminder is
     told how to get cover). Other commands, and a conversation of their own already open, go
     on as anyone's; so does an answer to a check-in sent them since (supported here
     themselves): the text they got last is the one they answer, and its reply reaches their
