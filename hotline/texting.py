@@ -41,7 +41,7 @@ class OutboundText:
 
     def status_callback(self, url: str | None) -> str | None:
         """``url`` for this text's status callbacks; an offer's names the offer and the ask, so
-        one the carrier could not deliver is passed on at once too (``textline.handle_status``)."""
+        one the carrier could not deliver is passed on at once too (``delivery.handle_status``)."""
         if url and self.offering is not None:
             return f"{url}?offer={self.offering}&ask={self.asking}"
         return url

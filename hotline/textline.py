@@ -8,7 +8,7 @@ returned TextReply); only follow-ups that happen later (time-outs, check-ins) us
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,7 +18,6 @@ from hotline import (
     events,
     fastrelay,
     noticereply,
-    reach,
     retention,
     retirement,
     routing,
@@ -31,8 +30,8 @@ from hotline.conversations import (
     open_conversations,
     touch_live,
 )
-from hotline.db import is_sqlite, run_in_transaction, transaction
-from hotline.effects import Effects, lapse_offers, schedule, sender_refused
+from hotline.db import is_sqlite, run_in_transaction
+from hotline.effects import Effects, schedule
 from hotline.inbound import Inbound
 from hotline.keywords import Word, is_acknowledgement, read
 from hotline.models import (
@@ -42,7 +41,6 @@ from hotline.models import (
     Conversation,
     ConversationState,
     Notice,
-    Offer,
     OfferState,
     Programme,
     Supporter,
@@ -61,13 +59,10 @@ from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import config_of, find_by_number, own_numbers
 from hotline.schedule import next_coverage
 from hotline.services import Services
-from hotline.telephony import recipient_at_fault, sender_at_fault
-from hotline.texting import InboundText, OutboundText, StatusReport, TextReply
+from hotline.texting import InboundText, OutboundText, TextReply
 from hotline.wakeups import Task
 
 log = logging.getLogger(__name__)
-NOT_DELIVERED = frozenset({"undelivered", "failed"})  # final: the text never reached the phone
-DELIVERED = "delivered"
 
 STILL_WAITING_AFTER = timedelta(minutes=10)
 # A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
@@ -459,61 +454,3 @@ def _clinician_forget(ctx: Inbound) -> None:
     # Under every data key, and with no clinician row (a STOP from someone who never wrote).
     retention.forget_opt_outs(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
     ctx.reply(wording.forgotten(ctx.programme.retired))
-
-
-def handle_status(services: Services, report: StatusReport) -> None:
-    """Status callbacks: check-ins record delivery; final messages are deleted at Twilio; an
-    offer that never reached the supporter (their phone off, a landline) goes to the next peer
-    at once, not after the offer timeout: nobody was asked. Not one our pool number was refused
-    for (unregistered): every peer's would fail alike, so it times out as in an outage. The
-    roster learns whether the offer reached the supporter's phone (reach.py)."""
-    effects = Effects()
-    blamed = None  # our number Twilio refused as the offer's sender
-    with transaction(services.sessions) as session:
-        checkins.record_status(session, report, effects)
-        if report.sid.startswith(("SM", "MM")):
-            retention.after_status(session, report.sid, report.status, services.clock(), effects)
-        if report.offer is not None:
-            to = services.vault.blind_indexes(report.to) if report.to else None
-            blamed = _offer_status(session, report, report.offer, to, services.clock(), effects)
-    if blamed is not None:
-        sender_refused(services, blamed, report.error_code)
-    schedule(services, effects)
-
-
-def _offer_status(
-    session: Session,
-    report: StatusReport,
-    offer: int,
-    to: list[str] | None,
-    now: datetime,
-    effects: Effects,
-) -> str | None:
-    """What an offer's status says: reached, or not (passed on, and the supporter's phone
-    marked when it is at fault); our pool number when it is the one at fault. Nothing when it
-    is about an earlier ask of the offer (Twilio can report one half an hour late): the
-    supporter has been asked again since, maybe from another number, and that text, which may
-    have reached her, has its own report. A URL naming no ask (a text sent before asks were
-    named) is taken as about the ask pending, as it always was. ``to``: the blind indexes of
-    the phone the text went to (None: not reported); a phone the supporter no longer has (her
-    number changed since) is not hers to mark, and a STOP it made is kept for it, not her."""
-    asked = session.scalar(select(Offer.asked).where(Offer.id == offer))
-    if report.ask is not None and report.ask != asked:
-        return None
-    whose = select(Offer.supporter_id).where(Offer.id == offer)
-    if to is not None:
-        whose = whose.join(Supporter, Supporter.id == Offer.supporter_id).where(
-            Supporter.phone_hash.in_(to)
-        )
-    if report.status == DELIVERED:
-        reach.reached(session, whose)
-    if report.status not in NOT_DELIVERED:
-        return None
-    if sender_at_fault(report.error_code):
-        return session.scalar(select(Offer.pool_number).where(Offer.id == offer))
-    if report.error_code is not None and recipient_at_fault(report.error_code):
-        reach.refused(session, whose, report.error_code, now)
-    if report.error_code == reach.STOPPED:
-        reach.stopped(session, offer, to[0] if to else None)
-    effects.expire_now(lapse_offers(session, Offer.id == offer, now))
-    return None

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, abort, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
-from hotline import textline, voiceline
+from hotline import delivery, textline, voiceline
 from hotline.db import Retry
 from hotline.programmes import remember_crisis_texts
 from hotline.retention import CALL_DELETE_DELAY, INBOUND_DELETE_DELAY
@@ -100,7 +100,7 @@ def status() -> Response:
     to = (request.form.get("To") or None) if message else None  # whose phone: numbers change
     report = StatusReport(sid, state, _count(code), offer=offer, ask=ask, to=to)
     if message:
-        textline.handle_status(_services(), report)
+        delivery.handle_status(_services(), report)
     else:
         voiceline.handle_call_status(_services(), report)
     return Response(status=204)
