@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import SimpleWorker
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
@@ -237,6 +239,22 @@ def use_telephony(hotline: Hotline, telephony: Any) -> None:
     """Swap the Twilio adapter (the edge) for the core and the in-process workers."""
     hotline.services = dataclasses.replace(hotline.services, telephony=telephony)
     context.install(hotline.services)
+
+
+@contextmanager
+def retiring(hotline: Hotline) -> Iterator[Engine]:
+    """`hotline programme retire` under way: inside the block the programme's retirement is
+    written, under its lock, and not committed; it commits as the block ends. Yields the
+    database's engine (for ``sent_behind_a_lock``). PostgreSQL only: on SQLite, which
+    serialises writers, the test is skipped."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: these interleavings need PostgreSQL")
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        retirement.retire(session, programme, hotline.clock.now)
+        session.flush()
+        yield engine
 
 
 @dataclass

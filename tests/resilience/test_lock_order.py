@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from hotline import retirement, tasks
-from hotline.db import transaction
-from hotline.models import Conversation, ConversationState, Offer, OfferState, Programme
+from hotline import tasks
+from hotline.models import Conversation, ConversationState, Offer, OfferState
 from tests.kit.databases import sent_behind_a_lock
-from tests.kit.harness import HOTLINE, POOL, Hotline
+from tests.kit.harness import HOTLINE, POOL, Hotline, retiring
 
 CLINICIAN, ALICE = "+15550109001", "+15550108001"
 
@@ -128,14 +127,8 @@ def test_a_first_text_as_the_programme_retires_is_told_the_line_has_closed(
     committed yet, as a clinician's first text reads the programme (still running) and waits
     on that lock to open its request. Once the retirement commits, the text is answered that
     the line has closed: no request opens on a closed line, and no peer is offered one."""
-    engine = hotline.services.sessions.kw["bind"]
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite serialises writers: these interleavings need PostgreSQL")
     hotline.add_supporter("Alice", ALICE)
-    with transaction(hotline.services.sessions) as session:
-        programme = session.get_one(Programme, hotline.programme_id)
-        retirement.retire(session, programme, hotline.clock.now)
-        session.flush()
+    with retiring(hotline) as engine:
         sent, answers = sent_behind_a_lock(
             engine,
             lambda: hotline.sms(CLINICIAN, HOTLINE, "hello").get_data(as_text=True),

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import select
 
-from hotline import retirement, routing, voiceline
+from hotline import routing, voiceline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -26,7 +26,7 @@ from hotline.models import (
 from hotline.people import ALERT_CONTEXT
 from tests.kit.databases import sent_behind_a_lock
 from tests.kit.fake_twilio import AUTH_TOKEN
-from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline, retiring
 from tests.kit.phones import Phones
 from tests.kit.signing import signed_post
 
@@ -638,14 +638,8 @@ def test_a_call_greeted_as_the_programme_retires_is_told_the_line_has_closed(
     greeted (its row commits after the count: greeting takes no programme lock). After the
     menu, once the retirement has committed, the caller hears that the line has closed, with
     the crisis sentence, and no peer is rung or offered a call-back on a closed line."""
-    engine = hotline.services.sessions.kw["bind"]
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite serialises writers: these interleavings need PostgreSQL")
     hotline.add_supporter("Alice", ALICE)
-    with transaction(hotline.services.sessions) as session:
-        programme = session.get_one(Programme, hotline.programme_id)
-        retirement.retire(session, programme, hotline.clock.now)
-        session.flush()
+    with retiring(hotline):
         assert "press 1" in said(doc(hotline, "/twilio/voice", **caller(sid(1))))
     after_menu = doc(hotline, "/twilio/voice/start", **caller(sid(1)))
     assert after_menu.find("Dial") is None
