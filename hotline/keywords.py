@@ -99,7 +99,7 @@ class Command:
     # Twilio may not have blocked the pair or answered it, so the line confirms it itself.
     bare: bool = True
     # Said in a few words ("No more check-ins"), not the keyword: inside a live conversation
-    # it is the clinician answering their peer, and is relayed (textline._clinician_text).
+    # it is the clinician answering their peer, and is relayed (clinicianline.clinician_text).
     phrase: bool = False
 
 

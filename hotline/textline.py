@@ -3,68 +3,41 @@
 A clinician texts the programme's hotline number; a supporter texts the pool number a request
 or conversation reached them on. Replies and relays go out in the webhook's own TwiML (the
 returned TextReply); only follow-ups that happen later (time-outs, check-ins) use the REST API.
+
+Here a text is told apart: a supporter's goes to supporterline.py, a clinician's to
+clinicianline.py; a text to a retired programme's number, and a reply to the line's own alert
+or notice, are answered here.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import (
-    checkins,
-    events,
-    fastrelay,
-    noticereply,
-    retention,
-    retirement,
-    routing,
-    supporterline,
-    wording,
-)
-from hotline.conversations import (
-    end_conversation,
-    open_conversation,
-    open_conversations,
-    touch_live,
-)
+from hotline import clinicianline, events, fastrelay, noticereply, retention, supporterline, wording
+from hotline.conversations import open_conversation
 from hotline.db import is_sqlite, run_in_transaction
 from hotline.effects import Effects, schedule
 from hotline.inbound import Inbound
 from hotline.keywords import Word, is_acknowledgement, read
-from hotline.models import (
-    Channel,
-    CheckIn,
-    Clinician,
-    Conversation,
-    ConversationState,
-    Notice,
-    OfferState,
-    Programme,
-    Supporter,
-)
+from hotline.models import CheckIn, Notice, Programme, Supporter
 from hotline.notices import last_sent_from
 from hotline.people import (
     ALERT_CONTEXT,
     find_clinician,
     find_supporter,
-    get_or_create_clinician,
     lift_opt_out,
     record_opt_out,
-    supporter_phone,
 )
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.programmes import config_of, find_by_number, own_numbers
-from hotline.schedule import next_coverage
 from hotline.services import Services
-from hotline.texting import InboundText, OutboundText, TextReply
-from hotline.wakeups import Task
+from hotline.texting import InboundText, TextReply
 
 log = logging.getLogger(__name__)
 
-STILL_WAITING_AFTER = timedelta(minutes=10)
 # A peer's words: from the coordinator's alert phone, answers to an alert ("Done 👍", "Yes").
 PEER_WORDS = frozenset({Word.ACCEPT, Word.PASS, Word.DONE, Word.RESOURCES, Word.BACK, Word.BREAK})
 
@@ -126,7 +99,7 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
         declined = noticereply.declines_a_shift(ctx, answers)
         ctx.reply(wording.shift_declined(p) if declined else wording.notice_answer(p))
     elif match.is_hotline:
-        _clinician_text(ctx)
+        clinicianline.clinician_text(ctx)
     else:
         ctx.reply(wording.not_a_line(p.hotline_number))
 
@@ -137,15 +110,15 @@ def _line_closed(ctx: Inbound, to_hotline: bool) -> None:
     hotline number erases the number as ever."""
     word = ctx.command.word if ctx.command is not None else None
     if word is Word.FORGET and to_hotline:
-        _clinician_forget(ctx)
+        clinicianline.forget(ctx)
     elif word is Word.STOP:
         _stop_to_a_closed_line(ctx, to_hotline)
-        if ctx.command is not None and not ctx.command.bare:  # as _clinician_text says why
+        if ctx.command is not None and not ctx.command.bare:  # see clinicianline.clinician_text
             ctx.reply(wording.stopped())
     elif ctx.command is not None and ctx.command.opt_in:
         _lift_if_opted_in(ctx)
     else:
-        _say_closed(ctx)
+        clinicianline.say_closed(ctx)
 
 
 def _stop_to_a_closed_line(ctx: Inbound, to_hotline: bool) -> None:
@@ -157,14 +130,6 @@ def _stop_to_a_closed_line(ctx: Inbound, to_hotline: bool) -> None:
         supporterline.record_stop(ctx, supporter)
     else:
         record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
-
-
-def _say_closed(ctx: Inbound) -> None:
-    """The line has closed, where to turn instead: one text if it fits, else the programme's
-    long resources apart (joined, they would pass Twilio's limit and lose the crisis sentence
-    at the end)."""
-    for body in routing.line_closed(ctx.programme):
-        ctx.reply(body)
 
 
 def _lift_if_opted_in(ctx: Inbound) -> None:
@@ -223,234 +188,3 @@ def _safe_number(raw: str) -> str | None:
         return normalize(raw)
     except InvalidPhoneNumber:
         return None
-
-
-def _clinician_text(ctx: Inbound) -> None:
-    word = ctx.command.word if ctx.command else None
-    vault, pid, hotline = ctx.services.vault, ctx.programme.id, ctx.programme.hotline_number
-    if word is Word.STOP:
-        record_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
-        _clinician_stop(ctx)
-        if ctx.command is not None and not ctx.command.bare:
-            # Twilio answers the bare opt-out words itself (and refuses this reply to a pair it
-            # has blocked); with punctuation it may have seen an ordinary text: say it is done.
-            ctx.reply(wording.stopped())
-        return
-    if word is Word.START:
-        lift_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
-        return  # and the opt-in words
-    if word is Word.HELP:
-        ctx.reply(wording.clinician_help(ctx.programme))
-        _help_to_the_peer(ctx)
-        return
-    if word is Word.FORGET:
-        _clinician_forget(ctx)
-        return
-    clinician = find_clinician(ctx.session, vault, pid, ctx.sender)
-    if clinician is None:
-        # A first text: the programme's lock before the new row, so the rest of a burst sent
-        # with it queue behind it on that lock in the order they came. Waiting on the new row's
-        # unique key instead, they were all woken at once as it committed, and were held for
-        # the peer in whatever order they then ran.
-        routing.lock_programme(ctx.session, pid)
-        clinician = get_or_create_clinician(ctx.session, vault, pid, ctx.sender)
-    if ctx.command is not None and ctx.command.opt_in:  # "yes": Twilio lifted its block
-        lift_opt_out(ctx.session, vault, pid, ctx.sender, hotline)
-    if word is Word.NOCHECKIN and not _answering_the_peer(ctx, clinician):
-        clinician.last_contact_at = ctx.now
-        clinician.checkins_declined = True
-        checkins.cancel_pending(ctx.session, clinician.id, ctx.effects)
-        ctx.reply(wording.checkins_declined())
-        return
-    conv = open_conversation(ctx.session, clinician)
-    if conv is None:
-        # Two first texts at once from a returning clinician (their row exists, so inserting it
-        # serialises nothing): under the programme's lock, look again, so one request opens.
-        routing.lock_programme(ctx.session, pid)
-        conv = open_conversation(ctx.session, clinician)
-    if conv is None or conv.state == ConversationState.ACTIVE:
-        # Written here, not before: a waiting request's text takes the programme's lock first
-        # (see _queue_text and the field asked for below), as an ACCEPT does, and its clinician
-        # row only after.
-        clinician.last_contact_at = ctx.now
-    if conv is None:
-        _start_conversation(ctx, clinician)
-    elif conv.state == ConversationState.ACTIVE:
-        _clinician_relay(ctx, conv)
-    elif word is Word.DISCIPLINE:
-        assert ctx.command is not None and ctx.command.discipline is not None
-        routing.lock_programme(ctx.session, pid)
-        clinician.last_contact_at = ctx.now
-        conv.discipline_wanted = ctx.command.discipline
-        ctx.reply(wording.discipline_noted(ctx.command.discipline))
-        _offer_to_field(ctx, conv)
-    else:
-        _queue_text(ctx, conv, clinician)
-
-
-def _answering_the_peer(ctx: Inbound, clinician: Clinician) -> bool:
-    """A phrase ("No check-in.") written to a peer the clinician is talking with: an answer to
-    them ("Did anyone check in on you?"), relayed as a field's word is there; the one word
-    NOCHECKIN is not. Taken by the line, it never reached the peer, who waited for it."""
-    if ctx.command is None or not ctx.command.phrase:
-        return False
-    return _talking(ctx, clinician) is not None
-
-
-def _talking(ctx: Inbound, clinician: Clinician) -> Conversation | None:
-    """The clinician's live conversation with a peer, if they are in one now."""
-    conv = open_conversation(ctx.session, clinician)
-    return conv if conv is not None and conv.state == ConversationState.ACTIVE else None
-
-
-def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
-    """A new request, under the programme's lock (the caller's)."""
-    if retirement.retired_now(ctx.session, ctx.programme.id):  # as this text waited on the lock
-        _say_closed(ctx)
-        return
-    discipline = ctx.command.discipline if ctx.command else None
-    checkins.note_reply(ctx.session, clinician.id, ctx.now)
-    conv = Conversation(
-        programme_id=ctx.programme.id,
-        clinician_id=clinician.id,
-        channel="sms",
-        discipline_wanted=discipline,
-        created_at=ctx.now,
-        last_activity_at=ctx.now,
-    )
-    ctx.session.add(conv)
-    ctx.session.flush()
-    answer_at = len(ctx.effects.texts)
-    offer = routing.offer_or_fall_back(
-        ctx.session, ctx.services.vault, ctx.programme, conv, ctx.now, ctx.effects, first_text=True
-    )
-    if offer is not None:  # else the fallback carried the greeting
-        # First in the TwiML reply, ahead of the offer to the peer, as Twilio sends in order.
-        greeting = OutboundText(ctx.sender, ctx.text.to, wording.greeting(ctx.programme))
-        ctx.effects.texts.insert(answer_at, greeting)
-    if discipline is None:
-        _hold(ctx, conv)
-
-
-def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:
-    """Another text while waiting: hold it, and try again to reach someone if nobody has it.
-    Once STILL_WAITING_AFTER has passed since they were last told anything (greeted, told
-    nobody is free, or this), the clinician hears again, with the crisis line, that a peer is
-    still being reached, or that nobody can take it yet: never silence.
-
-    The conversation is read again, whole, under its row lock first (after the programme's,
-    the order offer-making takes them): a peer's ACCEPT committing meanwhile has relayed what
-    was held, and a text held now would never reach them; a text of the same burst that took
-    the lock first has told the clinician (``reminded_at``), and this one must not again.
-    One that ended meanwhile may have left another open: a hang-up reopens the request its
-    call replaced, a call's menu replaces this one; the text goes on with that."""
-    routing.lock_programme(ctx.session, ctx.programme.id)
-    ctx.session.refresh(conv, with_for_update={"key_share": True})
-    clinician.last_contact_at = ctx.now
-    if conv.state == ConversationState.ENDED and (
-        now_open := open_conversation(ctx.session, clinician)
-    ):
-        conv = now_open
-        ctx.session.refresh(conv, with_for_update={"key_share": True})
-    if conv.state != ConversationState.QUEUED:
-        if conv.state == ConversationState.ACTIVE:
-            _clinician_relay(ctx, conv)
-        else:  # closed meanwhile, nothing open since: a new request
-            _start_conversation(ctx, clinician)
-        return
-    _hold(ctx, conv)
-    conv.last_activity_at = ctx.now
-    # The later of the two: a peer still being reached can be said before nobody is free.
-    told = max((t for t in (conv.reminded_at, conv.fallback_at) if t is not None), default=None)
-    vault, p = ctx.services.vault, ctx.programme
-    offer = routing.pending_offer(ctx.session, conv) or routing.offer_or_fall_back(
-        ctx.session, vault, p, conv, ctx.now, ctx.effects
-    )
-    if offer is not None and offer.state == OfferState.ACCEPTED:
-        return  # taken by the peer who claimed it as a call replaced it (routing.take_claimed)
-    if ctx.now - (told or conv.created_at) < STILL_WAITING_AFTER:
-        return
-    if offer is not None:  # a peer is being asked (offers go from one to the next meanwhile)
-        conv.reminded_at = ctx.now
-        ctx.reply(wording.still_finding(p))
-    elif told is not None:
-        conv.reminded_at = ctx.now
-        next_on = next_coverage(ctx.session, p.id, ctx.now)
-        ctx.reply(wording.still_waiting(p, next_on, ctx.now))
-
-
-def _offer_to_field(ctx: Inbound, conv: Conversation) -> None:
-    """The field asked for after the first offer went out (the greeting invites it): a text
-    request offered to a peer of another field, not yet answered, goes to a peer of the field
-    asked for who is free now (that peer is told it has gone); with none free, it stays.
-    Under the programme's lock (the caller's)."""
-    wanted = conv.discipline_wanted
-    offer = routing.pending_offer(ctx.session, conv)
-    if offer is None or conv.channel != Channel.SMS:
-        return  # the next offer looks for the field first; a call rings, a peer picks up
-    offered = ctx.session.get_one(Supporter, offer.supporter_id)
-    vault, p = ctx.services.vault, ctx.programme
-    found = routing.candidates(ctx.session, vault, p, conv, ctx.now)
-    if offered.discipline == wanted or not found or found[0].supporter.discipline != wanted:
-        return
-    if not routing.answer(ctx.session, offer, OfferState.WITHDRAWN, ctx.now):
-        return  # answered meanwhile
-    ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
-    ctx.effects.text(supporter_phone(vault, offered), offer.pool_number, wording.offer_gone())
-    routing.offer_next(ctx.session, vault, p, conv, ctx.now, ctx.effects)
-
-
-def _hold(ctx: Inbound, conv: Conversation) -> None:
-    routing.hold_text(ctx.session, ctx.services.vault, conv, wording.truncate(ctx.text.body))
-    if ctx.text.num_media:
-        ctx.reply(wording.media_not_relayed())
-
-
-def _help_to_the_peer(ctx: Inbound) -> None:
-    """HELP inside a live conversation may be a cry to the peer as much as a question about
-    the line: the peer reads it too (the clinician has the line's answer and the crisis line)."""
-    clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
-    if clinician is None:
-        return
-    if (conv := _talking(ctx, clinician)) is not None:
-        clinician.last_contact_at = ctx.now
-        _clinician_relay(ctx, conv)
-
-
-def _clinician_relay(ctx: Inbound, conv: Conversation) -> None:
-    touch_live(ctx.session, conv, ctx.now)  # the conversation's row lock: see texts_waiting
-    if routing.texts_waiting(ctx.session, conv.id, ctx.now):
-        _hold(ctx, conv)  # behind the held texts, in order (hotline/held.py sends them all)
-        ctx.effects.wake(Task.RELAY_HELD, conv.id)
-        return
-    supporter = ctx.session.get_one(Supporter, conv.supporter_id)
-    assert conv.pool_number is not None
-    ctx.relay(supporter_phone(ctx.services.vault, supporter), conv.pool_number)
-
-
-def _clinician_stop(ctx: Inbound) -> None:
-    """STOP ends any open conversation (the supporter is told) and every follow-up."""
-    clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
-    if clinician is None:
-        return
-    checkins.cancel_pending(ctx.session, clinician.id, ctx.effects)
-    for conv in open_conversations(ctx.session, clinician):  # a call-back waiting too
-        if conv.state == ConversationState.ACTIVE and conv.supporter_id and conv.pool_number:
-            supporter = ctx.session.get_one(Supporter, conv.supporter_id)
-            ctx.effects.text(
-                supporter_phone(ctx.services.vault, supporter),
-                conv.pool_number,
-                wording.ended_by_clinician(),
-            )
-        end_conversation(ctx.session, ctx.programme, conv, "stop", ctx.now, ctx.effects)
-
-
-def _clinician_forget(ctx: Inbound) -> None:
-    """FORGET: end everything and erase the clinician's number now; confirm in this reply."""
-    clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
-    if clinician is not None:
-        _clinician_stop(ctx)
-        retention.forget(ctx.session, clinician)
-    # Under every data key, and with no clinician row (a STOP from someone who never wrote).
-    retention.forget_opt_outs(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
-    ctx.reply(wording.forgotten(ctx.programme.retired))

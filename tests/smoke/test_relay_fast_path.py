@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session
 
-from hotline import fastrelay, textline
+from hotline import clinicianline, fastrelay
 from hotline.db import Retry, run_in_transaction, transaction
 from hotline.models import (
     Clinician,
@@ -245,7 +245,7 @@ def test_a_conversation_that_keeps_changing_under_a_text_gets_the_crisis_line(
     hotline.add_supporter("Alice", ALICE)
     phones.talking(CLINICIAN, ALICE)
     monkeypatch.setattr(fastrelay, "relay", lambda *_args: None)
-    monkeypatch.setattr(textline, "touch_live", always_changed)
+    monkeypatch.setattr(clinicianline, "touch_live", always_changed)
     response = hotline.sms(CLINICIAN, HOTLINE, "are you there")
     assert response.status_code == 200
     (answer,) = [m.text or "" for m in ET.fromstring(response.get_data())]  # noqa: S314 - ours
