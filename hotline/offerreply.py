@@ -262,7 +262,7 @@ def answer_during_call(ctx: Inbound, offers: list[Offer], word: Word | None) -> 
     offer = offers[0]
     claiming = word is Word.ACCEPT and ctx.session.get_one(Supporter, offer.supporter_id).active
     state = OfferState.CLAIMED if claiming else OfferState.PASSED
-    routing.answer(ctx.session, offer, state, ctx.now, (OfferState.WITHDRAWN,))
+    routing.answer(ctx.session, offer, state, ctx.now, (OfferState.WITHDRAWN, OfferState.CLAIMED))
     if claiming:
         _answer_on(ctx, offer, wording.accepted_during_call())
     else:  # off the roster since, an ACCEPT passes it, as answer_offer does

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from hotline import reach, routing, speech, wording
@@ -121,7 +121,8 @@ def withdrawn_for_a_call(
     """The supporter's offers (on ``pool_number``, or on any number with None) that a call
     withdrew by replacing their request (``replace_waiting_requests``), while that call still
     rings: an answer to one now is for when it ends. Taken, it is the call's who took it; hung
-    up, the request waits again (``_reopen``)."""
+    up, the request waits again (``_reopen``). One she has claimed already (``CLAIMED``) too:
+    her next answer replaces that one (an ACCEPT again, or a PASS on second thoughts)."""
     call_conv = aliased(Conversation)
     ringing_for_it = (
         select(Call.id)
@@ -139,8 +140,13 @@ def withdrawn_for_a_call(
         .join(Conversation, Conversation.id == Offer.conversation_id)
         .where(
             Offer.supporter_id == supporter_id,
-            Offer.state == OfferState.WITHDRAWN,
-            Offer.answered_at == Conversation.ended_at,  # by the call, not before
+            or_(
+                and_(
+                    Offer.state == OfferState.WITHDRAWN,
+                    Offer.answered_at == Conversation.ended_at,  # by the call, not before
+                ),
+                Offer.state == OfferState.CLAIMED,
+            ),
             Conversation.end_reason == REPLACED,
             ringing_for_it,
         )

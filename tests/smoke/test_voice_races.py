@@ -251,6 +251,34 @@ def test_a_pass_while_the_call_that_replaced_the_request_rings_still_passes_it(
     phones.assert_no_unexpected()
 
 
+def test_a_peer_who_claimed_the_request_as_the_call_rings_can_still_answer_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice answers ACCEPT while the clinician's call, which replaced the request, rings
+    Bob (it is hers if they hang up), then, the phones still ringing, ACCEPT again and then
+    PASS. Both were told the request was no longer open, and her PASS was not heard: at the
+    hang-up she was connected all the same. Now a second ACCEPT hears the same answer as the
+    first, and her PASS stands: the request goes on to Bob once the caller has hung up."""
+    call = sid(0x731)
+    replaced_by_a_call(hotline, phones, call)
+    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    alice.texts("PASS")
+    alice.expect_text("Passed on", from_=POOL[0])
+    phones.assert_no_unexpected()
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    bob.expect_text(OFFER)
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I had a bad night")
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
 def test_a_dial_action_that_comes_late_keeps_the_one_call_back_promised(
     hotline: Hotline, phones: Phones
 ) -> None:
