@@ -252,6 +252,17 @@ def withdrawn_for_a_call(ctx: Inbound, supporter: Supporter) -> list[Offer]:
     )
 
 
+def offered_again(ctx: Inbound, supporter: Supporter) -> list[Offer]:
+    """The supporter's offers pending on the number texted (on any, texted to the hotline
+    number), read again under the programme's lock (``withdrawn_for_a_call`` took it): a
+    caller's hang-up that committed as this text waited on it has reopened the request their
+    call replaced, and the offer the call withdrew is pending again (ringing._reopen)."""
+    if ctx.text.to == ctx.programme.hotline_number:
+        return offers_elsewhere(ctx, supporter)
+    offer = pending_offer(ctx, supporter)
+    return [offer] if offer is not None else []
+
+
 def answer_during_call(ctx: Inbound, offers: list[Offer], word: Word | None) -> None:
     """ACCEPT or PASS of an offer withdrawn by its clinician's call, while it rings: it stands
     for when the call ends. Passed, the request does not wait on her again if they hang up;

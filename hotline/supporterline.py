@@ -127,6 +127,8 @@ def _answer(ctx: Inbound, supporter: Supporter, word: Word | None, declined: boo
         called := offerreply.withdrawn_for_a_call(ctx, supporter)
     ):
         offerreply.answer_during_call(ctx, called, word)
+    elif word in (Word.ACCEPT, Word.PASS) and (again := offerreply.offered_again(ctx, supporter)):
+        offerreply.answer_elsewhere(ctx, again, word)
     elif word is Word.ACCEPT:
         anywhere = ctx.text.to == ctx.programme.hotline_number
         offerreply.accept_late(ctx, supporter, anywhere=anywhere)

@@ -279,6 +279,50 @@ def test_a_peer_who_claimed_the_request_as_the_call_rings_can_still_answer_it(
     phones.assert_no_unexpected()
 
 
+def test_an_accept_as_the_caller_hangs_up_takes_the_request_waiting_again(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice answers ACCEPT to the text request just as the clinician, whose call replaced
+    it, hangs up while Bob's phone rings. Her text read her offer as withdrawn and queued on
+    the programme's lock behind the hang-up, which reopened the request with her offer
+    pending again; going on, it found no call ringing and no lapsed offer, and she was told
+    the request was no longer open, while it waited for her answer. Now she is connected."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    call = sid(0x741)
+    replaced_by_a_call(hotline, phones, call)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+
+    def hang_up() -> str:
+        params = {**caller(call, "completed"), "CallDuration": "30"}
+        client = hotline.app.test_client()
+        return str(
+            signed_post(client, PUBLIC_URL, "/twilio/status", params, AUTH_TOKEN).status_code
+        )
+
+    def accept() -> str:
+        return hotline.sms(ALICE, POOL[0], "ACCEPT").get_data(as_text=True)
+
+    with transaction(hotline.services.sessions) as session:
+        routing.lock_programme(session, hotline.programme_id)  # the two queue behind it, in turn
+        status, hung_up = sent_behind_a_lock(engine, hang_up, "the hang-up")
+        texted, answers = sent_behind_a_lock(engine, accept, "the ACCEPT", behind=1)
+    status.join(20)
+    texted.join(20)
+    assert hung_up == ["204"]
+    phones.deliver_twiml(ALICE, POOL[0], answers[0])
+    hotline.run_jobs()
+    alice.expect_text("You're connected", from_=POOL[0])  # was: no longer open
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    assert [(c.channel, c.state) for c in conversations(hotline)] == [
+        ("sms", ConversationState.ACTIVE),
+        ("voice", ConversationState.ENDED),
+    ]
+    phones.assert_no_unexpected()
+
+
 def test_a_dial_action_that_comes_late_keeps_the_one_call_back_promised(
     hotline: Hotline, phones: Phones
 ) -> None:
