@@ -71,10 +71,13 @@ def answer_offer(ctx: Inbound, offer: Offer, word: Word | None) -> None:
     active = ctx.session.get_one(Supporter, offer.supporter_id).active
     if word is Word.ACCEPT and active:
         vault = ctx.services.vault
-        if not routing.accept(ctx.session, vault, ctx.programme, offer, ctx.now, ctx.effects):
+        accepted = routing.accept(ctx.session, vault, ctx.programme, offer, ctx.now, ctx.effects)
+        if not accepted and not _answered_as_the_call_rings(ctx, offer, word):
             _answer_on(ctx, offer, wording.offer_gone())
     elif word in (Word.ACCEPT, Word.PASS):
         passed = routing.pass_on(ctx.session, ctx.programme, offer, ctx.now)
+        if not passed and _answered_as_the_call_rings(ctx, offer, word):
+            return
         if word is Word.ACCEPT:
             _answer_on(ctx, offer, wording.offer_gone())
         elif passed:
@@ -98,6 +101,17 @@ def answer_elsewhere(ctx: Inbound, offers: list[Offer], word: Word | None) -> No
         answer_offer(ctx, offers[0], word)
     else:
         ctx.reply(wording.answer_where_offered())
+
+
+def _answered_as_the_call_rings(ctx: Inbound, offer: Offer, word: Word | None) -> bool:
+    """Whether the answer went to ``offer`` as one sent while a call rings
+    (``answer_during_call``): the clinician's call withdrew it as this text waited on the
+    programme's lock (the call's menu step replaced the request), and rings on."""
+    withdrawn = ringing.withdrawn_for_a_call(ctx.session, offer.supporter_id, offer.pool_number)
+    called = [o for o in withdrawn if o.id == offer.id]
+    if called:
+        answer_during_call(ctx, called, word)
+    return bool(called)
 
 
 def _passed_meanwhile(offer: Offer) -> str:

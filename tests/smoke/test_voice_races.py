@@ -323,6 +323,60 @@ def test_an_accept_as_the_caller_hangs_up_takes_the_request_waiting_again(
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("word", ["ACCEPT", "PASS"])
+def test_an_answer_as_the_call_replaces_the_request_is_heard_for_the_hang_up(
+    hotline: Hotline, phones: Phones, word: str
+) -> None:
+    """As above, the other way round: Alice's answer reads her offer as pending and queues
+    behind the call's menu step, which replaces the request and withdraws it. She was told
+    the request was no longer open, and when the caller hung up it waited on her offer again
+    as if she had never answered. Now her answer is heard as one sent while the call rings:
+    an ACCEPT takes the request at the hang-up, a PASS sends it on to Bob."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    call = sid(0x751)
+    doc(hotline, "/twilio/voice", **caller(call))  # the greeting and menu
+
+    def menu_over() -> str:
+        client = hotline.app.test_client()
+        path = "/twilio/voice/start"
+        return signed_post(client, PUBLIC_URL, path, caller(call), AUTH_TOKEN).get_data(
+            as_text=True
+        )
+
+    def answer() -> str:
+        return hotline.sms(ALICE, POOL[0], word).get_data(as_text=True)
+
+    with transaction(hotline.services.sessions) as session:
+        routing.lock_programme(session, hotline.programme_id)  # the two queue behind it, in turn
+        started, rung = sent_behind_a_lock(engine, menu_over, "the menu's step")
+        texted, answers = sent_behind_a_lock(engine, answer, "the answer", behind=1)
+    started.join(20)
+    texted.join(20)
+    assert BOB in rung[0]
+    phones.deliver_twiml(ALICE, POOL[0], answers[0])
+    told = "If they hang up before a peer answers" if word == "ACCEPT" else "Passed on"
+    alice.expect_text(told, from_=POOL[0])  # was: no longer open
+    phones.assert_no_unexpected()
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    taker = alice if word == "ACCEPT" else bob
+    if word == "PASS":
+        bob.expect_text(OFFER)
+        bob.texts("ACCEPT")
+    taker.expect_text("connected", from_=POOL[0])
+    taker.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
 def test_a_dial_action_that_comes_late_keeps_the_one_call_back_promised(
     hotline: Hotline, phones: Phones
 ) -> None:
