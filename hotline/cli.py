@@ -363,7 +363,7 @@ def programme_restore(slug: str) -> None:
     """Run a retired programme again: texts and calls to its numbers reach peers."""
     with _session() as session:
         programme = _programme(session, slug)
-        if not retirement.restore(programme):
+        if not retirement.restore(session, programme):
             click.echo(f"programme {slug} is not retired: nothing changed")
             return
         _audit_retirement(session, programme, "programme.restore")

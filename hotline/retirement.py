@@ -95,9 +95,13 @@ def retired_now(session: Session, programme_id: int) -> bool:
     return session.scalar(retired_at) is not None
 
 
-def restore(programme: Programme) -> bool:
-    """Run ``programme`` again (its texts and calls reach peers); whether it was retired.
-    Check-ins cancelled by its retirement stay cancelled."""
-    was = programme.retired_at is not None
+def restore(session: Session, programme: Programme) -> bool:
+    """Run ``programme`` again (its texts and calls reach peers); whether it was retired
+    (False changes nothing). Check-ins cancelled by its retirement stay cancelled. Under the
+    programme's lock, as ``retire``: of two restores at once, the second reads it running."""
+    routing.lock_programme(session, programme.id)
+    session.refresh(programme)  # as committed now: a restore that held the lock is seen
+    if programme.retired_at is None:
+        return False
     programme.retired_at = None
-    return was
+    return True
