@@ -17,7 +17,14 @@ from enum import StrEnum
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hotline.models import Notice, NoticeKind, NoticeState, PhoneVerification, Supporter
+from hotline.models import (
+    Notice,
+    NoticeKind,
+    NoticeState,
+    PhoneVerification,
+    Programme,
+    Supporter,
+)
 from hotline.privacy import Vault
 
 CODE_CONTEXT = b"verification-code"
@@ -39,6 +46,7 @@ class CodeState(StrEnum):
     SENDING = "sending"  # its text has not gone yet (a job's, or the sweeper's retry)
     TEXTED = "texted"
     NOT_TEXTED = "not_texted"  # refused for good: a landline, a mistyped or blocked number
+    RETIRED = "retired"  # not sent: its programme retired, and a closed line texts nobody
     EXPIRED = "expired"
 
 
@@ -96,13 +104,26 @@ def pending(session: Session, supporter_id: int) -> PhoneVerification | None:
 
 def code_state(session: Session, row: PhoneVerification, now: datetime) -> CodeState:
     """Whether the waiting code reached the supporter's phone: the console must not say a
-    code was texted when the provider refused it (the coordinator would wait for nothing)."""
+    code was texted when the provider refused it (the coordinator would wait for nothing),
+    nor send them to correct the number when the code was not sent because the programme
+    retired (retirement.py); expired or not, only restoring it lets a new one go."""
+    sent = session.scalar(select(Notice.state).where(Notice.key == row.notice_key))
+    if sent == NoticeState.SKIPPED and _retired(session, row.supporter_id):
+        return CodeState.RETIRED
     if row.expires_at <= now:
         return CodeState.EXPIRED
-    sent = session.scalar(select(Notice.state).where(Notice.key == row.notice_key))
     if sent in (NoticeState.FAILED, NoticeState.SKIPPED):
         return CodeState.NOT_TEXTED
     return CodeState.TEXTED if sent == NoticeState.SENT else CodeState.SENDING
+
+
+def _retired(session: Session, supporter_id: int) -> bool:
+    retired_at = (
+        select(Programme.retired_at)
+        .join(Supporter, Supporter.programme_id == Programme.id)
+        .where(Supporter.id == supporter_id)
+    )
+    return session.scalar(retired_at) is not None
 
 
 def code_of(session: Session, vault: Vault, supporter_id: int) -> str | None:

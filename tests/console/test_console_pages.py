@@ -131,6 +131,36 @@ def test_a_retired_programme_texts_no_code_and_the_console_says_why(console: Con
     assert hotline.fake.messages == []
 
 
+def test_a_code_waiting_as_the_programme_retires_says_it_was_not_texted_for_that(
+    console: Console,
+) -> None:
+    """A code asked for just before `hotline programme retire`, its text not yet sent: the
+    closed line texts nothing, so it never goes. The supporter's page said "The code could not
+    be texted to ...: the phone company refused it. Is it a mobile number, typed right?", and
+    sent the coordinator to correct a number that was right. It says the programme is retired,
+    and still so once the code's 30 minutes are over (not "expired. Text a new code")."""
+    hotline = console.hotline
+    added = console.post(
+        "/console/roster", {"name": "Alice", "phone": ALICE, "max_conversations": 2, "active": "y"}
+    )
+    detail = added.headers["Location"]  # type: ignore[attr-defined]
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        retirement.retire(session, programme, hotline.clock.now)
+    hotline.run_jobs()
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    page = console.get(detail)
+    assert "phone company" not in page
+    assert "The code was not texted to +1•••••••001: this programme is retired" in page
+    hotline.clock.advance(minutes=20)
+    assert "this programme is retired" in console.get(detail)  # (and the sign-in stays live)
+    hotline.clock.advance(minutes=10)
+    page = console.get(detail)
+    assert "has expired" not in page and "this programme is retired" in page
+    assert hotline.fake.messages == []
+
+
 def test_bad_input_is_shown_next_to_the_field(console: Console) -> None:
     response = console.post(
         "/console/roster", {"name": "Alice", "phone": "call me", "max_conversations": 2}

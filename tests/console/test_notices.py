@@ -684,7 +684,7 @@ def test_a_code_in_flight_as_its_programme_retires_is_not_retried_from_the_close
     """A code asked for just before `hotline programme retire`, being sent at that very moment
     and not taken by Twilio (a 503), was sent by the next sweep from the closed line (which
     answers the supporter's reply that it has closed): it is not sent again, and the console
-    says it was not texted."""
+    says it was not texted because the programme is retired."""
     real = hotline.services.telephony
     with transaction(hotline.services.sessions) as session:
         supporter = roster.add(
@@ -707,4 +707,4 @@ def test_a_code_in_flight_as_its_programme_retires_is_not_retried_from_the_close
         pending = verification.pending(session, supporter_id)
         assert pending is not None
         state = verification.code_state(session, pending, hotline.clock.now)
-        assert state == verification.CodeState.NOT_TEXTED
+        assert state == verification.CodeState.RETIRED
