@@ -93,7 +93,7 @@ def db_upgrade() -> None:
     """Apply migrations, then create or update the programme HOTLINE_NUMBER defines (with the
     Twilio credentials set, a number new to the line must already send here at Twilio: a
     HOTLINE_NUMBER that does not stops the upgrade, a HOTLINE_POOL_NUMBERS one is left out
-    with a warning)."""
+    with a warning; so is a HOTLINE_POOL_NUMBERS one that is another programme's)."""
     settings = _settings()
     try:
         migrate.upgrade(settings.database_url)

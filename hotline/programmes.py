@@ -295,13 +295,19 @@ def ensure_programme(
     that person would be cut off from every line of the deployment. With ``gate``, a number
     not yet the deployment's is refused (numbercheck.NotSetUpHereError) unless Twilio sends it
     here; it is asked before anything is written. ``pool_setting`` names the setting
-    ``pool_numbers`` came from: a pool number Twilio does not send here is then left out, and
-    logged by its place there, rather than refusing the change (see _left_out).
+    ``pool_numbers`` came from: a pool number Twilio does not send here, or that is another
+    programme's (a coordinator moved it in Settings), is then left out, and logged by its place
+    there, rather than refusing the change (see _left_out, _left_with_its_programme).
     """
+    given = pool_numbers
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
     taken = numbers_of_others(
         session, programme.id if programme else None, [hotline_number, *pool_numbers]
     )
+    if taken and pool_setting and hotline_number not in taken:
+        _left_with_its_programme(session, slug, pool_setting, given, taken)
+        pool_numbers = tuple(n for n in pool_numbers if n not in taken)
+        taken = set()
     if taken:
         raise NumberTakenError(
             f"{', '.join(sorted(taken))}: already another programme's number (each number "
@@ -322,7 +328,7 @@ def ensure_programme(
     may_wait = [n for n in pool_numbers if n != hotline_number] if pool_setting else []
     waiting = admit_new(session, gate, [hotline_number, *wanted], may_wait)  # before writing
     if waiting:
-        _left_out(slug, pool_setting or "", pool_numbers, waiting)
+        _left_out(slug, pool_setting or "", given, waiting)
         kept = [p.number for p in programme.pool_numbers] if programme else []
         wanted = [n for n in wanted if n not in waiting] or kept or [hotline_number]
     if programme is None:
@@ -411,6 +417,31 @@ def _left_out(
             len(given),
             slug,
             "; ".join(found),
+            setting,
+        )
+
+
+def _left_with_its_programme(
+    session: Session, slug: str, setting: str, given: tuple[str, ...], taken: set[str]
+) -> None:
+    """Say which numbers of ``setting`` are another programme's, so stay out of ``slug``'s
+    pool. Left out, not refused, as in _left_out: a coordinator may move a pool number to
+    another programme in Settings, and the environment still listing it would otherwise stop
+    every release until IT edits it. By its place in the setting (no phone numbers in logs)."""
+    for place, number in enumerate(given, start=1):
+        if number not in taken or number in given[: place - 1]:
+            continue
+        owner = find_by_number(session, number)
+        log.warning(
+            "%s: its number %d of %d is left out of programme %r's pool: it is programme %r's "
+            "number (each number serves one programme; a coordinator may have moved it in "
+            "Settings). If it is to stay there, remove it from %s; if not, take it out of "
+            "that programme's pool first, and it joins at the next `hotline db upgrade`",
+            setting,
+            place,
+            len(given),
+            slug,
+            owner.programme.slug if owner else "another",
             setting,
         )
 

@@ -451,6 +451,44 @@ def test_a_pool_number_released_at_twilio_but_still_in_the_environment_stops_no_
     assert "0100002" not in caplog.text and "•••002" not in caplog.text  # its place, no number
 
 
+def test_a_pool_number_moved_to_another_programme_but_still_in_the_environment_stops_no_release(
+    run,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A coordinator moved a pool number HOTLINE_POOL_NUMBERS lists to another programme in
+    Settings: every release stopped on it ("already another programme's number") until IT
+    edited the environment, security fixes included. Now the release goes on, brings what it
+    brings (here a new pool number), leaves the number with the programme it was moved to, and
+    says where it is listed and what to change, by its place there (no number in the log)."""
+    add = ["programme", "add", "north", "--name", "North", "--number", "+15550200000"]
+    assert "north" in run(*add)
+    with run.sessions() as session, session.begin():  # the coordinator, in Settings
+        default, north = session.scalars(select(Programme).order_by(Programme.id)).all()
+        moved = next(p for p in default.pool_numbers if p.number == "+15550100002")
+        default.pool_numbers.remove(moved)
+        north.pool_numbers.append(PoolNumber(number="+15550100002"))
+    env = {"HOTLINE_POOL_NUMBERS": "+15550100001,+15550100002,+15550100003"}
+    upgrade = run.runner.invoke(main, ["db", "upgrade"], env=env)
+    assert upgrade.exit_code == 0, upgrade.output
+    with run.sessions() as session:
+        pools = {
+            slug: set(
+                session.scalars(select(PoolNumber.number).where(PoolNumber.programme_id == pid))
+            )
+            for pid, slug in session.execute(select(Programme.id, Programme.slug))
+        }
+    assert pools == {
+        "default": {"+15550100001", "+15550100003"},
+        "north": {"+15550200000", "+15550100002"},
+    }
+    left_out = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(left_out) == 1, left_out
+    assert left_out[0].startswith("HOTLINE_POOL_NUMBERS: its number 2 of 3 is left out")
+    assert "programme 'north'" in left_out[0]
+    assert "remove it from HOTLINE_POOL_NUMBERS" in left_out[0]
+    assert "0100002" not in caplog.text and "•••002" not in caplog.text  # its place, no number
+
+
 def test_db_upgrade_with_a_new_hotline_number_keeps_the_old_one_in_the_pool(run) -> None:  # type: ignore[no-untyped-def]
     """Clinicians keep texting the number they saved: taken off the line, their texts would be
     ignored; in the pool, they are answered with the new number."""
