@@ -256,7 +256,7 @@ def sent_behind_a_lock(
     answers: list[str] = []
     sent = threading.Thread(target=lambda: answers.append(send()))
     sent.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a process of its own may take seconds to start
     while time.monotonic() < deadline and waiting_on_a_lock(engine) <= behind:
         time.sleep(0.05)
     assert waiting_on_a_lock(engine) > behind, f"{what} did not reach the lock"
