@@ -299,8 +299,11 @@ def _reopen(ctx: CallStep, replaced: Conversation, conv: Conversation) -> None:
     earlier call) waits again, as it was: the peers who passed it or let it lapse, when the
     clinician was told nobody is free, when it began. The offer the call withdrew was nobody's
     refusal, and its text is still on the peer's phone: it is pending again until its own time
-    is up, or lapsed if that has passed meanwhile (or if a request offered her since has that
-    number on her phone: an ACCEPT there is for that one). Her answer as the phones rang stands
+    is up, if routing could offer it to her now (``routing.may_offer_again``); else lapsed, and
+    the request goes on to the next peer at once: its time has passed meanwhile, a request
+    offered her since has that number on her phone (an ACCEPT there is for that one), or she
+    went on a break, off call or off the roster, reached her limit, or texted STOP to that
+    number, as the phones rang. Her answer as the phones rang stands
     (``withdrawn_for_a_call``): a PASS, or an ACCEPT (``CLAIMED``) that takes it now, by the
     job woken here (``routing.take_claimed``). A field chosen in the call's menu is the one
     wanted now."""
@@ -317,8 +320,10 @@ def _reopen(ctx: CallStep, replaced: Conversation, conv: Conversation) -> None:
         )
     )
     if offer is not None:
-        in_use = routing.pools_in_use(ctx.session, [offer.supporter_id])[offer.supporter_id]
-        if offer.expires_at > ctx.now and offer.pool_number not in in_use:
+        vault, p = ctx.services.vault, ctx.programme
+        if offer.expires_at > ctx.now and routing.may_offer_again(
+            ctx.session, vault, p, offer, ctx.now
+        ):
             offer.state, offer.answered_at = OfferState.PENDING, None
             ctx.effects.wake(Task.EXPIRE_OFFER, offer.id, offer.expires_at)
         else:

@@ -144,6 +144,33 @@ def at_limit(session: Session, supporter: Supporter) -> bool:
     return len(pools_in_use(session, [supporter.id])[supporter.id]) >= supporter.max_conversations
 
 
+def can_take(
+    session: Session, vault: Vault, p: ProgrammeConfig, supporter: Supporter, pool_number: str
+) -> bool:
+    """``supporter`` can take a request on ``pool_number`` now, whatever her shift or break:
+    on the roster, under her ``max_conversations``, that number free on her phone and not
+    blocked by her STOP to it. (Her ACCEPT is the surer word that she can take it now: see
+    offerreply.accept_late.)"""
+    in_use = pools_in_use(session, [supporter.id])[supporter.id]
+    room = len(in_use) < supporter.max_conversations and pool_number not in in_use
+    to = supporter_phone(vault, supporter)
+    return supporter.active and room and not is_opted_out(session, vault, p.id, to, pool_number)
+
+
+def may_offer_again(
+    session: Session, vault: Vault, p: ProgrammeConfig, offer: Offer, now: datetime
+) -> bool:
+    """``offer``, not pending now, could be made again as it stands: its supporter is one
+    ``candidates`` would offer a request to now on its number (on call, not on a break, and
+    ``can_take``), leaving aside that she was offered this one a moment ago."""
+    supporter = session.get_one(Supporter, offer.supporter_id)
+    if supporter.break_until is not None and supporter.break_until > now:
+        return False
+    if supporter.id not in schedule.on_call(session, p.id, now):
+        return False
+    return can_take(session, vault, p, supporter, offer.pool_number)
+
+
 def asked_enough(session: Session, conversation_id: int, now: datetime) -> set[int]:
     """Supporters not to offer this request now: one whose offer is pending or ended (passed,
     lapsed) under ASK_AGAIN_AFTER ago, and one offered it ASKED_AT_MOST times already. A peer on
@@ -394,14 +421,7 @@ def take_claimed(
         return None
     lock_programme(session, p.id)  # her load as offer-making reads it
     supporter = session.get_one(Supporter, claimed.supporter_id)
-    in_use = pools_in_use(session, [supporter.id])[supporter.id]
-    room = len(in_use) < supporter.max_conversations and claimed.pool_number not in in_use
-    to = supporter_phone(vault, supporter)
-    can = (
-        supporter.active
-        and room
-        and not is_opted_out(session, vault, p.id, to, claimed.pool_number)
-    )
+    can = can_take(session, vault, p, supporter, claimed.pool_number)
     if can and accept(session, vault, p, claimed, now, effects, claimed=True):
         return claimed
     answer(session, claimed, OfferState.EXPIRED, now, (OfferState.CLAIMED,))

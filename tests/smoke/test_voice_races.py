@@ -13,8 +13,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from hotline import routing, voiceline
+from hotline import roster, rota, routing, voiceline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -22,6 +23,8 @@ from hotline.models import (
     Offer,
     OfferState,
     Programme,
+    Shift,
+    Supporter,
 )
 from hotline.people import ALERT_CONTEXT
 from tests.kit.databases import sent_behind_a_lock
@@ -31,7 +34,7 @@ from tests.kit.phones import Phones
 from tests.kit.signing import signed_post
 
 ALICE, BOB = "+15550108001", "+15550108002"
-CLINICIAN = "+15550109001"
+CLINICIAN, FIRST = "+15550109001", "+15550109002"
 COORDINATOR = "+15550107777"
 OFFER = "Reply ACCEPT to take it or PASS"
 
@@ -373,6 +376,100 @@ def test_an_answer_as_the_call_replaces_the_request_is_heard_for_the_hang_up(
         bob.texts("ACCEPT")
     taker.expect_text("connected", from_=POOL[0])
     taker.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def alice(session: Session) -> Supporter:
+    return session.scalars(select(Supporter).where(Supporter.name == "Alice")).one()
+
+
+def on_a_break(hotline: Hotline, phones: Phones) -> None:
+    phones.phone(ALICE).texts("BREAK 2h", to=POOL[0])
+    phones.phone(ALICE).expect_text("On a break until", from_=POOL[0])
+
+
+def off_the_roster(hotline: Hotline, phones: Phones) -> None:
+    with transaction(hotline.services.sessions) as session:
+        vault, now = hotline.services.vault, hotline.clock.now
+        roster.deactivate(session, vault, alice(session), "coordinator", now)
+
+
+def stopped_that_number(hotline: Hotline, phones: Phones) -> None:
+    phones.phone(ALICE).texts("STOP", to=POOL[0])  # Twilio answers it; the line says nothing
+
+
+def off_call(hotline: Hotline, phones: Phones) -> None:
+    with transaction(hotline.services.sessions) as session:
+        shift = session.scalars(select(Shift).where(Shift.supporter_id == alice(session).id))
+        rota.delete_shift(session, shift.one(), "coordinator", hotline.clock.now)
+
+
+CANNOT_TAKE_IT = {
+    "on a break": on_a_break,
+    "off the roster": off_the_roster,
+    "STOP to that number": stopped_that_number,
+    "off call": off_call,
+}
+
+
+@pytest.mark.parametrize("meanwhile", CANNOT_TAKE_IT)
+def test_a_hang_up_sends_the_request_on_when_its_peer_can_no_longer_be_offered_it(
+    hotline: Hotline, phones: Phones, meanwhile: str
+) -> None:
+    """Alice is offered the text request; the clinician calls (her offer is withdrawn), and
+    while Bob's phone rings she goes on a break, is taken off the roster, texts STOP to the
+    offer's number or goes off call. When the caller hung up, her offer stood again all the
+    same, and the request waited on someone who could not take it until the offer timed out.
+    Now it goes on to Bob at once."""
+    call = sid(0x761)
+    replaced_by_a_call(hotline, phones, call)
+    CANNOT_TAKE_IT[meanwhile](hotline, phones)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    bob = phones.phone(BOB)
+    bob.expect_text(OFFER)  # was: nothing until Alice's offer timed out
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I had a bad night")
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_hang_up_sends_the_request_on_when_its_peer_is_at_her_limit_now(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice, talking with one clinician, is offered a second's text request on another
+    number; that clinician calls, and while Bob's phone rings her coordinator lowers her limit
+    to one conversation. Her offer stood again at the hang-up, one past her limit, which
+    routing never offers her; now the request goes on to Bob at once."""
+    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    first, clinician, alice = phones.phone(FIRST), phones.phone(CLINICIAN), phones.phone(ALICE)
+    first.texts("hi")
+    first.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("ACCEPT")
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("hi", from_=POOL[0])
+    first.expect_text("joined", from_=HOTLINE)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[1])
+    hotline.add_supporter("Bob", BOB)
+    call = sid(0x771)
+    assert start_call(hotline, call)[0] == BOB
+    with transaction(hotline.services.sessions) as session:
+        supporter = session.get_one(Supporter, alice_id)
+        changes = {"max_conversations": 1}
+        vault, now = hotline.services.vault, hotline.clock.now
+        roster.edit(session, vault, supporter, changes, "coordinator", now)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    bob = phones.phone(BOB)
+    bob.expect_text(OFFER)  # was: nothing until Alice's offer timed out
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I had a bad night")
     clinician.expect_text("joined", from_=HOTLINE)
     phones.assert_no_unexpected()
 
