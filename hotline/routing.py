@@ -52,8 +52,9 @@ LAPSED = (OfferState.EXPIRED, OfferState.PASSED)  # still acceptable while the r
 TEXTS_IN_A_REPLY = 10
 HELD_IN_REPLY = 6
 # The most texts offer_or_fall_back sends for one request: the next peer's offer, or the
-# clinician's "nobody is free" and the coordinator's alert.
-ONWARD_TEXTS = 2
+# clinician's "nobody is free" and the coordinator's alert; after a peer's claim that lapsed,
+# her word that it goes on (take_claimed) too.
+ONWARD_TEXTS = 3
 HELD_JOINER = "\n\n"
 # How long held texts on their way through the REST API (hotline/held.py) hold a clinician's
 # new texts behind them: past this the run is taken to have died, and the sweeper resumes.
@@ -410,10 +411,13 @@ def take_claimed(
 ) -> Offer | None:
     """A peer who answered ACCEPT while a call that replaced ``conv`` rang (``CLAIMED``) takes
     it, now that the caller has hung up and it waits again (ringing._reopen), as her ACCEPT
-    would have: she is not asked again. Not if she can no longer (taken off the roster, at her
-    ``max_conversations``, its number on her phone taken since, or blocked by her STOP): her
-    answer then lapses, and the request goes on as any. Two texts, as many as an offer onwards
-    (ONWARD_TEXTS): what the clinician texted follows through the API (``Task.RELAY_HELD``)."""
+    would have: she is not asked again. Not if she can no longer (``can_take``: taken off the
+    roster, at her ``max_conversations``, its number on her phone taken since, or blocked by
+    her STOP): her answer then lapses, she is told from that number that the request goes on
+    (told it would be hers, she would wait for it; not through her STOP), and it goes on as
+    any. Taken, two texts (hers and the clinician's; what the clinician texted follows through
+    the API, ``Task.RELAY_HELD``); lapsed, one (hers), ahead of the request's onward texts:
+    ONWARD_TEXTS counts both."""
     claimed = session.scalar(
         select(Offer).where(Offer.conversation_id == conv.id, Offer.state == OfferState.CLAIMED)
     )
@@ -424,7 +428,16 @@ def take_claimed(
     can = can_take(session, vault, p, supporter, claimed.pool_number)
     if can and accept(session, vault, p, claimed, now, effects, claimed=True):
         return claimed
-    answer(session, claimed, OfferState.EXPIRED, now, (OfferState.CLAIMED,))
+    lapsed = answer(session, claimed, OfferState.EXPIRED, now, (OfferState.CLAIMED,))
+    to = supporter_phone(vault, supporter)
+    # Not after her STOP to that number: Twilio refuses the text (21610).
+    waits = session.scalar(select(Conversation.state).where(Conversation.id == conv.id))
+    if (
+        lapsed
+        and waits == ConversationState.QUEUED
+        and not is_opted_out(session, vault, p.id, to, claimed.pool_number)
+    ):
+        effects.text(to, claimed.pool_number, wording.claim_lapsed())
     return None
 
 

@@ -225,6 +225,15 @@ def accepted_during_call() -> str:
     )
 
 
+def claim_lapsed() -> str:
+    """The caller hung up, but the request claimed as their call rang (accepted_during_call)
+    can no longer be hers (off the roster, at her limit, its number taken on her phone)."""
+    return (
+        "They hung up before a peer answered, but their request can't come to you now, "
+        "so it goes on to the next peer. Thank you!"
+    )
+
+
 def at_limit(limit: int, offered: bool = False) -> str:
     """A late ACCEPT from a supporter with as many conversations as their limit allows;
     offered: a request offered to them and waiting for their answer counts towards it."""

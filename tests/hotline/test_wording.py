@@ -93,6 +93,7 @@ ROWS: dict[str, Row] = {
     "ringing now": (wording.ringing_now, (), 1),
     "offer gone": (wording.offer_gone, (), 1),
     "accepted as the clinician calls": (wording.accepted_during_call, (), 1),
+    "claimed as the clinician called, lapsed": (wording.claim_lapsed, (), 1),
     "at the limit": (wording.at_limit, (10,), 1),
     "at the limit, with an offer waiting": (wording.at_limit, (10, True), 1),
     "answer where offered": (wording.answer_where_offered, (), 1),

@@ -144,10 +144,14 @@ def test_a_text_to_a_ringing_pool_number_does_not_answer_the_call(
     phones.assert_no_unexpected()  # nothing to the clinician on the line, no offer to Bob
 
 
-def replaced_by_a_call(hotline: Hotline, phones: Phones, call: str) -> None:
+def replaced_by_a_call(
+    hotline: Hotline, phones: Phones, call: str, *, alice_added: bool = False
+) -> None:
     """The clinician texts and Alice is offered it; before she answers, they call, and Bob's
-    phone rings (the call's request replaces the text request, and withdraws her offer)."""
-    hotline.add_supporter("Alice", ALICE)
+    phone rings (the call's request replaces the text request, and withdraws her offer).
+    ``alice_added``: the test added her already (with fields of its own)."""
+    if not alice_added:
+        hotline.add_supporter("Alice", ALICE)
     hotline.add_supporter("Bob", BOB)
     clinician = phones.phone(CLINICIAN)
     clinician.texts("I had a bad night")
@@ -467,6 +471,90 @@ def test_a_hang_up_sends_the_request_on_when_its_peer_is_at_her_limit_now(
     hotline.run_jobs()
     bob = phones.phone(BOB)
     bob.expect_text(OFFER)  # was: nothing until Alice's offer timed out
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I had a bad night")
+    clinician.expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def its_number_taken(hotline: Hotline, phones: Phones) -> None:
+    """Another clinician's request is offered to Alice on the number of her claim."""
+    first = phones.phone(FIRST)
+    first.texts("hi")
+    first.expect_text("confidential", from_=HOTLINE)
+    phones.phone(ALICE).expect_text(OFFER, from_=POOL[0])
+
+
+CLAIM_LAPSES = {
+    "off the roster": off_the_roster,
+    "STOP to that number": stopped_that_number,
+    "its number taken by another request": its_number_taken,
+}
+LAPSED_CLAIM = "their request can't come to you now"
+
+
+@pytest.mark.parametrize("meanwhile", CLAIM_LAPSES)
+def test_a_claim_that_cannot_be_honoured_at_the_hang_up_tells_its_peer(
+    hotline: Hotline, phones: Phones, meanwhile: str
+) -> None:
+    """Alice answers ACCEPT while the clinician's call, which replaced the request, rings Bob,
+    and is told it is hers if they hang up first. Then she is taken off the roster, or another
+    request is offered to her on that number (she may have two at once). At the hang-up her
+    claim lapsed without a word, and she waited to be connected; now she is told, from that
+    number, that it goes on to the next peer. Not after her STOP to that number: Twilio would
+    refuse the text (21610)."""
+    call = sid(0x781)
+    hotline.add_supporter("Alice", ALICE, max_conversations=2)  # room for the other request
+    replaced_by_a_call(hotline, phones, call, alice_added=True)
+    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    CLAIM_LAPSES[meanwhile](hotline, phones)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    if meanwhile != "STOP to that number":
+        alice.expect_text(LAPSED_CLAIM, from_=POOL[0])  # was: nothing
+    bob.expect_text(OFFER)
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I had a bad night")
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_claim_past_its_peers_limit_at_the_hang_up_tells_her(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """As above, but while the phones ring Alice's coordinator lowers her limit to the one
+    conversation she has: she is told, from the claimed request's number, that it goes on."""
+    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    first, clinician, alice = phones.phone(FIRST), phones.phone(CLINICIAN), phones.phone(ALICE)
+    first.texts("hi")
+    first.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("ACCEPT")
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("hi", from_=POOL[0])
+    first.expect_text("joined", from_=HOTLINE)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[1])
+    hotline.add_supporter("Bob", BOB)
+    call = sid(0x791)
+    assert start_call(hotline, call)[0] == BOB
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[1])
+    with transaction(hotline.services.sessions) as session:
+        supporter = session.get_one(Supporter, alice_id)
+        changes = {"max_conversations": 1}
+        vault, now = hotline.services.vault, hotline.clock.now
+        roster.edit(session, vault, supporter, changes, "coordinator", now)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    alice.expect_text(LAPSED_CLAIM, from_=POOL[1])  # was: nothing
+    bob = phones.phone(BOB)
+    bob.expect_text(OFFER)
     bob.texts("ACCEPT")
     bob.expect_text("connected")
     bob.expect_text("I had a bad night")
