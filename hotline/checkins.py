@@ -41,6 +41,7 @@ from hotline.models import (
     Conversation,
     ConversationState,
     OptOut,
+    PoolNumber,
     Programme,
 )
 from hotline.people import clinician_phone, opted_out, record_opt_out
@@ -630,7 +631,9 @@ def record_status(session: Session, report: StatusReport, effects: Effects) -> b
     21610 (Twilio took the check-in, then found the clinician had texted STOP to the line's
     number, which the line never heard: texted while it was down) is kept as a STOP the line
     heard would be, as when the send itself is refused (``_opted_out``): the pair stays
-    blocked and the rest of the cadence is cancelled, not tried and refused one by one."""
+    blocked and the rest of the cadence is cancelled, not tried and refused one by one. The
+    pair is the number the check-in came from (``report.from_``), if one of the programme's:
+    renumbered since, the programme's hotline number is another, which they never stopped."""
     checkin = session.scalar(select(CheckIn).where(CheckIn.provider_sid == report.sid))
     rank = DELIVERY_ORDER.get(report.status)
     if checkin is None or rank is None:
@@ -642,23 +645,37 @@ def record_status(session: Session, report: StatusReport, effects: Effects) -> b
         checkin.error_code = report.error_code
         if report.error_code == reach.STOPPED:
             checkin.state = CheckInState.FAILED
-            _stopped_unheard(session, checkin, effects)
+            _stopped_unheard(session, checkin, report.from_, effects)
     return True
 
 
-def _stopped_unheard(session: Session, checkin: CheckIn, effects: Effects) -> None:
-    """The clinician's STOP to the hotline number that the line never heard: kept (by their
-    blind index, as ``reach.stopped`` keeps a supporter's), and their check-ins cancelled."""
+def _stopped_unheard(
+    session: Session, checkin: CheckIn, sent_from: str | None, effects: Effects
+) -> None:
+    """The clinician's STOP to ``sent_from``, the number the check-in came from, that the line
+    never heard: kept (by their blind index, as ``reach.stopped`` keeps a supporter's), and
+    their check-ins cancelled. Not reported, or not one of the programme's numbers: its
+    hotline number, from which check-ins go."""
     clinician = session.get(Clinician, checkin.clinician_id)
-    hotline = session.scalar(
-        select(Programme.hotline_number).where(Programme.id == checkin.programme_id)
-    )
-    if clinician is not None and clinician.phone_hash and hotline:
+    sender = _own_number(session, checkin.programme_id, sent_from)
+    if clinician is not None and clinician.phone_hash and sender:
         blocked = select(OptOut.id).where(
             OptOut.programme_id == checkin.programme_id,
             OptOut.phone_hash == clinician.phone_hash,
-            OptOut.sender == hotline,
+            OptOut.sender == sender,
         )
         if not session.scalar(select(blocked.exists())):
-            reach.block(session, checkin.programme_id, clinician.phone_hash, hotline)
+            reach.block(session, checkin.programme_id, clinician.phone_hash, sender)
     cancel_pending(session, checkin.clinician_id, effects)
+
+
+def _own_number(session: Session, programme_id: int, number: str | None) -> str | None:
+    """``number`` if it is one of the programme's (its hotline number, or in its pool, where a
+    renumbered programme keeps its old one); else its hotline number."""
+    hotline = session.scalar(select(Programme.hotline_number).where(Programme.id == programme_id))
+    pool = select(PoolNumber.id).where(
+        PoolNumber.programme_id == programme_id, PoolNumber.number == number
+    )
+    if number is not None and (number == hotline or session.scalar(select(pool.exists()))):
+        return number
+    return hotline

@@ -63,3 +63,7 @@ class StatusReport:
     ask: int | None = None  # and which ask of it (None in the URLs of texts sent before asks)
     # The number a message went to, as Twilio reports it (``To``); never in a repr or a log.
     to: str | None = field(default=None, repr=False)
+    # The number a message came from, as Twilio reports it (``From``): one of the line's, a
+    # programme renumbered since may no longer have it as its hotline number. Never in a repr
+    # or a log.
+    from_: str | None = field(default=None, repr=False)

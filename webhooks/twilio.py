@@ -98,7 +98,8 @@ def status() -> Response:
     ask = _count(request.args.get("ask", ""))  # which ask of it (OutboundText.asking)
     message = bool(request.form.get("MessageSid"))
     to = (request.form.get("To") or None) if message else None  # whose phone: numbers change
-    report = StatusReport(sid, state, _count(code), offer=offer, ask=ask, to=to)
+    from_ = (request.form.get("From") or None) if message else None  # ours: programmes renumber
+    report = StatusReport(sid, state, _count(code), offer=offer, ask=ask, to=to, from_=from_)
     if message:
         delivery.handle_status(_services(), report)
     else:

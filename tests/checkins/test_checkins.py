@@ -33,7 +33,7 @@ from rq.job import Job
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from hotline import checkins, drains, programme_settings
+from hotline import checkins, drains, programme_settings, programmes
 from hotline.db import make_engine, transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -62,6 +62,7 @@ from workers.queue import make_queue
 
 NY = ZoneInfo("America/New_York")
 CLINICIAN, ALICE, BOB = "+15550109001", "+15550108001", "+15550108002"
+RENUMBERED = "+15550100009"  # the programme's new hotline number
 FIRST_WORDS = "I keep replaying the code blue from last night"
 REPLY = "Thanks for checking in. Still rough, honestly."
 CHECKIN_WORDS = "how are you doing"
@@ -807,6 +808,71 @@ def test_21610_in_a_status_callback_marks_the_clinician_opted_out_and_cancels_th
     for due in dues[1:]:
         work(hotline, due + timedelta(minutes=1))
     assert [r.error_code for r in rows(hotline)] == [21610, None, None]  # none tried again
+    phones.assert_no_unexpected()
+
+
+def test_21610_reported_after_a_renumbering_blocks_the_number_the_check_in_came_from(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """The first check-in went from the line's number; the programme was then renumbered (the
+    old number kept in its pool, saved on clinicians' phones) before Twilio reported the
+    check-in failed with 21610: the clinician's STOP was to the old number. It was kept
+    against the new one, which they never stopped: texting it later, they were never told a
+    peer had joined (the line took them for opted out of it). Now it is kept against the
+    number Twilio says the check-in came from."""
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    due = rows(hotline)[0].due_at
+    work(hotline, due + timedelta(seconds=30))
+    sid = rows(hotline)[0].provider_sid
+    assert sid is not None
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)  # Twilio took it; it never arrives
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programmes.ensure_programme(
+            session, slug=programme.slug, name=None, hotline_number=RENUMBERED, pool_numbers=()
+        )
+
+    answer = hotline.fake.post_status(sid, "failed", 21610, deliver=deliver_to(hotline.client))
+    assert answer == 204
+    with hotline.session() as session:
+        vault, programme_id = hotline.services.vault, hotline.programme_id
+        assert is_opted_out(session, vault, programme_id, CLINICIAN, HOTLINE)
+        assert not is_opted_out(session, vault, programme_id, CLINICIAN, RENUMBERED)
+    with at(hotline, due + timedelta(minutes=5)):
+        clinician.texts("it got worse", to=RENUMBERED)
+        clinician.expect_text("confidential", from_=RENUMBERED)
+        alice.expect_text("Reply ACCEPT")
+        alice.texts("ACCEPT")
+        alice.expect_text("You're connected")  # was: the clinician has stopped texts
+        alice.expect_text("it got worse")
+        clinician.expect_text("peer supporter has joined", from_=RENUMBERED)  # was: nothing
+    phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize("sent_from", [None, "+15550100077"], ids=["not reported", "not ours"])
+def test_21610_from_no_number_of_the_programmes_blocks_its_hotline_number(
+    make_line: Callable[..., Hotline], sent_from: str | None
+) -> None:
+    """A 21610 callback that names no sender, or one that is not the programme's: the STOP is
+    kept against the hotline number, from which check-ins go."""
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    work(hotline, rows(hotline)[0].due_at + timedelta(seconds=30))
+    sid = rows(hotline)[0].provider_sid
+    assert sid is not None
+    phones.phone(CLINICIAN).expect_text(CHECKIN_WORDS, from_=HOTLINE)
+    reported = {"From": sent_from} if sent_from else {}
+    status = {"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "21610"}
+    assert hotline.post("/twilio/status", **status, To=CLINICIAN, **reported).status_code == 204
+    with hotline.session() as session:
+        assert is_opted_out(
+            session, hotline.services.vault, hotline.programme_id, CLINICIAN, HOTLINE
+        )
+    assert [r.state for r in rows(hotline)[1:]] == [CheckInState.CANCELLED] * 2
     phones.assert_no_unexpected()
 
 
