@@ -287,6 +287,8 @@ def _clinician_stop(ctx: Inbound) -> None:
                 wording.ended_by_clinician(),
             )
         end_conversation(ctx.session, ctx.programme, conv, "stop", ctx.now, ctx.effects)
+        if routing.claimed_from(ctx.session, clinician.id):  # a claim of it can't come true
+            ctx.effects.wake(Task.OFFER_CALL_BACK, conv.id)
 
 
 def forget(ctx: Inbound) -> None:

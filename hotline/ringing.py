@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Exists, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from hotline import reach, routing, speech, wording
@@ -36,7 +36,8 @@ from hotline.models import (
     Programme,
     Supporter,
 )
-from hotline.people import supporter_phone
+from hotline.people import is_opted_out, supporter_phone
+from hotline.privacy import Vault
 from hotline.programmes import ProgrammeConfig, config_of
 from hotline.services import Services
 from hotline.texting import OutboundText
@@ -123,18 +124,7 @@ def withdrawn_for_a_call(
     rings: an answer to one now is for when it ends. Taken, it is the call's who took it; hung
     up, the request waits again (``_reopen``). One she has claimed already (``CLAIMED``) too:
     her next answer replaces that one (an ACCEPT again, or a PASS on second thoughts)."""
-    call_conv = aliased(Conversation)
-    ringing_for_it = (
-        select(Call.id)
-        .join(call_conv, call_conv.id == Call.conversation_id)
-        .where(
-            Call.state == CallState.RINGING,
-            call_conv.state == ConversationState.QUEUED,
-            call_conv.clinician_id == Conversation.clinician_id,
-            call_conv.created_at == Conversation.ended_at,
-        )
-        .exists()
-    )
+    ringing_for_it = _call_rings_for_it()
     query = (
         select(Offer)
         .join(Conversation, Conversation.id == Offer.conversation_id)
@@ -154,6 +144,88 @@ def withdrawn_for_a_call(
     if pool_number is not None:
         query = query.where(Offer.pool_number == pool_number)
     return list(session.scalars(query))
+
+
+def _call_rings_for_it() -> Exists:
+    """The call that replaced the request (``Conversation``) still rings, waiting for a peer:
+    how it ends decides a withdrawn or claimed offer of it (``withdrawn_for_a_call``)."""
+    call_conv = aliased(Conversation)
+    return (
+        select(Call.id)
+        .join(call_conv, call_conv.id == Call.conversation_id)
+        .where(
+            Call.state == CallState.RINGING,
+            call_conv.state == ConversationState.QUEUED,
+            call_conv.clinician_id == Conversation.clinician_id,
+            call_conv.created_at == Conversation.ended_at,
+        )
+        .exists()
+    )
+
+
+def settle_claims(
+    session: Session, vault: Vault, p: ProgrammeConfig, now: datetime, effects: Effects
+) -> None:
+    """Claims (``CLAIMED``: an ACCEPT as the call that replaced the request rang) that can no
+    longer come true: the call no longer rings and the request does not wait again. A peer
+    took the call, it became a call-back, the clinician closed it (STOP, FORGET), or another
+    peer's late ACCEPT took the request reopened before the claim was taken. Told the
+    request was hers if they hung up, she would wait for it: each is withdrawn, and she is
+    told from the offer's number why nothing comes (not through her STOP to it; nor when
+    she took the call herself). Run by the jobs a call's end wakes (``offer_call_back``)
+    and by the sweeper; a hang-up that reopens the request leaves it to ``take_claimed``."""
+    routing.lock_programme(session, p.id)  # before the offers' rows, as every answer takes it
+    claims = session.scalars(
+        select(Offer)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(
+            Offer.state == OfferState.CLAIMED,
+            Conversation.programme_id == p.id,
+            Conversation.state != ConversationState.QUEUED,
+            ~_call_rings_for_it(),
+        )
+    ).all()
+    for claim in claims:
+        if not routing.answer(session, claim, OfferState.WITHDRAWN, now, (OfferState.CLAIMED,)):
+            continue
+        body = _why_the_claim_ended(session, claim)
+        supporter = session.get_one(Supporter, claim.supporter_id)
+        to = supporter_phone(vault, supporter)
+        if body is not None and not is_opted_out(session, vault, p.id, to, claim.pool_number):
+            effects.text(to, claim.pool_number, body)
+
+
+def _why_the_claim_ended(session: Session, claim: Offer) -> str | None:
+    """What the peer who claimed a request is told of its end (None: she took it herself)."""
+    conv = session.get_one(Conversation, claim.conversation_id)
+    if conv.state == ConversationState.ACTIVE:  # reopened, and a late ACCEPT took it first
+        return None if conv.supporter_id == claim.supporter_id else wording.offer_gone()
+    call_conv = None
+    if conv.end_reason == REPLACED:
+        call_conv = session.scalar(
+            select(Conversation)
+            .where(
+                Conversation.clinician_id == conv.clinician_id,
+                Conversation.channel == Channel.VOICE,
+                Conversation.created_at == conv.ended_at,
+            )
+            .order_by(Conversation.id.desc())
+            .limit(1)
+        )
+    if call_conv is None:
+        return wording.claim_closed()
+    if call_conv.accepted_at is not None:
+        return (
+            None if call_conv.supporter_id == claim.supporter_id else wording.claim_taken_by_phone()
+        )
+    call_back = select(Conversation.id).where(
+        Conversation.clinician_id == conv.clinician_id,
+        Conversation.channel == Channel.VOICE,
+        Conversation.state == ConversationState.QUEUED,
+    )
+    if session.scalar(select(call_back.exists())):  # it rang out, and waits as a call-back
+        return wording.claim_call_back()
+    return wording.claim_closed()
 
 
 def ring_next(ctx: CallStep, call: Call, conv: Conversation) -> VoiceReply:
@@ -430,6 +502,8 @@ def pick_up(services: Services, ring: int, digits: str) -> VoiceReply:
         conv = routing.assign(session, offer, services.clock(), effects) if offer else None
         if conv is None:
             return reply(Say(speech.call_gone()), Hangup())
+        if routing.claimed_from(session, conv.clinician_id):  # her claim of it can't come true
+            effects.wake(Task.OFFER_CALL_BACK, conv.id)
         session.execute(
             update(Call)
             .where(Call.conversation_id == conv.id, Call.state == CallState.RINGING)
@@ -447,17 +521,20 @@ def offer_call_back(services: Services, conversation_id: int) -> bool:
     """Offer a queued call-back by text (the next supporters by ``HOTLINE_OFFER_TIMEOUT``, as the
     text line does); the job offers a text request on too (one a BREAK passed on, or a BACK
     found waiting, when the reply had no room for its offer). Safe to run twice: a conversation
-    already offered or taken is left alone."""
+    already offered or taken is left alone. First, claims a call's end left with nothing to
+    take are settled (``settle_claims``): the job is woken as a call is taken, rings out, or
+    its clinician closes it."""
     effects = Effects()
     with transaction(services.sessions) as session:
         conv = session.get(Conversation, conversation_id)
-        if conv is None or conv.state != ConversationState.QUEUED:
-            return False
-        if routing.pending_offer(session, conv) is not None:
+        if conv is None:
             return False
         p = config_of(session.get_one(Programme, conv.programme_id), services.settings)
         now = services.clock()
-        offer = routing.offer_or_fall_back(session, services.vault, p, conv, now, effects)
+        settle_claims(session, services.vault, p, now, effects)
+        offer = None
+        if conv.state == ConversationState.QUEUED and routing.pending_offer(session, conv) is None:
+            offer = routing.offer_or_fall_back(session, services.vault, p, conv, now, effects)
     send(services, effects)
     schedule(services, effects)
     return offer is not None

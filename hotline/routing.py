@@ -441,6 +441,16 @@ def take_claimed(
     return None
 
 
+def claimed_from(session: Session, clinician_id: int | None) -> bool:
+    """A peer has claimed a request of this clinician's (``CLAIMED``) that is not hers yet."""
+    claimed = (
+        select(Offer.id)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(Conversation.clinician_id == clinician_id, Offer.state == OfferState.CLAIMED)
+    )
+    return clinician_id is not None and bool(session.scalar(select(claimed.exists())))
+
+
 def _tell_once(session: Session, conv: Conversation, now: datetime) -> bool:
     """Claim telling ``conv``'s clinician that nobody is free: True for the first to ask while
     it still waits (two that race, such as the call-back job and the sweeper, tell once)."""

@@ -113,6 +113,7 @@ def _sweep_programme(
         return _ProgrammeSweep(effects, 0, 0, [], [])
     closed = close_idle(services, session, p, now, effects)
     tell_closed(services, session, p, now, effects)
+    ringing.settle_claims(session, services.vault, p, now, effects)  # their wake-ups lost
     offered = offer_waiting(services, session, p, now, effects)
     taken_calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
     held = held_not_relayed(session, p.id, now - SWEEP_GRACE)

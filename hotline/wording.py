@@ -234,6 +234,26 @@ def claim_lapsed() -> str:
     )
 
 
+def claim_taken_by_phone() -> str:
+    """A peer took the call of a clinician whose request was claimed as it rang
+    (accepted_during_call): nothing of it will come to her."""
+    return "A peer took their call, so nothing more is needed from you. Thank you!"
+
+
+def claim_call_back() -> str:
+    """Nobody took the call of a clinician whose request was claimed as it rang: it became a
+    call-back request, offered anew by text (maybe to her too)."""
+    return (
+        "Nobody took their call, so it is now a call-back request, offered anew. "
+        "Nothing more is needed on the earlier one. Thank you!"
+    )
+
+
+def claim_closed() -> str:
+    """The clinician whose request was claimed as their call rang closed it (STOP, FORGET)."""
+    return "Their request has closed, so nothing more is needed from you. Thank you!"
+
+
 def at_limit(limit: int, offered: bool = False) -> str:
     """A late ACCEPT from a supporter with as many conversations as their limit allows;
     offered: a request offered to them and waiting for their answer counts towards it."""

@@ -205,7 +205,7 @@ def test_an_accept_while_the_call_that_replaced_the_request_rings_gives_way_to_a
     hotline: Hotline, phones: Phones
 ) -> None:
     """As above, but Bob takes the call: it is his, with what the clinician texted, and
-    Alice's ACCEPT takes nothing (nor is she texted again)."""
+    Alice's ACCEPT takes nothing: she is told a peer took their call, once."""
     call, ring_leg = sid(0x711), sid(0x712)
     replaced_by_a_call(hotline, phones, call)
     alice, bob = phones.phone(ALICE), phones.phone(BOB)
@@ -225,6 +225,7 @@ def test_an_accept_while_the_call_that_replaced_the_request_rings_gives_way_to_a
         DialCallDuration="300",
     )
     hotline.run_jobs()
+    alice.expect_text("A peer took their call", from_=POOL[0])
     bob.expect_text("I had a bad night")
     bob.expect_text("Thank you for taking that call")
     hotline.clock.advance(minutes=31)  # Alice's offer's time, and half an hour, are up
@@ -560,6 +561,113 @@ def test_a_claim_past_its_peers_limit_at_the_hang_up_tells_her(
     bob.expect_text("I had a bad night")
     clinician.expect_text("joined", from_=HOTLINE)
     phones.assert_no_unexpected()
+
+
+def a_peer_takes_the_call(hotline: Hotline, phones: Phones, call: str) -> None:
+    _, ring = start_call(hotline, call)  # a repeated /start replays the same dial
+    bob_leg = leg(sid(0x7A9), call, BOB, POOL[0])
+    doc(hotline, f"/twilio/voice/screen?ring={ring}", **bob_leg)
+    assert list(doc(hotline, f"/twilio/voice/pickup?ring={ring}", **bob_leg, Digits="1")) == []
+
+
+def the_clinician_stops(hotline: Hotline, phones: Phones, call: str) -> None:
+    phones.phone(CLINICIAN).texts("STOP", to=HOTLINE, OptOutType="STOP")
+
+
+def the_clinician_forgets(hotline: Hotline, phones: Phones, call: str) -> None:
+    phones.phone(CLINICIAN).texts("FORGET", to=HOTLINE)
+    phones.phone(CLINICIAN).expect_text(from_=HOTLINE)
+
+
+def nobody_takes_the_call(hotline: Hotline, phones: Phones, call: str) -> None:
+    """Bob's phone rings out, then Alice's: the call becomes a call-back, offered by text."""
+    _, ring = start_call(hotline, call)
+    dial = dial_action(hotline, call, ring, "no-answer").find("Dial")
+    assert dial is not None and (dial.findtext("Number") or "").strip() == ALICE
+    ring = int(parse_qs(urlparse(dial.get("action", "")).query)["ring"][0])
+    assert "call you back" in said(dial_action(hotline, call, ring, "no-answer"))
+
+
+CLAIM_ENDS = {
+    "a peer takes the call": (a_peer_takes_the_call, "A peer took their call"),
+    "the clinician texts STOP": (the_clinician_stops, "Their request has closed"),
+    "the clinician texts FORGET": (the_clinician_forgets, "Their request has closed"),
+    "nobody takes the call": (nobody_takes_the_call, "now a call-back request"),
+}
+
+
+@pytest.mark.parametrize("then", CLAIM_ENDS)
+@pytest.mark.parametrize("woken_by", ["its job", "the sweeper"])
+def test_a_claim_whose_request_ends_as_the_call_rings_tells_its_peer(
+    hotline: Hotline, phones: Phones, then: str, woken_by: str
+) -> None:
+    """Alice answers ACCEPT while the clinician's call, which replaced the request, rings Bob,
+    and is told it is hers if they hang up first. Then Bob takes the call, the clinician
+    texts STOP or FORGET, or nobody takes it and it becomes a call-back: her claim stayed
+    CLAIMED for ever, and she waited for a request that would never come. Now she is told,
+    from the offer's number (by the sweeper if Redis lost the wake-up), and her claim is
+    over."""
+    call = sid(0x7A1)
+    replaced_by_a_call(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    happen, told = CLAIM_ENDS[then]
+    happen(hotline, phones, call)
+    if woken_by == "the sweeper":
+        hotline.redis.flushdb()
+        hotline.clock.advance(minutes=1)
+        hotline.sweep()
+    hotline.run_jobs()
+    alice.expect_text(told, from_=POOL[0])  # was: nothing
+    with hotline.session() as session:
+        assert OfferState.CLAIMED not in session.scalars(select(Offer.state)).all()
+    hotline.sweep()  # told once
+    hotline.run_jobs()
+    alice.expect_nothing()
+
+
+def test_a_claim_whose_request_ends_is_not_told_after_her_stop_to_that_number(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """As above, Bob takes the call; Alice had texted STOP to the offer's number meanwhile:
+    nothing goes to her there (Twilio would refuse it), and her claim is over all the same."""
+    call = sid(0x7B1)
+    replaced_by_a_call(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    stopped_that_number(hotline, phones)
+    a_peer_takes_the_call(hotline, phones, call)
+    hotline.run_jobs()
+    hotline.sweep()
+    with hotline.session() as session:
+        assert OfferState.CLAIMED not in session.scalars(select(Offer.state)).all()
+    alice.expect_nothing()
+
+
+def test_a_claim_is_not_told_a_peer_took_the_call_when_she_took_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Bob lets the call ring out; Alice, whose claim stands, is rung next and takes it: she
+    is not told that a peer took their call, and her claim is over."""
+    call = sid(0x7C1)
+    replaced_by_a_call(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    _, ring = start_call(hotline, call)
+    dial = dial_action(hotline, call, ring, "no-answer").find("Dial")
+    assert dial is not None and (dial.findtext("Number") or "").strip() == ALICE
+    ring = int(parse_qs(urlparse(dial.get("action", "")).query)["ring"][0])
+    alice_leg = leg(sid(0x7C2), call, ALICE, dial.get("callerId", POOL[0]))
+    doc(hotline, f"/twilio/voice/screen?ring={ring}", **alice_leg)
+    assert list(doc(hotline, f"/twilio/voice/pickup?ring={ring}", **alice_leg, Digits="1")) == []
+    hotline.run_jobs()
+    hotline.sweep()
+    with hotline.session() as session:
+        assert OfferState.CLAIMED not in session.scalars(select(Offer.state)).all()
+    alice.expect_nothing()
 
 
 def test_a_dial_action_that_comes_late_keeps_the_one_call_back_promised(
