@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from hotline import audit, routing, verification
+from hotline import audit, ringing, routing, verification
 from hotline.effects import lapse_offers
 from hotline.keywords import DISCIPLINES
-from hotline.models import Call, CallState, Notice, Offer, Programme, Supporter
+from hotline.models import Call, CallState, Notice, Offer, OfferState, Programme, Supporter
 from hotline.people import find_supporter, new_supporter, set_supporter_phone, supporter_phone
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.privacy import Vault
@@ -285,7 +285,7 @@ def _phone_change(
     other = find_supporter(session, vault, supporter.programme_id, phone)
     if other is not None and other.id != supporter.id:
         raise RosterConflict("a supporter with this number is already on the roster", "phone")
-    if routing.pools_in_use(session, [supporter.id]):
+    if routing.pools_in_use(session, [supporter.id]) or _offers_to_come(session, supporter):
         # Relays and offers follow the number at once: a mistyped one would hand the
         # clinician's next text to a stranger, and the supporter's replies would go nowhere.
         raise RosterConflict(
@@ -294,6 +294,18 @@ def _phone_change(
             "phone",
         )
     return phone
+
+
+def _offers_to_come(session: Session, supporter: Supporter) -> bool:
+    """An offer of hers that a clinician's call withdrew as it rings, pending again if they
+    hang up (ringing._reopen), or one she claimed then (``CLAIMED``), hers at the hang-up:
+    its text went to the number she has now, and the request would come to the new one."""
+    claimed = select(Offer.id).where(
+        Offer.supporter_id == supporter.id, Offer.state == OfferState.CLAIMED
+    )
+    if session.scalar(select(claimed.exists())):
+        return True
+    return bool(ringing.withdrawn_for_a_call(session, supporter.id, None))
 
 
 def _not_the_lines(session: Session, phone: str) -> None:

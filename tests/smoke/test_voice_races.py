@@ -670,6 +670,35 @@ def test_a_claim_is_not_told_a_peer_took_the_call_when_she_took_it(
     alice.expect_nothing()
 
 
+@pytest.mark.parametrize("answered", [None, "ACCEPT"])
+def test_a_peers_number_stays_while_the_call_that_withdrew_her_offer_rings(
+    hotline: Hotline, phones: Phones, answered: str | None
+) -> None:
+    """Alice's offer was withdrawn by the clinician's call, which rings Bob; she has not
+    answered it, or claimed it with ACCEPT. Her coordinator changed her number meanwhile, as
+    nothing of hers was open: at the hang-up her offer stood again, or her claim took the
+    request, on the new number, which never saw the offer (the clinician's texts would reach
+    a stranger if it was mistyped). Now the change waits, as for an offer still pending, and
+    the request is hers on her phone."""
+    call = sid(0x7D1)
+    replaced_by_a_call(hotline, phones, call)
+    her = phones.phone(ALICE)
+    if answered:
+        her.texts(answered)
+        her.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    with transaction(hotline.services.sessions) as session, pytest.raises(roster.RosterConflict):
+        vault, now = hotline.services.vault, hotline.clock.now
+        roster.edit(session, vault, alice(session), {"phone": "+15550108009"}, "coordinator", now)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    if not answered:
+        her.texts("ACCEPT", to=POOL[0])
+    her.expect_text("You're connected", from_=POOL[0])
+    her.expect_text("I had a bad night", from_=POOL[0])
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
 def test_a_dial_action_that_comes_late_keeps_the_one_call_back_promised(
     hotline: Hotline, phones: Phones
 ) -> None:
