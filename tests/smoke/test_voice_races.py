@@ -160,6 +160,47 @@ def replaced_by_a_call(
     assert start_call(hotline, call)[0] == BOB
 
 
+def bob_takes_it(phones: Phones) -> None:
+    """The text request is offered to Bob, who takes it: the clinician's text reaches him and
+    they are told a peer has joined."""
+    bob = phones.phone(BOB)
+    bob.expect_text(OFFER)
+    bob.texts("ACCEPT")
+    bob.expect_text("connected")
+    bob.expect_text("I had a bad night")
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+
+
+def talking_and_offered_another(hotline: Hotline, phones: Phones, call: str) -> int:
+    """Alice (room for two conversations) talks with one clinician and is offered a second's
+    text request on the second pool number; that clinician calls, and Bob's phone rings (the
+    call replaces the request and withdraws her offer). Alice's id."""
+    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    first, clinician, alice = phones.phone(FIRST), phones.phone(CLINICIAN), phones.phone(ALICE)
+    first.texts("hi")
+    first.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("ACCEPT")
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("hi", from_=POOL[0])
+    first.expect_text("joined", from_=HOTLINE)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[1])
+    hotline.add_supporter("Bob", BOB)
+    assert start_call(hotline, call)[0] == BOB
+    return alice_id
+
+
+def her_limit_lowered_to_one(hotline: Hotline, alice_id: int) -> None:
+    """Her coordinator lowers Alice's limit to one conversation (the one she is in)."""
+    with transaction(hotline.services.sessions) as session:
+        supporter = session.get_one(Supporter, alice_id)
+        changes = {"max_conversations": 1}
+        vault, now = hotline.services.vault, hotline.clock.now
+        roster.edit(session, vault, supporter, changes, "coordinator", now)
+
+
 @pytest.mark.parametrize("woken_by", ["its job", "the sweeper", "their next text"])
 def test_an_accept_while_the_call_that_replaced_the_request_rings_takes_it_at_the_hang_up(
     hotline: Hotline, phones: Phones, woken_by: str
@@ -246,16 +287,12 @@ def test_a_pass_while_the_call_that_replaced_the_request_rings_still_passes_it(
     Now her PASS stands: it goes on to Bob once the caller has hung up."""
     call = sid(0x721)
     replaced_by_a_call(hotline, phones, call)
-    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    alice = phones.phone(ALICE)
     alice.texts("PASS")
     alice.expect_text("Passed on", from_=POOL[0])
     hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
     hotline.run_jobs()
-    bob.expect_text(OFFER)
-    bob.texts("ACCEPT")
-    bob.expect_text("connected")
-    bob.expect_text("I had a bad night")
-    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    bob_takes_it(phones)
     phones.assert_no_unexpected()
 
 
@@ -269,7 +306,7 @@ def test_a_peer_who_claimed_the_request_as_the_call_rings_can_still_answer_it(
     first, and her PASS stands: the request goes on to Bob once the caller has hung up."""
     call = sid(0x731)
     replaced_by_a_call(hotline, phones, call)
-    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    alice = phones.phone(ALICE)
     alice.texts("ACCEPT")
     alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
     alice.texts("ACCEPT")
@@ -279,11 +316,7 @@ def test_a_peer_who_claimed_the_request_as_the_call_rings_can_still_answer_it(
     phones.assert_no_unexpected()
     hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
     hotline.run_jobs()
-    bob.expect_text(OFFER)
-    bob.texts("ACCEPT")
-    bob.expect_text("connected")
-    bob.expect_text("I had a bad night")
-    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    bob_takes_it(phones)
     phones.assert_no_unexpected()
 
 
@@ -432,12 +465,7 @@ def test_a_hang_up_sends_the_request_on_when_its_peer_can_no_longer_be_offered_i
     CANNOT_TAKE_IT[meanwhile](hotline, phones)
     hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
     hotline.run_jobs()
-    bob = phones.phone(BOB)
-    bob.expect_text(OFFER)  # was: nothing until Alice's offer timed out
-    bob.texts("ACCEPT")
-    bob.expect_text("connected")
-    bob.expect_text("I had a bad night")
-    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    bob_takes_it(phones)  # was: nothing until Alice's offer timed out
     phones.assert_no_unexpected()
 
 
@@ -448,34 +476,12 @@ def test_a_hang_up_sends_the_request_on_when_its_peer_is_at_her_limit_now(
     number; that clinician calls, and while Bob's phone rings her coordinator lowers her limit
     to one conversation. Her offer stood again at the hang-up, one past her limit, which
     routing never offers her; now the request goes on to Bob at once."""
-    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
-    first, clinician, alice = phones.phone(FIRST), phones.phone(CLINICIAN), phones.phone(ALICE)
-    first.texts("hi")
-    first.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER, from_=POOL[0])
-    alice.texts("ACCEPT")
-    alice.expect_text("connected", from_=POOL[0])
-    alice.expect_text("hi", from_=POOL[0])
-    first.expect_text("joined", from_=HOTLINE)
-    clinician.texts("I had a bad night")
-    clinician.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER, from_=POOL[1])
-    hotline.add_supporter("Bob", BOB)
     call = sid(0x771)
-    assert start_call(hotline, call)[0] == BOB
-    with transaction(hotline.services.sessions) as session:
-        supporter = session.get_one(Supporter, alice_id)
-        changes = {"max_conversations": 1}
-        vault, now = hotline.services.vault, hotline.clock.now
-        roster.edit(session, vault, supporter, changes, "coordinator", now)
+    alice_id = talking_and_offered_another(hotline, phones, call)
+    her_limit_lowered_to_one(hotline, alice_id)
     hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
     hotline.run_jobs()
-    bob = phones.phone(BOB)
-    bob.expect_text(OFFER)  # was: nothing until Alice's offer timed out
-    bob.texts("ACCEPT")
-    bob.expect_text("connected")
-    bob.expect_text("I had a bad night")
-    clinician.expect_text("joined", from_=HOTLINE)
+    bob_takes_it(phones)  # was: nothing until Alice's offer timed out
     phones.assert_no_unexpected()
 
 
@@ -508,7 +514,7 @@ def test_a_claim_that_cannot_be_honoured_at_the_hang_up_tells_its_peer(
     call = sid(0x781)
     hotline.add_supporter("Alice", ALICE, max_conversations=2)  # room for the other request
     replaced_by_a_call(hotline, phones, call, alice_added=True)
-    alice, bob = phones.phone(ALICE), phones.phone(BOB)
+    alice = phones.phone(ALICE)
     alice.texts("ACCEPT", to=POOL[0])
     alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
     CLAIM_LAPSES[meanwhile](hotline, phones)
@@ -516,11 +522,7 @@ def test_a_claim_that_cannot_be_honoured_at_the_hang_up_tells_its_peer(
     hotline.run_jobs()
     if meanwhile != "STOP to that number":
         alice.expect_text(LAPSED_CLAIM, from_=POOL[0])  # was: nothing
-    bob.expect_text(OFFER)
-    bob.texts("ACCEPT")
-    bob.expect_text("connected")
-    bob.expect_text("I had a bad night")
-    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    bob_takes_it(phones)
     phones.assert_no_unexpected()
 
 
@@ -529,37 +531,16 @@ def test_a_claim_past_its_peers_limit_at_the_hang_up_tells_her(
 ) -> None:
     """As above, but while the phones ring Alice's coordinator lowers her limit to the one
     conversation she has: she is told, from the claimed request's number, that it goes on."""
-    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
-    first, clinician, alice = phones.phone(FIRST), phones.phone(CLINICIAN), phones.phone(ALICE)
-    first.texts("hi")
-    first.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER, from_=POOL[0])
-    alice.texts("ACCEPT")
-    alice.expect_text("connected", from_=POOL[0])
-    alice.expect_text("hi", from_=POOL[0])
-    first.expect_text("joined", from_=HOTLINE)
-    clinician.texts("I had a bad night")
-    clinician.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER, from_=POOL[1])
-    hotline.add_supporter("Bob", BOB)
     call = sid(0x791)
-    assert start_call(hotline, call)[0] == BOB
+    alice_id = talking_and_offered_another(hotline, phones, call)
+    alice = phones.phone(ALICE)
     alice.texts("ACCEPT", to=POOL[1])
     alice.expect_text("If they hang up before a peer answers", from_=POOL[1])
-    with transaction(hotline.services.sessions) as session:
-        supporter = session.get_one(Supporter, alice_id)
-        changes = {"max_conversations": 1}
-        vault, now = hotline.services.vault, hotline.clock.now
-        roster.edit(session, vault, supporter, changes, "coordinator", now)
+    her_limit_lowered_to_one(hotline, alice_id)
     hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
     hotline.run_jobs()
     alice.expect_text(LAPSED_CLAIM, from_=POOL[1])  # was: nothing
-    bob = phones.phone(BOB)
-    bob.expect_text(OFFER)
-    bob.texts("ACCEPT")
-    bob.expect_text("connected")
-    bob.expect_text("I had a bad night")
-    clinician.expect_text("joined", from_=HOTLINE)
+    bob_takes_it(phones)
     phones.assert_no_unexpected()
 
 
