@@ -368,10 +368,16 @@ def forget_opt_outs(session: Session, vault: Vault, programme_id: int, phone: st
 
 
 def _to_the_hotline() -> Any:
-    """Opt-outs of the programme's hotline number: a clinician's. One of a pool number is a
-    supporter's (routing keeps off it), even when the supporter is also a clinician."""
+    """Opt-outs that are a clinician's: of the programme's hotline number, or of a pool number
+    when no supporter of the programme has that phone (a check-in's STOP to its old hotline
+    number, kept in the pool after a renumbering: checkins.record_status). One of a pool
+    number is a supporter's when she has it (routing keeps off it), even when the supporter is
+    also a clinician."""
     hotline = select(Programme.hotline_number).where(Programme.id == OptOut.programme_id)
-    return OptOut.sender == hotline.scalar_subquery()
+    supporters = select(Supporter.id).where(
+        Supporter.programme_id == OptOut.programme_id, Supporter.phone_hash == OptOut.phone_hash
+    )
+    return or_(OptOut.sender == hotline.scalar_subquery(), ~supporters.exists())
 
 
 def calls_to_ask_about(session: Session, now: datetime) -> list[str]:

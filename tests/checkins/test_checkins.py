@@ -43,6 +43,7 @@ from hotline.models import (
     Conversation,
     ConversationState,
     Offer,
+    OptOut,
     Programme,
 )
 from hotline.people import CLINICIAN_CONTEXT, is_opted_out
@@ -850,6 +851,37 @@ def test_21610_reported_after_a_renumbering_blocks_the_number_the_check_in_came_
         alice.expect_text("it got worse")
         clinician.expect_text("peer supporter has joined", from_=RENUMBERED)  # was: nothing
     phones.assert_no_unexpected()
+
+
+def test_forget_after_a_21610_kept_against_the_old_number_erases_that_opt_out_too(
+    make_line: Callable[..., Hotline],
+) -> None:
+    """A check-in's 21610 reported after a renumbering is kept against the old number, now in
+    the pool. The clinician then texts FORGET: the opt-out rows, their number's blind index,
+    go at once (docs/SECURITY.md), that one too; it stayed, read as a supporter's, until the
+    retention sweep (30 days)."""
+    hotline = line_with_alice(make_line)
+    phones = Phones(hotline)
+    talk_then_done(hotline, phones, T0)
+    due = rows(hotline)[0].due_at
+    work(hotline, due + timedelta(seconds=30))
+    sid = rows(hotline)[0].provider_sid
+    assert sid is not None
+    clinician = phones.phone(CLINICIAN)
+    clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        programmes.ensure_programme(
+            session, slug=programme.slug, name=None, hotline_number=RENUMBERED, pool_numbers=()
+        )
+    assert hotline.fake.post_status(sid, "failed", 21610, deliver=deliver_to(hotline.client))
+    with at(hotline, due + timedelta(minutes=5)):
+        clinician.texts("FORGET", to=RENUMBERED)
+        clinician.expect_text("erased", from_=RENUMBERED)
+    with hotline.session() as session:
+        vault, programme_id = hotline.services.vault, hotline.programme_id
+        assert not is_opted_out(session, vault, programme_id, CLINICIAN, HOTLINE)
+        assert session.scalars(select(OptOut)).all() == []
 
 
 @pytest.mark.parametrize("sent_from", [None, "+15550100077"], ids=["not reported", "not ours"])
