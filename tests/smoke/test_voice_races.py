@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -158,6 +159,28 @@ def replaced_by_a_call(
     clinician.expect_text("confidential", from_=HOTLINE)
     phones.phone(ALICE).expect_text(OFFER, from_=POOL[0])
     assert start_call(hotline, call)[0] == BOB
+
+
+def at_the_menu(hotline: Hotline, phones: Phones, call: str) -> Callable[[], str]:
+    """The clinician texts and Alice is offered it; they then call, and hear the greeting and
+    menu (Bob is on call too). What ends the menu: the call's next step, which replaces the
+    text request with the call's and withdraws her offer (its TwiML)."""
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician = phones.phone(CLINICIAN)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    phones.phone(ALICE).expect_text(OFFER, from_=POOL[0])
+    doc(hotline, "/twilio/voice", **caller(call))  # the greeting and menu
+
+    def menu_over() -> str:
+        client = hotline.app.test_client()
+        path = "/twilio/voice/start"
+        return signed_post(client, PUBLIC_URL, path, caller(call), AUTH_TOKEN).get_data(
+            as_text=True
+        )
+
+    return menu_over
 
 
 def bob_takes_it(phones: Phones) -> None:
@@ -376,21 +399,9 @@ def test_an_answer_as_the_call_replaces_the_request_is_heard_for_the_hang_up(
     engine = hotline.services.sessions.kw["bind"]
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
-    hotline.add_supporter("Alice", ALICE)
-    hotline.add_supporter("Bob", BOB)
-    clinician, alice, bob = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(BOB)
-    clinician.texts("I had a bad night")
-    clinician.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER, from_=POOL[0])
     call = sid(0x751)
-    doc(hotline, "/twilio/voice", **caller(call))  # the greeting and menu
-
-    def menu_over() -> str:
-        client = hotline.app.test_client()
-        path = "/twilio/voice/start"
-        return signed_post(client, PUBLIC_URL, path, caller(call), AUTH_TOKEN).get_data(
-            as_text=True
-        )
+    menu_over = at_the_menu(hotline, phones, call)
+    clinician, alice, bob = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(BOB)
 
     def answer() -> str:
         return hotline.sms(ALICE, POOL[0], word).get_data(as_text=True)
@@ -790,21 +801,9 @@ def test_a_text_as_the_call_replaces_the_text_request_goes_with_the_call(
     engine = hotline.services.sessions.kw["bind"]
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
-    hotline.add_supporter("Alice", ALICE)
-    hotline.add_supporter("Bob", BOB)
-    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
-    clinician.texts("I had a bad night")
-    clinician.expect_text("confidential", from_=HOTLINE)
-    alice.expect_text(OFFER, from_=POOL[0])
     call = sid(0xD11)
-    doc(hotline, "/twilio/voice", **caller(call))  # the greeting and menu
-
-    def menu_over() -> str:
-        client = hotline.app.test_client()
-        path = "/twilio/voice/start"
-        return signed_post(client, PUBLIC_URL, path, caller(call), AUTH_TOKEN).get_data(
-            as_text=True
-        )
+    menu_over = at_the_menu(hotline, phones, call)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
 
     def text() -> str:
         return hotline.sms(CLINICIAN, HOTLINE, "are you there?").get_data(as_text=True)
