@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Exists, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
@@ -146,6 +146,13 @@ def withdrawn_for_a_call(
     return list(session.scalars(query))
 
 
+def _replaced_by(request: Any, call: Any) -> ColumnElement[bool]:
+    """``request`` (a Conversation, its row or the class or an alias) is the one ``call``'s
+    conversation replaced (``replace_waiting_requests``): the same clinician's, ended as the
+    call's was made. One side a row, the other the class, it reads either way."""
+    return and_(request.clinician_id == call.clinician_id, request.ended_at == call.created_at)
+
+
 def _call_rings_for_it() -> Exists:
     """The call that replaced the request (``Conversation``) still rings, waiting for a peer:
     how it ends decides a withdrawn or claimed offer of it (``withdrawn_for_a_call``)."""
@@ -156,8 +163,7 @@ def _call_rings_for_it() -> Exists:
         .where(
             Call.state == CallState.RINGING,
             call_conv.state == ConversationState.QUEUED,
-            call_conv.clinician_id == Conversation.clinician_id,
-            call_conv.created_at == Conversation.ended_at,
+            _replaced_by(Conversation, call_conv),
         )
         .exists()
     )
@@ -205,9 +211,8 @@ def _why_the_claim_ended(session: Session, claim: Offer) -> str | None:
         call_conv = session.scalar(
             select(Conversation)
             .where(
-                Conversation.clinician_id == conv.clinician_id,
                 Conversation.channel == Channel.VOICE,
-                Conversation.created_at == conv.ended_at,
+                _replaced_by(conv, Conversation),
             )
             .order_by(Conversation.id.desc())
             .limit(1)
@@ -339,9 +344,8 @@ def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
     replaced = ctx.session.scalar(
         select(Conversation)
         .where(
-            Conversation.clinician_id == conv.clinician_id,
             Conversation.end_reason == REPLACED,
-            Conversation.ended_at == conv.created_at,
+            _replaced_by(Conversation, conv),
         )
         .order_by(Conversation.id.desc())
         .limit(1)
