@@ -7,8 +7,11 @@ closed, with the programme's resources and crisis sentence (set them first to sa
 turn now). Nothing more is offered, reminded or checked in: pending check-ins and notices are
 cancelled, and the roster asks for no verification code (roster.py). A programme with a
 conversation still open, or a call on its numbers, is not retired: those end first (DONE, or
-the 48-hour idle close). Its roster, schedule, reports and audit log stay for the console
-until the programme is restored (``programme restore``).
+the 48-hour idle close). Only what it owes from before still goes out from its numbers: a
+clinician's "your request has closed" (``tasks.tell_closed``) and a peer's word that her claim
+of a request ended (``ringing.settle_claims``), both by the sweeper. Its roster, schedule,
+reports and audit log stay for the console until the programme is restored
+(``programme restore``).
 """
 
 from __future__ import annotations

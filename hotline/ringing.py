@@ -179,7 +179,9 @@ def settle_claims(
     request was hers if they hung up, she would wait for it: each is withdrawn, and she is
     told from the offer's number why nothing comes (not through her STOP to it; nor when
     she took the call herself). Run by the jobs a call's end wakes (``offer_call_back``)
-    and by the sweeper; a hang-up that reopens the request leaves it to ``take_claimed``."""
+    and by the sweeper, a retired programme's too (a claim can outlive the call and the
+    request that its retirement waits for); a hang-up that reopens the request leaves it
+    to ``take_claimed``."""
     routing.lock_programme(session, p.id)  # before the offers' rows, as every answer takes it
     claims = session.scalars(
         select(Offer)

@@ -108,8 +108,10 @@ def _sweep_programme(
     # offer-making, of a clinician's text, of answering an offer.
     routing.lock_programme(session, programme_id)
     p = config_of(session.get_one(Programme, programme_id), services.settings)
-    if p.retired:  # nothing opens or waits there (retirement.py): only what it still owes
+    if p.retired:  # nothing opens or waits there (retirement.py): only what it still owes,
+        # a clinician's "request closed" and a peer's word that her claim has ended
         tell_closed(services, session, p, now, effects)
+        ringing.settle_claims(session, services.vault, p, now, effects)
         return _ProgrammeSweep(effects, 0, 0, [], [])
     closed = close_idle(services, session, p, now, effects)
     tell_closed(services, session, p, now, effects)
@@ -156,7 +158,8 @@ def sweep(services: Services) -> SweepReport:
             session, now, timedelta(days=services.settings.retention_days)
         )
         # A programme retired in the last day may still owe a clinician the text that their
-        # request closed, from before (tell_closed); it retired with nothing open.
+        # request closed, from before (tell_closed), or a peer the word that her claim of a
+        # request ended (ringing.settle_claims: its wake-up lost); it retired with nothing open.
         owing = Programme.retired_at > now - CLOSE_OWED_FOR
         programme_ids = list(
             session.scalars(select(Programme.id).where(or_(Programme.retired_at.is_(None), owing)))

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import roster, rota, routing, voiceline
+from hotline import retirement, roster, rota, routing, voiceline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -660,6 +660,74 @@ def test_a_claim_is_not_told_a_peer_took_the_call_when_she_took_it(
     with hotline.session() as session:
         assert OfferState.CLAIMED not in session.scalars(select(Offer.state)).all()
     alice.expect_nothing()
+
+
+def a_peer_takes_the_call_and_closes_it(hotline: Hotline, phones: Phones, call: str) -> None:
+    """Bob takes the call, they talk, the caller hangs up, and Bob texts DONE."""
+    a_peer_takes_the_call(hotline, phones, call)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="300")
+    bob = phones.phone(BOB)
+    bob.texts("DONE", to=POOL[0])
+    bob.expect_text(from_=POOL[0])
+    phones.phone(CLINICIAN).expect_text("Your peer has closed this conversation", from_=HOTLINE)
+
+
+def the_clinician_stops_and_hangs_up(hotline: Hotline, phones: Phones, call: str) -> None:
+    the_clinician_stops(hotline, phones, call)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+
+
+def set_retired(hotline: Hotline, retired: bool) -> None:
+    """`hotline programme retire` (or `restore`), as the command does it."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        if retired:
+            assert retirement.retire(session, programme, hotline.clock.now) is not None
+        else:
+            assert retirement.restore(session, programme)
+
+
+CLAIMS_AT_RETIREMENT = {
+    "a peer took the call": (a_peer_takes_the_call_and_closes_it, "A peer took their call"),
+    "the clinician texted STOP": (the_clinician_stops_and_hangs_up, "Their request has closed"),
+}
+
+
+@pytest.mark.parametrize("then", CLAIMS_AT_RETIREMENT)
+@pytest.mark.parametrize("woken_by", ["its job", "the sweeper"])
+def test_a_claim_open_as_the_programme_retires_is_told_once_and_ends(
+    hotline: Hotline, phones: Phones, then: str, woken_by: str
+) -> None:
+    """Alice claims the request as the call that replaced it rings; the call ends (Bob took
+    it and it is over, or the clinician texted STOP) and the programme is retired before her
+    claim is settled. With its wake-up lost, the retired line's sweeps never settled it: she
+    waited for a request that would never come, and only a restore, maybe months later, told
+    her (its first sweep). Now the next sweep tells her once, from the offer's number, and her
+    claim is over; a restore brings nothing back. A wake-up still queued tells her the same,
+    once; nothing else goes out from the closed line (Bob's follow-up, after his DONE)."""
+    call = sid(0x7E1)
+    replaced_by_a_call(hotline, phones, call)
+    her = phones.phone(ALICE)
+    her.texts("ACCEPT")
+    her.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    happen, told = CLAIMS_AT_RETIREMENT[then]
+    happen(hotline, phones, call)
+    if woken_by == "the sweeper":
+        hotline.redis.flushdb()
+    set_retired(hotline, True)
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    hotline.run_jobs()
+    her.expect_text(told, from_=POOL[0])  # was: nothing (by the sweeper)
+    phones.assert_no_unexpected()
+    with hotline.session() as session:
+        assert OfferState.CLAIMED not in session.scalars(select(Offer.state)).all()
+    set_retired(hotline, False)
+    hotline.sweep()
+    hotline.run_jobs()
+    phones.assert_no_unexpected()  # was: told only now, by the restored line's sweep
+    with hotline.session() as session:
+        assert OfferState.CLAIMED not in session.scalars(select(Offer.state)).all()
 
 
 @pytest.mark.parametrize("answered", [None, "ACCEPT"])
