@@ -169,6 +169,17 @@ def _call_rings_for_it() -> Exists:
     )
 
 
+def open_claims(programme_id: Any) -> ColumnElement[bool]:
+    """Whether the programme (an id, or a column of one) has a claim not yet settled: one the
+    sweeper still settles after the programme retired (``settle_claims``)."""
+    return (
+        select(Offer.id)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(Offer.state == OfferState.CLAIMED, Conversation.programme_id == programme_id)
+        .exists()
+    )
+
+
 def settle_claims(
     session: Session, vault: Vault, p: ProgrammeConfig, now: datetime, effects: Effects
 ) -> None:

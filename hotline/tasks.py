@@ -158,11 +158,15 @@ def sweep(services: Services) -> SweepReport:
             session, now, timedelta(days=services.settings.retention_days)
         )
         # A programme retired in the last day may still owe a clinician the text that their
-        # request closed, from before (tell_closed), or a peer the word that her claim of a
-        # request ended (ringing.settle_claims: its wake-up lost); it retired with nothing open.
+        # request closed, from before (tell_closed); one retired any time ago, a peer the word
+        # that her claim of a request ended (ringing.settle_claims: its wake-up lost, and the
+        # sweeper down since); it retired with nothing else open.
         owing = Programme.retired_at > now - CLOSE_OWED_FOR
+        claims = ringing.open_claims(Programme.id)
         programme_ids = list(
-            session.scalars(select(Programme.id).where(or_(Programme.retired_at.is_(None), owing)))
+            session.scalars(
+                select(Programme.id).where(or_(Programme.retired_at.is_(None), owing, claims))
+            )
         )
     schedule(services, stale_calls)
     try:

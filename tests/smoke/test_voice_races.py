@@ -589,7 +589,7 @@ CLAIM_ENDS = {
 
 
 @pytest.mark.parametrize("then", CLAIM_ENDS)
-@pytest.mark.parametrize("woken_by", ["its job", "the sweeper"])
+@pytest.mark.parametrize("woken_by", ["its job", "the sweeper", "the sweeper, two days on"])
 def test_a_claim_whose_request_ends_as_the_call_rings_tells_its_peer(
     hotline: Hotline, phones: Phones, then: str, woken_by: str
 ) -> None:
@@ -694,7 +694,7 @@ CLAIMS_AT_RETIREMENT = {
 
 
 @pytest.mark.parametrize("then", CLAIMS_AT_RETIREMENT)
-@pytest.mark.parametrize("woken_by", ["its job", "the sweeper"])
+@pytest.mark.parametrize("woken_by", ["its job", "the sweeper", "the sweeper, two days on"])
 def test_a_claim_open_as_the_programme_retires_is_told_once_and_ends(
     hotline: Hotline, phones: Phones, then: str, woken_by: str
 ) -> None:
@@ -703,8 +703,9 @@ def test_a_claim_open_as_the_programme_retires_is_told_once_and_ends(
     claim is settled. With its wake-up lost, the retired line's sweeps never settled it: she
     waited for a request that would never come, and only a restore, maybe months later, told
     her (its first sweep). Now the next sweep tells her once, from the offer's number, and her
-    claim is over; a restore brings nothing back. A wake-up still queued tells her the same,
-    once; nothing else goes out from the closed line (Bob's follow-up, after his DONE)."""
+    claim is over, however long after the retirement it runs; a restore brings nothing back.
+    A wake-up still queued tells her the same, once; nothing else goes out from the closed
+    line (Bob's follow-up, after his DONE)."""
     call = sid(0x7E1)
     replaced_by_a_call(hotline, phones, call)
     her = phones.phone(ALICE)
@@ -712,10 +713,13 @@ def test_a_claim_open_as_the_programme_retires_is_told_once_and_ends(
     her.expect_text("If they hang up before a peer answers", from_=POOL[0])
     happen, told = CLAIMS_AT_RETIREMENT[then]
     happen(hotline, phones, call)
-    if woken_by == "the sweeper":
+    if woken_by != "its job":
         hotline.redis.flushdb()
     set_retired(hotline, True)
-    hotline.clock.advance(minutes=1)
+    if woken_by == "the sweeper, two days on":  # the sweeper down since: was told at restore
+        hotline.clock.advance(days=2)
+    else:
+        hotline.clock.advance(minutes=1)
     hotline.sweep()
     hotline.run_jobs()
     her.expect_text(told, from_=POOL[0])  # was: nothing (by the sweeper)
