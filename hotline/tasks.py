@@ -306,7 +306,8 @@ def tell_closed(
     """Tell again the clinicians whose "your request has closed" text Twilio did not take
     (``effects.owe_again``), for a day after it closed; claimed, so each is told once a round.
     Once the programme has retired meanwhile, "text here any time to try again" is no longer
-    true: they are told the line has closed instead, with where to turn, as a text to it is."""
+    true: they are told the line has closed instead, with where to turn, as a text to it is
+    (in one text: ``wording.line_closed_in_one``)."""
     owed = session.scalars(
         select(Conversation).where(
             Conversation.programme_id == p.id,
@@ -328,9 +329,9 @@ def tell_closed(
             continue  # they wrote again since: a new request has them, and its own answers
         to = clinician_phone(services.vault, clinician)
         call_back = conv.channel == Channel.VOICE
-        told = routing.line_closed(p) if p.retired else [wording.request_closed(p, call_back)]
-        for body in told:
-            effects.text(to, p.hotline_number, body, owed_by=conv.id, closing=True)
+        # One text either way: two could half go, and the retry of both repeat the half.
+        told = wording.line_closed_in_one(p) if p.retired else wording.request_closed(p, call_back)
+        effects.text(to, p.hotline_number, told, owed_by=conv.id, closing=True)
     return len(owed)
 
 

@@ -377,14 +377,32 @@ def media_not_relayed() -> str:
     return "Pictures and other media aren't passed on here. Please put it in words."
 
 
+_LINE_CLOSED = "This peer support line has closed: texts and calls to it no longer reach a peer."
+_REST_HERE = "Text here for the rest."
+
+
 def line_closed(p: ProgrammeConfig, with_resources: bool = True) -> str:
     """Any text to a retired programme's numbers (retirement.py), with the programme's
     resources unless they go apart (too long to share one text: see textline)."""
     resources = f"{p.resources_text} " if with_resources else ""
-    return (
-        "This peer support line has closed: texts and calls to it no longer reach a peer. "
-        f"{resources}{p.crisis_text}"
-    )
+    return f"{_LINE_CLOSED} {resources}{p.crisis_text}"
+
+
+def line_closed_in_one(p: ProgrammeConfig) -> str:
+    """The line has closed, told from a job to a clinician it was owed to (tasks.tell_closed):
+    always one text, since two could half go and a retry of both give them the half they had
+    twice. The closing and the crisis sentence (last) whole; resources too long to share the
+    text are cut at a word, most of them still there (nearly two thirds with the longest
+    crisis sentence), saying a text here brings the rest: the line answers any text with them
+    whole."""
+    whole = line_closed(p)
+    if len(whole) <= MAX_TEXT:
+        return whole
+    room = MAX_TEXT - len(f"{_LINE_CLOSED} ... {_REST_HERE} {p.crisis_text}")
+    cut = p.resources_text[:room]
+    if not p.resources_text[room:].startswith(" "):  # a phone number whole, or not at all
+        cut = cut.rpartition(" ")[0] or cut
+    return f"{_LINE_CLOSED} {cut}... {_REST_HERE} {p.crisis_text}"
 
 
 def not_a_line(hotline_number: str) -> str:

@@ -21,6 +21,7 @@ import pytest
 
 from hotline import keywords, verification, wording
 from hotline.models import Programme
+from hotline.programme_settings import TEXT_LIMITS
 from hotline.programmes import (
     DEFAULT_CHECKIN_TEXT,
     DEFAULT_GREETING,
@@ -38,6 +39,12 @@ DEFAULT = config_of(
     Settings(hotline_number=HOTLINE, timezone="America/New_York"),
 )
 NAMED = replace(DEFAULT, name="Riverside Health Clinician Support")
+# A programme's resources and crisis sentence as long as the console allows.
+LONGEST = replace(
+    DEFAULT,
+    resources_text=("Call the EAP at 555-0100, any hour. " * 50)[: TEXT_LIMITS["resources_text"]],
+    crisis_text=("In crisis, call or text 988 now. " * 20)[: TEXT_LIMITS["crisis_text"]],
+)
 NOON = datetime(2025, 11, 12, 17, 30, tzinfo=UTC)  # "Wed 12:30 PM": the longest local time
 EVENING = datetime(2025, 11, 13, 22, 45, tzinfo=UTC)
 TODAY = NOON - timedelta(hours=20)  # the next peer comes on call within the week: a weekday
@@ -85,6 +92,9 @@ ROWS: dict[str, Row] = {
     # A retired programme: the closing, the resources and the crisis sentence, as the greeting.
     "line closed": (wording.line_closed, (NAMED,), 3),
     "line closed, resources apart": (wording.line_closed, (NAMED, False), 2),
+    # Owed to a clinician: one text, the programme's own texts as long as the console allows.
+    "line closed, owed": (wording.line_closed_in_one, (NAMED,), 3),
+    "line closed, owed, the longest": (wording.line_closed_in_one, (LONGEST,), 11),
     # The supporter, between patients: one segment each, the reply words in capitals.
     "offer": (wording.offer, (None,), 1),
     "offer, a discipline": (wording.offer, (DISCIPLINE,), 1),
@@ -180,6 +190,19 @@ def test_no_string_in_wording_is_outside_gsm7() -> None:
     tree = ast.parse(Path(inspect.getfile(wording)).read_text(encoding="utf-8"))
     strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
     assert [s for s in strings if isinstance(s, str) and non_gsm7(s)] == []
+
+
+def test_the_line_closed_text_owed_is_one_text_ending_in_the_crisis_sentence() -> None:
+    """Even with the longest resources and crisis sentence: Twilio takes it whole, the crisis
+    sentence last and whole, and most of where to turn, cut at a word (tasks.tell_closed)."""
+    text = wording.line_closed_in_one(LONGEST)
+    assert len(text) <= wording.MAX_TEXT
+    assert text.endswith(f"... Text here for the rest. {LONGEST.crisis_text}")
+    kept = text.split("reach a peer. ", 1)[1].split("... Text here")[0]
+    assert LONGEST.resources_text.startswith(kept)
+    assert LONGEST.resources_text[len(kept)] == " "  # cut at a word
+    assert len(kept) >= len(LONGEST.resources_text) * 0.6
+    assert wording.line_closed_in_one(NAMED) == wording.line_closed(NAMED)
 
 
 @pytest.mark.parametrize(
