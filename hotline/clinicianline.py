@@ -13,6 +13,7 @@ from hotline.conversations import (
     end_conversation,
     open_conversation,
     open_conversations,
+    told_closed,
     touch_live,
 )
 from hotline.inbound import Inbound
@@ -171,9 +172,12 @@ def say_closed(ctx: Inbound) -> None:
     """The line has closed, where to turn instead (said to anyone's text to a retired
     programme's number too: textline): one text if it fits, else the programme's long
     resources apart (joined, they would pass Twilio's limit and lose the crisis sentence at the
-    end)."""
+    end). A clinician owed the text that their request closed has been told now."""
     for body in routing.line_closed(ctx.programme):
         ctx.reply(body)
+    clinician = find_clinician(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender)
+    if clinician is not None:
+        told_closed(ctx.session, clinician)
 
 
 def _queue_text(ctx: Inbound, conv: Conversation, clinician: Clinician) -> None:

@@ -71,6 +71,18 @@ def open_conversations(session: Session, clinician: Clinician) -> list[Conversat
     )
 
 
+def told_closed(session: Session, clinician: Clinician) -> None:
+    """The clinician is told, in this reply, that the line has closed, where to turn and the
+    crisis line (a retired line's answer to their text): no "it has closed" text is owed
+    them any more (``tasks.tell_closed`` would send them the same text again)."""
+    session.execute(
+        update(Conversation)
+        .where(Conversation.clinician_id == clinician.id, Conversation.close_owed_at.is_not(None))
+        .values(close_owed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def end_conversation(
     session: Session,
     p: ProgrammeConfig,

@@ -76,3 +76,20 @@ def test_a_line_closed_text_owed_in_two_parts_is_not_sent_twice(
     assert not owed(hotline)
     clinician.inbox.clear()
     phones.assert_no_unexpected()
+
+
+def test_a_clinician_the_retired_line_answered_is_not_told_again(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Owed the text that their request closed, the clinician texts the retired line, which
+    answers that it has closed, with where to turn and the crisis line. The sweeper then sent
+    them the same text again. They have been told: it is no longer owed."""
+    clinician = closed_unanswered_and_owed(hotline, phones)
+    clinician.texts("is anyone there?", to=HOTLINE)
+    closed = clinician.expect_text(CLOSED, from_=HOTLINE)
+    assert "988" in closed.body and "Employee Assistance Program" in closed.body
+    hotline.sweep()
+    hotline.clock.advance(seconds=30)
+    hotline.sweep()
+    assert not owed(hotline)
+    phones.assert_no_unexpected()
