@@ -21,6 +21,7 @@ from hotline.models import (
     Notice,
     NoticeKind,
     NoticeState,
+    OptOut,
     PhoneVerification,
     Programme,
     Supporter,
@@ -45,7 +46,10 @@ class CodeState(StrEnum):
 
     SENDING = "sending"  # its text has not gone yet (a job's, or the sweeper's retry)
     TEXTED = "texted"
-    NOT_TEXTED = "not_texted"  # refused for good: a landline, a mistyped or blocked number
+    REFUSED = "refused"  # the phone refused it for good: a landline, a mistyped number
+    STOPPED = "stopped"  # they had texted STOP to the number it came from (21610)
+    FAILED = "failed"  # not for the phone's fault: Twilio would not send it, or a sender died
+    HELD = "held"  # not sent: due while its programme was retired (since restored)
     RETIRED = "retired"  # not sent: its programme retired, and a closed line texts nobody
     EXPIRED = "expired"
 
@@ -103,18 +107,39 @@ def pending(session: Session, supporter_id: int) -> PhoneVerification | None:
 
 
 def code_state(session: Session, row: PhoneVerification, now: datetime) -> CodeState:
-    """Whether the waiting code reached the supporter's phone: the console must not say a
-    code was texted when the provider refused it (the coordinator would wait for nothing),
-    nor send them to correct the number when the code was not sent because the programme
-    retired (retirement.py); expired or not, only restoring it lets a new one go."""
-    sent = session.scalar(select(Notice.state).where(Notice.key == row.notice_key))
+    """Whether the waiting code reached the supporter's phone, and if not why: the console
+    must not say a code was texted when it was not (the coordinator would wait for nothing),
+    nor send them to correct a number that is right (a STOP, a retired programme, a failure
+    that is not the phone's); expired or not, only restoring a retired one lets a new one go."""
+    notice = session.scalar(select(Notice).where(Notice.key == row.notice_key))
+    sent = notice.state if notice is not None else None
     if sent == NoticeState.SKIPPED and _retired(session, row.supporter_id):
         return CodeState.RETIRED
     if row.expires_at <= now:
         return CodeState.EXPIRED
-    if sent in (NoticeState.FAILED, NoticeState.SKIPPED):
-        return CodeState.NOT_TEXTED
+    if sent == NoticeState.SKIPPED:
+        return CodeState.HELD  # retirement skips a code due (retirement.py); nothing else can
+    if notice is not None and sent == NoticeState.FAILED:
+        return _why_failed(session, row, notice)
     return CodeState.TEXTED if sent == NoticeState.SENT else CodeState.SENDING
+
+
+def _why_failed(session: Session, row: PhoneVerification, notice: Notice) -> CodeState:
+    """A failed code's text, by what its send left (notices.send_notice): the pair blocked
+    for the supporter's STOP to its number, or their phone's refusal kept since the code was
+    asked for (reach.py). A sender that died mid-send left neither, nor a number it came from."""
+    supporter = session.get_one(Supporter, row.supporter_id)
+    blocked = select(OptOut.id).where(
+        OptOut.programme_id == supporter.programme_id,
+        OptOut.phone_hash == supporter.phone_hash,
+        OptOut.sender == notice.from_number,
+    )
+    if notice.from_number is not None and session.scalar(select(blocked.exists())):
+        return CodeState.STOPPED
+    refused_at = supporter.texts_refused_at
+    if supporter.texts_refused_code is not None and refused_at and refused_at >= row.created_at:
+        return CodeState.REFUSED
+    return CodeState.FAILED
 
 
 def _retired(session: Session, supporter_id: int) -> bool:

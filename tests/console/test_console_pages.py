@@ -161,6 +161,77 @@ def test_a_code_waiting_as_the_programme_retires_says_it_was_not_texted_for_that
     assert hotline.fake.messages == []
 
 
+def _added_with_a_code(console: Console) -> str:
+    """Alice added through the roster (a code asked for); her page's path."""
+    added = console.post(
+        "/console/roster", {"name": "Alice", "phone": ALICE, "max_conversations": 2, "active": "y"}
+    )
+    return str(added.headers["Location"])  # type: ignore[attr-defined]
+
+
+def test_a_code_refused_for_a_stop_says_so_not_that_the_number_may_be_wrong(
+    console: Console,
+) -> None:
+    """Alice had texted STOP to the pool number her code came from while the line was down
+    (Twilio 21610). Her page said "the phone company refused it. Is it a mobile number, typed
+    right? Correct the number below": the number is right, and only her START lets it go."""
+    hotline = console.hotline
+    hotline.fake.fail_for(ALICE, code=21610)
+    detail = _added_with_a_code(console)
+    hotline.run_jobs()
+    page = console.get(detail)
+    assert "phone company" not in page and "typed right" not in page
+    assert (
+        "The code was not texted to +1•••••••001: they had replied STOP to the line's "
+        "number it came from." in page
+    )
+    hotline.fake.clear_faults()
+    console.post(f"{detail}/resend", {}, form_page=detail)  # it goes from another pool number
+    hotline.run_jobs()
+    assert "A code was texted to +1•••••••001" in console.get(detail)
+
+
+def test_a_code_twilio_would_not_send_for_another_reason_does_not_blame_the_number(
+    console: Console,
+) -> None:
+    """Twilio refused the code's text, not for a fault of the phone (21408: the account may
+    not text that region). The page sent the coordinator to correct a number that was right."""
+    hotline = console.hotline
+    hotline.fake.fail_for(ALICE, code=21408)
+    detail = _added_with_a_code(console)
+    hotline.run_jobs()
+    page = console.get(detail)
+    assert "phone company" not in page and "typed right" not in page
+    assert "Texts refused" not in page
+    assert (
+        "The code may not have reached +1•••••••001: its text failed, though not for a fault "
+        "of the number. Text a new code" in page
+    )
+
+
+def test_a_code_held_back_while_the_programme_was_retired_says_so_once_it_is_restored(
+    console: Console,
+) -> None:
+    """A code due as the programme retired is not sent (retirement.py); restored within the
+    code's 30 minutes, the page said the phone company had refused it."""
+    hotline = console.hotline
+    detail = _added_with_a_code(console)
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        retirement.retire(session, programme, hotline.clock.now)
+    hotline.run_jobs()
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        assert retirement.restore(session, programme)
+    page = console.get(detail)
+    assert "phone company" not in page and "typed right" not in page
+    assert (
+        "The code was not texted to +1•••••••001: it was due while the programme was retired. "
+        "Text a new code." in page
+    )
+    assert hotline.fake.messages == []
+
+
 def test_bad_input_is_shown_next_to_the_field(console: Console) -> None:
     response = console.post(
         "/console/roster", {"name": "Alice", "phone": "call me", "max_conversations": 2}
