@@ -230,6 +230,16 @@ def numbers_of_others(session: Session, programme_id: int | None, numbers: list[
     return set(session.scalars(others))
 
 
+def _taken(session: Session, taken: set[str]) -> str:
+    """Why numbers another programme has are refused: each masked, as every refusal prints a
+    number (IT typed it; a deploy log keeps the output), with whose it is and where there."""
+    named = "; ".join(
+        f"{redact(n)} is already another programme's number ({number_role(session, n)})"
+        for n in sorted(taken)
+    )
+    return f"{named}. Each number serves one programme"
+
+
 SOMEONES_PHONE = "a number there is a supporter's or clinician's phone, not one of the line's"
 
 
@@ -309,10 +319,7 @@ def ensure_programme(
         pool_numbers = tuple(n for n in pool_numbers if n not in taken)
         taken = set()
     if taken:
-        raise NumberTakenError(
-            f"{', '.join(sorted(taken))}: already another programme's number (each number "
-            "serves one programme)"
-        )
+        raise NumberTakenError(_taken(session, taken))
     if vault is not None and someones_phone(session, vault, [hotline_number, *pool_numbers]):
         raise NumberTakenError(SOMEONES_PHONE)
     wanted = _pool(programme, hotline_number, pool_numbers, replace_pools)

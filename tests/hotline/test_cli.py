@@ -209,11 +209,27 @@ def test_a_worker_without_redis_url_refuses_to_start(run) -> None:  # type: igno
 
 
 def test_programme_add_refuses_another_programmes_number(run) -> None:  # type: ignore[no-untyped-def]
-    """A number serves one programme: given to a second, its texts would reach only one."""
-    for number, pool in (("+15550100001", "+15550200001"), ("+15550200000", "+15550100000")):
+    """A number serves one programme: given to a second, its texts would reach only one. The
+    refusal names the programme that has it and where, and prints the number masked, as every
+    other refusal of a number does (it printed it in full, and named no programme)."""
+    for number, pool, where in (
+        (
+            "+15550100001",
+            "+15550200001",
+            "+1•••••••001 is already another programme's number "
+            "(programme 'default': pool number 1 of 2)",
+        ),
+        (
+            "+15550200000",
+            "+15550100000",
+            "+1•••••••000 is already another programme's number "
+            "(programme 'default': hotline number)",
+        ),
+    ):
         args = ["programme", "add", "north", "--name", "North", "--number", number, "--pool", pool]
         refused = run.runner.invoke(main, args)
-        assert refused.exit_code != 0 and "another programme's number" in refused.output
+        assert refused.exit_code != 0 and where in refused.output
+        assert "+15550100000" not in refused.output and "+15550100001" not in refused.output
     run("programme", "add", "north", "--name", "North", "--number", "+15550200000")
     with run.sessions() as session:
         assert session.scalars(select(Programme.slug).order_by(Programme.id)).all() == [
@@ -223,7 +239,18 @@ def test_programme_add_refuses_another_programmes_number(run) -> None:  # type: 
     refused = run.runner.invoke(
         main, ["programme", "add", "default", "--name", "x", "--number", "+15550200000"]
     )
-    assert refused.exit_code != 0 and "+15550200000" in refused.output
+    assert refused.exit_code != 0 and "+15550200000" not in refused.output
+    assert "+1•••••••000 is already another programme's number (programme 'north'" in (
+        refused.output
+    )
+    upgrade = CliRunner(env={**run.runner.env, "HOTLINE_NUMBER": "+15550200000"}).invoke(
+        main, ["db", "upgrade"]
+    )
+    assert upgrade.exit_code == 1 and "+15550200000" not in upgrade.output
+    assert upgrade.output.startswith(
+        "Error: HOTLINE_NUMBER or HOTLINE_POOL_NUMBERS: +1•••••••000 is already another "
+        "programme's number (programme 'north': hotline number)"
+    )
 
 
 def test_programme_add_renames_a_programme_and_keeps_its_pool(run) -> None:  # type: ignore[no-untyped-def]
