@@ -170,7 +170,7 @@ def update_settings(
             session,
             programme_id=programme.id,
             actor=actor,
-            action="settings.edit",
+            action=audit.SETTINGS_EDIT,
             target=f"programme:{programme.id}",
             old=old,
             new=new,

@@ -17,6 +17,7 @@ from sqlalchemy import or_, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
+from hotline import audit
 from hotline.models import (
     Clinician,
     Conversation,
@@ -320,6 +321,8 @@ def ensure_programme(
         taken = set()
     if taken:
         raise NumberTakenError(_taken(session, taken))
+    if programme is not None and pool_setting:
+        pool_numbers = _taken_out_stays_out(session, programme, pool_setting, given, pool_numbers)
     if vault is not None and someones_phone(session, vault, [hotline_number, *pool_numbers]):
         raise NumberTakenError(SOMEONES_PHONE)
     wanted = _pool(programme, hotline_number, pool_numbers, replace_pools)
@@ -451,6 +454,41 @@ def _left_with_its_programme(
             owner.programme.slug if owner else "another",
             setting,
         )
+
+
+def _taken_out_stays_out(
+    session: Session,
+    programme: Programme,
+    setting: str,
+    given: tuple[str, ...],
+    pool_numbers: tuple[str, ...],
+) -> tuple[str, ...]:
+    """Those of ``pool_numbers`` (from ``setting``) to add to ``programme``'s pool: not one a
+    coordinator took out of it in Settings and has not put back (audit.taken_out). The
+    environment, still listing it, would otherwise put it back at every release, unseen, and
+    offers would go out from it again. Each is said by its place in the setting, as in
+    _left_out; the log holds numbers redacted, so a number new to the line that redacts as one
+    taken out is held back too, and the coordinator adds it in Settings."""
+    ours = {p.number for p in programme.pool_numbers}
+    removed = audit.taken_out(session, programme.id, "pool_numbers")
+    kept = []
+    for number in pool_numbers:
+        when = None if number in ours else removed.get(redact(number))
+        if when is None:
+            kept.append(number)
+            continue
+        log.warning(
+            "%s: its number %d of %d is not put back in programme %r's pool: a coordinator "
+            "took it out in Settings on %s (see the console's audit log). If it is to serve "
+            "again, a coordinator adds it back there; if not, remove it from %s",
+            setting,
+            given.index(number) + 1,
+            len(given),
+            programme.slug,
+            f"{when:%Y-%m-%d}",
+            setting,
+        )
+    return tuple(kept)
 
 
 def ensure_default_programme(

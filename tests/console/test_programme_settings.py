@@ -7,8 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from hotline import accounts, audit, numbercheck, programme_settings, wording
+from hotline.cli import main
 from hotline.db import transaction
 from hotline.models import Programme
 from hotline.programmes import config_of, ensure_programme
@@ -16,6 +18,7 @@ from tests.console.conftest import ACTOR, Console
 from tests.kit import sms
 from tests.kit.calls import PRESS_1, Calls, Script
 from tests.kit.harness import HOTLINE, POOL, SET_UP_HERE, Hotline
+from tests.kit.harness import test_env as environment_for
 from tests.kit.phones import Phones
 
 ALICE, CLINICIAN = "+15550108001", "+15550109001"
@@ -362,3 +365,44 @@ def test_a_control_character_in_a_spoken_text_does_not_break_every_call(hotline:
     response = hotline.post("/twilio/voice", CallSid="CA" + "c" * 32, From=CLINICIAN, To=HOTLINE)
     said = " ".join(ET.fromstring(response.get_data(as_text=True)).itertext())  # noqa: S314
     assert "This call is confidential." in said and "Call 988 now." in said
+
+
+@pytest.mark.sqlite_only
+def test_a_pool_number_taken_out_in_settings_stays_out_at_the_next_release(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The coordinator took a pool number out in Settings; HOTLINE_POOL_NUMBERS still lists it,
+    and Twilio still sends it here. The next release (`hotline db upgrade`) put it back in the
+    pool without a word, and offers went out from it again. It stays out now, and the release
+    says so by its place in the setting (no number in the log), with what IT changes; a new
+    number the setting brings still joins."""
+    hotline = console.hotline
+    for number in (*POOL, NEW):
+        hotline.fake.own_number(number, **SET_UP_HERE)
+    saved = console.post("/console/settings", {"pool_numbers": ",".join(POOL[:2])})
+    assert saved.status_code == 302  # type: ignore[attr-defined]
+    assert pool_of(hotline) == list(POOL[:2])
+    env = environment_for(
+        hotline.settings.database_url, hotline.fake, HOTLINE_POOL_NUMBERS=",".join([*POOL, NEW])
+    )
+    caplog.clear()
+    upgrade = CliRunner(env=env).invoke(main, ["db", "upgrade"])
+    assert upgrade.exit_code == 0, upgrade.output
+    assert pool_of(hotline) == [*POOL[:2], NEW]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith(
+        "HOTLINE_POOL_NUMBERS: its number 3 of 4 is not put back in programme 'default''s "
+        "pool: a coordinator took it out in Settings on "
+    )
+    assert "remove it from HOTLINE_POOL_NUMBERS" in warned[0]
+    assert POOL[2] not in caplog.text and "•••003" not in caplog.text
+    again = CliRunner(env=env).invoke(main, ["db", "upgrade"])  # and at every release after
+    assert again.exit_code == 0, again.output
+    assert pool_of(hotline) == [*POOL[:2], NEW]
+    console.post("/console/settings", {"pool_numbers": ",".join([*POOL, NEW])})  # back in
+    assert set(pool_of(hotline)) == {*POOL, NEW}
+    caplog.clear()
+    assert CliRunner(env=env).invoke(main, ["db", "upgrade"]).exit_code == 0
+    assert set(pool_of(hotline)) == {*POOL, NEW}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
