@@ -81,6 +81,34 @@ def test_supporters_round_trip_with_masked_phones(api: Api) -> None:
     assert api.ok("GET", path)["active"] is False
 
 
+def test_each_field_of_a_supporter_is_written_and_read_back(api: Api) -> None:
+    """CONTRACT.md's fields through PATCH: a deactivated supporter made active again is on
+    call again (the clock stands on a Monday afternoon: ``/oncall`` without ``at`` is now)."""
+    alice = api.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)["id"]
+    later = {"starts_at": "2026-03-03T09:00:00Z", "ends_at": "2026-03-03T17:00:00Z"}
+    api.ok("POST", "/shifts", {"supporter_id": alice, **later}, 201)
+    bob = api.ok("POST", "/supporters", {"name": "Bob", "phone": BOB}, 201)["id"]
+    now = {"starts_at": "2026-03-02T14:00:00Z", "ends_at": "2026-03-02T18:00:00Z"}
+    api.ok("POST", "/shifts", {"supporter_id": bob, **now}, 201)
+    answer = api.ok("GET", "/oncall")
+    assert answer["at"] == "2026-03-02T15:00:00+00:00"
+    assert [s["id"] for s in answer["supporters"]] == [bob]
+
+    path = f"/supporters/{bob}"
+    fields = {"phone": CAROL, "discipline": "pharmacist", "max_conversations": 3}
+    changed = api.ok("PATCH", path, fields)
+    assert (changed["phone"], changed["discipline"], changed["max_conversations"]) == (
+        "+1•••••••003",
+        "pharmacist",
+        3,
+    )
+    assert api.ok("GET", path) == changed and CAROL not in str(api.ok("GET", "/supporters"))
+    assert api.call("DELETE", path).status_code == 204
+    assert api.ok("GET", "/oncall")["supporters"] == []
+    assert api.ok("PATCH", path, {"active": True})["active"] is True
+    assert [s["id"] for s in api.ok("GET", "/oncall")["supporters"]] == [bob]
+
+
 def test_a_number_written_through_the_api_is_vouched_for_unless_verify_is_asked(
     api: Api,
 ) -> None:
