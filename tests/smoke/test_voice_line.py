@@ -262,6 +262,23 @@ def test_busy_no_answer_and_a_declined_screen_all_move_on(
     phones.assert_no_unexpected()
 
 
+def test_peers_are_rung_one_at_a_time_for_twenty_seconds_each(
+    hotline: Hotline, calls: Calls
+) -> None:
+    """Several <Number>s in one <Dial> ring at once (and the simulator would ring them in
+    turn): each ring is a <Dial> of its own, about 20 s, the caller hearing ringing until a
+    supporter has pressed 1 (answerOnBridge), never a voicemail greeting."""
+    for name, number in (("Alice", ALICE), ("Bob", BOB)):
+        hotline.add_supporter(name, number)
+    call = calls.place(CLINICIAN, HOTLINE, Script(phones={BOB: PRESS_1}))
+    assert call.dialled == [ALICE, BOB] and call.bridged_with == BOB
+    dials = [d for text in call.documents for d in ET.fromstring(text).iter("Dial")]  # noqa: S314
+    assert len(dials) == 2
+    for dial in dials:
+        assert len(dial.findall("Number")) == 1
+        assert (dial.get("timeout"), dial.get("answerOnBridge")) == ("20", "true")
+
+
 def test_nobody_picks_up_so_a_peer_calls_back_through_the_pool_number(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
