@@ -145,3 +145,16 @@ def test_a_bad_setting_stops_the_procfile_web_process_with_one_line(tmp_path: Pa
     assert "hotline: TWILIO_ACCOUNT_SID is required when HOTLINE_ENV=production" in logged
     assert "App failed to load" in logged
     assert "Traceback" not in logged, logged
+
+
+def test_the_procfile_serves_on_every_interface_and_runs_the_worker_and_the_release() -> None:
+    """CONTRACT.md's Procfile: a platform routes to ``0.0.0.0:$PORT`` (a web process bound
+    to loopback answers the tests above and nobody else); ``hotline worker`` runs RQ with the
+    scheduler and the sweeper (tests/resilience/test_faults.py runs it as this line does)."""
+    lines = dict(
+        text.split(":", 1) for text in (ROOT / "Procfile").read_text(encoding="utf-8").splitlines()
+    )
+    web = shlex.split(lines["web"])
+    assert web[0] == "gunicorn" and web[web.index("--bind") + 1] == "0.0.0.0:$PORT"
+    assert shlex.split(lines["worker"]) == ["hotline", "worker"]
+    assert shlex.split(lines["release"]) == ["hotline", "db", "upgrade"]
