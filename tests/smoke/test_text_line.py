@@ -1668,6 +1668,19 @@ def test_yes_is_understood_as_accept(hotline: Hotline, phones: Phones) -> None:
     phones.assert_no_unexpected()
 
 
+def test_no_is_understood_as_pass(hotline: Hotline, phones: Phones) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice, bob = phones.phone(CLINICIANS[0]), phones.phone(ALICE), phones.phone(BOB)
+    clinician.texts("hi")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    alice.texts("No")
+    alice.expect_text("Passed on")
+    bob.expect_text(OFFER)
+    phones.assert_no_unexpected()
+
+
 def test_a_supporter_s_command_with_an_emoji_or_comma_after_it_is_still_a_command(
     hotline: Hotline, phones: Phones
 ) -> None:
