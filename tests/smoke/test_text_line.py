@@ -784,6 +784,27 @@ def test_stop_mid_conversation_ends_it(hotline: Hotline, phones: Phones) -> None
     phones.assert_no_unexpected()
 
 
+def test_stop_while_the_request_waits_ends_it_and_no_peer_can_take_it(
+    hotline: Hotline, phones: Phones
+) -> None:
+    hotline.add_supporter("Alice", ALICE)
+    hotline.add_supporter("Bob", BOB)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("hi")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER)
+    clinician.texts("STOP")  # Twilio itself answers the opt-out word
+    hotline.clock.advance(seconds=181)  # past the offer's time-out: nobody else is offered it
+    hotline.run_jobs()
+    hotline.sweep()
+    phones.assert_no_unexpected()
+    alice.texts("ACCEPT")
+    alice.expect_text("no longer open")
+    with hotline.session() as session:
+        assert session.scalar(select(Conversation.state)) == ConversationState.ENDED
+    phones.assert_no_unexpected()
+
+
 def test_a_peer_taking_a_request_from_someone_who_stopped_texts_is_told_to_call(
     hotline: Hotline, phones: Phones
 ) -> None:
