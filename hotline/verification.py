@@ -48,7 +48,8 @@ class CodeState(StrEnum):
     TEXTED = "texted"
     REFUSED = "refused"  # the phone refused it for good: a landline, a mistyped number
     STOPPED = "stopped"  # they had texted STOP to the number it came from (21610)
-    FAILED = "failed"  # not for the phone's fault: Twilio would not send it, or a sender died
+    FAILED = "failed"  # not for the phone's fault: Twilio would not send it
+    IN_DOUBT = "in_doubt"  # its sender stopped mid-send (notices.STUCK_AFTER): it may have gone
     HELD = "held"  # not sent: due while its programme was retired (since restored)
     RETIRED = "retired"  # not sent: its programme retired, and a closed line texts nobody
     EXPIRED = "expired"
@@ -127,14 +128,17 @@ def code_state(session: Session, row: PhoneVerification, now: datetime) -> CodeS
 def _why_failed(session: Session, row: PhoneVerification, notice: Notice) -> CodeState:
     """A failed code's text, by what its send left (notices.send_notice): the pair blocked
     for the supporter's STOP to its number, or their phone's refusal kept since the code was
-    asked for (reach.py). A sender that died mid-send left neither, nor a number it came from."""
+    asked for (reach.py). A sender that died mid-send left neither, nor a number it came from:
+    Twilio may have taken the text, and the supporter may read the code out."""
+    if notice.from_number is None:
+        return CodeState.IN_DOUBT
     supporter = session.get_one(Supporter, row.supporter_id)
     blocked = select(OptOut.id).where(
         OptOut.programme_id == supporter.programme_id,
         OptOut.phone_hash == supporter.phone_hash,
         OptOut.sender == notice.from_number,
     )
-    if notice.from_number is not None and session.scalar(select(blocked.exists())):
+    if session.scalar(select(blocked.exists())):
         return CodeState.STOPPED
     refused_at = supporter.texts_refused_at
     if supporter.texts_refused_code is not None and refused_at and refused_at >= row.created_at:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 
 from hotline import accounts, retirement, roster, verification
 from hotline.db import transaction
-from hotline.models import ApiToken, Programme, Shift, Supporter
+from hotline.models import ApiToken, Notice, NoticeKind, NoticeState, Programme, Shift, Supporter
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, csrf_of, sign_in
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
@@ -207,6 +207,31 @@ def test_a_code_twilio_would_not_send_for_another_reason_does_not_blame_the_numb
         "The code may not have reached +1•••••••001: its text failed, though not for a fault "
         "of the number. Text a new code" in page
     )
+
+
+def test_a_code_in_doubt_after_a_sender_died_can_still_be_entered(console: Console) -> None:
+    """Twilio took the code's text and the worker died before recording it: after five
+    minutes the notice counts as failed, and the page said the code may not have reached the
+    phone, not for a fault of the number, and hid the box to enter it. It did reach her, and
+    she reads it out: the coordinator had to text a new code and ask again."""
+    hotline = console.hotline
+    detail = _added_with_a_code(console)
+    hotline.run_jobs()
+    (text,) = [m for m in hotline.fake.messages if m["to"] == ALICE]
+    code = re.search(r"\b(\d{6})\b", str(text["body"]))
+    assert code is not None
+    with transaction(hotline.services.sessions) as session:  # as if never recorded as sent
+        notice = session.scalars(select(Notice).where(Notice.kind == NoticeKind.VERIFICATION))
+        stuck = notice.one()
+        stuck.state, stuck.from_number = NoticeState.SENDING, None  # as its claim left it
+    hotline.clock.advance(minutes=6)
+    hotline.sweep()  # a send stuck that long is in doubt (notices.STUCK_AFTER)
+    page = console.get(detail)
+    assert "A code was texted to +1•••••••001. Ask them" not in page
+    assert "The code may or may not have reached +1•••••••001" in page
+    assert "If they got it, enter it here" in page
+    console.post(f"{detail}/code", {"code": code.group(1)}, form_page=detail)
+    assert "Verified" in console.get(detail)
 
 
 def test_a_code_held_back_while_the_programme_was_retired_says_so_once_it_is_restored(
