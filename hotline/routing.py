@@ -1,8 +1,9 @@
 """Round-robin offers: who is offered a conversation next, and what happens when they answer.
 
-Eligible: on call now, active, not on a break, under ``max_conversations`` (open conversations
-plus pending offers), not offered this conversation in the last half hour nor twice already
-(``asked_enough``), not the clinician themself, and with a pool number free on their phone.
+Eligible: on call now, active, not on a break, under ``max_conversations`` (open conversations,
+pending offers and claims: see pools_in_use), not offered this conversation in the last half
+hour nor twice already (``asked_enough``), not the clinician themself, and with a pool number
+free on their phone.
 The clinician's previous supporter goes first, then peers of the discipline asked for, then the
 least recently offered. The programme row is locked while an offer is made, so concurrent
 first texts never pick the same pointer twice (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite
@@ -105,7 +106,7 @@ def candidates(
     if clinician is not None:  # a supporter asking for support is never offered their own
         own = _indexes(vault, clinician.phone_hash, lambda: clinician_phone(vault, clinician))
         supporters = [s for s in supporters if s.phone_hash not in own]
-    load = pools_in_use(session, [s.id for s in supporters])
+    load = pools_in_use(session, [s.id for s in supporters], clinician.id if clinician else None)
     indexes = {
         s.id: _indexes(vault, s.phone_hash, partial(supporter_phone, vault, s)) for s in supporters
     }
@@ -140,19 +141,24 @@ def candidates(
 
 
 def at_limit(session: Session, supporter: Supporter) -> bool:
-    """``supporter`` has as many open conversations and pending offers as their
+    """``supporter`` has as many open conversations, pending offers and claims as their
     ``max_conversations``: ``candidates`` leaves them out, and a late ACCEPT takes nothing."""
     return len(pools_in_use(session, [supporter.id])[supporter.id]) >= supporter.max_conversations
 
 
 def can_take(
-    session: Session, vault: Vault, p: ProgrammeConfig, supporter: Supporter, pool_number: str
+    session: Session,
+    vault: Vault,
+    p: ProgrammeConfig,
+    supporter: Supporter,
+    pool_number: str,
+    clinician_id: int | None = None,
 ) -> bool:
-    """``supporter`` can take a request on ``pool_number`` now, whatever her shift or break:
-    on the roster, under her ``max_conversations``, that number free on her phone and not
-    blocked by her STOP to it. (Her ACCEPT is the surer word that she can take it now: see
-    offerreply.accept_late.)"""
-    in_use = pools_in_use(session, [supporter.id])[supporter.id]
+    """``supporter`` can take a request (of ``clinician_id``'s) on ``pool_number`` now, whatever
+    her shift or break: on the roster, under her ``max_conversations``, that number free on her
+    phone and not blocked by her STOP to it. (Her ACCEPT is the surer word that she can take it
+    now: see offerreply.accept_late.)"""
+    in_use = pools_in_use(session, [supporter.id], clinician_id)[supporter.id]
     room = len(in_use) < supporter.max_conversations and pool_number not in in_use
     to = supporter_phone(vault, supporter)
     return supporter.active and room and not is_opted_out(session, vault, p.id, to, pool_number)
@@ -215,8 +221,16 @@ def _rank(
     )
 
 
-def pools_in_use(session: Session, ids: list[int]) -> dict[int, list[str]]:
-    """Pool numbers each supporter is using: open conversations and pending offers."""
+def pools_in_use(
+    session: Session, ids: list[int], clinician_id: int | None = None
+) -> dict[int, list[str]]:
+    """Pool numbers each supporter is using: open conversations, pending offers, and claims
+    (``CLAIMED``: an ACCEPT as the call that replaced a request rang). A claim is a
+    conversation she has taken on until it settles (taken, or she is told it ended:
+    ``take_claimed``, ringing.settle_claims), and its number is where it will come; offered
+    more meanwhile, she would be past her limit at the hang-up, and her claim would lapse.
+    Counted for a request of ``clinician_id`` (their call, its call-back, the request reopened),
+    not her claim of theirs: taking the one settles the other, one conversation either way."""
     used: dict[int, list[str]] = defaultdict(list)
     if not ids:
         return used
@@ -226,7 +240,17 @@ def pools_in_use(session: Session, ids: list[int]) -> dict[int, list[str]]:
     pending = select(Offer.supporter_id, Offer.pool_number).where(
         Offer.state == OfferState.PENDING, Offer.supporter_id.in_(ids)
     )
-    for supporter_id, number in [*session.execute(active), *session.execute(pending)]:
+    claimed = (
+        select(Offer.supporter_id, Offer.pool_number)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(
+            Offer.state == OfferState.CLAIMED,
+            Offer.supporter_id.in_(ids),
+            Conversation.clinician_id.is_distinct_from(clinician_id),
+        )
+    )
+    rows = [*session.execute(active), *session.execute(pending), *session.execute(claimed)]
+    for supporter_id, number in rows:
         used[supporter_id].append(number)
     return used
 
@@ -425,7 +449,7 @@ def take_claimed(
         return None
     lock_programme(session, p.id)  # her load as offer-making reads it
     supporter = session.get_one(Supporter, claimed.supporter_id)
-    can = can_take(session, vault, p, supporter, claimed.pool_number)
+    can = can_take(session, vault, p, supporter, claimed.pool_number, conv.clinician_id)
     if can and accept(session, vault, p, claimed, now, effects, claimed=True):
         return claimed
     lapsed = answer(session, claimed, OfferState.EXPIRED, now, (OfferState.CLAIMED,))

@@ -496,18 +496,9 @@ def test_a_hang_up_sends_the_request_on_when_its_peer_is_at_her_limit_now(
     phones.assert_no_unexpected()
 
 
-def its_number_taken(hotline: Hotline, phones: Phones) -> None:
-    """Another clinician's request is offered to Alice on the number of her claim."""
-    first = phones.phone(FIRST)
-    first.texts("hi")
-    first.expect_text("confidential", from_=HOTLINE)
-    phones.phone(ALICE).expect_text(OFFER, from_=POOL[0])
-
-
 CLAIM_LAPSES = {
     "off the roster": off_the_roster,
     "STOP to that number": stopped_that_number,
-    "its number taken by another request": its_number_taken,
 }
 LAPSED_CLAIM = "their request can't come to you now"
 
@@ -517,14 +508,12 @@ def test_a_claim_that_cannot_be_honoured_at_the_hang_up_tells_its_peer(
     hotline: Hotline, phones: Phones, meanwhile: str
 ) -> None:
     """Alice answers ACCEPT while the clinician's call, which replaced the request, rings Bob,
-    and is told it is hers if they hang up first. Then she is taken off the roster, or another
-    request is offered to her on that number (she may have two at once). At the hang-up her
-    claim lapsed without a word, and she waited to be connected; now she is told, from that
-    number, that it goes on to the next peer. Not after her STOP to that number: Twilio would
-    refuse the text (21610)."""
+    and is told it is hers if they hang up first. Then she is taken off the roster. At the
+    hang-up her claim lapsed without a word, and she waited to be connected; now she is told,
+    from that number, that it goes on to the next peer. Not after her STOP to that number:
+    Twilio would refuse the text (21610)."""
     call = sid(0x781)
-    hotline.add_supporter("Alice", ALICE, max_conversations=2)  # room for the other request
-    replaced_by_a_call(hotline, phones, call, alice_added=True)
+    replaced_by_a_call(hotline, phones, call)
     alice = phones.phone(ALICE)
     alice.texts("ACCEPT", to=POOL[0])
     alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
@@ -534,6 +523,28 @@ def test_a_claim_that_cannot_be_honoured_at_the_hang_up_tells_its_peer(
     if meanwhile != "STOP to that number":
         alice.expect_text(LAPSED_CLAIM, from_=POOL[0])  # was: nothing
     bob_takes_it(phones)
+    phones.assert_no_unexpected()
+
+
+def test_a_claim_keeps_its_number_for_the_hang_up(hotline: Hotline, phones: Phones) -> None:
+    """Alice, with room for two conversations, claims the request as the clinician's call
+    rings Bob; then another clinician texts. Their request was offered to her on the claim's
+    number, and at the hang-up her claim lapsed, that number taken. Now it comes on another
+    number, and at the hang-up the claimed request is hers on its own."""
+    call = sid(0x7E3)
+    hotline.add_supporter("Alice", ALICE, max_conversations=2)  # room for the other request
+    replaced_by_a_call(hotline, phones, call, alice_added=True)
+    clinician, alice, first = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(FIRST)
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    first.texts("hi")
+    first.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[1])  # was: on POOL[0], her claim's
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    alice.expect_text("You're connected", from_=POOL[0])  # was: it can't come to you now
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
     phones.assert_no_unexpected()
 
 
@@ -642,9 +653,12 @@ def test_a_claim_is_not_told_a_peer_took_the_call_when_she_took_it(
     hotline: Hotline, phones: Phones
 ) -> None:
     """Bob lets the call ring out; Alice, whose claim stands, is rung next and takes it: she
-    is not told that a peer took their call, and her claim is over."""
+    is not told that a peer took their call, and her claim is over. She has room for one
+    conversation, and her claim counts as one, but not against this caller's own call: taking
+    either settles the other."""
     call = sid(0x7C1)
-    replaced_by_a_call(hotline, phones, call)
+    hotline.add_supporter("Alice", ALICE, max_conversations=1)
+    replaced_by_a_call(hotline, phones, call, alice_added=True)
     alice = phones.phone(ALICE)
     alice.texts("ACCEPT")
     alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
@@ -732,6 +746,69 @@ def test_a_claim_open_as_the_programme_retires_is_told_once_and_ends(
     phones.assert_no_unexpected()  # was: told only now, by the restored line's sweep
     with hotline.session() as session:
         assert OfferState.CLAIMED not in session.scalars(select(Offer.state)).all()
+
+
+THIRD = "+15550109003"
+
+
+def a_third_clinician_texts(phones: Phones) -> None:
+    phones.phone(THIRD).texts("hello")
+    phones.phone(THIRD).expect_text("confidential", from_=HOTLINE)
+
+
+def test_a_claim_counts_toward_her_limit_while_the_call_rings(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice, with room for two conversations, talks with one clinician and claims a second's
+    request (ACCEPT) as their call rings Bob. A third clinician texted then, and Alice was
+    offered that request too, one past what she can take: had she taken it, her claim lapsed
+    at the hang-up and the second clinician waited on. Now her claim counts as a conversation
+    she has taken on: the third request goes to Bob, and at the hang-up she is connected."""
+    call = sid(0x7E1)
+    talking_and_offered_another(hotline, phones, call)
+    clinician, alice, bob = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(BOB)
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[1])
+    a_third_clinician_texts(phones)
+    bob.expect_text(OFFER)  # was: offered to Alice
+    phones.assert_no_unexpected()
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    alice.expect_text("You're connected", from_=POOL[1])
+    alice.expect_text("I had a bad night", from_=POOL[1])
+    clinician.expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_claim_that_settles_without_her_frees_her_for_a_waiting_request(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """As above, but Bob has room for one conversation: as his phone rings, the third request
+    waits with nobody free. Bob takes the call, and Alice's claim is over: she is told so,
+    counts as free again, and the sweeper offers her the request that waits."""
+    call = sid(0x7E2)
+    talking_and_offered_another(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    with transaction(hotline.services.sessions) as session:
+        bob = session.scalars(select(Supporter).where(Supporter.name == "Bob")).one()
+        bob.max_conversations = 1
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[1])
+    third = phones.phone(THIRD)
+    third.texts("hello")
+    third.expect_text("No peer is free right now", from_=HOTLINE)  # was: offered to Alice
+    phones.assert_no_unexpected()
+    a_peer_takes_the_call(hotline, phones, call)
+    hotline.run_jobs()
+    alice.expect_text("A peer took their call", from_=POOL[1])
+    hotline.clock.advance(seconds=30)
+    hotline.sweep()
+    hotline.run_jobs()
+    alice.expect_text(OFFER)
+    alice.texts("ACCEPT")
+    alice.expect_text("You're connected")
+    alice.expect_text("hello")
+    third.expect_text("joined", from_=HOTLINE)
 
 
 @pytest.mark.parametrize("answered", [None, "ACCEPT"])
