@@ -72,7 +72,7 @@ def expire_offer(services: Services, offer_id: int) -> bool:
             conv = session.get_one(Conversation, offer.conversation_id)
             # A ring whose dial action never came: the request goes on by text, as a call-back
             # (a late action then replays that promise; a hang-up leaves it waiting).
-            session.execute(
+            rang_out = session.execute(
                 update(Call)
                 .where(Call.conversation_id == conv.id, Call.state == CallState.RINGING)
                 .values(state=CallState.CALLBACK)
@@ -84,6 +84,11 @@ def expire_offer(services: Services, offer_id: int) -> bool:
                     # hears so from the late action, as from fall_to_call_back).
                     end_conversation(session, p, conv, "missed", now, effects)
                 else:
+                    if rang_out.rowcount:  # type: ignore[attr-defined]
+                        # A peer who claimed the request the call replaced hears it became a
+                        # call-back before its offer, as offer_call_back tells her: after it,
+                        # "nothing more is needed" reads as the offer's end.
+                        ringing.settle_claims(session, services.vault, p, now, effects)
                     routing.offer_or_fall_back(session, services.vault, p, conv, now, effects)
     send(services, effects)
     schedule(services, effects)

@@ -630,6 +630,31 @@ def test_a_claim_whose_request_ends_as_the_call_rings_tells_its_peer(
     alice.expect_nothing()
 
 
+def test_a_claim_whose_ring_is_lost_is_told_before_the_call_back_is_offered(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice claims the request as the clinician's call rings Bob; Bob's ring is lost (its
+    dial action never comes), and the sweeper makes the call a call-back. Alice, the one peer
+    left to ask, was offered it, and then told that nothing more was needed on the earlier
+    request, which read as the offer's end. Now she is told that first, then offered it, and
+    takes it."""
+    call = sid(0x7E4)
+    replaced_by_a_call(hotline, phones, call)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    hotline.clock.advance(minutes=2)
+    hotline.sweep()
+    hotline.run_jobs()
+    alice.expect_text("now a call-back request", from_=POOL[0])  # was: after the offer
+    alice.expect_text("call-back request: a clinician called", from_=POOL[0])
+    alice.texts("ACCEPT")
+    alice.expect_text("It's yours. Call this number", from_=POOL[0])
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("will call you back shortly", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
 def test_a_claim_whose_request_ends_is_not_told_after_her_stop_to_that_number(
     hotline: Hotline, phones: Phones
 ) -> None:
