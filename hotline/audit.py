@@ -9,7 +9,6 @@ listener refuses it.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from datetime import date, datetime, time
 from typing import Any
@@ -107,23 +106,6 @@ def entries(
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     return list(session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit)))
-
-
-def taken_out(session: Session, programme_id: int, field: str) -> dict[str, datetime]:
-    """The values of the list ``field`` a change of the programme's Settings took out and none
-    has put back since, as the log holds them (numbers redacted), each with when."""
-    found: dict[str, datetime] = {}
-    edits = select(AuditEntry.old, AuditEntry.new, AuditEntry.at).where(
-        AuditEntry.programme_id == programme_id, AuditEntry.action == SETTINGS_EDIT
-    )
-    for old, new, at in session.execute(edits.order_by(AuditEntry.id)):
-        if not new or field not in new:
-            continue
-        before, after = Counter((old or {}).get(field) or []), Counter(new[field] or [])
-        for value in after:
-            found.pop(value, None)
-        found |= dict.fromkeys(before - after, at)  # counted: two numbers may redact alike
-    return found
 
 
 @event.listens_for(AuditEntry, "before_update")

@@ -138,6 +138,10 @@ class Programme(Base):
     # Retired (retirement.py): its numbers answer that the line has closed, with the
     # programme's resources and crisis sentence; nothing is offered, reminded or checked in.
     retired_at: Mapped[datetime | None]
+    # HOTLINE_POOL_NUMBERS as the last `hotline db upgrade` applied it to this programme, E.164
+    # comma-separated (the line's own Twilio numbers, as pool_numbers holds them), so the next
+    # one applies only what IT changed since (pool_setting.py). NULL: never recorded.
+    applied_pool_setting: Mapped[str | None] = mapped_column(Text)
 
     pool_numbers: Mapped[list[PoolNumber]] = relationship(
         back_populates="programme", order_by="PoolNumber.id", cascade="all, delete-orphan"

@@ -17,7 +17,6 @@ from sqlalchemy import or_, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
-from hotline import audit
 from hotline.models import (
     Clinician,
     Conversation,
@@ -29,6 +28,7 @@ from hotline.models import (
     Supporter,
 )
 from hotline.phone import redact
+from hotline.pool_setting import record_applied, taken_out_since, warn_taken_out
 from hotline.settings import Settings, SettingsError, parse_hours, parse_offsets
 
 if TYPE_CHECKING:
@@ -308,7 +308,9 @@ def ensure_programme(
     here; it is asked before anything is written. ``pool_setting`` names the setting
     ``pool_numbers`` came from: a pool number Twilio does not send here, or that is another
     programme's (a coordinator moved it in Settings), is then left out, and logged by its place
-    there, rather than refusing the change (see _left_out, _left_with_its_programme).
+    there, rather than refusing the change (see _left_out, _left_with_its_programme); and the
+    setting applies as edits: one it listed when last applied that the pool no longer has was
+    taken out since, and stays out (pool_setting.py).
     """
     given = pool_numbers
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
@@ -321,8 +323,10 @@ def ensure_programme(
         taken = set()
     if taken:
         raise NumberTakenError(_taken(session, taken))
-    if programme is not None and pool_setting:
-        pool_numbers = _taken_out_stays_out(session, programme, pool_setting, given, pool_numbers)
+    out = taken_out_since(programme, pool_numbers) if pool_setting else set()
+    if out:
+        warn_taken_out(slug, pool_setting or "", given, out)
+        pool_numbers = tuple(n for n in pool_numbers if n not in out)
     if vault is not None and someones_phone(session, vault, [hotline_number, *pool_numbers]):
         raise NumberTakenError(SOMEONES_PHONE)
     wanted = _pool(programme, hotline_number, pool_numbers, replace_pools)
@@ -351,6 +355,8 @@ def ensure_programme(
     if timezone is not None:
         programme.timezone = timezone
     programme.pool_numbers = [current.get(n) or PoolNumber(number=n) for n in wanted]
+    if pool_setting:
+        record_applied(programme, given, out)
     session.flush()
     return programme
 
@@ -454,41 +460,6 @@ def _left_with_its_programme(
             owner.programme.slug if owner else "another",
             setting,
         )
-
-
-def _taken_out_stays_out(
-    session: Session,
-    programme: Programme,
-    setting: str,
-    given: tuple[str, ...],
-    pool_numbers: tuple[str, ...],
-) -> tuple[str, ...]:
-    """Those of ``pool_numbers`` (from ``setting``) to add to ``programme``'s pool: not one a
-    coordinator took out of it in Settings and has not put back (audit.taken_out). The
-    environment, still listing it, would otherwise put it back at every release, unseen, and
-    offers would go out from it again. Each is said by its place in the setting, as in
-    _left_out; the log holds numbers redacted, so a number new to the line that redacts as one
-    taken out is held back too, and the coordinator adds it in Settings."""
-    ours = {p.number for p in programme.pool_numbers}
-    removed = audit.taken_out(session, programme.id, "pool_numbers")
-    kept = []
-    for number in pool_numbers:
-        when = None if number in ours else removed.get(redact(number))
-        if when is None:
-            kept.append(number)
-            continue
-        log.warning(
-            "%s: its number %d of %d is not put back in programme %r's pool: a coordinator "
-            "took it out in Settings on %s (see the console's audit log). If it is to serve "
-            "again, a coordinator adds it back there; if not, remove it from %s",
-            setting,
-            given.index(number) + 1,
-            len(given),
-            programme.slug,
-            f"{when:%Y-%m-%d}",
-            setting,
-        )
-    return tuple(kept)
 
 
 def ensure_default_programme(

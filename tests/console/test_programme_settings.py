@@ -406,3 +406,54 @@ def test_a_pool_number_taken_out_in_settings_stays_out_at_the_next_release(
     assert CliRunner(env=env).invoke(main, ["db", "upgrade"]).exit_code == 0
     assert set(pool_of(hotline)) == {*POOL, NEW}
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def release(hotline: Hotline, pool: list[str], caplog: pytest.LogCaptureFixture) -> list[str]:
+    """`hotline db upgrade` with HOTLINE_POOL_NUMBERS listing ``pool``: the warnings it logs."""
+    env = environment_for(
+        hotline.settings.database_url, hotline.fake, HOTLINE_POOL_NUMBERS=",".join(pool)
+    )
+    caplog.clear()
+    upgrade = CliRunner(env=env).invoke(main, ["db", "upgrade"])
+    assert upgrade.exit_code == 0, upgrade.output
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.sqlite_only
+def test_a_new_pool_number_that_masks_like_one_taken_out_joins_at_the_next_release(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    """IT bought a pool number that masks as one a coordinator took out in Settings (same
+    country code, same last three digits) and listed it in HOTLINE_POOL_NUMBERS. The release
+    held it back as if it were the one taken out (the audit log it read keeps numbers masked),
+    and a coordinator had to add it by hand. It joins; the one taken out stays out."""
+    hotline = console.hotline
+    alike = "+15550200003"  # +1•••••••003, as POOL[2]
+    for number in (*POOL, alike):
+        hotline.fake.own_number(number, **SET_UP_HERE)
+    console.post("/console/settings", {"pool_numbers": ",".join(POOL[:2])})
+    assert pool_of(hotline) == list(POOL[:2])
+    warned = release(hotline, [*POOL, alike], caplog)
+    assert pool_of(hotline) == [*POOL[:2], alike]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("HOTLINE_POOL_NUMBERS: its number 3 of 4 is not put back")
+
+
+@pytest.mark.sqlite_only
+def test_a_pool_number_it_takes_out_of_the_environment_and_puts_back_joins_again(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A coordinator took a pool number out in Settings; the releases after kept it out while
+    HOTLINE_POOL_NUMBERS listed it. IT then took it out of the setting, and later put it back
+    (the number is to serve again): that is IT adding it, and the release adds it, without a
+    warning. It was held back for ever, until a coordinator added it in Settings."""
+    hotline = console.hotline
+    for number in POOL:
+        hotline.fake.own_number(number, **SET_UP_HERE)
+    console.post("/console/settings", {"pool_numbers": ",".join(POOL[:2])})
+    assert len(release(hotline, list(POOL), caplog)) == 1  # kept out, and said
+    assert pool_of(hotline) == list(POOL[:2])
+    assert release(hotline, list(POOL[:2]), caplog) == []  # IT takes it out of the setting
+    assert pool_of(hotline) == list(POOL[:2])
+    assert release(hotline, list(POOL), caplog) == []  # and puts it back
+    assert pool_of(hotline) == list(POOL)

@@ -456,7 +456,8 @@ def test_a_pool_number_released_at_twilio_but_still_in_the_environment_stops_no_
     HOTLINE_POOL_NUMBERS still lists it: every release used to stop on it ("IT must set it up
     at Twilio", which cannot be done) until the environment was edited. Now the release goes
     on, brings what it brings (here a new pool number that is set up), leaves the released
-    number out, and says where it is listed and what to change."""
+    number out (taken out of the pool since the setting was applied, it is not put back, so
+    Twilio is not asked about it), and says where it is listed and what to change."""
     for number in ("+15550100000", "+15550100001", "+15550100003"):
         fake_twilio.own_number(number, **RIGHT)  # +15550100002 is no longer the account's
     with run.sessions() as session, session.begin():  # the coordinator, in Settings
@@ -472,10 +473,33 @@ def test_a_pool_number_released_at_twilio_but_still_in_the_environment_stops_no_
     assert pool == {"+15550100001", "+15550100003"}
     left_out = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(left_out) == 1, left_out
-    assert left_out[0].startswith("HOTLINE_POOL_NUMBERS: its number 2 of 3 is left out")
-    assert "not a number of this Twilio account" in left_out[0]
+    assert left_out[0].startswith("HOTLINE_POOL_NUMBERS: its number 2 of 3 is not put back")
     assert "remove it from HOTLINE_POOL_NUMBERS" in left_out[0]
     assert "0100002" not in caplog.text and "•••002" not in caplog.text  # its place, no number
+
+
+def test_the_first_release_after_migration_0019_puts_back_no_pool_number_taken_out_before(
+    run,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """IT took a pool number out with `hotline programme add --pool` (a coordinator could have
+    in Settings) before this release; HOTLINE_POOL_NUMBERS still lists it. The database has no
+    record yet of what the setting listed (0019 adds it): the first release takes the setting
+    as it stands as applied, so it puts nothing back (it put that number back, unseen: the
+    audit log it read had no Settings entry for it), says so, and so does the next."""
+    add = ["programme", "add", "default", "--name", "Peer support", "--number", HOTLINE]
+    run(*add, "--pool", "+15550100001")  # +15550100002 out of the pool
+    url = run.runner.env["DATABASE_URL"]
+    command.downgrade(migrate.alembic_config(url), "0018")  # as the release before left it
+    for _ in range(2):
+        caplog.clear()
+        run("db", "upgrade")
+        with run.sessions() as session:
+            assert session.scalars(select(PoolNumber.number)).all() == ["+15550100001"]
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warned) == 1, warned
+        assert warned[0].startswith("HOTLINE_POOL_NUMBERS: its number 2 of 2 is not put back")
+        assert "0100002" not in caplog.text and "•••002" not in caplog.text
 
 
 def test_a_pool_number_moved_to_another_programme_but_still_in_the_environment_stops_no_release(

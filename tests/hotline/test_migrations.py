@@ -139,3 +139,41 @@ def test_tokens_a_coordinator_made_before_0010_stop_vouching(tmp_path: Path) -> 
         vouching = dict(connection.execute(sa.text("SELECT id, vouches FROM api_tokens")).all())
     engine.dispose()
     assert vouching == {1: False, 2: True, 3: True}
+
+
+def test_0019_records_no_pool_setting_for_a_programme_and_downgrades_keeping_it(
+    tmp_path: Path,
+) -> None:
+    """Migration 0019: a programme from before has no record of what HOTLINE_POOL_NUMBERS
+    listed (the next `hotline db upgrade` takes the setting as it stands as applied), and keeps
+    its pool; downgraded, the record goes and the programme and its pool stay."""
+    url = f"sqlite:///{tmp_path / 'hotline.db'}"
+    command.upgrade(alembic_config(url), "0018")
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO programmes (id, slug, name, hotline_number, created_at)"
+                " VALUES (1, 'default', 'Peer support', '+15550100000', '2026-12-01 10:00:00')"
+            )
+        )
+        connection.execute(
+            sa.text("INSERT INTO pool_numbers (programme_id, number) VALUES (1, '+15550100001')")
+        )
+    upgrade(url)
+    assert current(url) == head()
+    with engine.connect() as connection:
+        row = connection.execute(sa.text("SELECT slug, applied_pool_setting FROM programmes"))
+        assert row.all() == [("default", None)]
+    command.downgrade(alembic_config(url), "0018")
+    assert "applied_pool_setting" not in {
+        c["name"] for c in sa.inspect(engine).get_columns("programmes")
+    }
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT slug FROM programmes")).all() == [("default",)]
+        assert connection.execute(sa.text("SELECT number FROM pool_numbers")).all() == [
+            ("+15550100001",)
+        ]
+    engine.dispose()
+    upgrade(url)
+    assert current(url) == head()

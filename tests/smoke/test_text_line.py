@@ -1798,9 +1798,14 @@ def test_a_conversation_on_the_hotline_number_goes_on_when_db_upgrade_sets_the_p
 ) -> None:
     """A first deploy on HOTLINE_NUMBER alone; HOTLINE_POOL_NUMBERS set at the next deploy
     replaces that pool (see programmes.ensure_programme), with a conversation live on it."""
+    from dataclasses import replace
+
     from hotline.programmes import ensure_default_programme
 
     _set_pool(hotline, (HOTLINE,))
+    unset = replace(hotline.services.settings, pool_numbers=(HOTLINE,))  # as the setting's default
+    with transaction(hotline.services.sessions) as session:
+        ensure_default_programme(session, unset)  # the first deploy's `hotline db upgrade`
     clinician, alice = _connected(hotline, phones)
     with transaction(hotline.services.sessions) as session:
         ensure_default_programme(session, hotline.services.settings)  # `hotline db upgrade`

@@ -1,0 +1,61 @@
+"""HOTLINE_POOL_NUMBERS applied as edits to the first programme's pool at `hotline db upgrade`.
+
+The pool changes in more places than the environment: coordinators in Settings (the console or
+the API), IT with `hotline programme add --pool`. Applied whole at every release, the setting
+would put back each number taken out since while it still lists it, unseen, and offers would
+go out from it again. So the programme keeps the list the setting had when last applied
+(``Programme.applied_pool_setting``) and a release applies only what IT changed since: a number
+listed now and not then is added; one listed then and now that the pool no longer has was taken
+out since and stays out, with a warning. A number IT takes out of the setting and later puts
+back is added again, as any number the setting newly lists.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hotline.models import Programme
+
+log = logging.getLogger(__name__)
+
+
+def taken_out_since(programme: Programme | None, listed: tuple[str, ...]) -> set[str]:
+    """Those of ``listed`` the setting listed when last applied to ``programme`` that its pool
+    no longer has. Never recorded (the first upgrade after migration 0019), the setting as it
+    stands counts as applied: a number taken out before then stays out, as before, and the
+    upgrade changes nothing the pool has."""
+    if programme is None:
+        return set()
+    stored = programme.applied_pool_setting
+    applied = set(stored.split(",")) if stored is not None else set(listed)
+    pool = {p.number for p in programme.pool_numbers}
+    return {n for n in listed if n in applied and n not in pool}
+
+
+def warn_taken_out(slug: str, setting: str, given: tuple[str, ...], out: set[str]) -> None:
+    """Say which numbers of ``setting`` are not put back, once each, by their place there (no
+    phone numbers in logs), with what IT changes."""
+    for place, number in enumerate(given, start=1):
+        if number not in out or number in given[: place - 1]:
+            continue
+        log.warning(
+            "%s: its number %d of %d is not put back in programme %r's pool: a coordinator "
+            "took it out in Settings on the console or the API, or IT with `hotline programme "
+            "add --pool`, since a release applied this setting (the console's audit log says "
+            "who and when). If it is to serve again, a coordinator adds it back in Settings; if "
+            "not, remove it from %s",
+            setting,
+            place,
+            len(given),
+            slug,
+            setting,
+        )
+
+
+def record_applied(programme: Programme, given: tuple[str, ...], out: set[str]) -> None:
+    """Keep what the setting lists as applied: the numbers now in the pool, and those kept out
+    as taken out. One left out for now (Twilio does not send it here yet, another programme
+    has it) is not: it is tried again at the next release, as its warning says."""
+    pool = {p.number for p in programme.pool_numbers}
+    kept = [n for n in dict.fromkeys(given) if n in pool or n in out]
+    programme.applied_pool_setting = ",".join(kept)
