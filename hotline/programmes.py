@@ -287,6 +287,7 @@ def ensure_programme(
     vault: Vault | None = None,
     gate: Gate | None = None,
     pool_setting: str | None = None,
+    pool_listed: bool = True,
 ) -> Programme:
     """Create the programme ``slug`` or bring it up to date (idempotent); refused
     (NumberTakenError) when a number is another programme's, and (NumberInUseError) when a
@@ -310,7 +311,8 @@ def ensure_programme(
     programme's (a coordinator moved it in Settings), is then left out, and logged by its place
     there, rather than refusing the change (see _left_out, _left_with_its_programme); and the
     setting applies as edits: one it listed when last applied that the pool no longer has was
-    taken out since, and stays out (pool_setting.py).
+    taken out since, and stays out (pool_setting.py), said in the log unless ``pool_listed``
+    is False (the setting unset: its default, the hotline number alone, is not IT's to edit).
     """
     given = pool_numbers
     programme = session.scalar(select(Programme).where(Programme.slug == slug))
@@ -324,8 +326,9 @@ def ensure_programme(
     if taken:
         raise NumberTakenError(_taken(session, taken))
     out = taken_out_since(programme, pool_numbers) if pool_setting else set()
-    if out:
+    if out and pool_listed:
         warn_taken_out(slug, pool_setting or "", given, out)
+    if out:
         pool_numbers = tuple(n for n in pool_numbers if n not in out)
     if vault is not None and someones_phone(session, vault, [hotline_number, *pool_numbers]):
         raise NumberTakenError(SOMEONES_PHONE)
@@ -477,4 +480,5 @@ def ensure_default_programme(
         vault=vault,
         gate=gate,
         pool_setting="HOTLINE_POOL_NUMBERS",
+        pool_listed=settings.pool_numbers_listed,
     )

@@ -54,6 +54,7 @@ class Settings:
     public_url: str | None = None
     hotline_number: str = ""
     pool_numbers: tuple[str, ...] = ()
+    pool_numbers_listed: bool = False  # HOTLINE_POOL_NUMBERS set (else the hotline number alone)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_auth_token_secondary: str | None = None
@@ -111,7 +112,8 @@ def load_settings(
                 raise SettingsError(f"{name} is required when HOTLINE_ENV=production")
     instance = instance_path or Path(_get(environ, "HOTLINE_INSTANCE_PATH") or "instance")
     hotline_number = _number(environ, "HOTLINE_NUMBER", required=True)
-    pool = _numbers(environ, "HOTLINE_POOL_NUMBERS") or (hotline_number,)
+    listed = _numbers(environ, "HOTLINE_POOL_NUMBERS")
+    pool = listed or (hotline_number,)
     return Settings(
         env=env,
         database_url=_database_url(_get(environ, "DATABASE_URL"))
@@ -120,6 +122,7 @@ def load_settings(
         public_url=_base_url(environ, "HOTLINE_PUBLIC_URL", "https://hotline.example.org"),
         hotline_number=hotline_number,
         pool_numbers=pool,
+        pool_numbers_listed=bool(listed),
         twilio_account_sid=_get(environ, "TWILIO_ACCOUNT_SID"),
         twilio_auth_token=_get(environ, "TWILIO_AUTH_TOKEN"),
         twilio_auth_token_secondary=_get(environ, "TWILIO_AUTH_TOKEN_SECONDARY"),

@@ -408,6 +408,29 @@ def test_a_pool_number_taken_out_in_settings_stays_out_at_the_next_release(
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_a_release_with_no_pool_setting_leaves_the_pool_settings_gave_and_warns_nothing(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    """HOTLINE_POOL_NUMBERS unset (its default: the hotline number alone), and the pool kept in
+    Settings, without the hotline number. Every release warned that the hotline number, "its
+    number 1 of 1", was not put back and was to be removed from a setting IT never wrote."""
+    hotline = console.hotline
+    for number in (HOTLINE, *POOL):
+        hotline.fake.own_number(number, **SET_UP_HERE)
+    env = environment_for(hotline.settings.database_url, hotline.fake, HOTLINE_POOL_NUMBERS="")
+    first = CliRunner(env=env).invoke(main, ["db", "upgrade"])  # the line run on its default
+    assert first.exit_code == 0, first.output
+    assert HOTLINE in pool_of(hotline)
+    saved = console.post("/console/settings", {"pool_numbers": ",".join(POOL[:2])})
+    assert saved.status_code == 302  # type: ignore[attr-defined]
+    for _ in range(2):
+        caplog.clear()
+        upgrade = CliRunner(env=env).invoke(main, ["db", "upgrade"])
+        assert upgrade.exit_code == 0, upgrade.output
+        assert pool_of(hotline) == list(POOL[:2])
+        assert not [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
 def release(hotline: Hotline, pool: list[str], caplog: pytest.LogCaptureFixture) -> list[str]:
     """`hotline db upgrade` with HOTLINE_POOL_NUMBERS listing ``pool``: the warnings it logs."""
     env = environment_for(
