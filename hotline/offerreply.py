@@ -150,10 +150,10 @@ def is_ringing(ctx: Inbound, offer: Offer) -> bool:
 
 def lapsed_waiting(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> list[Offer]:
     """The supporter's lapsed or passed offers whose text request still waits, with nobody
-    else offered it, newest first, one per request: those on the number texted, or with
-    ``anywhere`` (a text to the hotline number or in a live conversation's thread) those on
-    any number of theirs that is free again (no conversation or pending offer of theirs on
-    it)."""
+    else offered it, newest first, one per request, on a number free on their phone (no
+    conversation, pending offer or claim of theirs on it: routing.pools_in_use): the number
+    texted, or with ``anywhere`` (a text to the hotline number or in a live conversation's
+    thread) any."""
     other = aliased(Offer)
     offered_now = (
         select(other.id)
@@ -172,22 +172,14 @@ def lapsed_waiting(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> lis
         )
         .order_by(Offer.offered_at.desc())
     )
-    if anywhere:
-        live, mine = aliased(Conversation), aliased(Offer)
-        talking_there = select(live.id).where(
-            live.supporter_id == supporter.id,
-            live.pool_number == Offer.pool_number,
-            live.state == ConversationState.ACTIVE,
-        )
-        offered_there = select(mine.id).where(
-            mine.supporter_id == supporter.id,
-            mine.pool_number == Offer.pool_number,
-            mine.state == OfferState.PENDING,
-        )
-        query = query.where(~talking_there.exists(), ~offered_there.exists())
-    else:
-        # No offer or conversation of theirs matched this number: it is free on their phone.
+    if not anywhere:
         query = query.where(Offer.pool_number == ctx.text.to)
+    # Numbers in use as offer-making counts them: a claim's too, where it comes at the hang-up
+    # (another request taken there meanwhile, her claim would lapse); on the number texted,
+    # between the hang-up and the job that gives it to her (withdrawn_for_a_call reads it no
+    # longer as ringing).
+    in_use = routing.pools_in_use(ctx.session, [supporter.id])[supporter.id]
+    query = query.where(Offer.pool_number.not_in(in_use))
     newest: dict[int, Offer] = {}
     for offer in ctx.session.scalars(query):
         newest.setdefault(offer.conversation_id, offer)

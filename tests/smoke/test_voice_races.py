@@ -836,6 +836,80 @@ def test_a_claim_that_settles_without_her_frees_her_for_a_waiting_request(
     third.expect_text("joined", from_=HOTLINE)
 
 
+def claimed_beside_a_passed_request(hotline: Hotline, phones: Phones, call: str) -> None:
+    """Alice, with room for three conversations, talks with one clinician on the first pool
+    number and passes a second's request, offered on the second; nobody else is on call, and
+    it waits. A third clinician's request is offered to her on the second number too, and she
+    claims it (ACCEPT) as their call rings Bob."""
+    hotline.add_supporter("Alice", ALICE, max_conversations=3)
+    clinician, alice, first = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(FIRST)
+    third = phones.phone(THIRD)
+    first.texts("hi")
+    first.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("hi", from_=POOL[0])
+    first.expect_text("joined", from_=HOTLINE)
+    third.texts("hello")
+    third.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[1])
+    alice.texts("PASS", to=POOL[1])
+    alice.expect_text("Passed on", from_=POOL[1])
+    third.expect_text("No peer supporter is free right now", from_=HOTLINE)
+    clinician.texts("I had a bad night")
+    clinician.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[1])
+    hotline.add_supporter("Bob", BOB)
+    assert start_call(hotline, call)[0] == BOB
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[1])
+
+
+def the_claim_is_hers_at_the_hang_up(hotline: Hotline, phones: Phones) -> None:
+    hotline.run_jobs()
+    alice = phones.phone(ALICE)
+    alice.expect_text("You're connected", from_=POOL[1])  # was: it can't come to you now
+    alice.expect_text("I had a bad night", from_=POOL[1])
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_late_accept_in_a_thread_leaves_her_claims_number_for_the_hang_up(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice claims a request on the number where another she passed still waits (see
+    claimed_beside_a_passed_request), then types ACCEPT in her live conversation's thread:
+    the passed request was hers on her claim's number, and at the hang-up her claim lapsed,
+    that number taken. Now her claim keeps its number: the ACCEPT takes nothing, and at the
+    hang-up the claimed request is hers."""
+    call = sid(0x7E6)
+    claimed_beside_a_passed_request(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("already connected", from_=POOL[0])  # was: the passed one, on POOL[1]
+    phones.assert_no_unexpected()
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    the_claim_is_hers_at_the_hang_up(hotline, phones)
+
+
+def test_a_late_accept_as_the_caller_hangs_up_leaves_her_claim_its_number(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """As above, but Alice answers ACCEPT on her claim's number as the caller hangs up, before
+    the job that gives her the request has run: the passed request, lapsed on that number, was
+    hers, and her claim lapsed. Now it is not taken, and the claimed request is hers."""
+    call = sid(0x7E7)
+    claimed_beside_a_passed_request(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    alice.texts("ACCEPT", to=POOL[1])
+    told = alice.expect_text(from_=POOL[1])
+    assert "connected" not in told.body  # was: the passed request, on her claim's number
+    phones.assert_no_unexpected()
+    the_claim_is_hers_at_the_hang_up(hotline, phones)
+
+
 @pytest.mark.parametrize("answered", [None, "ACCEPT"])
 def test_a_peers_number_stays_while_the_call_that_withdrew_her_offer_rings(
     hotline: Hotline, phones: Phones, answered: str | None
