@@ -211,8 +211,7 @@ def accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
     if lapsed is not None and supporter.active and not stopped:
         routing.lock_programme(ctx.session, p.id)  # her load as offer-making reads it
         if routing.at_limit(ctx.session, supporter):  # routing would not offer it to her now
-            offered = bool(pending_offers(ctx, supporter))  # DONE would not free that one
-            _answer_on(ctx, lapsed, wording.at_limit(supporter.max_conversations, offered))
+            _answer_on(ctx, lapsed, _at_limit(ctx, supporter))
             return
         if routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True):
             return
@@ -220,6 +219,24 @@ def accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
         ctx.reply(wording.offer_gone())
     else:  # from the offer's number: in a live conversation's thread it read as that one's end
         _answer_on(ctx, lapsed, wording.offer_gone())
+
+
+def _at_limit(ctx: Inbound, supporter: Supporter) -> str:
+    """What a late ACCEPT at her limit is told: how to make room (PASS an offer waiting for her
+    answer, or DONE). Her claims alone filling it (accepted_during_call), she has nothing to
+    close: she is told the request she holds comes to her if its clinician hangs up."""
+    if pending_offers(ctx, supporter):  # DONE would not free that one
+        return wording.at_limit(supporter.max_conversations, offered=True)
+    claimed = select(Offer.id).where(
+        Offer.supporter_id == supporter.id, Offer.state == OfferState.CLAIMED
+    )
+    talking = select(Conversation.id).where(
+        Conversation.supporter_id == supporter.id,
+        Conversation.state == ConversationState.ACTIVE,
+    )
+    if ctx.session.scalar(select(claimed.exists() & ~talking.exists())):
+        return wording.at_limit_holding_a_claim()
+    return wording.at_limit(supporter.max_conversations)
 
 
 def pass_too_late(ctx: Inbound, supporter: Supporter) -> str:

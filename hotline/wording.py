@@ -269,6 +269,16 @@ def at_limit(limit: int, offered: bool = False) -> str:
     )
 
 
+def at_limit_holding_a_claim() -> str:
+    """A late ACCEPT from a supporter whose limit is filled by a request she accepted as its
+    clinician called the line (accepted_during_call), and nothing else: she has no
+    conversation to close; that request comes to her if they hang up before a peer answers."""
+    return (
+        "You're at your limit, holding a request whose clinician is calling the line now: "
+        "it's yours if they hang up. This one stays open for the next peer."
+    )
+
+
 def answer_where_offered() -> str:
     return "You have more than one request waiting: reply on the number each one came from."
 

@@ -109,6 +109,7 @@ ROWS: dict[str, Row] = {
     "claimed as the clinician called, closed": (wording.claim_closed, (), 1),
     "at the limit": (wording.at_limit, (10,), 1),
     "at the limit, with an offer waiting": (wording.at_limit, (10, True), 1),
+    "at the limit, holding a claim": (wording.at_limit_holding_a_claim, (), 1),
     "answer where offered": (wording.answer_where_offered, (), 1),
     "answer where talking": (wording.answer_where_talking, (), 1),
     "passed": (wording.passed, (), 1),

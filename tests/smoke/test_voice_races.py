@@ -836,6 +836,45 @@ def test_a_claim_that_settles_without_her_frees_her_for_a_waiting_request(
     third.expect_text("joined", from_=HOTLINE)
 
 
+def test_a_late_accept_her_claim_alone_holds_back_tells_her_what_she_holds(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice claims the request as the clinician's call rings Bob; another clinician's
+    request, offered to her on her other number, she passes, and so does Bob. Her coordinator
+    lowers her limit to one, and she answers ACCEPT to that request after all: her claim
+    fills her limit, so it stays open for the next peer. She was told to close a conversation
+    with DONE first, and she has none; now she is told the request she holds comes to her if
+    its clinician hangs up, and at the hang-up it does."""
+    call = sid(0x7E5)
+    alice_id = hotline.add_supporter("Alice", ALICE, max_conversations=2)
+    replaced_by_a_call(hotline, phones, call, alice_added=True)
+    clinician, alice, bob = phones.phone(CLINICIAN), phones.phone(ALICE), phones.phone(BOB)
+    first = phones.phone(FIRST)
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    first.texts("hi")
+    first.expect_text("confidential", from_=HOTLINE)
+    alice.expect_text(OFFER, from_=POOL[1])
+    alice.texts("PASS", to=POOL[1])
+    alice.expect_text("Passed on", from_=POOL[1])
+    bob.expect_text(OFFER)
+    bob.texts("PASS")
+    bob.expect_text("Passed on")
+    first.expect_text("No peer supporter is free right now", from_=HOTLINE)
+    her_limit_lowered_to_one(hotline, alice_id)
+    alice.texts("ACCEPT", to=POOL[1])
+    told = alice.expect_text("stays open for the next peer", from_=POOL[1])
+    assert "DONE" not in told.body  # was: "close one with DONE first"
+    assert "calling the line" in told.body and "hang up" in told.body
+    phones.assert_no_unexpected()
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    alice.expect_text("You're connected", from_=POOL[0])
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
 def claimed_beside_a_passed_request(hotline: Hotline, phones: Phones, call: str) -> None:
     """Alice, with room for three conversations, talks with one clinician on the first pool
     number and passes a second's request, offered on the second; nobody else is on call, and
