@@ -1,19 +1,22 @@
 """What Twilio's status report on one of the line's texts says: a check-in delivered or not,
-a record at Twilio to delete once final, and whether an offer reached the supporter's phone
-(one that never did is passed on at once: nobody was asked).
+a record at Twilio to delete once final, and whether an offer or a notice (a code, a shift
+reminder) reached the supporter's phone (an offer that never did is passed on at once: nobody
+was asked; a notice that never did counts as failed, and the console says why).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hotline import checkins, reach, retention
 from hotline.db import transaction
 from hotline.effects import Effects, lapse_offers, schedule, sender_refused
-from hotline.models import Offer, Supporter
+from hotline.models import Notice, NoticeKind, NoticeState, Offer, Supporter
+from hotline.people import record_opt_out, supporter_phone
+from hotline.privacy import Vault
 from hotline.services import Services
 from hotline.telephony import recipient_at_fault, sender_at_fault
 from hotline.texting import StatusReport
@@ -27,16 +30,19 @@ def handle_status(services: Services, report: StatusReport) -> None:
     offer that never reached the supporter (their phone off, a landline) goes to the next peer
     at once, not after the offer timeout: nobody was asked. Not one our pool number was refused
     for (unregistered): every peer's would fail alike, so it times out as in an outage. The
-    roster learns whether the offer reached the supporter's phone (reach.py)."""
+    roster learns whether the offer, or a notice (``_notice_status``), reached the supporter's
+    phone (reach.py)."""
     effects = Effects()
-    blamed = None  # our number Twilio refused as the offer's sender
+    blamed = None  # our number Twilio refused as the offer's or the notice's sender
     with transaction(services.sessions) as session:
         checkins.record_status(session, report, effects)
         if report.sid.startswith(("SM", "MM")):
             retention.after_status(session, report.sid, report.status, services.clock(), effects)
+        to = services.vault.blind_indexes(report.to) if report.to else None
         if report.offer is not None:
-            to = services.vault.blind_indexes(report.to) if report.to else None
             blamed = _offer_status(session, report, report.offer, to, services.clock(), effects)
+        elif report.notice is not None:
+            blamed = _notice_status(session, services, report, to)
     if blamed is not None:
         sender_refused(services, blamed, report.error_code)
     schedule(services, effects)
@@ -78,3 +84,53 @@ def _offer_status(
         reach.stopped(session, offer, to[0] if to else None)
     effects.expire_now(lapse_offers(session, Offer.id == offer, now))
     return None
+
+
+def _notice_status(
+    session: Session, services: Services, report: StatusReport, to: list[str] | None
+) -> str | None:
+    """What a code's or a shift reminder's status says (a gap warning's is the alert phone's,
+    no supporter's: nothing). Delivered: its supporter's phone takes the line's texts. Not
+    delivered: the notice failed (only from sent: reports can come twice or out of order, and
+    a late "delivered" changes nothing back), and the console says why as for a text Twilio
+    refused at once (``verification.code_state``): the phone's refusal kept, a STOP the line
+    never heard kept against the number it came from (as ``send_notice`` does); our number
+    when it is the one at fault. Only the notice's supporter is marked, and only while the
+    phone it went to (``to``: blind indexes; None: not reported) is still hers."""
+    notice = session.get(Notice, report.notice)
+    if notice is None or notice.kind not in (NoticeKind.VERIFICATION, NoticeKind.REMINDER):
+        return None
+    whose = select(Notice.supporter_id).where(Notice.id == notice.id)
+    if to is not None:
+        whose = whose.join(Supporter, Supporter.id == Notice.supporter_id).where(
+            Supporter.phone_hash.in_(to)
+        )
+    if report.status == DELIVERED and notice.state == NoticeState.SENT:
+        reach.reached(session, whose)
+    if report.status not in NOT_DELIVERED:
+        return None
+    failed = session.execute(
+        update(Notice)
+        .where(Notice.id == notice.id, Notice.state == NoticeState.SENT)
+        .values(state=NoticeState.FAILED)
+        .execution_options(synchronize_session=False)
+    )
+    if not failed.rowcount:  # type: ignore[attr-defined]
+        return None  # failed already (a report twice), or not sent by this notice's sender yet
+    code, sender = report.error_code, notice.from_number
+    if sender_at_fault(code):
+        return sender
+    if code is not None and recipient_at_fault(code):
+        reach.refused(session, whose, code, services.clock())
+    if code == reach.STOPPED and sender is not None:
+        phone = report.to or _phone_of(session, services.vault, notice.supporter_id)
+        if phone is not None:
+            record_opt_out(session, services.vault, notice.programme_id, phone, sender)
+    return None
+
+
+def _phone_of(session: Session, vault: Vault, supporter_id: int | None) -> str | None:
+    """The supporter's phone now: the one a report that names none went to, unless it changed
+    since (Twilio names it in every report it sends today)."""
+    supporter = session.get(Supporter, supporter_id) if supporter_id is not None else None
+    return supporter_phone(vault, supporter) if supporter is not None else None

@@ -5,10 +5,11 @@ Twilio refuses some texts to a supporter for good, for a fault of their phone
 is not a mobile one (21211, 21614), cannot take texts (21612, 30006: a landline) or is unknown
 to its carrier (30005). Routing passes them over then, as it should for the clinician; the
 coordinator must learn of it to put it right. So the refusal is kept on the supporter, its code
-and when (never a text): from an offer's or a notice's send, an offer's status callback, and
-their own STOP to a pool number. A later text to them that goes through, an opt-in from their
-phone (START) or a new number clears it (``people``). A supporter who has texted STOP to every
-number an offer can come from is shown so too, whatever is kept: no offer can reach them.
+and when (never a text): from an offer's or a notice's send, its status callback (Twilio took
+the text, then could not deliver it), and their own STOP to a pool number. A later text to them
+that goes through, an opt-in from their phone (START) or a new number clears it (``people``). A
+supporter who has texted STOP to every number an offer can come from is shown so too, whatever
+is kept: no offer can reach them.
 
 Coverage counts on it (``untextable``): a stretch when only supporters no text of the line
 reaches are on call is a gap (``schedule.coverage_gaps``), as a clinician texting then is told

@@ -61,6 +61,7 @@ class StatusReport:
     error_code: int | None = None
     offer: int | None = None  # the offer the text made (named in its callback URL)
     ask: int | None = None  # and which ask of it (None in the URLs of texts sent before asks)
+    notice: int | None = None  # the notice the text sent (named in its callback URL)
     # The number a message went to, as Twilio reports it (``To``); never in a repr or a log.
     to: str | None = field(default=None, repr=False)
     # The number a message came from, as Twilio reports it (``From``): one of the line's, a

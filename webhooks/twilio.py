@@ -96,10 +96,13 @@ def status() -> Response:
     code = request.form.get("ErrorCode", "")
     offer = _count(request.args.get("offer", ""))  # an offer's text (OutboundText.offering)
     ask = _count(request.args.get("ask", ""))  # which ask of it (OutboundText.asking)
+    notice = _count(request.args.get("notice", ""))  # a notice's text (notices.callback_for)
     message = bool(request.form.get("MessageSid"))
     to = (request.form.get("To") or None) if message else None  # whose phone: numbers change
     from_ = (request.form.get("From") or None) if message else None  # ours: programmes renumber
-    report = StatusReport(sid, state, _count(code), offer=offer, ask=ask, to=to, from_=from_)
+    report = StatusReport(
+        sid, state, _count(code), offer=offer, ask=ask, notice=notice, to=to, from_=from_
+    )
     if message:
         delivery.handle_status(_services(), report)
     else:

@@ -18,6 +18,7 @@ from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, csrf_of, sign_in
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
 from tests.kit.phones import Phones
+from tests.kit.signing import deliver_to
 
 pytestmark = pytest.mark.sqlite_only  # the pages; the database side runs on both tiers elsewhere
 ALICE, BOB, CAROL = "+15550108001", "+15550108002", "+15550108003"
@@ -232,6 +233,77 @@ def test_a_code_in_doubt_after_a_sender_died_can_still_be_entered(console: Conso
     assert "If they got it, enter it here" in page
     console.post(f"{detail}/code", {"code": code.group(1)}, form_page=detail)
     assert "Verified" in console.get(detail)
+
+
+def _code_texted(console: Console) -> tuple[str, str]:
+    """Alice added through the roster and her code texted (Twilio took it): her page's path
+    and the SID of the code's text."""
+    hotline = console.hotline
+    detail = _added_with_a_code(console)
+    hotline.run_jobs()
+    (text,) = [m for m in hotline.fake.messages if m["to"] == ALICE]
+    assert "A code was texted to +1•••••••001" in console.get(detail)
+    return detail, str(text["sid"])
+
+
+def _report(hotline: Hotline, sid: str, status: str, code: int | None = None) -> None:
+    """Twilio's status callback on the text ``sid``, to the URL the text named."""
+    assert hotline.fake.post_status(sid, status, code, deliver=deliver_to(hotline.client)) == 204
+
+
+@pytest.mark.parametrize(
+    ("code", "said", "refused"),
+    [
+        (30006, "The code could not be texted to +1•••••••001: the phone company refused", True),
+        (30005, "The code could not be texted to +1•••••••001: the phone company refused", True),
+        (21610, "The code was not texted to +1•••••••001: they had replied STOP", True),
+        (30034, "The code may not have reached +1•••••••001: its text failed, though not", False),
+        (30007, "The code may not have reached +1•••••••001: its text failed, though not", False),
+    ],
+)
+def test_a_code_twilio_took_but_could_not_deliver_is_not_shown_as_texted(
+    console: Console, code: int, said: str, refused: bool
+) -> None:
+    """Twilio took Alice's code, then reported it undelivered: her phone is a landline
+    (30006), unknown to its carrier (30005), she had texted STOP to its number while the line
+    was down (21610), our number is unregistered (30034), or the carrier filtered it (30007).
+    The page kept saying "A code was texted", and the roster never said her texts are refused.
+    A late "delivered" (Twilio's reports can come out of order) changes nothing back."""
+    hotline = console.hotline
+    detail, sid = _code_texted(console)
+    _report(hotline, sid, "undelivered", code)
+    for late in ("undelivered", "delivered"):
+        page = console.get(detail)
+        assert "A code was texted" not in page and said in page
+        assert "enter it here" not in page  # no box: the code is not on her phone
+        assert ("Texts refused" in page) is refused
+        assert ("Texts refused" in console.get("/console/roster")) is refused
+        _report(hotline, sid, late, code if late == "undelivered" else None)
+    console.post(f"{detail}/resend", {}, form_page=detail)
+    hotline.run_jobs()
+    first, second = [m for m in hotline.fake.messages if m["to"] == ALICE]
+    assert "A code was texted to +1•••••••001" in console.get(detail)
+    if code == 21610:  # the pair is kept blocked, as for a STOP the line heard
+        assert (first["from_"], second["from_"]) == (POOL[0], POOL[1])
+
+
+def test_a_late_report_on_a_code_to_her_old_number_does_not_mark_her_new_one(
+    console: Console,
+) -> None:
+    """Alice's code went to a mistyped number; the coordinator corrected it and a new code went
+    to her phone. Twilio's report that the first one never arrived (30005: an unknown number)
+    is about the old number: her own phone is not marked as refusing the line's texts, and her
+    new code still shows as texted."""
+    hotline = console.hotline
+    detail, sid = _code_texted(console)
+    fields = {"name": "Alice", "phone": BOB, "max_conversations": 2, "active": "y"}
+    assert console.post(detail, fields).status_code == 302  # type: ignore[attr-defined]
+    hotline.run_jobs()
+    assert [m for m in hotline.fake.messages if m["to"] == BOB]
+    _report(hotline, sid, "undelivered", 30005)
+    page = console.get(detail)
+    assert "A code was texted to +1•••••••002" in page
+    assert "Texts refused" not in page and "Texts refused" not in console.get("/console/roster")
 
 
 def test_a_code_held_back_while_the_programme_was_retired_says_so_once_it_is_restored(

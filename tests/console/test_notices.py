@@ -25,6 +25,7 @@ from hotline.wakeups import Task
 from tests.console.conftest import ACTOR, Console, add_verified, sign_in
 from tests.kit.harness import HOTLINE, POOL, Hotline, RetiredMidSend, use_telephony
 from tests.kit.phones import Phone, Phones
+from tests.kit.signing import deliver_to
 
 ALICE, BOB = "+15550108001", "+15550108002"
 CLINICIAN = "+15550109001"
@@ -204,6 +205,70 @@ def test_no_shift_reminder_goes_to_a_supporter_the_line_cannot_text(
     assert texts_to(hotline, BOB) == []
     assert sign_in(console.client) == 302  # a day on: signed in again
     assert "Texts refused" in console.get("/console/roster")
+
+
+def report(hotline: Hotline, text: dict[str, object], status: str, code: int | None) -> int:
+    """Twilio's status callback on ``text``, to the URL the text named."""
+    return hotline.fake.post_status(str(text["sid"]), status, code, deliver_to(hotline.client))
+
+
+def reminder_states(hotline: Hotline) -> list[NoticeState]:
+    with hotline.session() as session:
+        reminders = select(Notice.state).where(Notice.kind == NoticeKind.REMINDER)
+        return list(session.scalars(reminders.order_by(Notice.id)))
+
+
+@pytest.mark.parametrize("code", [30006, 30003])
+def test_a_shift_reminder_twilio_took_but_could_not_deliver_counts_as_not_reached(
+    hotline: Hotline, console: Console, code: int
+) -> None:
+    """Twilio took Bob's shift reminder, then reported it undelivered. For a landline (30006)
+    the roster never said his texts are refused, and the coverage went on counting on him. A
+    phone switched off (30003) refuses nothing for good: his reminder did not reach him, and
+    his next one still goes. A late "delivered" changes nothing back."""
+    configure(hotline, reminder=30, warning=None)
+    bob = add_verified(hotline, "Bob", BOB)
+    shift_in(hotline, bob, minutes=20, hours=8)
+    shift_in(hotline, bob, minutes=24 * 60 + 20, hours=8)
+    hotline.sweep()
+    (reminder,) = texts_to(hotline, BOB)
+    assert report(hotline, reminder, "undelivered", code) == 204
+    assert report(hotline, reminder, "delivered", None) == 204
+    assert reminder_states(hotline) == [NoticeState.FAILED]
+    roster_page = console.get("/console/roster")
+    assert ("Texts refused" in roster_page) is (code == 30006)
+    hotline.clock.advance(hours=24)
+    hotline.sweep()
+    reminders = [m["sid"] for m in hotline.fake.sent if m["to"] == BOB]
+    if code == 30006:  # a landline: Twilio would refuse it again
+        assert reminders == [reminder["sid"]]
+        assert reminder_states(hotline) == [NoticeState.FAILED, NoticeState.SKIPPED]
+    else:
+        assert len(reminders) == 2
+        assert reminder_states(hotline) == [NoticeState.FAILED, NoticeState.SENT]
+
+
+def test_a_report_naming_no_supporter_s_notice_marks_nobody(
+    hotline: Hotline, console: Console
+) -> None:
+    """Alice's phone is also the programme's alert phone. A gap warning to it that Twilio
+    reports undelivered, or a report naming a notice there is none of, is acknowledged as
+    any report is, and marks no supporter's phone as refusing the line's texts."""
+    configure(hotline, reminder=None, warning=24)
+    add_verified(hotline, "Alice", COORDINATOR)
+    bob = add_verified(hotline, "Bob", BOB)
+    shift_in(hotline, bob, minutes=-60, hours=5)  # on now; nobody after four hours
+    hotline.clock.advance(minutes=1)
+    hotline.sweep()
+    (warning,) = texts_to(hotline, COORDINATOR)
+    assert report(hotline, warning, "undelivered", 30006) == 204
+    unknown = {"MessageSid": f"SM{'d1' * 16}", "MessageStatus": "undelivered"}
+    response = hotline.post("/twilio/status?notice=999999", **unknown, To=BOB, ErrorCode="30006")
+    assert response.status_code == 204
+    assert "Texts refused" not in console.get("/console/roster")
+    with hotline.session() as session:
+        gaps = select(Notice.state).where(Notice.kind == NoticeKind.GAP)
+        assert session.scalars(gaps).all() == [NoticeState.SENT]
 
 
 def test_reminders_and_warnings_name_the_real_end_of_the_period(hotline: Hotline) -> None:
