@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from hotline import conversations, noticereply, offerreply, reach, routing, schedule, wording
+from hotline import (
+    claimreply,
+    conversations,
+    noticereply,
+    offerreply,
+    reach,
+    routing,
+    schedule,
+    wording,
+)
 from hotline.conversations import open_conversation
 from hotline.inbound import Inbound
 from hotline.keywords import Word
@@ -127,6 +136,10 @@ def _answer(ctx: Inbound, supporter: Supporter, word: Word | None, declined: boo
         called := offerreply.withdrawn_for_a_call(ctx, supporter)
     ):
         offerreply.answer_during_call(ctx, called, word)
+    elif word is Word.ACCEPT and (claims := claimreply.claims_reopened(ctx, supporter)):
+        claimreply.take_claim(ctx, claims)  # the caller hung up: hers now, not by the job
+    elif word is Word.ACCEPT and (taken := _live_conversation(ctx, supporter)) is not None:
+        _in_thread(ctx, supporter, taken, word)  # her claim, taken by its job as this waited
     elif word in (Word.ACCEPT, Word.PASS) and (again := offerreply.offered_again(ctx, supporter)):
         offerreply.answer_elsewhere(ctx, again, word)
     elif word is Word.ACCEPT:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import retirement, roster, rota, routing, voiceline
+from hotline import retirement, ringing, roster, rota, routing, voiceline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -343,6 +343,101 @@ def test_a_peer_who_claimed_the_request_as_the_call_rings_can_still_answer_it(
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize(
+    ("first", "to"),
+    [
+        pytest.param("her ACCEPT", POOL[0], id="her ACCEPT"),
+        pytest.param("her ACCEPT", HOTLINE, id="her ACCEPT to the hotline number"),
+        pytest.param("the job", POOL[0], id="the job"),
+    ],
+)
+def test_an_accept_again_after_the_hang_up_is_answered_as_the_claim_is_taken(
+    hotline: Hotline, phones: Phones, first: str, to: str
+) -> None:
+    """Alice claims the request (ACCEPT) as the clinician's call rings Bob; the caller hangs
+    up, and before the job that gives her the request runs, she answers ACCEPT again on its
+    number (or the hotline's). She was told the request was no longer open, and "You're
+    connected" followed a moment later. Now her ACCEPT takes it at once, and the job then
+    finds nothing to do; or, the job first, she is told she is connected already. Either way
+    the clinician is told once that a peer joined, and what they texted reaches her once."""
+    call = sid(0x742)
+    replaced_by_a_call(hotline, phones, call)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    if first == "the job":
+        hotline.run_jobs()
+        alice.expect_text("You're connected", from_=POOL[0])
+        alice.expect_text("I had a bad night", from_=POOL[0])
+        clinician.expect_text("joined", from_=HOTLINE)
+    alice.texts("ACCEPT", to=to)
+    if first == "the job":
+        alice.expect_text("already connected", from_=POOL[0])
+    else:
+        alice.expect_text("You're connected", from_=POOL[0])  # was: no longer open
+        clinician.expect_text("joined", from_=HOTLINE)
+    hotline.run_jobs()
+    if first == "her ACCEPT":
+        alice.expect_text("I had a bad night", from_=POOL[0])  # through the API, as by the job
+    phones.assert_no_unexpected()
+    assert [(c.channel, c.state) for c in conversations(hotline)] == [
+        ("sms", ConversationState.ACTIVE),
+        ("voice", ConversationState.ENDED),
+    ]
+    clinician.texts("thank you")
+    alice.expect_text("thank you", from_=POOL[0])
+    phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize("first", ["her ACCEPT", "the job"])
+def test_an_accept_again_and_the_job_at_once_connect_her_once(
+    hotline: Hotline, phones: Phones, first: str
+) -> None:
+    """As above, but her ACCEPT and the job queue on the programme's lock together: whichever
+    goes first gives her the request, and the other finds it hers. She is told once that she
+    is connected, and the clinician once that a peer joined."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: this interleaving needs PostgreSQL")
+    call = sid(0x743)
+    replaced_by_a_call(hotline, phones, call)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    request = conversations(hotline)[0].id
+
+    def accept() -> str:
+        return hotline.sms(ALICE, POOL[0], "ACCEPT").get_data(as_text=True)
+
+    def job() -> str:
+        return str(ringing.offer_call_back(hotline.services, request))
+
+    sends = {"her ACCEPT": (accept, "the ACCEPT"), "the job": (job, "the job")}
+    then = "the job" if first == "her ACCEPT" else "her ACCEPT"
+    with transaction(hotline.services.sessions) as session:
+        routing.lock_programme(session, hotline.programme_id)  # the two queue behind it, in turn
+        ahead, said = sent_behind_a_lock(engine, *sends[first])
+        behind, said_then = sent_behind_a_lock(engine, *sends[then], behind=1)
+    ahead.join(20)
+    behind.join(20)
+    answered = said if first == "her ACCEPT" else said_then
+    phones.sync()  # the job's texts, through the API, first
+    phones.deliver_twiml(ALICE, POOL[0], answered[0])
+    hotline.run_jobs()
+    alice.expect_text("You're connected", from_=POOL[0])
+    if first == "the job":
+        alice.expect_text("already connected", from_=POOL[0])  # was: no longer open
+    alice.expect_text("I had a bad night", from_=POOL[0])
+    clinician.expect_text("joined", from_=HOTLINE)
+    assert [(c.channel, c.state) for c in conversations(hotline)] == [
+        ("sms", ConversationState.ACTIVE),
+        ("voice", ConversationState.ENDED),
+    ]
+    phones.assert_no_unexpected()
+
+
 def test_an_accept_as_the_caller_hangs_up_takes_the_request_waiting_again(
     hotline: Hotline, phones: Phones
 ) -> None:
@@ -522,6 +617,27 @@ def test_a_claim_that_cannot_be_honoured_at_the_hang_up_tells_its_peer(
     hotline.run_jobs()
     if meanwhile != "STOP to that number":
         alice.expect_text(LAPSED_CLAIM, from_=POOL[0])  # was: nothing
+    bob_takes_it(phones)
+    phones.assert_no_unexpected()
+
+
+def test_an_accept_again_after_the_hang_up_that_cannot_take_the_claim_tells_her_once(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice claims the request as the clinician's call rings Bob, and is taken off the
+    roster; the caller hangs up, and she answers ACCEPT again before the job runs. She was
+    told it was no longer open, and then, by the job, that it could not come to her. Now she
+    is told that once, at her ACCEPT, and the request goes on to Bob."""
+    call = sid(0x782)
+    replaced_by_a_call(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    off_the_roster(hotline, phones)
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text(LAPSED_CLAIM, from_=POOL[0])  # was: no longer open, then this
+    hotline.run_jobs()
     bob_takes_it(phones)
     phones.assert_no_unexpected()
 
@@ -937,16 +1053,19 @@ def test_a_late_accept_as_the_caller_hangs_up_leaves_her_claim_its_number(
 ) -> None:
     """As above, but Alice answers ACCEPT on her claim's number as the caller hangs up, before
     the job that gives her the request has run: the passed request, lapsed on that number, was
-    hers, and her claim lapsed. Now it is not taken, and the claimed request is hers."""
+    hers, and her claim lapsed. Now it is not taken: her ACCEPT takes the claimed request
+    (what its clinician texted follows), and the passed one waits for the next peer."""
     call = sid(0x7E7)
     claimed_beside_a_passed_request(hotline, phones, call)
     alice = phones.phone(ALICE)
     hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
     alice.texts("ACCEPT", to=POOL[1])
-    told = alice.expect_text(from_=POOL[1])
-    assert "connected" not in told.body  # was: the passed request, on her claim's number
+    alice.expect_text("You're connected", from_=POOL[1])  # was: the passed request's
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
     phones.assert_no_unexpected()
-    the_claim_is_hers_at_the_hang_up(hotline, phones)
+    hotline.run_jobs()
+    alice.expect_text("I had a bad night", from_=POOL[1])  # the claimed clinician's, not "hello"
+    phones.assert_no_unexpected()
 
 
 @pytest.mark.parametrize("answered", [None, "ACCEPT"])
