@@ -1,7 +1,7 @@
-"""A supporter's ACCEPT of a request she claimed (``CLAIMED``: her ACCEPT as the clinician's
-call that replaced it rang), sent after the caller hung up before a peer answered and before
-the job woken then (ringing._reopen) has given it to her (routing.take_claimed). Her answers
-while the call rings are offerreply.answer_during_call's.
+"""A supporter's ACCEPT or PASS of a request she claimed (``CLAIMED``: her ACCEPT as the
+clinician's call that replaced it rang), sent after the caller hung up before a peer answered
+and before the job woken then (ringing._reopen) has given it to her (routing.take_claimed).
+Her answers while the call rings are offerreply.answer_during_call's.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from hotline import routing, wording
 from hotline.inbound import Inbound
+from hotline.keywords import Word
 from hotline.models import Conversation, ConversationState, Offer, OfferState, Supporter
 from hotline.people import is_opted_out
 
@@ -33,18 +34,23 @@ def claims_reopened(ctx: Inbound, supporter: Supporter) -> list[Offer]:
     return list(ctx.session.scalars(query))
 
 
-def take_claim(ctx: Inbound, claims: list[Offer]) -> None:
-    """ACCEPT again of a claim the job has not yet given her: she was told the request was
-    no longer open, and "You're connected" followed. It is taken now, as the job takes it
-    (routing.offer_or_fall_back), and the job then finds it taken. If she can no longer take
-    it, she is told so from its number, as by the job (here, after her STOP to that number),
-    and it goes on to the next peer now."""
+def answer_claim(ctx: Inbound, claims: list[Offer], word: Word) -> None:
+    """ACCEPT again, or PASS, of a claim the job has not yet given her: she was told the
+    request was no longer open (or "Passed on"), and "You're connected" followed. An ACCEPT
+    takes it now, as the job takes it (routing.offer_or_fall_back), and the job then finds
+    it taken; if she can no longer take it, she is told so from its number, as by the job
+    (here, after her STOP to that number). A PASS stands, as one while the call rang does.
+    Either way a request not hers goes on to the next peer now."""
     if len(claims) > 1:
         ctx.reply(wording.answer_where_offered())
         return
     claim, vault, p = claims[0], ctx.services.vault, ctx.programme
     conv = ctx.session.get_one(Conversation, claim.conversation_id)
+    if word is Word.PASS:
+        routing.answer(ctx.session, claim, OfferState.PASSED, ctx.now, (OfferState.CLAIMED,))
+        ctx.effects.text(ctx.sender, claim.pool_number, wording.passed())
     offer = routing.offer_or_fall_back(ctx.session, vault, p, conv, ctx.now, ctx.effects)
     taken = offer is not None and offer.id == claim.id
-    if not taken and is_opted_out(ctx.session, vault, p.id, ctx.sender, claim.pool_number):
+    stopped = is_opted_out(ctx.session, vault, p.id, ctx.sender, claim.pool_number)
+    if word is Word.ACCEPT and not taken and stopped:
         ctx.reply(wording.claim_lapsed())

@@ -136,9 +136,11 @@ def _answer(ctx: Inbound, supporter: Supporter, word: Word | None, declined: boo
         called := offerreply.withdrawn_for_a_call(ctx, supporter)
     ):
         offerreply.answer_during_call(ctx, called, word)
-    elif word is Word.ACCEPT and (claims := claimreply.claims_reopened(ctx, supporter)):
-        claimreply.take_claim(ctx, claims)  # the caller hung up: hers now, not by the job
-    elif word is Word.ACCEPT and (taken := _live_conversation(ctx, supporter)) is not None:
+    elif word in (Word.ACCEPT, Word.PASS) and (
+        claims := claimreply.claims_reopened(ctx, supporter)
+    ):
+        claimreply.answer_claim(ctx, claims, word)  # the caller hung up; the job not yet run
+    elif word in (Word.ACCEPT, Word.PASS) and (taken := _live_conversation(ctx, supporter)):
         _in_thread(ctx, supporter, taken, word)  # her claim, taken by its job as this waited
     elif word in (Word.ACCEPT, Word.PASS) and (again := offerreply.offered_again(ctx, supporter)):
         offerreply.answer_elsewhere(ctx, again, word)

@@ -390,6 +390,35 @@ def test_an_accept_again_after_the_hang_up_is_answered_as_the_claim_is_taken(
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("first", ["her PASS", "the job"])
+def test_a_pass_after_the_hang_up_is_heard_before_the_claim_is_taken(
+    hotline: Hotline, phones: Phones, first: str
+) -> None:
+    """As above, but on second thoughts Alice answers PASS. She was told "Passed on", and
+    then connected all the same. Now her PASS stands, as one while the call rang does: the
+    request goes on to Bob. The job first, she is told she is connected already."""
+    call = sid(0x744)
+    replaced_by_a_call(hotline, phones, call)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    if first == "the job":
+        hotline.run_jobs()
+        alice.expect_text("You're connected", from_=POOL[0])
+        alice.expect_text("I had a bad night", from_=POOL[0])
+        clinician.expect_text("joined", from_=HOTLINE)
+    alice.texts("PASS", to=POOL[0])
+    if first == "the job":
+        alice.expect_text("already connected", from_=POOL[0])
+    else:
+        alice.expect_text("Passed on", from_=POOL[0])
+        hotline.run_jobs()
+        bob_takes_it(phones)  # was: Alice connected after all
+    hotline.run_jobs()
+    phones.assert_no_unexpected()
+
+
 @pytest.mark.parametrize("first", ["her ACCEPT", "the job"])
 def test_an_accept_again_and_the_job_at_once_connect_her_once(
     hotline: Hotline, phones: Phones, first: str
