@@ -16,8 +16,9 @@ signed webhooks. For each app it finds the throughput at saturation (closed loop
 concurrencies; for the bare app, the floor and the relay in two rounds, the best counting, the
 two hotlines' relay in turn, small, large, large, small) and the p50/p99 latency at half of that
 rate (open loop); the two hotlines are measured in alternating rounds at the same rate, so a
-change in the machine's background load falls on both alike. Figures go to ``bench/out/latest.json``, a chart to
-``docs/performance.png``. Method and results: docs/PERFORMANCE.md.
+change in the machine's background load falls on both alike. Figures go to
+``bench/out/latest.json``, a chart to ``docs/performance.png``. Method and results:
+docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
