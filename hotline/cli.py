@@ -93,8 +93,9 @@ def db_upgrade() -> None:
     """Apply migrations, then create or update the programme HOTLINE_NUMBER defines (with the
     Twilio credentials set, a number new to the line must already send here at Twilio: a
     HOTLINE_NUMBER that does not stops the upgrade, a HOTLINE_POOL_NUMBERS one is left out
-    with a warning; so is a HOTLINE_POOL_NUMBERS one that is another programme's, or that the
-    setting listed at the last upgrade and the pool has lost since)."""
+    with a warning; so is a HOTLINE_POOL_NUMBERS one that is another programme's, that is a
+    supporter's or clinician's phone, or that the setting listed at the last upgrade and the pool
+    has lost since)."""
     settings = _settings()
     try:
         migrate.upgrade(settings.database_url)

@@ -52,10 +52,32 @@ def warn_taken_out(slug: str, setting: str, given: tuple[str, ...], out: set[str
         )
 
 
+def warn_someones_phone(slug: str, setting: str, given: tuple[str, ...], phones: set[str]) -> None:
+    """Say which numbers of ``setting`` stay out of the pool as a supporter's or clinician's
+    phone, once each, by their place there: never the number, nor whose it is. Left out, not
+    refused: one such number would otherwise stop every release, security fixes included, until
+    the environment is edited; in the pool, it would cut that person off the line."""
+    for place, number in enumerate(given, start=1):
+        if number not in phones or number in given[: place - 1]:
+            continue
+        log.warning(
+            "%s: its number %d of %d is left out of programme %r's pool: it is a supporter's or "
+            "clinician's phone, and texts and calls from the line's own numbers are ignored, so "
+            "that person would be cut off from every line: remove it from %s, or correct it if it "
+            "was mistyped (should that phone change, it joins at the next `hotline db upgrade`)",
+            setting,
+            place,
+            len(given),
+            slug,
+            setting,
+        )
+
+
 def record_applied(programme: Programme, given: tuple[str, ...], out: set[str]) -> None:
     """Keep what the setting lists as applied: the numbers now in the pool, and those kept out
     as taken out. One left out for now (Twilio does not send it here yet, another programme
-    has it) is not: it is tried again at the next release, as its warning says."""
+    has it, it is a person's phone) is not: it is tried again at the next release, as its
+    warning says."""
     pool = {p.number for p in programme.pool_numbers}
     kept = [n for n in dict.fromkeys(given) if n in pool or n in out]
     programme.applied_pool_setting = ",".join(kept)

@@ -13,7 +13,7 @@ from datetime import time, timedelta
 from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, union_all
+from sqlalchemy import CompoundSelect, or_, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
@@ -28,7 +28,12 @@ from hotline.models import (
     Supporter,
 )
 from hotline.phone import redact
-from hotline.pool_setting import record_applied, taken_out_since, warn_taken_out
+from hotline.pool_setting import (
+    record_applied,
+    taken_out_since,
+    warn_someones_phone,
+    warn_taken_out,
+)
 from hotline.settings import Settings, SettingsError, parse_hours, parse_offsets
 
 if TYPE_CHECKING:
@@ -246,12 +251,20 @@ SOMEONES_PHONE = "a number there is a supporter's or clinician's phone, not one 
 
 def someones_phone(session: Session, vault: Vault, numbers: list[str]) -> bool:
     """Whether any of ``numbers`` is a known person's, in any programme, under any data key."""
-    indexes = [h for n in numbers for h in vault.blind_indexes(n)]
-    people = union_all(
-        select(Supporter.id).where(Supporter.phone_hash.in_(indexes)),
-        select(Clinician.id).where(Clinician.phone_hash.in_(indexes)),
+    return bool(peoples_phones(session, vault, numbers))
+
+
+def peoples_phones(session: Session, vault: Vault, numbers: list[str]) -> set[str]:
+    """Those of ``numbers`` that are a known person's, in any programme, under any data key
+    (matched by blind index: no number goes to the database in plaintext)."""
+    indexes = {n: vault.blind_indexes(n) for n in numbers}
+    every = [h for found in indexes.values() for h in found]
+    people: CompoundSelect[tuple[str | None]] = union_all(
+        select(Supporter.phone_hash).where(Supporter.phone_hash.in_(every)),
+        select(Clinician.phone_hash).where(Clinician.phone_hash.in_(every)),
     )
-    return session.execute(people).first() is not None
+    known = set(session.scalars(people))
+    return {n for n, found in indexes.items() if known.intersection(found)}
 
 
 def numbers_in_use(session: Session, programme_id: int, numbers: list[str]) -> bool:
@@ -304,12 +317,14 @@ def ensure_programme(
     A new ``hotline_number`` keeps the old one in the pool (see ``_pool``). With ``vault``, a
     number that is a supporter's or clinician's phone is refused too (NumberTakenError), as the
     console's Settings refuse it: texts and calls from the line's own numbers are ignored, so
-    that person would be cut off from every line of the deployment. With ``gate``, a number
+    that person would be cut off from every line of the deployment (a pool number with
+    ``pool_setting`` is left out instead, see below). With ``gate``, a number
     not yet the deployment's is refused (numbercheck.NotSetUpHereError) unless Twilio sends it
     here; it is asked before anything is written. ``pool_setting`` names the setting
-    ``pool_numbers`` came from: a pool number Twilio does not send here, or that is another
-    programme's (a coordinator moved it in Settings), is then left out, and logged by its place
-    there, rather than refusing the change (see _left_out, _left_with_its_programme); and the
+    ``pool_numbers`` came from: a pool number Twilio does not send here, that is another
+    programme's (a coordinator moved it in Settings), or that is a person's phone, is then left
+    out, and logged by its place there, rather than refusing the change (see _left_out,
+    _left_with_its_programme, pool_setting.warn_someones_phone); and the
     setting applies as edits: one it listed when last applied that the pool no longer has was
     taken out since, and stays out (pool_setting.py), said in the log unless ``pool_listed``
     is False (the setting unset: its default, the hotline number alone, is not IT's to edit).
@@ -330,7 +345,13 @@ def ensure_programme(
         warn_taken_out(slug, pool_setting or "", given, out)
     if out:
         pool_numbers = tuple(n for n in pool_numbers if n not in out)
-    if vault is not None and someones_phone(session, vault, [hotline_number, *pool_numbers]):
+    persons = set()
+    if vault is not None:
+        persons = peoples_phones(session, vault, [hotline_number, *pool_numbers])
+    if persons and pool_setting and hotline_number not in persons:
+        warn_someones_phone(slug, pool_setting, given, persons)
+        pool_numbers = tuple(n for n in pool_numbers if n not in persons)
+    elif persons:
         raise NumberTakenError(SOMEONES_PHONE)
     wanted = _pool(programme, hotline_number, pool_numbers, replace_pools)
     if programme is not None:

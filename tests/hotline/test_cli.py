@@ -10,7 +10,7 @@ from alembic import command
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from hotline import migrate, signin
+from hotline import migrate, roster, signin
 from hotline.accounts import check_password, find_api_token
 from hotline.cli import main
 from hotline.db import make_engine, make_sessionmaker, transaction
@@ -32,7 +32,9 @@ from hotline.models import (
     utcnow,
 )
 from hotline.people import is_opted_out
+from hotline.privacy import Vault
 from hotline.programme_settings import TEXT_LIMITS
+from hotline.settings import load_settings
 from hotline.telephony.twilio_adapter import TwilioTelephony
 from hotline.wording import MAX_TEXT
 from tests.kit.calls import Calls
@@ -183,11 +185,12 @@ def test_pool_numbers_set_after_a_first_deploy_on_the_hotline_number_alone_repla
 
 
 def test_db_upgrade_and_programme_add_refuse_a_persons_phone_as_a_line_number(run) -> None:  # type: ignore[no-untyped-def]
-    """A pool number mistyped as a supporter's phone would cut that supporter off every line of
-    the deployment (texts and calls from the line's own numbers are ignored): refused, as the
-    console's Settings refuse it, and nothing changes."""
+    """A number mistyped as a supporter's phone would cut that supporter off every line of the
+    deployment (texts and calls from the line's own numbers are ignored): as the hotline
+    number, or given to `programme add`, it is refused, as the console's Settings refuse it,
+    and nothing changes. (Listed in HOTLINE_POOL_NUMBERS it is left out: see below.)"""
     run("supporter", "add", "Alice", "+15550108001")
-    env = {**run.runner.env, "HOTLINE_POOL_NUMBERS": "+15550100001,+15550108001"}
+    env = {**run.runner.env, "HOTLINE_NUMBER": "+15550108001"}
     upgrade = CliRunner(env=env).invoke(main, ["db", "upgrade"])
     assert upgrade.exit_code == 1
     assert "a supporter's or clinician's phone" in upgrade.output
@@ -196,10 +199,55 @@ def test_db_upgrade_and_programme_add_refuse_a_persons_phone_as_a_line_number(ru
     )
     assert add.exit_code == 1
     assert "a supporter's or clinician's phone" in add.output
+    north = ["programme", "add", "north", "--name", "North", "--number", "+15550200000"]
+    pooled = run.runner.invoke(main, [*north, "--pool", "+15550200001,+15550108001"])
+    assert pooled.exit_code == 1
+    assert "a supporter's or clinician's phone" in pooled.output
     with run.sessions() as session:
+        assert session.scalar(select(Programme.hotline_number)) == "+15550100000"
         pool = set(session.scalars(select(PoolNumber.number)))
         assert session.scalar(select(Programme).where(Programme.slug == "north")) is None
     assert pool == {"+15550100001", "+15550100002"}
+
+
+def test_a_persons_phone_in_the_pool_setting_stops_no_release(
+    run,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """HOTLINE_POOL_NUMBERS lists a supporter's phone (mistyped, or a number since given to
+    a person): every release used to stop on it, security fixes included, until IT edited the
+    environment. Now the release goes on, brings what it brings (here a new pool number),
+    leaves that number out (in the pool, it would cut the supporter off every line), and says
+    where it is listed and what to change, by its place there: no number, no name. It is not
+    counted as applied: once the supporter's number changes, the next release adds it."""
+    run("supporter", "add", "Alice", "+15550108001")
+    env = {"HOTLINE_POOL_NUMBERS": "+15550100001,+15550108001,+15550100003"}
+    for _ in range(2):  # and again at the next release, while it is still her phone
+        caplog.clear()
+        upgrade = run.runner.invoke(main, ["db", "upgrade"], env=env)
+        assert upgrade.exit_code == 0, upgrade.output
+        with run.sessions() as session:
+            pool = set(session.scalars(select(PoolNumber.number)))
+        assert pool == {"+15550100001", "+15550100002", "+15550100003"}
+        left_out = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(left_out) == 1, left_out
+        assert left_out[0].startswith("HOTLINE_POOL_NUMBERS: its number 2 of 3 is left out")
+        assert "a supporter's or clinician's phone" in left_out[0]
+        assert "remove it from HOTLINE_POOL_NUMBERS" in left_out[0]
+        for shown in (caplog.text, upgrade.output):  # its place: no number, no name
+            assert "0108001" not in shown and "•••001" not in shown
+            assert "Alice" not in shown
+    vault = Vault(load_settings(run.runner.env).data_keys)
+    with run.sessions() as session, session.begin():  # a coordinator, on the Roster page
+        alice = session.scalar(select(Supporter))
+        roster.edit(session, vault, alice, {"phone": "+15550108002"}, "lead@example.org", utcnow())
+    caplog.clear()
+    upgrade = run.runner.invoke(main, ["db", "upgrade"], env=env)
+    assert upgrade.exit_code == 0, upgrade.output
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    with run.sessions() as session:
+        pool = set(session.scalars(select(PoolNumber.number)))
+    assert pool == {"+15550100001", "+15550100002", "+15550100003", "+15550108001"}
 
 
 def test_a_worker_without_redis_url_refuses_to_start(run) -> None:  # type: ignore[no-untyped-def]
