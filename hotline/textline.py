@@ -101,6 +101,9 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     elif match.is_hotline:
         clinicianline.clinician_text(ctx)
     else:
+        # Anyone else's START to a pool number (a renumbered programme's old hotline number,
+        # saved on their phone): Twilio lifted its block on the pair, so the line's goes too.
+        _lift_if_opted_in(ctx)
         ctx.reply(wording.not_a_line(p.hotline_number))
 
 

@@ -1486,6 +1486,33 @@ def test_a_supporter_opting_back_in_with_yes_gets_that_number_again(
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("on_the_roster", [True, False], ids=["a supporter", "joins later"])
+def test_a_start_to_the_old_hotline_number_lifts_the_stop_kept_for_it(
+    hotline: Hotline, phones: Phones, on_the_roster: bool
+) -> None:
+    """Her STOP to the hotline number was kept; the programme was then renumbered, the old
+    number kept in its pool, where it now carries offers. Her START to it (the number she
+    saved) lifts Twilio's block, and so the line's: offers come from it again. Texted before
+    she was on the roster, it was answered with the new number but left the line's block
+    standing, and no offer reached her from the old number though Twilio would deliver it."""
+    renumbered = "+15550100009"
+    if on_the_roster:
+        hotline.add_supporter("Cleo", CLINICIANS[0])
+    cleo = phones.phone(CLINICIANS[0])
+    cleo.texts("STOP")  # Twilio itself answers the opt-out word
+    _renumber(hotline, renumbered, pool=(HOTLINE,))
+    cleo.texts("START", to=HOTLINE)  # Twilio itself answers the opt-in word
+    if not on_the_roster:  # anyone else texting the old number: told the new one, as ever
+        cleo.expect_text(f"For peer support, text {renumbered}.", from_=HOTLINE)
+        hotline.add_supporter("Cleo", CLINICIANS[0])
+    phones.assert_no_unexpected()
+    clinician = phones.phone(CLINICIANS[1])
+    clinician.texts("hello", to=renumbered)
+    clinician.expect_text("confidential", from_=renumbered)
+    cleo.expect_text(OFFER, from_=HOTLINE)  # was: nothing, the request waiting for nobody
+    phones.assert_no_unexpected()
+
+
 def test_a_supporter_s_yes_with_punctuation_after_stop_leaves_that_number_avoided(
     hotline: Hotline, phones: Phones
 ) -> None:
@@ -1851,6 +1878,23 @@ def _set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:
             slug=programme.slug,
             name=programme.name,
             hotline_number=programme.hotline_number,
+            pool_numbers=pool,
+        )
+
+
+def _renumber(hotline: Hotline, number: str, pool: tuple[str, ...]) -> None:
+    """`hotline programme add SLUG --number NUMBER --pool POOL`: the old number must stay."""
+    from hotline.db import transaction
+    from hotline.models import Programme
+    from hotline.programmes import ensure_programme
+
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        ensure_programme(
+            session,
+            slug=programme.slug,
+            name=programme.name,
+            hotline_number=number,
             pool_numbers=pool,
         )
 
