@@ -91,12 +91,14 @@ def _notice_status(
 ) -> str | None:
     """What a code's or a shift reminder's status says (a gap warning's is the alert phone's,
     no supporter's: nothing). Delivered: its supporter's phone takes the line's texts. Not
-    delivered: the notice failed (only from sent: reports can come twice or out of order, and
-    a late "delivered" changes nothing back), and the console says why as for a text Twilio
-    refused at once (``verification.code_state``): the phone's refusal kept, a STOP the line
-    never heard kept against the number it came from (as ``send_notice`` does); our number
-    when it is the one at fault. Only the notice's supporter is marked, and only while the
-    phone it went to (``to``: blind indexes; None: not reported) is still hers."""
+    delivered: the notice failed (only from sent, or sending: Twilio can report before its
+    sender has recorded it, which then leaves it failed; reports can come twice or out of
+    order, and a late "delivered" changes nothing back), and the console says why as for a
+    text Twilio refused at once (``verification.code_state``): the phone's refusal kept, a
+    STOP the line never heard kept against the number it came from (as ``send_notice``
+    does); our number when it is the one at fault. Only the notice's supporter is marked, and
+    only while the phone it went to (``to``: blind indexes; None: not reported) is still
+    hers."""
     notice = session.get(Notice, report.notice)
     if notice is None or notice.kind not in (NoticeKind.VERIFICATION, NoticeKind.REMINDER):
         return None
@@ -109,15 +111,19 @@ def _notice_status(
         reach.reached(session, whose)
     if report.status not in NOT_DELIVERED:
         return None
+    sender = notice.from_number or report.from_  # reported before its sender recorded it
     failed = session.execute(
         update(Notice)
-        .where(Notice.id == notice.id, Notice.state == NoticeState.SENT)
-        .values(state=NoticeState.FAILED)
+        .where(
+            Notice.id == notice.id,
+            Notice.state.in_((NoticeState.SENDING, NoticeState.SENT)),
+        )
+        .values(state=NoticeState.FAILED, from_number=sender)
         .execution_options(synchronize_session=False)
     )
     if not failed.rowcount:  # type: ignore[attr-defined]
-        return None  # failed already (a report twice), or not sent by this notice's sender yet
-    code, sender = report.error_code, notice.from_number
+        return None  # failed already (a report twice)
+    code = report.error_code
     if sender_at_fault(code):
         return sender
     if code is not None and recipient_at_fault(code):

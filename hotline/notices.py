@@ -88,9 +88,14 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
     skipped = (NoticeState.SKIPPED, None, None)
     state, sid, refused = skipped if message is None else _deliver(services, message, notice_id)
     with transaction(services.sessions) as session:
-        session.execute(
+        # Not over Twilio's report that it never arrived, come before this (delivery failed
+        # it, naming its sender); over a stuck send's failure (no sender), as ever.
+        recorded = session.execute(
             update(Notice)
-            .where(Notice.id == notice_id)
+            .where(
+                Notice.id == notice_id,
+                or_(Notice.state == NoticeState.SENDING, Notice.from_number.is_(None)),
+            )
             .values(
                 state=state,
                 sent_at=now if state == NoticeState.SENT else None,
@@ -98,6 +103,8 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
             )
         )
         records.backstop(session, [sid] if sid else [], now)
+        if not recorded.rowcount:  # type: ignore[attr-defined]
+            return NoticeState.FAILED
         whose = select(Notice.supporter_id).where(Notice.id == notice_id)  # the roster's
         if sid:
             reach.reached(session, whose)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from hotline.db import transaction
 from hotline.models import ApiToken, Notice, NoticeKind, NoticeState, Programme, Shift, Supporter
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, add_verified, csrf_of, sign_in
-from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
+from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline, use_telephony
 from tests.kit.phones import Phones
 from tests.kit.signing import deliver_to
 
@@ -285,6 +286,38 @@ def test_a_code_twilio_took_but_could_not_deliver_is_not_shown_as_texted(
     assert "A code was texted to +1•••••••001" in console.get(detail)
     if code == 21610:  # the pair is kept blocked, as for a STOP the line heard
         assert (first["from_"], second["from_"]) == (POOL[0], POOL[1])
+
+
+@dataclass
+class ReportedAtOnce:
+    """The Twilio adapter, whose text Twilio takes and reports undelivered (``code``) before
+    the sender has recorded it as sent: the status callback and the job race."""
+
+    hotline: Hotline
+    real: Any
+    code: int
+
+    def send_text(self, to: str, from_: str, body: str, status_callback: str | None = None) -> Any:
+        sent = self.real.send_text(to, from_, body, status_callback=status_callback)
+        _report(self.hotline, sent.sid, "undelivered", self.code)
+        return sent
+
+
+def test_a_code_reported_undelivered_before_its_sender_recorded_it_is_not_shown_as_texted(
+    console: Console,
+) -> None:
+    """Twilio took Alice's code and reported it undelivered (a landline, 30006) before the
+    worker that sent it had recorded it as sent. The report was dropped, as about a text not
+    sent yet, and the worker then marked it sent: her page said "A code was texted", and the
+    roster never said her phone refuses the line's texts."""
+    hotline = console.hotline
+    use_telephony(hotline, ReportedAtOnce(hotline, hotline.services.telephony, 30006))
+    detail = _added_with_a_code(console)
+    hotline.run_jobs()
+    page = console.get(detail)
+    assert "A code was texted to +1•••••••001. Ask them" not in page
+    assert "The code could not be texted to +1•••••••001: the phone company refused" in page
+    assert "Texts refused" in page and "Texts refused" in console.get("/console/roster")
 
 
 def test_a_late_report_on_a_code_to_her_old_number_does_not_mark_her_new_one(
