@@ -268,9 +268,10 @@ def peoples_phones(session: Session, vault: Vault, numbers: list[str]) -> set[st
 
 
 def numbers_in_use(session: Session, programme_id: int, numbers: list[str]) -> bool:
-    """Whether any of ``numbers`` carries one of the programme's live conversations or pending
-    offers. Texts to a number no programme owns are ignored: taken from the pool meanwhile,
-    the supporter's replies on it would vanish."""
+    """Whether any of ``numbers`` carries one of the programme's live conversations, pending
+    offers or claims (``CLAIMED``: the request comes to her there if the caller hangs up,
+    routing.pools_in_use). Texts to a number no programme owns are ignored: taken from the
+    pool meanwhile, the supporter's replies on it would vanish."""
     live = select(Conversation.id).where(
         Conversation.programme_id == programme_id,
         Conversation.state == ConversationState.ACTIVE,
@@ -281,7 +282,7 @@ def numbers_in_use(session: Session, programme_id: int, numbers: list[str]) -> b
         .join(Conversation, Conversation.id == Offer.conversation_id)
         .where(
             Conversation.programme_id == programme_id,
-            Offer.state == OfferState.PENDING,
+            Offer.state.in_((OfferState.PENDING, OfferState.CLAIMED)),
             Offer.pool_number.in_(numbers),
         )
     )

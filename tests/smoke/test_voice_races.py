@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline import retirement, ringing, roster, rota, routing, voiceline
+from hotline import programme_settings, retirement, ringing, roster, rota, routing, voiceline
 from hotline.db import transaction
 from hotline.models import (
     Conversation,
@@ -690,6 +690,40 @@ def test_a_claim_keeps_its_number_for_the_hang_up(hotline: Hotline, phones: Phon
     alice.expect_text("You're connected", from_=POOL[0])  # was: it can't come to you now
     alice.expect_text("I had a bad night", from_=POOL[0])
     clinician.expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_claims_number_stays_in_the_pool_until_the_call_ends(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice, talking with one clinician, claims a second's request (ACCEPT) on the second
+    pool number as their call rings Bob; her coordinator then takes that number out of the
+    pool in Settings. That went through, and at the hang-up the request was hers on a number
+    the line no longer owns: her texts there were ignored, and the clinician never heard from
+    her. Now the change is refused, as for a pending offer, until the claim settles."""
+    call = sid(0x7E8)
+    talking_and_offered_another(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[1])
+    with (
+        pytest.raises(programme_settings.SettingsChangeError, match="carrying"),
+        transaction(hotline.services.sessions) as session,
+    ):
+        programme = session.get_one(Programme, hotline.programme_id)
+        changes = {"pool_numbers": f"{POOL[0]},{POOL[2]}"}  # was: taken out
+        vault, now = hotline.services.vault, hotline.clock.now
+        programme_settings.update_settings(
+            session, vault, programme, changes, "c@example.org", now, "UTC", gate=None
+        )
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    alice.expect_text("You're connected", from_=POOL[1])
+    alice.expect_text("I had a bad night", from_=POOL[1])
+    clinician = phones.phone(CLINICIAN)
+    clinician.expect_text("joined", from_=HOTLINE)
+    alice.texts("I'm here, take your time", to=POOL[1])
+    clinician.expect_text("I'm here, take your time", from_=HOTLINE)
     phones.assert_no_unexpected()
 
 
