@@ -21,13 +21,15 @@ log = logging.getLogger(__name__)
 
 def taken_out_since(programme: Programme | None, listed: tuple[str, ...]) -> set[str]:
     """Those of ``listed`` the setting listed when last applied to ``programme`` that its pool
-    no longer has. Never recorded (the first upgrade after migration 0019), the setting as it
-    stands counts as applied: a number taken out before then stays out, as before, and the
-    upgrade changes nothing the pool has."""
-    if programme is None:
+    no longer has. Never recorded (the first upgrade after migration 0019): none, so that
+    upgrade applies the setting as every release before it did, adding each number the pool
+    lacks, and records it. Nothing tells a number taken out since the last release from one
+    IT adds in this one or one that was waiting at Twilio, and keeping out the two last, under
+    a warning that a coordinator took them out, would be the worse mistake; a number taken
+    out before that release was put back by it."""
+    if programme is None or programme.applied_pool_setting is None:
         return set()
-    stored = programme.applied_pool_setting
-    applied = set(stored.split(",")) if stored is not None else set(listed)
+    applied = set(programme.applied_pool_setting.split(","))
     pool = {p.number for p in programme.pool_numbers}
     return {n for n in listed if n in applied and n not in pool}
 

@@ -526,19 +526,26 @@ def test_a_pool_number_released_at_twilio_but_still_in_the_environment_stops_no_
     assert "0100002" not in caplog.text and "•••002" not in caplog.text  # its place, no number
 
 
-def test_the_first_release_after_migration_0019_puts_back_no_pool_number_taken_out_before(
+def test_the_first_release_after_migration_0019_applies_the_setting_as_releases_did(
     run,  # type: ignore[no-untyped-def]
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """IT took a pool number out with `hotline programme add --pool` (a coordinator could have
-    in Settings) before this release; HOTLINE_POOL_NUMBERS still lists it. The database has no
-    record yet of what the setting listed (0019 adds it): the first release takes the setting
-    as it stands as applied, so it puts nothing back (it put that number back, unseen: the
-    audit log it read had no Settings entry for it), says so, and so does the next."""
+    """IT lists a new pool number in the release that brings migration 0019 (or one that was
+    waiting at Twilio at the release before). The database has no record yet of what the
+    setting listed: that release took the setting as it stood as applied, so the number stayed
+    out for good, under a warning that a coordinator had taken it out. It applies the setting
+    as releases did before it, and the edits count from there: taken out afterwards, the number
+    stays out, said by its place."""
     add = ["programme", "add", "default", "--name", "Peer support", "--number", HOTLINE]
-    run(*add, "--pool", "+15550100001")  # +15550100002 out of the pool
+    run(*add, "--pool", "+15550100001")  # the release before listed this one alone
     url = run.runner.env["DATABASE_URL"]
     command.downgrade(migrate.alembic_config(url), "0018")  # as the release before left it
+    caplog.clear()
+    run("db", "upgrade")  # HOTLINE_POOL_NUMBERS: +15550100001,+15550100002
+    with run.sessions() as session:
+        assert session.scalars(select(PoolNumber.number)).all() == ["+15550100001", "+15550100002"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    run(*add, "--pool", "+15550100001")  # taken out again, by IT
     for _ in range(2):
         caplog.clear()
         run("db", "upgrade")

@@ -7,7 +7,8 @@ Create Date: 2026-12-08
 The environment's pool setting acts as edits: each upgrade adds only the numbers it lists that
 it did not list last time, so a number someone took out of the pool since is not put back.
 The numbers are the line's own Twilio numbers, stored as pool_numbers stores them. NULL: not
-recorded yet; the first upgrade after this one takes the setting as it stands as applied.
+recorded yet: the first upgrade after this one applies the setting as releases did before it
+(adding what the pool lacks), and records it.
 """
 
 from __future__ import annotations
