@@ -270,8 +270,12 @@ def peoples_phones(session: Session, vault: Vault, numbers: list[str]) -> set[st
 def numbers_in_use(session: Session, programme_id: int, numbers: list[str]) -> bool:
     """Whether any of ``numbers`` carries one of the programme's live conversations, pending
     offers or claims (``CLAIMED``: the request comes to her there if the caller hangs up,
-    routing.pools_in_use). Texts to a number no programme owns are ignored: taken from the
-    pool meanwhile, the supporter's replies on it would vanish."""
+    routing.pools_in_use), or an offer a call withdrew while it rings (pending there again
+    if they hang up, and her ACCEPT there now a claim: ringing.withdrawn_as_it_rings). Texts
+    to a number no programme owns are ignored: taken from the pool meanwhile, the supporter's
+    replies on it would vanish."""
+    from hotline.ringing import withdrawn_as_it_rings  # ringing imports this module
+
     live = select(Conversation.id).where(
         Conversation.programme_id == programme_id,
         Conversation.state == ConversationState.ACTIVE,
@@ -282,7 +286,10 @@ def numbers_in_use(session: Session, programme_id: int, numbers: list[str]) -> b
         .join(Conversation, Conversation.id == Offer.conversation_id)
         .where(
             Conversation.programme_id == programme_id,
-            Offer.state.in_((OfferState.PENDING, OfferState.CLAIMED)),
+            or_(
+                Offer.state.in_((OfferState.PENDING, OfferState.CLAIMED)),
+                withdrawn_as_it_rings(),
+            ),
             Offer.pool_number.in_(numbers),
         )
     )

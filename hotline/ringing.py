@@ -146,6 +146,18 @@ def withdrawn_for_a_call(
     return list(session.scalars(query))
 
 
+def withdrawn_as_it_rings() -> ColumnElement[bool]:
+    """An offer (``Offer``, joined to its ``Conversation``) that the call replacing its request
+    withdrew, while that call still rings: an answer on its number now is for when it ends
+    (``withdrawn_for_a_call``), and a hang-up may make it pending there again (``_reopen``)."""
+    return and_(
+        Offer.state == OfferState.WITHDRAWN,
+        Offer.answered_at == Conversation.ended_at,  # by the call, not before
+        Conversation.end_reason == REPLACED,
+        _call_rings_for_it(),
+    )
+
+
 def _replaced_by(request: Any, call: Any) -> ColumnElement[bool]:
     """``request`` (a Conversation, its row or the class or an alias) is the one ``call``'s
     conversation replaced (``replace_waiting_requests``): the same clinician's, ended as the

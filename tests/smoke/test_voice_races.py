@@ -727,6 +727,61 @@ def test_a_claims_number_stays_in_the_pool_until_the_call_ends(
     phones.assert_no_unexpected()
 
 
+def the_coordinator_takes_out(hotline: Hotline, number: str) -> None:
+    """Her coordinator takes ``number`` out of the pool in Settings (SettingsChangeError if
+    it is refused)."""
+    with transaction(hotline.services.sessions) as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        changes = {"pool_numbers": ",".join(n for n in POOL if n != number)}
+        vault, now = hotline.services.vault, hotline.clock.now
+        programme_settings.update_settings(
+            session, vault, programme, changes, "c@example.org", now, "UTC", gate=None
+        )
+
+
+@pytest.mark.parametrize("she_accepts", ["as the call rings", "after the hang-up"])
+def test_a_withdrawn_offers_number_stays_in_the_pool_while_the_call_rings(
+    hotline: Hotline, phones: Phones, she_accepts: str
+) -> None:
+    """Alice, talking with one clinician, is offered a second's request on the second pool
+    number; their call withdraws it as it rings Bob, and her coordinator takes that number
+    out of the pool. That went through: her ACCEPT there as the call rang, or once the caller
+    hung up and her offer stood again, was ignored (the line no longer owned the number),
+    and the clinician never heard from her. Now the change is refused, as for the offer
+    pending or claimed, until the call ends."""
+    call = sid(0x7E9)
+    talking_and_offered_another(hotline, phones, call)
+    with pytest.raises(programme_settings.SettingsChangeError, match="carrying"):
+        the_coordinator_takes_out(hotline, POOL[1])  # was: taken out
+    alice = phones.phone(ALICE)
+    if she_accepts == "as the call rings":
+        alice.texts("ACCEPT", to=POOL[1])
+        alice.expect_text("If they hang up before a peer answers", from_=POOL[1])
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    hotline.run_jobs()
+    if she_accepts == "after the hang-up":
+        alice.texts("ACCEPT", to=POOL[1])
+    alice.expect_text("You're connected", from_=POOL[1])
+    alice.expect_text("I had a bad night", from_=POOL[1])
+    phones.phone(CLINICIAN).expect_text("joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+def test_a_withdrawn_offers_number_leaves_the_pool_once_a_peer_takes_the_call(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The offer the call withdrew does not come back once Bob takes the call: its number
+    can leave the pool then."""
+    call = sid(0x7EA)
+    talking_and_offered_another(hotline, phones, call)
+    a_peer_takes_the_call(hotline, phones, call)
+    the_coordinator_takes_out(hotline, POOL[1])
+    with hotline.session() as session:
+        numbers = session.get_one(Programme, hotline.programme_id).pool_numbers
+        assert [n.number for n in numbers] == [POOL[0], POOL[2]]
+    phones.assert_no_unexpected()
+
+
 def test_a_claim_past_its_peers_limit_at_the_hang_up_tells_her(
     hotline: Hotline, phones: Phones
 ) -> None:
