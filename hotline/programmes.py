@@ -312,7 +312,8 @@ def ensure_programme(
 ) -> Programme:
     """Create the programme ``slug`` or bring it up to date (idempotent); refused
     (NumberTakenError) when a number is another programme's, and (NumberInUseError) when a
-    pool number it would drop carries a live conversation or a pending offer.
+    pool number it would drop carries a live conversation, a pending offer, a claim, or an
+    offer withdrawn for a call that still rings (numbers_in_use).
 
     ``name`` None keeps the programme's name (a new one is called DEFAULT_NAME); no
     ``pool_numbers`` keeps its pool (a new one has the hotline number alone). With
