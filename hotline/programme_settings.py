@@ -27,7 +27,7 @@ from hotline.programmes import (
     NumberInUseError,
     ProgrammeConfig,
     admit_new,
-    numbers_in_use,
+    dropping_in_use,
     numbers_of_others,
     someones_phone,
 )
@@ -154,6 +154,9 @@ def update_settings(
             admit_new(session, gate, pool)
         except NotSetUpHereError as error:
             raise SettingsChangeError(str(error), "pool_numbers", error.later) from None
+        dropped = [p.number for p in programme.pool_numbers if p.number not in pool]
+        if dropping_in_use(session, programme.id, dropped):  # the lock first, before any write
+            raise SettingsChangeError(NumberInUseError.MESSAGE, "pool_numbers")
     before = view(session, vault, programme)
     for name, value in changes.items():
         if name != "pool_numbers":
@@ -328,7 +331,8 @@ def _apply_alert(
 
 def _pool(session: Session, vault: Vault, programme: Programme, value: object) -> list[str]:
     """The pool ``value`` asks for, refused (SettingsChangeError) as a whole if a number in it
-    is another programme's or a person's, or if it drops one carrying a conversation."""
+    is another programme's or a person's (one it drops carrying a conversation is refused
+    later, under the programme's lock: see update_settings)."""
     name = "pool_numbers"
     raw = value.split(",") if isinstance(value, str) else value
     if not isinstance(raw, list | tuple):
@@ -342,9 +346,6 @@ def _pool(session: Session, vault: Vault, programme: Programme, value: object) -
         # Texts and calls from the line's own numbers are ignored (the loop guard), in every
         # programme: that person would be cut off from every line of the deployment.
         raise SettingsChangeError(SOMEONES_PHONE, name)
-    dropped = [p.number for p in programme.pool_numbers if p.number not in wanted]
-    if dropped and numbers_in_use(session, programme.id, dropped):
-        raise SettingsChangeError(NumberInUseError.MESSAGE, name)
     return wanted
 
 

@@ -296,6 +296,23 @@ def numbers_in_use(session: Session, programme_id: int, numbers: list[str]) -> b
     return session.scalar(select(live.exists() | offered.exists())) or False
 
 
+def dropping_in_use(session: Session, programme_id: int, dropped: list[str]) -> bool:
+    """numbers_in_use for pool numbers about to be taken out, asked under the programme's lock
+    (routing.lock_programme), which the change then holds until it commits. Offers are made
+    under that lock, from the pool as it stands then (routing.candidates): an offer being
+    made on one of ``dropped`` is seen here once it commits, and one made after waits for the
+    pool without them. Unlocked, a removal could pass this check while a webhook made an
+    offer there, leaving the peer an offer on a number the line no longer owns. Taken before
+    any other row (the lock order), and after Twilio is asked about new numbers: a lock held
+    while Twilio answers would hold up every offer of the programme."""
+    if not dropped:
+        return False
+    from hotline.routing import lock_programme  # routing imports this module
+
+    lock_programme(session, programme_id)
+    return numbers_in_use(session, programme_id, dropped)
+
+
 def ensure_programme(
     session: Session,
     *,
@@ -363,6 +380,12 @@ def ensure_programme(
     elif persons:
         raise NumberTakenError(SOMEONES_PHONE)
     wanted = _pool(programme, hotline_number, pool_numbers, replace_pools)
+    may_wait = [n for n in pool_numbers if n != hotline_number] if pool_setting else []
+    waiting = admit_new(session, gate, [hotline_number, *wanted], may_wait)  # before writing
+    if waiting:
+        _left_out(slug, pool_setting or "", given, waiting)
+        kept = [p.number for p in programme.pool_numbers] if programme else []
+        wanted = [n for n in wanted if n not in waiting] or kept or [hotline_number]
     if programme is not None:
         # The hotline number stays the programme's even when it leaves the pool.
         dropped = [
@@ -370,14 +393,8 @@ def ensure_programme(
             for p in programme.pool_numbers
             if p.number not in wanted and p.number != hotline_number
         ]
-        if dropped and numbers_in_use(session, programme.id, dropped):
+        if dropping_in_use(session, programme.id, dropped):
             raise NumberInUseError(NumberInUseError.MESSAGE)
-    may_wait = [n for n in pool_numbers if n != hotline_number] if pool_setting else []
-    waiting = admit_new(session, gate, [hotline_number, *wanted], may_wait)  # before writing
-    if waiting:
-        _left_out(slug, pool_setting or "", given, waiting)
-        kept = [p.number for p in programme.pool_numbers] if programme else []
-        wanted = [n for n in wanted if n not in waiting] or kept or [hotline_number]
     if programme is None:
         programme = Programme(slug=slug, name=name or DEFAULT_NAME, hotline_number=hotline_number)
         session.add(programme)

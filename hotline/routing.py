@@ -33,6 +33,7 @@ from hotline.models import (
     OfferState,
     OptOut,
     PendingText,
+    PoolNumber,
     Programme,
     Supporter,
 )
@@ -84,6 +85,16 @@ def lock_programme(session: Session, programme_id: int) -> None:
     )
 
 
+def pool_now(session: Session, p: ProgrammeConfig) -> tuple[str, ...]:
+    """The programme's pool as the database has it now, not as ``p`` read it when the text or
+    call came in: read under the programme's lock, an offer is never made on a number a
+    coordinator took out meanwhile (programmes.dropping_in_use takes that lock too)."""
+    numbers = session.scalars(
+        select(PoolNumber.number).where(PoolNumber.programme_id == p.id).order_by(PoolNumber.id)
+    ).all()
+    return tuple(numbers) or (p.hotline_number,)
+
+
 def candidates(
     session: Session, vault: Vault, p: ProgrammeConfig, conv: Conversation, now: datetime
 ) -> list[Candidate]:
@@ -113,15 +124,14 @@ def candidates(
     blocked = _blocked_pools(session, p.id, [h for found in indexes.values() for h in found])
     last_used = _last_used(session, [s.id for s in supporters], now)
     theirs = _their_threads(session, clinician.id) if clinician is not None else {}
+    pool = pool_now(session, p)
     found = []
     for s in supporters:
         used = load[s.id]
         if len(used) >= s.max_conversations:
             continue
         free = [
-            n
-            for n in p.pool_numbers
-            if n not in used and not any((h, n) in blocked for h in indexes[s.id])
+            n for n in pool if n not in used and not any((h, n) in blocked for h in indexes[s.id])
         ]
         if free:
             # The thread she last had with this clinician (a reply to a check-in, a return):
