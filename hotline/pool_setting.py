@@ -13,6 +13,7 @@ back is added again, as any number the setting newly lists.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterator
 
 from hotline.models import Programme
 
@@ -34,12 +35,18 @@ def taken_out_since(programme: Programme | None, listed: tuple[str, ...]) -> set
     return {n for n in listed if n in applied and n not in pool}
 
 
+def places(given: tuple[str, ...], numbers: Collection[str]) -> Iterator[tuple[int, str]]:
+    """Each of ``numbers`` with its place in the setting ``given`` (from 1), once, where it is
+    first listed: a release's warnings name a number by its place, never the number."""
+    for place, number in enumerate(given, start=1):
+        if number in numbers and number not in given[: place - 1]:
+            yield place, number
+
+
 def warn_taken_out(slug: str, setting: str, given: tuple[str, ...], out: set[str]) -> None:
     """Say which numbers of ``setting`` are not put back, once each, by their place there (no
     phone numbers in logs), with what IT changes."""
-    for place, number in enumerate(given, start=1):
-        if number not in out or number in given[: place - 1]:
-            continue
+    for place, _number in places(given, out):
         log.warning(
             "%s: its number %d of %d is not put back in programme %r's pool: a coordinator "
             "took it out in Settings on the console or the API, or IT with `hotline programme "
@@ -59,9 +66,7 @@ def warn_someones_phone(slug: str, setting: str, given: tuple[str, ...], phones:
     phone, once each, by their place there: never the number, nor whose it is. Left out, not
     refused: one such number would otherwise stop every release, security fixes included, until
     the environment is edited; in the pool, it would cut that person off the line."""
-    for place, number in enumerate(given, start=1):
-        if number not in phones or number in given[: place - 1]:
-            continue
+    for place, _number in places(given, phones):
         log.warning(
             "%s: its number %d of %d is left out of programme %r's pool: it is a supporter's or "
             "clinician's phone, and texts and calls from the line's own numbers are ignored, so "

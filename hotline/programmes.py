@@ -29,6 +29,7 @@ from hotline.models import (
 )
 from hotline.phone import redact
 from hotline.pool_setting import (
+    places,
     record_applied,
     taken_out_since,
     warn_someones_phone,
@@ -472,14 +473,15 @@ def _left_out(
     otherwise stop every release until the environment is edited, security fixes included;
     leaving it out changes nothing the line does. By its place in the setting, not the number
     (no phone numbers in logs)."""
-    for number, found in waiting.items():
+    for place, number in places(given, waiting):
+        found = waiting[number]
         log.warning(
             "%s: its number %d of %d is left out of programme %r's pool until Twilio sends "
             "it here: %s. If it was released or is not the line's, remove it from %s; if it "
             "is, set it up at Twilio (README: Twilio console set-up) and it joins at the next "
             "`hotline db upgrade` (`hotline numbers check` shows the number and what differs)",
             setting,
-            given.index(number) + 1,
+            place,
             len(given),
             slug,
             "; ".join(found),
@@ -494,9 +496,7 @@ def _left_with_its_programme(
     pool. Left out, not refused, as in _left_out: a coordinator may move a pool number to
     another programme in Settings, and the environment still listing it would otherwise stop
     every release until IT edits it. By its place in the setting (no phone numbers in logs)."""
-    for place, number in enumerate(given, start=1):
-        if number not in taken or number in given[: place - 1]:
-            continue
+    for place, number in places(given, taken):
         owner = find_by_number(session, number)
         log.warning(
             "%s: its number %d of %d is left out of programme %r's pool: it is programme %r's "
