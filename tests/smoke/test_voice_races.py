@@ -31,7 +31,7 @@ from hotline.people import ALERT_CONTEXT
 from tests.kit.databases import sent_behind_a_lock
 from tests.kit.fake_twilio import AUTH_TOKEN
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline, retiring
-from tests.kit.phones import Phones
+from tests.kit.phones import Phone, Phones
 from tests.kit.signing import signed_post
 
 ALICE, BOB = "+15550108001", "+15550108002"
@@ -343,6 +343,25 @@ def test_a_peer_who_claimed_the_request_as_the_call_rings_can_still_answer_it(
     phones.assert_no_unexpected()
 
 
+def claimed_and_hung_up(
+    hotline: Hotline, phones: Phones, call: str, *, job_first: bool
+) -> tuple[Phone, Phone]:
+    """Alice claims the request as the call that replaced it rings, and the caller hangs up
+    before a peer answers; with ``job_first``, the job woken then gives her the request. The
+    clinician's phone and hers."""
+    replaced_by_a_call(hotline, phones, call)
+    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
+    alice.texts("ACCEPT")
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    if job_first:
+        hotline.run_jobs()
+        alice.expect_text("You're connected", from_=POOL[0])
+        alice.expect_text("I had a bad night", from_=POOL[0])
+        clinician.expect_text("joined", from_=HOTLINE)
+    return clinician, alice
+
+
 @pytest.mark.parametrize(
     ("first", "to"),
     [
@@ -361,16 +380,7 @@ def test_an_accept_again_after_the_hang_up_is_answered_as_the_claim_is_taken(
     finds nothing to do; or, the job first, she is told she is connected already. Either way
     the clinician is told once that a peer joined, and what they texted reaches her once."""
     call = sid(0x742)
-    replaced_by_a_call(hotline, phones, call)
-    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
-    alice.texts("ACCEPT")
-    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
-    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
-    if first == "the job":
-        hotline.run_jobs()
-        alice.expect_text("You're connected", from_=POOL[0])
-        alice.expect_text("I had a bad night", from_=POOL[0])
-        clinician.expect_text("joined", from_=HOTLINE)
+    clinician, alice = claimed_and_hung_up(hotline, phones, call, job_first=first == "the job")
     alice.texts("ACCEPT", to=to)
     if first == "the job":
         alice.expect_text("already connected", from_=POOL[0])
@@ -398,16 +408,7 @@ def test_a_pass_after_the_hang_up_is_heard_before_the_claim_is_taken(
     then connected all the same. Now her PASS stands, as one while the call rang does: the
     request goes on to Bob. The job first, she is told she is connected already."""
     call = sid(0x744)
-    replaced_by_a_call(hotline, phones, call)
-    clinician, alice = phones.phone(CLINICIAN), phones.phone(ALICE)
-    alice.texts("ACCEPT")
-    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
-    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
-    if first == "the job":
-        hotline.run_jobs()
-        alice.expect_text("You're connected", from_=POOL[0])
-        alice.expect_text("I had a bad night", from_=POOL[0])
-        clinician.expect_text("joined", from_=HOTLINE)
+    _, alice = claimed_and_hung_up(hotline, phones, call, job_first=first == "the job")
     alice.texts("PASS", to=POOL[0])
     if first == "the job":
         alice.expect_text("already connected", from_=POOL[0])
