@@ -4,22 +4,22 @@ Each is a ``Notice`` row first, created in SQL with a unique key (creating it tw
 then a job (``Task.SEND_NOTICE``) or the sweeper sends it. A sender claims the row (pending ->
 sending) before calling the provider, so it goes out once; a row left in ``sending`` by a dead
 worker is marked failed, never resent; a code or reminder Twilio took but then reports
-undelivered fails too (``delivery``: its callback URL names it). Whether a reminder or warning
-is still true is checked again just before sending. Verification codes and shift reminders go to
-the supporter from the programme's first pool number they have not texted STOP to and are not
-using for a conversation or an offer (``_sender_for``); a reminder to a supporter no text of the
-line reaches (``reach.untextable``: a landline, a STOP to every number) is skipped, as Twilio
-would refuse it again, and the roster goes on showing why. Gap warnings go to the programme's
-alert phone from its hotline number; a gap is a stretch nobody the line can text is on call
-(``schedule``), so one only supporters whose phones refuse its texts cover is warned of too.
-Both are opt-in per programme (``ScheduleSettings``); without them the console still shows the
-gaps.
+undelivered fails too (``delivery``: its callback URL names it, ``OutboundText.noticing``).
+Whether a reminder or warning is still true is checked again just before sending. Verification
+codes and shift reminders go to the supporter from the programme's first pool number they have
+not texted STOP to and are not using for a conversation or an offer (``_sender_for``); a
+reminder to a supporter no text of the line reaches (``reach.untextable``: a landline, a STOP to
+every number) is skipped, as Twilio would refuse it again, and the roster goes on showing why.
+Gap warnings go to the programme's alert phone from its hotline number; a gap is a stretch
+nobody the line can text is on call (``schedule``), so one only supporters whose phones refuse
+its texts cover is warned of too. Both are opt-in per programme (``ScheduleSettings``); without
+them the console still shows the gaps.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
@@ -86,7 +86,9 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
         programme_id = notice.programme_id
         message = compose(services, session, notice)
     skipped = (NoticeState.SKIPPED, None, None)
-    state, sid, refused = skipped if message is None else _deliver(services, message, notice_id)
+    state, sid, refused = (
+        skipped if message is None else _deliver(services, replace(message, noticing=notice_id))
+    )
     with transaction(services.sessions) as session:
         # Not over Twilio's report that it never arrived, come before this (delivery failed
         # it, naming its sender); over a stuck send's failure (no sender), as ever.
@@ -118,14 +120,6 @@ def send_notice(services: Services, notice_id: int) -> NoticeState | None:
     return state
 
 
-def callback_for(services: Services, notice_id: int) -> str | None:
-    """The status callback URL of the notice's text: it deletes the record at Twilio once
-    delivered, and names the notice (its id, nothing personal), so that one Twilio took but
-    could not deliver counts as failed, and its phone's refusal is kept (``delivery``)."""
-    url = services.callback_url("/twilio/status")
-    return f"{url}?notice={notice_id}" if url else None
-
-
 def last_sent_from(
     session: Session, supporter_id: int, number: str, now: datetime
 ) -> datetime | None:
@@ -155,13 +149,12 @@ def last_notice_from(
     )
 
 
-def _deliver(
-    services: Services, text: OutboundText, notice_id: int
-) -> tuple[NoticeState, str | None, int | None]:
+def _deliver(services: Services, text: OutboundText) -> tuple[NoticeState, str | None, int | None]:
     """The notice's new state, the SID of the message Twilio took (None if none), and the
     error code when Twilio refused it for good for the phone's fault (``RecipientError``)."""
     try:
-        callback = callback_for(services, notice_id)
+        # Deletes the record at Twilio once delivered; names the notice (``noticing``).
+        callback = text.status_callback(services.callback_url("/twilio/status"))
         sent = services.telephony.send_text(
             text.to, text.from_, text.body, status_callback=callback
         )

@@ -38,12 +38,18 @@ class OutboundText:
     # Which time the offer asks its supporter (``Offer.asked``): a request still waiting asks
     # her again on the same offer row, and a late report on the first text is not this one's.
     asking: int | None = None
+    # The notice this text sends (a code, a shift reminder): one Twilio took but could not
+    # deliver counts as failed, and the phone's refusal is kept (``delivery``).
+    noticing: int | None = None
 
     def status_callback(self, url: str | None) -> str | None:
         """``url`` for this text's status callbacks; an offer's names the offer and the ask, so
-        one the carrier could not deliver is passed on at once too (``delivery.handle_status``)."""
+        one the carrier could not deliver is passed on at once too, and a notice's the notice
+        (their ids, nothing personal; ``delivery.handle_status``)."""
         if url and self.offering is not None:
             return f"{url}?offer={self.offering}&ask={self.asking}"
+        if url and self.noticing is not None:
+            return f"{url}?notice={self.noticing}"
         return url
 
 

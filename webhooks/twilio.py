@@ -96,7 +96,7 @@ def status() -> Response:
     code = request.form.get("ErrorCode", "")
     offer = _count(request.args.get("offer", ""))  # an offer's text (OutboundText.offering)
     ask = _count(request.args.get("ask", ""))  # which ask of it (OutboundText.asking)
-    notice = _count(request.args.get("notice", ""))  # a notice's text (notices.callback_for)
+    notice = _count(request.args.get("notice", ""))  # a notice's text (OutboundText.noticing)
     message = bool(request.form.get("MessageSid"))
     to = (request.form.get("To") or None) if message else None  # whose phone: numbers change
     from_ = (request.form.get("From") or None) if message else None  # ours: programmes renumber
