@@ -124,21 +124,12 @@ def withdrawn_for_a_call(
     rings: an answer to one now is for when it ends. Taken, it is the call's who took it; hung
     up, the request waits again (``_reopen``). One she has claimed already (``CLAIMED``) too:
     her next answer replaces that one (an ACCEPT again, or a PASS on second thoughts)."""
-    ringing_for_it = _call_rings_for_it()
     query = (
         select(Offer)
         .join(Conversation, Conversation.id == Offer.conversation_id)
         .where(
             Offer.supporter_id == supporter_id,
-            or_(
-                and_(
-                    Offer.state == OfferState.WITHDRAWN,
-                    Offer.answered_at == Conversation.ended_at,  # by the call, not before
-                ),
-                Offer.state == OfferState.CLAIMED,
-            ),
-            Conversation.end_reason == REPLACED,
-            ringing_for_it,
+            _as_it_rings(or_(_withdrawn_by_the_call(), Offer.state == OfferState.CLAIMED)),
         )
     )
     if pool_number is not None:
@@ -150,12 +141,20 @@ def withdrawn_as_it_rings() -> ColumnElement[bool]:
     """An offer (``Offer``, joined to its ``Conversation``) that the call replacing its request
     withdrew, while that call still rings: an answer on its number now is for when it ends
     (``withdrawn_for_a_call``), and a hang-up may make it pending there again (``_reopen``)."""
+    return _as_it_rings(_withdrawn_by_the_call())
+
+
+def _withdrawn_by_the_call() -> ColumnElement[bool]:
     return and_(
         Offer.state == OfferState.WITHDRAWN,
         Offer.answered_at == Conversation.ended_at,  # by the call, not before
-        Conversation.end_reason == REPLACED,
-        _call_rings_for_it(),
     )
+
+
+def _as_it_rings(offer: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``offer`` (of ``Offer`` joined to its ``Conversation``), whose request a call replaced,
+    while that call still rings."""
+    return and_(offer, Conversation.end_reason == REPLACED, _call_rings_for_it())
 
 
 def _replaced_by(request: Any, call: Any) -> ColumnElement[bool]:

@@ -15,13 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from hotline import audit, ringing, routing, verification
 from hotline.effects import lapse_offers
 from hotline.keywords import DISCIPLINES
-from hotline.models import Call, CallState, Notice, Offer, OfferState, Programme, Supporter
+from hotline.models import (
+    Call,
+    CallState,
+    Conversation,
+    Notice,
+    Offer,
+    OfferState,
+    Programme,
+    Supporter,
+)
 from hotline.people import find_supporter, new_supporter, set_supporter_phone, supporter_phone
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.privacy import Vault
@@ -300,12 +309,15 @@ def _offers_to_come(session: Session, supporter: Supporter) -> bool:
     """An offer of hers that a clinician's call withdrew as it rings, pending again if they
     hang up (ringing._reopen), or one she claimed then (``CLAIMED``), hers at the hang-up:
     its text went to the number she has now, and the request would come to the new one."""
-    claimed = select(Offer.id).where(
-        Offer.supporter_id == supporter.id, Offer.state == OfferState.CLAIMED
+    to_come = (
+        select(Offer.id)
+        .join(Conversation, Conversation.id == Offer.conversation_id)
+        .where(
+            Offer.supporter_id == supporter.id,
+            or_(Offer.state == OfferState.CLAIMED, ringing.withdrawn_as_it_rings()),
+        )
     )
-    if session.scalar(select(claimed.exists())):
-        return True
-    return bool(ringing.withdrawn_for_a_call(session, supporter.id, None))
+    return bool(session.scalar(select(to_come.exists())))
 
 
 def _not_the_lines(session: Session, phone: str) -> None:
