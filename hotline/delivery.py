@@ -7,8 +7,9 @@ was asked; a notice that never did counts as failed, and the console says why).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from hotline import checkins, reach, retention
@@ -67,11 +68,7 @@ def _offer_status(
     asked = session.scalar(select(Offer.asked).where(Offer.id == offer))
     if report.ask is not None and report.ask != asked:
         return None
-    whose = select(Offer.supporter_id).where(Offer.id == offer)
-    if to is not None:
-        whose = whose.join(Supporter, Supporter.id == Offer.supporter_id).where(
-            Supporter.phone_hash.in_(to)
-        )
+    whose = _still_hers(select(Offer.supporter_id).where(Offer.id == offer), to)
     if report.status == DELIVERED:
         reach.reached(session, whose)
     if report.status not in NOT_DELIVERED:
@@ -102,11 +99,7 @@ def _notice_status(
     notice = session.get(Notice, report.notice)
     if notice is None or notice.kind not in (NoticeKind.VERIFICATION, NoticeKind.REMINDER):
         return None
-    whose = select(Notice.supporter_id).where(Notice.id == notice.id)
-    if to is not None:
-        whose = whose.join(Supporter, Supporter.id == Notice.supporter_id).where(
-            Supporter.phone_hash.in_(to)
-        )
+    whose = _still_hers(select(Notice.supporter_id).where(Notice.id == notice.id), to)
     if report.status == DELIVERED and notice.state == NoticeState.SENT:
         reach.reached(session, whose)
     if report.status not in NOT_DELIVERED:
@@ -133,6 +126,15 @@ def _notice_status(
         if phone is not None:
             record_opt_out(session, services.vault, notice.programme_id, phone, sender)
     return None
+
+
+def _still_hers(whose: Select[Any], to: list[str] | None) -> Select[Any]:
+    """``whose`` (the supporter a text went to), only while the phone it went to (``to``: its
+    blind indexes; None: not reported) is still hers: her number may have changed since."""
+    if to is None:
+        return whose
+    supporter = whose.selected_columns[0]
+    return whose.join(Supporter, Supporter.id == supporter).where(Supporter.phone_hash.in_(to))
 
 
 def _phone_of(session: Session, vault: Vault, supporter_id: int | None) -> str | None:
