@@ -271,7 +271,7 @@ def _in_conversation(ctx: Inbound, conv: Conversation, word: Word | None) -> Non
         ctx.effects.text(to, hotline, ctx.programme.resources_text)
         ctx.reply(wording.resources_sent())
     elif offerreply.answers_an_offer(ctx):
-        ctx.reply(wording.already_connected())
+        ctx.reply(wording.nothing_to_answer_here())
     else:
         conversations.touch_live(ctx.session, conv, ctx.now)
         ctx.relay(to, hotline)

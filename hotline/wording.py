@@ -299,6 +299,16 @@ def already_connected() -> str:
     return "You're already connected on this number. Reply DONE when the conversation is over."
 
 
+def nothing_to_answer_here() -> str:
+    """ACCEPT or PASS typed in a live conversation's thread when no request waits for her answer
+    (none offered, none she could take, or the one she meant already hers here): she is told
+    where she is, and why the word took nothing."""
+    return (
+        "You're already connected on this number, and no other request is waiting for your "
+        "answer. Reply DONE when the conversation is over."
+    )
+
+
 def closing(p: ProgrammeConfig, with_resources: bool = True) -> str:
     """DONE: the closing, with the programme's resources unless they go apart (too long to
     share one text: see supporterline)."""

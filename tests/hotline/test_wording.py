@@ -118,6 +118,7 @@ ROWS: dict[str, Row] = {
     "accepted, texts stopped": (wording.accepted_texts_stopped, (), 2),
     "accepted, on a break": (wording.accepted_on_break, (NOON, DEFAULT.zone), 1),
     "already connected": (wording.already_connected, (), 1),
+    "nothing to answer here": (wording.nothing_to_answer_here, (), 1),
     "after a call": (wording.after_call, (), 1),
     "after a call, no check-ins": (wording.after_call, (False,), 1),
     "after a hidden caller's call": (wording.after_hidden_call, (), 1),

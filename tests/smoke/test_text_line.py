@@ -475,8 +475,8 @@ def test_an_accept_in_a_live_conversation_s_thread_takes_the_offer_on_the_other_
     two.expect_text("joined")
     alice.texts("yes", to=POOL[0])  # an everyday word in a conversation stays an answer
     assert one.expect_text(from_=HOTLINE).body == "yes"
-    alice.texts("ACCEPT", to=POOL[0])  # no offer anywhere: she is told where she is
-    alice.expect_text("already connected on this number", from_=POOL[0])
+    alice.texts("ACCEPT", to=POOL[0])  # no offer anywhere: she is told where she is, and why
+    alice.expect_text("no other request is waiting for your answer", from_=POOL[0])
     phones.assert_no_unexpected()
 
 
@@ -520,8 +520,8 @@ def test_an_accept_in_a_live_conversation_s_thread_takes_a_lapsed_request_still_
     alice.expect_text("connected", from_=POOL[1])  # was "already connected on this number"
     alice.expect_text("from two", from_=POOL[1])
     two.expect_text("joined")
-    alice.texts("ACCEPT", to=POOL[0])  # nothing left to take: she is told where she is
-    alice.expect_text("already connected on this number", from_=POOL[0])
+    alice.texts("ACCEPT", to=POOL[0])  # nothing left to take: she is told where she is, and why
+    alice.expect_text("no other request is waiting for your answer", from_=POOL[0])
     phones.assert_no_unexpected()
 
 
