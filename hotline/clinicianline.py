@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from hotline import checkins, retention, retirement, routing, wording
+from hotline import checkins, held, retention, retirement, routing, wording
 from hotline.conversations import (
     end_conversation,
     open_conversation,
@@ -249,7 +249,7 @@ def _offer_to_field(ctx: Inbound, conv: Conversation) -> None:
 
 
 def _hold(ctx: Inbound, conv: Conversation) -> None:
-    routing.hold_text(ctx.session, ctx.services.vault, conv, wording.truncate(ctx.text.body))
+    held.hold_text(ctx.session, ctx.services.vault, conv, wording.truncate(ctx.text.body))
     if ctx.text.num_media:
         ctx.reply(wording.media_not_relayed())
 
@@ -267,7 +267,7 @@ def _help_to_the_peer(ctx: Inbound) -> None:
 
 def _clinician_relay(ctx: Inbound, conv: Conversation) -> None:
     touch_live(ctx.session, conv, ctx.now)  # the conversation's row lock: see texts_waiting
-    if routing.texts_waiting(ctx.session, conv.id, ctx.now):
+    if held.texts_waiting(ctx.session, conv.id, ctx.now):
         _hold(ctx, conv)  # behind the held texts, in order (hotline/held.py sends them all)
         ctx.effects.wake(Task.RELAY_HELD, conv.id)
         return

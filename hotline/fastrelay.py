@@ -46,12 +46,12 @@ from sqlalchemy.exc import DBAPIError
 from hotline import wording
 from hotline.db import is_retryable
 from hotline.effects import Effects, schedule
+from hotline.held import RELAY_LEASE
 from hotline.keywords import parse
 from hotline.models import naive_utc
 from hotline.people import CLINICIAN_CONTEXT, SUPPORTER_CONTEXT
 from hotline.privacy import DecryptionError
 from hotline.retention import INBOUND_DELETE_DELAY, wake_deletions
-from hotline.routing import RELAY_LEASE
 from hotline.services import Services
 from hotline.telephony import is_record_sid
 from hotline.texting import InboundText, TextReply

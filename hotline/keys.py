@@ -22,10 +22,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hotline.db import transaction
+from hotline.held import PENDING_TEXT_CONTEXT
 from hotline.models import Clinician, OptOut, PendingText, PhoneVerification, Programme, Supporter
 from hotline.people import ALERT_CONTEXT, CLINICIAN_CONTEXT, SUPPORTER_CONTEXT
 from hotline.privacy import DecryptionError, Vault
-from hotline.routing import PENDING_TEXT_CONTEXT
 from hotline.verification import CODE_CONTEXT
 
 BATCH_SIZE = 500

@@ -582,7 +582,7 @@ class Call(Base):
     # When the follow-up to the supporter who took the call (how to reach the caller, how to
     # close it) was claimed; NULL while it is owed.
     followed_up_at: Mapped[datetime | None]
-    # While set, a run is sending that follow-up since then: a lease (routing.RELAY_LEASE),
+    # While set, a run is sending that follow-up since then: a lease (held.RELAY_LEASE),
     # cleared once Twilio took the text. A stale one is a run killed mid-send: owed again.
     following_up_since: Mapped[datetime | None]
     # When the sweeper last asked Twilio whether a call with no final status is over (its

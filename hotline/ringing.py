@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Exists, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from hotline import reach, routing, speech, wording
+from hotline import held, reach, routing, speech, wording
 from hotline.calling import Dial, Gather, Hangup, Route, Say, VoiceReply, reply, route
 from hotline.conversations import end_conversation
 from hotline.db import run_in_transaction, transaction
@@ -112,7 +112,7 @@ def replace_waiting_requests(ctx: CallStep, clinician_id: int | None, successor_
         )
     ).all()
     for conv in waiting:
-        routing.move_held(ctx.session, conv.id, successor_id)
+        held.move_held(ctx.session, conv.id, successor_id)
         end_conversation(ctx.session, ctx.programme, conv, REPLACED, ctx.now, ctx.effects)
 
 
@@ -340,7 +340,7 @@ def fall_to_call_back(ctx: CallStep, call: Call, conv: Conversation) -> VoiceRep
         return call_back_message(ctx, call)
     if rung:
         missed, conv = conv, new_conversation(ctx, call.clinician_id, conv.discipline_wanted)
-        routing.move_held(ctx.session, missed.id, conv.id)  # what they texted as it rang
+        held.move_held(ctx.session, missed.id, conv.id)  # what they texted as it rang
         end_conversation(ctx.session, ctx.programme, missed, "missed", ctx.now, ctx.effects)
         call.conversation_id = conv.id
     ctx.effects.wake(Task.OFFER_CALL_BACK, conv.id)
@@ -377,8 +377,8 @@ def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
     if replaced is not None:
         _reopen(ctx, replaced, conv)
         return
-    held = select(PendingText.id).where(PendingText.conversation_id == conv.id).exists()
-    if not ctx.session.scalar(select(held)):
+    holds = select(PendingText.id).where(PendingText.conversation_id == conv.id).exists()
+    if not ctx.session.scalar(select(holds)):
         return
     texted = Conversation(
         programme_id=ctx.programme.id,
@@ -390,7 +390,7 @@ def keep_texts_waiting(ctx: CallStep, conv: Conversation) -> None:
     )
     ctx.session.add(texted)
     ctx.session.flush()
-    routing.move_held(ctx.session, conv.id, texted.id)
+    held.move_held(ctx.session, conv.id, texted.id)
     ctx.effects.wake(Task.OFFER_CALL_BACK, texted.id)
 
 
@@ -411,7 +411,7 @@ def _reopen(ctx: CallStep, replaced: Conversation, conv: Conversation) -> None:
     replaced.state, replaced.ended_at, replaced.end_reason = ConversationState.QUEUED, None, None
     replaced.last_activity_at = ctx.now
     replaced.discipline_wanted = conv.discipline_wanted or replaced.discipline_wanted
-    routing.move_held(ctx.session, conv.id, replaced.id)
+    held.move_held(ctx.session, conv.id, replaced.id)
     offer = ctx.session.scalar(
         select(Offer).where(
             Offer.conversation_id == replaced.id,
@@ -577,7 +577,7 @@ def follow_up_call(services: Services, call_id: int) -> bool:
     taken the text, so a second run sends nothing. A text Twilio did not take is owed again:
     the held texts stay held (``held.send_held``), and the claim is undone for the sweeper to
     follow the call up on its next round; so is a run killed mid-send, once its lease lapses
-    (routing.RELAY_LEASE). Killed after Twilio took it, the text may go twice, never not at all.
+    (held.RELAY_LEASE). Killed after Twilio took it, the text may go twice, never not at all.
     """
     effects = Effects()
     follow: OutboundText | None = None
@@ -642,5 +642,5 @@ def follow_up_owed(now: datetime) -> ColumnElement[bool]:
     """The call's follow-up is owed: never claimed, or claimed by a run that died sending it."""
     return or_(
         Call.followed_up_at.is_(None),
-        Call.following_up_since <= now - routing.RELAY_LEASE,
+        Call.following_up_since <= now - held.RELAY_LEASE,
     )

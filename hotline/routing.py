@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import ColumnExpressionArgument, Exists, exists, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from hotline import schedule, wording
+from hotline import held, schedule, wording
 from hotline.effects import Effects
 from hotline.models import (
-    Call,
     Channel,
     Clinician,
     Conversation,
@@ -32,7 +31,6 @@ from hotline.models import (
     Offer,
     OfferState,
     OptOut,
-    PendingText,
     PoolNumber,
     Programme,
     Supporter,
@@ -42,7 +40,6 @@ from hotline.privacy import DecryptionError, Vault
 from hotline.programmes import ProgrammeConfig
 from hotline.wakeups import Task
 
-PENDING_TEXT_CONTEXT = b"pending-text"
 NEVER = datetime.min.replace(tzinfo=UTC)
 RECENT_THREADS = timedelta(days=7)  # a thread closed this recently is not the next one's
 PENDING_ONLY = (OfferState.PENDING,)
@@ -57,10 +54,6 @@ HELD_IN_REPLY = 6
 # clinician's "nobody is free" and the coordinator's alert; after a peer's claim that lapsed,
 # her word that it goes on (take_claimed) too.
 ONWARD_TEXTS = 3
-HELD_JOINER = "\n\n"
-# How long held texts on their way through the REST API (hotline/held.py) hold a clinician's
-# new texts behind them: past this the run is taken to have died, and the sweeper resumes.
-RELAY_LEASE = timedelta(minutes=2)
 # A request still waiting is offered again to a peer on call who passed or let it lapse this
 # long ago, once (two offers each at most): see asked_enough.
 ASK_AGAIN_AFTER = timedelta(minutes=30)
@@ -632,57 +625,12 @@ def accept(
     if to_clinician is not None and not stopped:  # ahead of the held texts: it matters most
         effects.text(to_clinician, p.hotline_number, wording.joined(call_back=by_call))
     in_reply = 0 if claimed else HELD_IN_REPLY
-    if relay_held(
+    if held.relay_held(
         session, vault, conv.id, to_supporter, offer.pool_number, effects, at_most=in_reply
     ):
         effects.wake(Task.RELAY_HELD, conv.id)  # the rest through the REST API, in order
     effects.cancel(Task.EXPIRE_OFFER, offer.id)
     return True
-
-
-def relay_held(
-    session: Session,
-    vault: Vault,
-    conversation_id: int,
-    to: str,
-    from_: str,
-    effects: Effects,
-    *,
-    at_most: int | None = None,
-) -> bool:
-    """Relay the clinician's texts held for the conversation, in order, and delete them.
-    ``at_most``: that many texts at most; more are joined into as few as fit (a burst of short
-    texts arrives as one), and what still does not fit stays held. True if some are held
-    still."""
-    held = session.scalars(
-        select(PendingText)
-        .where(PendingText.conversation_id == conversation_id)
-        .order_by(PendingText.id)
-    ).all()
-    bodies = [vault.open(row.sealed, PENDING_TEXT_CONTEXT) for row in held]
-    if at_most is None or len(bodies) <= at_most:
-        joined = [(body, 1) for body in bodies]
-    else:
-        joined = join_texts(bodies)
-    relayed = joined if at_most is None else joined[:at_most]
-    for body, _ in relayed:
-        effects.text(to, from_, body)
-    for row in held[: sum(count for _, count in relayed)]:
-        session.delete(row)
-    return len(relayed) < len(joined)
-
-
-def join_texts(bodies: list[str]) -> list[tuple[str, int]]:
-    """``bodies`` in order, neighbours joined by a blank line while the result fits in one
-    text: each joined text with how many of ``bodies`` it holds."""
-    joined: list[tuple[str, int]] = []
-    for body in bodies:
-        if joined and len(joined[-1][0]) + len(HELD_JOINER) + len(body) <= wording.MAX_TEXT:
-            text, count = joined[-1]
-            joined[-1] = (text + HELD_JOINER + body, count + 1)
-        else:
-            joined.append((body, 1))
-    return joined
 
 
 def assign(
@@ -740,53 +688,6 @@ def assign(
     if clinician is not None:
         clinician.last_supporter_id = offer.supporter_id
     return conv
-
-
-def texts_waiting(session: Session, conversation_id: int, now: datetime) -> bool:
-    """Whether a clinician's text in this live conversation must wait behind held ones (still
-    held, or on their way through the REST API) rather than be relayed ahead of them. Read
-    under the conversation's row lock, which a sending run takes to claim and to finish.
-
-    Not behind texts held as a call rang while that call is yet to be followed up: those go
-    with its follow-up, after the call (its end lost, once the sweeper has asked Twilio about
-    it); texts during and after the call are relayed as they come, as before."""
-    sending = select(Conversation.relaying_since).where(Conversation.id == conversation_id)
-    if relay_leased(session.scalar(sending), now):
-        return True
-    held = exists().where(PendingText.conversation_id == conversation_id)
-    return bool(session.scalar(select(held & ~awaiting_follow_up(conversation_id))))
-
-
-def relay_leased(since: datetime | None, now: datetime) -> bool:
-    """Whether a run sending held texts (``relaying_since``) holds its lease still."""
-    return since is not None and since > now - RELAY_LEASE
-
-
-def awaiting_follow_up(conversation_id: int | ColumnExpressionArgument[int]) -> Exists:
-    """The conversation has a call not yet followed up (live, or over with its follow-up text
-    to come): texts held as it rang go with that follow-up. A conversation's id, or a column
-    for a correlated test."""
-    return exists().where(Call.conversation_id == conversation_id, Call.followed_up_at.is_(None))
-
-
-def move_held(session: Session, from_id: int, to_id: int) -> None:
-    """A request replaced by another (a call nobody took becoming a call-back, a new call
-    superseding a waiting call-back): what the clinician texted for it goes on with it, in
-    order, before the old one ends and deletes what it holds."""
-    session.execute(
-        update(PendingText)
-        .where(PendingText.conversation_id == from_id)
-        .values(conversation_id=to_id)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def hold_text(session: Session, vault: Vault, conv: Conversation, body: str) -> None:
-    """Keep a clinician's text, sealed, until a supporter accepts (then it is relayed, deleted)."""
-    if body.strip():
-        session.add(
-            PendingText(conversation_id=conv.id, sealed=vault.seal(body, PENDING_TEXT_CONTEXT))
-        )
 
 
 def withdraw_offers(session: Session, conv: Conversation, now: datetime, effects: Effects) -> None:

@@ -17,11 +17,10 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from hotline import checkins, notices, retention, ringing, routing, voiceline, wording
+from hotline import checkins, held, notices, retention, ringing, routing, voiceline, wording
 from hotline.conversations import end_conversation, offer_waiting, open_conversation
 from hotline.db import run_in_transaction, transaction
 from hotline.effects import UNANSWERED, Effects, schedule, send
-from hotline.held import send_held
 from hotline.models import (
     OPEN_CONVERSATION,
     Call,
@@ -123,8 +122,8 @@ def _sweep_programme(
     ringing.settle_claims(session, services.vault, p, now, effects)  # their wake-ups lost
     offered = offer_waiting(services, session, p, now, effects)
     taken_calls = calls_not_followed_up(session, p.id, now - SWEEP_GRACE)
-    held = held_not_relayed(session, p.id, now - SWEEP_GRACE)
-    return _ProgrammeSweep(effects, closed, offered, taken_calls, held)
+    held_ids = held_not_relayed(session, p.id, now - SWEEP_GRACE)
+    return _ProgrammeSweep(effects, closed, offered, taken_calls, held_ids)
 
 
 @dataclass(frozen=True)
@@ -202,7 +201,7 @@ def sweep(services: Services) -> SweepReport:
             _on_its_own(f"follow-up of call {call_id}", ringing.follow_up_call, services, call_id)
         for conversation_id in done.held:
             what = f"held texts of conversation {conversation_id}"
-            _on_its_own(what, send_held, services, conversation_id)
+            _on_its_own(what, held.send_held, services, conversation_id)
     # Verification codes, shift reminders, coverage-gap warnings: each on its own as well.
     for notice_id in _on_its_own("notice planning", notices.plan_due, services) or []:
         _on_its_own(f"notice {notice_id}", notices.send_notice, services, notice_id)
@@ -250,18 +249,18 @@ def held_not_relayed(session: Session, programme_id: int, accepted_by: datetime)
     """Live conversations, taken by ``accepted_by``, with texts held still: the rest of an
     ACCEPT's reply whose wake-up was lost, or texts Twilio did not take. Not those with a call
     not yet followed up: its follow-up sends them, after the call."""
-    held = exists().where(PendingText.conversation_id == Conversation.id)
+    holds = exists().where(PendingText.conversation_id == Conversation.id)
     return list(
         session.scalars(
             select(Conversation.id).where(
                 Conversation.programme_id == programme_id,
                 Conversation.state == ConversationState.ACTIVE,
                 Conversation.accepted_at <= accepted_by,
-                held,
-                ~routing.awaiting_follow_up(Conversation.id),
+                holds,
+                ~held.awaiting_follow_up(Conversation.id),
                 or_(
                     Conversation.relaying_since.is_(None),
-                    Conversation.relaying_since <= accepted_by - routing.RELAY_LEASE,
+                    Conversation.relaying_since <= accepted_by - held.RELAY_LEASE,
                 ),
             )
         )

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hotline import keys, routing, verification
+from hotline import held, keys, routing, verification
 from hotline.cli import main
 from hotline.db import transaction
 from hotline.models import Clinician, Conversation, PendingText, Programme, Supporter
@@ -73,7 +73,7 @@ def database(
             conv = Conversation(programme_id=programme.id, clinician_id=clinician.id, channel="sms")
             session.add(conv)
             session.flush()
-            routing.hold_text(session, old, conv, f"held words of {number[-4:]}")
+            held.hold_text(session, old, conv, f"held words of {number[-4:]}")
         record_opt_out(session, old, programme.id, CLINICIANS[0], HOTLINE)
         record_opt_out(session, old, programme.id, SUPPORTERS[1], "+15550100001")
         record_opt_out(session, old, programme.id, STRANGER, HOTLINE)
@@ -112,8 +112,8 @@ def test_rotate_moves_everything_to_the_first_key_in_batches_and_is_idempotent(
             assert person is not None and supporter_phone(new, person) == number
         assert is_opted_out(session, new, pid, CLINICIANS[0], HOTLINE)
         assert is_opted_out(session, new, pid, SUPPORTERS[1], "+15550100001")
-        held = [new.open(t.sealed, routing.PENDING_TEXT_CONTEXT) for t in _all(session)]
-        assert sorted(held) == sorted(f"held words of {n[-4:]}" for n in CLINICIANS)
+        bodies = [new.open(t.sealed, held.PENDING_TEXT_CONTEXT) for t in _all(session)]
+        assert sorted(bodies) == sorted(f"held words of {n[-4:]}" for n in CLINICIANS)
         assert routing.alert_phone(session, new, pid) == SUPPORTERS[0]
         supporter = session.scalars(select(Supporter).order_by(Supporter.id)).first()
         assert supporter is not None

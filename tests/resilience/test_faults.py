@@ -938,11 +938,11 @@ def test_held_texts_no_key_opens_do_not_stop_the_sweep_of_the_others(
     """A held text that no data key opens (a key removed too soon) makes sending it fail on
     every sweep, after its programme's pass. The next programme's waiting request is still
     offered to the supporter who has come on call: the fault stays that conversation's."""
+    from hotline.held import PENDING_TEXT_CONTEXT
     from hotline.models import PendingText, Shift
     from hotline.people import new_supporter
     from hotline.privacy import Vault
     from hotline.programmes import ensure_programme
-    from hotline.routing import PENDING_TEXT_CONTEXT
 
     with transaction(hotline.services.sessions) as session:
         north = ensure_programme(

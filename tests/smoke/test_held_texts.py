@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 import workers.queue
-from hotline import held, ringing, routing
+from hotline import held, ringing
 from hotline.db import transaction
 from hotline.models import (
     Call,
@@ -268,7 +268,7 @@ def test_a_text_is_never_relayed_to_another_peer_because_the_first_holds_texts(
                 last_activity_at=now,
             )
         )
-        routing.hold_text(session, hotline.services.vault, sms, "held: Twilio refused it")
+        held.hold_text(session, hotline.services.vault, sms, "held: Twilio refused it")
     hotline.clock.advance(minutes=1)
     _, messages = _reply(hotline, CLINICIAN, HOTLINE, "only for Alice")
     to_bob = [m for m in messages if m.get("to") == BOB]
@@ -278,14 +278,14 @@ def test_a_text_is_never_relayed_to_another_peer_because_the_first_holds_texts(
 def test_a_run_sending_for_longer_than_its_lease_still_keeps_new_texts_behind(
     hotline: Hotline, phones: Phones
 ) -> None:
-    """The lease (routing.RELAY_LEASE) is renewed with each text Twilio takes: a slow run keeps
+    """The lease (held.RELAY_LEASE) is renewed with each text Twilio takes: a slow run keeps
     it. The clock is advanced to stand in for a slow Twilio."""
     hotline.add_supporter("Alice", ALICE)
     phones.talking(CLINICIAN, ALICE)
     with transaction(hotline.services.sessions) as session:
         conv = session.scalars(select(Conversation)).one()
         for i in range(3):
-            routing.hold_text(session, hotline.services.vault, conv, f"held {i}")
+            held.hold_text(session, hotline.services.vault, conv, f"held {i}")
         conv_id = conv.id
     hotline.fake.hang_next(1.5)  # Twilio is slow
     run = threading.Thread(target=held.send_held, args=(hotline.services, conv_id))
