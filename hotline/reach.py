@@ -9,7 +9,10 @@ and when (never a text): from an offer's or a notice's send, its status callback
 the text, then could not deliver it), and their own STOP to a pool number. A later text to them
 that goes through, an opt-in from their phone (START) or a new number clears it (``people``). A
 supporter who has texted STOP to every number an offer can come from is shown so too, whatever
-is kept: no offer can reach them.
+is kept: no offer can reach them. A STOP shows only while the line still has the number: once
+every number they stopped has left it (taken out of the pool, a hotline number renumbered),
+nothing the line sends is refused for it. The block is kept all the same (Twilio keeps its
+own), and shows again if the number comes back.
 
 Coverage counts on it (``untextable``): a stretch when only supporters no text of the line
 reaches are on call is a gap (``schedule.coverage_gaps``), as a clinician texting then is told
@@ -152,6 +155,8 @@ def refusals(session: Session, supporters: Sequence[Supporter]) -> dict[int, Ref
         theirs = stops.get((s.programme_id, s.phone_hash), {})
         ours = numbers[s.programme_id]
         stopped = tuple(n for n in ours if n in theirs)
+        if s.texts_refused_code == STOPPED and theirs and not stopped:
+            continue  # every number they stopped has left the line: none of its texts refused
         if s.texts_refused_code is not None:
             found[s.id] = Refusal(s.texts_refused_code, s.texts_refused_at, stopped, len(ours))
         elif len(stopped) == len(ours):

@@ -626,6 +626,29 @@ def test_a_supporter_who_texted_stop_to_a_line_number_shows_as_unreachable_until
     assert "Texts refused" not in console.get("/console/roster")
 
 
+def test_a_stop_to_a_number_taken_out_of_the_pool_no_longer_shows_on_the_roster(
+    hotline: Hotline, api: Api
+) -> None:
+    """Alice texted STOP to the first pool number, and the roster asked the coordinator to
+    have her text START to it. The coordinator then took that number out of the pool: the
+    line no longer texts her from it, yet the roster went on saying her texts are refused,
+    now naming no number. A STOP to numbers the line still has shows as ever."""
+    alice = api.verified("Alice", ALICE)
+    console = signed_in(hotline)
+    assert hotline.sms(ALICE, POOL[0], "STOP").status_code == 200
+    assert api.ok("GET", f"/supporters/{alice}")["texts_refused"] is not None
+
+    api.ok("PATCH", "/programme", {"pool_numbers": ",".join(POOL[1:])})
+    assert api.ok("GET", f"/supporters/{alice}")["texts_refused"] is None
+    assert "Texts refused" not in console.get("/console/roster")
+    assert "Texts refused" not in console.get(f"/console/roster/{alice}")
+
+    assert hotline.sms(ALICE, POOL[1], "STOP").status_code == 200
+    refused = api.ok("GET", f"/supporters/{alice}")["texts_refused"]
+    assert "replied STOP to 1 of the line's 2 numbers" in refused["advice"]
+    assert f"text START to {POOL[1]}." in refused["advice"]
+
+
 def test_a_retired_programme_texts_no_verification_code_and_the_api_says_why(
     hotline: Hotline, api: Api
 ) -> None:
