@@ -101,10 +101,7 @@ def _dispatch(services: Services, session: Session, text: InboundText, effects: 
     elif match.is_hotline:
         clinicianline.clinician_text(ctx)
     else:
-        # Anyone else's START to a pool number (a renumbered programme's old hotline number,
-        # saved on their phone): Twilio lifted its block on the pair, so the line's goes too.
-        _lift_if_opted_in(ctx)
-        ctx.reply(wording.not_a_line(p.hotline_number))
+        _to_a_pool_number(ctx)
 
 
 def _line_closed(ctx: Inbound, to_hotline: bool) -> None:
@@ -133,6 +130,21 @@ def _stop_to_a_closed_line(ctx: Inbound, to_hotline: bool) -> None:
         supporterline.record_stop(ctx, supporter)
     else:
         record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+
+
+def _to_a_pool_number(ctx: Inbound) -> None:
+    """A text to a pool number from someone not on its roster (a stranger given the number, a
+    supporter's old phone, a renumbered programme's old hotline number saved on a phone): told
+    where the line is. Their STOP is kept as anyone's, for Twilio blocks the pair for good:
+    should they join the roster, nothing goes to them from that number (a code, an offer)
+    until they text START, which lifts it as Twilio lifts its own."""
+    if ctx.command is not None and ctx.command.word is Word.STOP:
+        record_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+        if not ctx.command.bare:  # see clinicianline.clinician_text
+            ctx.reply(wording.stopped())
+        return
+    _lift_if_opted_in(ctx)
+    ctx.reply(wording.not_a_line(ctx.programme.hotline_number))
 
 
 def _lift_if_opted_in(ctx: Inbound) -> None:

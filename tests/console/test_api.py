@@ -15,7 +15,7 @@ from werkzeug.test import TestResponse
 
 from hotline import accounts, retirement, verification
 from hotline.db import transaction
-from hotline.models import AuditEntry, Channel, Conversation, PoolNumber, Programme
+from hotline.models import AuditEntry, Channel, Conversation, PoolNumber, Programme, Supporter
 from hotline.people import is_opted_out
 from hotline.programmes import ensure_programme
 from tests.console.conftest import Console, add_coordinator, answered, sign_in
@@ -647,6 +647,49 @@ def test_a_stop_to_a_number_taken_out_of_the_pool_no_longer_shows_on_the_roster(
     refused = api.ok("GET", f"/supporters/{alice}")["texts_refused"]
     assert "replied STOP to 1 of the line's 2 numbers" in refused["advice"]
     assert f"text START to {POOL[1]}." in refused["advice"]
+
+
+def test_a_stop_from_someone_not_on_the_roster_is_kept_for_when_they_join_it(
+    hotline: Hotline, api: Api
+) -> None:
+    """Alice, not on the roster (a stranger who was given the number, or a supporter's phone
+    before she joined), texted STOP to the first pool number: Twilio blocks that number to her
+    for good, yet the line kept nothing of it, and answered her STOP with a text Twilio
+    refuses. Added to the roster later, her code came from that number, which Twilio refuses
+    (21610): she never got it. Now her STOP is kept as anyone's, by its blind index: it gets no
+    answer of the line's (Twilio answers it), her code comes from another number, and her
+    offers keep off that one, until her START."""
+    reply = ET.fromstring(hotline.sms(ALICE, POOL[0], "STOP").get_data())  # noqa: S314
+    assert list(reply.iter("Message")) == []
+    with transaction(hotline.services.sessions) as session:
+        assert is_opted_out(session, hotline.services.vault, hotline.programme_id, ALICE, POOL[0])
+    added = {"name": "Alice", "phone": ALICE, "verify": True}
+    alice = api.ok("POST", "/supporters", added, 201)["id"]
+    hotline.run_jobs()
+    (code,) = [m for m in hotline.fake.messages if m["to"] == ALICE]
+    assert "code" in code["body"] and code["from_"] != POOL[0]
+    with transaction(hotline.services.sessions) as session:
+        verification.vouch(session, session.get_one(Supporter, alice), hotline.clock.now)
+    hotline.add_shift(alice, hotline.clock.now, hotline.clock.now + timedelta(days=1))
+    reply = ET.fromstring(hotline.sms("+15550109001", HOTLINE, "hello").get_data())  # noqa: S314
+    (offer,) = [m for m in reply.iter("Message") if m.get("to") == ALICE]
+    assert offer.get("from") != POOL[0]
+
+
+def test_a_stop_to_every_line_number_before_joining_the_roster_shows_there(
+    hotline: Hotline, api: Api
+) -> None:
+    """Alice, not yet on the roster, texted STOP to each of the line's numbers. Added (her
+    number vouched for), the roster said nothing, and the line offered her requests Twilio
+    refuses. It shows that no offer can reach her, and what to ask of her."""
+    for number in POOL:
+        assert hotline.sms(ALICE, number, "STOP").status_code == 200
+    alice = api.ok("POST", "/supporters", {"name": "Alice", "phone": ALICE}, 201)["id"]
+    refused = api.ok("GET", f"/supporters/{alice}")["texts_refused"]
+    assert refused is not None and "No offer can reach them" in refused["advice"]
+    assert f"text START to {POOL[0]} and to {POOL[1]}" in refused["advice"]
+    assert hotline.sms(ALICE, POOL[0], "START").status_code == 200
+    assert api.ok("GET", f"/supporters/{alice}")["texts_refused"] is None
 
 
 def test_a_retired_programme_texts_no_verification_code_and_the_api_says_why(
