@@ -34,13 +34,13 @@ def claims_reopened(ctx: Inbound, supporter: Supporter) -> list[Offer]:
     return list(ctx.session.scalars(query))
 
 
-def answer_claim(ctx: Inbound, claims: list[Offer], word: Word) -> None:
+def answer_claim(ctx: Inbound, supporter: Supporter, claims: list[Offer], word: Word) -> None:
     """ACCEPT again, or PASS, of a claim the job has not yet given her: she was told the
     request was no longer open (or "Passed on"), and "You're connected" followed. An ACCEPT
     takes it now, as the job takes it (routing.offer_or_fall_back), and the job then finds
     it taken; if she can no longer take it, she is told so from its number, as by the job
-    (here, after her STOP to that number). A PASS stands, as one while the call rang does.
-    Either way a request not hers goes on to the next peer now."""
+    (here, after her STOP to that number: ``_lapsed_after_stop``). A PASS stands, as one while
+    the call rang does. Either way a request not hers goes on to the next peer now."""
     if len(claims) > 1:
         ctx.reply(wording.answer_where_offered())
         return
@@ -53,4 +53,17 @@ def answer_claim(ctx: Inbound, claims: list[Offer], word: Word) -> None:
     taken = offer is not None and offer.id == claim.id
     stopped = is_opted_out(ctx.session, vault, p.id, ctx.sender, claim.pool_number)
     if word is Word.ACCEPT and not taken and stopped:
-        ctx.reply(wording.claim_lapsed())
+        _lapsed_after_stop(ctx, supporter, claim.pool_number)
+
+
+def _lapsed_after_stop(ctx: Inbound, supporter: Supporter, number: str) -> None:
+    """Her claim, on ``number``, cannot be hers after her STOP to it: she is told from the
+    number she texted, unless that is the one (Twilio refuses it: 21610), then from another
+    free on her phone (routing.open_number). Having stopped every one, she is told nothing,
+    as nothing else the line texts reaches her; the roster says so."""
+    vault, p = ctx.services.vault, ctx.programme
+    sender: str | None = ctx.text.to
+    if is_opted_out(ctx.session, vault, p.id, ctx.sender, ctx.text.to):
+        sender = routing.open_number(ctx.session, vault, p, supporter)
+    if sender is not None:
+        ctx.effects.text(ctx.sender, sender, wording.claim_lapsed_after_stop(number))

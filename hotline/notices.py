@@ -37,9 +37,9 @@ from hotline.models import (
     ScheduleSettings,
     Supporter,
 )
-from hotline.people import opted_out, record_opt_out, supporter_phone
+from hotline.people import record_opt_out, supporter_phone
 from hotline.programmes import ProgrammeConfig, config_of
-from hotline.routing import alert_phone, pools_in_use
+from hotline.routing import alert_phone, open_number
 from hotline.services import Services
 from hotline.telephony import (
     DeliveryUnknownError,
@@ -214,16 +214,10 @@ def _untextable(session: Session, supporter: Supporter) -> bool:
 def _sender_for(
     services: Services, session: Session, p: ProgrammeConfig, supporter: Supporter
 ) -> str:
-    """The programme's first pool number the supporter has not texted STOP to (Twilio would
-    refuse it: 21610), as routing keeps off those; the first if every one is blocked. Of those,
-    one with no conversation or offer of theirs on it: in a live conversation's thread the
-    notice reads as part of it, and a "Thanks!" to it is relayed to the clinician."""
-    to = supporter_phone(services.vault, supporter)
-    wanted = [(p.id, to, number) for number in p.pool_numbers]
-    blocked = opted_out(session, services.vault, wanted)
-    open_ = [n for pid, _, n in wanted if (pid, to, n) not in blocked]
-    in_use = pools_in_use(session, [supporter.id])[supporter.id]
-    return next((n for n in open_ if n not in in_use), next(iter(open_), p.pool_numbers[0]))
+    """A pool number the supporter has not texted STOP to, free on her phone
+    (routing.open_number: in a live conversation's thread a "Thanks!" to the notice is relayed
+    to the clinician); the first if every one is blocked."""
+    return open_number(session, services.vault, p, supporter) or p.pool_numbers[0]
 
 
 def _gap_text(

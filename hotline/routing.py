@@ -35,7 +35,13 @@ from hotline.models import (
     Programme,
     Supporter,
 )
-from hotline.people import ALERT_CONTEXT, clinician_phone, is_opted_out, supporter_phone
+from hotline.people import (
+    ALERT_CONTEXT,
+    clinician_phone,
+    is_opted_out,
+    opted_out,
+    supporter_phone,
+)
 from hotline.privacy import DecryptionError, Vault
 from hotline.programmes import ProgrammeConfig
 from hotline.wakeups import Task
@@ -256,6 +262,22 @@ def pools_in_use(
     for supporter_id, number in rows:
         used[supporter_id].append(number)
     return used
+
+
+def open_number(
+    session: Session, vault: Vault, p: ProgrammeConfig, supporter: Supporter
+) -> str | None:
+    """The pool number to text ``supporter`` from outside any thread of hers: one she has not
+    texted STOP to (Twilio would refuse it: 21610), as offers keep off those; of those, one
+    with no conversation, offer or claim of hers on it (in a live conversation's thread the
+    text reads as part of it, and her answer to it is relayed to the clinician). None when
+    she has stopped every one: nothing the line texts her can reach her."""
+    to = supporter_phone(vault, supporter)
+    wanted = [(p.id, to, number) for number in p.pool_numbers]
+    blocked = opted_out(session, vault, wanted)
+    open_ = [n for pid, _, n in wanted if (pid, to, n) not in blocked]
+    in_use = pools_in_use(session, [supporter.id])[supporter.id]
+    return next((n for n in open_ if n not in in_use), next(iter(open_), None))
 
 
 def _used_at(

@@ -139,7 +139,8 @@ def _answer(ctx: Inbound, supporter: Supporter, word: Word | None, declined: boo
     elif word in (Word.ACCEPT, Word.PASS) and (
         claims := claimreply.claims_reopened(ctx, supporter)
     ):
-        claimreply.answer_claim(ctx, claims, word)  # the caller hung up; the job not yet run
+        # the caller hung up; the job not yet run
+        claimreply.answer_claim(ctx, supporter, claims, word)
     elif word in (Word.ACCEPT, Word.PASS) and (taken := _live_conversation(ctx, supporter)):
         _in_thread(ctx, supporter, taken, word)  # her claim, taken by its job as this waited
     elif word in (Word.ACCEPT, Word.PASS) and (again := offerreply.offered_again(ctx, supporter)):

@@ -234,6 +234,16 @@ def claim_lapsed() -> str:
     )
 
 
+def claim_lapsed_after_stop(number: str) -> str:
+    """Her ACCEPT after the caller hung up, on a request claimed as their call rang, whose
+    number she has texted STOP to since: it can no longer be hers. Sent from another of the
+    line's numbers (Twilio refuses that one), so it names the number, and why."""
+    return (
+        f"They hung up before a peer answered. Their request can't come to you on {number}, "
+        "which you texted STOP to, so it goes on to the next peer. Thank you!"
+    )
+
+
 def claim_taken_by_phone() -> str:
     """A peer took the call of a clinician whose request was claimed as it rang
     (accepted_during_call): nothing of it will come to her."""

@@ -672,6 +672,33 @@ def test_an_accept_again_after_the_hang_up_that_cannot_take_the_claim_tells_her_
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize("stopped", ["its number", "every number"])
+def test_an_accept_again_after_her_stop_to_the_claims_number_is_answered_where_she_hears_it(
+    hotline: Hotline, phones: Phones, stopped: str
+) -> None:
+    """Alice claims the request as the clinician's call rings Bob, then texts STOP to its
+    number; the caller hangs up, and she answers ACCEPT again there before the job runs. The
+    request can no longer be hers, and she was told so from that number, which Twilio refuses
+    after her STOP (21610): she heard nothing. Now she is told, and why, from another of the
+    line's numbers; from none, once she has stopped them all (the roster shows that no offer
+    can reach her). The request goes on to Bob either way."""
+    call = sid(0x783)
+    replaced_by_a_call(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    for number in POOL if stopped == "every number" else POOL[:1]:
+        alice.texts("STOP", to=number)  # Twilio answers it; the line says nothing
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    alice.texts("ACCEPT", to=POOL[0])
+    if stopped == "its number":
+        told = alice.expect_text("you texted STOP to", from_=POOL[1])  # was: from POOL[0]
+        assert POOL[0] in told.body and "next peer" in told.body
+    hotline.run_jobs()
+    bob_takes_it(phones)
+    phones.assert_no_unexpected()
+
+
 def test_a_claim_keeps_its_number_for_the_hang_up(hotline: Hotline, phones: Phones) -> None:
     """Alice, with room for two conversations, claims the request as the clinician's call
     rings Bob; then another clinician texts. Their request was offered to her on the claim's
