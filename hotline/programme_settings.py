@@ -6,6 +6,9 @@ programmes.config_of). ``checkin_hours`` is the one exception: ``any`` stores an
 meaning check-ins may go out at any hour. Numbers are never shown back in full: ``view`` gives
 them through ``phone.redact``. Every change is audited (numbers redacted by the audit log).
 A number joins the pool only once Twilio sends it here (``numbercheck.Gate``).
+
+Two coordinators may edit at once. A change is applied under the programme's lock
+(routing.lock_programme) to the settings as they stand then, read again under it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from hotline.programmes import (
     NumberInUseError,
     ProgrammeConfig,
     admit_new,
-    dropping_in_use,
+    numbers_in_use,
     numbers_of_others,
     someones_phone,
 )
 from hotline.rotation import follow_programme_zones
+from hotline.routing import lock_programme
 from hotline.settings import (
     NO_CHECKINS,
     SettingsError,
@@ -149,13 +153,13 @@ def update_settings(
     if "pool_numbers" in changes:
         pool = _pool(session, vault, programme, changes["pool_numbers"])
         try:
-            # Before anything is written: a programme row held locked while Twilio answers
-            # would hold up the texts routed in that programme.
             admit_new(session, gate, pool)
         except NotSetUpHereError as error:
             raise SettingsChangeError(str(error), "pool_numbers", error.later) from None
+    _lock_and_read_again(session, programme)
+    if pool is not None:
         dropped = [p.number for p in programme.pool_numbers if p.number not in pool]
-        if dropping_in_use(session, programme.id, dropped):  # the lock first, before any write
+        if numbers_in_use(session, programme.id, dropped):
             raise SettingsChangeError(NumberInUseError.MESSAGE, "pool_numbers")
     before = view(session, vault, programme)
     for name, value in changes.items():
@@ -179,6 +183,19 @@ def update_settings(
             new=new,
             at=now,
         )
+
+
+def _lock_and_read_again(session: Session, programme: Programme) -> None:
+    """Take the programme's lock, then read its settings and pool again: another change may
+    have been saved since ``programme`` was read, and this one goes on from what it left.
+
+    After Twilio is asked about new numbers: a lock held while Twilio answers would hold up
+    every offer of the programme. Before any row is written: the lock order (the programme's
+    row first). Offers are made under the same lock from the pool as it stands then, so a
+    number this change takes out carries no offer it cannot see (programmes.numbers_in_use)."""
+    lock_programme(session, programme.id)
+    session.refresh(programme)  # the pool too: read again when next used
+    session.get(ScheduleSettings, programme.id, populate_existing=True)
 
 
 def _blank(value: object) -> bool:

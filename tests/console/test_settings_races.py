@@ -1,0 +1,122 @@
+"""Two changes to a programme's settings at once (PostgreSQL): the later one works from the
+settings as they stand under the programme's lock, not as it read them before.
+
+A change asks Twilio about new pool numbers first, then takes the programme's lock, to check
+that none it takes out carries a conversation or an offer. It read the pool before that lock:
+a number another coordinator added meanwhile was missing from what it took out and from the
+numbers it checked (one added by both was added twice, and the second save refused by the
+database).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+
+from hotline import programme_settings
+from tests.console.test_programme_settings import pool_of, update
+from tests.kit.databases import waiting_on_a_lock
+from tests.kit.harness import POOL, SET_UP_HERE, Hotline
+from tests.kit.phones import Phones
+
+ALICE = "+15550108001"
+FIRST, SECOND = "+15550109001", "+15550109002"  # two clinicians
+NEW = "+15550100005"  # a number the IT team bought for the pool
+
+
+def saving(hotline: Hotline, pool: list[str]) -> str:
+    """A coordinator saves Settings with ``pool``: what she is told."""
+    try:
+        update(hotline, {"pool_numbers": ",".join(pool)})
+    except (programme_settings.SettingsChangeError, IntegrityError) as error:
+        return f"{type(error).__name__}: {error}"
+    return "saved"
+
+
+def while_it_waits_for_the_lock(
+    hotline: Hotline, change: Callable[[Hotline], str], meanwhile: Callable[[], None]
+) -> str:
+    """``change`` runs until it asks for the programme's lock, and waits there while
+    ``meanwhile`` runs to its end (another coordinator's save, a text offered); then it goes on.
+    What ``change`` told its coordinator."""
+    engine = hotline.services.sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: these interleavings need PostgreSQL")
+    paused, go = threading.Event(), threading.Event()
+
+    def pause(_c: Any, _cursor: Any, statement: str, *_a: Any) -> None:
+        there = "FOR NO KEY UPDATE" in statement and "FROM programmes" in statement
+        if threading.current_thread().name == "change" and there and not paused.is_set():
+            paused.set()
+            go.wait(20)
+
+    told: list[str] = []
+    thread = threading.Thread(target=lambda: told.append(change(hotline)), name="change")
+    event.listen(engine, "before_cursor_execute", pause)
+    try:
+        thread.start()
+        assert paused.wait(20), "the change never asked for the programme's lock"
+        meanwhile()
+        go.set()
+        deadline = time.monotonic() + 20
+        while thread.is_alive() and time.monotonic() < deadline:
+            if waiting_on_a_lock(engine):
+                break
+            time.sleep(0.05)
+        thread.join(30)
+    finally:
+        go.set()
+        event.remove(engine, "before_cursor_execute", pause)
+    assert not thread.is_alive()
+    return told[0]
+
+
+def test_a_number_two_coordinators_add_at_once_joins_once_and_neither_is_refused(
+    hotline: Hotline,
+) -> None:
+    """B takes the third number out and adds the new one; A, meanwhile, adds the new one too.
+    B's save added it a second time and the database refused it."""
+    hotline.fake.own_number(NEW, **SET_UP_HERE)
+    told = while_it_waits_for_the_lock(
+        hotline,
+        lambda h: saving(h, [*POOL[:2], NEW]),
+        lambda: update(hotline, {"pool_numbers": [*POOL, NEW]}),
+    )
+    assert told == "saved"
+    assert pool_of(hotline) == [*POOL[:2], NEW]
+
+
+def test_a_number_added_meanwhile_that_carries_an_offer_is_not_taken_out_unchecked(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice talks with a clinician on the first number. B takes the second out of the pool;
+    meanwhile A puts the new number in its place, and a second clinician's request is offered
+    to Alice on it. B's save, without the new number, would take it out: refused, since the
+    offer is on it, and Alice's ACCEPT there connects her. B's save worked from the pool it had
+    read: it took the second number out again (gone already) and left the new one unchecked."""
+    hotline.fake.own_number(NEW, **SET_UP_HERE)
+    update(hotline, {"pool_numbers": list(POOL[:2])})
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(FIRST, ALICE)
+    second, alice = phones.phone(SECOND), phones.phone(ALICE)
+
+    def meanwhile() -> None:
+        update(hotline, {"pool_numbers": [POOL[0], NEW]})
+        second.texts("long shift")
+        second.expect_text("confidential")
+        assert alice.expect_text("Reply ACCEPT").from_ == NEW
+
+    told = while_it_waits_for_the_lock(hotline, lambda h: saving(h, [POOL[0]]), meanwhile)
+    assert "carrying" in told, told
+    assert pool_of(hotline) == [POOL[0], NEW]
+    alice.texts("ACCEPT", to=NEW)
+    alice.expect_text("connected")
+    alice.expect_text("long shift")
+    second.expect_text("joined")
+    phones.assert_no_unexpected()
