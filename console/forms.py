@@ -15,6 +15,7 @@ from wtforms import (
     DateField,
     DateTimeLocalField,
     FieldList,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectChoice,
@@ -153,3 +154,5 @@ class SettingsForm(FlaskForm):  # type: ignore[misc]
     gap_warning_hours = StringField(
         "Text coverage-gap warnings, hours ahead", validators=[Length(max=6)]
     )
+    # The settings as the page showed them (programme_settings.version).
+    version = HiddenField(validators=[Length(max=64)])

@@ -16,6 +16,8 @@ ERRORS = {
     "404": "Nothing with that id among the caller's programmes.",
     "409": "The change conflicts with existing data.",
     "410": "The verification code has expired.",
+    "412": "`If-Match` names settings other than those standing now (someone changed them since "
+    "they were read): nothing changed; read them again and send the change with the new ETag.",
     "415": "The body is not JSON.",
     "422": "A field is invalid; `field` names it.",
     "429": "Too many wrong codes.",
@@ -53,6 +55,31 @@ def query(name: str, description: str, schema: Schema = INSTANT) -> Schema:
 PROGRAMME = query(
     "programme", "Narrow an all-programme token to one programme (its slug).", {"type": "string"}
 )
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": (
+        "The `ETag` the settings were read with: the change applies only to those settings "
+        "(412 if they have changed since). Without it, the change applies to the settings as "
+        "they stand."
+    ),
+}
+ETAG = {
+    "ETag": {
+        "description": "Names the settings as they stand; send it back as `If-Match`.",
+        "schema": {"type": "string"},
+        "required": True,
+    }
+}
+
+
+def with_etag(found: Schema) -> Schema:
+    found["responses"]["200"]["headers"] = ETAG
+    return found
+
+
 WINDOW = [
     query("from", "Start of the window (ISO 8601 with offset); default now."),
     query("to", "End of the window; default four weeks after `from`; at most 92 days."),
@@ -271,25 +298,32 @@ def _report_paths() -> Schema:
         },
         "/programme": {
             "parameters": [PROGRAMME],
-            "get": operation(
-                "The programme's settings: stored (null = default) and effective.",
-                "200",
-                ref("Programme"),
-                "400",
-                "404",
+            "get": with_etag(
+                operation(
+                    "The programme's settings: stored (null = default) and effective.",
+                    "200",
+                    ref("Programme"),
+                    "400",
+                    "404",
+                )
             ),
-            "patch": operation(
-                "Change settings; null or an empty string restores the default. A number "
-                "joins `pool_numbers` only once Twilio sends its texts, calls and call "
-                "statuses here (422 otherwise, saying what IT must set up).",
-                "200",
-                ref("Programme"),
-                "400",
-                "404",
-                "415",
-                "422",
-                "503",
-                requestBody=json_body("ProgrammeUpdate"),
+            "patch": with_etag(
+                operation(
+                    "Change settings; null or an empty string restores the default. A number "
+                    "joins `pool_numbers` only once Twilio sends its texts, calls and call "
+                    "statuses here (422 otherwise, saying what IT must set up). With "
+                    "`If-Match`, only if the settings are still those its ETag names.",
+                    "200",
+                    ref("Programme"),
+                    "400",
+                    "404",
+                    "412",
+                    "415",
+                    "422",
+                    "503",
+                    parameters=[IF_MATCH],
+                    requestBody=json_body("ProgrammeUpdate"),
+                )
             ),
         },
         "/openapi.json": {

@@ -2,6 +2,11 @@
 
 Blank fields put a setting back to the environment's default. Numbers are shown masked; typing
 a new one replaces it (blank keeps it).
+
+The page carries the settings' version as it showed them (a hidden field): a save from a page
+opened before someone else saved is refused (409), and the page shown again as the settings
+stand, since it sends back every field and would undo theirs unseen. A form without it (a page
+the release before showed) is saved as it was then, whatever the settings are now.
 """
 
 from __future__ import annotations
@@ -27,12 +32,16 @@ def _context(form: SettingsForm | None = None) -> dict[str, Any]:
     with transaction(services().sessions) as db:
         programme = db.get_one(Programme, auth.programme_id())
         stored = programme_settings.view(db, services().vault, programme)
+        version = programme_settings.version(db, services().vault, programme)
         effective = programme_settings.effective(config_of(programme, services().settings))
         blank = Programme(id=programme.id, name=programme.name, hotline_number="")
         defaults = programme_settings.effective(config_of(blank, services().settings))
         token = feeds.programme_token(db, programme.id)
     if form is None:
-        form = SettingsForm(data={k: v for k, v in stored.items() if k not in KEEP_WHEN_BLANK})
+        shown = {k: v for k, v in stored.items() if k not in KEEP_WHEN_BLANK}
+        # Not the request's form (Flask-WTF's default): refused as stale, the page shows the
+        # settings as they stand, not as sent.
+        form = SettingsForm(formdata=None, data={**shown, "version": version})
     return {
         "form": form,
         "stored": stored,
@@ -68,6 +77,7 @@ def save() -> ResponseReturnValue:
     }
     if form.clear_alert_phone.data:
         changes["alert_phone"] = None
+    shown = {form.version.data} if form.version.data else None
     try:
         with transaction(services().sessions) as db:
             programme = db.get_one(Programme, auth.programme_id())
@@ -80,7 +90,11 @@ def save() -> ResponseReturnValue:
                 now(),
                 services().settings.timezone,
                 gate=numbercheck.gate(services().telephony, services().settings.public_url),
+                shown=shown,
             )
+    except programme_settings.StaleSettingsError as error:
+        flash(str(error), "error")
+        return render_template("console/settings.html", **_context()), 409
     except programme_settings.SettingsChangeError as error:
         getattr(form, error.field).errors = [str(error)]
         return render_template("console/settings.html", **_context(form)), 422

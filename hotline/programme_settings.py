@@ -8,12 +8,16 @@ them through ``phone.redact``. Every change is audited (numbers redacted by the 
 A number joins the pool only once Twilio sends it here (``numbercheck.Gate``).
 
 Two coordinators may edit at once. A change is applied under the programme's lock
-(routing.lock_programme) to the settings as they stand then, read again under it.
+(routing.lock_programme) to the settings as they stand then, read again under it; one made
+from settings read earlier (the settings page, an API client's ETag) names their ``version``,
+and is refused whole (StaleSettingsError) if they have changed since: the settings page sends
+back every field as it showed it, and would otherwise undo, unseen, what the other just saved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Container, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +83,18 @@ class SettingsChangeError(ValueError):
         self.later = later
 
 
+class StaleSettingsError(Exception):
+    """The settings changed since the change was made from them (someone else saved)."""
+
+    MESSAGE = (
+        "Someone else changed these settings since you opened this page. Here they are now: "
+        "make your change again."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+
 def options_row(session: Session, programme_id: int) -> ScheduleSettings:
     found = session.get(ScheduleSettings, programme_id)
     if found is None:
@@ -90,6 +106,27 @@ def options_row(session: Session, programme_id: int) -> ScheduleSettings:
 
 def view(session: Session, vault: Vault, programme: Programme) -> dict[str, Any]:
     """The stored values (None: the default applies), numbers redacted."""
+    stored = _stored(session, vault, programme)
+    alert = stored["alert_phone"]
+    return {
+        **stored,
+        "pool_numbers": [redact(n) for n in stored["pool_numbers"]],
+        "alert_phone": redact(alert) if alert else None,
+    }
+
+
+def version(session: Session, vault: Vault, programme: Programme) -> str:
+    """A name for the settings as they stand (the settings page's hidden field, the API's
+    ETag): any change to them, wherever it is made (Settings, the API, the command line, a
+    release), gives another. The numbers count in full (two masked alike are different
+    settings), so it is a keyed hash (the vault's): a plain one of a phone number is soon
+    reversed by trying them all. A new data key gives every one another (pages open then are
+    refused once)."""
+    stored = json.dumps(_stored(session, vault, programme), sort_keys=True)
+    return vault.blind_index("programme settings:" + stored)[:32]
+
+
+def _stored(session: Session, vault: Vault, programme: Programme) -> dict[str, Any]:
     options = session.get(ScheduleSettings, programme.id)
     sealed = programme.alert_phone_sealed
     return {
@@ -98,8 +135,8 @@ def view(session: Session, vault: Vault, programme: Programme) -> dict[str, Any]
         "checkin_offsets": programme.checkin_offsets,
         "checkin_hours": "any" if programme.checkin_hours == "" else programme.checkin_hours,
         "offer_timeout": programme.offer_timeout,
-        "pool_numbers": [redact(p.number) for p in programme.pool_numbers],
-        "alert_phone": redact(vault.open(sealed, ALERT_CONTEXT)) if sealed else None,
+        "pool_numbers": [p.number for p in programme.pool_numbers],
+        "alert_phone": vault.open(sealed, ALERT_CONTEXT) if sealed else None,
         "reminder_minutes": options.reminder_minutes if options else None,
         "gap_warning_hours": options.gap_warning_hours if options else None,
     }
@@ -141,14 +178,19 @@ def update_settings(
     default_zone: str,
     *,
     gate: Gate | None,
+    shown: Container[str] | None = None,
 ) -> None:
     """Apply ``changes`` (keys from FIELDS); raises SettingsChangeError naming the field.
 
     ``default_zone`` is the environment's time zone, which applies when none is set. ``gate``
-    (numbercheck.gate: None for the simulator) admits numbers new to the line to the pool."""
+    (numbercheck.gate: None for the simulator) admits numbers new to the line to the pool.
+    ``shown``: the versions (``version``) the change may apply to, those it was made from;
+    StaleSettingsError, and nothing applied, when the settings stand otherwise. None: applied
+    to the settings as they stand, whatever they are."""
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise SettingsChangeError(f"unknown setting {unknown[0]!r}", unknown[0])
+    _check_unchanged(session, vault, programme, shown)  # a stale change asks Twilio nothing
     pool = None
     if "pool_numbers" in changes:
         pool = _pool(session, vault, programme, changes["pool_numbers"])
@@ -157,6 +199,7 @@ def update_settings(
         except NotSetUpHereError as error:
             raise SettingsChangeError(str(error), "pool_numbers", error.later) from None
     _lock_and_read_again(session, programme)
+    _check_unchanged(session, vault, programme, shown)
     if pool is not None:
         dropped = [p.number for p in programme.pool_numbers if p.number not in pool]
         if numbers_in_use(session, programme.id, dropped):
@@ -196,6 +239,13 @@ def _lock_and_read_again(session: Session, programme: Programme) -> None:
     lock_programme(session, programme.id)
     session.refresh(programme)  # the pool too: read again when next used
     session.get(ScheduleSettings, programme.id, populate_existing=True)
+
+
+def _check_unchanged(
+    session: Session, vault: Vault, programme: Programme, shown: Container[str] | None
+) -> None:
+    if shown is not None and version(session, vault, programme) not in shown:
+        raise StaleSettingsError
 
 
 def _blank(value: object) -> bool:

@@ -5,7 +5,8 @@ A change asks Twilio about new pool numbers first, then takes the programme's lo
 that none it takes out carries a conversation or an offer. It read the pool before that lock:
 a number another coordinator added meanwhile was missing from what it took out and from the
 numbers it checked (one added by both was added twice, and the second save refused by the
-database).
+database). A change made from a page showing the settings before the other's save is refused
+even when both are saved at the same moment.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from hotline import programme_settings
-from tests.console.test_programme_settings import pool_of, update
+from hotline.db import transaction
+from hotline.models import Programme
+from tests.console.conftest import ACTOR
+from tests.console.test_programme_settings import gate, pool_of, update
 from tests.kit.databases import waiting_on_a_lock
 from tests.kit.harness import POOL, SET_UP_HERE, Hotline
 from tests.kit.phones import Phones
@@ -120,3 +124,48 @@ def test_a_number_added_meanwhile_that_carries_an_offer_is_not_taken_out_uncheck
     alice.expect_text("long shift")
     second.expect_text("joined")
     phones.assert_no_unexpected()
+
+
+def saving_from(hotline: Hotline, shown: str, changes: dict[str, object]) -> str:
+    """A coordinator saves ``changes`` from a page that showed the settings at ``shown``."""
+    services = hotline.services
+    try:
+        with transaction(services.sessions) as session:
+            programme = session.get_one(Programme, hotline.programme_id)
+            programme_settings.update_settings(
+                session,
+                services.vault,
+                programme,
+                changes,
+                ACTOR,
+                hotline.clock.now,
+                "UTC",
+                gate=gate(hotline),
+                shown={shown},
+            )
+    except programme_settings.StaleSettingsError as error:
+        return str(error)
+    return "saved"
+
+
+def test_of_two_saves_from_the_same_page_at_the_same_moment_the_second_is_refused(
+    hotline: Hotline,
+) -> None:
+    """Both had the page open as it was; B's save checks it first, A's is saved while B waits
+    for the lock: B's would undo A's, and is refused, checked again under the lock."""
+    with hotline.session() as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        shown = programme_settings.version(session, hotline.services.vault, programme)
+
+    def a_saves() -> None:
+        assert saving_from(hotline, shown, {"crisis_text": "Call 988 (A)."}) == "saved"
+
+    told = while_it_waits_for_the_lock(
+        hotline,
+        lambda h: saving_from(h, shown, {"greeting": "Hello from B.", "crisis_text": ""}),
+        a_saves,
+    )
+    assert told == programme_settings.StaleSettingsError.MESSAGE
+    with hotline.session() as session:
+        programme = session.get_one(Programme, hotline.programme_id)
+        assert (programme.greeting, programme.crisis_text) == (None, "Call 988 (A).")
