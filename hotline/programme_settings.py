@@ -36,10 +36,10 @@ from hotline.programmes import (
     admit_new,
     numbers_in_use,
     numbers_of_others,
+    read_under_lock,
     someones_phone,
 )
 from hotline.rotation import follow_programme_zones
-from hotline.routing import lock_programme
 from hotline.settings import (
     NO_CHECKINS,
     SettingsError,
@@ -229,15 +229,8 @@ def update_settings(
 
 
 def _lock_and_read_again(session: Session, programme: Programme) -> None:
-    """Take the programme's lock, then read its settings and pool again: another change may
-    have been saved since ``programme`` was read, and this one goes on from what it left.
-
-    After Twilio is asked about new numbers: a lock held while Twilio answers would hold up
-    every offer of the programme. Before any row is written: the lock order (the programme's
-    row first). Offers are made under the same lock from the pool as it stands then, so a
-    number this change takes out carries no offer it cannot see (programmes.numbers_in_use)."""
-    lock_programme(session, programme.id)
-    session.refresh(programme)  # the pool too: read again when next used
+    """programmes.read_under_lock, and the schedule options (check-in offsets, hours) too."""
+    read_under_lock(session, programme)
     session.get(ScheduleSettings, programme.id, populate_existing=True)
 
 

@@ -297,21 +297,22 @@ def numbers_in_use(session: Session, programme_id: int, numbers: list[str]) -> b
     return session.scalar(select(live.exists() | offered.exists())) or False
 
 
-def dropping_in_use(session: Session, programme_id: int, dropped: list[str]) -> bool:
-    """numbers_in_use for pool numbers about to be taken out, asked under the programme's lock
-    (routing.lock_programme), which the change then holds until it commits. Offers are made
-    under that lock, from the pool as it stands then (routing.candidates): an offer being
-    made on one of ``dropped`` is seen here once it commits, and one made after waits for the
-    pool without them. Unlocked, a removal could pass this check while a webhook made an
-    offer there, leaving the peer an offer on a number the line no longer owns. Taken before
-    any other row (the lock order), and after Twilio is asked about new numbers: a lock held
-    while Twilio answers would hold up every offer of the programme."""
-    if not dropped:
-        return False
+def read_under_lock(session: Session, programme: Programme) -> None:
+    """Take the programme's lock (routing.lock_programme), then read the programme and its pool
+    again: another change (a coordinator's Settings, the API, another release) may have been
+    saved since ``programme`` was read, and this one goes on from what it left. Offers are made
+    under the same lock, from the pool as it stands then (routing.candidates), so a number this
+    change takes out carries no offer numbers_in_use cannot see: unlocked, a removal could pass
+    that check while a webhook made an offer there, leaving the peer an offer on a number the
+    line no longer owns.
+
+    After Twilio is asked about new numbers (a lock held while Twilio answers would hold up
+    every offer of the programme); before any row is written (the lock order: the programme's
+    row first)."""
     from hotline.routing import lock_programme  # routing imports this module
 
-    lock_programme(session, programme_id)
-    return numbers_in_use(session, programme_id, dropped)
+    lock_programme(session, programme.id)
+    session.refresh(programme)  # the pool too: read again when next used
 
 
 def ensure_programme(
@@ -385,6 +386,12 @@ def ensure_programme(
     waiting = admit_new(session, gate, [hotline_number, *wanted], may_wait)  # before writing
     if waiting:
         _left_out(slug, pool_setting or "", given, waiting)
+    if programme is not None:
+        read_under_lock(session, programme)
+        # From the pool as it stands now: a number added meanwhile is the line's already, one
+        # taken out meanwhile is asked back only by this change's own list (asked above).
+        wanted = _pool(programme, hotline_number, pool_numbers, replace_pools)
+    if waiting:
         kept = [p.number for p in programme.pool_numbers] if programme else []
         wanted = [n for n in wanted if n not in waiting] or kept or [hotline_number]
     if programme is not None:
@@ -394,7 +401,7 @@ def ensure_programme(
             for p in programme.pool_numbers
             if p.number not in wanted and p.number != hotline_number
         ]
-        if dropping_in_use(session, programme.id, dropped):
+        if numbers_in_use(session, programme.id, dropped):
             raise NumberInUseError(NumberInUseError.MESSAGE)
     if programme is None:
         programme = Programme(slug=slug, name=name or DEFAULT_NAME, hotline_number=hotline_number)

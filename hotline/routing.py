@@ -87,8 +87,8 @@ def lock_programme(session: Session, programme_id: int) -> None:
 def pool_now(session: Session, p: ProgrammeConfig) -> tuple[str, ...]:
     """The programme's pool as the database has it now, not as ``p`` read it when the text or
     call came in: read under the programme's lock, an offer is never made on a number a
-    coordinator took out meanwhile (programmes.dropping_in_use and
-    programme_settings.update_settings take that lock too)."""
+    coordinator took out meanwhile (programmes.read_under_lock: a change to the pool takes
+    that lock too)."""
     numbers = session.scalars(
         select(PoolNumber.number).where(PoolNumber.programme_id == p.id).order_by(PoolNumber.id)
     ).all()

@@ -19,14 +19,16 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from hotline import programme_settings
 from hotline.db import transaction
 from hotline.models import Programme
+from hotline.programmes import NumberInUseError, ensure_programme
 from tests.console.conftest import ACTOR
 from tests.console.test_programme_settings import gate, pool_of, update
 from tests.kit.databases import waiting_on_a_lock
-from tests.kit.harness import POOL, SET_UP_HERE, Hotline
+from tests.kit.harness import HOTLINE, POOL, SET_UP_HERE, Hotline
 from tests.kit.phones import Phones
 
 ALICE = "+15550108001"
@@ -169,3 +171,70 @@ def test_of_two_saves_from_the_same_page_at_the_same_moment_the_second_is_refuse
     with hotline.session() as session:
         programme = session.get_one(Programme, hotline.programme_id)
         assert (programme.greeting, programme.crisis_text) == (None, "Call 988 (A).")
+
+
+def releasing(hotline: Hotline, pool: list[str], replace: bool = True) -> str:
+    """A release (``hotline db upgrade``) or ``hotline programme add --pool`` brings the
+    programme to ``pool``, as HOTLINE_POOL_NUMBERS or --pool lists it (``replace`` False: the
+    release's add-only mode, numbers a coordinator added kept): what IT is told."""
+    services = hotline.services
+    try:
+        with transaction(services.sessions) as session:
+            slug = session.get_one(Programme, hotline.programme_id).slug
+            ensure_programme(
+                session,
+                slug=slug,
+                name=None,
+                hotline_number=HOTLINE,
+                pool_numbers=tuple(pool),
+                replace_pools=replace,
+                vault=services.vault,
+            )
+    except (NumberInUseError, IntegrityError, StaleDataError) as error:
+        return f"{type(error).__name__}: {error}"
+    return "saved"
+
+
+def test_a_release_adding_a_number_a_coordinator_adds_meanwhile_adds_it_once(
+    hotline: Hotline,
+) -> None:
+    """The release adds the new number the IT team bought; a coordinator, meanwhile, adds it
+    in Settings. The release added it a second time and the database refused the release."""
+    hotline.fake.own_number(NEW, **SET_UP_HERE)
+    told = while_it_waits_for_the_lock(
+        hotline,
+        lambda h: releasing(h, [NEW], replace=False),
+        lambda: update(hotline, {"pool_numbers": [*POOL, NEW]}),
+    )
+    assert told == "saved"
+    assert pool_of(hotline) == [*POOL, NEW]
+
+
+def test_a_release_does_not_take_out_unchecked_a_number_added_meanwhile_with_an_offer(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """As for two coordinators above: IT's `programme add --pool` takes the second number out;
+    meanwhile a coordinator puts the new number in its place and a request is offered to Alice
+    on it. The release, which would take the new number out, is refused: the offer is on it,
+    and Alice's ACCEPT there connects her. It worked from the pool it had read, taking the
+    second number out again (gone already) and leaving the new one unchecked."""
+    hotline.fake.own_number(NEW, **SET_UP_HERE)
+    update(hotline, {"pool_numbers": list(POOL[:2])})
+    hotline.add_supporter("Alice", ALICE)
+    phones.talking(FIRST, ALICE)
+    second, alice = phones.phone(SECOND), phones.phone(ALICE)
+
+    def meanwhile() -> None:
+        update(hotline, {"pool_numbers": [POOL[0], NEW]})
+        second.texts("long shift")
+        second.expect_text("confidential")
+        assert alice.expect_text("Reply ACCEPT").from_ == NEW
+
+    told = while_it_waits_for_the_lock(hotline, lambda h: releasing(h, [POOL[0]]), meanwhile)
+    assert told.startswith("NumberInUseError"), told
+    assert pool_of(hotline) == [POOL[0], NEW]
+    alice.texts("ACCEPT", to=NEW)
+    alice.expect_text("connected")
+    alice.expect_text("long shift")
+    second.expect_text("joined")
+    phones.assert_no_unexpected()
