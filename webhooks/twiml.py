@@ -6,6 +6,7 @@ from flask import Response
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
+from hotline.speech import digit_by_digit
 from hotline.texting import TextReply
 
 TWILIO_MAX_BODY = 1600  # Twilio refuses longer bodies (error 21617)
@@ -32,8 +33,10 @@ def messages(reply: TextReply, status_url: str) -> Response:
 
 def spoken(text: str) -> str:
     """``text`` as a ``<Say>`` can carry it: XML-safe (one control character would make Twilio
-    refuse the whole answer, error 12100: every caller would hear an application error)."""
-    return text.translate(_NOT_XML)
+    refuse the whole answer, error 12100: every caller would hear an application error), and
+    its phone numbers read digit by digit (speech.digit_by_digit), the crisis line's too when
+    the database is down."""
+    return digit_by_digit(text.translate(_NOT_XML))
 
 
 def body_text(body: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 from redis import Redis
 
 from hotline.settings import DEFAULT_CRISIS_TEXT
+from hotline.speech import digit_by_digit
 from tests.kit.calls import Calls, Script
 from tests.kit.fake_twilio import FakeTwilio
 from tests.kit.harness import HOTLINE, Hotline, make_hotline
@@ -49,7 +50,7 @@ def test_the_crisis_sentence_of_the_environment_is_in_the_greeting_and_the_fallb
     clinician.texts("HELP")
     assert CRISIS in clinician.expect_text("confidential", from_=HOTLINE).body
     call = calls.place(CALLER, HOTLINE, Script())
-    assert call.hears(CRISIS) and not call.hears("988")
+    assert call.hears(digit_by_digit(CRISIS)) and not call.hears("9 8 8")
     hotline.run_jobs()
     assert CRISIS in phones.phone(CALLER).expect_text("No peer", from_=HOTLINE).body
 

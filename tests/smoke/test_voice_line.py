@@ -8,6 +8,7 @@ a call is over and its deletions are due, Twilio keeps no record of any of its l
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 
@@ -33,6 +34,7 @@ from hotline.models import (
 from hotline.people import ALERT_CONTEXT
 from hotline.programmes import ensure_programme
 from hotline.retention import CALL_DELETE_DELAY
+from hotline.speech import digit_by_digit
 from tests.kit.calls import (
     BUSY,
     NO_ANSWER,
@@ -116,7 +118,7 @@ def test_the_first_supporter_presses_1_and_they_talk_then_done_by_text(
     call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: PRESS_1}, on_bridge=while_talking))
 
     assert call.hears("confidential") and call.hears("not for emergencies")
-    assert call.hears(hotline.settings.crisis_text)
+    assert call.hears(digit_by_digit(hotline.settings.crisis_text))
     assert call.hears("press 1") and call.hears("stay on the line")
     assert call.dialled == [ALICE] and call.bridged_with == ALICE
     assert call.dials[0].caller_id == POOL[0]
@@ -180,7 +182,7 @@ def test_a_supporter_talking_with_one_caller_is_not_rung_for_another(
     assert first.bridged_with == ALICE
     (call,) = second
     assert call.dialled == [] and call.hears("call you back")
-    assert hotline.settings.crisis_text in call.heard[-1]
+    assert digit_by_digit(hotline.settings.crisis_text) in call.heard[-1]
     hotline.run_jobs()
     alice = phones.phone(ALICE)
     alice.expect_text("call-back request")
@@ -289,7 +291,8 @@ def test_nobody_picks_up_so_a_peer_calls_back_through_the_pool_number(
 
     assert call.dialled == [ALICE, BOB] and call.bridged_with is None
     assert call.hears("call you back shortly from this same number")
-    assert call.heard[-1].endswith("Goodbye.") and hotline.settings.crisis_text in call.heard[-1]
+    said = call.heard[-1]
+    assert said.endswith("Goodbye.") and digit_by_digit(hotline.settings.crisis_text) in said
     missed, call_back = conversations(hotline)
     assert (missed.state, missed.end_reason) == (ConversationState.ENDED, "missed")
     assert (call_back.state, call_back.channel) == (ConversationState.QUEUED, "voice")
@@ -478,6 +481,26 @@ def test_nobody_on_call_the_caller_is_told_a_peer_will_call_and_texted_the_same(
     phones.assert_no_unexpected()
 
 
+def test_a_caller_hears_the_crisis_line_number_digit_by_digit(
+    hotline: Hotline, phones: Phones, calls: Calls
+) -> None:
+    """Twilio's <Say> reads a run of digits as an amount: the caller heard "call or text nine
+    hundred eighty-eight", "or nine hundred eleven", numbers nobody dials, each time the crisis
+    sentence was said. Said aloud, it is "9 8 8" and "9 1 1"; the texts keep "988"."""
+    call = calls.place(CLINICIAN, HOTLINE)  # nobody on call: the greeting, then the call-back
+
+    assert call.dialled == []
+    crisis = [line for line in call.heard if "Suicide" in line]
+    assert len(crisis) == 2  # the greeting's and the call-back promise's
+    for line in crisis:
+        assert "call or text 9 8 8 (Suicide" in line and "or 9 1 1 in an emergency" in line
+        assert not any(c.isdigit() and d.isdigit() for c, d in itertools.pairwise(line))
+    hotline.run_jobs()
+    told = phones.phone(CLINICIAN).expect_text("No peer supporter is free", from_=HOTLINE)
+    assert hotline.settings.crisis_text in told.body  # "call or text 988", as written
+    phones.assert_no_unexpected()
+
+
 def test_a_3am_caller_nobody_can_take_is_not_promised_a_call_back_shortly(
     hotline: Hotline, phones: Phones, calls: Calls
 ) -> None:
@@ -490,7 +513,7 @@ def test_a_3am_caller_nobody_can_take_is_not_promised_a_call_back_shortly(
 
     assert call.dialled == [] and not call.hears("shortly")
     assert call.hears("a peer will call you back from this same number as soon as one is free")
-    assert call.hears("988")
+    assert call.hears("9 8 8")
     hotline.run_jobs()
     told = phones.phone(CLINICIAN).expect_text("No peer supporter is free", from_=HOTLINE)
     assert "The next peer comes on call at" in told.body
@@ -595,7 +618,7 @@ def test_every_webhook_of_a_call_nobody_takes_delivered_twice_still_promises_the
     call = calls.place(CLINICIAN, HOTLINE, script)
 
     assert call.dialled == [ALICE] and call.hears("call you back shortly from this same number")
-    assert hotline.settings.crisis_text in call.heard[-1]
+    assert digit_by_digit(hotline.settings.crisis_text) in call.heard[-1]
     missed, call_back = conversations(hotline)
     assert (missed.end_reason, call_back.state) == ("missed", ConversationState.QUEUED)
     hotline.run_jobs()
@@ -1047,7 +1070,8 @@ def test_a_peer_who_cannot_pick_up_is_not_rung_twice_and_the_line_rings_others(
     call = calls.place(CLINICIAN, HOTLINE, Script(phones={ALICE: VOICEMAIL, BOB: PRESS_1}))
 
     assert call.dialled == [ALICE, BOB] and call.bridged_with == BOB
-    assert call.hears("can't pick up just now") and call.hears(hotline.settings.crisis_text)
+    crisis = digit_by_digit(hotline.settings.crisis_text)  # as said aloud
+    assert call.hears("can't pick up just now") and call.hears(crisis)
     texting, by_voice = conversations(hotline)
     assert texting.state == by_voice.state == ConversationState.ACTIVE
     assert (by_voice.channel, by_voice.supporter_id) == ("voice", bob_id)
