@@ -73,7 +73,15 @@ _EVERYDAY = frozenset({"yes", "y", "no", "n"})
 _ANSWERS = frozenset({"accept", "yes", "y", "pass", "no", "n", "done", "resources", "back"})
 # Emoji (with their skin tones and joiners), punctuation and spaces around a word; not "?".
 _DECORATION = re.compile(r"^[^\w?]+|[^\w?]+$")
-_BREAK = re.compile(r"^break(?:\s+(\d{1,3})\s*(m|min|mins|h|hr|hrs|hour|hours)?)?$")
+_HOURS = "h|hr|hrs|hour|hours"
+_MINUTES = "m|min|mins|minute|minutes"
+# BREAK, BREAK 2 (hours), BREAK 2h, BREAK 30m, and as people write the rest: "45 minutes",
+# "1h 30m", "1h30", "1 hour 30 minutes". One the line does not read is a text to relay: inside
+# a conversation the clinician got "Break 1h 30m" from their peer, and she had no break.
+_BREAK = re.compile(
+    rf"^break(?:\s+(\d{{1,3}})\s*(?:({_HOURS})(?:\s*(\d{{1,2}})\s*(?:{_MINUTES})?)?"
+    rf"|({_MINUTES}))?)?$"
+)
 # Declining check-ins in a few words: the check-in asks for NOCHECKIN, but a keyboard splits it
 # ("No checkin") and people write "No more check-ins, thanks" or "Stop check-ins". As a message
 # it opened a request, woke a peer, and the peer's DONE began a fresh cadence. Narrow on
@@ -123,7 +131,7 @@ def parse(body: str) -> Command | None:
         return Command(Word.DISCIPLINE, discipline=DISCIPLINES[word])
     match = _BREAK.match(word)
     if match:
-        return Command(Word.BREAK, duration=_break_length(match[1], match[2]))
+        return Command(Word.BREAK, duration=_break_length(match[1], match[3], match[4]))
     return None
 
 
@@ -177,8 +185,11 @@ def _undecorated(text: str) -> str:
     return bare if bare in _ANSWERS or _BREAK.match(bare) else text
 
 
-def _break_length(amount: str | None, unit: str | None) -> timedelta:
+def _break_length(
+    amount: str | None, and_minutes: str | None, minutes_unit: str | None
+) -> timedelta:
+    """``amount`` hours (and ``and_minutes``), or minutes when its unit says so."""
     if amount is None:
         return DEFAULT_BREAK
-    minutes = int(amount) if unit and unit.startswith("m") else int(amount) * 60
+    minutes = int(amount) if minutes_unit else int(amount) * 60 + int(and_minutes or 0)
     return min(timedelta(minutes=max(minutes, 1)), MAX_BREAK)

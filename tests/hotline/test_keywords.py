@@ -28,6 +28,10 @@ KEYWORDS = [
     ("BREAK 30m", Command(Word.BREAK, duration=timedelta(minutes=30))),
     ("BREAK", Command(Word.BREAK, duration=timedelta(hours=1))),
     ("BREAK 48h", Command(Word.BREAK, duration=timedelta(hours=24))),
+    ("BREAK 1h 30m", Command(Word.BREAK, duration=timedelta(minutes=90))),
+    ("BREAK 2h15", Command(Word.BREAK, duration=timedelta(minutes=135))),
+    ("BREAK 1 hour 30 minutes", Command(Word.BREAK, duration=timedelta(minutes=90))),
+    ("BREAK 45 minutes", Command(Word.BREAK, duration=timedelta(minutes=45))),
     ("BACK", Command(Word.BACK)),
 ]  # fmt: skip
 

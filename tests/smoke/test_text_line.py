@@ -1609,6 +1609,25 @@ def test_resources_break_back_and_help(hotline: Hotline, phones: Phones) -> None
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize(
+    ("typed", "until"),
+    [("Break 1h 30m", "Mon 4:30 PM"), ("break 1h30", "Mon 4:30 PM"), ("BREAK 45 minutes", "3:45")],
+)
+def test_a_break_typed_with_hours_and_minutes_is_a_break_not_a_text_to_the_clinician(
+    hotline: Hotline, phones: Phones, typed: str, until: str
+) -> None:
+    """Alice, talking with a clinician, types a break as people write one: "1h 30m", "45
+    minutes". The line did not read it, so it went to the clinician as a text from their peer,
+    and Alice had no break. It is her break, and the clinician gets nothing."""
+    clinician, alice = _connected(hotline, phones)
+    alice.texts(typed)
+    assert until in alice.expect_text("On a break until", from_=POOL[0]).body
+    phones.phone(CLINICIANS[1]).texts("hello")  # a new request: Alice is on her break
+    phones.phone(CLINICIANS[1]).expect_text("No peer is free right now")
+    clinician.expect_nothing()
+    phones.assert_no_unexpected()
+
+
 def test_a_break_taken_with_a_request_waiting_passes_it_on_at_once(
     hotline: Hotline, phones: Phones
 ) -> None:
