@@ -28,6 +28,7 @@ from hotline.models import PoolNumber, Programme, ScheduleSettings
 from hotline.numbercheck import Gate, NotSetUpHereError
 from hotline.people import ALERT_CONTEXT
 from hotline.phone import InvalidPhoneNumber, normalize, redact
+from hotline.plaintext import plain
 from hotline.privacy import Vault
 from hotline.programmes import (
     SOMEONES_PHONE,
@@ -257,47 +258,6 @@ def _apply_text(
 
 
 # Typography a word processor adds, and its GSM-7 equivalent (see ``plain``).
-_PLAIN = str.maketrans(
-    {
-        "\u2018": "'",  # left single quote
-        "\u2019": "'",  # right single quote, apostrophe
-        "\u201a": "'",
-        "\u201b": "'",
-        "\u2032": "'",  # prime
-        "\u201c": '"',  # left double quote
-        "\u201d": '"',  # right double quote
-        "\u201e": '"',
-        "\u2033": '"',
-        "\u2013": "-",  # en dash
-        "\u2014": "-",  # em dash
-        "\u2212": "-",  # minus sign
-        "\u2026": "...",  # ellipsis
-        "\u00a0": " ",  # no-break space
-        "\u202f": " ",  # narrow no-break space
-        "\u2009": " ",  # thin space
-        "\u200b": "",  # zero-width space
-        "\u00ad": "",  # soft hyphen
-    }
-)
-
-
-_CONTROLS: dict[int, str | None] = {
-    **dict.fromkeys([*range(0x09), *range(0x0E, 0x20), 0x7F, 0xFFFE, 0xFFFF]),  # keeps \t \n \r
-    0x0B: "\n",  # a manual line break (vertical tab)
-    0x0C: "\n",  # a page break
-}
-
-
-def plain(text: str) -> str:
-    """A coordinator's text with word-processor typography made plain (curly quotes, dashes,
-    ellipses, special spaces): pasted from a document, one curly quote would send every
-    greeting or check-in as UCS-2, 70 characters a segment instead of 160. Accents and other
-    scripts are the coordinator's choice and stay. Control characters go (a word processor's
-    manual line break is a vertical tab, made a line break here: XML, and so TwiML, cannot
-    carry it), but for the line breaks and tabs that texts can."""
-    return text.translate(_PLAIN).translate(_CONTROLS)
-
-
 def _fits_column(name: str, text: str | None) -> None:
     """A value longer than its column is the caller's mistake (422), not a database error."""
     limit = getattr(Programme.__table__.c[name].type, "length", None)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from hotline.phone import InvalidPhoneNumber, normalize
+from hotline.plaintext import plain
 
 DEFAULT_CRISIS_TEXT = (
     "If you are in crisis or thinking about suicide, call or text 988 "
@@ -137,7 +138,7 @@ def load_settings(
         checkin_hours=parse_hours(
             environ.get("HOTLINE_CHECKIN_HOURS", "09:00-20:00"), "HOTLINE_CHECKIN_HOURS"
         ),
-        crisis_text=_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT,
+        crisis_text=plain(_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT),
         retention_days=_positive_int(environ, "HOTLINE_RETENTION_DAYS", 30),
         trusted_proxies=_positive_int(environ, "HOTLINE_TRUSTED_PROXIES", 0, 5, minimum=0),
         instance_path=instance,

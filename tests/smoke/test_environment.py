@@ -16,6 +16,7 @@ from tests.kit.calls import Calls, Script
 from tests.kit.fake_twilio import FakeTwilio
 from tests.kit.harness import HOTLINE, Hotline, make_hotline
 from tests.kit.phones import Phones
+from tests.kit.sms import is_gsm7, segments
 
 CRISIS = "In an emergency call 999, or the Samaritans free on 116 123, day or night."
 CLINICIAN, CALLER, SECOND = "+15550109001", "+15550109002", "+15550109003"
@@ -25,14 +26,19 @@ OFFER = "Reply ACCEPT to take it or PASS"
 
 @pytest.fixture
 def hotline(
-    database_url: str, redis_conn: Redis, fake_twilio: FakeTwilio, tmp_path: Path, sessions: Any
+    request: pytest.FixtureRequest,
+    database_url: str,
+    redis_conn: Redis,
+    fake_twilio: FakeTwilio,
+    tmp_path: Path,
+    sessions: Any,
 ) -> Iterator[Hotline]:
     line = make_hotline(
         database_url,
         redis_conn,
         fake_twilio,
         tmp_path,
-        HOTLINE_CRISIS_TEXT=CRISIS,
+        HOTLINE_CRISIS_TEXT=getattr(request, "param", CRISIS),
         HOTLINE_OFFER_TIMEOUT="45",
     )
     yield line
@@ -79,3 +85,22 @@ def test_the_offer_time_out_of_the_environment_is_how_long_a_peer_has_to_answer(
     hotline.run_jobs()
     phones.phone(BOB).expect_text(OFFER)  # HOTLINE_OFFER_TIMEOUT=45, not the default 180
     phones.assert_no_unexpected()
+
+
+# IT pasted the crisis sentence from a document: curly quotes, a dash.
+PASTED = "In an emergency call 999 \u2013 or \u201cthe Samaritans\u201d, they\u2019re there."
+
+
+@pytest.mark.parametrize("hotline", [PASTED], indirect=True)
+def test_a_crisis_sentence_pasted_with_curly_quotes_reaches_the_clinician_plain(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """One such character sends the whole greeting as UCS-2, 70 characters a segment instead
+    of 160 (three segments become six); Settings' texts were made plain already."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician = phones.phone(CLINICIAN)
+    clinician.texts("hello")
+    greeting = clinician.expect_text("confidential", from_=HOTLINE).body
+    said = 'In an emergency call 999 - or "the Samaritans", they\'re there.'
+    assert said in greeting and is_gsm7(greeting), greeting
+    assert segments(greeting) <= 3
