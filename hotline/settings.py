@@ -271,9 +271,9 @@ def _database_url(url: str | None) -> str | None:
     driver, or one we do not ship: they get psycopg 3, the one installed. The error never
     repeats the URL: it may hold the database password."""
     if url:
-        for scheme in ("postgres://", "postgresql://"):
-            if url.startswith(scheme):
-                url = "postgresql+psycopg://" + url.removeprefix(scheme)
+        scheme, separator, rest = url.partition("://")
+        if separator and scheme.partition("+")[0] in ("postgres", "postgresql"):
+            url = "postgresql+psycopg://" + rest  # psycopg2's URL would stop with a traceback
         try:
             backend = make_url(url).get_backend_name()
         except ArgumentError:

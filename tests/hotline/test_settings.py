@@ -323,6 +323,13 @@ def test_a_comma_separated_data_key_list_loads_every_key_in_order(tmp_path: Path
             "postgresql+psycopg://u@db/hotline?sslmode=require",
         ),
         ("postgresql+psycopg://u@db/hotline", "postgresql+psycopg://u@db/hotline"),
+        # A driver named that is not installed (guides still write psycopg2's) stopped every
+        # process with ModuleNotFoundError's traceback instead of starting on psycopg 3.
+        (
+            "postgresql+psycopg2://u:p@db.internal:5432/hotline",
+            "postgresql+psycopg://u:p@db.internal:5432/hotline",
+        ),
+        ("postgres+psycopg2://u@db/hotline", "postgresql+psycopg://u@db/hotline"),
         ("sqlite:////var/lib/hotline.db", "sqlite:////var/lib/hotline.db"),
     ],
 )
