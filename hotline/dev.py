@@ -172,11 +172,12 @@ def dev_settings(environ: Mapping[str, str] | None, instance_path: Path | None) 
 def with_dev_defaults(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` plus the fictional hotline number and, when that is used, its pool.
 
-    A pool is only made up for the made-up hotline number: a real HOTLINE_NUMBER keeps the
-    settings' own default (that number alone), since Twilio cannot send from fictional ones.
+    A pool is only made up for the made-up hotline number, unset or given (the README has the
+    CLI run with it, so it is often exported): a real HOTLINE_NUMBER keeps the settings' own
+    default (that number alone), since Twilio cannot send from fictional ones.
     """
     env = dict(environ)
-    if not env.get("HOTLINE_NUMBER", "").strip():
+    if env.get("HOTLINE_NUMBER", "").strip() in ("", DEV_HOTLINE_NUMBER):
         env["HOTLINE_NUMBER"] = DEV_HOTLINE_NUMBER
         if not env.get("HOTLINE_POOL_NUMBERS", "").strip():
             env["HOTLINE_POOL_NUMBERS"] = DEV_POOL_NUMBERS

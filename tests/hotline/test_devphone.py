@@ -223,6 +223,15 @@ def test_dev_defaults_fill_only_what_is_unset() -> None:
     assert mine["HOTLINE_NUMBER"] == "+15550100042" and "HOTLINE_POOL_NUMBERS" not in mine
 
 
+def test_dev_with_its_own_hotline_number_set_still_has_its_made_up_pool(tmp_path: Path) -> None:
+    # The README has the CLI run with HOTLINE_NUMBER=+15550100000 beside `make dev`; exported
+    # (or in .env), it made `make dev` start with the hotline number as its only pool number.
+    built = build_dev({"HOTLINE_NUMBER": HOTLINE, "HOTLINE_CHECKIN_HOURS": ""}, tmp_path)
+    page = built.app.test_client().get("/dev/phones").get_data(as_text=True)
+    built.services.sessions.kw["bind"].dispose()
+    assert f"Hotline number {HOTLINE} · pool {', '.join(POOL)}" in page
+
+
 def test_dev_builds_on_a_fresh_instance_and_seeds_once(dev: DevHotline, tmp_path: Path) -> None:
     assert dev.seeded == len(DEMO_ROSTER) and dev.network is not None
     assert (tmp_path / "hotline.sqlite3").exists()
