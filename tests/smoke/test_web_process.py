@@ -57,6 +57,7 @@ def test_the_procfile_web_process_logs_no_calendar_secret(hotline: Hotline, tmp_
         **environment_for(hotline.settings.database_url, hotline.fake),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "HOTLINE_INSTANCE_PATH": str(tmp_path),
+        "HOME": str(tmp_path / "home"),
     }
     log_path = tmp_path / "web.log"
     with open(log_path, "wb") as log:
@@ -80,6 +81,10 @@ def test_the_procfile_web_process_logs_no_calendar_secret(hotline: Hotline, tmp_
                 assert time.monotonic() < deadline, "gunicorn did not answer"
                 time.sleep(0.1)
         assert fetch(f"{base}/calendar/supporter/{token}.ics") == (200, "text/calendar")
+        # No gunicorn control socket (on by default since gunicorn 25, in $HOME): any process
+        # of the same user could resize or stop the web process through it, and two on one
+        # host would contend for the one path.
+        assert not (tmp_path / "home" / ".gunicorn").exists()
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(30)
