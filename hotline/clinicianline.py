@@ -140,17 +140,20 @@ def _talking(ctx: Inbound, clinician: Clinician) -> Conversation | None:
 
 
 def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
-    """A new request, under the programme's lock (the caller's)."""
+    """A new request, under the programme's lock (the caller's). One answering a check-in
+    (``checkins.note_reply``) was greeted when they first wrote: they are answered briefly,
+    and each peer offered it is told it answers a check-in (``Conversation.checkin_reply``)."""
     if retirement.retired_now(ctx.session, ctx.programme.id):  # as this text waited on the lock
         say_closed(ctx)
         return
     discipline = ctx.command.discipline if ctx.command else None
-    checkins.note_reply(ctx.session, clinician.id, ctx.now)
+    replied = checkins.note_reply(ctx.session, clinician.id, ctx.now)
     conv = Conversation(
         programme_id=ctx.programme.id,
         clinician_id=clinician.id,
         channel="sms",
         discipline_wanted=discipline,
+        checkin_reply=replied,
         created_at=ctx.now,
         last_activity_at=ctx.now,
     )
@@ -162,8 +165,10 @@ def _start_conversation(ctx: Inbound, clinician: Clinician) -> None:
     )
     if offer is not None:  # else the fallback carried the greeting
         # First in the TwiML reply, ahead of the offer to the peer, as Twilio sends in order.
-        greeting = OutboundText(ctx.sender, ctx.text.to, wording.greeting(ctx.programme))
-        ctx.effects.texts.insert(answer_at, greeting)
+        ctx.effects.texts[answer_at:answer_at] = [
+            OutboundText(ctx.sender, ctx.text.to, body)
+            for body in routing.first_replies(ctx.programme, replied)
+        ]
     if discipline is None:
         _hold(ctx, conv)
 

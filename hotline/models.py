@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -248,6 +249,9 @@ class Conversation(Base):
     channel: Mapped[Channel] = mapped_column(String(10))
     state: Mapped[ConversationState] = mapped_column(String(10), default=ConversationState.QUEUED)
     discipline_wanted: Mapped[str | None] = mapped_column(String(40))
+    # Opened by a text answering a check-in (checkins.note_reply): the clinician had the
+    # greeting before and is answered briefly; each peer offered it is told what it is.
+    checkin_reply: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     supporter_id: Mapped[int | None] = mapped_column(ForeignKey("supporters.id"))
     pool_number: Mapped[str | None] = mapped_column(String(20))  # the supporter's masked line
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -88,7 +88,13 @@ def answer_offer(ctx: Inbound, offer: Offer, word: Word | None) -> None:
             ctx.effects.cancel(Task.EXPIRE_OFFER, offer.id)
             route_onwards(ctx, offer)
     else:
-        _answer_on(ctx, offer, wording.offer_reminder())
+        _answer_on(ctx, offer, reminder(ctx, offer))
+
+
+def reminder(ctx: Inbound, offer: Offer) -> str:
+    """The offer's words again, for a text on its number that answers nothing."""
+    conv = ctx.session.get_one(Conversation, offer.conversation_id)
+    return wording.offer_reminder(conv.checkin_reply)
 
 
 def answer_elsewhere(ctx: Inbound, offers: list[Offer], word: Word | None) -> None:

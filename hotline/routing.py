@@ -350,7 +350,7 @@ def offer_next(
     effects.text(
         supporter_phone(vault, supporter),
         offer.pool_number,
-        wording.offer(conv.discipline_wanted, call_back=by_call),
+        wording.offer(conv.discipline_wanted, by_call, conv.checkin_reply),
         offering=offer.id,
         asking=offer.asked,
     )
@@ -427,7 +427,8 @@ def offer_or_fall_back(
     is accepted, and the request taken.
 
     ``first_text``: the clinician's first text, not yet greeted; if nobody is free, the
-    greeting and the fallback go as one text (the caller greets only when there is an offer).
+    greeting and the fallback go as one text (the caller greets only when there is an offer);
+    a reply to a check-in (``conv.checkin_reply``) is told what happens next, not greeted again.
     """
     claimed = None if first_text else take_claimed(session, vault, p, conv, now, effects)
     if claimed is not None:
@@ -439,7 +440,7 @@ def offer_or_fall_back(
             next_on = schedule.next_coverage(session, p.id, now)
             to = clinician_phone(vault, clinician)
             if first_text:  # in the webhook's own answer
-                for body in _first_replies_nobody_free(p, next_on, now):
+                for body in _first_replies_nobody_free(p, next_on, now, conv.checkin_reply):
                     effects.text(to, p.hotline_number, body)
             else:  # from a job: owed again if the provider does not take it
                 call_back = conv.channel == Channel.VOICE
@@ -552,11 +553,30 @@ def line_closed(p: ProgrammeConfig) -> list[str]:
     return one_or_apart(wording.line_closed(p), wording.line_closed(p, False), p.resources_text)
 
 
+def first_replies(p: ProgrammeConfig, checkin_reply: bool = False) -> list[str]:
+    """What a new text request's clinician is told as a peer is offered it: the greeting; or,
+    answering a check-in (greeted before), that a peer will text, with the crisis sentence
+    apart if the programme's is so long that together they would pass Twilio's limit."""
+    if not checkin_reply:
+        return [wording.greeting(p)]
+    return one_or_apart(
+        wording.checkin_replied(p), wording.checkin_replied(p, False), p.crisis_text
+    )
+
+
 def _first_replies_nobody_free(
-    p: ProgrammeConfig, next_on: datetime | None, now: datetime
+    p: ProgrammeConfig, next_on: datetime | None, now: datetime, checkin_reply: bool = False
 ) -> list[str]:
     """One text if it fits; the greeting and the fallback apart if the programme's own texts
-    are so long that together they would pass Twilio's limit (and lose the crisis line)."""
+    are so long that together they would pass Twilio's limit (and lose the crisis line). A
+    reply to a check-in, greeted before, is told only what happens next: the crisis sentence
+    apart if it does not fit with that."""
+    if checkin_reply:
+        return one_or_apart(
+            wording.checkin_replied_nobody_free(p, next_on, now),
+            wording.checkin_replied_nobody_free(p, next_on, now, False),
+            p.crisis_text,
+        )
     return one_or_apart(
         wording.greeting_nobody_free(p, next_on, now),
         wording.greeting(p),

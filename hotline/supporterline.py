@@ -150,9 +150,11 @@ def _answer(ctx: Inbound, supporter: Supporter, word: Word | None, declined: boo
         offerreply.accept_late(ctx, supporter, anywhere=anywhere)
     elif declined:
         ctx.reply(wording.shift_declined(ctx.programme))
-    elif word in (None, Word.PASS) and offerreply.lapsed_waiting(ctx, supporter, anywhere=False):
+    elif word in (None, Word.PASS) and (
+        lapsed := offerreply.lapsed_waiting(ctx, supporter, anywhere=False)
+    ):
         # Their offer on this number lapsed, and the request still waits with nobody.
-        ctx.reply(wording.passed() if word is Word.PASS else wording.offer_reminder())
+        ctx.reply(wording.passed() if word is Word.PASS else offerreply.reminder(ctx, lapsed[0]))
     elif word is Word.PASS:
         ctx.reply(offerreply.pass_too_late(ctx, supporter))
     else:

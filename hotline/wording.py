@@ -30,6 +30,27 @@ def greeting_nobody_free(p: ProgrammeConfig, next_on_call: datetime | None, now:
     )
 
 
+def checkin_replied(p: ProgrammeConfig, with_crisis: bool = True) -> str:
+    """A text answering a check-in, offered to a peer: greeted when they first wrote, the
+    clinician is not given the greeting's preamble and field hint again, only that a peer
+    will text, and the crisis sentence, as every first answer carries it (one segment with
+    the default one). Without it when too long to share the text: see routing."""
+    crisis = f" {p.crisis_text}" if with_crisis else ""
+    return f"Glad you wrote. A peer will text here.{crisis}"
+
+
+def checkin_replied_nobody_free(
+    p: ProgrammeConfig, next_on_call: datetime | None, now: datetime, with_crisis: bool = True
+) -> str:
+    """A text answering a check-in that nobody can take now: as greeting_nobody_free, without
+    the greeting they had before (see checkin_replied)."""
+    crisis = f" {p.crisis_text}" if with_crisis else ""
+    return (
+        "Glad you wrote. No peer is free right now; your request is waiting, and a peer will "
+        f"text here.{_next_on_call(p, next_on_call, now)}{crisis}"
+    )
+
+
 def clinician_help(p: ProgrammeConfig) -> str:
     return (
         f"{p.name}: confidential, voluntary peer support for clinicians, not for emergencies. "
@@ -37,13 +58,19 @@ def clinician_help(p: ProgrammeConfig) -> str:
     )
 
 
-def offer(discipline: str | None, call_back: bool = False) -> str:
+CHECKIN_REPLY = "a reply to a check-in"
+
+
+def offer(discipline: str | None, call_back: bool = False, checkin_reply: bool = False) -> str:
+    """checkin_reply: the clinician is answering a check-in, someone the line has talked with,
+    whom a peer greets so ("glad to hear from you again"). Nothing of what they wrote."""
     wanted = f" (asked for a {discipline} peer)" if discipline else ""
-    kind = (
-        "Peer support call-back request: a clinician called"
-        if call_back
-        else "Peer support request"
-    )
+    if call_back:
+        kind = "Peer support call-back request: a clinician called"
+    elif checkin_reply:
+        kind = f"Peer support request: {CHECKIN_REPLY}"
+    else:
+        kind = "Peer support request"
     return f"{kind}{wanted}. Reply ACCEPT to take it or PASS to pass it on."
 
 
@@ -301,8 +328,11 @@ def ringing_now() -> str:
     return "That request is a call ringing your phone now: answer it and press 1 to take it."
 
 
-def offer_reminder() -> str:
-    return "Reply ACCEPT to take this peer support request or PASS to pass it on."
+def offer_reminder(checkin_reply: bool = False) -> str:
+    """A text on an offer's number that answers nothing: what it asks again, and what the
+    request is, as the offer said (checkin_reply: see offer)."""
+    what = f" ({CHECKIN_REPLY})" if checkin_reply else ""
+    return f"Reply ACCEPT to take this peer support request{what} or PASS to pass it on."
 
 
 def already_connected() -> str:

@@ -33,7 +33,7 @@ from rq.job import Job
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from hotline import checkins, drains, programme_settings, programmes
+from hotline import checkins, drains, programme_settings, programmes, wording
 from hotline.db import make_engine, transaction
 from hotline.effects import Effects, schedule
 from hotline.models import (
@@ -67,6 +67,12 @@ RENUMBERED = "+15550100009"  # the programme's new hotline number
 FIRST_WORDS = "I keep replaying the code blue from last night"
 REPLY = "Thanks for checking in. Still rough, honestly."
 CHECKIN_WORDS = "how are you doing"
+CHECKIN_REPLIED = "Glad you wrote. A peer will text here."  # the answer to a reply to a check-in
+CHECKIN_OFFER = (
+    "Peer support request: a reply to a check-in. Reply ACCEPT to take it or PASS to pass it on."
+)
+PLAIN_OFFER = "Peer support request. Reply ACCEPT to take it or PASS to pass it on."
+BETTER = "thanks, a bit better"
 DAY, NIGHT = (clock_time(9), clock_time(20)), (clock_time(20), clock_time(8))
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=NY)  # a Monday morning, well before any DST change
 
@@ -342,14 +348,18 @@ def sweep(hotline: Hotline, when: datetime) -> int:
         return hotline.sweep().checkins_sent
 
 
-def talk_then_done(hotline: Hotline, phones: Phones, when: datetime, peer: str = ALICE) -> str:
+def talk_then_done(
+    hotline: Hotline, phones: Phones, when: datetime, peer: str = ALICE, checkin_reply: bool = False
+) -> str:
     """A clinician texts, ``peer`` accepts, they talk, the peer texts DONE: all at ``when``.
-    The peer's answer to DONE."""
+    ``checkin_reply``: the text answers a check-in, and is answered and offered as one. The
+    peer's answer to DONE."""
     clinician, supporter = phones.phone(CLINICIAN), phones.phone(peer)
     with at(hotline, when):
         clinician.texts(FIRST_WORDS)
-        clinician.expect_text("confidential", from_=HOTLINE)
-        supporter.expect_text("Reply ACCEPT")
+        clinician.expect_text(CHECKIN_REPLIED if checkin_reply else "confidential", from_=HOTLINE)
+        offer = supporter.expect_text("Reply ACCEPT")
+        assert offer.body == (CHECKIN_OFFER if checkin_reply else PLAIN_OFFER)
         supporter.texts("ACCEPT")
         supporter.expect_text("You're connected")
         supporter.expect_text(FIRST_WORDS)
@@ -1077,9 +1087,9 @@ def test_a_reply_to_a_checkin_goes_first_to_the_last_supporter_if_on_call(
 
     with at(hotline, due + timedelta(hours=1)):
         clinician.texts(REPLY)
-    clinician.expect_text("confidential", from_=HOTLINE)
+    clinician.expect_text(CHECKIN_REPLIED, from_=HOTLINE)
     first, other = (ALICE, BOB) if alice_on_call else (BOB, ALICE)
-    phones.phone(first).expect_text("Reply ACCEPT", from_=POOL[0])
+    assert phones.phone(first).expect_text(from_=POOL[0]).body == CHECKIN_OFFER
     phones.phone(other).expect_nothing()
     with at(hotline, due + timedelta(hours=1, minutes=1)):
         phones.phone(first).texts("ACCEPT")
@@ -1115,10 +1125,146 @@ def test_a_reply_to_the_last_checkin_reaches_the_peer_after_the_nightly_purge(
 
     with at(hotline, last + timedelta(days=2)):
         clinician.texts(REPLY)
-    clinician.expect_text("confidential", from_=HOTLINE)
-    phones.phone(ALICE).expect_text("Reply ACCEPT", from_=POOL[0])
+    clinician.expect_text(CHECKIN_REPLIED, from_=HOTLINE)
+    assert phones.phone(ALICE).expect_text(from_=POOL[0]).body == CHECKIN_OFFER
     phones.phone(BOB).expect_nothing()
     assert rows(hotline)[-1].replied_at is not None
+    phones.assert_no_unexpected()
+
+
+def assert_not_the_greeting(body: str) -> None:
+    """The first-contact greeting's preamble and field hint: had once, not said again."""
+    assert "confidential" not in body and "NURSE" not in body, body
+
+
+def test_a_reply_to_a_checkin_is_answered_briefly_and_offered_as_one(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """The clinician answering a check-in ("thanks, a bit better") was greeted when they first
+    wrote: they are told, in one segment, that a peer will text them here, with the crisis
+    sentence, not the whole greeting again. Every peer it is offered to (their last one first,
+    then the next) and a reminder on the offer's number say it answers a check-in, so the peer
+    can open as to someone they know ("glad to hear from you again"); nothing of what they
+    wrote is in an offer."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice, _ = phones.checked_in(CLINICIAN, ALICE)
+    hotline.add_supporter("Bob", BOB)  # never offered anything: round-robin would pick him
+    hotline.clock.advance(hours=2)
+
+    clinician.texts(BETTER)
+    answer = clinician.expect_text(hotline.settings.crisis_text, from_=HOTLINE)
+    assert "peer will text" in answer.body, answer.body
+    assert_not_the_greeting(answer.body)
+    assert num_segments(answer.body) == 1, answer.body
+    assert alice.expect_text(from_=POOL[0]).body == CHECKIN_OFFER  # her thread with them
+    phones.phone(BOB).expect_nothing()
+
+    alice.texts("one minute, finishing a note")
+    reminder = alice.expect_text("Reply ACCEPT", from_=POOL[0])
+    assert "a reply to a check-in" in reminder.body, reminder.body
+    alice.texts("PASS")
+    alice.expect_text("Passed on")
+    bob = phones.phone(BOB)
+    assert bob.expect_text().body == CHECKIN_OFFER
+    bob.texts("ACCEPT")
+    bob.expect_text("You're connected")
+    bob.expect_text(BETTER)
+    clinician.expect_text("peer supporter has joined", from_=HOTLINE)
+    assert rows(hotline)[0].replied_at is not None
+    phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize("before", ["no check-in yet", "a check-in over a week ago"])
+def test_a_new_text_answering_no_recent_checkin_is_greeted_and_offered_as_before(
+    hotline: Hotline, phones: Phones, before: str
+) -> None:
+    """A clinician who talked before and writes again with no check-in sent since (or one
+    sent longer ago than a reply counts for) is a new request as ever: the whole greeting,
+    and the plain offer."""
+    hotline.add_supporter("Alice", ALICE)
+    if before == "no check-in yet":
+        clinician, alice = phones.talking(CLINICIAN, ALICE)
+        alice.texts("DONE")
+        alice.expect_text("Conversation closed")
+        clinician.expect_text("not alone")
+        hotline.clock.advance(hours=3)
+    else:
+        clinician, alice, _ = phones.checked_in(CLINICIAN, ALICE)
+        hotline.clock.advance(days=checkins.REPLY_WINDOW.days, hours=1)  # the 7-day one unsent
+
+    clinician.texts("Rough shift again")
+    greeting = clinician.expect_text("confidential", from_=HOTLINE)
+    assert "NURSE" in greeting.body and hotline.settings.crisis_text in greeting.body
+    assert alice.expect_text(from_=POOL[0]).body == PLAIN_OFFER
+    assert all(row.replied_at is None for row in rows(hotline))
+    phones.assert_no_unexpected()
+
+
+def test_a_reply_to_a_checkin_with_nobody_free_is_told_briefly_when_a_peer_comes_on(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Nobody on call as the clinician answers a check-in: one short text says the request
+    waits and when the next peer comes on call, with the crisis sentence (not the greeting and
+    its field hint again); the peer who comes on call is offered it as a check-in's reply, and
+    reminded so when she writes on its number after letting the offer lapse."""
+    start = hotline.clock.now
+    alice_id = hotline.add_supporter("Alice", ALICE, on_call=False)
+    hotline.add_shift(alice_id, start - timedelta(hours=1), start + timedelta(days=1, hours=2))
+    back_on = start + timedelta(days=2)
+    hotline.add_shift(alice_id, back_on, back_on + timedelta(hours=8))
+    clinician, alice, _ = phones.checked_in(CLINICIAN, ALICE)
+    hotline.clock.advance(hours=3)  # her shift is over
+
+    clinician.texts(BETTER)
+    answer = clinician.expect_text("No peer is free right now", from_=HOTLINE)
+    assert "The next peer comes on call at" in answer.body, answer.body
+    assert answer.body.endswith(hotline.settings.crisis_text)
+    assert_not_the_greeting(answer.body)
+    assert num_segments(answer.body) <= 2, answer.body
+    alice.expect_nothing()
+
+    hotline.clock.now = back_on + timedelta(minutes=1)
+    hotline.sweep()
+    assert alice.expect_text(from_=POOL[0]).body == CHECKIN_OFFER
+    hotline.clock.advance(minutes=10)
+    hotline.sweep()  # her offer lapses; nobody else is on call
+    alice.texts("sorry, was with a patient")
+    reminder = alice.expect_text("Reply ACCEPT", from_=POOL[0])
+    assert "a reply to a check-in" in reminder.body, reminder.body
+    alice.texts("ACCEPT")
+    alice.expect_text("You're connected")
+    alice.expect_text(BETTER)
+    clinician.expect_text("peer supporter has joined", from_=HOTLINE)
+    phones.assert_no_unexpected()
+
+
+@pytest.mark.parametrize("peer", ["on call", "nobody free"])
+def test_a_checkin_reply_s_answer_with_a_crisis_sentence_too_long_to_share_goes_apart(
+    hotline: Hotline, phones: Phones, peer: str
+) -> None:
+    """A programme's crisis sentence so long (as the environment may set it) that with the
+    answer it would pass Twilio's limit, and be refused with the crisis line in it: the
+    answer, then the crisis sentence whole, apart."""
+    alice_id = hotline.add_supporter("Alice", ALICE, on_call=peer == "on call")
+    if peer == "nobody free":
+        start = hotline.clock.now
+        hotline.add_shift(alice_id, start - timedelta(hours=1), start + timedelta(days=1))
+    clinician, alice, _ = phones.checked_in(CLINICIAN, ALICE)
+    crisis = ("In crisis, call or text 988 now, any hour. " * 40)[: wording.MAX_TEXT - 20]
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Programme, hotline.programme_id).crisis_text = crisis
+    hotline.clock.advance(hours=2)
+
+    clinician.texts(BETTER)
+    answer = clinician.expect_text(from_=HOTLINE)
+    assert_not_the_greeting(answer.body)
+    assert crisis not in answer.body and len(answer.body) <= wording.MAX_TEXT
+    assert clinician.expect_text(from_=HOTLINE).body == crisis
+    if peer == "on call":
+        assert "peer will text" in answer.body, answer.body
+        assert alice.expect_text(from_=POOL[0]).body == CHECKIN_OFFER
+    else:
+        assert "No peer is free right now" in answer.body, answer.body
     phones.assert_no_unexpected()
 
 
@@ -1705,7 +1851,7 @@ def test_a_later_new_contact_is_not_counted_as_a_reply_to_an_older_checkin(
         work(hotline, row.due_at + timedelta(seconds=30))
         clinician.expect_text(CHECKIN_WORDS, from_=HOTLINE)
 
-    talk_then_done(hotline, phones, second.due_at + timedelta(hours=1))  # the reply to #2
+    talk_then_done(hotline, phones, second.due_at + timedelta(hours=1), checkin_reply=True)
     assert rows(hotline)[1].replied_at is not None
     assert rows(hotline)[0].replied_at is None
 

@@ -75,6 +75,19 @@ ROWS: dict[str, Row] = {
     ),
     # A first text nobody is free for: greeting and fallback in one, the crisis sentence once.
     "greeting, nobody free": (wording.greeting_nobody_free, (DEFAULT, NOON, WEEKS_BEFORE), 3),
+    # A reply to a check-in, greeted before: that a peer will text, and the crisis sentence.
+    "check-in replied": (wording.checkin_replied, (DEFAULT,), 1),
+    "check-in replied, crisis sentence apart": (wording.checkin_replied, (DEFAULT, False), 1),
+    "check-in replied, nobody free": (
+        wording.checkin_replied_nobody_free,
+        (DEFAULT, NOON, WEEKS_BEFORE),
+        2,
+    ),
+    "check-in replied, nobody free, crisis sentence apart": (
+        wording.checkin_replied_nobody_free,
+        (DEFAULT, NOON, WEEKS_BEFORE, False),
+        1,
+    ),
     "closing": (wording.closing, (DEFAULT,), 2),
     "closing, resources apart": (wording.closing, (DEFAULT, False), 1),
     "forgotten": (wording.forgotten, (), 1),
@@ -99,7 +112,10 @@ ROWS: dict[str, Row] = {
     "offer": (wording.offer, (None,), 1),
     "offer, a discipline": (wording.offer, (DISCIPLINE,), 1),
     "offer, call-back": (wording.offer, (DISCIPLINE, True), 1),
+    "offer, a reply to a check-in": (wording.offer, (None, False, True), 1),
+    "offer, a reply to a check-in, a discipline": (wording.offer, (DISCIPLINE, False, True), 1),
     "offer reminder": (wording.offer_reminder, (), 1),
+    "offer reminder, a reply to a check-in": (wording.offer_reminder, (True,), 1),
     "ringing now": (wording.ringing_now, (), 1),
     "offer gone": (wording.offer_gone, (), 1),
     "accepted as the clinician calls": (wording.accepted_during_call, (), 1),
@@ -215,6 +231,8 @@ def test_the_line_closed_text_owed_is_one_text_ending_in_the_crisis_sentence() -
         "clinician help",
         "fallback, next on call",
         "greeting, nobody free",
+        "check-in replied",
+        "check-in replied, nobody free",
         "peer left",
         "still waiting",
         "request closed",
@@ -236,9 +254,19 @@ def test_check_in_invites_a_reply_and_says_how_to_stop() -> None:
     assert "Reply any time" in text and "NOCHECKIN" in text and "STOP" in text
 
 
-@pytest.mark.parametrize("name", ["offer", "offer, a discipline", "offer, call-back"])
+OFFERS = [n for n, (fn, _, _) in ROWS.items() if fn is wording.offer]
+
+
+@pytest.mark.parametrize("name", OFFERS)
 def test_an_offer_names_both_reply_words(name: str) -> None:
     assert TEXTS[name][0].endswith("Reply ACCEPT to take it or PASS to pass it on.")
+
+
+def test_a_reply_to_a_checkin_is_not_greeted_again() -> None:
+    """Greeted when they first wrote: not the preamble or the field hint again."""
+    for name in ("check-in replied", "check-in replied, nobody free"):
+        text, _ = TEXTS[name]
+        assert DEFAULT.greeting not in text and wording.DISCIPLINE_HINT not in text
 
 
 def test_every_reply_word_a_text_names_is_a_keyword() -> None:

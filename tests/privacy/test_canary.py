@@ -178,7 +178,7 @@ def test_no_number_and_no_word_is_kept_anywhere(
     clinician.texts(WORDS["later"])
     clinician.texts("STOP")
     phones.phone(CALLER).texts(WORDS["forget"])
-    phones.phone(CALLER).expect_text("confidential")
+    phones.phone(CALLER).expect_text("A peer will text here")  # answering their check-in
     phones.phone(CALLER).texts("FORGET")
     phones.phone(CALLER).expect_text("erased")
     hotline.clock.advance(minutes=10)
