@@ -62,6 +62,16 @@ def build_services(
     **overrides: Any,
 ) -> Services:
     """Everything the core needs, wired from ``settings``; nothing connects until used."""
+    if settings.production and not settings.database_url_given:
+        # Allowed (CONTRACT.md), and almost never meant: on a platform every process, the
+        # release's too, has a file of its own that a redeploy wipes, and the web's has no
+        # schema (every text answered with the crisis fallback, /healthz degraded).
+        log.warning(
+            "DATABASE_URL is not set: this process uses its own SQLite file under %s, which no "
+            "other process or machine shares; set DATABASE_URL to the PostgreSQL database "
+            "(or to that file's sqlite:/// URL, to keep it on purpose)",
+            settings.instance_path,
+        )
     connection = redis if redis is not None else build_redis(settings)
     engine = make_engine(settings.database_url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     return Services(

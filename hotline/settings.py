@@ -51,6 +51,7 @@ class SettingsError(ValueError):
 class Settings:
     env: str = "development"
     database_url: str = ""
+    database_url_given: bool = True  # False: the SQLite file under instance/, by default
     redis_url: str | None = None
     public_url: str | None = None
     hotline_number: str = ""
@@ -119,6 +120,7 @@ def load_settings(
         env=env,
         database_url=_database_url(_get(environ, "DATABASE_URL"))
         or _default_database_url(instance),
+        database_url_given=_get(environ, "DATABASE_URL") is not None,
         redis_url=_redis_url(_get(environ, "REDIS_URL")),
         public_url=_base_url(environ, "HOTLINE_PUBLIC_URL", "https://hotline.example.org"),
         hotline_number=hotline_number,

@@ -354,3 +354,21 @@ def test_a_dot_env_in_the_working_directory_is_read_and_never_overrides(
 
     assert environ["HOTLINE_TEST_FROM_DOTENV"] == "from-file"
     assert environ["HOTLINE_TIMEZONE"] == "Europe/Paris", "the real environment wins"
+
+
+def test_production_without_a_database_url_warns_that_it_uses_a_file_of_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Production may run on SQLite (CONTRACT.md), but on a platform a missing DATABASE_URL
+    gives every process a file of its own: the release migrated one nobody serves from, and the
+    web answered every text with the crisis fallback, with nothing in its log to say why."""
+    from hotline.app import build_services
+
+    unset = {k: v for k, v in PRODUCTION.items() if k != "DATABASE_URL"}
+    build_services(load_settings(unset, instance_path=tmp_path))
+    (warning,) = [r.getMessage() for r in caplog.records if "DATABASE_URL" in r.getMessage()]
+    assert "DATABASE_URL is not set" in warning and str(tmp_path) in warning
+    caplog.clear()
+    for given in (PRODUCTION, {**unset, "DATABASE_URL": f"sqlite:///{tmp_path}/kept.db"}):
+        build_services(load_settings(given, instance_path=tmp_path))
+    assert not [r for r in caplog.records if "DATABASE_URL" in r.getMessage()]
