@@ -254,6 +254,70 @@ def test_an_opted_out_number_fails_every_time_and_others_still_work(
     assert [m["to"] for m in fake.messages] == ["+15555550102"]
 
 
+@pytest.mark.parametrize("word", ["STOP", " stop ", "Unsubscribe", "OPTOUT", "revoke"])
+def test_after_an_opt_out_word_twilio_refuses_that_pair_only(
+    fake: FakeTwilio, telephony: TwilioTelephony, word: str
+) -> None:
+    """As Twilio's STOP filtering: the clinician's word to POOL blocks POOL to them (21610,
+    every time), not another of our numbers, nor POOL to anyone else, nor a call."""
+    other = "+15555550198"
+    fake.text_in(CLINICIAN, POOL, word)
+
+    for _ in range(2):
+        with pytest.raises(OptedOutError):
+            telephony.send_text(CLINICIAN, POOL, "hello")
+    telephony.send_text(CLINICIAN, other, "hello")
+    telephony.send_text("+15555550102", POOL, "hello")
+    telephony.place_call(CLINICIAN, POOL, "https://hotline.example/twilio/voice")
+
+    assert [(m["to"], m["from_"]) for m in fake.messages] == [
+        (CLINICIAN, other),
+        ("+15555550102", POOL),
+    ]
+    assert [(r["to"], r["from_"], r["code"], r["via"]) for r in fake.refused] == [
+        (CLINICIAN, POOL, 21610, "api")
+    ] * 2
+    assert [c["to"] for c in fake.calls] == [CLINICIAN]
+    assert fake.reply(other, CLINICIAN, "hi") and not fake.reply(POOL, CLINICIAN, "hi")
+    assert fake.refused[-1]["via"] == "twiml"
+
+
+@pytest.mark.parametrize("word", ["Stop.", "STOP PLEASE", "please cancel", "stopp"])
+def test_only_the_word_alone_opts_out(
+    fake: FakeTwilio, telephony: TwilioTelephony, word: str
+) -> None:
+    fake.text_in(CLINICIAN, POOL, word)
+
+    telephony.send_text(CLINICIAN, POOL, "hello")
+
+    assert not fake.opted_out(POOL, CLINICIAN) and not fake.refused
+
+
+@pytest.mark.parametrize("word", ["START", "yes", " Unstop"])
+def test_an_opt_in_word_lifts_the_block_and_faults_leave_it(
+    fake: FakeTwilio, telephony: TwilioTelephony, word: str
+) -> None:
+    fake.text_in(CLINICIAN, POOL, "STOP")
+    fake.text_in(CLINICIAN, POOL, "Yes!")  # not Twilio's opt-in word
+    fake.clear_faults()  # a phone's opt-out is no injected fault
+    with pytest.raises(OptedOutError):
+        telephony.send_text(CLINICIAN, POOL, "hello")
+
+    fake.text_in(CLINICIAN, POOL, word)
+
+    telephony.send_text(CLINICIAN, POOL, "hello")
+    assert [m["to"] for m in fake.messages] == [CLINICIAN]
+
+
+def test_advanced_opt_out_words_count_by_their_opt_out_type(
+    fake: FakeTwilio, telephony: TwilioTelephony
+) -> None:
+    fake.text_in(CLINICIAN, POOL, "ARRET", opt_out_type="STOP")
+    assert fake.opted_out(POOL, CLINICIAN)
+    fake.text_in(CLINICIAN, POOL, "ARRET", opt_out_type="START")
+    assert not fake.opted_out(POOL, CLINICIAN)
+
+
 def test_an_invalid_number_is_refused_by_the_fake_itself(telephony: TwilioTelephony) -> None:
     with pytest.raises(PermanentError) as raised:
         telephony.send_text("555-0101", POOL, "hello")

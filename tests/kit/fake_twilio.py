@@ -9,6 +9,12 @@ Calls the phone network carries without the REST API (an inbound call, each leg 
 rings) are told to it by whoever plays the network (``tests.kit.calls``): ``carry_call`` when
 one starts, ``end_call`` when it ends. A call record can be deleted only once it is complete,
 as at Twilio (error 20009 before that).
+
+Texts a phone sends the line pass through it as at Twilio (``text_in``, which the harness's
+``Hotline.sms`` calls before the webhook): an opt-out word blocks texts from that number of ours
+to that phone, an API send then failing with 21610 and a webhook reply's ``<Message>`` being
+dropped (``reply``; both kept in ``refused``), until an opt-in word lifts it. Calls are not
+blocked. Twilio's own answer to the word is not modelled as a text to the phone.
 """
 
 from __future__ import annotations
@@ -90,6 +96,13 @@ NUMBER_SETTINGS = {
 }
 _NULL_CALL_FIELDS = dict.fromkeys(["start_time", "end_time", "duration", "price", "answered_by"])
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+# Twilio's opt-out words (REVOKE and OPTOUT as the line's numbers are set up) and opt-in words,
+# matched only as the whole text, any case, whitespace around it trimmed: "Stop." or "STOP
+# PLEASE" blocks nothing. Kept here, not taken from the product: this is Twilio's side.
+OPT_OUT_WORDS = frozenset(
+    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
+)
+OPT_IN_WORDS = frozenset({"start", "yes", "unstop"})
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,8 @@ class FakeTwilio:
         self._carried: list[dict[str, Any]] = []
         self._deleted: list[str] = []
         self._numbers: list[dict[str, str]] = []  # the account's own phone numbers
+        self._opted_out: set[tuple[str, str]] = set()  # (our number, their phone)
+        self._refused: list[dict[str, Any]] = []  # texts Twilio would not send: 21610
         self._faults: deque[Fault] = deque()
         self._faults_for: dict[str, Fault] = {}
         self._faults_from: dict[str, Fault] = {}
@@ -225,6 +240,44 @@ class FakeTwilio:
         """SIDs of the message and call records deleted, in order."""
         with self._lock:
             return list(self._deleted)
+
+    @property
+    def refused(self) -> list[dict[str, Any]]:
+        """Texts to a phone that had texted an opt-out word to their number, refused with
+        21610 and never delivered, in order: to, from_, body, code and ``via`` (``api`` for a
+        Messages create, ``twiml`` for a ``<Message>`` in a webhook's reply)."""
+        with self._lock:
+            return copy.deepcopy(self._refused)
+
+    # Opt-out words (SMS STOP filtering), at the edge
+
+    def text_in(self, from_: str, to: str, body: str, opt_out_type: str | None = None) -> None:
+        """A text from the phone ``from_`` reaches our number ``to``. Twilio acts on it before
+        forwarding it to the webhook: an opt-out word blocks texts from ``to`` to ``from_``, an
+        opt-in word lifts that block; any other text leaves it as it is. ``opt_out_type`` is
+        the ``OptOutType`` Twilio forwards when Advanced Opt-Out matched a word of its own
+        ("ARRET"): ``STOP`` or ``START`` then decides."""
+        word = body.strip().lower()
+        with self._lock:
+            if opt_out_type == "STOP" or word in OPT_OUT_WORDS:
+                self._opted_out.add((to, from_))
+            elif opt_out_type == "START" or word in OPT_IN_WORDS:
+                self._opted_out.discard((to, from_))
+
+    def opted_out(self, ours: str, theirs: str) -> bool:
+        """Whether Twilio refuses texts from our number ``ours`` to the phone ``theirs``."""
+        with self._lock:
+            return (ours, theirs) in self._opted_out
+
+    def reply(self, from_: str, to: str, body: str) -> bool:
+        """A ``<Message>`` in a webhook's reply, from our number ``from_`` to ``to``: whether
+        it reaches the phone. Twilio drops one to a phone that opted out of that number
+        (21610), kept in ``refused``."""
+        with self._lock:
+            if (from_, to) not in self._opted_out:
+                return True
+            self._refused.append(_refusal(to, from_, body, "twiml"))
+            return False
 
     # Records Twilio keeps without a REST create
 
@@ -347,7 +400,8 @@ class FakeTwilio:
             self._list_faults.extend([Fault(status, code)] * n)
 
     def clear_faults(self) -> None:
-        """Drop every pending ``fail_next``/``hang_next`` and every ``fail_for``/``fail_from``."""
+        """Drop every pending ``fail_next``/``hang_next`` and every ``fail_for``/``fail_from``
+        (not a phone's opt-out: that is hers, lifted only by her opt-in word)."""
         with self._lock:
             self._faults.clear()
             self._faults_for.clear()
@@ -453,6 +507,11 @@ class FakeTwilio:
         refusal = _refuse_message(form)
         if refusal is not None:
             return _error(400, refusal)
+        to, from_ = form["To"], form.get("From", "")
+        with self._lock:
+            if (from_, to) in self._opted_out:  # the phone texted an opt-out word to From
+                self._refused.append(_refusal(to, from_, form["Body"], "api"))
+                return _error(400, 21610)
         message = {
             "sid": _new_sid("SM"),
             "to": form["To"],
@@ -637,6 +696,10 @@ def _refuse_message(form: dict[str, str]) -> int | None:
     if not form.get("Body"):
         return 21602
     return 21617 if len(form["Body"]) > 1600 else None
+
+
+def _refusal(to: str, from_: str, body: str, via: str) -> dict[str, Any]:
+    return {"to": to, "from_": from_, "body": body, "code": 21610, "via": via}
 
 
 def _error(status: int, code: int | None, problem: bool = False) -> Response:

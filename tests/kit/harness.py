@@ -145,6 +145,8 @@ class Hotline:
             "ApiVersion": "2010-04-01",
         }
         params.update(extra)
+        # Twilio's STOP filtering comes before the webhook
+        self.fake.text_in(from_, to, body, extra.get("OptOutType"))
         return self.post("/twilio/sms", **params)
 
     def session(self) -> Session:

@@ -8,7 +8,9 @@
     phones.assert_no_unexpected()
 
 Every text a phone receives comes either in a webhook's TwiML reply (``<Message to= from=>``,
-or a bare ``<Message>`` back to the sender) or through the fake Twilio's REST API.
+or a bare ``<Message>`` back to the sender) or through the fake Twilio's REST API. Neither
+reaches a phone that texted an opt-out word to the number it comes from (the fake's
+``refused``), as at Twilio.
 """
 
 from __future__ import annotations
@@ -104,7 +106,9 @@ class Phones:
         assert root.tag == "Response"
         for message in root.iter("Message"):
             body = message.findtext("Body") or message.text or ""
-            self.receive(message.get("to") or sender, message.get("from") or to, body)
+            recipient, from_ = message.get("to") or sender, message.get("from") or to
+            if self.hotline.fake.reply(from_, recipient, body):  # else refused: 21610
+                self.receive(recipient, from_, body)
 
     def sync(self) -> None:
         """Texts sent through the REST API (by jobs) since the last look."""
