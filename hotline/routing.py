@@ -281,6 +281,17 @@ def open_number(
     return next((n for n in open_ if n not in in_use), next(iter(open_), None))
 
 
+def number_heard(
+    session: Session, vault: Vault, p: ProgrammeConfig, supporter: Supporter, number: str
+) -> str | None:
+    """The number to answer ``supporter`` from about her text to ``number``: that one, unless
+    she has texted STOP to it (Twilio refuses it: 21610), then another she can hear
+    (``open_number``); None when she has stopped every one."""
+    if not is_opted_out(session, vault, p.id, supporter_phone(vault, supporter), number):
+        return number
+    return open_number(session, vault, p, supporter)
+
+
 def _used_at(
     last_used: dict[tuple[int, str], datetime], supporter_id: int, number: str
 ) -> datetime:

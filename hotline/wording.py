@@ -261,6 +261,16 @@ def claim_lapsed() -> str:
     )
 
 
+def accept_after_stop(number: str) -> str:
+    """A late ACCEPT of a request offered on that number, or sent there with nothing offered,
+    after her STOP to it: nothing can come to her there. Sent from another of the line's
+    numbers when she texted that one (Twilio refuses it), so it names the number."""
+    return (
+        f"Your ACCEPT can't take a request on {number}: you texted STOP to it, so its texts "
+        "no longer reach you. Text START to it to get them again. Thank you!"
+    )
+
+
 def claim_lapsed_after_stop(number: str) -> str:
     """Her ACCEPT after the caller hung up, on a request claimed as their call rang, whose
     number she has texted STOP to since: it can no longer be hers. Sent from another of the
