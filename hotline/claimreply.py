@@ -39,31 +39,33 @@ def answer_claim(ctx: Inbound, supporter: Supporter, claims: list[Offer], word: 
     request was no longer open (or "Passed on"), and "You're connected" followed. An ACCEPT
     takes it now, as the job takes it (routing.offer_or_fall_back), and the job then finds
     it taken; if she can no longer take it, she is told so from its number, as by the job
-    (here, after her STOP to that number: ``_lapsed_after_stop``). A PASS stands, as one while
-    the call rang does. Either way a request not hers goes on to the next peer now."""
+    (here, after her STOP to that number: ``_after_stop``). A PASS stands, as one while the
+    call rang does, and is told "Passed on" from its number (after her STOP to it, where she
+    can read it). Either way a request not hers goes on to the next peer now."""
     if len(claims) > 1:
         ctx.reply(wording.answer_where_offered())
         return
     claim, vault, p = claims[0], ctx.services.vault, ctx.programme
     conv = ctx.session.get_one(Conversation, claim.conversation_id)
+    stopped = is_opted_out(ctx.session, vault, p.id, ctx.sender, claim.pool_number)
     if word is Word.PASS:
         routing.answer(ctx.session, claim, OfferState.PASSED, ctx.now, (OfferState.CLAIMED,))
-        ctx.effects.text(ctx.sender, claim.pool_number, wording.passed())
+        if stopped:
+            _after_stop(ctx, supporter, wording.claim_passed_after_stop(claim.pool_number))
+        else:
+            ctx.effects.text(ctx.sender, claim.pool_number, wording.passed())
     offer = routing.offer_or_fall_back(ctx.session, vault, p, conv, ctx.now, ctx.effects)
     taken = offer is not None and offer.id == claim.id
-    stopped = is_opted_out(ctx.session, vault, p.id, ctx.sender, claim.pool_number)
     if word is Word.ACCEPT and not taken and stopped:
-        _lapsed_after_stop(ctx, supporter, claim.pool_number)
+        _after_stop(ctx, supporter, wording.claim_lapsed_after_stop(claim.pool_number))
 
 
-def _lapsed_after_stop(ctx: Inbound, supporter: Supporter, number: str) -> None:
-    """Her claim, on ``number``, cannot be hers after her STOP to it: she is told from the
-    number she texted, unless that is the one (Twilio refuses it: 21610), then from another
-    free on her phone (routing.open_number). Having stopped every one, she is told nothing,
-    as nothing else the line texts reaches her; the roster says so."""
+def _after_stop(ctx: Inbound, supporter: Supporter, body: str) -> None:
+    """Her answer about a claim on a number she has texted STOP to since: she is told from
+    the number she texted, unless that is the one (Twilio refuses it: 21610), then from
+    another free on her phone (routing.number_heard). Having stopped every one, she is told
+    nothing, as nothing else the line texts reaches her; the roster says so."""
     vault, p = ctx.services.vault, ctx.programme
-    sender: str | None = ctx.text.to
-    if is_opted_out(ctx.session, vault, p.id, ctx.sender, ctx.text.to):
-        sender = routing.open_number(ctx.session, vault, p, supporter)
+    sender = routing.number_heard(ctx.session, vault, p, supporter, ctx.text.to)
     if sender is not None:
-        ctx.effects.text(ctx.sender, sender, wording.claim_lapsed_after_stop(number))
+        ctx.effects.text(ctx.sender, sender, body)

@@ -281,6 +281,13 @@ def claim_lapsed_after_stop(number: str) -> str:
     )
 
 
+def claim_passed_after_stop(number: str) -> str:
+    """Her PASS after the caller hung up, on a request claimed as their call rang, whose
+    number she has texted STOP to since. Sent from another of the line's numbers (Twilio
+    refuses that one), so it names the number."""
+    return f"Passed on: the request offered to you on {number} goes to the next peer. Thank you."
+
+
 def claim_taken_by_phone() -> str:
     """A peer took the call of a clinician whose request was claimed as it rang
     (accepted_during_call): nothing of it will come to her."""

@@ -122,6 +122,7 @@ ROWS: dict[str, Row] = {
     "claimed as the clinician called, lapsed": (wording.claim_lapsed, (), 1),
     "late ACCEPT after a STOP": (wording.accept_after_stop, (HOTLINE,), 1),
     "claimed, lapsed after a STOP": (wording.claim_lapsed_after_stop, (HOTLINE,), 1),
+    "claimed, passed after a STOP": (wording.claim_passed_after_stop, (HOTLINE,), 1),
     "claimed as the clinician called, taken by phone": (wording.claim_taken_by_phone, (), 1),
     "claimed as the clinician called, a call-back": (wording.claim_call_back, (), 1),
     "claimed as the clinician called, closed": (wording.claim_closed, (), 1),

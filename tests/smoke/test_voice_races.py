@@ -700,6 +700,40 @@ def test_an_accept_again_after_her_stop_to_the_claims_number_is_answered_where_s
     phones.assert_no_unexpected()
 
 
+@pytest.mark.parametrize(
+    ("stopped", "to"),
+    [
+        pytest.param("its number", POOL[0], id="on its number"),
+        pytest.param("its number", HOTLINE, id="to the hotline number"),
+        pytest.param("every number", POOL[0], id="every number stopped"),
+    ],
+)
+def test_a_pass_after_her_stop_to_the_claims_number_is_answered_where_she_hears_it(
+    hotline: Hotline, phones: Phones, stopped: str, to: str
+) -> None:
+    """Alice claims the request as the clinician's call rings Bob, then texts STOP to its
+    number; the caller hangs up, and she answers PASS before the job runs. Her PASS stands,
+    and she was told "Passed on" from the claim's number, which Twilio refuses after her STOP
+    (21610): she heard nothing. Now she hears it, naming the number, from the one she texted,
+    or, that being the stopped one, from another of the line's numbers; from none once she
+    has stopped them all. The request goes on to Bob either way."""
+    call = sid(0x785)
+    replaced_by_a_call(hotline, phones, call)
+    alice = phones.phone(ALICE)
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("If they hang up before a peer answers", from_=POOL[0])
+    for number in POOL if stopped == "every number" else POOL[:1]:
+        alice.texts("STOP", to=number)  # Twilio answers it; the line says nothing
+    hotline.post("/twilio/status", **caller(call, "completed"), CallDuration="30")
+    alice.texts("PASS", to=to)
+    if stopped == "its number":
+        told = alice.expect_text("Passed on", from_=POOL[1] if to == POOL[0] else to)
+        assert POOL[0] in told.body  # was: from POOL[0], refused
+    hotline.run_jobs()
+    bob_takes_it(phones)
+    phones.assert_no_unexpected()
+
+
 def test_a_claim_keeps_its_number_for_the_hang_up(hotline: Hotline, phones: Phones) -> None:
     """Alice, with room for two conversations, claims the request as the clinician's call
     rings Bob; then another clinician texts. Their request was offered to her on the claim's
