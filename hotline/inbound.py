@@ -27,10 +27,16 @@ class Inbound:
     command: Command | None
     now: datetime
     effects: Effects
+    # Where answers go from when not the number they wrote to: a supporter who texted STOP to
+    # it hears nothing from it (Twilio refuses: 21610), so another she can hear, or
+    # ``unheard`` when she has stopped them all (supporterline.answer_where_heard).
+    reply_from: str | None = None
+    unheard: bool = False
 
     def reply(self, body: str) -> None:
-        """Answer the sender from the number they wrote to."""
-        self.effects.text(self.sender, self.text.to, body)
+        """Answer the sender from the number they wrote to (or ``reply_from``)."""
+        if not self.unheard:
+            self.effects.text(self.sender, self.reply_from or self.text.to, body)
 
     def relay(self, to: str | None, from_: str) -> None:
         """Pass the text on to the other side (from ``from_``); media is not relayed."""

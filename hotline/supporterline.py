@@ -85,6 +85,8 @@ def supporter_text(ctx: Inbound, supporter: Supporter, answers: Notice | None) -
     word = ctx.command.word if ctx.command else None
     if ctx.command is not None and ctx.command.opt_in:  # START, UNSTOP, YES: Twilio unblocked
         lift_opt_out(ctx.session, ctx.services.vault, ctx.programme.id, ctx.sender, ctx.text.to)
+    else:
+        answer_where_heard(ctx, supporter)
     declined = noticereply.declines_a_shift(ctx, answers)
     if answers is not None:
         word = None  # a reply to the notice (an "ok", or a shift declined): no offer's answer
@@ -92,6 +94,20 @@ def supporter_text(ctx: Inbound, supporter: Supporter, answers: Notice | None) -
         _command(ctx, supporter, word)
     else:
         _answer(ctx, supporter, word, declined)
+
+
+def answer_where_heard(ctx: Inbound, supporter: Supporter) -> None:
+    """A text to a number she texted STOP to (a BREAK, HELP or BACK in the thread she had
+    open): its answers go from another pool number she can hear (routing.number_heard), or
+    from none once she has stopped them all; from that number Twilio refuses them (21610),
+    and she never learnt whether her break began."""
+    heard = routing.number_heard(
+        ctx.session, ctx.services.vault, ctx.programme, supporter, ctx.text.to
+    )
+    if heard is None:
+        ctx.unheard = True
+    elif heard != ctx.text.to:
+        ctx.reply_from = heard
 
 
 def _command(ctx: Inbound, supporter: Supporter, word: Word | None) -> None:

@@ -1988,3 +1988,23 @@ def test_the_alert_phone_answering_an_alert_with_a_peer_s_word_is_not_a_request(
     coordinator.texts(reply)
     coordinator.expect_text("no reply is needed", from_=HOTLINE)
     phones.assert_no_unexpected()  # Alice is offered nothing
+
+
+@pytest.mark.parametrize("stopped", ["that number", "every number"])
+def test_a_supporter_s_break_help_or_back_to_a_number_she_stopped_is_answered_where_she_hears_it(
+    hotline: Hotline, phones: Phones, stopped: str
+) -> None:
+    """Alice texted STOP to the first pool number, then writes BREAK, HELP or BACK there (the
+    thread she had open). The answers came from that number, which Twilio refuses (21610): she
+    never learnt whether her break began or ended. Now they come from another pool number she
+    can hear; from none once she has stopped them all (Twilio would refuse each)."""
+    hotline.add_supporter("Alice", ALICE)
+    alice = phones.phone(ALICE)
+    for number in POOL if stopped == "every number" else POOL[:1]:
+        alice.texts("STOP", to=number)  # Twilio answers it; the line says nothing
+    for word, answer in (("BREAK 30m", "On a break until"), ("HELP", "ACCEPT"), ("BACK", "")):
+        alice.texts(word, to=POOL[0])
+        if stopped == "that number":
+            assert alice.expect_text(answer).from_ != POOL[0]
+    assert not hotline.fake.refused, hotline.fake.refused
+    phones.assert_no_unexpected()
