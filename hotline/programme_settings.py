@@ -42,6 +42,7 @@ from hotline.programmes import (
 )
 from hotline.rotation import follow_programme_zones
 from hotline.settings import (
+    CRISIS_TEXT_LIMIT,
     NO_CHECKINS,
     SettingsError,
     is_timezone,
@@ -52,7 +53,7 @@ from hotline.settings import (
 TEXT_LIMITS = {
     "greeting": 1000,
     "call_greeting": 500,
-    "crisis_text": 500,
+    "crisis_text": CRISIS_TEXT_LIMIT,
     "resources_text": 1500,
     "checkin_text": 500,
 }

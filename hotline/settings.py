@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 from hotline.phone import InvalidPhoneNumber, normalize
 from hotline.plaintext import plain
 
+CRISIS_TEXT_LIMIT = 500  # characters, as a programme's own in Settings
 DEFAULT_CRISIS_TEXT = (
     "If you are in crisis or thinking about suicide, call or text 988 "
     "(Suicide & Crisis Lifeline) now, or 911 in an emergency."
@@ -140,7 +141,7 @@ def load_settings(
         checkin_hours=parse_hours(
             environ.get("HOTLINE_CHECKIN_HOURS", "09:00-20:00"), "HOTLINE_CHECKIN_HOURS"
         ),
-        crisis_text=plain(_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT),
+        crisis_text=_crisis_text(environ),
         retention_days=_positive_int(environ, "HOTLINE_RETENTION_DAYS", 30),
         trusted_proxies=_positive_int(environ, "HOTLINE_TRUSTED_PROXIES", 0, 5, minimum=0),
         instance_path=instance,
@@ -194,6 +195,19 @@ def parse_hours(text: str, name: str = "hours") -> tuple[time, time] | None:
     if start == end:
         raise SettingsError(f"{name}: the window {text!r} is empty")
     return start, end
+
+
+def _crisis_text(environ: Mapping[str, str]) -> str:
+    """HOTLINE_CRISIS_TEXT, made plain, at most CRISIS_TEXT_LIMIT characters: said in every
+    greeting, with the programme's greeting (a coordinator's, up to 1,000) beside it, and a
+    text over 1,600 characters is refused by Twilio (21617), crisis sentence and all."""
+    text = plain(_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT)
+    if len(text) > CRISIS_TEXT_LIMIT:
+        raise SettingsError(
+            f"HOTLINE_CRISIS_TEXT must be at most {CRISIS_TEXT_LIMIT} characters "
+            f"(it has {len(text)}): it is said in every greeting"
+        )
+    return text
 
 
 def _get(environ: Mapping[str, str], name: str) -> str | None:

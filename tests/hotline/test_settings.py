@@ -372,3 +372,14 @@ def test_production_without_a_database_url_warns_that_it_uses_a_file_of_its_own(
     for given in (PRODUCTION, {**unset, "DATABASE_URL": f"sqlite:///{tmp_path}/kept.db"}):
         build_services(load_settings(given, instance_path=tmp_path))
     assert not [r for r in caplog.records if "DATABASE_URL" in r.getMessage()]
+
+
+def test_a_crisis_sentence_too_long_for_the_greeting_is_refused_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    """Said in every greeting beside the programme's own greeting: longer than a programme's
+    crisis sentence may be in Settings, the greeting could pass Twilio's 1,600 characters and
+    be refused whole, the crisis line with it."""
+    assert load(tmp_path, HOTLINE_CRISIS_TEXT="Call 988. " * 50).crisis_text.startswith("Call")
+    error = error_for(tmp_path, {"HOTLINE_NUMBER": HOTLINE, "HOTLINE_CRISIS_TEXT": "x" * 501})
+    assert "HOTLINE_CRISIS_TEXT must be at most 500 characters (it has 501)" in error
