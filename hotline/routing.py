@@ -459,7 +459,8 @@ def offer_or_fall_back(
                 effects.text(to, p.hotline_number, body, owed_by=conv.id)
         alert = alert_phone(session, vault, p.id)
         if alert:
-            effects.text(alert, p.hotline_number, wording.coordinator_alert(p), alerting=conv.id)
+            body = wording.coordinator_alert(p, conv.channel == Channel.VOICE)
+            effects.text(alert, p.hotline_number, body, alerting=conv.id)
     return offer
 
 

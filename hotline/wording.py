@@ -175,10 +175,14 @@ def _next_on_call(p: ProgrammeConfig, at: datetime | None, now: datetime) -> str
     return f" The next peer comes on call at {when}."
 
 
-def coordinator_alert(p: ProgrammeConfig) -> str:
+def coordinator_alert(p: ProgrammeConfig, call_back: bool = False) -> str:
+    """To the coordinator's phone: what waits (a call-back, or a text request) and where to
+    see it; "a peer support request" read "Peer support: a peer support request" under the
+    default name, and said neither."""
+    kind = "call-back request" if call_back else "text request"
     return (
-        f"{p.name}: a peer support request is waiting with nobody available to take it. "
-        "No need to reply."
+        f"{p.name}: a {kind} is waiting with nobody available to take it. "
+        "The console's Live page shows it. No need to reply."
     )
 
 

@@ -155,6 +155,7 @@ ROWS: dict[str, Row] = {
     "supporter help": (wording.supporter_help, (), 1),
     # Coordinators and supporters being enrolled.
     "coordinator alert": (wording.coordinator_alert, (NAMED,), 1),
+    "coordinator alert, a call-back": (wording.coordinator_alert, (NAMED, True), 1),
     "alert phone answered": (wording.alert_phone_answer, (NAMED,), 1),
     # Her "Thanks!" most likely, but she may be writing for herself: the crisis line too.
     "notice answered": (wording.notice_answer, (NAMED,), 2),

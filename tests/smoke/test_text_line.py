@@ -370,7 +370,9 @@ def test_nobody_on_call_at_3am_gets_the_fallback_and_a_later_shift_picks_it_up(
     assert "No peer is free right now" in fallback.body
     assert "next peer comes on call" in fallback.body
     assert fallback.body.count("988") == 1 and segments(fallback.body) <= 3
-    alert = phones.phone(COORDINATOR).expect_text("nobody available", from_=HOTLINE)
+    alert = phones.phone(COORDINATOR).expect_text(
+        "a text request is waiting with nobody available", from_=HOTLINE
+    )
     assert "can't sleep" not in alert.body and CLINICIANS[0] not in alert.body
     assert "No need to reply" in alert.body  # a reply here would be a request for support
     clinician.texts("still here")  # held, no second fallback

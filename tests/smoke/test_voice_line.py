@@ -811,7 +811,7 @@ def test_a_call_back_redis_lost_still_tells_the_caller_and_the_coordinator_once(
         hotline.run_jobs()
     told = phones.phone(CLINICIAN).expect_text("No peer supporter is free", from_=HOTLINE)
     assert "will call you from this number" in told.body
-    phones.phone(COORDINATOR).expect_text("waiting with nobody available")
+    phones.phone(COORDINATOR).expect_text("a call-back request is waiting with nobody available")
     phones.assert_no_unexpected()
 
 
