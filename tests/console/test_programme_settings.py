@@ -53,7 +53,8 @@ def gate(hotline: Hotline) -> numbercheck.Gate | None:
     return numbercheck.gate(hotline.services.telephony, hotline.settings.public_url)
 
 
-def update(hotline: Hotline, changes: dict[str, object]) -> None:
+def update(hotline: Hotline, changes: dict[str, object], **options: Any) -> None:
+    """Settings saved with ``changes`` (``options``: update_settings's, e.g. ``shown``)."""
     services = hotline.services
     with transaction(services.sessions) as session:
         programme = session.get_one(Programme, hotline.programme_id)
@@ -66,6 +67,7 @@ def update(hotline: Hotline, changes: dict[str, object]) -> None:
             hotline.clock.now,
             "UTC",
             gate=gate(hotline),
+            **options,
         )
 
 

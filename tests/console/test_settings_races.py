@@ -25,8 +25,7 @@ from hotline import programme_settings
 from hotline.db import transaction
 from hotline.models import Programme
 from hotline.programmes import NumberInUseError, ensure_programme
-from tests.console.conftest import ACTOR
-from tests.console.test_programme_settings import gate, pool_of, update
+from tests.console.test_programme_settings import pool_of, update
 from tests.kit.databases import waiting_on_a_lock
 from tests.kit.harness import HOTLINE, POOL, SET_UP_HERE, Hotline
 from tests.kit.phones import Phones
@@ -98,14 +97,16 @@ def test_a_number_two_coordinators_add_at_once_joins_once_and_neither_is_refused
     assert pool_of(hotline) == [*POOL[:2], NEW]
 
 
+@pytest.mark.parametrize("by", ["Settings", "a release"])
 def test_a_number_added_meanwhile_that_carries_an_offer_is_not_taken_out_unchecked(
-    hotline: Hotline, phones: Phones
+    hotline: Hotline, phones: Phones, by: str
 ) -> None:
-    """Alice talks with a clinician on the first number. B takes the second out of the pool;
-    meanwhile A puts the new number in its place, and a second clinician's request is offered
-    to Alice on it. B's save, without the new number, would take it out: refused, since the
-    offer is on it, and Alice's ACCEPT there connects her. B's save worked from the pool it had
-    read: it took the second number out again (gone already) and left the new one unchecked."""
+    """Alice talks with a clinician on the first number. B takes the second out of the pool
+    (in Settings; or IT, with `hotline programme add --pool`); meanwhile A puts the new number
+    in its place, and a second clinician's request is offered to Alice on it. B's change,
+    without the new number, would take it out: refused, since the offer is on it, and Alice's
+    ACCEPT there connects her. B's change worked from the pool it had read: it took the second
+    number out again (gone already) and left the new one unchecked."""
     hotline.fake.own_number(NEW, **SET_UP_HERE)
     update(hotline, {"pool_numbers": list(POOL[:2])})
     hotline.add_supporter("Alice", ALICE)
@@ -118,7 +119,8 @@ def test_a_number_added_meanwhile_that_carries_an_offer_is_not_taken_out_uncheck
         second.expect_text("confidential")
         assert alice.expect_text("Reply ACCEPT").from_ == NEW
 
-    told = while_it_waits_for_the_lock(hotline, lambda h: saving(h, [POOL[0]]), meanwhile)
+    change = saving if by == "Settings" else releasing
+    told = while_it_waits_for_the_lock(hotline, lambda h: change(h, [POOL[0]]), meanwhile)
     assert "carrying" in told, told
     assert pool_of(hotline) == [POOL[0], NEW]
     alice.texts("ACCEPT", to=NEW)
@@ -130,21 +132,8 @@ def test_a_number_added_meanwhile_that_carries_an_offer_is_not_taken_out_uncheck
 
 def saving_from(hotline: Hotline, shown: str, changes: dict[str, object]) -> str:
     """A coordinator saves ``changes`` from a page that showed the settings at ``shown``."""
-    services = hotline.services
     try:
-        with transaction(services.sessions) as session:
-            programme = session.get_one(Programme, hotline.programme_id)
-            programme_settings.update_settings(
-                session,
-                services.vault,
-                programme,
-                changes,
-                ACTOR,
-                hotline.clock.now,
-                "UTC",
-                gate=gate(hotline),
-                shown={shown},
-            )
+        update(hotline, changes, shown={shown})
     except programme_settings.StaleSettingsError as error:
         return str(error)
     return "saved"
@@ -208,33 +197,3 @@ def test_a_release_adding_a_number_a_coordinator_adds_meanwhile_adds_it_once(
     )
     assert told == "saved"
     assert pool_of(hotline) == [*POOL, NEW]
-
-
-def test_a_release_does_not_take_out_unchecked_a_number_added_meanwhile_with_an_offer(
-    hotline: Hotline, phones: Phones
-) -> None:
-    """As for two coordinators above: IT's `programme add --pool` takes the second number out;
-    meanwhile a coordinator puts the new number in its place and a request is offered to Alice
-    on it. The release, which would take the new number out, is refused: the offer is on it,
-    and Alice's ACCEPT there connects her. It worked from the pool it had read, taking the
-    second number out again (gone already) and leaving the new one unchecked."""
-    hotline.fake.own_number(NEW, **SET_UP_HERE)
-    update(hotline, {"pool_numbers": list(POOL[:2])})
-    hotline.add_supporter("Alice", ALICE)
-    phones.talking(FIRST, ALICE)
-    second, alice = phones.phone(SECOND), phones.phone(ALICE)
-
-    def meanwhile() -> None:
-        update(hotline, {"pool_numbers": [POOL[0], NEW]})
-        second.texts("long shift")
-        second.expect_text("confidential")
-        assert alice.expect_text("Reply ACCEPT").from_ == NEW
-
-    told = while_it_waits_for_the_lock(hotline, lambda h: releasing(h, [POOL[0]]), meanwhile)
-    assert told.startswith("NumberInUseError"), told
-    assert pool_of(hotline) == [POOL[0], NEW]
-    alice.texts("ACCEPT", to=NEW)
-    alice.expect_text("connected")
-    alice.expect_text("long shift")
-    second.expect_text("joined")
-    phones.assert_no_unexpected()
