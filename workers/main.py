@@ -55,6 +55,7 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
     services = build_services(settings, redis=wakeups)
     check_schema(services)
     context.install(services)
+    _log_start(redis, sweeper and not burst)
     stop = threading.Event()
     sweeping = threading.Thread(target=run_sweeper, args=(services, stop), daemon=True)
     if sweeper and not burst:
@@ -68,6 +69,17 @@ def run_worker(settings: Settings, *, burst: bool = False, sweeper: bool = True)
         # deletion cut short after the wait costs nothing: its row is tried again after its lease.
         if sweeping.is_alive():
             sweeping.join(SWEEP_STOP_WAIT)
+
+
+def _log_start(redis: Redis, sweeping: bool) -> None:
+    """One line saying the worker is up and where it takes jobs from (never the password):
+    RQ's own lines are turned down to warnings, and an operator could not tell it had started."""
+    kwargs = redis.connection_pool.connection_kwargs
+    where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')} db {kwargs.get('db', 0)}"
+    sweeper = (
+        f", the sweeper every {tasks.SWEEP_INTERVAL.total_seconds():.0f} s" if sweeping else ""
+    )
+    log.info("hotline worker started: jobs from Redis at %s%s", where, sweeper)
 
 
 class _Worker(SimpleWorker):

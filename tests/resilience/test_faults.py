@@ -823,6 +823,9 @@ def test_a_worker_whose_redis_cannot_be_reached_names_it_and_keeps_trying(
     )
     assert "REDIS_URL" in first and f"127.0.0.1:{port}" in first, first
     assert "not-for-logs" not in (tmp_path / "worker.log").read_text()
+    # It said it had started, and where it looks for jobs: RQ's own lines are turned down.
+    started = f"hotline worker started: jobs from Redis at 127.0.0.1:{port} db 0, the sweeper"
+    assert started in (tmp_path / "worker.log").read_text()
 
 
 @pytest.mark.sqlite_only
