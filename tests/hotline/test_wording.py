@@ -51,6 +51,9 @@ TODAY = NOON - timedelta(hours=20)  # the next peer comes on call within the wee
 WEEKS_BEFORE = NOON - timedelta(days=12)  # a schedule empty for a while: dated
 DISCIPLINE = max(keywords.DISCIPLINES.values(), key=len)
 CODE_MINUTES = int(verification.CODE_TTL.total_seconds() // 60)
+# 1 November 2026, New York: the clock reads 01:00-01:59 twice, first EDT, then EST.
+FIRST_1_10 = datetime(2026, 11, 1, 5, 10, tzinfo=UTC)
+SECOND_1_10 = FIRST_1_10 + timedelta(hours=1)
 OWN_CHECKIN = replace(DEFAULT, checkin_text="Thinking of you: how are you doing? Reply any time.")
 
 # (text function, its arguments, at most this many segments)
@@ -166,6 +169,13 @@ ROWS: dict[str, Row] = {
     "coverage gap": (wording.coverage_gap, (NAMED, NOON, EVENING), 1),
     "coverage gap, open-ended": (wording.coverage_gap, (NAMED, NOON, None), 1),
     "coverage gap, texts refused": (wording.coverage_gap, (NAMED, NOON, EVENING, True), 2),
+    # A time in the hour the clock reads twice names its offset (" EDT"): once a year, one more
+    # segment, rather than a time the reader cannot place.
+    "coverage gap, the clock reading twice": (
+        wording.coverage_gap,
+        (NAMED, FIRST_1_10, SECOND_1_10),
+        2,
+    ),
     # A check-in as sent: the default as written; a programme's own text that does not say how
     # to stop them with that said after it, still one segment for a short one.
     "check-in as sent": (wording.checkin, (DEFAULT,), 1),
@@ -332,3 +342,21 @@ def test_the_next_peer_on_call_is_dated_a_week_or_more_ahead() -> None:
     assert "at Wed 12:30 PM." in wording.fallback(DEFAULT, NOON, TODAY)
     assert "at Wed 12 Nov 12:30 PM." in wording.fallback(DEFAULT, NOON, WEEKS_BEFORE)
     assert "at Wed 12 Nov 12:30 PM." in wording.still_waiting(DEFAULT, NOON, WEEKS_BEFORE)
+
+
+def test_a_time_the_clock_reads_twice_says_which_reading() -> None:
+    """The night clocks go back, 1:10 AM happens twice: a supporter's hour-long break from the
+    first reading "until Sun 1:10 AM" reads as no break at all, and a peer on call from the
+    second reading as one already on. Such a time names its offset; no other time does."""
+    assert "until Sun 1:10 AM EST:" in wording.on_break(SECOND_1_10, DEFAULT.zone)
+    assert "until Sun 1:10 AM EDT:" in wording.on_break(FIRST_1_10, DEFAULT.zone)
+    assert "until Sun 2:10 AM:" in wording.on_break(SECOND_1_10 + timedelta(hours=1), DEFAULT.zone)
+    assert "until Sun 12:10 AM:" in wording.on_break(FIRST_1_10 - timedelta(hours=1), DEFAULT.zone)
+    assert "no new requests until Sun 1:10 AM EST." in wording.accepted_on_break(
+        SECOND_1_10, DEFAULT.zone
+    )
+    assert "at Sun 1:10 AM EST." in wording.fallback(DEFAULT, SECOND_1_10, FIRST_1_10)
+    gap = wording.coverage_gap(DEFAULT, FIRST_1_10, SECOND_1_10)
+    assert "from Sun 1 Nov 1:10 AM EDT to Sun 1 Nov 1:10 AM EST." in gap
+    reminder = wording.shift_reminder(DEFAULT, SECOND_1_10, SECOND_1_10 + timedelta(hours=8))
+    assert "from Sun 1 Nov 1:10 AM EST to Sun 1 Nov 9:10 AM." in reminder

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import xml.etree.ElementTree as ET
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -1648,6 +1648,24 @@ def test_a_break_typed_with_hours_and_minutes_is_a_break_not_a_text_to_the_clini
     phones.phone(CLINICIANS[1]).texts("hello")  # a new request: Alice is on her break
     phones.phone(CLINICIANS[1]).expect_text("No peer is free right now")
     clinician.expect_nothing()
+    phones.assert_no_unexpected()
+
+
+def test_a_break_over_the_night_clocks_go_back_says_which_reading_it_ends_at(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """New York, 1 November 2026: at 1:10 AM (the first time), Alice takes an hour's break. It
+    ends at 1:10 AM the second time; "until Sun 1:10 AM" read as a break already over."""
+    from hotline.db import transaction
+    from hotline.models import Programme
+
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Programme, hotline.programme_id).timezone = "America/New_York"
+    hotline.clock.now = datetime(2026, 11, 1, 5, 10, tzinfo=UTC)  # 01:10 EDT
+    hotline.add_supporter("Alice", ALICE)
+    alice = phones.phone(ALICE)
+    alice.texts("BREAK 1h")
+    assert "On a break until Sun 1:10 AM EST:" in alice.expect_text("On a break until").body
     phones.assert_no_unexpected()
 
 
