@@ -257,6 +257,60 @@ def test_in_window_is_the_first_reading_inside_across_both_changes(
         assert checkins.in_window(at, hours, CHICAGO) == _first_reading_inside(at, hours), at
 
 
+ELSEWHERE = [
+    # (zone, a change: the hour before it on the wall clock); south of the equator clocks go
+    # forward in October and back in April; London changes at 01:00 UTC; Kolkata never does.
+    (ZoneInfo("Europe/London"), datetime(2026, 3, 29, 0, 30)),
+    (ZoneInfo("Europe/London"), datetime(2026, 10, 25, 0, 30)),
+    (ZoneInfo("Australia/Sydney"), datetime(2026, 4, 5, 2, 30)),
+    (ZoneInfo("Australia/Sydney"), datetime(2026, 10, 4, 1, 30)),
+    (ZoneInfo("Asia/Kolkata"), datetime(2026, 3, 8, 1, 30)),
+]
+
+
+@pytest.mark.parametrize(("zone", "change"), ELSEWHERE, ids=lambda c: str(c))
+@pytest.mark.parametrize("hours", [DAY, NIGHT], ids=["09:00-20:00", "20:00-08:00"])
+def test_in_window_holds_in_other_zones_across_their_changes(
+    zone: ZoneInfo, change: datetime, hours: tuple[clock_time, clock_time]
+) -> None:
+    """Every 20 minutes from six hours before a change to six after, by brute force as above:
+    the first minute the programme's clock reads inside the window."""
+    start = change.replace(tzinfo=zone).astimezone(UTC) - timedelta(hours=6)
+    for step in range(0, 12 * 60, 20):
+        at = start + timedelta(minutes=step)
+        moment = at
+        while not checkins._inside(moment.astimezone(zone).time(), *hours):
+            moment += timedelta(minutes=1)
+        assert checkins.in_window(at, hours, zone) == moment, at
+
+
+@pytest.mark.parametrize(
+    ("zone", "ended", "expected"),
+    [
+        # "1d" after a conversation that ended in the evening before each change: the same
+        # wall time the next day (23 or 25 hours on), inside 09:00-20:00 as it was.
+        (ZoneInfo("Australia/Sydney"), datetime(2026, 4, 4, 19, 30), datetime(2026, 4, 5, 19, 30)),
+        (
+            ZoneInfo("Australia/Sydney"),
+            datetime(2026, 10, 3, 19, 30),
+            datetime(2026, 10, 4, 19, 30),
+        ),
+        (ZoneInfo("Europe/London"), datetime(2027, 3, 27, 19, 30), datetime(2027, 3, 28, 19, 30)),
+        (ZoneInfo("Europe/London"), datetime(2027, 10, 30, 19, 30), datetime(2027, 10, 31, 19, 30)),
+        (ZoneInfo("Asia/Kolkata"), datetime(2026, 3, 7, 19, 30), datetime(2026, 3, 8, 19, 30)),
+        # Ended just before midnight: due after the window shuts, so the next morning at 09:00.
+        (ZoneInfo("Australia/Sydney"), datetime(2026, 4, 4, 23, 50), datetime(2026, 4, 6, 9)),
+        (ZoneInfo("Europe/London"), datetime(2026, 3, 28, 23, 50), datetime(2026, 3, 30, 9)),
+    ],
+    ids=str,
+)
+def test_a_day_after_in_other_zones_keeps_the_wall_time_and_the_window(
+    zone: ZoneInfo, ended: datetime, expected: datetime
+) -> None:
+    due = checkins.due_after(ended.replace(tzinfo=zone).astimezone(UTC), timedelta(days=1), zone)
+    assert checkins.in_window(due, DAY, zone) == expected.replace(tzinfo=zone).astimezone(UTC)
+
+
 # --- the harness: both clocks, real workers ---------------------------------------------------
 
 
