@@ -527,8 +527,8 @@ def test_a_supporter_s_reply_to_her_check_in_after_a_reminder_reaches_her_peer(
     hotline.sweep()  # the 1-day check-in
     alice.expect_text("NOCHECKIN", from_=HOTLINE)
     alice.texts(reply)
-    alice.expect_text("confidential", from_=HOTLINE)
-    bob.expect_text("Reply ACCEPT", from_=HOTLINE)
+    alice.expect_text("Glad you wrote", from_=HOTLINE)  # a reply to a check-in
+    bob.expect_text("a reply to a check-in. Reply ACCEPT", from_=HOTLINE)
     phones.assert_no_unexpected()
 
 
