@@ -216,6 +216,11 @@ def update_settings(
     if "timezone" in changes:
         _sync_rotations(session, programme, default_zone)
     session.flush()
+    if pool is not None:
+        # Read back in the order the pool is stored (the order its numbers joined), not the
+        # order sent: the audit, the answer and its ETag (``version``) show the settings as
+        # a later read does, or that ETag would name no settings and be refused.
+        session.expire(programme, ["pool_numbers"])
     old, new = audit.changed(before, view(session, vault, programme))
     if new:
         audit.record(

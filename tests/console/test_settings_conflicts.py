@@ -216,3 +216,23 @@ def test_the_openapi_document_describes_etag_and_if_match(hotline: Hotline) -> N
     assert "ETag" in programme["get"]["responses"]["200"]["headers"]
     assert "412" in programme["patch"]["responses"]
     assert any(p["name"] == "If-Match" for p in programme["patch"]["parameters"])
+
+
+def test_a_change_sent_with_the_etag_of_the_last_answer_is_not_refused(
+    hotline: Hotline,
+) -> None:
+    """A script adds the new number at the head of the pool, then makes its next change with
+    the ETag that answer gave. The answer named the pool in the order sent, the settings as
+    stored (and as a GET reads them) in the order the numbers joined: its ETag matched no
+    settings, and the next change was refused (412) though nobody else had changed a thing."""
+    hotline.fake.own_number(NEW, **SET_UP_HERE)
+    auth = api(hotline)
+    etag = hotline.client.get("/api/v1/programme", headers=auth).headers["ETag"]
+    first = patch(hotline, {**auth, "If-Match": etag}, {"pool_numbers": [NEW, *POOL]})
+    assert first.status_code == 200, first.get_json()
+    read = hotline.client.get("/api/v1/programme", headers=auth)
+    assert first.get_json() == read.get_json(), "the answer shows the settings as stored"
+    second = patch(hotline, {**auth, "If-Match": first.headers["ETag"]}, {"greeting": "Hello."})
+    assert second.status_code == 200, second.get_json()
+    assert stored(hotline).greeting == "Hello."
+    assert [p.number for p in stored(hotline).pool_numbers] == [*POOL, NEW]
