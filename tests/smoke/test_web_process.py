@@ -10,10 +10,12 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from sqlalchemy import select
 
 from hotline import feeds
@@ -81,7 +83,7 @@ def test_the_procfile_web_process_logs_no_calendar_secret(hotline: Hotline, tmp_
                 assert time.monotonic() < deadline, "gunicorn did not answer"
                 time.sleep(0.1)
         assert fetch(f"{base}/calendar/supporter/{token}.ics") == (200, "text/calendar")
-        # No gunicorn control socket (on by default since gunicorn 25, in $HOME): any process
+        # No gunicorn control socket (on by default since gunicorn 25.1, in $HOME): any process
         # of the same user could resize or stop the web process through it, and two on one
         # host would contend for the one path.
         assert not (tmp_path / "home" / ".gunicorn").exists()
@@ -163,3 +165,16 @@ def test_the_procfile_serves_on_every_interface_and_runs_the_worker_and_the_rele
     assert web[0] == "gunicorn" and web[web.index("--bind") + 1] == "0.0.0.0:$PORT"
     assert shlex.split(lines["worker"]) == ["hotline", "worker"]
     assert shlex.split(lines["release"]) == ["hotline", "db", "upgrade"]
+
+
+def test_every_gunicorn_the_project_allows_takes_the_procfile_s_options() -> None:
+    """``--no-control-socket`` came with gunicorn 25.1.0. ``gunicorn>=25`` let an install
+    (a pinned or cached 25.0.x) have a gunicorn that stops at once on that unknown option:
+    the web process never served, and every text and call went to Twilio's fallback."""
+    web = (ROOT / "Procfile").read_text(encoding="utf-8")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (gunicorn,) = [
+        Requirement(d) for d in project["project"]["dependencies"] if d.startswith("gunicorn")
+    ]
+    assert "--no-control-socket" in web
+    assert not gunicorn.specifier.contains("25.0.3"), gunicorn
