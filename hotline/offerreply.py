@@ -97,6 +97,16 @@ def reminder(ctx: Inbound, offer: Offer) -> str:
     return wording.offer_reminder(conv.checkin_reply)
 
 
+def lapsed_reminder(ctx: Inbound, lapsed: Offer) -> str:
+    """A text on the number of her lapsed offer whose request still waits: the offer's words
+    again; after her STOP to that number, that it cannot come to her there, and START (an
+    ACCEPT there is refused: accept_late). Reminded, from another number, to ACCEPT, her
+    ACCEPT in that thread found nothing there, and she was told the request had gone."""
+    if _stopped_here(ctx):
+        return wording.offered_after_stop(lapsed.pool_number)
+    return reminder(ctx, lapsed)
+
+
 def answer_elsewhere(ctx: Inbound, offers: list[Offer], word: Word | None) -> None:
     """An answer sent to another number than the offer's: it reaches the one offer; with more
     than one, the supporter is asked to answer on each one's number. A ring is answered by

@@ -170,7 +170,8 @@ def _answer(ctx: Inbound, supporter: Supporter, word: Word | None, declined: boo
         lapsed := offerreply.lapsed_waiting(ctx, supporter, anywhere=False)
     ):
         # Their offer on this number lapsed, and the request still waits with nobody.
-        ctx.reply(wording.passed() if word is Word.PASS else offerreply.reminder(ctx, lapsed[0]))
+        answer = wording.passed() if word is Word.PASS else None
+        ctx.reply(answer or offerreply.lapsed_reminder(ctx, lapsed[0]))
     elif word is Word.PASS:
         ctx.reply(offerreply.pass_too_late(ctx, supporter))
     else:

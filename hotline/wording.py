@@ -275,6 +275,17 @@ def accept_after_stop(number: str) -> str:
     )
 
 
+def offered_after_stop(number: str) -> str:
+    """A text (not ACCEPT or PASS) on the number of her lapsed offer, its request still
+    waiting, after her STOP to that number: no ACCEPT there can take it (accept_after_stop),
+    so she is not reminded to. Sent from another of the line's numbers (Twilio refuses that
+    one), so it names the number."""
+    return (
+        f"The request offered to you on {number} can't come to you there since you texted "
+        "STOP to it. Text START to it to get its texts again. Thank you!"
+    )
+
+
 def claim_lapsed_after_stop(number: str) -> str:
     """Her ACCEPT after the caller hung up, on a request claimed as their call rang, whose
     number she has texted STOP to since: it can no longer be hers. Sent from another of the

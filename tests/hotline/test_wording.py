@@ -124,6 +124,7 @@ ROWS: dict[str, Row] = {
     "accepted as the clinician calls": (wording.accepted_during_call, (), 1),
     "claimed as the clinician called, lapsed": (wording.claim_lapsed, (), 1),
     "late ACCEPT after a STOP": (wording.accept_after_stop, (HOTLINE,), 1),
+    "a text on a lapsed offer's number after a STOP": (wording.offered_after_stop, (HOTLINE,), 1),
     "claimed, lapsed after a STOP": (wording.claim_lapsed_after_stop, (HOTLINE,), 1),
     "claimed, passed after a STOP": (wording.claim_passed_after_stop, (HOTLINE,), 1),
     "claimed as the clinician called, taken by phone": (wording.claim_taken_by_phone, (), 1),

@@ -1136,6 +1136,35 @@ def test_a_supporters_stop_with_punctuation_is_confirmed_on_that_number(
     phones.assert_no_unexpected()
 
 
+def test_a_text_on_a_number_she_stopped_is_not_told_to_accept_what_waits_there(
+    hotline: Hotline, phones: Phones
+) -> None:
+    """Alice texts STOP to the offer's number (meaning PASS), then "sorry, meant pass" there,
+    the request still waiting with nobody. She was reminded, from another pool number, to
+    "Reply ACCEPT to take this peer support request"; her ACCEPT there was told the request
+    "is no longer open", and one on the stopped number that it cannot come to her. Now she is
+    told that it cannot come to her on that number after her STOP, and that START brings its
+    texts back (her ACCEPT there then takes it)."""
+    hotline.add_supporter("Alice", ALICE)
+    clinician, alice = phones.phone(CLINICIANS[0]), phones.phone(ALICE)
+    clinician.texts("hello")
+    clinician.expect_text("confidential")
+    alice.expect_text(OFFER, from_=POOL[0])
+    alice.texts("STOP", to=POOL[0])  # passes the offer on: nobody else, so the fallback
+    clinician.expect_text("No peer supporter is free")
+    alice.texts("sorry, meant pass", to=POOL[0])
+    told = alice.expect_text(from_=POOL[1])
+    assert "ACCEPT" not in told.body, told.body
+    assert POOL[0] in told.body and "STOP" in told.body and "START" in told.body, told.body
+    alice.texts("START", to=POOL[0])
+    alice.texts("ACCEPT", to=POOL[0])
+    alice.expect_text("connected", from_=POOL[0])
+    alice.expect_text("hello", from_=POOL[0])
+    clinician.expect_text("joined")
+    assert not hotline.fake.refused, hotline.fake.refused
+    phones.assert_no_unexpected()
+
+
 @pytest.mark.parametrize(
     ("stopped", "to"),
     [
