@@ -51,21 +51,18 @@ def answer_claim(ctx: Inbound, supporter: Supporter, claims: list[Offer], word: 
     if word is Word.PASS:
         routing.answer(ctx.session, claim, OfferState.PASSED, ctx.now, (OfferState.CLAIMED,))
         if stopped:
-            _after_stop(ctx, supporter, wording.claim_passed_after_stop(claim.pool_number))
+            _after_stop(ctx, wording.claim_passed_after_stop(claim.pool_number))
         else:
             ctx.effects.text(ctx.sender, claim.pool_number, wording.passed())
     offer = routing.offer_or_fall_back(ctx.session, vault, p, conv, ctx.now, ctx.effects)
     taken = offer is not None and offer.id == claim.id
     if word is Word.ACCEPT and not taken and stopped:
-        _after_stop(ctx, supporter, wording.claim_lapsed_after_stop(claim.pool_number))
+        _after_stop(ctx, wording.claim_lapsed_after_stop(claim.pool_number))
 
 
-def _after_stop(ctx: Inbound, supporter: Supporter, body: str) -> None:
-    """Her answer about a claim on a number she has texted STOP to since: she is told from
-    the number she texted, unless that is the one (Twilio refuses it: 21610), then from
-    another free on her phone (routing.number_heard). Having stopped every one, she is told
-    nothing, as nothing else the line texts reaches her; the roster says so."""
-    vault, p = ctx.services.vault, ctx.programme
-    sender = routing.number_heard(ctx.session, vault, p, supporter, ctx.text.to)
-    if sender is not None:
-        ctx.effects.text(ctx.sender, sender, body)
+def _after_stop(ctx: Inbound, body: str) -> None:
+    """Her answer about a claim on a number she has texted STOP to since: she is told where
+    she can hear it (Inbound.reply_from: the number she texted, unless that is the one Twilio
+    refuses, 21610). Having stopped every one, she is told nothing, as nothing else the line
+    texts reaches her; the roster says so."""
+    ctx.reply(body)

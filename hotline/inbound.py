@@ -28,8 +28,9 @@ class Inbound:
     now: datetime
     effects: Effects
     # Where answers go from when not the number they wrote to: a supporter who texted STOP to
-    # it hears nothing from it (Twilio refuses: 21610), so another she can hear, or
-    # ``unheard`` when she has stopped them all (supporterline.answer_where_heard).
+    # it (``stopped_here``) hears nothing from it (Twilio refuses: 21610), so another she can
+    # hear, or ``unheard`` when she has stopped them all (supporterline.answer_where_heard).
+    stopped_here: bool = False
     reply_from: str | None = None
     unheard: bool = False
 

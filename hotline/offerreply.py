@@ -102,7 +102,7 @@ def lapsed_reminder(ctx: Inbound, lapsed: Offer) -> str:
     again; after her STOP to that number, that it cannot come to her there, and START (an
     ACCEPT there is refused: accept_late). Reminded, from another number, to ACCEPT, her
     ACCEPT in that thread found nothing there, and she was told the request had gone."""
-    if _stopped_here(ctx):
+    if ctx.stopped_here:
         return wording.offered_after_stop(lapsed.pool_number)
     return reminder(ctx, lapsed)
 
@@ -231,28 +231,18 @@ def accept_late(ctx: Inbound, supporter: Supporter, *, anywhere: bool) -> None:
             return
         if routing.accept(ctx.session, vault, p, lapsed, ctx.now, ctx.effects, late=True):
             return
-    if stopped or (lapsed is None and _stopped_here(ctx)):
-        _after_stop(ctx, supporter, lapsed.pool_number if lapsed is not None else ctx.text.to)
+    if stopped or (lapsed is None and ctx.stopped_here):
+        _after_stop(ctx, lapsed.pool_number if lapsed is not None else ctx.text.to)
     elif lapsed is None:
         ctx.reply(wording.offer_gone())
     else:  # from the offer's number: in a live conversation's thread it read as that one's end
         _answer_on(ctx, lapsed, wording.offer_gone())
 
 
-def _stopped_here(ctx: Inbound) -> bool:
-    vault, p = ctx.services.vault, ctx.programme
-    return is_opted_out(ctx.session, vault, p.id, ctx.sender, ctx.text.to)
-
-
-def _after_stop(ctx: Inbound, supporter: Supporter, number: str) -> None:
+def _after_stop(ctx: Inbound, number: str) -> None:
     """A late ACCEPT that cannot take a request on ``number`` after her STOP to it: she is
-    told so, and how to hear that number again, from the number she texted, unless that is
-    the stopped one (Twilio refuses it: 21610), then from another she can hear
-    (routing.number_heard); from none once she has stopped them all."""
-    vault, p = ctx.services.vault, ctx.programme
-    sender = routing.number_heard(ctx.session, vault, p, supporter, ctx.text.to)
-    if sender is not None:
-        ctx.effects.text(ctx.sender, sender, wording.accept_after_stop(number))
+    told so, and how to hear that number again, where she can hear it (Inbound.reply_from)."""
+    ctx.reply(wording.accept_after_stop(number))
 
 
 def _at_limit(ctx: Inbound, supporter: Supporter) -> str:

@@ -104,9 +104,10 @@ def answer_where_heard(ctx: Inbound, supporter: Supporter) -> None:
     heard = routing.number_heard(
         ctx.session, ctx.services.vault, ctx.programme, supporter, ctx.text.to
     )
+    ctx.stopped_here = heard != ctx.text.to
     if heard is None:
         ctx.unheard = True
-    elif heard != ctx.text.to:
+    elif ctx.stopped_here:
         ctx.reply_from = heard
 
 
