@@ -163,20 +163,22 @@ def unknown_number() -> str:
 
 
 # A phone number as people write one: groups of digits apart by a space, a dash or a dot
-# ("116 123", "1-800-273-8255"); not "988 24 hours a day", two numbers.
-_WRITTEN_NUMBER = re.compile(r"[0-9]+(?:[ .-][0-9]{3,})*")
+# ("116 123", "1-800-273-8255"); not "988 24 hours a day", two numbers. An amount with its
+# thousands apart by commas ("1,000") is matched first, to be left as it is.
+_WRITTEN_NUMBER = re.compile(r"(?P<amount>[0-9]{1,3}(?:,[0-9]{3})+)|[0-9]+(?:[ .-][0-9]{3,})*")
 
 
 def digit_by_digit(text: str) -> str:
     """``text`` with every number of three or more digits read one digit at a time, its groups
     apart ("116 123": "1 1 6, 1 2 3"). A ``<Say>`` reads "988" as "nine hundred eighty-eight"
     and "911" as "nine hundred eleven", numbers nobody dials; what the line says aloud that
-    has digits (a crisis sentence, a programme's greeting) names a phone number, never an
-    amount. Shorter ones ("24/7", "press 1") stay as they are."""
+    has digits (a crisis sentence, a programme's greeting) names a phone number, rarely an
+    amount, which is left as it is when written with its thousands apart ("1,000"). Shorter
+    ones ("24/7", "press 1") stay as they are."""
 
     def apart(number: re.Match[str]) -> str:
         groups = re.findall(r"[0-9]+", number[0])
-        if sum(map(len, groups)) < 3:
+        if number["amount"] or sum(map(len, groups)) < 3:
             return number[0]
         return ", ".join(" ".join(group) for group in groups)
 
