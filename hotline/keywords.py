@@ -75,7 +75,7 @@ _ANSWERS = frozenset({"accept", "yes", "y", "pass", "no", "n", "done", "resource
 _DECORATION = re.compile(r"^[^\w?]+|[^\w?]+$")
 _HOURS = "h|hr|hrs|hour|hours"
 _MINUTES = "m|min|mins|minute|minutes"
-# BREAK, BREAK 2 (hours; BREAK 30, more hours than a break can be, minutes), BREAK 2h,
+# BREAK, BREAK 2 (hours up to BARE_HOURS; BREAK 30 or BREAK 20 minutes), BREAK 2h,
 # BREAK 30m, and as people write the rest: "45 minutes", "1h 30m", "1h30", "1 hour 30 minutes".
 # One the line does not read is a text to relay: inside a conversation the clinician got
 # "Break 1h 30m" from their peer, and she had no break.
@@ -93,6 +93,7 @@ _NO_CHECKINS = re.compile(
 )
 DEFAULT_BREAK = timedelta(hours=1)
 MAX_BREAK = timedelta(hours=24)
+BARE_HOURS = 12  # "BREAK 8" is a night's sleep; "BREAK 15" a quarter of an hour
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,8 @@ def parse(body: str) -> Command | None:
         return Command(Word.DISCIPLINE, discipline=DISCIPLINES[word])
     match = _BREAK.match(word)
     if match:
-        bare = match[2] is None and match[4] is None
-        return Command(Word.BREAK, duration=_break_length(match[1], match[3], match[4], bare))
+        no_unit = match[2] is None and match[4] is None
+        return Command(Word.BREAK, duration=_break_length(match[1], match[3], match[4], no_unit))
     return None
 
 
@@ -188,13 +189,13 @@ def _undecorated(text: str) -> str:
 
 
 def _break_length(
-    amount: str | None, and_minutes: str | None, minutes_unit: str | None, bare: bool
+    amount: str | None, and_minutes: str | None, minutes_unit: str | None, no_unit: bool
 ) -> timedelta:
-    """``amount`` hours (and ``and_minutes``), or minutes when its unit says so. A ``bare``
-    number over MAX_BREAK's hours is minutes: "BREAK 30", typed between patients, meant half an
-    hour, and put her on a break for a day."""
+    """``amount`` hours (and ``and_minutes``), or minutes when its unit says so. A number with
+    no unit over BARE_HOURS is minutes: "BREAK 30" or "BREAK 20", typed between patients,
+    meant minutes, and put her on a break for most of a day."""
     if amount is None:
         return DEFAULT_BREAK
-    in_minutes = minutes_unit or (bare and int(amount) > MAX_BREAK // timedelta(hours=1))
+    in_minutes = minutes_unit or (no_unit and int(amount) > BARE_HOURS)
     minutes = int(amount) if in_minutes else int(amount) * 60 + int(and_minutes or 0)
     return min(timedelta(minutes=max(minutes, 1)), MAX_BREAK)

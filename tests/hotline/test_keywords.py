@@ -33,7 +33,8 @@ KEYWORDS = [
     ("BREAK 1 hour 30 minutes", Command(Word.BREAK, duration=timedelta(minutes=90))),
     ("BREAK 45 minutes", Command(Word.BREAK, duration=timedelta(minutes=45))),
     ("BREAK 2", Command(Word.BREAK, duration=timedelta(hours=2))),
-    ("BREAK 24", Command(Word.BREAK, duration=timedelta(hours=24))),
+    ("BREAK 12", Command(Word.BREAK, duration=timedelta(hours=12))),
+    ("BREAK 20", Command(Word.BREAK, duration=timedelta(minutes=20))),  # was: 20 h
     ("BREAK 30", Command(Word.BREAK, duration=timedelta(minutes=30))),  # was: 24 h
     ("BREAK 90", Command(Word.BREAK, duration=timedelta(minutes=90))),
     ("BACK", Command(Word.BACK)),
