@@ -201,7 +201,9 @@ def _crisis_text(environ: Mapping[str, str]) -> str:
     """HOTLINE_CRISIS_TEXT, made plain, at most CRISIS_TEXT_LIMIT characters: said in every
     greeting, with the programme's greeting (a coordinator's, up to 1,000) beside it, and a
     text over 1,600 characters is refused by Twilio (21617), crisis sentence and all."""
-    text = plain(_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT)
+    text = plain(_get(environ, "HOTLINE_CRISIS_TEXT") or DEFAULT_CRISIS_TEXT).strip()
+    if not text:  # zero-width characters alone: no crisis line would be said at all
+        raise SettingsError("HOTLINE_CRISIS_TEXT has no text once made plain")
     if len(text) > CRISIS_TEXT_LIMIT:
         raise SettingsError(
             f"HOTLINE_CRISIS_TEXT must be at most {CRISIS_TEXT_LIMIT} characters "

@@ -75,7 +75,8 @@ def _log_start(redis: Redis, sweeping: bool) -> None:
     """One line saying the worker is up and where it takes jobs from (never the password):
     RQ's own lines are turned down to warnings, and an operator could not tell it had started."""
     kwargs = redis.connection_pool.connection_kwargs
-    where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')} db {kwargs.get('db', 0)}"
+    place = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+    where = f"{place} db {kwargs.get('db', 0)}"
     sweeper = (
         f", the sweeper every {tasks.SWEEP_INTERVAL.total_seconds():.0f} s" if sweeping else ""
     )

@@ -383,3 +383,5 @@ def test_a_crisis_sentence_too_long_for_the_greeting_is_refused_naming_the_setti
     assert load(tmp_path, HOTLINE_CRISIS_TEXT="Call 988. " * 50).crisis_text.startswith("Call")
     error = error_for(tmp_path, {"HOTLINE_NUMBER": HOTLINE, "HOTLINE_CRISIS_TEXT": "x" * 501})
     assert "HOTLINE_CRISIS_TEXT must be at most 500 characters (it has 501)" in error
+    invisible = {"HOTLINE_NUMBER": HOTLINE, "HOTLINE_CRISIS_TEXT": "\u200b\u00ad"}
+    assert "HOTLINE_CRISIS_TEXT has no text once made plain" in error_for(tmp_path, invisible)
