@@ -65,6 +65,7 @@ class Phones:
         self.hotline = hotline
         self.phones: dict[str, Phone] = {}
         self._rest_seen = len(hotline.fake.sent)
+        self._refused_seen = len(hotline.fake.refused)
 
     def phone(self, number: str) -> Phone:
         return self.phones.setdefault(number, Phone(number, self))
@@ -123,6 +124,19 @@ class Phones:
         assert not unread, f"unexpected texts: {unread}"
         stray = [m["to"] for m in self.hotline.fake.messages if m["to"] not in self.phones]
         assert not stray, f"texts to phones no test is holding: {stray}"
+        refused = self.hotline.fake.refused[self._refused_seen :]
+        # The line answered from a number Twilio blocks to that phone: nobody hears it.
+        stopped = [(m["from_"], m["to"], m["body"][:40]) for m in refused]
+        assert not stopped, f"texts Twilio refuses after a STOP (21610): {stopped}"
+
+    def expect_refused(self, contains: str, to: str) -> None:
+        """The oldest text Twilio refused (21610) since the last look, to ``to``, containing
+        ``contains``: one the line sends knowing it may not arrive (a clinician's greeting
+        after a STOP the line's record has but Twilio may not: "Stop." with its full stop)."""
+        refused = self.hotline.fake.refused[self._refused_seen :]
+        assert refused, f"expected a refused text containing {contains!r}, got none"
+        assert refused[0]["to"] == to and contains in refused[0]["body"], refused[0]
+        self._refused_seen += 1
 
 
 @pytest.fixture

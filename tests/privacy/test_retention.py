@@ -242,6 +242,7 @@ def test_forget_erases_an_opt_out_with_no_clinician_row_and_the_purge_the_rest(
     phones.phone(CLINICIAN).texts("FORGET")
     assert _optouts(hotline) == 0
     phones.phone(CLINICIAN).expect_nothing()  # Twilio's STOP stands
+    phones.expect_refused("erased", to=CLINICIAN)
 
     phones.phone("+15550109002").texts("STOP")  # and one who never writes again
     hotline.clock.advance(days=hotline.settings.retention_days - 1)

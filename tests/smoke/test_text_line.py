@@ -818,7 +818,9 @@ def test_a_peer_taking_a_request_from_someone_who_stopped_texts_is_told_to_call(
     clinician.texts("I need to talk to someone")
     # The line greets them, but Twilio drops it (21610): the fake once delivered it anyway.
     # The hotline number is the only one that texts them, so nothing else could reach them.
+    # (Sent all the same: the line's record of a STOP is not always Twilio's, see expect_refused.)
     clinician.expect_nothing()
+    phones.expect_refused("confidential", to=CLINICIANS[0])
     alice.expect_text(OFFER)
     alice.texts("ACCEPT")
     told = alice.expect_text("stopped texts from this line")
@@ -854,6 +856,7 @@ def test_an_opt_out_in_a_word_only_twilio_knows_ends_it_and_is_not_relayed(
         assert session.scalar(select(Conversation.state)) == ConversationState.ENDED
     clinician.texts("I need to talk to someone")  # no START: Twilio still blocks the line
     clinician.expect_nothing()  # the greeting, which Twilio drops (the fake delivered it)
+    phones.expect_refused("confidential", to=CLINICIANS[0])
     alice.expect_text(OFFER)
     alice.texts("ACCEPT")
     alice.expect_text("stopped texts from this line")
@@ -1594,6 +1597,7 @@ def test_a_clinician_s_start_with_punctuation_after_stop_leaves_the_opt_out_stan
     clinician.texts("STOP")
     clinician.texts("Start!")
     clinician.expect_nothing()  # the greeting, which Twilio drops (the fake delivered it)
+    phones.expect_refused("confidential", to=CLINICIANS[0])
     alice.expect_text(OFFER)
     alice.texts("ACCEPT")
     alice.expect_text("stopped texts from this line")
