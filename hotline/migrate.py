@@ -6,6 +6,7 @@ The database URL travels in ``Config.attributes`` to ``migrations/env.py``, whic
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -18,6 +19,18 @@ from hotline.db import make_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 NEEDS_UPGRADE = "needs `hotline db upgrade`"
+
+
+class _NoContextLines(logging.Filter):
+    """Alembic's two INFO lines on every look at the revision ("Context impl PostgresqlImpl.",
+    "Will assume transactional DDL."): every CLI command and every process start printed them
+    to stderr, where the IT team looks for what went wrong. "Running upgrade ..." stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl ", "Will assume "))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_NoContextLines())
 
 
 def alembic_config(database_url: str) -> Config:
