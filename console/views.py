@@ -10,8 +10,10 @@ phone number is only ever shown masked.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -23,7 +25,7 @@ from console import auth
 from console.context import now, services, zone_of
 from console.forms import ActionForm, PasswordForm, ProgrammeForm, SignInForm, options
 from console.security import csrf
-from hotline import audit, signin, status
+from hotline import audit, signin, status, wording
 from hotline.db import transaction
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,14 @@ def changed_meanwhile(error: IntegrityError) -> ResponseReturnValue:
     adds of one phone number, each checked before either was written): a page, not a 500."""
     log.warning("console change refused by a concurrent one on %s", request.endpoint)
     return render_template("console/conflict.html"), 409
+
+
+@bp.app_template_filter("local")
+def local(at: datetime, zone: ZoneInfo, form: str) -> str:
+    """``at`` on the programme's clock as ``form`` says, and which reading in the hour the clock
+    reads twice (a break until the second 01:10 read "until 01:10", over at first sight)."""
+    here = at.astimezone(zone)
+    return here.strftime(form) + wording.which_reading(here)
 
 
 @bp.app_context_processor

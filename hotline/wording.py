@@ -512,13 +512,14 @@ def truncate(body: str, limit: int = MAX_TEXT) -> str:
 
 def _local(at: datetime, zone: ZoneInfo) -> str:
     local = at.astimezone(zone)
-    return local.strftime("%a %-I:%M %p").replace(" 0", " ") + _which_reading(local)
+    return local.strftime("%a %-I:%M %p").replace(" 0", " ") + which_reading(local)
 
 
-def _which_reading(local: datetime) -> str:
+def which_reading(local: datetime) -> str:
     """The offset's name (" EST") after a time the clock reads twice, in the hour clocks go
     back; else nothing. An hour's break from the first 1:10 AM ends at the second: "until
-    1:10 AM" read as over, and "EDT" or "EST" is what the phone's own clock shows then."""
+    1:10 AM" read as over, and "EDT" or "EST" is what the phone's own clock shows then. The
+    console's times say it too (console.views.local)."""
     if local.replace(fold=1 - local.fold).utcoffset() == local.utcoffset():
         return ""
     return f" {local.tzname()}"
@@ -534,7 +535,7 @@ def verification_code(p: ProgrammeConfig, code: str, minutes: int) -> str:
 def _dated(at: datetime, zone: ZoneInfo) -> str:
     """Tue 8 Dec 2:00 PM: a warning can be days ahead, so the weekday alone is not enough."""
     local = at.astimezone(zone)
-    clock = f"{local.hour % 12 or 12}:{local:%M %p}{_which_reading(local)}"
+    clock = f"{local.hour % 12 or 12}:{local:%M %p}{which_reading(local)}"
     return f"{local:%a} {local.day} {local:%b} {clock}"
 
 

@@ -16,9 +16,9 @@ from icalendar import Calendar
 
 from hotline import feeds, schedule
 from hotline.db import transaction
-from hotline.models import Programme, ScheduleSettings
+from hotline.models import Programme, ScheduleSettings, Supporter
 from hotline.people import ALERT_CONTEXT
-from tests.console.conftest import Console, add_verified
+from tests.console.conftest import Console, add_verified, sign_in
 from tests.kit.phones import Phones
 
 ALICE, BOB = "+15550108001", "+15550108002"
@@ -221,3 +221,21 @@ def test_the_next_peer_time_a_clinician_is_told_is_the_handoff_after_the_skip(
     assert "The next peer comes on call at Sun 3:30 AM." in reply.body
     assert on_call(console, utc(2026, 3, 8, 7, 30)) == {alice}  # 03:30 EDT
     assert on_call(console, utc(2026, 3, 8, 7, 30) - timedelta(seconds=1)) == set()
+
+
+def test_a_break_ending_in_the_repeated_hour_shows_which_reading_on_the_live_page(
+    console: Console,
+) -> None:
+    """Alice, in New York, takes an hour's break at the first 1:10 AM on the night clocks go
+    back: it ends at the second 1:10. The Live page read "until Sun 01:10", over already at
+    first sight; now it names the reading, as her own text does ("EST")."""
+    hotline = console.hotline
+    in_zone(console, "America/New_York")
+    hotline.clock.now = utc(2026, 11, 1, 5, 10)  # 01:10 EDT, the first reading
+    alice = hotline.add_supporter("Alice", ALICE)
+    with transaction(hotline.services.sessions) as session:
+        session.get_one(Supporter, alice).break_until = utc(2026, 11, 1, 6, 10)  # 01:10 EST
+    assert sign_in(console.client) == 302  # signed in again: the session is months old
+    live = console.get("/console/live")
+    assert "until Sun 01:10 EST" in live, live
+    assert "As of Sun 01 Nov 2026 01:10 EDT" in live
