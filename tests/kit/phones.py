@@ -20,7 +20,18 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.kit.harness import HOTLINE, Hotline
+from tests.kit.harness import HOTLINE, POOL, Hotline
+
+# A supporter's word after her STOP to the first pool number: sent there, sent to the hotline
+# number, or sent there once she has stopped every number of the line.
+AFTER_HER_STOP = pytest.mark.parametrize(
+    ("stopped", "to"),
+    [
+        pytest.param("its number", POOL[0], id="on its number"),
+        pytest.param("its number", HOTLINE, id="to the hotline number"),
+        pytest.param("every number", POOL[0], id="every number stopped"),
+    ],
+)
 
 
 @dataclass(frozen=True)

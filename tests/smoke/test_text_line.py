@@ -29,7 +29,7 @@ from hotline.models import (
 from hotline.programme_settings import TEXT_LIMITS
 from tests.kit.crowd import Crowd, Post
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline
-from tests.kit.phones import Phone, Phones
+from tests.kit.phones import AFTER_HER_STOP, Phone, Phones
 from tests.kit.signing import deliver_to
 from tests.kit.sms import segments
 
@@ -1174,14 +1174,7 @@ def test_a_text_on_a_number_she_stopped_is_not_told_to_accept_what_waits_there(
     phones.assert_no_unexpected()  # nothing refused by Twilio either
 
 
-@pytest.mark.parametrize(
-    ("stopped", "to"),
-    [
-        pytest.param("its number", POOL[0], id="on its number"),
-        pytest.param("its number", HOTLINE, id="to the hotline number"),
-        pytest.param("every number", POOL[0], id="every number stopped"),
-    ],
-)
+@AFTER_HER_STOP
 def test_a_late_accept_on_a_number_the_supporter_stopped_does_not_take_the_request(
     hotline: Hotline, phones: Phones, stopped: str, to: str
 ) -> None:
@@ -1553,7 +1546,7 @@ def test_a_start_to_the_old_hotline_number_lifts_the_stop_kept_for_it(
         hotline.add_supporter("Cleo", CLINICIANS[0])
     cleo = phones.phone(CLINICIANS[0])
     cleo.texts("STOP")  # Twilio itself answers the opt-out word
-    _renumber(hotline, renumbered, pool=(HOTLINE,))
+    _set_pool(hotline, (HOTLINE,), number=renumbered)
     cleo.texts("START", to=HOTLINE)  # Twilio itself answers the opt-in word
     if not on_the_roster:  # anyone else texting the old number: told the new one, as ever
         cleo.expect_text(f"For peer support, text {renumbered}.", from_=HOTLINE)
@@ -1959,7 +1952,9 @@ def _connected(hotline: Hotline, phones: Phones, add_alice: bool = True) -> tupl
     return phones.talking(CLINICIANS[0], ALICE)
 
 
-def _set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:
+def _set_pool(hotline: Hotline, pool: tuple[str, ...], number: str | None = None) -> None:
+    """`hotline programme add SLUG --pool POOL` (with ``number``, `--number NUMBER` too: a
+    renumbered programme, whose old number must stay in the pool)."""
     from hotline.db import transaction
     from hotline.models import Programme
     from hotline.programmes import ensure_programme
@@ -1970,24 +1965,7 @@ def _set_pool(hotline: Hotline, pool: tuple[str, ...]) -> None:
             session,
             slug=programme.slug,
             name=programme.name,
-            hotline_number=programme.hotline_number,
-            pool_numbers=pool,
-        )
-
-
-def _renumber(hotline: Hotline, number: str, pool: tuple[str, ...]) -> None:
-    """`hotline programme add SLUG --number NUMBER --pool POOL`: the old number must stay."""
-    from hotline.db import transaction
-    from hotline.models import Programme
-    from hotline.programmes import ensure_programme
-
-    with transaction(hotline.services.sessions) as session:
-        programme = session.get_one(Programme, hotline.programme_id)
-        ensure_programme(
-            session,
-            slug=programme.slug,
-            name=programme.name,
-            hotline_number=number,
+            hotline_number=number or programme.hotline_number,
             pool_numbers=pool,
         )
 

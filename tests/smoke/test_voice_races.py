@@ -32,7 +32,7 @@ from hotline.speech import digit_by_digit
 from tests.kit.databases import sent_behind_a_lock
 from tests.kit.fake_twilio import AUTH_TOKEN
 from tests.kit.harness import HOTLINE, POOL, PUBLIC_URL, Hotline, retiring
-from tests.kit.phones import Phone, Phones
+from tests.kit.phones import AFTER_HER_STOP, Phone, Phones
 from tests.kit.signing import signed_post
 
 ALICE, BOB = "+15550108001", "+15550108002"
@@ -700,14 +700,7 @@ def test_an_accept_again_after_her_stop_to_the_claims_number_is_answered_where_s
     phones.assert_no_unexpected()
 
 
-@pytest.mark.parametrize(
-    ("stopped", "to"),
-    [
-        pytest.param("its number", POOL[0], id="on its number"),
-        pytest.param("its number", HOTLINE, id="to the hotline number"),
-        pytest.param("every number", POOL[0], id="every number stopped"),
-    ],
-)
+@AFTER_HER_STOP
 def test_a_pass_after_her_stop_to_the_claims_number_is_answered_where_she_hears_it(
     hotline: Hotline, phones: Phones, stopped: str, to: str
 ) -> None:
